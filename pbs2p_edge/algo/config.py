@@ -1,0 +1,122 @@
+"""CompressConfig: the one frozen, versioned description of how a model is compressed.
+
+Every choice the PBS2P paper leaves open is a field here, with its default and the reason for it
+in the field comment. The config is passed in, never read from a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+CONFIG_VERSION = 1
+
+# method -> does it prune (N:M)?  Order is the order of the quality table.
+METHODS = {
+    "rtn": False,  # per-row sign binarization, alpha = mean|w|, no Hessian
+    "magnitude": True,  # magnitude N:M prune, then per-row sign binarization, no Hessian
+    "billm": False,  # BiLLM: salient columns (2nd-order residual) + 2 split groups, GPTQ loop
+    "arb": False,  # ARB-LLM_X: BiLLM structure, alternating refinement in the H-weighted norm
+    "arb-rc": False,  # ARB-LLM_RC: row x column scales, no mean, salient + split groups
+    "stbllm": True,  # STBLLM: N:M by |W|*||x_j||, salient + 3 split groups, pruned stay zero
+    "pbs2p": True,  # PBS2P: CFS (layer N + OBS score) and SPBO progressive prune + ARB refit
+}
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    """'4:8' -> (4, 8), N kept out of every M. Raises ConfigError on anything else."""
+    try:
+        n_s, m_s = text.split(":")
+        n, m = int(n_s), int(m_s)
+    except (ValueError, AttributeError):
+        raise ConfigError(f"N:M must look like 4:8 (N kept of every M), got {text!r}") from None
+    check_nm(n, m)
+    return n, m
+
+
+def check_nm(n: int, m: int) -> None:
+    if m not in (2, 4, 8, 16):
+        raise ConfigError(f"M must be one of 2, 4, 8, 16, got {m}")
+    if not 1 <= n <= m:
+        raise ConfigError(f"N must be in 1..M={m} (N is the number kept), got {n}:{m}")
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    method: str = "pbs2p"
+    n: int = 6  # kept per M-group (target mean for CFS); n == m means no pruning
+    m: int = 8
+    block_size: int = 128  # GPTQ column block, also the scale group of alpha/mu (last block may be partial)
+    percdamp: float = 0.01  # H += percdamp * mean(diag H) * I
+    # --- binarizer structure (BiLLM / ARB family) ---
+    salient: bool | None = None  # salient columns with 2nd-order residual; None = method default
+    max_salient: int = 49  # search k in 1..max_salient (per block), by reconstruction error
+    split_groups: int | None = None  # non-salient magnitude groups (1, 2 or 3); None = method default
+    use_mean: bool | None = None  # mu term; None = method default (False for rtn/magnitude/arb-rc)
+    arb_iters: int = 15  # ARB alternations per region
+    # --- PBS2P ---
+    spbo_steps: int | None = None  # tau; None = M - N_l (one pruned element per M-group per step)
+    spbo_iters: int = 3  # ARB alternations after each SPBO step
+    cfs: bool = True  # per-layer N from block importance; False = the same N everywhere
+    cfs_low: int = 1  # N_l in [n - cfs_low, n + cfs_high]
+    cfs_high: int = 1
+    intra_block_update: bool = False  # GPTQ-style update of later columns inside a block (baselines: no)
+    seed: int = 0
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        check_nm(self.n, self.m)
+        if self.block_size < 1 or self.block_size % self.m:
+            raise ConfigError(f"block_size must be a positive multiple of M={self.m}, got {self.block_size}")
+        if not 0 <= self.percdamp < 1:
+            raise ConfigError(f"percdamp must be in [0, 1), got {self.percdamp}")
+        if self.split_groups is not None and self.split_groups not in (1, 2, 3):
+            raise ConfigError(f"split_groups must be 1, 2 or 3, got {self.split_groups}")
+        if self.arb_iters < 0 or self.spbo_iters < 0 or self.max_salient < 1:
+            raise ConfigError("arb_iters and spbo_iters must be >= 0 and max_salient >= 1")
+        if self.spbo_steps is not None and self.spbo_steps < 1:
+            raise ConfigError(f"spbo_steps must be >= 1, got {self.spbo_steps}")
+        if self.cfs_low < 0 or self.cfs_high < 0:
+            raise ConfigError("cfs_low and cfs_high must be >= 0")
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(f"config version {self.version} is not supported (this build: {CONFIG_VERSION})")
+
+    @property
+    def prunes(self) -> bool:
+        """True when this config removes weights (N < M for a pruning method)."""
+        return METHODS[self.method] and self.n < self.m
+
+    def resolved(self) -> "CompressConfig":
+        """The same config with every None default replaced by the method's value."""
+        defaults = {
+            "rtn": (False, 1, False),
+            "magnitude": (False, 1, False),
+            "billm": (True, 2, True),
+            "arb": (True, 2, True),
+            "arb-rc": (True, 2, False),
+            "stbllm": (True, 3, True),
+            "pbs2p": (False, 1, True),  # [choice] cheapest honest storage; salient/split measured in bench/
+        }[self.method]
+        sal, split, mean = defaults
+        return dataclasses.replace(
+            self,
+            n=self.n if METHODS[self.method] else self.m,
+            salient=sal if self.salient is None else self.salient,
+            split_groups=split if self.split_groups is None else self.split_groups,
+            use_mean=mean if self.use_mean is None else self.use_mean,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompressConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**d)

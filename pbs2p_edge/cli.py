@@ -1,0 +1,143 @@
+"""The `pbs2p-edge` command line: the only argument parser of the package.
+
+Each sub-command parses and checks its arguments, then calls one function of `pbs2p_edge.commands`.
+Every Pbs2pError (and bad arguments) prints one line `pbs2p-edge: error: ...` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ConfigError, Pbs2pError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
+    from .algo.config import METHODS
+
+    g = p.add_argument_group("compression")
+    g.add_argument("--method", default="pbs2p", help=f"one of: {', '.join(METHODS)} (default pbs2p)")
+    g.add_argument("--nm", default=default_nm, help=f"N:M, N kept of every M (default {default_nm})")
+    g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, wikitext2, c4, ptb or a file")
+    g.add_argument("--nsamples", type=_positive_int, default=128, help="calibration windows (default 128)")
+    g.add_argument("--seqlen", type=_positive_int, default=2048, help="tokens per calibration window (default 2048)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--block-size", type=_positive_int, default=128, help="GPTQ column block and scale group")
+    g.add_argument("--salient", choices=("auto", "on", "off"), default="auto", help="salient columns (2nd-order)")
+    g.add_argument("--split-groups", type=int, choices=(1, 2, 3), default=None, help="non-salient magnitude groups")
+    g.add_argument("--no-cfs", action="store_true", help="PBS2P: same N in every layer (no coarse CFS stage)")
+    g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .algo.config import CompressConfig, parse_nm
+
+    n, m = parse_nm(args.nm)
+    return CompressConfig(
+        method=args.method,
+        n=n,
+        m=m,
+        block_size=args.block_size,
+        salient=None if args.salient == "auto" else args.salient == "on",
+        split_groups=args.split_groups,
+        cfs=not args.no_cfs,
+        seed=args.seed,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pbs2p-edge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("compress", help="compress a Hugging Face causal LM into a checkpoint directory")
+    p.add_argument("model", help=f"model source: alias ({DEFAULT_MODEL}), local dir, .gguf file or hub id")
+    p.add_argument("out_dir", help="checkpoint directory to write (replaced atomically)")
+    _add_compress_options(p, default_nm="6:8")
+
+    p = sub.add_parser("eval", help="perplexity of a model or compressed checkpoint")
+    p.add_argument("model", help="model source or compressed checkpoint directory")
+    p.add_argument("--data", default="austen:prideprejudice", help="evaluation text (default austen:prideprejudice)")
+    p.add_argument("--seqlen", type=_positive_int, default=2048)
+    p.add_argument("--max-windows", type=_positive_int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("export", help="compress if needed, then write a GGUF file")
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"model source or checkpoint (default {DEFAULT_MODEL})")
+    p.add_argument("out", help="output file: .gguf")
+    p.add_argument("--embed-type", choices=("f16", "q8_0"), default="f16", help="embeddings/head storage")
+    _add_compress_options(p, default_nm="6:8")
+
+    p = sub.add_parser("inspect", help="describe a GGUF file or checkpoint: layers, N:M, honest bits per weight")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import commands
+
+    if args.command == "compress":
+        cfg = _config_from_args(args)
+        summary = commands.compress(
+            args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
+            seqlen=args.seqlen, device=args.device, progress=not args.quiet,
+        )
+        print(json.dumps(summary, indent=2))
+    elif args.command == "eval":
+        res = commands.evaluate(args.model, args.data, args.seqlen, args.max_windows, args.device)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            print(f"ppl {res['ppl']:.4f} over {res['windows']} windows ({res['tokens']} tokens predicted)")
+    elif args.command == "export":
+        cfg = _config_from_args(args)
+        summary = commands.export(
+            args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
+            device=args.device, progress=not args.quiet, embed_type=args.embed_type,
+        )
+        print(json.dumps(summary, indent=2))
+    elif args.command == "inspect":
+        info = commands.inspect(args.file)
+        print(json.dumps(info, indent=2) if args.json else commands.format_inspect(info))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except Pbs2pError as e:
+        print(f"pbs2p-edge: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the user named cannot be read or written
+        print(f"pbs2p-edge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pbs2p-edge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
