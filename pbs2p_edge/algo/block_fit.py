@@ -1,0 +1,112 @@
+"""BlockFit: the working binarized form of one column block, its exact dequantization, and assembly.
+
+A BlockFit is what every binarizer produces and refines for the columns [start, end) of a layer;
+`assemble` writes the blocks into one LayerResult. `dequant` evaluates the same float32 operations
+in the same order as LayerResult.dequantize, so the Q the GPTQ loop compensates for is bit-exactly
+what the packed file reproduces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .result import LayerResult
+
+
+@dataclass
+class BlockFit:
+    kept: torch.Tensor  # (R, b) bool, True = kept
+    region: torch.Tensor  # (R, b) int64: 0 = salient column, 1 + k = split group k (any value where pruned)
+    salient: torch.Tensor  # (b,) bool
+    s0: torch.Tensor  # (R, b) float32 in {-1, +1}, plane 0 signs
+    s1: torch.Tensor | None  # (R, b) float32 in {-1, +1}, plane 1 (read in salient columns); None = no salient
+    alpha: torch.Tensor  # (P, 1+S, R) float32, scale of plane p in region r
+    mu: torch.Tensor  # (1+S, R) float32, mean term per region (all 0 without a mean)
+    col: torch.Tensor | None  # (1+S, b) float32 ARB-RC column scales per region, or None
+
+    @property
+    def regions(self) -> list[int]:
+        """Regions this block can hold: 0 only with salient columns, then 1..S."""
+        S = self.mu.shape[0] - 1
+        return ([0] if self.s1 is not None else []) + list(range(1, 1 + S))
+
+    def dequant(self, s0: torch.Tensor | None = None, s1: torch.Tensor | None = None,
+                use_col: bool = True) -> torch.Tensor:
+        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs."""
+        s0 = self.s0 if s0 is None else s0
+        s1 = self.s1 if s1 is None else s1
+        R, b = self.kept.shape
+        v = self.alpha[0].T.gather(1, self.region) * s0  # alpha[0][region[i, j], i]
+        if self.s1 is not None:
+            v = torch.where(self.salient.expand(R, b), v + self.alpha[1, 0][:, None] * s1, v)
+        v = v + self.mu.T.gather(1, self.region)
+        if use_col and self.col is not None:
+            v = v * self.col.gather(0, self.region)  # col[region[i, j], j]
+        return torch.where(self.kept, v, torch.zeros((), dtype=v.dtype, device=v.device))
+
+    def level_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every element's reachable values: signs (C, 2) float, levels (C, R, b); C = 2 or 4.
+
+        Combination c sets s0 = signs[c, 0], s1 = signs[c, 1]. Positive combinations come first, so
+        an argmin tie picks +1 (matching sign(0) = +1).
+        """
+        one = torch.ones_like(self.s0)
+        if self.s1 is None:
+            signs = torch.tensor([[1.0, 1.0], [-1.0, 1.0]], device=one.device)
+        else:
+            signs = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], device=one.device)
+        levels = torch.stack([self.dequant(one * a, one * c) for a, c in signs.tolist()])
+        return signs, levels
+
+    def set_choice(self, signs: torch.Tensor, choice: torch.Tensor) -> None:
+        """Sets the signs from a (R, b) index into level_table's combinations."""
+        self.s0 = signs[choice, 0]
+        if self.s1 is not None:
+            self.s1 = signs[choice, 1]
+
+    def resign(self, W: torch.Tensor) -> None:
+        """B step: every element takes its nearest reachable level (for first order with alpha >= 0
+        this is sign(w - mu); for 2nd order the nearest of the four levels, as ARB prescribes)."""
+        signs, levels = self.level_table()
+        self.set_choice(signs, (W[None] - levels).abs().argmin(0))
+
+    def rounded(self) -> "BlockFit":
+        """The same fit with alpha, mu and col held in float16-representable float32 values."""
+        def r16(t):
+            return None if t is None else t.half().float()
+        return dataclasses.replace(self, alpha=r16(self.alpha), mu=r16(self.mu), col=r16(self.col))
+
+
+def assemble(fits: list[BlockFit], R: int, K: int, n: int, m: int, group_size: int,
+             split_groups: int, salient: bool, rc: bool, loss: float) -> LayerResult:
+    """Writes the per-block fits (in column order) into one LayerResult in canonical form:
+    signs False where pruned, plane 1 False outside salient columns, group 0 for salient or pruned
+    elements, unused regions' alpha/mu 0, unused col_scale 1."""
+    dev = fits[0].kept.device
+    P, S, G = (2 if salient else 1), split_groups, len(fits)
+    mask = torch.zeros(R, K, dtype=torch.bool, device=dev)
+    signs = torch.zeros(P, R, K, dtype=torch.bool, device=dev)
+    sal = torch.zeros(K, dtype=torch.bool, device=dev)
+    group = torch.zeros(R, K, dtype=torch.uint8, device=dev)
+    alpha = torch.zeros(P, 1 + S, R, G, device=dev)
+    mu = torch.zeros(1 + S, R, G, device=dev)
+    col = torch.ones(1 + S, K, device=dev) if rc else None
+    start = 0
+    for g, f in enumerate(fits):
+        end = start + f.kept.shape[1]
+        mask[:, start:end] = f.kept
+        signs[0, :, start:end] = f.kept & (f.s0 > 0)
+        if salient:
+            signs[1, :, start:end] = f.kept & (f.s1 > 0) & f.salient
+        sal[start:end] = f.salient
+        group[:, start:end] = torch.where(f.kept & ~f.salient, f.region - 1, 0).to(torch.uint8)
+        alpha[..., g] = f.alpha
+        mu[..., g] = f.mu
+        if rc:
+            col[:, start:end] = f.col
+        start = end
+    return LayerResult(mask=mask, signs=signs, salient=sal, group=group, alpha=alpha, mu=mu,
+                       col_scale=col, n=n, m=m, group_size=group_size, loss=loss)

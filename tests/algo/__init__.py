@@ -1,0 +1,1 @@
+"""Tests of pbs2p_edge.algo: the pure compression math."""
