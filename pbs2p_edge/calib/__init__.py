@@ -1,0 +1,1 @@
+"""Text and calibration: corpora, token windows, and the one Hessian accumulator."""

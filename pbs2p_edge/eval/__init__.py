@@ -1,0 +1,1 @@
+"""Evaluation of a (compressed) causal LM: perplexity over non-overlapping windows."""

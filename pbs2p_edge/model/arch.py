@@ -1,0 +1,106 @@
+"""Registry of supported decoder architectures: where the blocks are, their linears in execution order, how to run one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ModelError
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How one architecture family is laid out.
+
+    blocks: dotted path of the nn.ModuleList of decoder blocks.
+    linears: names of the nn.Linear modules inside one block, in the order the block runs them.
+    embeds: dotted paths of the modules the model runs before block 0 (moved to the compute device
+            while block-0 inputs are captured); a missing or None one is skipped (OPT project_in).
+    """
+
+    family: str
+    blocks: str
+    linears: tuple[str, ...]
+    embeds: tuple[str, ...]
+
+
+_LLAMA = ArchSpec(
+    family="llama",
+    blocks="model.layers",
+    linears=(
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    ),
+    embeds=("model.embed_tokens", "model.rotary_emb"),
+)
+_OPT = ArchSpec(
+    family="opt",
+    blocks="model.decoder.layers",
+    linears=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"),
+    embeds=("model.decoder.embed_tokens", "model.decoder.embed_positions", "model.decoder.project_in"),
+)
+
+# config.model_type -> layout. Mistral and Qwen2 share Llama's block structure (Qwen2 adds q/k/v bias).
+ARCHS: dict[str, ArchSpec] = {"llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "opt": _OPT}
+
+
+def arch_for(model: nn.Module) -> ArchSpec:
+    """The ArchSpec of a loaded causal LM; ModelError naming the supported ones otherwise."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ARCHS:
+        raise ModelError(f"unsupported architecture {model_type!r}; supported: {', '.join(sorted(ARCHS))}")
+    # Block inputs are captured once at block 0 and reused for every block, so every block must see
+    # the same attention mask: a mix of full and sliding-window layers cannot be replayed that way.
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and len(set(layer_types)) > 1:
+        raise ModelError(f"{model_type} with mixed attention layer types {sorted(set(layer_types))} is not supported")
+    return ARCHS[model_type]
+
+
+def decoder_blocks(model: nn.Module, spec: ArchSpec | None = None) -> nn.ModuleList:
+    spec = spec or arch_for(model)
+    return model.get_submodule(spec.blocks)
+
+
+def block_linears(block: nn.Module, spec: ArchSpec) -> dict[str, nn.Linear]:
+    """name inside the block -> nn.Linear, in execution order."""
+    out = {}
+    for name in spec.linears:
+        module = block.get_submodule(name)
+        if not isinstance(module, nn.Linear):
+            raise ModelError(f"{spec.family} block: {name} is a {type(module).__name__}, expected nn.Linear")
+        out[name] = module
+    return out
+
+
+def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:
+    """The modules run before block 0 that exist in this model (OPT's project_in is often None)."""
+    found = []
+    for path in spec.embeds:
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if module is not None:
+            found.append(module)
+    return found
+
+
+def run_block(block: nn.Module, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """Output hidden states (B, T, D) of one decoder block on inputs x (B, T, D).
+
+    kwargs are the ones captured at block 0 (attention_mask, position_ids, position_embeddings,
+    use_cache=False, ...); transformers 5 blocks return a tensor, older ones a tuple.
+    """
+    out = block(x, **kwargs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def check_seqlen(model: nn.Module, seqlen: int) -> None:
+    """ConfigError when windows of `seqlen` tokens exceed the model's position range (OPT: learned positions)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if limit is not None and seqlen > limit:
+        raise ConfigError(f"seqlen {seqlen} exceeds this model's max_position_embeddings {limit}")

@@ -1,0 +1,44 @@
+"""Load a causal LM and its tokenizer from any ModelSource, in eval mode, as a typed failure when it cannot."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..errors import ModelError
+from .arch import arch_for
+from .sources import ModelSource, resolve_source
+
+log = logging.getLogger(__name__)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtype = torch.float32, offline: bool = False):
+    """(model, tokenizer) for `source`, on `device`, weights in `dtype`, eval mode.
+
+    GGUF sources are dequantized by transformers (needs the `gguf` package). `offline=True` never
+    touches the network (hub ids must then be in the local cache). The architecture must be one
+    that model/arch.py supports, so an unusable model fails here and not half-way through a run.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = source if isinstance(source, ModelSource) else resolve_source(source)
+    kwargs: dict = {"local_files_only": offline}
+    if src.gguf_file is not None:
+        kwargs["gguf_file"] = src.gguf_file
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src.location, dtype=dtype, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(src.location, **kwargs)
+    except (OSError, ValueError, ImportError, KeyError, RuntimeError) as exc:
+        where = "the hub (offline or unknown id?)" if src.kind == "hub" else src.location
+        raise ModelError(f"cannot load model {src.text!r} from {where}: {_one_line(exc)}") from exc
+    arch_for(model)  # raises ModelError naming the supported architectures
+    model.eval()
+    model.to(device)
+    log.info("loaded %s (%s) on %s", src.text, model.config.model_type, device)
+    return model, tokenizer

@@ -1,0 +1,192 @@
+"""Compress a whole model block by block: capture inputs, accumulate Hessians, compress every linear, propagate."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..algo.config import CompressConfig
+from ..algo.result import LayerResult
+from ..calib.hessian import accumulate_hessians
+from ..errors import ConfigError
+from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, run_block
+from .capture import capture_block_inputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressionRun:
+    """What compress_model did.
+
+    results: full module name ("model.layers.0.self_attn.q_proj") -> LayerResult (on CPU).
+    layer_n: the same names -> N kept per M-group in that layer.
+    importance: per block, CFS importance 1/mean cos(block input, output) of the FP model
+                ([] when CFS is off); block_n: N_l per block.
+    seconds: wall time of compress_model; peak_memory_bytes: CUDA peak allocated on a CUDA device,
+             else the process's peak resident set size (includes the model itself).
+    config: the resolved config that was used.
+    """
+
+    results: dict[str, LayerResult]
+    layer_n: dict[str, int]
+    importance: list[float]
+    block_n: list[int]
+    seconds: float
+    peak_memory_bytes: int
+    config: CompressConfig
+
+
+def _peak_memory(device: torch.device) -> int:
+    """CUDA: peak bytes allocated on device since compress_model started; CPU: the process's peak
+    resident set size in bytes (ru_maxrss: KiB on Linux, bytes on macOS), 0 where `resource` does not exist."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def uses_cfs(cfg: CompressConfig) -> bool:
+    """CFS' coarse stage (per-block N) applies to PBS2P when it prunes and cfg.cfs is on."""
+    return cfg.method == "pbs2p" and cfg.cfs and cfg.prunes
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _to_cpu(result: LayerResult) -> LayerResult:
+    moved = {
+        f.name: getattr(result, f.name).cpu()
+        for f in dataclasses.fields(result)
+        if isinstance(getattr(result, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(result, **moved)
+
+
+@torch.no_grad()
+def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor | None) -> torch.Tensor | None:
+    """out[j] = block(x[j]) for every window j, batch 1; out may be x itself (windows are
+    independent), or None to run only for the hooks' sake and keep nothing."""
+    for j in range(x.shape[0]):
+        y = run_block(block, x[j : j + 1], kwargs)
+        if out is not None:
+            out[j : j + 1] = y
+    return out
+
+
+@torch.no_grad()
+def _block_importances(blocks: nn.ModuleList, x: torch.Tensor, kwargs: dict, device) -> list[float]:
+    """CFS importance of every block of the full-precision model, one pass over all windows."""
+    from ..algo.cfs import block_importance
+
+    importance = []
+    h = x.clone()
+    for block in blocks:
+        home = _device_of(block)
+        block.to(device)
+        out = _run_all(block, h, kwargs, torch.empty_like(h))
+        block.to(home)
+        importance.append(float(block_importance(h, out)))
+        h = out
+    return importance
+
+
+def _allocate(blocks: nn.ModuleList, spec: ArchSpec, importance: list[float], cfg: CompressConfig) -> list[int]:
+    """N_l per block: allocate_n over blocks weighted by each block's linear parameter count, so the
+    parameter-weighted mean of N_l is cfg.n. Every linear of block l gets that block's N_l."""
+    from ..algo.cfs import allocate_n
+
+    params = [sum(lin.weight.numel() for lin in block_linears(b, spec).values()) for b in blocks]
+    return [int(v) for v in allocate_n(importance, params, cfg.n, cfg.m, cfg.cfs_low, cfg.cfs_high)]
+
+
+def compress_model(
+    model: nn.Module,
+    calib_ids: torch.Tensor,
+    cfg: CompressConfig,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    num_blocks: int | None = None,
+) -> CompressionRun:
+    """Compress every linear of every decoder block of `model` in place (weights ← dequantized result).
+
+    calib_ids: (nsamples, seqlen) int64 calibration windows. Only one block and the activations of
+    all windows at that block, (nsamples, seqlen, D) on `device`, are on `device` at a time; the
+    rest of the model stays where it is. num_blocks: compress only the first num_blocks blocks
+    (quick looks and tests; CFS still allocates N over all blocks), None = all.
+
+    Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
+    [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
+    (GPTQ's --true-sequential re-run after each sub-layer is not done: one forward per block is
+    cheaper, and the MLP's H then reflects the FP attention output, as in GPTQ's default); then every linear is compressed with
+    compress_layer(W, H, cfg, N_l) and its weight replaced by the dequantized result; then the
+    compressed block re-runs on every window to produce the next block's inputs.
+    """
+    from ..algo.compress_layer import compress_layer
+
+    if calib_ids.dim() != 2 or calib_ids.shape[0] < 1 or calib_ids.shape[1] < 1:
+        raise ConfigError(f"calibration ids must be (nsamples >= 1, seqlen >= 1), got shape {tuple(calib_ids.shape)}")
+    spec = arch_for(model)
+    check_seqlen(model, calib_ids.shape[1])
+    cfg = cfg.resolved()
+    blocks = decoder_blocks(model, spec)
+    if num_blocks is not None and not 1 <= num_blocks <= len(blocks):
+        raise ConfigError(f"num_blocks must be in 1..{len(blocks)}, got {num_blocks}")
+    device = torch.device(device)
+    start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.eval()
+
+    inputs = capture_block_inputs(model, calib_ids, spec, device)
+    x, kwargs = inputs.hidden, inputs.kwargs
+    if uses_cfs(cfg):
+        importance = _block_importances(blocks, x, kwargs, device)
+        block_n = _allocate(blocks, spec, importance, cfg)
+    else:
+        importance, block_n = [], [cfg.n] * len(blocks)
+
+    results: dict[str, LayerResult] = {}
+    layer_n: dict[str, int] = {}
+    bar = tqdm(range(num_blocks or len(blocks)), desc=f"compress {cfg.method}", unit="block", disable=not progress)
+    for i in bar:
+        block = blocks[i]
+        home = _device_of(block)
+        block.to(device)
+        linears = block_linears(block, spec)
+        with accumulate_hessians(linears) as hessians:
+            _run_all(block, x, kwargs, None)
+        for name, lin in linears.items():
+            full = f"{spec.blocks}.{i}.{name}"
+            result = compress_layer(lin.weight.detach().float(), hessians[name].H, cfg, block_n[i])
+            with torch.no_grad():
+                lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
+            results[full] = _to_cpu(result)
+            layer_n[full] = block_n[i]
+            log.debug("%s: N=%d loss=%.4g", full, block_n[i], result.loss)
+        del hessians
+        _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only
+        block.to(home)
+        bar.set_postfix(N=block_n[i])
+
+    return CompressionRun(
+        results=results,
+        layer_n=layer_n,
+        importance=importance,
+        block_n=block_n,
+        seconds=time.perf_counter() - start,
+        peak_memory_bytes=_peak_memory(device),
+        config=cfg,
+    )

@@ -1,0 +1,154 @@
+"""Tests of compress_model on tiny Llama and OPT: every linear compressed and replaced, Hessians from
+the compressed previous blocks, per-layer N (CFS for pbs2p), determinism."""
+
+import copy
+import re
+
+import pytest
+import torch
+
+from pbs2p_edge.algo.config import CompressConfig
+from pbs2p_edge.calib.hessian import accumulate_hessians
+from pbs2p_edge.calib.windows import calibration_windows
+from pbs2p_edge.errors import ConfigError
+from pbs2p_edge.model.arch import arch_for, block_linears, decoder_blocks
+from pbs2p_edge.model.sequential import compress_model
+
+MODELS = ["tiny_llama", "tiny_opt"]
+
+
+def all_linears(model) -> dict:
+    spec = arch_for(model)
+    return {
+        f"{spec.blocks}.{i}.{name}": lin
+        for i, block in enumerate(decoder_blocks(model, spec))
+        for name, lin in block_linears(block, spec).items()
+    }
+
+
+def same_results(a, b) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for name in a:
+        ra, rb = a[name], b[name]
+        for field in ["mask", "signs", "salient", "group", "alpha", "mu"]:
+            if not torch.equal(getattr(ra, field), getattr(rb, field)):
+                return False
+        if ra.loss != rb.loss or ra.n != rb.n:
+            return False
+    return True
+
+
+@pytest.fixture
+def calib(tiny_ids):
+    return calibration_windows(tiny_ids, nsamples=4, seqlen=32, seed=0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_rtn_compresses_and_replaces_every_linear(name, request, calib):
+    model = request.getfixturevalue(name)
+    linears = all_linears(model)
+    before = {k: lin.weight.clone() for k, lin in linears.items()}
+    run = compress_model(model, calib, CompressConfig(method="rtn"), progress=False)
+    assert list(run.results) == list(linears)  # every linear, in block and execution order
+    assert run.layer_n == {k: 8 for k in linears} and run.block_n == [8, 8] and run.importance == []
+    for k, lin in linears.items():
+        w = lin.weight
+        assert torch.equal(w, run.results[k].dequantize()) and not torch.equal(w, before[k])
+        # rtn: |w| is one alpha per (row, 128-column group)
+        assert w.abs().unique().numel() <= w.shape[0] * -(-w.shape[1] // 128)
+    assert run.seconds > 0 and run.peak_memory_bytes > 0 and run.config.method == "rtn"
+
+
+def test_block_hessians_come_from_the_compressed_previous_block(tiny_llama, calib, monkeypatch):
+    import pbs2p_edge.algo.compress_layer as cl
+
+    seen = {}
+    real = cl.compress_layer
+
+    def recording(W, H, cfg, n):
+        seen.setdefault(tuple(W.shape), []).append(H.clone())
+        return real(W, H, cfg, n)
+
+    monkeypatch.setattr(cl, "compress_layer", recording)
+    compress_model(tiny_llama, calib, CompressConfig(method="rtn"), progress=False)
+    # After compression, block 1's q_proj inputs (from the compressed block 0) give block 1's H.
+    q1 = tiny_llama.get_submodule("model.layers.1.self_attn.q_proj")
+    with accumulate_hessians({"q": q1}) as hs, torch.no_grad():
+        for row in calib:
+            tiny_llama(input_ids=row[None], use_cache=False)
+    H_q0, H_k0, H_v0, H_o0, H_q1 = seen[(64, 64)][0], seen[(32, 64)][0], seen[(32, 64)][1], seen[(64, 64)][1], seen[(64, 64)][2]
+    torch.testing.assert_close(H_q1, hs["q"].H, rtol=1e-4, atol=1e-5)
+    assert torch.equal(H_q0, H_k0) and torch.equal(H_k0, H_v0)  # q, k, v share one input
+    assert not torch.allclose(H_q0, H_o0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_pbs2p_with_cfs_and_same_seed_gives_identical_results(name, request, calib):
+    from pbs2p_edge.algo.cfs import block_importance
+
+    model = request.getfixturevalue(name)
+    twin = copy.deepcopy(model)
+    # expected importances: each FP block's own input and output over all calibration windows
+    ins, outs, handles = {}, {}, []
+    for i, block in enumerate(decoder_blocks(model)):
+        def hook(m, args, kwargs, out, i=i):
+            ins.setdefault(i, []).append(args[0] if args else kwargs["hidden_states"])
+            outs.setdefault(i, []).append(out[0] if isinstance(out, tuple) else out)
+        handles.append(block.register_forward_hook(hook, with_kwargs=True))
+    with torch.no_grad():
+        for row in calib:
+            model(input_ids=row[None], use_cache=False)
+    for h in handles:
+        h.remove()
+    expected = [block_importance(torch.cat(ins[i]), torch.cat(outs[i])) for i in range(2)]
+
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, arb_iters=2, spbo_iters=1)
+    a = compress_model(model, calib, cfg, progress=False)
+    assert a.importance == pytest.approx(expected, rel=1e-5)
+    b = compress_model(twin, calib, cfg, progress=False)
+    assert same_results(a.results, b.results) and a.block_n == b.block_n and a.importance == b.importance
+    assert len(a.importance) == 2 and all(i > 0 for i in a.importance)
+    assert all(3 <= n <= 5 for n in a.block_n)
+    linears = all_linears(model)
+    params = {k: lin.weight.numel() for k, lin in linears.items()}
+    assert sum(params[k] * a.layer_n[k] for k in params) == 4 * sum(params.values())  # budget kept exactly
+    for k, lin in linears.items():
+        r = a.results[k]
+        block = int(re.search(r"\.layers\.(\d+)\.", k).group(1))
+        assert r.n == a.layer_n[k] == a.block_n[block]
+        R, K = r.shape
+        assert torch.equal(r.mask.reshape(R, K // 8, 8).sum(-1), torch.full((R, K // 8), r.n))
+        assert torch.equal(lin.weight, r.dequantize())
+
+
+def test_cfs_off_gives_every_layer_n(tiny_llama, calib):
+    run = compress_model(tiny_llama, calib, CompressConfig(method="pbs2p", n=5, cfs=False, arb_iters=1, spbo_iters=1), progress=False)
+    assert run.importance == [] and set(run.layer_n.values()) == {5}
+
+
+def test_bad_calibration_shape(tiny_llama, calib):
+    with pytest.raises(ConfigError, match="nsamples"):
+        compress_model(tiny_llama, calib[0], CompressConfig(method="rtn"), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_blocks_return_home(tiny_llama, calib):
+    twin = copy.deepcopy(tiny_llama)
+    cfg = CompressConfig(method="rtn")
+    gpu = compress_model(tiny_llama, calib, cfg, device="cuda", progress=False)
+    cpu = compress_model(twin, calib, cfg, progress=False)
+    assert all(p.device.type == "cpu" for p in tiny_llama.parameters())
+    assert all(r.mask.device.type == "cpu" for r in gpu.results.values())
+    for k in cpu.results:
+        torch.testing.assert_close(gpu.results[k].dequantize(), cpu.results[k].dequantize(), rtol=1e-3, atol=1e-3)
+
+
+def test_num_blocks_compresses_only_the_first(tiny_opt, calib):
+    last = all_linears(tiny_opt)
+    kept = {k: lin.weight.clone() for k, lin in last.items() if ".layers.1." in k}
+    run = compress_model(tiny_opt, calib, CompressConfig(method="rtn"), progress=False, num_blocks=1)
+    assert all(".layers.0." in k for k in run.results) and len(run.results) == 6
+    assert all(torch.equal(last[k].weight, w) for k, w in kept.items())
+    with pytest.raises(ConfigError, match="num_blocks"):
+        compress_model(tiny_opt, calib, CompressConfig(method="rtn"), progress=False, num_blocks=3)

