@@ -1,0 +1,137 @@
+"""export_gguf: a pbs2p checkpoint directory -> one GGUF file (docs/GGUF.md), deterministic and atomic.
+
+numpy + gguf + tokenizers + safetensors.numpy + pbs2p_edge.pack only: never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pbs2p_edge.errors import ConfigError, FormatError
+from pbs2p_edge.pack import FORMAT_VERSION, honest_bits
+from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
+
+from .atomic_file import atomic_file
+from .gguf_names import arch_keys, extra_tensors, gguf_arch, gguf_tensor_name, sort_key
+from .gguf_tokenizer import read_tokenizer
+
+ALIGNMENT = 64
+EMBED_TYPES = ("f16", "q8_0")
+PACKED_INFIX = ".pbs2p."  # "<linear base>.pbs2p.<array>", e.g. blk.0.attn_q.pbs2p.mask
+# per-linear parallel arrays (docs/GGUF.md §4): key suffix -> LayerMeta field
+LINEAR_FIELDS = ("n", "rows", "cols", "group_size", "split", "n_salient", "has_mu", "has_col_scale")
+
+
+def _f16(name: str, a: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = np.asarray(a, dtype=np.float32).astype(np.float16)
+    if not np.isfinite(h).all():
+        raise FormatError(f"{name}: values overflow float16")
+    return h
+
+
+def _dense_tensor(gname: str, a: np.ndarray, embed_type: str):
+    """(array, raw ggml type or None) of a non-binarized tensor: 1-D -> F32, matrices -> F16 or Q8_0 (embeddings)."""
+    import gguf
+
+    if a.ndim == 1:
+        return np.ascontiguousarray(a, dtype=np.float32), None
+    if embed_type == "q8_0" and gname in ("token_embd.weight", "output.weight"):
+        if a.shape[-1] % 32:
+            raise ConfigError(f"q8_0 needs a row width divisible by 32; {gname} has {a.shape[-1]}")
+        q = gguf.quants.quantize(np.asarray(a, dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
+        return q, gguf.GGMLQuantizationType.Q8_0
+    return np.ascontiguousarray(_f16(gname, a)), None
+
+
+def export_gguf(checkpoint_dir, out_path, embed_type: str = "f16") -> Path:
+    """Write the checkpoint as GGUF; returns out_path. Same checkpoint -> byte-identical file."""
+    import gguf
+
+    if embed_type not in EMBED_TYPES:
+        raise ConfigError(f"embed_type must be one of {EMBED_TYPES}, got {embed_type!r}")
+    ck = load_checkpoint(checkpoint_dir)
+    config = ck.config
+    arch = gguf_arch(config)
+    if not ck.layers:
+        raise FormatError(f"{ck.path}: no compressed layers")
+    ms = {p.meta.m for p in ck.layers.values()}
+    if len(ms) != 1:
+        raise FormatError(f"{ck.path}: layers use several M values {sorted(ms)}; one file has one M")
+    tk = read_tokenizer(ck.path, int(config["vocab_size"]), config)
+
+    # tensors: (gguf name, array, raw type)
+    tensors: list[tuple[str, np.ndarray, object]] = []
+    for hf_name, a in ck.dense.items():
+        g = gguf_tensor_name(arch, hf_name)
+        tensors.append((g, *_dense_tensor(g, a, embed_type)))
+    for g, a in extra_tensors(arch, config).items():
+        tensors.append((g, a, None))
+    linear_names, source_names = [], []
+    for hf_name, p in ck.layers.items():
+        base = gguf_tensor_name(arch, f"{hf_name}.weight").removesuffix(".weight")
+        linear_names.append(base)
+        source_names.append(hf_name)
+        for k, a in p.arrays.items():  # uint8 streams travel as I8, scales as F16
+            tensors.append((f"{base}{PACKED_INFIX}{k}", a.view(np.int8) if a.dtype == np.uint8 else a, None))
+    tensors.sort(key=lambda t: sort_key(t[0]))
+
+    cc = ck.compress_config
+    bits = [honest_bits(p) for p in ck.layers.values()]
+    weights = sum(p.meta.rows * p.meta.cols for p in ck.layers.values())
+    name = (ck.meta.get("extra") or {}).get("model_id") or config.get("_name_or_path") or config["model_type"]
+
+    with atomic_file(out_path) as tmp:
+        w = gguf.GGUFWriter(str(tmp), arch)
+        try:
+            V = gguf.GGUFValueType
+            w.add_custom_alignment(ALIGNMENT)
+            w.add_type("model")
+            w.add_name(f"{Path(str(name)).name}-pbs2p-{cc['method']}-{cc['n']}of{cc['m']}")
+            w.add_string("general.quantized_by", "pbs2p-edge")
+            for key, vtype, value in arch_keys(arch, config):
+                w.add_key_value(key, value, V[vtype])
+            # pbs2p.* (docs/GGUF.md §4)
+            w.add_uint32("pbs2p.format_version", FORMAT_VERSION)
+            w.add_uint32("pbs2p.m", ms.pop())
+            w.add_uint32("pbs2p.n", int(cc["n"]))
+            w.add_string("pbs2p.method", str(cc["method"]))
+            w.add_string("pbs2p.compress_config", json.dumps(cc, sort_keys=True))
+            w.add_string("pbs2p.rope.pairing", "half")
+            w.add_float32("pbs2p.bits_per_weight", sum(bits) / weights)
+            w.add_key_value("pbs2p.linear.names", linear_names, V.ARRAY, V.STRING)
+            w.add_key_value("pbs2p.linear.source_names", source_names, V.ARRAY, V.STRING)
+            for f in LINEAR_FIELDS:
+                vals = [int(getattr(p.meta, f)) for p in ck.layers.values()]
+                w.add_key_value(f"pbs2p.linear.{f}", vals, V.ARRAY, V.UINT32)
+            w.add_key_value("pbs2p.linear.honest_bits", bits, V.ARRAY, V.UINT64)
+            # tokenizer.ggml.*
+            w.add_tokenizer_model(tk.model)
+            w.add_tokenizer_pre(tk.pre)
+            w.add_token_list(tk.tokens)
+            w.add_token_types(tk.token_types)
+            if tk.scores is not None:
+                w.add_token_scores(tk.scores)
+            if tk.merges:
+                w.add_token_merges(tk.merges)
+            adders = {"bos": w.add_bos_token_id, "eos": w.add_eos_token_id, "unk": w.add_unk_token_id,
+                      "pad": w.add_pad_token_id, "sep": w.add_sep_token_id}  # gguf-py's key spellings
+            for role, tid in tk.special_ids.items():
+                adders[role](tid)
+            w.add_add_bos_token(tk.add_bos)
+            w.add_add_eos_token(tk.add_eos)
+            if tk.add_space_prefix is not None:
+                w.add_add_space_prefix(tk.add_space_prefix)
+            if tk.chat_template:
+                w.add_chat_template(tk.chat_template)
+            for g, a, raw in tensors:
+                w.add_tensor(g, a, raw_dtype=raw)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+        finally:
+            w.close()
+    return Path(out_path)

@@ -1,0 +1,157 @@
+"""Hugging Face -> GGUF naming: tensor names (llama.cpp style) and architecture keys, per supported architecture."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from pbs2p_edge.errors import FormatError
+
+# model_type -> GGUF architecture name
+ARCHITECTURES = {"llama": "llama", "opt": "opt"}
+
+# (regex on the HF state-dict name, GGUF name template); {0} is the block index.
+_LLAMA = [
+    (r"model\.embed_tokens\.weight", "token_embd.weight"),
+    (r"model\.norm\.weight", "output_norm.weight"),
+    (r"lm_head\.weight", "output.weight"),
+    (r"model\.layers\.(\d+)\.input_layernorm\.weight", "blk.{0}.attn_norm.weight"),
+    (r"model\.layers\.(\d+)\.post_attention_layernorm\.weight", "blk.{0}.ffn_norm.weight"),
+    (r"model\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)", "blk.{0}.attn_q.{1}"),
+    (r"model\.layers\.(\d+)\.self_attn\.k_proj\.(weight|bias)", "blk.{0}.attn_k.{1}"),
+    (r"model\.layers\.(\d+)\.self_attn\.v_proj\.(weight|bias)", "blk.{0}.attn_v.{1}"),
+    (r"model\.layers\.(\d+)\.self_attn\.o_proj\.(weight|bias)", "blk.{0}.attn_output.{1}"),
+    (r"model\.layers\.(\d+)\.mlp\.gate_proj\.(weight|bias)", "blk.{0}.ffn_gate.{1}"),
+    (r"model\.layers\.(\d+)\.mlp\.up_proj\.(weight|bias)", "blk.{0}.ffn_up.{1}"),
+    (r"model\.layers\.(\d+)\.mlp\.down_proj\.(weight|bias)", "blk.{0}.ffn_down.{1}"),
+]
+_OPT = [
+    (r"model\.decoder\.embed_tokens\.weight", "token_embd.weight"),
+    (r"model\.decoder\.embed_positions\.weight", "position_embd.weight"),
+    (r"model\.decoder\.final_layer_norm\.(weight|bias)", "output_norm.{0}"),
+    (r"lm_head\.weight", "output.weight"),
+    (r"model\.decoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", "blk.{0}.attn_norm.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", "blk.{0}.ffn_norm.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)", "blk.{0}.attn_q.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.self_attn\.k_proj\.(weight|bias)", "blk.{0}.attn_k.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.self_attn\.v_proj\.(weight|bias)", "blk.{0}.attn_v.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", "blk.{0}.attn_output.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.fc1\.(weight|bias)", "blk.{0}.ffn_up.{1}"),
+    (r"model\.decoder\.layers\.(\d+)\.fc2\.(weight|bias)", "blk.{0}.ffn_down.{1}"),
+]
+_RULES = {"llama": [(re.compile(p), t) for p, t in _LLAMA], "opt": [(re.compile(p), t) for p, t in _OPT]}
+
+
+def gguf_arch(config: dict) -> str:
+    mt = config.get("model_type")
+    if mt not in ARCHITECTURES:
+        raise FormatError(f"GGUF export supports model types {sorted(ARCHITECTURES)}, not {mt!r}")
+    if mt == "opt" and config.get("word_embed_proj_dim", config["hidden_size"]) != config["hidden_size"]:
+        raise FormatError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
+    return ARCHITECTURES[mt]
+
+
+def gguf_tensor_name(arch: str, hf_name: str) -> str:
+    """GGUF name of a state-dict tensor; FormatError for a tensor this architecture does not know."""
+    for rx, template in _RULES[arch]:
+        mt = rx.fullmatch(hf_name)
+        if mt:
+            return template.format(*mt.groups())
+    raise FormatError(f"no GGUF name for tensor {hf_name!r} of a {arch} model")
+
+
+def sort_key(gguf_name: str) -> tuple:
+    """File order: token/position embeddings, blocks by index, then output norm and head."""
+    parts = gguf_name.split(".")
+    if parts[0] == "blk":
+        return (1, int(parts[1]), ".".join(parts[2:]))
+    return (0 if parts[0] in ("token_embd", "position_embd", "rope_freqs") else 2, 0, gguf_name)
+
+
+def _rope(config: dict) -> tuple[float, dict | None]:
+    """(theta, scaling dict or None) from either transformers 4 (rope_theta/rope_scaling) or 5 (rope_parameters)."""
+    params = config.get("rope_parameters") or {}
+    theta = float(params.get("rope_theta", config.get("rope_theta", 10000.0)))
+    scaling = config.get("rope_scaling") or params
+    rtype = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
+    return theta, (None if rtype in ("default", None) else {**scaling, "rope_type": rtype})
+
+
+def llama3_rope_factors(config: dict, head_dim: int, theta: float, scaling: dict) -> np.ndarray:
+    """Per-frequency divisors of Llama-3 RoPE scaling, as llama.cpp's rope_freqs.weight (float32, head_dim/2)."""
+    factor = float(scaling.get("factor", 8.0))
+    low = float(scaling.get("low_freq_factor", 1.0))
+    high = float(scaling.get("high_freq_factor", 4.0))
+    old_ctx = float(scaling.get("original_max_position_embeddings", 8192))
+    freqs = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    out = []
+    for f in freqs:
+        wavelen = 2 * math.pi / f
+        if wavelen < old_ctx / high:
+            out.append(1.0)
+        elif wavelen > old_ctx / low:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
+
+
+def arch_keys(arch: str, config: dict) -> list[tuple[str, str, object]]:
+    """(key, gguf value type name, value) of the architecture's hyperparameters; see docs/GGUF.md §3."""
+    c = config
+    if arch == "llama":
+        heads = c["num_attention_heads"]
+        head_dim = c.get("head_dim") or c["hidden_size"] // heads
+        theta, scaling = _rope(c)
+        keys = [
+            ("llama.vocab_size", "UINT32", c["vocab_size"]),
+            ("llama.context_length", "UINT32", c["max_position_embeddings"]),
+            ("llama.embedding_length", "UINT32", c["hidden_size"]),
+            ("llama.block_count", "UINT32", c["num_hidden_layers"]),
+            ("llama.feed_forward_length", "UINT32", c["intermediate_size"]),
+            ("llama.attention.head_count", "UINT32", heads),
+            ("llama.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
+            ("llama.attention.key_length", "UINT32", head_dim),
+            ("llama.attention.value_length", "UINT32", head_dim),
+            ("llama.rope.dimension_count", "UINT32", head_dim),
+            ("llama.rope.freq_base", "FLOAT32", theta),
+            ("llama.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
+        ]
+        if scaling is not None:
+            keys.append(("llama.rope.scaling.type", "STRING", scaling["rope_type"]))
+            if "factor" in scaling:
+                keys.append(("llama.rope.scaling.factor", "FLOAT32", float(scaling["factor"])))
+            if "original_max_position_embeddings" in scaling:
+                keys.append(("llama.rope.scaling.original_context_length", "UINT32",
+                             int(scaling["original_max_position_embeddings"])))
+        return keys
+    if arch == "opt":
+        heads = c["num_attention_heads"]
+        return [
+            ("opt.vocab_size", "UINT32", c["vocab_size"]),
+            ("opt.context_length", "UINT32", c["max_position_embeddings"]),
+            ("opt.embedding_length", "UINT32", c["hidden_size"]),
+            ("opt.block_count", "UINT32", c["num_hidden_layers"]),
+            ("opt.feed_forward_length", "UINT32", c["ffn_dim"]),
+            ("opt.attention.head_count", "UINT32", heads),
+            ("opt.attention.head_count_kv", "UINT32", heads),
+            ("opt.attention.layer_norm_epsilon", "FLOAT32", 1e-5),  # torch.nn.LayerNorm default, as OPT uses
+            ("opt.position_offset", "UINT32", 2),  # OPT's learned positions start at row 2 of position_embd
+            ("opt.activation", "STRING", c.get("activation_function", "relu")),
+            ("opt.layer_norm_before", "BOOL", bool(c.get("do_layer_norm_before", True))),
+        ]
+    raise FormatError(f"unknown GGUF architecture {arch!r}")
+
+
+def extra_tensors(arch: str, config: dict) -> dict[str, np.ndarray]:
+    """Tensors llama.cpp derives from the config (Llama-3 rope_freqs.weight)."""
+    if arch != "llama":
+        return {}
+    theta, scaling = _rope(config)
+    if scaling is None or scaling["rope_type"] != "llama3":
+        return {}
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    return {"rope_freqs.weight": llama3_rope_factors(config, head_dim, theta, scaling)}

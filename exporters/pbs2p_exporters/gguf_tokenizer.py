@@ -1,0 +1,158 @@
+"""Tokenizer metadata for GGUF (tokenizer.ggml.*), read from a checkpoint's tokenizer files with `tokenizers`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbs2p_edge.errors import FormatError
+
+# gguf.TokenType values (llama.cpp's llama_token_type)
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class TokenizerKeys:
+    model: str  # "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE with byte fallback)
+    pre: str  # llama.cpp pre-tokenizer name
+    tokens: list[str]
+    token_types: list[int]
+    merges: list[str]
+    scores: list[float] | None = None  # "llama" only: -rank of the merge that makes the token, 0 otherwise
+    special_ids: dict[str, int] = field(default_factory=dict)  # bos / eos / unk / pad / sep -> id
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    add_space_prefix: bool | None = None
+    chat_template: str | None = None
+
+
+def _components(node) -> list[dict]:
+    """A tokenizer.json pre_tokenizer/normalizer node flattened (Sequence -> its members)."""
+    if not node:
+        return []
+    if node.get("type") == "Sequence":
+        out = []
+        for child in node.get("pretokenizers", node.get("normalizers", [])):
+            out.extend(_components(child))
+        return out
+    return [node]
+
+
+def _pre_name(tj: dict) -> str:
+    """llama.cpp's name for the pre-tokenizer regex set (it selects the splitting rules on load)."""
+    parts = _components(tj.get("pre_tokenizer"))
+    types = [p.get("type") for p in parts]
+    if types == ["ByteLevel"] and parts[0].get("use_regex", True):
+        return "gpt-2"
+    if types == ["Digits", "ByteLevel"] and parts[0].get("individual_digits"):
+        return "smollm"
+    if "Split" in types and "ByteLevel" in types:
+        pattern = json.dumps(parts[types.index("Split")].get("pattern", {}))
+        if "\\\\p{N}{1,3}" in pattern:
+            return "llama-bpe"
+    return "default"
+
+
+def _special_name(value) -> str | None:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> TokenizerKeys:
+    """Everything tokenizer.ggml.* needs; FormatError if the checkpoint has no usable tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    path = ckpt_dir / "tokenizer.json"
+    if not path.is_file():
+        raise FormatError(f"{ckpt_dir}: no tokenizer.json (GGUF export needs the tokenizer)")
+    try:
+        tj = json.loads(path.read_text(encoding="utf-8"))
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises its own Exception type
+        raise FormatError(f"{path}: unreadable tokenizer ({e})") from None
+    tcfg_path = ckpt_dir / "tokenizer_config.json"
+    tcfg = json.loads(tcfg_path.read_text(encoding="utf-8")) if tcfg_path.is_file() else {}
+
+    mdl = tj.get("model", {})
+    if mdl.get("type") != "BPE":
+        raise FormatError(f"{path}: tokenizer model {mdl.get('type')!r} is not supported (BPE only)")
+    byte_level = any(p.get("type") == "ByteLevel" for p in _components(tj.get("pre_tokenizer"))) or \
+        (tj.get("decoder") or {}).get("type") == "ByteLevel"
+    if byte_level:
+        kind = "gpt2"
+    elif mdl.get("byte_fallback"):
+        kind = "llama"
+    else:
+        raise FormatError(f"{path}: BPE tokenizer is neither byte-level nor byte-fallback; not supported")
+
+    vocab = tok.get_vocab(with_added_tokens=True)  # token -> id
+    n = max(max(vocab.values()) + 1, vocab_size)
+    if n > vocab_size:
+        raise FormatError(f"{path}: tokenizer has {n} tokens but the model embeds only {vocab_size}")
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    types = [UNUSED] * n
+    for text, i in vocab.items():
+        tokens[i] = text
+        types[i] = NORMAL
+    for added in tj.get("added_tokens", []):
+        types[added["id"]] = CONTROL if added.get("special") else USER_DEFINED
+
+    raw_merges = mdl.get("merges", [])
+    merges = [" ".join(mg) if isinstance(mg, list) else mg for mg in raw_merges]
+    scores = None
+    unk = mdl.get("unk_token")
+    if kind == "llama":
+        for i, text in enumerate(tokens):
+            if types[i] == NORMAL and len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+                types[i] = BYTE
+        if unk is not None and unk in vocab:
+            types[vocab[unk]] = UNKNOWN
+        scores = [0.0] * n
+        for rank, mg in enumerate(merges):
+            merged = mg.replace(" ", "", 1)
+            if merged in vocab and scores[vocab[merged]] == 0.0:  # first (highest-priority) merge wins
+                scores[vocab[merged]] = -float(rank + 1)
+
+    special_ids: dict[str, int] = {}
+    for role in ("bos", "eos", "unk", "pad", "sep"):
+        name = _special_name(tcfg.get(f"{role}_token"))
+        if name is None and role == "unk":
+            name = unk
+        if name is not None and name in vocab:
+            special_ids[role] = vocab[name]
+        elif isinstance(model_config.get(f"{role}_token_id"), (int, list)):
+            v = model_config[f"{role}_token_id"]
+            v = v[0] if isinstance(v, list) and v else v
+            if isinstance(v, int) and 0 <= v < n:
+                special_ids[role] = v
+
+    add_bos, add_eos = tcfg.get("add_bos_token"), tcfg.get("add_eos_token")
+    if add_bos is None or add_eos is None:  # infer from the post-processor
+        with_sp = tok.encode("a", add_special_tokens=True).ids
+        plain = tok.encode("a", add_special_tokens=False).ids
+        if add_bos is None:
+            add_bos = len(with_sp) > len(plain) and with_sp[0] != plain[0]
+        if add_eos is None:
+            add_eos = len(with_sp) > len(plain) and with_sp[-1] != plain[-1]
+
+    add_space_prefix = None
+    if kind == "llama":
+        norms = _components(tj.get("normalizer"))
+        pres = _components(tj.get("pre_tokenizer"))
+        add_space_prefix = any(p.get("type") == "Prepend" for p in norms) or any(
+            p.get("type") == "Metaspace" and p.get("prepend_scheme", "always") != "never" for p in pres)
+
+    template = tcfg.get("chat_template")
+    jinja = ckpt_dir / "chat_template.jinja"
+    if template is None and jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    if isinstance(template, list):  # [{"name": ..., "template": ...}]: keep the default one
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+
+    return TokenizerKeys(model=kind, pre=_pre_name(tj) if kind == "gpt2" else "default", tokens=tokens,
+                         token_types=types, merges=merges, scores=scores, special_ids=special_ids,
+                         add_bos=bool(add_bos), add_eos=bool(add_eos), add_space_prefix=add_space_prefix,
+                         chat_template=template)

@@ -1,0 +1,79 @@
+"""inspect_file: what a pbs2p GGUF file or checkpoint directory holds, and its honest size in bits per weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pbs2p_edge.errors import FormatError
+from pbs2p_edge.pack import honest_bits
+from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
+
+from .gguf_read import open_gguf, read_gguf_packed
+
+
+def _layer_rows(layers: dict) -> list[dict]:
+    return [{"name": name, "n": int(p.meta.n), "m": int(p.meta.m), "rows": int(p.meta.rows), "cols": int(p.meta.cols),
+             "split": int(p.meta.split), "n_salient": int(p.meta.n_salient), "honest_bits": honest_bits(p),
+             "bits_per_weight": honest_bits(p) / (p.meta.rows * p.meta.cols)} for name, p in layers.items()]
+
+
+def _summary(kind: str, path: Path, architecture: str, layers: list[dict], tensors: list[dict], file_bytes: int) -> dict:
+    lin_bits = sum(r["honest_bits"] for r in layers)
+    lin_weights = sum(r["rows"] * r["cols"] for r in layers)
+    dense_params = sum(t["elements"] for t in tensors if not t["packed"])
+    params = lin_weights + dense_params
+    return {
+        "format": kind,
+        "path": str(path),
+        "architecture": architecture,
+        "n_linears": len(layers),
+        "linear_weights": lin_weights,
+        "bits_per_weight": lin_bits / lin_weights if lin_weights else None,  # honest, compressed linears only
+        "params": params,
+        "file_bits": 8 * file_bytes,
+        "file_bits_per_param": 8 * file_bytes / params if params else None,
+        "layers": layers,
+        "tensors": tensors,
+    }
+
+
+def _inspect_gguf(path: Path) -> dict:
+    layers, meta = read_gguf_packed(path)
+    reader = open_gguf(path)
+    tensors = [{"name": t.name, "type": t.tensor_type.name, "shape": [int(x) for x in reversed(t.shape.tolist())],
+                "bytes": int(t.n_bytes), "elements": int(t.n_elements), "packed": ".pbs2p." in t.name}
+               for t in reader.tensors]
+    rows = _layer_rows(layers)
+    for r, src in zip(rows, meta.get("pbs2p.linear.source_names", [])):
+        r["source_name"] = src
+    out = _summary("gguf", path, meta.get("general.architecture"), rows, tensors, path.stat().st_size)
+    out.update(format_version=meta["pbs2p.format_version"], method=meta.get("pbs2p.method"), m=meta.get("pbs2p.m"),
+               n=meta.get("pbs2p.n"))
+    return out
+
+
+def _inspect_checkpoint(path: Path) -> dict:
+    ck = load_checkpoint(path)
+    tensors = [{"name": k, "type": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes),
+                "elements": int(a.size), "packed": False} for k, a in ck.dense.items()]
+    tensors += [{"name": f"{name}.{k}", "type": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes),
+                 "elements": int(a.size), "packed": True} for name, p in ck.layers.items() for k, a in p.arrays.items()]
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    out = _summary("checkpoint", path, ck.config.get("model_type"), _layer_rows(ck.layers), tensors, size)
+    cc = ck.compress_config
+    out.update(format_version=ck.meta["format_version"], method=cc.get("method"), m=cc.get("m"), n=cc.get("n"))
+    return out
+
+
+def inspect_file(path) -> dict:
+    """Summary of a pbs2p GGUF file or checkpoint directory; FormatError for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        return _inspect_checkpoint(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file or directory")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise FormatError(f"{path}: neither a GGUF file nor a checkpoint directory")
+    return _inspect_gguf(path)

@@ -1,0 +1,45 @@
+"""Write a directory atomically: fill a temp directory next to the target, then swap it in by rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir, may_replace):
+    """Yield a temp directory; on success it replaces `out_dir`, on any exception it is removed.
+
+    `may_replace(path) -> bool` says whether an existing `out_dir` may be replaced (refused: OutputError).
+    """
+    out = Path(out_dir)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{out}: parent directory {parent} does not exist")
+    if out.exists() and not (out.is_dir() and (may_replace(out) or not any(out.iterdir()))):
+        raise OutputError(f"{out}: exists and is not a checkpoint of ours; refusing to replace it")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write in {parent} ({e.strerror})") from None
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.replace(out, old / "x")  # move aside first: rename cannot overwrite a non-empty directory
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / "x", out)  # put the old checkpoint back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,33 @@
+"""to_fake_quant_model: a checkpoint as a dense transformers model whose compressed linears hold W_hat."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import FormatError
+from ..pack import unpack_layer
+from ..pack.checkpoint_dir import load_checkpoint
+
+
+def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer or None) built from config.json, dense.safetensors and the unpacked linears."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    ckpt = load_checkpoint(path)
+    try:
+        config = AutoConfig.from_pretrained(str(ckpt.path))
+    except (OSError, ValueError, KeyError) as e:
+        raise FormatError(f"{ckpt.path}: config.json is not a usable model config ({e})") from None
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    state = {k: torch.from_numpy(v) for k, v in ckpt.dense.items()}
+    for name, p in ckpt.layers.items():
+        state[f"{name}.weight"] = torch.from_numpy(unpack_layer(p))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in ckpt.tied]
+    if missing or unexpected:
+        raise FormatError(f"{ckpt.path}: checkpoint does not match its config "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.tie_weights()
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path)) if ckpt.tokenizer_json else None
+    return model, tokenizer

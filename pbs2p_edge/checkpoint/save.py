@@ -1,0 +1,102 @@
+"""save_checkpoint: write a compressed model as a checkpoint directory (docs/FORMAT.md §9), atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..algo.config import CompressConfig
+from ..algo.result import LayerResult
+from ..errors import ConfigError
+from ..pack import FORMAT_VERSION, PackedLayer, honest_bits, pack_layer
+from ..pack.checkpoint_dir import CHECKPOINT_KIND, CONFIG_JSON, DENSE, META_JSON, PACKED, is_checkpoint
+from .atomic_dir import atomic_dir
+
+
+def pack_result(result: LayerResult) -> PackedLayer:
+    """The packed form of one LayerResult (tensors moved to CPU numpy)."""
+    def np_(t):
+        return None if t is None else t.detach().cpu().numpy()
+
+    return pack_layer(np_(result.mask), np_(result.signs), np_(result.salient), np_(result.group),
+                      np_(result.alpha.float()), np_(result.mu.float()),
+                      None if result.col_scale is None else np_(result.col_scale.float()),
+                      result.n, result.m, result.group_size)
+
+
+def _dense_numpy(t: torch.Tensor) -> np.ndarray:
+    """A state-dict tensor as numpy; bfloat16 (no numpy dtype) widens to float32, losslessly."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return np.ascontiguousarray(t.numpy())
+
+
+def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult], cfg: CompressConfig,
+                    layer_n: dict[str, int], extra: dict) -> Path:
+    """Write `model` with each linear named in `results` replaced by its packed form.
+
+    results: linear module name (e.g. "model.layers.0.self_attn.q_proj") -> LayerResult.
+    Every other state-dict tensor goes to dense.safetensors; a tensor sharing storage with an
+    earlier one (tied embeddings) is stored once and recorded under "tied".
+    """
+    from safetensors.numpy import save_file
+
+    state = model.state_dict()
+    packed: dict[str, PackedLayer] = {}
+    for name, result in results.items():
+        key = f"{name}.weight"
+        if key not in state:
+            raise ConfigError(f"compressed layer {name!r} is not a linear of this model")
+        if tuple(state[key].shape) != tuple(result.shape):
+            raise ConfigError(f"{name}: result shape {tuple(result.shape)} != weight shape {tuple(state[key].shape)}")
+        packed[name] = pack_result(result)
+
+    compressed = {f"{name}.weight" for name in results}
+    dense: dict[str, np.ndarray] = {}
+    dtypes: dict[str, str] = {}
+    tied: dict[str, str] = {}
+    first_of_storage: dict[tuple, str] = {}
+    for key, t in state.items():
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if key in compressed:
+            continue
+        if t.numel() and ident in first_of_storage:
+            tied[key] = first_of_storage[ident]
+            continue
+        first_of_storage[ident] = key
+        dense[key] = _dense_numpy(t)
+        dtypes[key] = str(t.dtype).removeprefix("torch.")
+
+    layers_json = {}
+    total_bits = total_weights = 0
+    for name, p in packed.items():
+        bits = honest_bits(p)
+        total_bits += bits
+        total_weights += p.meta.rows * p.meta.cols
+        layers_json[name] = {**p.meta.to_dict(), "honest_bits": bits, "loss": float(results[name].loss)}
+    meta = {
+        "format": CHECKPOINT_KIND,
+        "format_version": FORMAT_VERSION,
+        "compress_config": cfg.to_dict(),
+        "layers": layers_json,
+        "layer_n": {str(k): int(v) for k, v in layer_n.items()},
+        "tied": tied,
+        "dense_dtypes": dtypes,
+        "bits_per_weight": total_bits / total_weights if total_weights else None,
+        "extra": extra,
+    }
+    meta_text = json.dumps(meta, indent=2, sort_keys=False)  # fails here, before anything is written
+    arrays = {f"{name}.{k}": v for name, p in packed.items() for k, v in p.arrays.items()}
+
+    with atomic_dir(out_dir, is_checkpoint) as tmp:
+        model.config.to_json_file(str(tmp / CONFIG_JSON))
+        save_file(arrays, str(tmp / PACKED), metadata={"format": CHECKPOINT_KIND, "format_version": str(FORMAT_VERSION)})
+        save_file(dense, str(tmp / DENSE), metadata={"format": CHECKPOINT_KIND})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / META_JSON).write_text(meta_text + "\n")  # written last: its presence marks a complete checkpoint
+    return Path(out_dir)

@@ -1,0 +1,114 @@
+"""The compressed-checkpoint directory (docs/FORMAT.md §9): file names and the torch-free reader.
+
+Read with numpy + safetensors.numpy only, so the exporters can use it without torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError, Pbs2pError
+from .layout import FORMAT_VERSION, LayerMeta, check_arrays
+from .packer import PackedLayer
+
+CONFIG_JSON = "config.json"  # the Hugging Face model config
+META_JSON = "pbs2p.json"  # format version, compress config, per-linear metadata, stats
+PACKED = "packed.safetensors"  # "<linear module name>.<array>" -> uint8 streams / float16 scales
+DENSE = "dense.safetensors"  # every other state-dict tensor (tied copies stored once)
+CHECKPOINT_KIND = "pbs2p-checkpoint"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    config: dict  # config.json
+    meta: dict  # pbs2p.json
+    layers: dict[str, PackedLayer]  # linear module name -> packed layer, in file order
+    dense: dict[str, np.ndarray]  # state-dict name -> array
+    tied: dict[str, str]  # state-dict name -> the name whose array it shares
+
+    @property
+    def compress_config(self) -> dict:
+        return self.meta["compress_config"]
+
+    @property
+    def tokenizer_json(self) -> Path | None:
+        p = self.path / "tokenizer.json"
+        return p if p.is_file() else None
+
+
+def is_checkpoint(path) -> bool:
+    """True when `path` is a directory holding a pbs2p.json of ours (contents not validated)."""
+    p = Path(path) / META_JSON
+    if not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text()).get("format") == CHECKPOINT_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FormatError(f"{path.parent}: not a pbs2p checkpoint ({path.name} is missing)") from None
+    except (OSError, ValueError) as e:
+        raise FormatError(f"{path}: unreadable JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise FormatError(f"{path}: expected a JSON object")
+    return d
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise FormatError(f"{path.parent}: checkpoint is incomplete ({path.name} is missing)")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own SafetensorError / OSError / ValueError
+        raise FormatError(f"{path}: corrupt safetensors file ({e})") from None
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read and validate a checkpoint directory; FormatError (one line) on anything missing or corrupt."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FormatError(f"{path}: not a checkpoint directory")
+    meta = _read_json(path / META_JSON)
+    if meta.get("format") != CHECKPOINT_KIND:
+        raise FormatError(f"{path / META_JSON}: not a pbs2p checkpoint description")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise FormatError(f"{path}: checkpoint format version {meta.get('format_version')} is not supported "
+                          f"(this build reads {FORMAT_VERSION})")
+    config = _read_json(path / CONFIG_JSON)
+    arrays = _read_safetensors(path / PACKED)
+    dense = _read_safetensors(path / DENSE)
+    layer_meta = meta.get("layers")
+    if not isinstance(layer_meta, dict):
+        raise FormatError(f"{path / META_JSON}: no 'layers' table")
+    by_layer: dict[str, dict[str, np.ndarray]] = {}
+    for key, a in arrays.items():  # "<linear>.<array>"; array names hold no dot
+        name, _, arr = key.rpartition(".")
+        by_layer.setdefault(name, {})[arr] = a
+    layers: dict[str, PackedLayer] = {}
+    try:
+        for name, d in layer_meta.items():
+            lm = LayerMeta.from_dict(d)
+            mine = by_layer.pop(name, {})
+            check_arrays(name, lm, mine)
+            layers[name] = PackedLayer(lm, mine)
+    except Pbs2pError as e:
+        raise FormatError(f"{path}: {e}") from None
+    if by_layer:
+        raise FormatError(f"{path / PACKED}: arrays of no described layer, e.g. {sorted(by_layer)[0]}")
+    tied = meta.get("tied", {})
+    for alias, target in tied.items():
+        if target not in dense:
+            raise FormatError(f"{path}: tied tensor {alias} points to {target}, which is not stored")
+    return Checkpoint(path=path, config=config, meta=meta, layers=layers, dense=dense, tied=dict(tied))

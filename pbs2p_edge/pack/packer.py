@@ -1,0 +1,189 @@
+"""Reference packer and unpacker of one linear layer (docs/FORMAT.md): LayerResult arrays <-> PackedLayer.
+
+numpy only. `unpack_layer` is the format's reference dequantization; it equals
+LayerResult.dequantize() exactly (same float32 operations in the same order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, FormatError
+from .bitstream import pack_bits, pack_fields, unpack_bits, unpack_fields
+from .layout import CODE_OF, MS, VALUE_OF, LayerMeta, check_arrays, group_width, mask_width
+
+
+@dataclass(frozen=True)
+class PackedLayer:
+    meta: LayerMeta
+    arrays: dict[str, np.ndarray]  # name -> uint8 stream or float16 scales, see layout.expected_arrays
+
+
+def _to_f16(name: str, x: np.ndarray) -> np.ndarray:
+    """float32 -> float16, refusing any value float16 does not hold exactly (the file must lose nothing)."""
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        h = x.astype(np.float16)
+    bad = ~(np.isfinite(x) & (h.astype(np.float32) == x))
+    if bad.any():
+        raise FormatError(f"{name} holds {int(bad.sum())} value(s) not exactly representable in float16, e.g. {x[bad][0]!r}")
+    return np.ascontiguousarray(h)
+
+
+def pack_layer(
+    mask: np.ndarray,
+    signs: np.ndarray,
+    salient: np.ndarray,
+    group: np.ndarray,
+    alpha: np.ndarray,
+    mu: np.ndarray,
+    col_scale: np.ndarray | None,
+    n: int,
+    m: int,
+    group_size: int,
+) -> PackedLayer:
+    """Pack LayerResult-shaped numpy arrays (see pbs2p_edge/algo/result.py) into the on-disk format.
+
+    Raises ConfigError for bad n/m/group_size/K and FormatError for arrays that break the
+    LayerResult contract (wrong counts per M-group, non-canonical signs or groups, scales not in float16).
+    """
+    if m not in MS or not 1 <= n <= m:
+        raise ConfigError(f"N:M must have M in {MS} and 1 <= N <= M, got {n}:{m}")
+    mask = np.asarray(mask, dtype=bool)
+    signs = np.asarray(signs, dtype=bool)
+    salient = np.asarray(salient, dtype=bool)
+    group = np.asarray(group)
+    alpha = np.asarray(alpha, dtype=np.float32)
+    mu = np.asarray(mu, dtype=np.float32)
+    if mask.ndim != 2:
+        raise FormatError(f"mask must be 2-D (R, K), got shape {mask.shape}")
+    R, K = mask.shape
+    if K % m:
+        raise ConfigError(f"layer width K={K} is not a multiple of M={m}")
+    if group_size < 1:
+        raise ConfigError(f"group_size must be >= 1, got {group_size}")
+    G = -(-K // group_size)
+    if alpha.ndim != 4 or alpha.shape[0] not in (1, 2) or alpha.shape[2:] != (R, G):
+        raise FormatError(f"alpha must be (P, 1+S, {R}, {G}), got {alpha.shape}")
+    P, S = alpha.shape[0], alpha.shape[1] - 1
+    if S < 1:
+        raise FormatError("alpha must have at least one split group (shape[1] >= 2)")
+    shapes = {"signs": (signs.shape, (P, R, K)), "salient": (salient.shape, (K,)), "group": (group.shape, (R, K)),
+              "mu": (mu.shape, (1 + S, R, G))}
+    if col_scale is not None:
+        col_scale = np.asarray(col_scale, dtype=np.float32)
+        shapes["col_scale"] = (col_scale.shape, (1 + S, K))
+    for key, (got, want) in shapes.items():
+        if got != want:
+            raise FormatError(f"{key} must have shape {want}, got {got}")
+
+    kept = mask.reshape(R, K // m, m).sum(axis=2)
+    if (kept != n).any():
+        i, q = np.argwhere(kept != n)[0]
+        raise FormatError(f"row {i}, M-group {q} keeps {kept[i, q]} of {m}, expected exactly {n}")
+    n_salient = int(salient.sum())
+    has_salient = n_salient > 0
+    if has_salient and P != 2:
+        raise FormatError("a layer with salient columns needs two sign planes (P = 2)")
+    if (signs & ~mask).any():
+        raise FormatError("signs are not canonical: a pruned element has a True sign bit")
+    if P == 2 and (signs[1] & ~salient).any():
+        raise FormatError("signs are not canonical: plane 1 is True outside salient columns")
+    if ((group != 0) & (~mask | salient)).any():
+        raise FormatError("group must be 0 for pruned and salient elements")
+    if (group >= S).any():
+        raise FormatError(f"group index out of range 0..{S - 1}")
+
+    regions = slice(0, None) if has_salient else slice(1, None)  # stored regions
+    has_mu = bool((mu[regions] != 0).any())
+    meta = LayerMeta(rows=R, cols=K, n=n, m=m, group_size=group_size, split=S, has_salient=has_salient,
+                     n_salient=n_salient, has_mu=has_mu, has_col_scale=col_scale is not None)
+
+    arrays: dict[str, np.ndarray] = {}
+    w_mask = mask_width(n, m)
+    if w_mask:
+        weights = np.left_shift(np.uint32(1), np.arange(m, dtype=np.uint32))
+        values = (mask.reshape(R, K // m, m) * weights).sum(axis=2, dtype=np.uint32)  # bit j = column M*q + j
+        arrays["mask"] = pack_fields(CODE_OF[m][values], w_mask)
+    kpr = meta.kept_per_row
+    arrays["signs"] = pack_bits(signs[0][mask].reshape(R, kpr))  # row-major boolean index = ascending columns
+    if has_salient:
+        arrays["signs2"] = pack_bits(signs[1][:, salient])
+        arrays["salient"] = pack_bits(salient)
+    w_group = group_width(S)
+    if w_group:
+        arrays["groups"] = pack_fields(group[mask].reshape(R, kpr), w_group)
+    arrays["alpha"] = _to_f16("alpha", alpha[0, regions])
+    if has_salient:
+        arrays["alpha2"] = _to_f16("alpha2", alpha[1, 0])
+    if has_mu:
+        arrays["mu"] = _to_f16("mu", mu[regions])
+    if col_scale is not None:
+        arrays["col_scale"] = _to_f16("col_scale", col_scale[regions])
+    check_arrays("pack_layer", meta, arrays)
+    return PackedLayer(meta, arrays)
+
+
+def unpack_planes(packed: PackedLayer) -> dict[str, np.ndarray]:
+    """The logical planes of a packed layer: mask (R,K) bool, s0 / s1 (R,K) bool, salient (K,) bool,
+    region (R,K) int64 index into the stored scale arrays (pruned elements: any valid region)."""
+    meta, a = packed.meta, packed.arrays
+    R, K, m, n = meta.rows, meta.cols, meta.m, meta.n
+    w_mask = mask_width(n, m)
+    if w_mask:
+        codes = unpack_fields(a["mask"], K // m, w_mask)
+        table = VALUE_OF[(n, m)]
+        if (codes >= table.size).any():
+            raise FormatError(f"mask code out of range for {n}:{m} (>= {table.size})")
+        values = table[codes].astype(np.uint32)
+        mask = ((values[:, :, None] >> np.arange(m, dtype=np.uint32)) & 1).astype(bool).reshape(R, K)
+    else:
+        mask = np.ones((R, K), dtype=bool)
+    kpr = meta.kept_per_row
+    s0 = np.zeros((R, K), dtype=bool)
+    s0[mask] = unpack_bits(a["signs"], kpr).reshape(-1)
+    s1 = np.zeros((R, K), dtype=bool)
+    if meta.has_salient:
+        salient = unpack_bits(a["salient"], K)
+        if int(salient.sum()) != meta.n_salient:
+            raise FormatError(f"salient stream has {int(salient.sum())} columns, metadata says {meta.n_salient}")
+        s1[:, salient] = unpack_bits(a["signs2"], meta.n_salient)
+    else:
+        salient = np.zeros(K, dtype=bool)
+    group = np.zeros((R, K), dtype=np.int64)
+    w_group = group_width(meta.split)
+    if w_group:
+        group[mask] = unpack_fields(a["groups"], kpr, w_group).reshape(-1)
+        if (group >= meta.split).any():
+            raise FormatError(f"split-group index out of range 0..{meta.split - 1}")
+    off = int(meta.has_salient)  # stored index of region 1 + k
+    region = np.where(salient[None, :], 0, off + group)
+    return {"mask": mask, "s0": s0, "s1": s1, "salient": salient, "region": region}
+
+
+def unpack_layer(packed: PackedLayer) -> np.ndarray:
+    """W_hat (R, K) float32, by docs/FORMAT.md §6 in exactly that order."""
+    meta, a = packed.meta, packed.arrays
+    check_arrays("unpack_layer", meta, a)
+    p = unpack_planes(packed)
+    R, K = meta.rows, meta.cols
+    rows = np.arange(R)[:, None]
+    cols = np.arange(K)[None, :]
+    g = cols // meta.group_size
+    region, salient = p["region"], p["salient"][None, :]
+    one, minus = np.float32(1), np.float32(-1)
+    v = a["alpha"].astype(np.float32)[region, rows, g] * np.where(p["s0"], one, minus)
+    if meta.has_salient:
+        v = np.where(salient, v + a["alpha2"].astype(np.float32)[rows, g] * np.where(p["s1"], one, minus), v)
+    if meta.has_mu:
+        v = v + a["mu"].astype(np.float32)[region, rows, g]
+    if meta.has_col_scale:
+        v = v * a["col_scale"].astype(np.float32)[region, cols]
+    return np.where(p["mask"], v, np.float32(0)).astype(np.float32, copy=False)
+
+
+def honest_bits(packed: PackedLayer) -> int:
+    """Bits the layer costs on disk: every stream byte and every float16 scale (FORMAT.md §8), metadata excluded."""
+    return 8 * sum(int(arr.nbytes) for arr in packed.arrays.values())
