@@ -15,13 +15,11 @@ from .errors import ConfigError, DataError, ModelError, OutputError
 
 
 def _tokenize(tokenizer, text: str):
-    """1-D LongTensor of the whole text's token ids (no special tokens added)."""
-    import torch
+    from .calib.tokens import encode
 
     if not text.strip():
         raise DataError("the text is empty")
-    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-    return torch.tensor(ids, dtype=torch.long)
+    return encode(tokenizer, text)
 
 
 def _check_output_dir(path: str) -> None:
@@ -45,6 +43,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise OutputError(f"{out_dir} exists and is not a directory")
     model, tokenizer = load_model(source, device="cpu")
+    if tokenizer is None:
+        raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
     ids = _tokenize(tokenizer, load_text(calib, split="train"))
     windows = calibration_windows(ids, nsamples, seqlen, cfg.seed)
     run = compress_model(model, windows, cfg, device=device, progress=progress)
