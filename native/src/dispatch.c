@@ -1,0 +1,126 @@
+/* dispatch.c — picks the kernel variant at run time: CPU feature detection, PBS2P_KERNEL, pbs2p_kernel_select. */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct variant {
+    const char *name;
+    pbs2p_rows_fn gemv, gemm;
+    int (*cpu_has)(void);
+} variant;
+
+static int always(void) { return 1; }
+#if defined(PBS2P_HAVE_AVX2) || defined(PBS2P_HAVE_AVX512)
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+#endif
+
+/* Compiled variants, fastest first: the automatic choice is the first this CPU runs. */
+static const variant variants[] = {
+#ifdef PBS2P_HAVE_AVX512
+    {"avx512", pbs2p_rows_avx512, pbs2p_gemm_rows_avx512, has_avx512},
+#endif
+#ifdef PBS2P_HAVE_AVX2
+    {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, has_avx2},
+#endif
+#ifdef PBS2P_HAVE_NEON
+    {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, always},
+#endif
+    {"ref", pbs2p_rows_ref, pbs2p_rows_ref, always},
+};
+#define N_VARIANTS (sizeof variants / sizeof variants[0])
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int initialised;
+static const variant *current;       /* NULL: the forced variant is unavailable */
+static char unavailable[32];         /* name of that variant */
+
+static const variant *find(const char *name) {
+    for (size_t v = 0; v < N_VARIANTS; v++)
+        if (strcmp(variants[v].name, name) == 0) return &variants[v];
+    return NULL;
+}
+
+static int known_name(const char *name) {
+    return !strcmp(name, "ref") || !strcmp(name, "avx2") || !strcmp(name, "avx512") || !strcmp(name, "neon");
+}
+
+/* Caller holds lock. name NULL or "" = automatic. */
+static pbs2p_status choose(const char *name) {
+    if (name && *name) {
+        const variant *v = find(name);
+        if (!v || !v->cpu_has()) {
+            current = NULL;
+            strncpy(unavailable, name, sizeof unavailable - 1);
+            unavailable[sizeof unavailable - 1] = '\0';
+            if (!known_name(name))
+                return pbs2p_fail(PBS2P_ERR_NO_KERNEL, "unknown kernel variant '%s' (use ref, avx2, avx512 or neon)", unavailable);
+            return pbs2p_fail(PBS2P_ERR_NO_KERNEL, "kernel variant '%s' is %s", unavailable,
+                              v ? "not supported by this CPU" : "not compiled into this library");
+        }
+        current = v;
+        return PBS2P_OK;
+    }
+    for (size_t v = 0; v < N_VARIANTS; v++)
+        if (variants[v].cpu_has()) { current = &variants[v]; break; }
+    return PBS2P_OK;
+}
+
+static void ensure_initialised(void) {
+    if (!initialised) {
+        choose(getenv("PBS2P_KERNEL"));
+        initialised = 1;
+    }
+}
+
+int pbs2p_kernel_current(pbs2p_kernels *out) {
+    pthread_mutex_lock(&lock);
+    ensure_initialised();
+    const variant *v = current;
+    if (!v) {
+        if (!known_name(unavailable))
+            pbs2p_fail(PBS2P_ERR_NO_KERNEL, "PBS2P_KERNEL='%s' is not a kernel variant (use ref, avx2, avx512 or neon)", unavailable);
+        else
+            pbs2p_fail(PBS2P_ERR_NO_KERNEL, "kernel variant '%s' (forced by PBS2P_KERNEL or pbs2p_kernel_select) "
+                       "is not available on this CPU/build", unavailable);
+    }
+    pthread_mutex_unlock(&lock);
+    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; }
+    return v != NULL;
+}
+
+const char *pbs2p_kernel_name(void) {
+    pthread_mutex_lock(&lock);
+    ensure_initialised();
+    const char *name = current ? current->name : NULL;
+    pthread_mutex_unlock(&lock);
+    return name;
+}
+
+size_t pbs2p_kernel_variants(const char **names, size_t cap) {
+    if (names)
+        for (size_t v = 0; v < N_VARIANTS && v < cap; v++) names[v] = variants[v].name;
+    return N_VARIANTS;
+}
+
+int pbs2p_kernel_available(const char *name) {
+    if (!name) return 0;
+    const variant *v = find(name);
+    return v && v->cpu_has();
+}
+
+pbs2p_status pbs2p_kernel_select(const char *name) {
+    pthread_mutex_lock(&lock);
+    initialised = 1;
+    pbs2p_status st = choose(name ? name : getenv("PBS2P_KERNEL"));
+    pthread_mutex_unlock(&lock);
+    return st;
+}

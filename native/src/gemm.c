@@ -1,0 +1,106 @@
+/* gemm.c — public gemv/gemm: argument checks, per-region pre-scaled activations, row-parallel pthreads. */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PBS2P_MAX_THREADS 256
+/* Weight x token products per thread below which another thread costs more to start (~30 us) than it
+ * saves. The environment variable PBS2P_MIN_WORK_PER_THREAD overrides it (tests set 1 to force threads). */
+#define PBS2P_MIN_WORK_PER_THREAD ((size_t)1 << 20)
+
+static size_t min_work_per_thread(void) {
+    const char *env = getenv("PBS2P_MIN_WORK_PER_THREAD");
+    if (env && *env) {
+        char *end;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (*end == '\0' && v > 0) return (size_t)v;
+    }
+    return PBS2P_MIN_WORK_PER_THREAD;
+}
+
+typedef struct job {
+    pbs2p_rows_fn fn;
+    const pbs2p_layer *L;
+    const float *xs;
+    size_t n_tokens;
+    float *Y;
+    int32_t row0, row1;
+} job;
+
+static void *run_job(void *arg) {
+    const job *j = arg;
+    j->fn(j->L, j->xs, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
+    return NULL;
+}
+
+/* xs (T, n_xs, K + PAD): x, or x * col_scale[r] per stored region r, zero padded. */
+static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T) {
+    const size_t K = (size_t)L->cols, stride = K + PBS2P_XS_PAD, nxs = (size_t)L->n_xs;
+    float *xs = malloc(T * nxs * stride * sizeof *xs);
+    if (!xs) return NULL;
+    for (size_t t = 0; t < T; t++)
+        for (size_t r = 0; r < nxs; r++) {
+            float *dst = xs + (t * nxs + r) * stride;
+            const float *x = X + t * K;
+            if (L->col_scale) {
+                const float *cs = L->col_scale + r * K;
+                for (size_t j = 0; j < K; j++) dst[j] = x[j] * cs[j];
+            } else {
+                memcpy(dst, x, K * sizeof *dst);
+            }
+            memset(dst + K, 0, PBS2P_XS_PAD * sizeof *dst);
+        }
+    return xs;
+}
+
+static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
+                        float *Y, size_t y_len, int n_threads, int batched) {
+    if (!L) return pbs2p_fail(PBS2P_ERR_NULL, "layer is NULL");
+    if (!X || !Y) return pbs2p_fail(PBS2P_ERR_NULL, "%s is NULL", X ? "output" : "input");
+    const size_t R = (size_t)L->rows, K = (size_t)L->cols;
+    if (n_tokens < 1) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_tokens must be >= 1");
+    if (x_len != n_tokens * K)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "input holds %zu floats, expected %zu tokens x %zu cols", x_len, n_tokens, K);
+    if (y_len != n_tokens * R)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "output holds %zu floats, expected %zu tokens x %zu rows", y_len, n_tokens, R);
+    if (n_threads < 1 || n_threads > PBS2P_MAX_THREADS)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_threads %d must be in 1..%d", n_threads, PBS2P_MAX_THREADS);
+    pbs2p_kernels kernels;
+    if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    pbs2p_rows_fn fn = batched ? kernels.gemm : kernels.gemv;
+
+    float *xs = prepare_activations(L, X, n_tokens);
+    if (!xs) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %zu activation vectors", n_tokens);
+    /* n_threads is an upper bound: small products run on fewer threads (results do not depend on it) */
+    size_t useful = R * K * n_tokens / min_work_per_thread();
+    int nt = n_threads < (int)R ? n_threads : (int)R;
+    if ((size_t)nt > useful) nt = useful > 0 ? (int)useful : 1;
+    job jobs[PBS2P_MAX_THREADS];
+    pthread_t tid[PBS2P_MAX_THREADS];
+    for (int b = 0; b < nt; b++) {
+        jobs[b] = (job){fn, L, xs, n_tokens, Y, (int32_t)(R * (size_t)b / (size_t)nt),
+                        (int32_t)(R * (size_t)(b + 1) / (size_t)nt)};
+    }
+    pbs2p_status st = PBS2P_OK;
+    int started = 1;
+    for (; started < nt; started++)
+        if (pthread_create(&tid[started], NULL, run_job, &jobs[started]) != 0) {
+            st = pbs2p_fail(PBS2P_ERR_THREAD, "could not start worker thread %d of %d", started, nt);
+            break;
+        }
+    run_job(&jobs[0]);
+    for (int b = 1; b < started; b++) pthread_join(tid[b], NULL);
+    free(xs);
+    return st;
+}
+
+pbs2p_status pbs2p_gemm(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
+                        float *Y, size_t y_len, int n_threads) {
+    return run(L, X, n_tokens, x_len, Y, y_len, n_threads, 1);
+}
+
+pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, float *y, size_t y_len, int n_threads) {
+    return run(L, x, 1, x_len, y, y_len, n_threads, 0);
+}

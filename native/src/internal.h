@@ -1,0 +1,125 @@
+/* internal.h — libpbs2p internals shared by the format code, the prepared layout and the kernel variants. */
+#ifndef PBS2P_INTERNAL_H
+#define PBS2P_INTERNAL_H
+
+#include "pbs2p.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <stdint.h>
+
+/* The on-disk format is bytes and little-endian float16; these hold on every supported machine. */
+static_assert(CHAR_BIT == 8, "pbs2p streams are byte strings of 8 bits");
+static_assert(sizeof(uint16_t) == 2, "float16 scales are stored as 2-byte words");
+static_assert(sizeof(float) == 4, "kernels compute in IEEE float32");
+
+/* Floats of zero padding after each activation vector, so a SIMD load that runs past a scale
+ * group's last column (at most 15 floats) never leaves the buffer. */
+#define PBS2P_XS_PAD 64
+
+/* The prepared (in-memory, never on disk) layer.
+ * Every weight row i and scale group g is a set of P bit planes over the group's columns:
+ *   plane 2*ri   : kept columns of stored region ri,            coefficient mu - alpha (- alpha2 for salient)
+ *   plane 2*ri+1 : kept columns of region ri with sign +1,      coefficient 2 * alpha
+ *   plane 2*nreg : kept salient columns with plane-1 sign +1,   coefficient 2 * alpha2   (only with salient)
+ * so y_i = sum_g sum_p coef[i,g,p] * sum_{j in g, bit p of j} xs[plane_xs[p]][j],
+ * since alpha*s + mu summed over a region = 2*alpha*sum(x over s=+1) + (mu - alpha)*sum(x over kept). */
+struct pbs2p_layer {
+    int32_t rows, cols, n, m, group_size, groups, split, regions;
+    int32_t has_salient, has_mu, has_col_scale;
+    int32_t planes;      /* P = 2 * regions + has_salient */
+    int32_t words;       /* uint64 words per plane per scale group = ceil(group_size / 64) */
+    int32_t n_xs;        /* activation vectors: regions with col_scale (x * col_scale[r]), else 1 */
+    int32_t *plane_xs;   /* (P,) activation vector each plane sums */
+    uint64_t *bits;      /* (R, G, P, words); bit c of word w = column g*group_size + 64w + c */
+    float *coef;         /* (R, G, P) float32 */
+    float *col_scale;    /* (regions, K) float32, or NULL */
+};
+
+/* A kernel: rows [row0, row1) of Y (n_tokens, ldy) from the prepared activations
+ * xs (n_tokens, n_xs, cols + PBS2P_XS_PAD). Every variant has exactly this signature, twice: a GEMV
+ * kernel (masked sums of x per bit plane) and a GEMM kernel (weights decoded once per column block and
+ * reused by several tokens). The reference serves both. Each output element is computed by one call
+ * in a fixed order, so results depend neither on threads nor, for GEMM, on the other tokens. */
+typedef void (*pbs2p_rows_fn)(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                              float *Y, size_t ldy, int32_t row0, int32_t row1);
+
+void pbs2p_rows_ref(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                    float *Y, size_t ldy, int32_t row0, int32_t row1);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                     float *Y, size_t ldy, int32_t row0, int32_t row1);
+void pbs2p_gemm_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                          float *Y, size_t ldy, int32_t row0, int32_t row1);
+#endif
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                       float *Y, size_t ldy, int32_t row0, int32_t row1);
+void pbs2p_gemm_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                            float *Y, size_t ldy, int32_t row0, int32_t row1);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                     float *Y, size_t ldy, int32_t row0, int32_t row1);
+void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
+                          float *Y, size_t ldy, int32_t row0, int32_t row1);
+#endif
+
+/* The selected variant's kernels, or 0 (with pbs2p_last_error set) when the forced one is unavailable. */
+typedef struct pbs2p_kernels {
+    pbs2p_rows_fn gemv, gemm;
+} pbs2p_kernels;
+int pbs2p_kernel_current(pbs2p_kernels *out);
+
+/* Record a failure message for pbs2p_last_error() and return `status`. printf-style. */
+pbs2p_status pbs2p_fail(pbs2p_status status, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- format decoding (layout.c) ---- */
+
+/* Everything needed to decode rows of one layer: code -> bitmap table and salient ranks. */
+typedef struct pbs2p_decoder {
+    const pbs2p_layer_desc *desc;
+    pbs2p_layer_sizes sizes;
+    int32_t w_mask, w_group, kept_per_row;
+    uint16_t *code_value;  /* (C(m, n),) the m-bit kept bitmap of each mask code */
+    int32_t n_codes;
+    int32_t *sal_rank;     /* (K,) rank of column j among salient columns, -1 if not salient; NULL without salient */
+} pbs2p_decoder;
+
+/* One decoded row: per column, whether kept, signs of plane 0 / 1 (+1 = 1), stored region index. */
+typedef struct pbs2p_row {
+    uint8_t *kept, *s0, *s1, *region; /* each (K,) */
+} pbs2p_row;
+
+pbs2p_status pbs2p_decoder_init(pbs2p_decoder *dec, const pbs2p_layer_desc *desc);
+void pbs2p_decoder_free(pbs2p_decoder *dec);
+pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *row);
+/* One malloc holding the four (K,) arrays; free(row->kept) releases it. */
+pbs2p_status pbs2p_row_alloc(pbs2p_row *row, size_t K);
+
+/* float16 bits -> float32, exact for every value (subnormals, inf, nan). */
+static inline float pbs2p_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t man = h & 0x3FFu;
+    uint32_t bits;
+    if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        int e = -1;
+        do { man <<= 1; e++; } while ((man & 0x400u) == 0);
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3FFu) << 13);
+    }
+    union { uint32_t u; float f; } v = { bits };
+    return v.f;
+}
+
+#endif /* PBS2P_INTERNAL_H */

@@ -1,0 +1,93 @@
+/* prepare.c — builds the in-memory repacked layer (bit planes + float32 coefficients) the kernels read. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void pbs2p_layer_free(pbs2p_layer *L) {
+    if (!L) return;
+    free(L->plane_xs);
+    free(L->bits);
+    free(L->coef);
+    free(L->col_scale);
+    free(L);
+}
+
+int32_t pbs2p_layer_rows(const pbs2p_layer *L) { return L ? L->rows : 0; }
+int32_t pbs2p_layer_cols(const pbs2p_layer *L) { return L ? L->cols : 0; }
+
+size_t pbs2p_layer_nbytes(const pbs2p_layer *L) {
+    if (!L) return 0;
+    size_t RG = (size_t)L->rows * (size_t)L->groups, P = (size_t)L->planes;
+    return RG * P * (size_t)L->words * sizeof *L->bits + RG * P * sizeof *L->coef +
+           (L->col_scale ? (size_t)L->regions * (size_t)L->cols * sizeof *L->col_scale : 0);
+}
+
+static float half_at(const uint16_t *a, size_t k) { return pbs2p_half_to_float(a[k]); }
+
+pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
+    if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "output layer pointer is NULL");
+    *out = NULL;
+    pbs2p_decoder dec;
+    pbs2p_status st = pbs2p_decoder_init(&dec, d);
+    if (st != PBS2P_OK) return st;
+
+    pbs2p_layer *L = calloc(1, sizeof *L);
+    if (!L) { pbs2p_decoder_free(&dec); return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory"); }
+    const size_t R = (size_t)d->rows, K = (size_t)d->cols, G = dec.sizes.groups_per_row;
+    const size_t nreg = dec.sizes.regions;
+    L->rows = d->rows; L->cols = d->cols; L->n = d->n; L->m = d->m;
+    L->group_size = d->group_size; L->groups = (int32_t)G; L->split = d->split; L->regions = (int32_t)nreg;
+    L->has_salient = d->has_salient; L->has_mu = d->has_mu; L->has_col_scale = d->has_col_scale;
+    L->planes = 2 * (int32_t)nreg + d->has_salient;
+    L->words = (d->group_size + 63) / 64;
+    L->n_xs = d->has_col_scale ? (int32_t)nreg : 1;
+    const size_t P = (size_t)L->planes, W = (size_t)L->words;
+
+    L->plane_xs = malloc(P * sizeof *L->plane_xs);
+    L->bits = calloc(R * G * P * W, sizeof *L->bits);
+    L->coef = malloc(R * G * P * sizeof *L->coef);
+    if (d->has_col_scale) L->col_scale = malloc(nreg * K * sizeof *L->col_scale);
+    pbs2p_row row = {0};
+    if (!L->plane_xs || !L->bits || !L->coef || (d->has_col_scale && !L->col_scale) ||
+        pbs2p_row_alloc(&row, K) != PBS2P_OK) {
+        st = pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a prepared %zux%zu layer (%zu bit planes)", R, K, P);
+        goto done;
+    }
+    for (size_t p = 0; p < P; p++)
+        L->plane_xs[p] = d->has_col_scale ? (int32_t)(p < 2 * nreg ? p / 2 : 0) : 0;
+    if (d->has_col_scale)
+        for (size_t k = 0; k < nreg * K; k++) L->col_scale[k] = half_at(d->col_scale, k);
+
+    for (size_t i = 0; i < R; i++) {
+        if ((st = pbs2p_decode_row(&dec, (int32_t)i, &row)) != PBS2P_OK) goto done;
+        uint64_t *rbits = L->bits + i * G * P * W;
+        for (size_t j = 0; j < K; j++) {
+            if (!row.kept[j]) continue;
+            size_t g = j / (size_t)d->group_size, c = j % (size_t)d->group_size, r = row.region[j];
+            uint64_t *gb = rbits + g * P * W;
+            uint64_t bit = (uint64_t)1 << (c % 64);
+            gb[(2 * r) * W + c / 64] |= bit;
+            if (row.s0[j]) gb[(2 * r + 1) * W + c / 64] |= bit;
+            if (d->has_salient && r == 0 && row.s1[j]) gb[(2 * nreg) * W + c / 64] |= bit;
+        }
+        for (size_t g = 0; g < G; g++) {
+            float *cf = L->coef + (i * G + g) * P;
+            double a2 = d->has_salient ? half_at(d->alpha2, i * G + g) : 0.0;
+            for (size_t r = 0; r < nreg; r++) {
+                double a = half_at(d->alpha, (r * R + i) * G + g);
+                double mu = d->has_mu ? half_at(d->mu, (r * R + i) * G + g) : 0.0;
+                /* region r contributes 2a*sum(x: s0=+1) + (mu - a)*sum(x: kept); salient also 2a2*sum(x: s1=+1) - a2*sum(x: kept) */
+                cf[2 * r] = (float)(mu - a - (d->has_salient && r == 0 ? a2 : 0.0));
+                cf[2 * r + 1] = (float)(2.0 * a);
+            }
+            if (d->has_salient) cf[2 * nreg] = (float)(2.0 * a2);
+        }
+    }
+done:
+    free(row.kept);
+    pbs2p_decoder_free(&dec);
+    if (st != PBS2P_OK) { pbs2p_layer_free(L); return st; }
+    *out = L;
+    return PBS2P_OK;
+}
