@@ -9,7 +9,8 @@ Choices (see each piece's docstring for its own):
 - "arb" is ARB-X: refinement in the norm of the block of the damped H (proportional to X^T X);
   "arb-rc" refines row x column scales in the plain norm (ARB-LLM's RC has no X term).
 - "pbs2p" per block: OBS scores w^2 / U_jj^2 on the compensated block -> CFS N_l:M mask; the
-  structure (salient columns / split groups, per cfg.resolved(): default none / 1 group) is searched
+  structure (salient columns / split groups, per cfg.resolved(): default salient + 2 groups as in
+  ARB-LLM) is searched
   on the UNPRUNED block, fitted with ARB-X (arb_iters), then SPBO prunes progressively in the same
   norm (spbo_steps, spbo_iters). With n == M it is exactly "arb" with the same structure.
 - "stbllm": mask by |W| * sqrt(diag H) of the caller's (undamped) H, computed on the compensated
