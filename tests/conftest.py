@@ -17,6 +17,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# The tiny models' ops are far too small to gain from threads; on a busy 2-core machine (CI) two
+# threads make them 20-30x slower. Tests that check thread behaviour set their own counts.
+torch.set_num_threads(1)
+
 TINY_VOCAB = 320
 TINY_TEXT = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "

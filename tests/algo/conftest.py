@@ -4,8 +4,6 @@ with uneven column scales (as LLM activations are), so GPTQ compensation has som
 import pytest
 import torch
 
-torch.set_num_threads(1)  # the test machine's cores are shared; threads only contend there
-
 
 def make_layer(R: int, K: int, seed: int = 0, tokens: int = 512):
     g = torch.Generator().manual_seed(seed)
