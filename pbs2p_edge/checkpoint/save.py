@@ -90,7 +90,8 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult], 
         "extra": extra,
     }
     meta_text = json.dumps(meta, indent=2, sort_keys=False)  # fails here, before anything is written
-    arrays = {f"{name}.{k}": v for name, p in packed.items() for k, v in p.arrays.items()}
+    # safetensors writes an array's raw buffer whatever its strides: store C-contiguous copies only.
+    arrays = {f"{name}.{k}": np.ascontiguousarray(v) for name, p in packed.items() for k, v in p.arrays.items()}
 
     with atomic_dir(out_dir, is_checkpoint) as tmp:
         model.config.to_json_file(str(tmp / CONFIG_JSON))

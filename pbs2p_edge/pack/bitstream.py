@@ -26,8 +26,10 @@ def unpack_fields(stream: np.ndarray, count: int, width: int) -> np.ndarray:
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
-    """bool (..., F) -> (..., ceil(F/8)) uint8, bit t = bit t%8 of byte t//8."""
-    return np.packbits(bits.astype(np.uint8), axis=-1, bitorder="little")
+    """bool (..., F) -> (..., ceil(F/8)) uint8, bit t = bit t%8 of byte t//8. Always C-contiguous:
+    a column-sliced input would otherwise give a Fortran-ordered stream, whose raw buffer (what
+    safetensors writes) is not the row-major stream the format describes."""
+    return np.ascontiguousarray(np.packbits(bits.astype(np.uint8), axis=-1, bitorder="little"))
 
 
 def unpack_bits(stream: np.ndarray, count: int) -> np.ndarray:

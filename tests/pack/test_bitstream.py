@@ -33,3 +33,14 @@ def test_bits_round_trip():
     rng = np.random.default_rng(1)
     bits = rng.random((5, 129)) < 0.5
     assert np.array_equal(unpack_bits(pack_bits(bits), 129), bits)
+
+
+def test_pack_bits_of_a_column_selection_is_c_contiguous():
+    """signs[:, salient] is Fortran-ordered; safetensors stores raw buffers, so the stream must be row-major."""
+    rng = np.random.default_rng(0)
+    bits = rng.random((32, 64)) < 0.5
+    cols = rng.random(64) < 0.8
+    stream = pack_bits(bits[:, cols])
+    assert stream.flags["C_CONTIGUOUS"]
+    assert np.frombuffer(stream.tobytes(order="A"), np.uint8).reshape(stream.shape).tolist() == stream.tolist()
+    assert (unpack_bits(stream, int(cols.sum())) == bits[:, cols]).all()
