@@ -1,9 +1,10 @@
-"""Write one file atomically: a temp file in the target's directory, os.replace on success, removed on failure."""
+"""Write files atomically: temp files in the target's directory, os.replace on success, removed on failure."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,3 +32,29 @@ def atomic_file(out_path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_files(out_paths):
+    """Yield a temp directory next to the outputs; on success each file named like an output is moved
+    onto it (os.replace, in the given order: write data files before the file that refers to them).
+    On failure the temp directory is removed and existing outputs are untouched."""
+    outs = [Path(p) for p in out_paths]
+    parent = outs[0].parent if str(outs[0].parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{outs[0]}: directory {parent} does not exist")
+    for out in outs:
+        if out.parent != outs[0].parent:
+            raise OutputError(f"{out}: all outputs must be in one directory")
+        if out.is_dir():
+            raise OutputError(f"{out}: is a directory")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outs[0].name}.", suffix=".tmp", dir=parent))
+    except OSError as e:
+        raise OutputError(f"{outs[0]}: cannot write in {parent} ({e.strerror})") from None
+    try:
+        yield tmp
+        for out in outs:
+            os.replace(tmp / out.name, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

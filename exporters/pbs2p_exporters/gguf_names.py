@@ -70,7 +70,7 @@ def sort_key(gguf_name: str) -> tuple:
     return (0 if parts[0] in ("token_embd", "position_embd", "rope_freqs") else 2, 0, gguf_name)
 
 
-def _rope(config: dict) -> tuple[float, dict | None]:
+def rope_config(config: dict) -> tuple[float, dict | None]:
     """(theta, scaling dict or None) from either transformers 4 (rope_theta/rope_scaling) or 5 (rope_parameters)."""
     params = config.get("rope_parameters") or {}
     theta = float(params.get("rope_theta", config.get("rope_theta", 10000.0)))
@@ -105,7 +105,7 @@ def arch_keys(arch: str, config: dict) -> list[tuple[str, str, object]]:
     if arch == "llama":
         heads = c["num_attention_heads"]
         head_dim = c.get("head_dim") or c["hidden_size"] // heads
-        theta, scaling = _rope(c)
+        theta, scaling = rope_config(c)
         keys = [
             ("llama.vocab_size", "UINT32", c["vocab_size"]),
             ("llama.context_length", "UINT32", c["max_position_embeddings"]),
@@ -150,7 +150,7 @@ def extra_tensors(arch: str, config: dict) -> dict[str, np.ndarray]:
     """Tensors llama.cpp derives from the config (Llama-3 rope_freqs.weight)."""
     if arch != "llama":
         return {}
-    theta, scaling = _rope(config)
+    theta, scaling = rope_config(config)
     if scaling is None or scaling["rope_type"] != "llama3":
         return {}
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]

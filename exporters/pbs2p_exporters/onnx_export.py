@@ -1,0 +1,95 @@
+"""export_onnx: a pbs2p checkpoint directory -> one ONNX decoder (docs/ONNX.md), custom or portable flavor.
+
+numpy + onnx + pbs2p_edge.pack only: never imports torch. Deterministic bytes; atomic writes
+(the external data file, when there is one, is moved into place before the model file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from pbs2p_edge.errors import ConfigError, FormatError
+from pbs2p_edge.pack import FORMAT_VERSION, honest_bits
+from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
+
+from .atomic_file import atomic_file, atomic_files
+from .onnx_graph import build_decoder_graph
+from .onnx_linear import FLAVORS, LINEAR_ENCODERS
+from .onnx_packed_op import DOMAIN, OP_VERSION, register_packed_linear_schema
+
+OPSET = 25  # ai.onnx opset: DequantizeLinear with INT2 (portable flavor) needs 25
+IR_VERSION = 11  # oldest IR that holds INT2 tensors and opset 25
+EXTERNAL_DATA_ABOVE = 1_500_000_000  # bytes of initializers; protobuf cannot exceed 2 GiB
+EXTERNAL_MIN_BYTES = 1024  # tensors smaller than this stay inside the model file
+
+
+def external_data_path(out_path) -> Path:
+    """Where the tensors of an external-data export go: '<out>.data' next to the model."""
+    out = Path(out_path)
+    return out.with_name(out.name + ".data")
+
+
+def build_onnx_model(checkpoint_dir, flavor: str = "custom") -> onnx.ModelProto:
+    """The ModelProto (tensors inline) of a checkpoint in the given flavor."""
+    if flavor not in FLAVORS:
+        raise ConfigError(f"ONNX flavor must be one of {FLAVORS}, got {flavor!r}")
+    ck = load_checkpoint(checkpoint_dir)
+    if not ck.layers:
+        raise FormatError(f"{ck.path}: no compressed layers")
+    if flavor == "custom":
+        register_packed_linear_schema()
+    graph = build_decoder_graph(ck, LINEAR_ENCODERS[flavor])
+    opsets = [helper.make_opsetid("", OPSET)]
+    if flavor == "custom":
+        opsets.append(helper.make_opsetid(DOMAIN, OP_VERSION))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="pbs2p-edge", ir_version=IR_VERSION)
+    bits = sum(honest_bits(p) for p in ck.layers.values())
+    weights = sum(p.meta.rows * p.meta.cols for p in ck.layers.values())
+    cc = ck.compress_config
+    name = (ck.meta.get("extra") or {}).get("model_id") or ck.config.get("_name_or_path") or ck.config["model_type"]
+    helper.set_model_props(model, {
+        "pbs2p.format_version": str(FORMAT_VERSION),
+        "pbs2p.onnx_flavor": flavor,
+        "pbs2p.model_type": str(ck.config["model_type"]),
+        "pbs2p.name": f"{Path(str(name)).name}-pbs2p-{cc['method']}-{cc['n']}of{cc['m']}",
+        "pbs2p.compress_config": json.dumps(cc, sort_keys=True),
+        "pbs2p.bits_per_weight": repr(bits / weights),  # honest, of the packed format (docs/FORMAT.md §8)
+        "pbs2p.linear.source_names": json.dumps(list(ck.layers)),
+    })
+    return model
+
+
+def export_onnx(checkpoint_dir, out_path, flavor: str = "custom", external_data: bool | None = None) -> Path:
+    """Write the checkpoint as ONNX; returns out_path. external_data None = only above ~1.5 GB of tensors.
+
+    Same checkpoint and options -> byte-identical file(s).
+    """
+    model = build_onnx_model(checkpoint_dir, flavor)
+    if external_data is None:
+        external_data = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_ABOVE
+    out = Path(out_path)
+    if not external_data:
+        with atomic_file(out) as tmp:
+            onnx.save_model(model, str(tmp))
+        return out
+    data = external_data_path(out)
+    with atomic_files([data, out]) as tmp_dir:
+        onnx.save_model(model, str(tmp_dir / out.name), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=EXTERNAL_MIN_BYTES)
+    return out
+
+
+def read_onnx_metadata(path) -> dict[str, str]:
+    """The pbs2p.* metadata of an exported ONNX file (tensors, internal or external, are not read)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError / OSError / ValueError
+        raise FormatError(f"{path}: not a readable ONNX file ({e})") from None
+    props = {p.key: p.value for p in model.metadata_props if p.key.startswith("pbs2p.")}
+    if "pbs2p.format_version" not in props:
+        raise FormatError(f"{path}: not a pbs2p ONNX export (no pbs2p.format_version metadata)")
+    return props

@@ -1,0 +1,238 @@
+"""The decoder as one ONNX graph (docs/ONNX.md §2): input ids, mask, positions and past KV -> logits and present KV.
+
+Llama family (RMSNorm, rotate-half RoPE with the config's theta and optional llama3 scaling, GQA,
+SwiGLU, tied or untied head) and OPT (learned positions at offset 2, LayerNorm pre or post, ReLU,
+biases). Each compressed linear is emitted by a flavor's encoder from onnx_linear; every other
+tensor is a float32 initializer holding the checkpoint's values exactly. numpy + onnx only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+
+from pbs2p_edge.errors import FormatError
+from pbs2p_edge.pack.checkpoint_dir import Checkpoint
+
+from .gguf_names import llama3_rope_factors, rope_config
+from .onnx_graph_builder import GraphBuilder
+
+F32_MIN = float(np.finfo(np.float32).min)  # added-mask value HF uses for masked scores
+
+
+class _Decoder:
+    """State of one graph build: the builder, the checkpoint's tensors and which ones the graph used."""
+
+    def __init__(self, ck: Checkpoint, encode_linear) -> None:
+        self.ck, self.c, self.encode = ck, ck.config, encode_linear
+        self.b = GraphBuilder()
+        self.used: set[str] = set()
+        self.presents: list[tuple[str, str, list]] = []  # (value, output name, shape), emitted after logits
+
+    def dense(self, name: str) -> str:
+        """Initializer of a dense checkpoint tensor (float32, exact), following `tied` aliases."""
+        src = self.ck.tied.get(name, name)
+        if src not in self.ck.dense:
+            raise FormatError(f"{self.ck.path}: tensor {name} is missing from the checkpoint")
+        self.used.add(name)
+        self.used.add(src)
+        if src not in self.b:
+            self.b.initializer(src, self.ck.dense[src].astype(np.float32))
+        return src
+
+    def has(self, name: str) -> bool:
+        return name in self.ck.dense or name in self.ck.tied
+
+    def linear(self, x: str, module: str) -> str:
+        """Y = X @ W^T (+ bias) of a compressed linear (or a dense one when the checkpoint kept it dense)."""
+        bias_name = f"{module}.bias"
+        bias = None
+        if self.has(bias_name):
+            self.used.add(bias_name)
+            bias = self.ck.dense[self.ck.tied.get(bias_name, bias_name)]
+        if module in self.ck.layers:
+            self.used.add(module)
+            return self.encode(self.b, x, module, self.ck.layers[module], bias)
+        wt = self.b.op("Transpose", [self.dense(f"{module}.weight")], module, perm=[1, 0])
+        y = self.b.op("MatMul", [x, wt], module)
+        return self.b.op("Add", [y, self.dense(bias_name)], module) if bias is not None else y
+
+    # -- shared pieces ---------------------------------------------------------------------------
+
+    def rms_norm(self, x: str, weight: str, eps: float, hint: str) -> str:
+        """HF LlamaRMSNorm: w * (x * 1/sqrt(mean(x^2) + eps))."""
+        b = self.b
+        var = b.op("ReduceMean", [b.op("Mul", [x, x], hint), b.const([-1])], hint, keepdims=1)
+        inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [var, b.const(eps, np.float32)], hint)], hint)], hint)
+        return b.op("Mul", [self.dense(weight), b.op("Mul", [x, inv], hint)], hint)
+
+    def layer_norm(self, x: str, prefix: str, hint: str) -> str:
+        return self.b.op("LayerNormalization", [x, self.dense(f"{prefix}.weight"), self.dense(f"{prefix}.bias")],
+                         hint, axis=-1, epsilon=1e-5)
+
+    def attention(self, x: str, i: int, prefix: str, names: tuple[str, str, str, str], heads: int, kv_heads: int,
+                  head_dim: int, mask: str, rope, q_scale: float | None, score_scale: float | None) -> str:
+        """Self-attention of block i: q/k/v projections, RoPE (Llama), KV cache concat, GQA, output projection.
+
+        q is viewed as (b, kv_heads, rep, s, hd) so one key/value head serves its `rep` query heads
+        by broadcasting (HF repeat_kv order: head h uses kv head h // rep).
+        """
+        b = self.b
+        rep = heads // kv_heads
+        h = f"layers.{i}.attn"
+        q = self.linear(x, f"{prefix}.{names[0]}")
+        if q_scale is not None:  # OPT scales q right after the projection
+            q = b.op("Mul", [q, b.const(q_scale, np.float32)], h)
+        k = self.linear(x, f"{prefix}.{names[1]}")
+        v = self.linear(x, f"{prefix}.{names[2]}")
+        q = b.op("Transpose", [b.op("Reshape", [q, b.const([0, 0, kv_heads, rep, head_dim])], h)], h, perm=[0, 2, 3, 1, 4])
+        k = b.op("Transpose", [b.op("Reshape", [k, b.const([0, 0, kv_heads, head_dim])], h)], h, perm=[0, 2, 1, 3])
+        v = b.op("Transpose", [b.op("Reshape", [v, b.const([0, 0, kv_heads, head_dim])], h)], h, perm=[0, 2, 1, 3])
+        if rope is not None:
+            cos4, sin4, cos5, sin5 = rope
+            q = self.rotate(q, cos5, sin5, head_dim, h)
+            k = self.rotate(k, cos4, sin4, head_dim, h)
+        past_k = b.input(f"past_key_values.{i}.key", TensorProto.FLOAT, ["batch", kv_heads, "past_sequence", head_dim])
+        past_v = b.input(f"past_key_values.{i}.value", TensorProto.FLOAT, ["batch", kv_heads, "past_sequence", head_dim])
+        k = b.op("Concat", [past_k, k], h, axis=2)  # (b, kvh, T, hd)
+        v = b.op("Concat", [past_v, v], h, axis=2)
+        total = ["batch", kv_heads, "total_sequence", head_dim]
+        self.presents += [(k, f"present.{i}.key", total), (v, f"present.{i}.value", total)]
+        kt = b.op("Transpose", [b.op("Unsqueeze", [k, b.const([2])], h)], h, perm=[0, 1, 2, 4, 3])  # (b,kvh,1,hd,T)
+        scores = b.op("MatMul", [q, kt], h)  # (b, kvh, rep, s, T)
+        if score_scale is not None:
+            scores = b.op("Mul", [scores, b.const(score_scale, np.float32)], h)
+        scores = b.op("Where", [mask, scores, b.const(F32_MIN, np.float32)], h)
+        probs = b.op("Softmax", [scores], h, axis=-1)
+        out = b.op("MatMul", [probs, b.op("Unsqueeze", [v, b.const([2])], h)], h)  # (b, kvh, rep, s, hd)
+        out = b.op("Reshape", [b.op("Transpose", [out], h, perm=[0, 3, 1, 2, 4]), b.const([0, 0, -1])], h)
+        return self.linear(out, f"{prefix}.{names[3]}")
+
+    def rotate(self, x: str, cos: str, sin: str, head_dim: int, hint: str) -> str:
+        """x * cos + rotate_half(x) * sin, rotate_half(x) = concat(-x2, x1) over the last axis."""
+        b = self.b
+        x1, x2 = b.op("Split", [x, b.const([head_dim // 2, head_dim // 2])], hint, outputs=2, axis=-1)
+        rot = b.op("Concat", [b.op("Neg", [x2], hint), x1], hint, axis=-1)
+        return b.op("Add", [b.op("Mul", [x, cos], hint), b.op("Mul", [rot, sin], hint)], hint)
+
+    def causal_mask(self, input_ids: str, attention_mask: str) -> str:
+        """(b, 1, 1, s, T) bool: key t is visible to query q iff t <= past + q and attention_mask[b, t] = 1."""
+        b = self.b
+        h = "mask"
+        past = b.op("Gather", [b.op("Shape", ["past_key_values.0.key"], h), b.const(2)], h, axis=0)
+        seq = b.op("Gather", [b.op("Shape", [input_ids], h), b.const(1)], h, axis=0)
+        total = b.op("Add", [past, seq], h)
+        qpos = b.op("Unsqueeze", [b.op("Range", [past, total, b.const(1)], h), b.const([1])], h)  # (s, 1)
+        kpos = b.op("Range", [b.const(0), total, b.const(1)], h)  # (T,)
+        causal = b.op("LessOrEqual", [kpos, qpos], h)  # (s, T)
+        keep = b.op("Unsqueeze", [b.op("Cast", [attention_mask], h, to=TensorProto.BOOL), b.const([1, 2, 3])], h)
+        return b.op("And", [causal, keep], h)
+
+    def outputs(self, x: str, head_name: str, embed_name: str) -> None:
+        """Outputs logits = x @ W_head^T (a tied head reads the embedding initializer, stored once), then present.*."""
+        w = head_name if self.has(head_name) else embed_name
+        wt = self.b.op("Transpose", [self.dense(w)], "lm_head", perm=[1, 0])
+        logits = self.b.op("MatMul", [x, wt], "lm_head")
+        self.b.output(logits, "logits", TensorProto.FLOAT, ["batch", "sequence", int(self.c["vocab_size"])])
+        for value, name, shape in self.presents:
+            self.b.output(value, name, TensorProto.FLOAT, shape)
+
+    # -- architectures ---------------------------------------------------------------------------
+
+    def inputs(self) -> tuple[str, str, str]:
+        b = self.b
+        ids = b.input("input_ids", TensorProto.INT64, ["batch", "sequence"])
+        am = b.input("attention_mask", TensorProto.INT64, ["batch", "total_sequence"])
+        pos = b.input("position_ids", TensorProto.INT64, ["batch", "sequence"])
+        return ids, am, pos
+
+    def llama(self) -> None:
+        b, c = self.b, self.c
+        heads = int(c["num_attention_heads"])
+        kv_heads = int(c.get("num_key_value_heads") or heads)
+        head_dim = int(c.get("head_dim") or c["hidden_size"] // heads)
+        eps = float(c["rms_norm_eps"])
+        if c.get("hidden_act", "silu") != "silu":
+            raise FormatError(f"ONNX export of llama supports hidden_act 'silu', not {c.get('hidden_act')!r}")
+        ids, am, pos = self.inputs()
+        x = b.op("Gather", [self.dense("model.embed_tokens.weight"), ids], "embed", axis=0)
+        mask = self.causal_mask(ids, am)
+        # RoPE tables: freqs (b, s, hd/2) = position * inv_freq; cos/sin of concat(freqs, freqs)
+        freqs = b.op("Mul", [b.op("Unsqueeze", [b.op("Cast", [pos], "rope", to=TensorProto.FLOAT), b.const([2])], "rope"),
+                             b.const(rope_inv_freq(c, head_dim), np.float32)], "rope")
+        emb = b.op("Concat", [freqs, freqs], "rope", axis=-1)
+        cos, sin = b.op("Cos", [emb], "rope"), b.op("Sin", [emb], "rope")
+        rope = (b.op("Unsqueeze", [cos, b.const([1])], "rope"), b.op("Unsqueeze", [sin, b.const([1])], "rope"),
+                b.op("Unsqueeze", [cos, b.const([1, 2])], "rope"), b.op("Unsqueeze", [sin, b.const([1, 2])], "rope"))
+        for i in range(int(c["num_hidden_layers"])):
+            p = f"model.layers.{i}"
+            n = self.rms_norm(x, f"{p}.input_layernorm.weight", eps, f"layers.{i}.norm1")
+            a = self.attention(n, i, f"{p}.self_attn", ("q_proj", "k_proj", "v_proj", "o_proj"), heads, kv_heads,
+                               head_dim, mask, rope, None, head_dim ** -0.5)
+            x = b.op("Add", [x, a], f"layers.{i}")
+            n = self.rms_norm(x, f"{p}.post_attention_layernorm.weight", eps, f"layers.{i}.norm2")
+            g = self.linear(n, f"{p}.mlp.gate_proj")
+            g = b.op("Mul", [g, b.op("Sigmoid", [g], f"layers.{i}.mlp")], f"layers.{i}.mlp")  # SiLU
+            m = self.linear(b.op("Mul", [g, self.linear(n, f"{p}.mlp.up_proj")], f"layers.{i}.mlp"), f"{p}.mlp.down_proj")
+            x = b.op("Add", [x, m], f"layers.{i}")
+        x = self.rms_norm(x, "model.norm.weight", eps, "norm")
+        self.outputs(x, "lm_head.weight", "model.embed_tokens.weight")
+
+    def opt(self) -> None:
+        b, c = self.b, self.c
+        if c.get("word_embed_proj_dim", c["hidden_size"]) != c["hidden_size"]:
+            raise FormatError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
+        if c.get("activation_function", "relu") != "relu":
+            raise FormatError(f"ONNX export of OPT supports activation 'relu', not {c.get('activation_function')!r}")
+        heads = int(c["num_attention_heads"])
+        head_dim = int(c["hidden_size"]) // heads
+        before = bool(c.get("do_layer_norm_before", True))
+        ids, am, pos = self.inputs()
+        d = "model.decoder"
+        tok = b.op("Gather", [self.dense(f"{d}.embed_tokens.weight"), ids], "embed", axis=0)
+        rows = b.op("Add", [pos, b.const(2)], "embed")  # OPT's learned positions start at row 2
+        x = b.op("Add", [tok, b.op("Gather", [self.dense(f"{d}.embed_positions.weight"), rows], "embed", axis=0)], "embed")
+        mask = self.causal_mask(ids, am)
+        for i in range(int(c["num_hidden_layers"])):
+            p = f"{d}.layers.{i}"
+            h = self.layer_norm(x, f"{p}.self_attn_layer_norm", f"layers.{i}.norm1") if before else x
+            a = self.attention(h, i, f"{p}.self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), heads, heads,
+                               head_dim, mask, None, head_dim ** -0.5, None)
+            x = b.op("Add", [x, a], f"layers.{i}")
+            if not before:
+                x = self.layer_norm(x, f"{p}.self_attn_layer_norm", f"layers.{i}.norm1")
+            h = self.layer_norm(x, f"{p}.final_layer_norm", f"layers.{i}.norm2") if before else x
+            f = self.linear(b.op("Relu", [self.linear(h, f"{p}.fc1")], f"layers.{i}.mlp"), f"{p}.fc2")
+            x = b.op("Add", [x, f], f"layers.{i}")
+            if not before:
+                x = self.layer_norm(x, f"{p}.final_layer_norm", f"layers.{i}.norm2")
+        if self.has(f"{d}.final_layer_norm.weight"):
+            x = self.layer_norm(x, f"{d}.final_layer_norm", "norm")
+        self.outputs(x, "lm_head.weight", f"{d}.embed_tokens.weight")
+
+
+def rope_inv_freq(config: dict, head_dim: int) -> np.ndarray:
+    """(head_dim/2,) float32 inverse frequencies as transformers computes them; llama3 scaling divides them."""
+    theta, scaling = rope_config(config)
+    inv = (1.0 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))).astype(np.float32)
+    if scaling is None:
+        return inv
+    if scaling["rope_type"] != "llama3":
+        raise FormatError(f"ONNX export supports default and llama3 RoPE, not {scaling['rope_type']!r} scaling")
+    return (inv / llama3_rope_factors(config, head_dim, theta, scaling)).astype(np.float32)
+
+
+def build_decoder_graph(ck: Checkpoint, encode_linear):
+    """The GraphProto of the whole decoder; FormatError for an unsupported model or a tensor it would not use."""
+    mt = ck.config.get("model_type")
+    dec = _Decoder(ck, encode_linear)
+    if mt == "llama":
+        dec.llama()
+    elif mt == "opt":
+        dec.opt()
+    else:
+        raise FormatError(f"ONNX export supports model types ['llama', 'opt'], not {mt!r}")
+    unused = sorted(set(ck.dense) - dec.used) + sorted(set(ck.layers) - dec.used)
+    if unused:
+        raise FormatError(f"{ck.path}: the ONNX graph does not use tensor {unused[0]} (unsupported model layout)")
+    return dec.b.graph(f"pbs2p-{mt}")
