@@ -1,15 +1,19 @@
 """The `pbs2p-edge` command line: the only argument parser of the package.
 
 Each sub-command parses and checks its arguments, then calls one function of `pbs2p_edge.commands`.
-Every Pbs2pError (and bad arguments) prints one line `pbs2p-edge: error: ...` and exits 2.
+Every Pbs2pError, bad argument or unreadable/unwritable file the user named prints one line
+`pbs2p-edge: error: ...` on stderr and exits 2; Ctrl-C exits 130. Anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
+from . import __version__
 from .errors import ConfigError, Pbs2pError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -68,6 +72,7 @@ def _config_from_args(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pbs2p-edge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("compress", help="compress a Hugging Face causal LM into a checkpoint directory")
@@ -83,16 +88,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("export", help="compress if needed, then write a GGUF file")
+    p = sub.add_parser("export", help="compress if needed, then write a GGUF or ONNX file")
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"model source or checkpoint (default {DEFAULT_MODEL})")
-    p.add_argument("out", help="output file: .gguf")
+    p.add_argument("out", help="output file: .gguf or .onnx")
     p.add_argument("--embed-type", choices=("f16", "q8_0"), default="f16", help="embeddings/head storage")
+    p.add_argument("--onnx-flavor", choices=("custom", "portable"), default="custom",
+                   help="ONNX: custom ai.pbs2p PackedLinear op, or stock operators only (docs/ONNX.md)")
     _add_compress_options(p, default_nm="6:8")
 
     p = sub.add_parser("inspect", help="describe a GGUF file or checkpoint: layers, N:M, honest bits per weight")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("info", help="versions, the native library libpbs2p and its kernel variants")
+    p.add_argument("--json", action="store_true")
     return parser
+
+
+@contextlib.contextmanager
+def _quiet_transformers(progress: bool):
+    """Keep stderr for our own lines: transformers' advisory warnings and its own progress bars
+    ("Loading weights", instant for the models we take) off; the hub's download bars kept only when
+    `progress`. Everything is restored after, so calling main() in-process leaves the libraries as they were."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars, hub_bars = hf_logging.is_progress_bar_enabled(), not hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # also turns the hub's bars off
+    if progress and hub_bars:
+        hub_utils.enable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()  # also turns the hub's bars on
+        if not hub_bars:
+            hub_utils.disable_progress_bars()
+        elif not bars:
+            hub_utils.enable_progress_bars()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -100,28 +136,41 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "compress":
         cfg = _config_from_args(args)
-        summary = commands.compress(
-            args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
-            seqlen=args.seqlen, device=args.device, progress=not args.quiet,
-        )
+        with _quiet_transformers(progress=not args.quiet):
+            summary = commands.compress(
+                args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
+                seqlen=args.seqlen, device=args.device, progress=not args.quiet,
+            )
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":
-        res = commands.evaluate(args.model, args.data, args.seqlen, args.max_windows, args.device)
+        with _quiet_transformers(progress=False):
+            res = commands.evaluate(args.model, args.data, args.seqlen, args.max_windows, args.device)
         if args.json:
             print(json.dumps(res))
         else:
             print(f"ppl {res['ppl']:.4f} over {res['windows']} windows ({res['tokens']} tokens predicted)")
     elif args.command == "export":
         cfg = _config_from_args(args)
-        summary = commands.export(
-            args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
-            device=args.device, progress=not args.quiet, embed_type=args.embed_type,
-        )
+        with _quiet_transformers(progress=not args.quiet):
+            summary = commands.export(
+                args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
+                device=args.device, progress=not args.quiet, embed_type=args.embed_type,
+                onnx_flavor=args.onnx_flavor,
+            )
         print(json.dumps(summary, indent=2))
     elif args.command == "inspect":
-        info = commands.inspect(args.file)
-        print(json.dumps(info, indent=2) if args.json else commands.format_inspect(info))
+        described = commands.inspect(args.file)
+        print(json.dumps(described, indent=2) if args.json else commands.format_inspect(described))
+    elif args.command == "info":
+        d = commands.info()
+        print(json.dumps(d, indent=2) if args.json else commands.format_info(d))
     return 0
+
+
+def _error(message: str) -> int:
+    """Print `message` as the one stderr line (newlines inside it folded) and return exit status 2."""
+    print(f"pbs2p-edge: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,11 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return _run(args)
     except Pbs2pError as e:
-        print(f"pbs2p-edge: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     except OSError as e:  # a file the user named cannot be read or written
-        print(f"pbs2p-edge: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     except KeyboardInterrupt:
         print("pbs2p-edge: interrupted", file=sys.stderr)
         return 130

@@ -1,17 +1,21 @@
 """What each CLI sub-command does, as plain functions returning JSON-able dicts (no argument parsing here).
 
 These functions orchestrate: model loading, text, compression, checkpoint, export. The math lives
-in `pbs2p_edge.algo`, the formats in `pbs2p_edge.pack` and `pbs2p_exporters`.
+in `pbs2p_edge.algo`, the formats in `pbs2p_edge.pack` and `pbs2p_exporters`. Every check that a
+user's input can fail is done before the expensive work (model load, calibration), in the order
+cheapest first, and raises one typed Pbs2pError; outputs are written atomically.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import tempfile
 import time
 from pathlib import Path
 
-from .errors import ConfigError, DataError, ModelError, OutputError
+from .errors import ConfigError, DataError, FormatError, ModelError, OutputError, Pbs2pError
 
 
 def _tokenize(tokenizer, text: str):
@@ -22,12 +26,89 @@ def _tokenize(tokenizer, text: str):
     return encode(tokenizer, text)
 
 
+def check_device(device: str) -> None:
+    """ConfigError unless `device` is 'cpu' or a CUDA device this torch build can use."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:<index>") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda or cuda:<index>")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available to this torch ({torch.__version__})")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def _check_output_dir(path: str) -> None:
+    """OutputError unless the directory that will hold `path` exists, is a directory and is writable."""
     parent = Path(path).resolve().parent
-    if not parent.is_dir():
+    if not parent.exists():
         raise OutputError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"output directory {parent} is not writable")
+
+
+def _check_checkpoint_target(out_dir: str) -> None:
+    """OutputError when out_dir exists and save_checkpoint would refuse to replace it (checked before
+    compressing, so a long run does not fail at its very end)."""
+    from .checkpoint import is_checkpoint
+
+    _check_output_dir(out_dir)
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a directory")
+    if not (is_checkpoint(out) or not any(out.iterdir())):
+        raise OutputError(f"{out_dir}: exists and is not a checkpoint of ours; refusing to replace it")
+
+
+def _check_widths(model, m: int) -> None:
+    """ConfigError naming the first linear whose input width is not a multiple of M (N:M groups run
+    along the input dimension), before any calibration work."""
+    from .model.arch import arch_for, block_linears, decoder_blocks
+
+    spec = arch_for(model)
+    for i, block in enumerate(decoder_blocks(model, spec)):
+        for name, lin in block_linears(block, spec).items():
+            if lin.in_features % m:
+                raise ConfigError(f"M={m} does not divide the input width {lin.in_features} of "
+                                  f"{spec.blocks}.{i}.{name}; choose an M that divides it")
+
+
+def _is_pbs2p_gguf(source: str) -> bool:
+    """True when `source` names a GGUF file written by pbs2p-edge (it holds pbs2p.format_version)."""
+    from pbs2p_exporters.gguf_read import gguf_fields, open_gguf
+
+    path = Path(source).expanduser()
+    if not (path.is_file() and path.suffix.lower() == ".gguf"):
+        return False
+    try:
+        return "pbs2p.format_version" in gguf_fields(open_gguf(path))
+    except FormatError:
+        return False
+
+
+def _load_original(source: str, what: str):
+    """(model, tokenizer) of an uncompressed model source; a clear ModelError for one of our own outputs."""
+    from .checkpoint import is_checkpoint
+    from .model.load import load_model
+
+    if is_checkpoint(source):
+        raise ModelError(f"{source} is a compressed checkpoint; {what} needs the original model")
+    # A GGUF path the user named (not the alias) is checked before transformers tries to dequantize it:
+    # reading its metadata takes about a second, far less than the failing load would.
+    if _is_pbs2p_gguf(source):
+        raise ModelError(f"{source} is a pbs2p GGUF (run it with libpbs2p); {what} needs the original "
+                         "model or a checkpoint directory")
+    return load_model(source, device="cpu")
 
 
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
@@ -36,17 +117,20 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
-    from .model.load import load_model
+    from .model.arch import check_seqlen
     from .model.sequential import compress_model
 
-    _check_output_dir(out_dir)
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise OutputError(f"{out_dir} exists and is not a directory")
-    model, tokenizer = load_model(source, device="cpu")
+    if nsamples < 1:
+        raise ConfigError(f"nsamples must be >= 1, got {nsamples}")
+    check_device(device)
+    _check_checkpoint_target(out_dir)
+    text = load_text(calib, split="train")  # before the model: unknown corpus / empty / not UTF-8 fail fast
+    model, tokenizer = _load_original(source, "compress")
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
-    ids = _tokenize(tokenizer, load_text(calib, split="train"))
-    windows = calibration_windows(ids, nsamples, seqlen, cfg.seed)
+    _check_widths(model, cfg.m)
+    check_seqlen(model, seqlen)
+    windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
     run = compress_model(model, windows, cfg, device=device, progress=progress)
     stats = {
         "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen,
@@ -66,12 +150,14 @@ def _weighted_mean_n(run) -> float:
 
 def _load_for_eval(source: str, device: str):
     from .checkpoint import is_checkpoint, to_fake_quant_model
-    from .model.load import load_model
 
     if is_checkpoint(source):
         model, tokenizer = to_fake_quant_model(source)
-        return model.to(device), tokenizer
-    return load_model(source, device=device)
+    else:
+        model, tokenizer = _load_original(source, "eval")
+    if tokenizer is None:
+        raise ModelError(f"{source} has no tokenizer; the evaluation text cannot be tokenized")
+    return model.to(device), tokenizer
 
 
 def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, device: str = "cpu") -> dict:
@@ -79,62 +165,133 @@ def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, devic
     from .calib.text import load_text
     from .eval.perplexity import perplexity
 
+    if seqlen < 2:
+        raise ConfigError(f"evaluation seqlen must be >= 2 (a window predicts seqlen-1 tokens), got {seqlen}")
+    check_device(device)
+    text = load_text(data, split="test")
     model, tokenizer = _load_for_eval(source, device)
-    ids = _tokenize(tokenizer, load_text(data, split="test"))
+    ids = _tokenize(tokenizer, text)
     t0 = time.perf_counter()
     res = perplexity(model, ids, seqlen, max_windows=max_windows, device=device)
     return {"ppl": res.ppl, "windows": res.windows, "tokens": res.tokens, "seqlen": seqlen,
             "data": data, "model": source, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-EXPORT_FORMATS = (".gguf",)
+EXPORT_FORMATS = (".gguf", ".onnx")
+
+
+def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_flavor: str) -> None:
+    """One exporter per output extension, each writing `out` atomically from a checkpoint directory."""
+    if suffix == ".onnx":
+        from pbs2p_exporters.onnx_export import export_onnx
+
+        export_onnx(checkpoint_dir, out, flavor=onnx_flavor)
+    else:
+        from pbs2p_exporters.gguf_export import export_gguf
+
+        export_gguf(checkpoint_dir, out, embed_type=embed_type)
 
 
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
-           progress: bool = True, embed_type: str = "f16") -> dict:
-    """Write `out` (.gguf) from a checkpoint, compressing `source` first when it is not one."""
-    from pbs2p_exporters.gguf_export import export_gguf
+           progress: bool = True, embed_type: str = "f16", onnx_flavor: str = "custom") -> dict:
+    """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one.
 
+    Every output check runs before compressing. The compression goes to a temporary checkpoint next
+    to `out`, removed afterwards (also on error or Ctrl-C).
+    """
     from .checkpoint import is_checkpoint
 
     suffix = Path(out).suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise OutputError(f"unknown output extension {suffix or '(none)'!r} for {out}; use one of {', '.join(EXPORT_FORMATS)}")
     _check_output_dir(out)
+    if Path(out).is_dir():
+        raise OutputError(f"{out} is a directory")
     t0 = time.perf_counter()
     summary: dict = {"out": str(Path(out).resolve())}
     if is_checkpoint(source):
-        export_gguf(source, out, embed_type=embed_type)
+        _write_export(source, out, suffix, embed_type, onnx_flavor)
+        summary["bits_per_weight"] = inspect(source)["bits_per_weight"]
     else:
         with tempfile.TemporaryDirectory(prefix=".pbs2p-ckpt-", dir=Path(out).resolve().parent) as tmp:
             ckpt = os.path.join(tmp, "checkpoint")
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
                                            device=device, progress=progress)
             summary["compress"].pop("checkpoint")
-            export_gguf(ckpt, out, embed_type=embed_type)
+            _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
+            summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     summary["bytes"] = os.path.getsize(out)
-    info = inspect(out)
-    summary["bits_per_weight"] = info["bits_per_weight"]
     return summary
 
 
 def inspect(path: str) -> dict:
+    """inspect_file of a GGUF file or checkpoint directory; FormatError when `path` does not exist."""
     from pbs2p_exporters.inspect import inspect_file
 
     if not os.path.exists(path):
-        raise ModelError(f"{path} does not exist")
+        raise FormatError(f"{path}: no such file or directory")
     return inspect_file(path)
 
 
-def format_inspect(info: dict) -> str:
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def info() -> dict:
+    """Versions and the native library: its absolute path, compiled and usable kernel variants, the
+    one selected. When libpbs2p cannot be loaded (or PBS2P_KERNEL forces an unusable variant) the
+    fields it would fill are null/empty and `error` says why; this never raises for that."""
+    from . import __version__
+
+    out: dict = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "torch": _dist_version("torch"),  # from metadata: `info` does not import torch
+        "transformers": _dist_version("transformers"),
+        "gguf": _dist_version("gguf"),
+        "native_library": None,
+        "native_version": None,
+        "kernel_variants": [],
+        "available_kernels": [],
+        "selected_kernel": None,
+    }
+    try:
+        from . import runtime  # loads libpbs2p: NativeError when not built, OSError when not loadable
+        from .runtime._ffi import ffi, lib
+
+        out["native_library"] = str(runtime.library_path().resolve())
+        out["native_version"] = ffi.string(lib.pbs2p_version()).decode()
+        out["kernel_variants"] = runtime.kernel_variants()
+        out["available_kernels"] = runtime.available_kernels()
+        out["selected_kernel"] = runtime.selected_kernel()
+    except (Pbs2pError, OSError) as e:
+        out["error"] = " ".join(str(e).split())
+    return out
+
+
+def format_info(d: dict) -> str:
+    """Human-readable `info`: one `key: value` line each, lists comma-separated, null as `-`."""
+    def show(v):
+        if v is None:
+            return "-"
+        return ", ".join(v) if isinstance(v, list) else str(v)
+
+    return "\n".join(f"{k}: {show(v)}" for k, v in d.items())
+
+
+def format_inspect(d: dict) -> str:
     """Human-readable table of `inspect` output."""
-    lines = [f"{k}: {v}" for k, v in info.items() if k != "layers" and not isinstance(v, (dict, list))]
+    lines = [f"{k}: {v}" for k, v in d.items() if k != "layers" and not isinstance(v, (dict, list))]
     lines.append(f"{'layer':48} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
-    for layer in info.get("layers", []):
+    for layer in d.get("layers", []):
         lines.append(f"{layer['name']:48} {layer['n']}:{layer['m']:<3} {layer['rows']:>6} {layer['cols']:>6} "
                      f"{layer['bits_per_weight']:>7.3f}")
     return "\n".join(lines)
 
 
-__all__ = ["compress", "evaluate", "export", "inspect", "format_inspect", "ConfigError"]
+__all__ = ["check_device", "compress", "evaluate", "export", "format_info", "format_inspect", "info", "inspect"]

@@ -1,0 +1,439 @@
+"""End-to-end tests of the `pbs2p-edge` command line on tiny random Llama / OPT directories and a local text file.
+
+Most runs call pbs2p_edge.cli.main in-process (fast); a few run the installed console script in a
+subprocess to check the real exit status and that stderr holds exactly one line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pbs2p_edge import __version__, cli
+from saved_models import english_text, save_hf_dir, tiny_gpt2, tiny_llama_width40, tiny_opt
+
+ERROR_PREFIX = "pbs2p-edge: error: "
+# Small calibration: 4 windows of 32 tokens; scale groups of 64 columns (hidden 64: one group per row).
+CALIB = ("--nsamples", "4", "--seqlen", "32", "--block-size", "64", "--quiet")
+CHECKPOINT_FILES = {"config.json", "pbs2p.json", "packed.safetensors", "dense.safetensors", "tokenizer.json"}
+LLAMA_LINEARS = 14  # 2 blocks x (q, k, v, o, gate, up, down)
+OPT_LINEARS = 12  # 2 blocks x (q, k, v, out, fc1, fc2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """torch's 2-thread pool on the shared 2-core test machine spins against other processes: compressing
+    these tiny layers measured 22 s with 2 threads vs 0.8 s with 1 (pbs2p, tiny OPT, load average 6)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of one in-process `pbs2p-edge argv...`."""
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def quiet_main(*argv) -> str:
+    """stdout of an in-process run that must succeed (for module fixtures, which cannot use capsys)."""
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = cli.main([str(a) for a in argv])
+    assert rc == 0, f"pbs2p-edge {' '.join(map(str, argv))} exited {rc}"
+    return buf.getvalue()
+
+
+def token_count(model_dir: Path, text_file: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(str(model_dir))(text_file.read_text())["input_ids"])
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, tiny_tokenizer, tiny_llama_dir):
+    root = tmp_path_factory.mktemp("cli")
+    text = root / "english.txt"
+    text.write_text(english_text())
+    return SimpleNamespace(root=root, text=text, llama=tiny_llama_dir,
+                           opt=save_hf_dir(tiny_opt(), tiny_tokenizer, root / "opt"))
+
+
+@pytest.fixture(scope="module")
+def llama_ckpt(work):
+    """(checkpoint dir, compress summary): PBS2P 4:8 with CFS on the tiny Llama."""
+    out = work.root / "llama-pbs2p-4of8"
+    summary = json.loads(quiet_main("compress", work.llama, out, "--method", "pbs2p", "--nm", "4:8",
+                                    "--calib", work.text, "--seed", "0", *CALIB))
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def llama_gguf(work, llama_ckpt):
+    out = work.root / "llama-pbs2p.gguf"
+    summary = json.loads(quiet_main("export", llama_ckpt[0], out))
+    return out, summary
+
+
+# --------------------------------------------------------------------------------------------- compress
+
+
+def test_compress_writes_a_complete_checkpoint(work, llama_ckpt):
+    out, summary = llama_ckpt
+    assert CHECKPOINT_FILES <= {p.name for p in out.iterdir()}
+    assert summary["checkpoint"] == str(out.resolve())
+    assert (summary["method"], summary["nm"], summary["layers"]) == ("pbs2p", "4:8", LLAMA_LINEARS)
+    assert summary["mean_n"] == 4.0
+    meta = json.loads((out / "pbs2p.json").read_text())
+    cc = meta["compress_config"]
+    assert (cc["method"], cc["n"], cc["m"], cc["block_size"], cc["seed"], cc["cfs"]) == ("pbs2p", 4, 8, 64, 0, True)
+    assert meta["extra"]["nsamples"] == 4 and meta["extra"]["seqlen"] == 32
+    assert not [p.name for p in work.root.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+@pytest.mark.parametrize("method,arch", [
+    ("rtn", "opt"), ("magnitude", "llama"), ("billm", "opt"), ("arb", "llama"),
+    ("arb-rc", "opt"), ("stbllm", "llama"), ("pbs2p", "opt"),
+])
+def test_every_method_compresses_and_evaluates(capsys, tmp_path, work, method, arch):
+    from pbs2p_edge.algo.config import METHODS
+
+    out = tmp_path / f"{arch}-{method}"
+    rc, stdout, err = run_cli(capsys, "compress", getattr(work, arch), out, "--method", method, "--nm", "4:8",
+                              "--calib", work.text, "--no-cfs", "--nsamples", "2", "--seqlen", "16",
+                              "--block-size", "64", "--quiet")
+    assert (rc, err) == (0, "")
+    assert json.loads(stdout)["method"] == method
+    assert CHECKPOINT_FILES <= {p.name for p in out.iterdir()}
+
+    rc, stdout, _ = run_cli(capsys, "inspect", out, "--json")
+    d = json.loads(stdout)
+    assert rc == 0 and d["format"] == "checkpoint" and d["method"] == method
+    assert len(d["layers"]) == (LLAMA_LINEARS if arch == "llama" else OPT_LINEARS)
+    kept = 4 if METHODS[method] else 8  # methods that do not prune keep all M
+    assert {(layer["n"], layer["m"]) for layer in d["layers"]} == {(kept, 8)}
+    assert 0 < d["bits_per_weight"] < 16
+
+    rc, stdout, _ = run_cli(capsys, "eval", out, "--data", work.text, "--seqlen", "16", "--max-windows", "3", "--json")
+    res = json.loads(stdout)
+    assert rc == 0 and res["windows"] == 3 and res["tokens"] == 3 * 15
+    assert math.isfinite(res["ppl"]) and res["ppl"] > 1
+
+
+# ------------------------------------------------------------------------------------------------- eval
+
+
+def test_eval_json_of_model_and_checkpoint(capsys, work, llama_ckpt):
+    n_tokens = token_count(work.llama, work.text)
+    results = {}
+    for name, source in (("fp", work.llama), ("ckpt", llama_ckpt[0])):
+        rc, out, err = run_cli(capsys, "eval", source, "--data", work.text, "--seqlen", "32", "--json")
+        assert (rc, err) == (0, "")
+        res = json.loads(out)
+        assert {"ppl", "windows", "tokens"} <= set(res)
+        assert res["windows"] == n_tokens // 32 and res["tokens"] == res["windows"] * 31
+        assert math.isfinite(res["ppl"]) and res["ppl"] > 1
+        results[name] = res["ppl"]
+    assert results["ckpt"] != results["fp"]
+
+    rc, out, _ = run_cli(capsys, "eval", work.llama, "--data", work.text, "--seqlen", "32", "--max-windows", "2")
+    assert rc == 0 and out.startswith("ppl ") and "over 2 windows (62 tokens predicted)" in out
+
+
+def test_eval_of_checkpoint_equals_in_memory_fake_quant_model(capsys, work, llama_ckpt):
+    """The packed checkpoint round-trips exactly: its PPL is the PPL of the model compress_model left in memory."""
+    from pbs2p_edge.algo.config import CompressConfig
+    from pbs2p_edge.calib.text import load_text
+    from pbs2p_edge.calib.tokens import encode
+    from pbs2p_edge.calib.windows import calibration_windows
+    from pbs2p_edge.eval.perplexity import perplexity
+    from pbs2p_edge.model.load import load_model
+    from pbs2p_edge.model.sequential import compress_model
+
+    model, tok = load_model(str(work.llama))
+    ids = encode(tok, load_text(str(work.text)))
+    fp = perplexity(model, ids, 32, max_windows=4).ppl
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, block_size=64, seed=0)
+    compress_model(model, calibration_windows(ids, 4, 32, seed=0), cfg, progress=False)
+    in_memory = perplexity(model, ids, 32, max_windows=4).ppl
+    assert in_memory != pytest.approx(fp, rel=1e-3)
+
+    rc, out, _ = run_cli(capsys, "eval", llama_ckpt[0], "--data", work.text, "--seqlen", "32", "--max-windows", "4",
+                         "--json")
+    assert rc == 0
+    assert json.loads(out)["ppl"] == pytest.approx(in_memory, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------- export/inspect
+
+
+def test_export_checkpoint_writes_a_readable_gguf(llama_ckpt, llama_gguf):
+    import gguf
+
+    out, summary = llama_gguf
+    reader = gguf.GGUFReader(str(out))
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert reader.fields["pbs2p.method"].contents() == "pbs2p"
+    assert (reader.fields["pbs2p.n"].contents(), reader.fields["pbs2p.m"].contents()) == (4, 8)
+    sources = reader.fields["pbs2p.linear.source_names"].contents()
+    assert sources == list(json.loads((llama_ckpt[0] / "pbs2p.json").read_text())["layers"])
+    assert summary["out"] == str(out.resolve()) and summary["bytes"] == out.stat().st_size
+    assert "compress" not in summary  # a checkpoint is exported as is
+
+
+def test_inspect_json_reports_cfs_allocation(capsys, llama_ckpt, llama_gguf):
+    rc, out, err = run_cli(capsys, "inspect", llama_gguf[0], "--json")
+    assert (rc, err) == (0, "")
+    d = json.loads(out)
+    layers = d["layers"]
+    assert d["format"] == "gguf" and len(layers) == LLAMA_LINEARS
+    assert all(layer["m"] == 8 and 3 <= layer["n"] <= 5 for layer in layers)  # N_l in [n - 1, n + 1]
+    weights = [layer["rows"] * layer["cols"] for layer in layers]
+    assert Fraction(sum(layer["n"] * w for layer, w in zip(layers, weights)), sum(weights)) == 4  # exact mean n
+    for block in ("model.layers.0.", "model.layers.1."):  # CFS gives every linear of a block the same N
+        assert len({layer["n"] for layer in layers if layer["source_name"].startswith(block)}) == 1
+    assert d["bits_per_weight"] == pytest.approx(sum(layer["honest_bits"] for layer in layers) / sum(weights))
+    assert d["bits_per_weight"] == pytest.approx(llama_gguf[1]["bits_per_weight"], rel=1e-12)
+
+    rc, out, _ = run_cli(capsys, "inspect", llama_ckpt[0], "--json")
+    ck = json.loads(out)
+    assert [(r["name"], r["n"], r["honest_bits"]) for r in ck["layers"]] == \
+        [(r["source_name"], r["n"], r["honest_bits"]) for r in layers]
+
+    rc, out, _ = run_cli(capsys, "inspect", llama_gguf[0])
+    assert rc == 0 and "bits_per_weight:" in out and "blk.0.attn_q" in out
+
+
+def test_export_from_model_dir_is_byte_identical_for_the_same_seed(capsys, tmp_path, work):
+    def export(name: str, seed: int) -> bytes:
+        out = tmp_path / name
+        rc, stdout, err = run_cli(capsys, "export", work.opt, out, "--method", "pbs2p", "--nm", "6:8",
+                                  "--calib", work.text, "--seed", seed, *CALIB)
+        assert (rc, err) == (0, "")
+        summary = json.loads(stdout)
+        assert summary["compress"]["nm"] == "6:8" and summary["compress"]["layers"] == OPT_LINEARS
+        return out.read_bytes()
+
+    a, b, c = export("a.gguf", 3), export("b.gguf", 3), export("c.gguf", 4)
+    assert a[:4] == b"GGUF" and a == b
+    assert c != a  # another seed draws other calibration windows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gguf", "b.gguf", "c.gguf"]  # temp checkpoints gone
+
+
+# ------------------------------------------------------------------------------------------------- info
+
+
+def test_info_json_describes_versions_and_native_library(capsys):
+    from pbs2p_edge import runtime
+
+    rc, out, err = run_cli(capsys, "info", "--json")
+    assert (rc, err) == (0, "")
+    d = json.loads(out)
+    assert d["version"] == __version__ and d["torch"] == torch.__version__
+    assert d["native_library"] == str(runtime.library_path().resolve()) and Path(d["native_library"]).is_absolute()
+    assert d["kernel_variants"] == runtime.kernel_variants() and "ref" in d["kernel_variants"]
+    assert d["available_kernels"] == runtime.available_kernels()
+    assert set(d["available_kernels"]) <= set(d["kernel_variants"])
+    assert d["selected_kernel"] == runtime.selected_kernel() and d["selected_kernel"] in d["available_kernels"]
+    assert "error" not in d
+
+    rc, out, _ = run_cli(capsys, "info")
+    assert rc == 0 and f"selected_kernel: {d['selected_kernel']}" in out.splitlines()
+
+
+# -------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def bad(work, llama_ckpt, llama_gguf, tiny_tokenizer):
+    """Unusable inputs, built once: texts, models, corrupt checkpoints and files."""
+    root = work.root / "bad"
+    root.mkdir()
+    (root / "empty.txt").write_text(" \n\n ")
+    (root / "latin1.txt").write_bytes("Caf\xe9 au lait, s'il vous pla\xeet. ".encode("latin-1") * 40)
+    (root / "short.txt").write_text("Emma Woodhouse.")
+    (root / "notes.txt").write_text("a regular file, not a directory\n")
+    no_packed = shutil.copytree(llama_ckpt[0], root / "ckpt-no-packed")
+    (no_packed / "packed.safetensors").unlink()
+    truncated = shutil.copytree(llama_ckpt[0], root / "ckpt-truncated")
+    data = (truncated / "packed.safetensors").read_bytes()
+    (truncated / "packed.safetensors").write_bytes(data[: len(data) // 2])
+    gguf_bytes = llama_gguf[0].read_bytes()
+    (root / "truncated.gguf").write_bytes(gguf_bytes[: len(gguf_bytes) // 3])
+    full = root / "hidden-not-empty"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    (root / "dir.gguf").mkdir()
+    return SimpleNamespace(root=root, text=work.text, llama=work.llama, ckpt=llama_ckpt[0], gguf=llama_gguf[0],
+                           gpt2=save_hf_dir(tiny_gpt2(), tiny_tokenizer, root / "gpt2"),
+                           width40=save_hf_dir(tiny_llama_width40(), tiny_tokenizer, root / "llama40"))
+
+
+SMALL = ("--nsamples", "2", "--seqlen", "16", "--block-size", "64", "--quiet")
+
+# (id, argv from (b: the `bad` namespace, out: a fresh output directory), fragment of the error line)
+BAD_INPUTS = [
+    ("unknown-method", lambda b, o: ["compress", b.llama, o / "ck", "--method", "gptq", "--calib", b.text, *SMALL],
+     "unknown method 'gptq'"),
+    ("nm-0:8", lambda b, o: ["compress", b.llama, o / "ck", "--nm", "0:8", "--calib", b.text, *SMALL],
+     "N must be in 1..M=8"),
+    ("nm-9:8", lambda b, o: ["compress", b.llama, o / "ck", "--nm", "9:8", "--calib", b.text, *SMALL],
+     "N must be in 1..M=8"),
+    ("nm-4:6", lambda b, o: ["export", b.llama, o / "m.gguf", "--nm", "4:6", "--calib", b.text, *SMALL],
+     "M must be one of 2, 4, 8, 16"),
+    ("nm-48", lambda b, o: ["compress", b.llama, o / "ck", "--nm", "48", "--calib", b.text, *SMALL],
+     "N:M must look like 4:8"),
+    ("m-not-dividing-width", lambda b, o: ["compress", b.width40, o / "ck", "--nm", "4:16", "--calib", b.text,
+                                           *SMALL], "M=16 does not divide the input width 40"),
+    ("missing-model", lambda b, o: ["compress", b.root / "no-such-model", o / "ck", "--calib", b.text, *SMALL],
+     "no such file or directory"),
+    ("unsupported-arch", lambda b, o: ["compress", b.gpt2, o / "ck", "--calib", b.text, *SMALL],
+     "unsupported architecture 'gpt2'"),
+    ("checkpoint-as-compress-source", lambda b, o: ["compress", b.ckpt, o / "ck", "--calib", b.text, *SMALL],
+     "is a compressed checkpoint"),
+    ("gguf-as-eval-source", lambda b, o: ["eval", b.gguf, "--data", b.text, "--seqlen", "16"], "is a pbs2p GGUF"),
+    ("empty-text", lambda b, o: ["compress", b.llama, o / "ck", "--calib", b.root / "empty.txt", *SMALL], "is empty"),
+    ("not-utf8", lambda b, o: ["compress", b.llama, o / "ck", "--calib", b.root / "latin1.txt", *SMALL],
+     "is not UTF-8"),
+    ("unknown-corpus", lambda b, o: ["compress", b.llama, o / "ck", "--calib", "austen:middlemarch", *SMALL],
+     "unknown"),
+    ("too-short-calib", lambda b, o: ["compress", b.llama, o / "ck", "--calib", b.root / "short.txt", *SMALL],
+     "too short for one calibration window"),
+    ("too-short-eval", lambda b, o: ["eval", b.llama, "--data", b.root / "short.txt", "--seqlen", "16"],
+     "too short for one evaluation window"),
+    ("nsamples-0", lambda b, o: ["compress", b.llama, o / "ck", "--calib", b.text, "--nsamples", "0"],
+     "--nsamples: must be at least 1"),
+    ("seqlen-over-positions", lambda b, o: ["eval", b.llama, "--data", b.text, "--seqlen", "1000"],
+     "exceeds this model's max_position_embeddings 256"),
+    ("unknown-device", lambda b, o: ["eval", b.llama, "--data", b.text, "--seqlen", "16", "--device", "tpu9"],
+     "device"),
+    ("out-dir-missing", lambda b, o: ["compress", b.llama, o / "nowhere" / "ck", "--calib", b.text, *SMALL],
+     "does not exist"),
+    ("export-dir-missing", lambda b, o: ["export", b.ckpt, o / "nowhere" / "m.gguf"], "does not exist"),
+    ("export-under-a-file", lambda b, o: ["export", b.ckpt, b.root / "notes.txt" / "m.gguf"], "is not a directory"),
+    ("compress-under-a-file", lambda b, o: ["compress", b.llama, b.root / "notes.txt" / "ck", "--calib", b.text,
+                                            *SMALL], "is not a directory"),
+    ("compress-over-foreign-dir", lambda b, o: ["compress", b.llama, b.root / "hidden-not-empty", "--calib", b.text,
+                                                *SMALL], "refusing to replace it"),
+    ("unknown-extension", lambda b, o: ["export", b.ckpt, o / "m.bin"], "unknown output extension '.bin'"),
+    ("export-over-a-dir", lambda b, o: ["export", b.ckpt, b.root / "dir.gguf"], "is a directory"),
+    ("eval-ckpt-no-packed", lambda b, o: ["eval", b.root / "ckpt-no-packed", "--data", b.text, "--seqlen", "16"],
+     "packed.safetensors is missing"),
+    ("export-ckpt-no-packed", lambda b, o: ["export", b.root / "ckpt-no-packed", o / "m.gguf"],
+     "packed.safetensors is missing"),
+    ("inspect-ckpt-no-packed", lambda b, o: ["inspect", b.root / "ckpt-no-packed"], "packed.safetensors is missing"),
+    ("eval-ckpt-truncated", lambda b, o: ["eval", b.root / "ckpt-truncated", "--data", b.text, "--seqlen", "16"],
+     "corrupt safetensors file"),
+    ("export-ckpt-truncated", lambda b, o: ["export", b.root / "ckpt-truncated", o / "m.gguf"],
+     "corrupt safetensors file"),
+    ("inspect-not-gguf", lambda b, o: ["inspect", b.root / "notes.txt"], "neither a GGUF file nor a checkpoint"),
+    ("inspect-missing", lambda b, o: ["inspect", b.root / "nothing.gguf"], "no such file or directory"),
+    ("inspect-truncated-gguf", lambda b, o: ["inspect", b.root / "truncated.gguf"], "not a readable GGUF file"),
+    ("no-sub-command", lambda b, o: [], "required"),
+]
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("argv,fragment", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, bad, argv, fragment):
+    args = argv(bad, tmp_path)
+    before_out, before_bad = _tree(tmp_path), _tree(bad.root)
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 2
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), err
+    assert fragment in lines[0]
+    assert out == ""
+    assert _tree(tmp_path) == before_out and _tree(bad.root) == before_bad  # nothing written, nothing left
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes through chmod; the under-a-file cases cover an unwritable output")
+def test_unwritable_output_directory(capsys, tmp_path, bad):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        rc, _, err = run_cli(capsys, "export", bad.ckpt, locked / "m.gguf")
+        assert rc == 2 and err.splitlines() == [err.strip()] and "is not writable" in err
+        assert not any(locked.iterdir())
+    finally:
+        locked.chmod(0o700)
+
+
+def test_cuda_device_without_cuda_is_a_config_error(capsys, bad):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc, _, err = run_cli(capsys, "eval", bad.llama, "--data", bad.text, "--device", "cuda")
+    assert rc == 2 and err.startswith(ERROR_PREFIX) and "CUDA is not available" in err
+
+
+# ------------------------------------------------------------------------------------------- subprocess
+
+
+def console_script() -> list[str]:
+    """The installed `pbs2p-edge` entry point (the same main() as `python -m pbs2p_edge.cli`)."""
+    exe = shutil.which("pbs2p-edge")
+    return [exe] if exe else [sys.executable, "-m", "pbs2p_edge.cli"]
+
+
+def run_script(*argv, **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    for key in [k for k, v in env.items() if v is None]:
+        full_env.pop(key)
+    return subprocess.run([*console_script(), *map(str, argv)], capture_output=True, text=True, env=full_env,
+                          timeout=120)
+
+
+def test_console_script_error_is_exit_2_and_one_stderr_line(bad, tmp_path):
+    """Without --quiet: the model is loaded before the text is found too short, and still nothing but
+    the error line reaches stderr (no transformers progress bar, no warning, no traceback)."""
+    p = run_script("compress", bad.llama, tmp_path / "ck", "--calib", bad.root / "short.txt",
+                   "--nsamples", "2", "--seqlen", "16")
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [p.stderr.rstrip("\n")]
+    assert p.stderr.startswith(ERROR_PREFIX + "text too short for one calibration window")
+    assert p.stdout == "" and not any(tmp_path.iterdir())
+
+
+def test_console_script_info_reports_an_unloadable_native_library(tmp_path):
+    p = run_script("info", "--json", PBS2P_LIBRARY=None, PBS2P_KERNEL=None)
+    assert (p.returncode, p.stderr) == (0, "")
+    ok = json.loads(p.stdout)
+    assert ok["native_library"] and "error" not in ok
+
+    p = run_script("info", "--json", PBS2P_LIBRARY=str(tmp_path / "libmissing.so"))
+    assert (p.returncode, p.stderr) == (0, "")
+    d = json.loads(p.stdout)
+    assert d["native_library"] is None and d["selected_kernel"] is None and d["kernel_variants"] == []
+    assert "PBS2P_LIBRARY" in d["error"] and d["version"] == __version__
+
+    not_a_library = tmp_path / "libpbs2p.so"
+    not_a_library.write_text("not an ELF file\n")
+    d = json.loads(run_script("info", "--json", PBS2P_LIBRARY=str(not_a_library)).stdout)
+    assert d["native_library"] is None and "cannot load library" in d["error"]
+
+    d = json.loads(run_script("info", "--json", PBS2P_KERNEL="no-such-variant").stdout)
+    assert d["native_library"] == ok["native_library"] and d["kernel_variants"] == ok["kernel_variants"]
+    assert d["selected_kernel"] is None and "no-such-variant" in d["error"]
+
+    p = run_script("--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"pbs2p-edge {__version__}"

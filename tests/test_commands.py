@@ -1,0 +1,234 @@
+"""Tests of pbs2p_edge.commands: checks before work, atomic outputs when interrupted, and `info`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pbs2p_edge import cli, commands
+from pbs2p_edge.algo.config import CompressConfig
+from pbs2p_edge.errors import ConfigError, DataError, NativeError, OutputError
+from saved_models import english_text, save_hf_dir, tiny_llama_width40
+
+RTN = CompressConfig(method="rtn", n=8, m=8, block_size=64)  # the fastest method: no Hessian
+CALIB = {"nsamples": 2, "seqlen": 16, "progress": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny layers run faster on one torch thread than on a 2-thread pool fighting other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "english.txt"
+    path.write_text(english_text())
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tiny_llama_dir, text) -> Path:
+    out = tmp_path_factory.mktemp("ckpt") / "llama-rtn"
+    commands.compress(str(tiny_llama_dir), str(out), RTN, calib=str(text), **CALIB)
+    return out
+
+
+def _forbid(monkeypatch, target: str, what: str) -> None:
+    """Make `target` (module.attr) fail the test if it is reached."""
+    def reached(*args, **kwargs):
+        raise AssertionError(f"{what} was reached; the bad input should have been caught before")
+
+    monkeypatch.setattr(target, reached)
+
+
+def _listing(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+# ----------------------------------------------------------------------------------- checks come first
+
+
+@pytest.mark.parametrize("calib,error", [("austen:middlemarch", DataError), ("EMPTY", DataError)])
+def test_compress_checks_the_text_before_loading_the_model(monkeypatch, tmp_path, tiny_llama_dir, calib, error):
+    if calib == "EMPTY":
+        calib = str(tmp_path / "empty.txt")
+        Path(calib).write_text("\n \n")
+    _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
+    with pytest.raises(error):
+        commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=calib, **CALIB)
+    assert not (tmp_path / "out").exists()
+
+
+def test_compress_refuses_a_foreign_directory_before_loading(monkeypatch, tmp_path, tiny_llama_dir, text):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
+    with pytest.raises(OutputError, match="refusing to replace"):
+        commands.compress(str(tiny_llama_dir), str(target), RTN, calib=str(text), **CALIB)
+    assert _listing(target) == ["notes.txt"]
+
+
+def test_compress_checks_layer_widths_before_calibrating(monkeypatch, tmp_path, tiny_tokenizer, text):
+    model_dir = save_hf_dir(tiny_llama_width40(), tiny_tokenizer, tmp_path / "llama40")
+    _forbid(monkeypatch, "pbs2p_edge.model.sequential.compress_model", "compress_model")
+    cfg = CompressConfig(method="pbs2p", n=8, m=16, block_size=64)
+    with pytest.raises(ConfigError, match=r"M=16 does not divide the input width 40 of model\.layers\.0\."):
+        commands.compress(str(model_dir), str(tmp_path / "out"), cfg, calib=str(text), **CALIB)
+
+
+def test_compress_and_evaluate_reject_counts_the_parser_would_reject(tmp_path, tiny_llama_dir, text):
+    with pytest.raises(ConfigError, match="nsamples"):
+        commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=str(text), nsamples=0, seqlen=16)
+    with pytest.raises(ConfigError, match="seqlen must be >= 2"):
+        commands.evaluate(str(tiny_llama_dir), str(text), 1, None)
+
+
+def test_export_checks_the_output_before_compressing(monkeypatch, tmp_path, tiny_llama_dir, text):
+    _forbid(monkeypatch, "pbs2p_edge.commands.compress", "compress")
+    (tmp_path / "taken.gguf").mkdir()
+    for out, message in ((tmp_path / "m.bin", "unknown output extension"), (tmp_path / "taken.gguf", "is a directory"),
+                         (tmp_path / "no" / "m.gguf", "does not exist")):
+        with pytest.raises(OutputError, match=message):
+            commands.export(str(tiny_llama_dir), str(out), RTN, calib=str(text), **CALIB)
+    assert _listing(tmp_path) == ["taken.gguf"]
+
+
+@pytest.mark.parametrize("device,message", [("tpu9", "unknown device"), ("meta", "not supported"),
+                                            ("cuda:99", "cuda")])
+def test_check_device(device, message):
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 99:
+        pytest.skip("a machine with 100 GPUs")
+    with pytest.raises(ConfigError, match=message):
+        commands.check_device(device)
+    commands.check_device("cpu")
+
+
+# ---------------------------------------------------------------------------------- atomic outputs
+
+
+def test_export_interrupted_mid_write_keeps_the_old_file(monkeypatch, tmp_path, ckpt):
+    import gguf
+
+    out = tmp_path / "model.gguf"
+    out.write_bytes(b"the previous export\n")
+    during = {}
+    real_write_kv = gguf.GGUFWriter.write_kv_data_to_file
+
+    def write_kv_then_interrupt(self):
+        real_write_kv(self)  # header and metadata are on disk, the tensors are not
+        for f in self.fout:
+            f.flush()
+        during.update({p.name: p.stat().st_size for p in tmp_path.iterdir() if p != out})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_kv_data_to_file", write_kv_then_interrupt)
+    assert cli.main(["export", str(ckpt), str(out)]) == 130
+    assert len(during) == 1 and next(iter(during.values())) > 0  # a partial temp file existed mid-write
+    assert out.read_bytes() == b"the previous export\n"
+    assert _listing(tmp_path) == ["model.gguf"]  # and is gone
+
+    monkeypatch.undo()
+    commands.export(str(ckpt), str(out), RTN, calib="", **CALIB)  # an uninterrupted run replaces it
+    assert out.read_bytes()[:4] == b"GGUF" and _listing(tmp_path) == ["model.gguf"]
+
+
+def test_export_from_a_model_interrupted_leaves_no_temporary_checkpoint(monkeypatch, tmp_path, tiny_llama_dir, text):
+    import pbs2p_exporters.gguf_export as gguf_export
+
+    during = []
+
+    def interrupted(checkpoint_dir, out_path, embed_type="f16"):
+        during.extend(_listing(tmp_path))
+        assert (Path(checkpoint_dir) / "pbs2p.json").is_file()  # the temporary checkpoint was complete
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gguf_export, "export_gguf", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        commands.export(str(tiny_llama_dir), str(tmp_path / "m.gguf"), RTN, calib=str(text), **CALIB)
+    assert len(during) == 1 and during[0].startswith(".pbs2p-ckpt-")
+    assert _listing(tmp_path) == []
+
+
+def test_compress_interrupted_mid_save_keeps_the_old_checkpoint(monkeypatch, tmp_path, tiny_llama_dir, text):
+    import safetensors.numpy
+
+    out = tmp_path / "ckpt"
+    commands.compress(str(tiny_llama_dir), str(out), RTN, calib=str(text), **CALIB)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_save = safetensors.numpy.save_file
+    calls = []
+
+    def save_one_then_fail(arrays, filename, metadata=None):
+        calls.append(Path(filename).parent.name)
+        if len(calls) == 2:  # packed.safetensors written, dense.safetensors not
+            raise OSError(28, "No space left on device")
+        real_save(arrays, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", save_one_then_fail)
+    other = CompressConfig(method="magnitude", n=4, m=8, block_size=64)
+    assert cli.main(["compress", str(tiny_llama_dir), str(out), "--method", "magnitude", "--nm", "4:8",
+                     "--calib", str(text), "--nsamples", "2", "--seqlen", "16", "--block-size", "64", "--quiet"]) == 2
+    assert calls[0].startswith(".ckpt.tmp-")  # written into a temp directory next to the target
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _listing(tmp_path) == ["ckpt"]
+
+    monkeypatch.undo()
+    commands.compress(str(tiny_llama_dir), str(out), other, calib=str(text), **CALIB)  # replaced when it succeeds
+    assert json.loads((out / "pbs2p.json").read_text())["compress_config"]["method"] == "magnitude"
+    assert _listing(tmp_path) == ["ckpt"]
+
+
+def test_export_summary_of_a_checkpoint(tmp_path, ckpt):
+    out = tmp_path / "m.gguf"
+    summary = commands.export(str(ckpt), str(out), RTN, calib="", **CALIB)
+    assert summary["out"] == str(out.resolve()) and summary["bytes"] == out.stat().st_size
+    assert summary["bits_per_weight"] == commands.inspect(str(out))["bits_per_weight"]
+    assert summary["bits_per_weight"] == commands.inspect(str(ckpt))["bits_per_weight"]
+
+
+# --------------------------------------------------------------------------------------------- info
+
+
+def test_info_with_the_native_library():
+    from pbs2p_edge import __version__, runtime
+
+    d = commands.info()
+    assert d["version"] == __version__ and d["torch"] == torch.__version__
+    assert d["native_library"] == str(runtime.library_path().resolve())
+    assert d["native_version"] and d["selected_kernel"] in d["available_kernels"]
+    assert "error" not in d
+    text = commands.format_info(d)
+    assert f"kernel_variants: {', '.join(d['kernel_variants'])}" in text.splitlines()
+
+
+def test_info_reports_an_unloadable_library_instead_of_raising(monkeypatch):
+    from pbs2p_edge import runtime
+
+    def not_built():
+        raise NativeError(-1, "libpbs2p is not built")
+
+    monkeypatch.setattr(runtime, "library_path", not_built)
+    d = commands.info()
+    assert d["native_library"] is None and d["kernel_variants"] == [] and d["selected_kernel"] is None
+    assert d["error"] == "libpbs2p is not built (status -1)"
+    assert "native_library: -" in commands.format_info(d).splitlines()
+
+
+def test_info_reports_an_unusable_forced_kernel(monkeypatch):
+    from pbs2p_edge import runtime
+
+    def forced():
+        raise NativeError(5, "kernel selection: unknown kernel variant 'x'")
+
+    monkeypatch.setattr(runtime, "selected_kernel", forced)
+    d = commands.info()
+    assert d["native_library"] is not None and d["kernel_variants"] == runtime.kernel_variants()
+    assert d["selected_kernel"] is None and "unknown kernel variant" in d["error"]
