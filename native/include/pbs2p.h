@@ -43,7 +43,14 @@ typedef enum pbs2p_status {
     PBS2P_ERR_VERSION = 4,       /* unsupported packed format version */
     PBS2P_ERR_NO_KERNEL = 5,     /* the requested kernel variant is not compiled in or not supported by this CPU */
     PBS2P_ERR_NOMEM = 6,         /* an allocation failed */
-    PBS2P_ERR_THREAD = 7         /* a worker thread could not be started */
+    PBS2P_ERR_THREAD = 7,        /* a worker thread could not be started */
+    PBS2P_ERR_IO = 8,            /* a file cannot be opened, measured or memory-mapped */
+    PBS2P_ERR_TRUNCATED = 9,     /* a file ends before an item its header places in it */
+    PBS2P_ERR_GGUF = 10,         /* not a well-formed GGUF file (magic, counts, names, dims, offsets) */
+    PBS2P_ERR_UNSUPPORTED = 11,  /* a well-formed GGUF of a version or tensor type this library does not read */
+    PBS2P_ERR_NOT_FOUND = 12,    /* no key, tensor or linear of that name */
+    PBS2P_ERR_TYPE = 13,         /* a key or tensor of another type than the one asked for */
+    PBS2P_ERR_NOT_PBS2P = 14     /* a valid GGUF file without pbs2p.* keys */
 } pbs2p_status;
 
 /* Per-layer metadata (FORMAT.md section 7) and stream pointers (sections 2-5).
@@ -122,6 +129,139 @@ PBS2P_API size_t pbs2p_kernel_variants(const char **names, size_t cap);
 PBS2P_API int pbs2p_kernel_available(const char *name);
 /* Force a variant for this process (NULL: back to PBS2P_KERNEL or automatic choice). */
 PBS2P_API pbs2p_status pbs2p_kernel_select(const char *name);
+
+/* ==== GGUF files (gguf.c, gguf_lookup.c, gguf_layer.c) ==========================================
+ *
+ * A GGUF file is opened once, memory-mapped read-only and validated completely before any use; every
+ * later lookup reads only what was validated, so no call reads outside the file. Layout (v2 and v3,
+ * little-endian), as the reader checks it:
+ *  1. magic "GGUF" (4 bytes).
+ *  2. version u32: 2 or 3 (v1 and big-endian files: PBS2P_ERR_UNSUPPORTED).
+ *  3. n_tensors u64 (<= PBS2P_GGUF_MAX_TENSORS), n_kv u64 (<= PBS2P_GGUF_MAX_KV); both must fit in the
+ *     bytes left (a key-value takes >= 14 bytes, a tensor info >= 33) before anything is allocated.
+ *  4. n_kv key-values: key, value type u32 (pbs2p_gguf_type), value. A string is a u64 byte length
+ *     (<= PBS2P_GGUF_MAX_STRING) then the bytes, no NUL; a bool is one byte 0 or 1; an array is an element
+ *     type u32 (never ARRAY: nested arrays are refused), a u64 count (<= PBS2P_GGUF_MAX_ARRAY), the elements.
+ *     Keys are unique, 1..PBS2P_GGUF_MAX_NAME bytes, without NUL bytes.
+ *  5. n_tensors tensor infos: name (a string, unique, same rules as keys), n_dims u32 (1..4),
+ *     ne[n_dims] u64 (ne[0] is the contiguous dimension, i.e. the numpy shape reversed; each >= 1, their
+ *     product <= INT64_MAX, ne[0] a multiple of the type's block), ggml type u32 (one of pbs2p_ggml_type,
+ *     else PBS2P_ERR_UNSUPPORTED), offset u64 from the start of the data section (a multiple of the alignment).
+ *  6. Zero padding to a multiple of general.alignment (u32, a power of two; 32 when the key is absent).
+ *  7. Data section: each tensor's n_bytes = ne[0]*...*ne[3] / block * block_bytes lie inside the file, and
+ *     no two tensors overlap.
+ * Errors: PBS2P_ERR_TRUNCATED when the file ends before an item the header places in it (including
+ * tensor data past the end), PBS2P_ERR_GGUF for any other malformed item, with the byte offset in
+ * pbs2p_last_error(). Strings and array data point into the mapping and may be unaligned: copy them.
+ * A file that another process truncates while it is mapped may still raise SIGBUS (POSIX mmap).
+ * An open handle is never modified: several threads may read it at once. */
+
+#define PBS2P_GGUF_DEFAULT_ALIGNMENT 32
+#define PBS2P_GGUF_MAX_DIMS 4
+#define PBS2P_GGUF_MAX_NAME 1024                        /* bytes of a key or tensor name */
+#define PBS2P_GGUF_MAX_KV (1u << 20)                    /* key-values per file */
+#define PBS2P_GGUF_MAX_TENSORS (1u << 20)               /* tensors per file */
+#define PBS2P_GGUF_MAX_STRING ((uint64_t)1 << 30)       /* bytes of one string value */
+#define PBS2P_GGUF_MAX_ARRAY ((uint64_t)1 << 32)        /* elements of one array value */
+
+/* GGUF value types (the numbering of the GGUF specification). */
+typedef enum pbs2p_gguf_type {
+    PBS2P_GGUF_UINT8 = 0, PBS2P_GGUF_INT8 = 1, PBS2P_GGUF_UINT16 = 2, PBS2P_GGUF_INT16 = 3,
+    PBS2P_GGUF_UINT32 = 4, PBS2P_GGUF_INT32 = 5, PBS2P_GGUF_FLOAT32 = 6, PBS2P_GGUF_BOOL = 7,
+    PBS2P_GGUF_STRING = 8, PBS2P_GGUF_ARRAY = 9, PBS2P_GGUF_UINT64 = 10, PBS2P_GGUF_INT64 = 11,
+    PBS2P_GGUF_FLOAT64 = 12
+} pbs2p_gguf_type;
+
+/* The ggml tensor types this reader accepts (ggml's ids; every other id is refused). pbs2p files use
+ * F32, F16, I8 and Q8_0; the others let a stock llama.cpp file be opened and listed. */
+typedef enum pbs2p_ggml_type {
+    PBS2P_GGML_F32 = 0, PBS2P_GGML_F16 = 1, PBS2P_GGML_Q4_0 = 2, PBS2P_GGML_Q4_1 = 3,
+    PBS2P_GGML_Q5_0 = 6, PBS2P_GGML_Q5_1 = 7, PBS2P_GGML_Q8_0 = 8,
+    PBS2P_GGML_Q2_K = 10, PBS2P_GGML_Q3_K = 11, PBS2P_GGML_Q4_K = 12, PBS2P_GGML_Q5_K = 13, PBS2P_GGML_Q6_K = 14,
+    PBS2P_GGML_I8 = 24, PBS2P_GGML_I16 = 25, PBS2P_GGML_I32 = 26, PBS2P_GGML_I64 = 27, PBS2P_GGML_F64 = 28,
+    PBS2P_GGML_BF16 = 30
+} pbs2p_ggml_type;
+
+typedef struct pbs2p_gguf pbs2p_gguf; /* opaque: an open, validated GGUF file */
+
+typedef struct pbs2p_gguf_info {
+    uint32_t version;      /* 2 or 3 */
+    uint32_t alignment;    /* general.alignment, or 32 */
+    uint64_t n_kv, n_tensors;
+    uint64_t data_offset;  /* file offset of the data section */
+    uint64_t file_size;    /* bytes */
+} pbs2p_gguf_info;
+
+typedef struct pbs2p_gguf_kv {
+    const char *key;       /* NUL-terminated, owned by the file handle */
+    int32_t type;          /* pbs2p_gguf_type of the value */
+    int32_t elem_type;     /* arrays: the elements' type; otherwise == type */
+    uint64_t count;        /* arrays: elements; strings: bytes; scalars: 1 */
+    const void *data;      /* scalar: its little-endian bytes; string: its bytes (no NUL); array of fixed-size
+                              elements: the first one; array of strings: NULL (see pbs2p_gguf_get_arr_str) */
+} pbs2p_gguf_kv;
+
+typedef struct pbs2p_gguf_tensor {
+    const char *name;      /* NUL-terminated, owned by the file handle */
+    int32_t type;          /* pbs2p_ggml_type */
+    int32_t n_dims;        /* 1..4 */
+    uint64_t ne[PBS2P_GGUF_MAX_DIMS]; /* ne[0] contiguous (numpy shape reversed); 1 beyond n_dims */
+    uint64_t n_elements;
+    uint64_t offset;       /* file offset of the data */
+    uint64_t n_bytes;
+    const void *data;      /* n_bytes inside the mapping, aligned to `alignment` from the mapping's start */
+} pbs2p_gguf_tensor;
+
+/* Map `path` read-only and validate it (see the layout above); *out = NULL on failure. */
+PBS2P_API pbs2p_status pbs2p_gguf_open(const char *path, pbs2p_gguf **out);
+/* Same over `size` bytes in memory (not copied: they must outlive the handle). */
+PBS2P_API pbs2p_status pbs2p_gguf_open_memory(const void *data, size_t size, pbs2p_gguf **out);
+/* Unmap and free; NULL is ignored. Every pointer obtained from the handle dies with it. */
+PBS2P_API void pbs2p_gguf_close(pbs2p_gguf *f);
+PBS2P_API pbs2p_status pbs2p_gguf_get_info(const pbs2p_gguf *f, pbs2p_gguf_info *out);
+
+/* 1 when the reader accepts ggml type `type` (then *block_elems / *block_bytes, each may be NULL), else 0. */
+PBS2P_API int pbs2p_ggml_type_size(int32_t type, size_t *block_elems, size_t *block_bytes);
+/* "F32", "Q4_1", ... for any ggml type id this library knows (accepted or not), else NULL. */
+PBS2P_API const char *pbs2p_ggml_type_name(int32_t type);
+
+/* Key-values in file order (index < n_kv), or by key (PBS2P_ERR_NOT_FOUND when absent). */
+PBS2P_API pbs2p_status pbs2p_gguf_kv_at(const pbs2p_gguf *f, uint64_t index, pbs2p_gguf_kv *out);
+PBS2P_API pbs2p_status pbs2p_gguf_find_key(const pbs2p_gguf *f, const char *key, pbs2p_gguf_kv *out);
+/* Typed getters: PBS2P_ERR_NOT_FOUND when the key is absent, PBS2P_ERR_TYPE when its value has another
+ * type (no conversions). Strings are not NUL-terminated: (*s, *len). */
+PBS2P_API pbs2p_status pbs2p_gguf_get_u32(const pbs2p_gguf *f, const char *key, uint32_t *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_i32(const pbs2p_gguf *f, const char *key, int32_t *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_u64(const pbs2p_gguf *f, const char *key, uint64_t *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_i64(const pbs2p_gguf *f, const char *key, int64_t *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_f32(const pbs2p_gguf *f, const char *key, float *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_f64(const pbs2p_gguf *f, const char *key, double *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_bool(const pbs2p_gguf *f, const char *key, int *out);
+PBS2P_API pbs2p_status pbs2p_gguf_get_str(const pbs2p_gguf *f, const char *key, const char **s, size_t *len);
+/* An array whose elements have type `elem_type`: *count elements; *data the first one (possibly unaligned),
+ * NULL for strings. */
+PBS2P_API pbs2p_status pbs2p_gguf_get_arr(const pbs2p_gguf *f, const char *key, int32_t elem_type,
+                                          const void **data, uint64_t *count);
+/* Element `index` of an array of strings (PBS2P_ERR_ARGUMENT when index >= count). */
+PBS2P_API pbs2p_status pbs2p_gguf_get_arr_str(const pbs2p_gguf *f, const char *key, uint64_t index,
+                                              const char **s, size_t *len);
+
+/* Tensors in file order (index < n_tensors), or by name (PBS2P_ERR_NOT_FOUND when absent). */
+PBS2P_API pbs2p_status pbs2p_gguf_tensor_at(const pbs2p_gguf *f, uint64_t index, pbs2p_gguf_tensor *out);
+PBS2P_API pbs2p_status pbs2p_gguf_find_tensor(const pbs2p_gguf *f, const char *name, pbs2p_gguf_tensor *out);
+
+/* The descriptor of compressed linear `linear_base` (e.g. "blk.0.attn_q", an entry of pbs2p.linear.names)
+ * from the pbs2p.* keys and the `<base>.pbs2p.<array>` tensors (docs/GGUF.md §4, §6). Checks
+ * pbs2p.format_version, the metadata (pbs2p_layer_sizes_of), that exactly the arrays the metadata requires
+ * exist, with their types (I8 streams, F16 scales) and shapes, and the salient popcount. The stream pointers
+ * point into the mapping: valid until pbs2p_gguf_close. PBS2P_ERR_NOT_PBS2P for a GGUF without
+ * pbs2p.format_version, PBS2P_ERR_VERSION for another format version, PBS2P_ERR_NOT_FOUND for a name not in
+ * pbs2p.linear.names, PBS2P_ERR_FORMAT for metadata and tensors that disagree. */
+PBS2P_API pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *linear_base, pbs2p_layer_desc *out);
+/* Check a whole pbs2p file: the entries of pbs2p.linear.names are unique and each gives a valid descriptor
+ * (pbs2p_gguf_layer_desc), and every "<base>.pbs2p.<array>" tensor belongs to a listed linear.
+ * *n_linears (may be NULL) = the number of linears. */
+PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 
 #ifdef __cplusplus
 }

@@ -79,9 +79,11 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
     if ((size_t)nt > useful) nt = useful > 0 ? (int)useful : 1;
     job jobs[PBS2P_MAX_THREADS];
     pthread_t tid[PBS2P_MAX_THREADS];
+    /* thread boundaries on whole row blocks of the prepared layout, so no block is read by two threads */
+    const size_t blocks = (R + PBS2P_ROW_BLOCK - 1) / PBS2P_ROW_BLOCK;
     for (int b = 0; b < nt; b++) {
-        jobs[b] = (job){fn, L, xs, n_tokens, Y, (int32_t)(R * (size_t)b / (size_t)nt),
-                        (int32_t)(R * (size_t)(b + 1) / (size_t)nt)};
+        size_t lo = blocks * (size_t)b / (size_t)nt * PBS2P_ROW_BLOCK, hi = blocks * (size_t)(b + 1) / (size_t)nt * PBS2P_ROW_BLOCK;
+        jobs[b] = (job){fn, L, xs, n_tokens, Y, (int32_t)(lo < R ? lo : R), (int32_t)(hi < R ? hi : R)};
     }
     pbs2p_status st = PBS2P_OK;
     int started = 1;

@@ -17,24 +17,57 @@ static_assert(sizeof(float) == 4, "kernels compute in IEEE float32");
  * group's last column (at most 15 floats) never leaves the buffer. */
 #define PBS2P_XS_PAD 64
 
+/* Rows per block of the prepared layout: a 512-bit register holds one 32-bit word of each of 16 rows. */
+#define PBS2P_ROW_BLOCK 16
+
 /* The prepared (in-memory, never on disk) layer.
  * Every weight row i and scale group g is a set of P bit planes over the group's columns:
  *   plane 2*ri   : kept columns of stored region ri,            coefficient mu - alpha (- alpha2 for salient)
  *   plane 2*ri+1 : kept columns of region ri with sign +1,      coefficient 2 * alpha
  *   plane 2*nreg : kept salient columns with plane-1 sign +1,   coefficient 2 * alpha2   (only with salient)
  * so y_i = sum_g sum_p coef[i,g,p] * sum_{j in g, bit p of j} xs[plane_xs[p]][j],
- * since alpha*s + mu summed over a region = 2*alpha*sum(x over s=+1) + (mu - alpha)*sum(x over kept). */
+ * since alpha*s + mu summed over a region = 2*alpha*sum(x over s=+1) + (mu - alpha)*sum(x over kept).
+ *
+ * Rows are stored in blocks of PBS2P_ROW_BLOCK (the last block holds the remaining nr = R mod 16 rows),
+ * interleaved inside a block: bits (block, G, P, words, nr) and coef (block, G, P, nr), so the 16 rows'
+ * word w of plane (g, p) are one contiguous vector (the AVX-512 GEMV's lanes) and there is no padding:
+ * the layout holds exactly R * G * P * words bit words and R * G * P coefficients. Use the accessors below. */
 struct pbs2p_layer {
     int32_t rows, cols, n, m, group_size, groups, split, regions;
     int32_t has_salient, has_mu, has_col_scale;
     int32_t planes;      /* P = 2 * regions + has_salient */
-    int32_t words;       /* uint64 words per plane per scale group = ceil(group_size / 64) */
+    int32_t words;       /* uint32 words per plane per scale group = ceil(group_size / 32) */
     int32_t n_xs;        /* activation vectors: regions with col_scale (x * col_scale[r]), else 1 */
     int32_t *plane_xs;   /* (P,) activation vector each plane sums */
-    uint64_t *bits;      /* (R, G, P, words); bit c of word w = column g*group_size + 64w + c */
-    float *coef;         /* (R, G, P) float32 */
+    uint32_t *bits;      /* see above; bit c of word w = column g*group_size + 32w + c */
+    float *coef;         /* see above, float32 */
     float *col_scale;    /* (regions, K) float32, or NULL */
 };
+
+/* Rows in row i's block (16, or fewer in the last block): the stride between its consecutive words. */
+static inline size_t pbs2p_block_rows(const struct pbs2p_layer *L, size_t i) {
+    size_t first = i - i % PBS2P_ROW_BLOCK, left = (size_t)L->rows - first;
+    return left < PBS2P_ROW_BLOCK ? left : PBS2P_ROW_BLOCK;
+}
+
+/* Word 0 of row i's plane p in scale group g; word w is at [w * pbs2p_block_rows(L, i)]. */
+static inline const uint32_t *pbs2p_plane_bits(const struct pbs2p_layer *L, size_t i, size_t g, size_t p) {
+    const size_t GP = (size_t)L->groups * (size_t)L->planes, W = (size_t)L->words;
+    const size_t first = i - i % PBS2P_ROW_BLOCK;
+    return L->bits + first * GP * W + (g * (size_t)L->planes + p) * W * pbs2p_block_rows(L, i) + i % PBS2P_ROW_BLOCK;
+}
+
+/* Coefficient of row i, scale group g, plane p. */
+static inline float pbs2p_plane_coef(const struct pbs2p_layer *L, size_t i, size_t g, size_t p) {
+    const size_t GP = (size_t)L->groups * (size_t)L->planes, first = i - i % PBS2P_ROW_BLOCK;
+    return L->coef[first * GP + (g * (size_t)L->planes + p) * pbs2p_block_rows(L, i) + i % PBS2P_ROW_BLOCK];
+}
+
+/* `width` (<= 32 - c % 32) bits of a plane from column c of its group on: b = pbs2p_plane_bits(...), nr its stride. */
+static inline uint32_t pbs2p_plane_field(const uint32_t *b, size_t nr, size_t c, int width) {
+    uint32_t w = b[(c / 32) * nr] >> (c % 32);
+    return width >= 32 ? w : w & ((1u << width) - 1u);
+}
 
 /* A kernel: rows [row0, row1) of Y (n_tokens, ldy) from the prepared activations
  * xs (n_tokens, n_xs, cols + PBS2P_XS_PAD). Every variant has exactly this signature, twice: a GEMV

@@ -1,127 +1,144 @@
-/* kernel_avx512.c — AVX-512 (F + BW) kernels: 16 columns per step, the plane bits used directly as a lane mask.
+/* kernel_avx512.c — AVX-512 (F + BW) kernels: GEMV by 4-column lookup tables across 16 interleaved rows, GEMM by masked decode.
+ *
+ * GEMV (T-MAC style, float32 throughout): for every 4 columns of a scale group the 16 possible sums of x over
+ * a 4-bit mask are one 512-bit table, built once per call and shared by all rows. A register holds one 32-bit
+ * plane word for each of 16 rows (the prepared layout interleaves rows by 16, internal.h), and vpermps uses its
+ * low 4 bits as 16 table indices at once: one shift + one permute + one add per 16 rows x 4 columns x plane,
+ * versus one kmov + one masked add per row x 16 columns before (measured 0.96 -> see bench/results/kernels.md).
  *
  * Activations stay float32. Measured alternative (Xeon, 4096x4096, 2 planes, gs 128, one thread): int8
- * activations with VNNI (maskz_mov_epi8 + dpbusd per 64 columns) ran GEMV 2.3x faster (0.32 vs 0.74 ms)
- * but int8 rounding of x gave errors ~2.5% of mean |y|, far outside the 1e-5 kernel tolerance; not used. */
+ * activations with VNNI (maskz_mov_epi8 + dpbusd per 64 columns) ran GEMV 2.3x faster than the masked-add
+ * kernel but int8 rounding of x gave errors ~2.5% of mean |y|, far outside the 1e-5 kernel tolerance; not used. */
 #include "internal.h"
 
 #include <immintrin.h>
-#include <string.h>
+#include <stdlib.h>
 
 #define MAX_FIXED_PLANES 7 /* S <= 3 without salient columns, S <= 2 with them: plane sums stay in registers */
+#define QUADS_PER_WORD 8   /* 4-column tables per 32-bit plane word */
 
-/* One row, one token. P is a compile-time constant at each call site below, so the plane loops unroll and
- * the P partial sums of a scale group live in registers; each 16-column step loads x once per activation
- * vector and does one masked add per plane. */
-static inline __attribute__((always_inline)) float row_dot(const struct pbs2p_layer *L, const uint64_t *rbits,
-                                                          const float *rcoef, const float *xt, int32_t P) {
-    const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words;
+/* lut (n_xs, G, W * 8, 16): entry [r, g, q, m] = sum of xs[r][g*gs + 4q + b] over the bits b of m, x taken as 0
+ * past the group's last column. Sums are ((x0 + x1) + x2) + x3 with absent terms skipped (adding +0 is exact). */
+static void build_tables(const struct pbs2p_layer *L, const float *xt, float *lut) {
+    const size_t K = (size_t)L->cols, G = (size_t)L->groups, Q = (size_t)L->words * QUADS_PER_WORD;
     const size_t gs = (size_t)L->group_size, xstride = K + PBS2P_XS_PAD;
-    const int shared_x = L->n_xs == 1;
-    __m512 acc = _mm512_setzero_ps();
-    for (size_t g = 0; g < G; g++) {
-        const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-        const uint64_t *gb = rbits + g * (size_t)P * W;
-        /* two chains per plane (even / odd 16-column steps) halve the dependent-add latency */
-        __m512 s[MAX_FIXED_PLANES], s2[MAX_FIXED_PLANES];
-        for (int32_t p = 0; p < P; p++) s[p] = s2[p] = _mm512_setzero_ps();
-        size_t c = 0;
-        for (; c + 32 <= len; c += 32) {
-            const __m512 xv = _mm512_loadu_ps(xt + c0 + c), xv2 = _mm512_loadu_ps(xt + c0 + c + 16);
-            for (int32_t p = 0; p < P; p++) {
-                uint32_t k32; /* memcpy: a plain 4-byte load without breaking strict aliasing */
-                memcpy(&k32, (const uint8_t *)(gb + (size_t)p * W) + c / 8, 4);
-                const float *xp = xt + (size_t)L->plane_xs[p] * xstride + c0 + c;
-                s[p] = _mm512_mask_add_ps(s[p], _cvtu32_mask16(k32), s[p], shared_x ? xv : _mm512_loadu_ps(xp));
-                s2[p] = _mm512_mask_add_ps(s2[p], _cvtu32_mask16(k32 >> 16), s2[p], shared_x ? xv2 : _mm512_loadu_ps(xp + 16));
+    static const __mmask16 has_bit[4] = {0xAAAA, 0xCCCC, 0xF0F0, 0xFF00}; /* lanes m with bit b set */
+    for (size_t r = 0; r < (size_t)L->n_xs; r++)
+        for (size_t g = 0; g < G; g++) {
+            const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
+            const float *x = xt + r * xstride + c0;
+            float *t = lut + (r * G + g) * Q * 16;
+            for (size_t q = 0; q < Q; q++) {
+                __m512 v = _mm512_setzero_ps();
+                for (size_t b = 0; b < 4 && 4 * q + b < len; b++)
+                    v = _mm512_mask_add_ps(v, has_bit[b], v, _mm512_set1_ps(x[4 * q + b]));
+                _mm512_store_ps(t + q * 16, v);
             }
         }
-        for (; c < len; c += 16) {
-            const __m512 xv = _mm512_loadu_ps(xt + c0 + c);
-            for (int32_t p = 0; p < P; p++) {
-                uint16_t k16;
-                memcpy(&k16, (const uint8_t *)(gb + (size_t)p * W) + c / 8, 2);
-                const __m512 xp = shared_x ? xv : _mm512_loadu_ps(xt + (size_t)L->plane_xs[p] * xstride + c0 + c);
-                s[p] = _mm512_mask_add_ps(s[p], _cvtu32_mask16(k16), s[p], xp);
-            }
-        }
-        for (int32_t p = 0; p < P; p++) s[p] = _mm512_add_ps(s[p], s2[p]);
-        for (int32_t p = 0; p < P; p++) acc = _mm512_fmadd_ps(_mm512_set1_ps(rcoef[g * (size_t)P + p]), s[p], acc);
-    }
-    return _mm512_reduce_add_ps(acc);
 }
 
-/* Any plane count: partial sums through memory-backed locals, two chains per plane. */
-static float row_dot_any(const struct pbs2p_layer *L, const uint64_t *rbits, const float *rcoef, const float *xt) {
-    const size_t K = (size_t)L->cols, G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
-    const size_t gs = (size_t)L->group_size, xstride = K + PBS2P_XS_PAD;
-    __m512 acc = _mm512_setzero_ps();
-    for (size_t g = 0; g < G; g++) {
-        const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-        for (size_t p = 0; p < P; p++) {
-            const uint64_t *b = rbits + (g * P + p) * W;
-            const float *x = xt + (size_t)L->plane_xs[p] * xstride + c0;
-            __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-            size_t c = 0;
-            for (; c + 32 <= len; c += 32) {
-                uint64_t w = b[c / 64] >> (c % 64);
-                s0 = _mm512_mask_add_ps(s0, (__mmask16)w, s0, _mm512_loadu_ps(x + c));
-                s1 = _mm512_mask_add_ps(s1, (__mmask16)(w >> 16), s1, _mm512_loadu_ps(x + c + 16));
-            }
-            for (; c < len; c += 16)
-                s0 = _mm512_mask_add_ps(s0, (__mmask16)(b[c / 64] >> (c % 64)), s0, _mm512_loadu_ps(x + c));
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(rcoef[g * P + p]), _mm512_add_ps(s0, s1), acc);
-        }
-    }
-    return _mm512_reduce_add_ps(acc);
+/* Sum over the 8 tables of one plane word: lanes = 16 rows, ((t0+t1)+(t2+t3)) + ((t4+t5)+(t6+t7)). */
+static inline __m512 word_sum(__m512i w, const float *t) {
+    const __m512 t0 = _mm512_permutexvar_ps(w, _mm512_load_ps(t));
+    const __m512 t1 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 4), _mm512_load_ps(t + 16));
+    const __m512 t2 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 8), _mm512_load_ps(t + 32));
+    const __m512 t3 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 12), _mm512_load_ps(t + 48));
+    const __m512 t4 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 16), _mm512_load_ps(t + 64));
+    const __m512 t5 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 20), _mm512_load_ps(t + 80));
+    const __m512 t6 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 24), _mm512_load_ps(t + 96));
+    const __m512 t7 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 28), _mm512_load_ps(t + 112));
+    return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t0, t1), _mm512_add_ps(t2, t3)),
+                         _mm512_add_ps(_mm512_add_ps(t4, t5), _mm512_add_ps(t6, t7)));
 }
 
-/* GEMV: per row, masked sums of x per bit plane, then one FMA per plane and scale group. */
+/* One block of nr <= 16 rows starting at row `first`, one token: y (nr lanes). P is a compile-time constant at
+ * the call sites (0 = any, read from L), so for up to 7 planes the plane sums of a scale group stay in registers. */
+static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p_layer *L, size_t first,
+                                                             const float *lut, int32_t P_fixed) {
+    const size_t G = (size_t)L->groups, W = (size_t)L->words, Q = W * QUADS_PER_WORD;
+    const size_t P = P_fixed ? (size_t)P_fixed : (size_t)L->planes;
+    const size_t nr = pbs2p_block_rows(L, first);
+    const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
+    const uint32_t *bb = L->bits + first * G * P * W;
+    const float *cb = L->coef + first * G * P;
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        if (P_fixed) {
+            __m512 s[MAX_FIXED_PLANES];
+            for (size_t p = 0; p < P; p++) s[p] = _mm512_setzero_ps();
+            for (size_t w = 0; w < W; w++)
+                for (size_t p = 0; p < P; p++) {
+                    const __m512i bits = _mm512_maskz_loadu_epi32(lanes, bb + ((g * P + p) * W + w) * nr);
+                    const float *t = lut + (((size_t)L->plane_xs[p] * G + g) * Q + w * QUADS_PER_WORD) * 16;
+                    s[p] = _mm512_add_ps(s[p], word_sum(bits, t));
+                }
+            for (size_t p = 0; p < P; p++)
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), s[p], acc);
+        } else {
+            for (size_t p = 0; p < P; p++) {
+                __m512 s = _mm512_setzero_ps();
+                const float *t = lut + ((size_t)L->plane_xs[p] * G + g) * Q * 16;
+                for (size_t w = 0; w < W; w++)
+                    s = _mm512_add_ps(s, word_sum(_mm512_maskz_loadu_epi32(lanes, bb + ((g * P + p) * W + w) * nr),
+                                                  t + w * QUADS_PER_WORD * 16));
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), s, acc);
+            }
+        }
+    }
+    return acc;
+}
+
+/* GEMV (any token count, one token at a time): tables of the token, then 16 rows per block. A row's result
+ * depends only on its own lane, so blocks cut by [row0, row1) give the same values as whole ones. */
 void pbs2p_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                        float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    const size_t G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
+    const size_t G = (size_t)L->groups, Q = (size_t)L->words * QUADS_PER_WORD;
+    const size_t lut_bytes = (size_t)L->n_xs * G * Q * 16 * sizeof(float);
+    float *lut = aligned_alloc(64, lut_bytes); /* lut_bytes is a multiple of 64 */
+    if (!lut) { /* out of memory for the tables: the reference kernel needs none */
+        pbs2p_rows_ref(L, xs, n_tokens, Y, ldy, row0, row1);
+        return;
+    }
     const size_t tstride = (size_t)L->n_xs * ((size_t)L->cols + PBS2P_XS_PAD);
-    for (int32_t i = row0; i < row1; i++) {
-        const uint64_t *rbits = L->bits + (size_t)i * G * P * W;
-        const float *rcoef = L->coef + (size_t)i * G * P;
-        for (size_t t = 0; t < n_tokens; t++) {
-            const float *xt = xs + t * tstride;
-            float y;
+    const size_t r0 = (size_t)row0, r1 = (size_t)row1;
+    for (size_t t = 0; t < n_tokens; t++) {
+        build_tables(L, xs + t * tstride, lut);
+        for (size_t first = r0 - r0 % PBS2P_ROW_BLOCK; first < r1; first += PBS2P_ROW_BLOCK) {
+            __m512 y;
             switch (L->planes) {
-            case 2: y = row_dot(L, rbits, rcoef, xt, 2); break;
-            case 3: y = row_dot(L, rbits, rcoef, xt, 3); break;
-            case 4: y = row_dot(L, rbits, rcoef, xt, 4); break;
-            case 5: y = row_dot(L, rbits, rcoef, xt, 5); break;
-            case 6: y = row_dot(L, rbits, rcoef, xt, 6); break;
-            case 7: y = row_dot(L, rbits, rcoef, xt, 7); break;
-            default: y = row_dot_any(L, rbits, rcoef, xt); break;
+            case 2: y = block_dot(L, first, lut, 2); break;
+            case 3: y = block_dot(L, first, lut, 3); break;
+            case 4: y = block_dot(L, first, lut, 4); break;
+            case 5: y = block_dot(L, first, lut, 5); break;
+            case 6: y = block_dot(L, first, lut, 6); break;
+            case 7: y = block_dot(L, first, lut, 7); break;
+            default: y = block_dot(L, first, lut, 0); break;
             }
-            Y[t * ldy + (size_t)i] = y;
+            const size_t lo = first < r0 ? r0 - first : 0, hi = r1 - first < PBS2P_ROW_BLOCK ? r1 - first : PBS2P_ROW_BLOCK;
+            const __mmask16 keep = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+            _mm512_mask_storeu_ps(Y + t * ldy + first, keep, y);
         }
     }
+    free(lut);
 }
 
 /* GEMM, TB tokens of one row at a time: each 16-column step decodes the weights once,
  * w = sum_p coef_p * bit_p (one masked add per plane), then one FMA per token. A token's result does
  * not depend on TB or on the other tokens (same operations in the same order), so gemm is batch-invariant. */
-static inline __attribute__((always_inline)) void row_block(const struct pbs2p_layer *L, const uint64_t *rbits,
-                                                           const float *rcoef, const float *xt, size_t tstride,
-                                                           float *y, size_t ldy, int TB) {
-    const size_t K = (size_t)L->cols, G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
-    const size_t gs = (size_t)L->group_size;
+static inline __attribute__((always_inline)) void row_block(const struct pbs2p_layer *L, size_t i, const float *xt,
+                                                           size_t tstride, float *y, size_t ldy, int TB) {
+    const size_t K = (size_t)L->cols, G = (size_t)L->groups, P = (size_t)L->planes, nr = pbs2p_block_rows(L, i);
+    const size_t gs = (size_t)L->group_size, pstride = (size_t)L->words * nr;
     __m512 acc[8];
     for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-        const uint8_t *gb = (const uint8_t *)(rbits + g * P * W);
-        const float *cf = rcoef + g * P;
+        const uint32_t *gb = pbs2p_plane_bits(L, i, g, 0); /* plane p starts p * W * nr words later */
         for (size_t c = 0; c < len; c += 16) {
             __m512 w = _mm512_setzero_ps();
-            for (size_t p = 0; p < P; p++) {
-                uint16_t k16;
-                memcpy(&k16, gb + p * W * 8 + c / 8, 2);
-                w = _mm512_mask_add_ps(w, _cvtu32_mask16(k16), w, _mm512_set1_ps(cf[p]));
-            }
+            for (size_t p = 0; p < P; p++)
+                w = _mm512_mask_add_ps(w, _cvtu32_mask16(pbs2p_plane_field(gb + p * pstride, nr, c, 16)), w,
+                                       _mm512_set1_ps(pbs2p_plane_coef(L, i, g, p)));
             for (int t = 0; t < TB; t++)
                 acc[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xt + (size_t)t * tstride + c0 + c), acc[t]);
         }
@@ -135,14 +152,11 @@ void pbs2p_gemm_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t
         pbs2p_rows_avx512(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }
-    const size_t G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
     const size_t tstride = (size_t)L->cols + PBS2P_XS_PAD;
-    for (int32_t i = row0; i < row1; i++) {
-        const uint64_t *rbits = L->bits + (size_t)i * G * P * W;
-        const float *rcoef = L->coef + (size_t)i * G * P;
+    for (size_t i = (size_t)row0; i < (size_t)row1; i++) {
         size_t t = 0;
-        for (; t + 8 <= n_tokens; t += 8) row_block(L, rbits, rcoef, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 8);
-        for (; t + 4 <= n_tokens; t += 4) row_block(L, rbits, rcoef, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 4);
-        for (; t < n_tokens; t++) row_block(L, rbits, rcoef, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 1);
+        for (; t + 8 <= n_tokens; t += 8) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 8);
+        for (; t + 4 <= n_tokens; t += 4) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 4);
+        for (; t < n_tokens; t++) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 1);
     }
 }

@@ -40,7 +40,7 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
     L->group_size = d->group_size; L->groups = (int32_t)G; L->split = d->split; L->regions = (int32_t)nreg;
     L->has_salient = d->has_salient; L->has_mu = d->has_mu; L->has_col_scale = d->has_col_scale;
     L->planes = 2 * (int32_t)nreg + d->has_salient;
-    L->words = (d->group_size + 63) / 64;
+    L->words = (d->group_size + 31) / 32;
     L->n_xs = d->has_col_scale ? (int32_t)nreg : 1;
     const size_t P = (size_t)L->planes, W = (size_t)L->words;
 
@@ -61,18 +61,19 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
 
     for (size_t i = 0; i < R; i++) {
         if ((st = pbs2p_decode_row(&dec, (int32_t)i, &row)) != PBS2P_OK) goto done;
-        uint64_t *rbits = L->bits + i * G * P * W;
+        const size_t nr = pbs2p_block_rows(L, i);
         for (size_t j = 0; j < K; j++) {
             if (!row.kept[j]) continue;
             size_t g = j / (size_t)d->group_size, c = j % (size_t)d->group_size, r = row.region[j];
-            uint64_t *gb = rbits + g * P * W;
-            uint64_t bit = (uint64_t)1 << (c % 64);
-            gb[(2 * r) * W + c / 64] |= bit;
-            if (row.s0[j]) gb[(2 * r + 1) * W + c / 64] |= bit;
-            if (d->has_salient && r == 0 && row.s1[j]) gb[(2 * nreg) * W + c / 64] |= bit;
+            /* the layer is being built: the accessors' const is for the kernels */
+            const size_t at = (c / 32) * nr;
+            const uint32_t bit = (uint32_t)1 << (c % 32);
+            ((uint32_t *)pbs2p_plane_bits(L, i, g, 2 * r))[at] |= bit;
+            if (row.s0[j]) ((uint32_t *)pbs2p_plane_bits(L, i, g, 2 * r + 1))[at] |= bit;
+            if (d->has_salient && r == 0 && row.s1[j]) ((uint32_t *)pbs2p_plane_bits(L, i, g, 2 * nreg))[at] |= bit;
         }
         for (size_t g = 0; g < G; g++) {
-            float *cf = L->coef + (i * G + g) * P;
+            float cf[2 * 256 + 1]; /* P <= 2 * regions + 1, regions = split + salient <= 256 */
             double a2 = d->has_salient ? half_at(d->alpha2, i * G + g) : 0.0;
             for (size_t r = 0; r < nreg; r++) {
                 double a = half_at(d->alpha, (r * R + i) * G + g);
@@ -82,6 +83,8 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
                 cf[2 * r + 1] = (float)(2.0 * a);
             }
             if (d->has_salient) cf[2 * nreg] = (float)(2.0 * a2);
+            for (size_t p = 0; p < P; p++)
+                L->coef[(i - i % PBS2P_ROW_BLOCK) * G * P + (g * P + p) * nr + i % PBS2P_ROW_BLOCK] = cf[p];
         }
     }
 done:

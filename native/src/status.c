@@ -18,6 +18,13 @@ const char *pbs2p_status_str(pbs2p_status status) {
     case PBS2P_ERR_NO_KERNEL: return "kernel variant not available";
     case PBS2P_ERR_NOMEM: return "out of memory";
     case PBS2P_ERR_THREAD: return "could not start a worker thread";
+    case PBS2P_ERR_IO: return "cannot read the file";
+    case PBS2P_ERR_TRUNCATED: return "file truncated";
+    case PBS2P_ERR_GGUF: return "malformed GGUF file";
+    case PBS2P_ERR_UNSUPPORTED: return "unsupported GGUF version or tensor type";
+    case PBS2P_ERR_NOT_FOUND: return "no such key, tensor or linear";
+    case PBS2P_ERR_TYPE: return "key or tensor of another type";
+    case PBS2P_ERR_NOT_PBS2P: return "not a pbs2p GGUF file";
     }
     return "unknown status";
 }

@@ -12,7 +12,9 @@ __all__ = ["ffi", "lib"]
 CDEF = """
 typedef enum pbs2p_status {
     PBS2P_OK = 0, PBS2P_ERR_NULL = 1, PBS2P_ERR_ARGUMENT = 2, PBS2P_ERR_FORMAT = 3, PBS2P_ERR_VERSION = 4,
-    PBS2P_ERR_NO_KERNEL = 5, PBS2P_ERR_NOMEM = 6, PBS2P_ERR_THREAD = 7
+    PBS2P_ERR_NO_KERNEL = 5, PBS2P_ERR_NOMEM = 6, PBS2P_ERR_THREAD = 7, PBS2P_ERR_IO = 8, PBS2P_ERR_TRUNCATED = 9,
+    PBS2P_ERR_GGUF = 10, PBS2P_ERR_UNSUPPORTED = 11, PBS2P_ERR_NOT_FOUND = 12, PBS2P_ERR_TYPE = 13,
+    PBS2P_ERR_NOT_PBS2P = 14
 } pbs2p_status;
 
 typedef struct pbs2p_layer_desc {
@@ -50,6 +52,55 @@ const char *pbs2p_kernel_name(void);
 size_t pbs2p_kernel_variants(const char **names, size_t cap);
 int pbs2p_kernel_available(const char *name);
 pbs2p_status pbs2p_kernel_select(const char *name);
+
+/* GGUF files (gguf.c, gguf_lookup.c, gguf_layer.c) */
+typedef enum pbs2p_gguf_type {
+    PBS2P_GGUF_UINT8 = 0, PBS2P_GGUF_INT8 = 1, PBS2P_GGUF_UINT16 = 2, PBS2P_GGUF_INT16 = 3,
+    PBS2P_GGUF_UINT32 = 4, PBS2P_GGUF_INT32 = 5, PBS2P_GGUF_FLOAT32 = 6, PBS2P_GGUF_BOOL = 7,
+    PBS2P_GGUF_STRING = 8, PBS2P_GGUF_ARRAY = 9, PBS2P_GGUF_UINT64 = 10, PBS2P_GGUF_INT64 = 11,
+    PBS2P_GGUF_FLOAT64 = 12
+} pbs2p_gguf_type;
+typedef enum pbs2p_ggml_type {
+    PBS2P_GGML_F32 = 0, PBS2P_GGML_F16 = 1, PBS2P_GGML_Q4_0 = 2, PBS2P_GGML_Q4_1 = 3,
+    PBS2P_GGML_Q5_0 = 6, PBS2P_GGML_Q5_1 = 7, PBS2P_GGML_Q8_0 = 8,
+    PBS2P_GGML_Q2_K = 10, PBS2P_GGML_Q3_K = 11, PBS2P_GGML_Q4_K = 12, PBS2P_GGML_Q5_K = 13, PBS2P_GGML_Q6_K = 14,
+    PBS2P_GGML_I8 = 24, PBS2P_GGML_I16 = 25, PBS2P_GGML_I32 = 26, PBS2P_GGML_I64 = 27, PBS2P_GGML_F64 = 28,
+    PBS2P_GGML_BF16 = 30
+} pbs2p_ggml_type;
+typedef struct pbs2p_gguf pbs2p_gguf;
+typedef struct pbs2p_gguf_info {
+    uint32_t version; uint32_t alignment; uint64_t n_kv, n_tensors; uint64_t data_offset; uint64_t file_size;
+} pbs2p_gguf_info;
+typedef struct pbs2p_gguf_kv {
+    const char *key; int32_t type; int32_t elem_type; uint64_t count; const void *data;
+} pbs2p_gguf_kv;
+typedef struct pbs2p_gguf_tensor {
+    const char *name; int32_t type; int32_t n_dims; uint64_t ne[4]; uint64_t n_elements; uint64_t offset;
+    uint64_t n_bytes; const void *data;
+} pbs2p_gguf_tensor;
+pbs2p_status pbs2p_gguf_open(const char *path, pbs2p_gguf **out);
+pbs2p_status pbs2p_gguf_open_memory(const void *data, size_t size, pbs2p_gguf **out);
+void pbs2p_gguf_close(pbs2p_gguf *f);
+pbs2p_status pbs2p_gguf_get_info(const pbs2p_gguf *f, pbs2p_gguf_info *out);
+int pbs2p_ggml_type_size(int32_t type, size_t *block_elems, size_t *block_bytes);
+const char *pbs2p_ggml_type_name(int32_t type);
+pbs2p_status pbs2p_gguf_kv_at(const pbs2p_gguf *f, uint64_t index, pbs2p_gguf_kv *out);
+pbs2p_status pbs2p_gguf_find_key(const pbs2p_gguf *f, const char *key, pbs2p_gguf_kv *out);
+pbs2p_status pbs2p_gguf_get_u32(const pbs2p_gguf *f, const char *key, uint32_t *out);
+pbs2p_status pbs2p_gguf_get_i32(const pbs2p_gguf *f, const char *key, int32_t *out);
+pbs2p_status pbs2p_gguf_get_u64(const pbs2p_gguf *f, const char *key, uint64_t *out);
+pbs2p_status pbs2p_gguf_get_i64(const pbs2p_gguf *f, const char *key, int64_t *out);
+pbs2p_status pbs2p_gguf_get_f32(const pbs2p_gguf *f, const char *key, float *out);
+pbs2p_status pbs2p_gguf_get_f64(const pbs2p_gguf *f, const char *key, double *out);
+pbs2p_status pbs2p_gguf_get_bool(const pbs2p_gguf *f, const char *key, int *out);
+pbs2p_status pbs2p_gguf_get_str(const pbs2p_gguf *f, const char *key, const char **s, size_t *len);
+pbs2p_status pbs2p_gguf_get_arr(const pbs2p_gguf *f, const char *key, int32_t elem_type, const void **data,
+                                uint64_t *count);
+pbs2p_status pbs2p_gguf_get_arr_str(const pbs2p_gguf *f, const char *key, uint64_t index, const char **s, size_t *len);
+pbs2p_status pbs2p_gguf_tensor_at(const pbs2p_gguf *f, uint64_t index, pbs2p_gguf_tensor *out);
+pbs2p_status pbs2p_gguf_find_tensor(const pbs2p_gguf *f, const char *name, pbs2p_gguf_tensor *out);
+pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *linear_base, pbs2p_layer_desc *out);
+pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 """
 
 ffi = FFI()
