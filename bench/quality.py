@@ -1,0 +1,162 @@
+"""Quality benchmark: perplexity, honest bits per weight, compression time and peak memory per method.
+
+Every row is one method at one N:M on the same model, the same calibration windows and the same
+evaluation windows. Each row runs in its own child process, so its peak memory (ru_maxrss) is its
+own; its result is kept as JSON in the results folder, so an interrupted run resumes where it
+stopped and the table is rebuilt from whatever rows exist.
+
+    python bench/quality.py --out bench/results/quality            # every row, the committed protocol
+    python bench/quality.py --out /tmp/q --quick                   # smoke run: 2 rows, tiny protocol
+
+The table goes to OUT/quality.md, one JSON per row to OUT/rows/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# (row name, method, N:M); FP is the uncompressed model.
+ROWS = [
+    ("fp", None, None),
+    ("rtn", "rtn", "8:8"),
+    ("magnitude 4:8", "magnitude", "4:8"),
+    ("billm", "billm", "8:8"),
+    ("arb", "arb", "8:8"),
+    ("arb-rc", "arb-rc", "8:8"),
+    ("stbllm 6:8", "stbllm", "6:8"),
+    ("stbllm 5:8", "stbllm", "5:8"),
+    ("stbllm 4:8", "stbllm", "4:8"),
+    ("pbs2p 6:8", "pbs2p", "6:8"),
+    ("pbs2p 5:8", "pbs2p", "5:8"),
+    ("pbs2p 4:8", "pbs2p", "4:8"),
+]
+QUICK_ROWS = ["rtn", "pbs2p 4:8"]
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace(":", "of")
+
+
+def run_row(name: str, args: argparse.Namespace) -> dict:
+    """Compress (unless FP), evaluate; runs inside the child process."""
+    from pbs2p_edge import commands
+    from pbs2p_edge.algo.config import CompressConfig, parse_nm
+
+    method, nm = {r[0]: (r[1], r[2]) for r in ROWS}[name]
+    row: dict = {"row": name, "method": method or "fp", "nm": nm or "-"}
+    with tempfile.TemporaryDirectory(prefix="pbs2p-bench-") as tmp:
+        source = args.model
+        if method is not None:
+            n, m = parse_nm(nm)
+            cfg = CompressConfig(method=method, n=n, m=m, seed=args.seed)
+            ckpt = os.path.join(tmp, "ckpt")
+            summary = commands.compress(args.model, ckpt, cfg, calib=args.calib, nsamples=args.nsamples,
+                                        seqlen=args.calib_seqlen, progress=False)
+            info = commands.inspect(ckpt)
+            row.update(seconds=summary["seconds"], bits_per_weight=info["bits_per_weight"],
+                       mean_n=summary["mean_n"])
+            source = ckpt
+        ev = commands.evaluate(source, args.data, args.eval_seqlen, args.max_windows)
+        row.update(ppl=ev["ppl"], windows=ev["windows"], tokens=ev["tokens"], eval_seconds=ev["seconds"])
+    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return row
+
+
+def write_table(out: Path, args: argparse.Namespace, command: str) -> Path:
+    rows = []
+    for name, _, _ in ROWS:
+        f = out / "rows" / f"{_slug(name)}.json"
+        if f.exists():
+            rows.append(json.loads(f.read_text()))
+    lines = [
+        "# Quality: SmolLM2-135M, PBS2P and baselines",
+        "",
+        f"Protocol: calibration {args.nsamples} x {args.calib_seqlen} tokens from `{args.calib}` (seed {args.seed}); "
+        f"evaluation on non-overlapping {args.eval_seqlen}-token windows of `{args.data}`"
+        + (f" (first {args.max_windows})" if args.max_windows else " (all)") + ".",
+        "Bits per weight: honest, everything stored for the linear layers / their weight count. "
+        "Time: compression wall time on this machine; memory: the row's peak RSS.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| row | PPL | bits/weight | mean N | compress s | peak RSS MiB | windows |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        bits = f"{r['bits_per_weight']:.3f}" if "bits_per_weight" in r else "32 (fp32)"
+        mean_n = f"{r['mean_n']:.3f}" if "mean_n" in r else "-"
+        secs = f"{r['seconds']:.0f}" if "seconds" in r else "-"
+        lines.append(f"| {r['row']} | {r['ppl']:.2f} | {bits} | {mean_n} | {secs} | {r['peak_rss_mib']:.0f} | {r['windows']} |")
+    missing = [n for n, _, _ in ROWS if not (out / "rows" / f"{_slug(n)}.json").exists()]
+    if missing:
+        lines += ["", f"Rows not run yet: {', '.join(missing)}."]
+    path = out / "quality.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="bench/results/quality")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--calib", default="austen:emma")
+    p.add_argument("--nsamples", type=int, default=32)
+    p.add_argument("--calib-seqlen", type=int, default=512)
+    p.add_argument("--data", default="austen:prideprejudice")
+    p.add_argument("--eval-seqlen", type=int, default=2048)
+    p.add_argument("--max-windows", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", default="all", help="comma-separated row names, or all")
+    p.add_argument("--quick", action="store_true", help="2 rows, 8 x 128 calibration, 2 windows of 256")
+    p.add_argument("--redo", action="store_true", help="recompute rows that already have results")
+    p.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
+    args = p.parse_args()
+    if args.quick:
+        args.nsamples, args.calib_seqlen, args.eval_seqlen, args.max_windows = 8, 128, 256, 2
+        if args.rows == "all":
+            args.rows = ",".join(QUICK_ROWS)
+    out = Path(args.out)
+    if args.row:
+        print(json.dumps(run_row(args.row, args)))
+        return 0
+    names = [r[0] for r in ROWS] if args.rows == "all" else [s.strip() for s in args.rows.split(",")]
+    unknown = set(names) - {r[0] for r in ROWS}
+    if unknown:
+        p.error(f"unknown rows {sorted(unknown)}; known: {[r[0] for r in ROWS]}")
+    (out / "rows").mkdir(parents=True, exist_ok=True)
+    child_args = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples),
+                  "--calib-seqlen", str(args.calib_seqlen), "--data", args.data,
+                  "--eval-seqlen", str(args.eval_seqlen), "--seed", str(args.seed)]
+    if args.max_windows:
+        child_args += ["--max-windows", str(args.max_windows)]
+    command = "python bench/quality.py " + " ".join(sys.argv[1:])
+    for name in names:
+        f = out / "rows" / f"{_slug(name)}.json"
+        if f.exists() and not args.redo:
+            continue
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, __file__, *child_args, "--row", name],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"row {name} failed:\n{res.stderr[-3000:]}", file=sys.stderr)
+            continue
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        f.write_text(json.dumps(row, indent=1) + "\n")
+        print(f"{name}: ppl {row['ppl']:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        write_table(out, args, command)
+    print(write_table(out, args, command))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
