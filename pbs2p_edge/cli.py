@@ -26,14 +26,21 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """argparse type: a whole number >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
@@ -46,28 +53,34 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     g.add_argument("--nsamples", type=_positive_int, default=128, help="calibration windows (default 128)")
     g.add_argument("--seqlen", type=_positive_int, default=2048, help="tokens per calibration window (default 2048)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--block-size", type=_positive_int, default=128, help="GPTQ column block and scale group")
+    g.add_argument("--preset", choices=("paper", "compact"), default="paper",
+                   help="structure: paper (salient columns + split groups, ~3.5 bits/weight) or compact "
+                        "(one alpha/mu per row, ~1.4 bits/weight); the options below override it")
+    g.add_argument("--block-size", type=_non_negative_int, default=None,
+                   help="GPTQ column block and scale group (default 128; 0 = whole row)")
     g.add_argument("--salient", choices=("auto", "on", "off"), default="auto", help="salient columns (2nd-order)")
     g.add_argument("--split-groups", type=int, choices=(1, 2, 3), default=None, help="non-salient magnitude groups")
+    g.add_argument("--intra-block-update", choices=("auto", "on", "off"), default="auto",
+                   help="GPTQ error feedback between columns inside a block")
     g.add_argument("--no-cfs", action="store_true", help="PBS2P: same N in every layer (no coarse CFS stage)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _config_from_args(args: argparse.Namespace):
-    from .algo.config import CompressConfig, parse_nm
+    from .algo.config import PRESETS, CompressConfig, parse_nm
 
     n, m = parse_nm(args.nm)
-    return CompressConfig(
-        method=args.method,
-        n=n,
-        m=m,
-        block_size=args.block_size,
-        salient=None if args.salient == "auto" else args.salient == "on",
-        split_groups=args.split_groups,
-        cfs=not args.no_cfs,
-        seed=args.seed,
-    )
+    fields = dict(PRESETS[args.preset])
+    if args.block_size is not None:
+        fields["block_size"] = args.block_size
+    if args.salient != "auto":
+        fields["salient"] = args.salient == "on"
+    if args.split_groups is not None:
+        fields["split_groups"] = args.split_groups
+    if args.intra_block_update != "auto":
+        fields["intra_block_update"] = args.intra_block_update == "on"
+    return CompressConfig(method=args.method, n=n, m=m, cfs=not args.no_cfs, seed=args.seed, **fields)
 
 
 def build_parser() -> argparse.ArgumentParser:

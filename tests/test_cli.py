@@ -219,6 +219,30 @@ def test_inspect_json_reports_cfs_allocation(capsys, llama_ckpt, llama_gguf):
     assert rc == 0 and "bits_per_weight:" in out and "blk.0.attn_q" in out
 
 
+def test_compact_preset_stores_one_scale_pair_per_row(capsys, tmp_path, work):
+    """--preset compact: one region, alpha and mu per row (group = whole row), nothing else stored:
+    honest bits = mask code + N signs per 8 columns + 2 float16 per row."""
+    out = tmp_path / "compact"
+    rc, _, err = run_cli(capsys, "compress", work.llama, out, "--nm", "4:8", "--preset", "compact",
+                         "--calib", work.text, "--nsamples", "4", "--seqlen", "32", "--quiet")
+    assert (rc, err) == (0, "")
+    cfg = json.loads((out / "pbs2p.json").read_text())["compress_config"]
+    assert (cfg["block_size"], cfg["salient"], cfg["split_groups"], cfg["intra_block_update"]) == (0, False, 1, True)
+    rc, js, _ = run_cli(capsys, "inspect", out, "--json")
+    for layer in json.loads(js)["layers"]:
+        n, rows, cols = layer["n"], layer["rows"], layer["cols"]
+        mask_bits = math.ceil(math.log2(math.comb(8, n))) if n < 8 else 0
+        per_row = math.ceil(cols // 8 * mask_bits / 8) * 8 + math.ceil(cols // 8 * n / 8) * 8 + 2 * 16
+        assert (layer["group_size"], layer["split"], layer["n_salient"]) == (cols, 1, 0)
+        assert layer["honest_bits"] == rows * per_row
+
+
+def test_block_size_must_be_a_multiple_of_m(capsys, work, tmp_path):
+    rc, _, err = run_cli(capsys, "compress", work.llama, tmp_path / "x", "--block-size", "12",
+                         "--calib", work.text, "--quiet")
+    assert rc == 2 and err.startswith(ERROR_PREFIX) and "block_size" in err and err.count("\n") == 1
+
+
 def test_export_from_model_dir_is_byte_identical_for_the_same_seed(capsys, tmp_path, work):
     def export(name: str, seed: int) -> bytes:
         out = tmp_path / name

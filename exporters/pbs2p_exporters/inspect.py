@@ -13,7 +13,7 @@ from .gguf_read import open_gguf, read_gguf_packed
 
 def _layer_rows(layers: dict) -> list[dict]:
     return [{"name": name, "n": int(p.meta.n), "m": int(p.meta.m), "rows": int(p.meta.rows), "cols": int(p.meta.cols),
-             "split": int(p.meta.split), "n_salient": int(p.meta.n_salient), "honest_bits": honest_bits(p),
+             "group_size": int(p.meta.group_size), "split": int(p.meta.split), "n_salient": int(p.meta.n_salient), "honest_bits": honest_bits(p),
              "bits_per_weight": honest_bits(p) / (p.meta.rows * p.meta.cols)} for name, p in layers.items()]
 
 

@@ -147,8 +147,9 @@ def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig,
                     d=None if U is None else torch.diagonal(U)[s:e], x_norm=x_norm[s:e], cfg=cfg, n=n)
         return method.fit_block(blk).rounded()
 
-    out = gptq_loop(Wc, U, fit_block, cfg.block_size, cfg.intra_block_update and U is not None)
-    result = assemble(out.fits, R, K, n, cfg.m, cfg.block_size, cfg.split_groups, cfg.salient,
+    bs = cfg.block_size or K  # 0 = one block (and one scale group) per whole row
+    out = gptq_loop(Wc, U, fit_block, bs, cfg.intra_block_update and U is not None)
+    result = assemble(out.fits, R, K, n, cfg.m, bs, cfg.split_groups, cfg.salient,
                       method.col_scale, out.loss)
     return result, out.Q
 
