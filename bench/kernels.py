@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> str:
     select_kernel(None)
 
     out = [f"# libpbs2p kernels vs numpy float32 ({cpu_name()})", "",
-           f"`python bench/kernels.py{' --quick' if args.quick else ''} --threads {nt} --tokens {T}`; "
+           f"`python bench/kernels.py{' --quick' if args.quick else ''} --threads {nt} --tokens {T} --budget {args.budget}`; "
            f"{nt} thread(s) for libpbs2p and for numpy's BLAS; medians; variants on this CPU: {', '.join(variants)}.",
            f"STREAM-like copy in the same run: **{copy_gbs:.1f} GB/s** (numpy copy of 256 MB, read + write bytes).",
            "GB/s = bytes the operation reads (prepared bit planes + float32 coefficients for libpbs2p, 4 bytes per "
