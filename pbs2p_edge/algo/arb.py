@@ -66,13 +66,16 @@ def _fit_columns(fit: BlockFit, W: torch.Tensor) -> None:
 
 
 def _sign_step(fit: BlockFit, W: torch.Tensor, S: torch.Tensor | None) -> None:
+    if S is None:  # plain norm: each element's nearest level cannot raise the row error, no guard
+        fit.resign(W)
+        return
     before = row_error(W, fit, S)
-    s0, s1 = fit.s0, fit.s1
-    fit.resign(W)
-    worse = (row_error(W, fit, S) > before)[:, None]  # (R, 1)
-    fit.s0 = torch.where(worse, s0, fit.s0)
+    s0, s1, W_hat = fit.nearest(W)
+    E = W - W_hat  # W_hat is bit-exactly fit.dequant() with the new signs
+    worse = ((E @ S) * E).sum(1)[:, None] > before[:, None]  # (R, 1)
+    fit.s0 = torch.where(worse, fit.s0, s0)
     if s1 is not None:
-        fit.s1 = torch.where(worse, s1, fit.s1)
+        fit.s1 = torch.where(worse, fit.s1, s1)
 
 
 def arb_refine(fit: BlockFit, W: torch.Tensor, iters: int, use_mean: bool,

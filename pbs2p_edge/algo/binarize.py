@@ -16,7 +16,7 @@ def fit_first(W: torch.Tensor, member: torch.Tensor, use_mean: bool):
     cnt = mem.sum(1).clamp_min(1)
     mu = (W * mem).sum(1) / cnt if use_mean else W.new_zeros(W.shape[0])
     D = W - mu[:, None]
-    B = torch.where(D >= 0, 1.0, -1.0)
+    B = (D >= 0).to(W.dtype) * 2 - 1  # exactly +-1, sign(0) = +1 (no data-dependent branch)
     alpha = (D.abs() * mem).sum(1) / cnt
     return alpha, mu, B
 

@@ -67,11 +67,51 @@ class BlockFit:
         if self.s1 is not None:
             self.s1 = signs[choice, 1]
 
+    def nearest(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """B step without applying it: every element's nearest reachable level, as (s0, s1, W_hat).
+
+        Bit-identical to argmin over level_table (the first combination wins ties) and W_hat to
+        dequant with the returned signs, but cheaper on CPU: each level is formed in dequant's op
+        order (multiplying by +-1 is exact), the first minimum is found with compares instead of an
+        argmin over a leading dimension, and no data-dependent torch.where is used before W_hat.
+        Pruned entries get arbitrary signs (every consumer masks them with `kept`).
+        """
+        R, b = self.kept.shape
+        a0 = self.alpha[0].T.gather(1, self.region)  # (R, b) alpha[0][region[i, j], i]
+        mu = self.mu.T.gather(1, self.region)
+        col = None if self.col is None else self.col.gather(0, self.region)
+        sal = self.salient.expand(R, b)
+        a1 = None if self.s1 is None else self.alpha[1, 0][:, None]
+
+        def level(s0, s1) -> torch.Tensor:  # dequant's op order, before its `kept` select
+            v = a0 * s0
+            if a1 is not None:
+                v = torch.where(sal, v + a1 * s1, v)
+            v = v + mu
+            return v if col is None else v * col
+
+        def dist(p0: float, p1: float) -> torch.Tensor:
+            return (W - level(p0, p1)).abs()
+
+        if a1 is None:  # combinations (+1), (-1)
+            pos0 = dist(1.0, 1.0) <= dist(-1.0, 1.0)
+            pos1 = None
+        else:  # combinations (+,+), (+,-), (-,+), (-,-): first minimum of the four
+            d0, d1, d2, d3 = dist(1.0, 1.0), dist(1.0, -1.0), dist(-1.0, 1.0), dist(-1.0, -1.0)
+            pos0 = torch.minimum(d0, d1) <= torch.minimum(d2, d3)
+            pos1 = (pos0 & (d0 <= d1)) | (~pos0 & (d2 <= d3))
+        s0 = pos0.to(W.dtype) * 2 - 1  # exactly +-1
+        s1 = None if pos1 is None else pos1.to(W.dtype) * 2 - 1
+        v = level(s0, s1)
+        W_hat = torch.where(self.kept, v, torch.zeros((), dtype=v.dtype, device=v.device))
+        return s0, s1, W_hat
+
     def resign(self, W: torch.Tensor) -> None:
         """B step: every element takes its nearest reachable level (for first order with alpha >= 0
         this is sign(w - mu); for 2nd order the nearest of the four levels, as ARB prescribes)."""
-        signs, levels = self.level_table()
-        self.set_choice(signs, (W[None] - levels).abs().argmin(0))
+        self.s0, s1, _ = self.nearest(W)
+        if self.s1 is not None:
+            self.s1 = s1
 
     def rounded(self) -> "BlockFit":
         """The same fit with alpha, mu and col held in float16-representable float32 values."""
