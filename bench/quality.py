@@ -82,7 +82,7 @@ def write_table(out: Path, args: argparse.Namespace, command: str) -> Path:
         f"Protocol: calibration {args.nsamples} x {args.calib_seqlen} tokens from `{args.calib}` (seed {args.seed}); "
         f"evaluation on non-overlapping {args.eval_seqlen}-token windows of `{args.data}`"
         + (f" (first {args.max_windows})" if args.max_windows else " (all)") + ".",
-        "Bits per weight: honest, everything stored for the linear layers / their weight count. "
+        f"Torch threads: {args.threads or 'default'}. Bits per weight: honest, everything stored for the linear layers / their weight count. "
         "Time: compression wall time on this machine; memory: the row's peak RSS.",
         "",
         f"Command: `{command}`",
@@ -119,6 +119,8 @@ def main() -> int:
     p.add_argument("--rows", default="all", help="comma-separated row names, or all")
     p.add_argument("--quick", action="store_true", help="2 rows, 8 x 128 calibration, 2 windows of 256")
     p.add_argument("--redo", action="store_true", help="recompute rows that already have results")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per row (default: torch's; 1 is much faster on a busy machine)")
     p.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
     args = p.parse_args()
     if args.quick:
@@ -127,6 +129,10 @@ def main() -> int:
             args.rows = ",".join(QUICK_ROWS)
     out = Path(args.out)
     if args.row:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         print(json.dumps(run_row(args.row, args)))
         return 0
     names = [r[0] for r in ROWS] if args.rows == "all" else [s.strip() for s in args.rows.split(",")]
@@ -139,6 +145,8 @@ def main() -> int:
                   "--eval-seqlen", str(args.eval_seqlen), "--seed", str(args.seed)]
     if args.max_windows:
         child_args += ["--max-windows", str(args.max_windows)]
+    if args.threads:
+        child_args += ["--threads", str(args.threads)]
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     for name in names:
         f = out / "rows" / f"{_slug(name)}.json"
