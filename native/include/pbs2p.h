@@ -263,6 +263,56 @@ PBS2P_API pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *li
  * *n_linears (may be NULL) = the number of linears. */
 PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 
+
+/* ==== Models (model.c) ===========================================================================
+ *
+ * A Llama-family decoder run from a pbs2p GGUF file (docs/GGUF.md): token embedding (F16 or Q8_0 rows,
+ * dequantized on the fly), per block RMSNorm -> attention (GQA, RoPE rotate-half pairing as
+ * pbs2p.rope.pairing = "half" says, causal softmax over a KV cache) -> residual -> RMSNorm -> SwiGLU MLP ->
+ * residual, final RMSNorm, head = output.weight or the tied token_embd. Every compressed linear runs through
+ * a prepared layer (pbs2p_gemv for one token, pbs2p_gemm for several); F32 biases `<base>.bias` are added
+ * when present. Activations, the KV cache and the head's dot products are float32.
+ * Supported now: general.architecture "llama" (OPT and others: PBS2P_ERR_UNSUPPORTED), RoPE scaling none,
+ * "linear" or "llama3" (rope_freqs.weight); every decoder-block linear must be a pbs2p packed linear.
+ * pbs2p_model_load validates everything (keys present and consistent with the tensor shapes, n_ctx bounds,
+ * a size guard before any large allocation) and never aborts. A model holds no global state; one model must
+ * not be used by two threads at once (different models may). The file stays mapped until pbs2p_model_free. */
+
+#define PBS2P_MODEL_DEFAULT_CTX 2048                    /* n_ctx 0: min(this, llama.context_length) */
+#define PBS2P_MODEL_MAX_THREADS 256
+#define PBS2P_MODEL_MAX_STATE_BYTES ((uint64_t)1 << 36) /* KV cache + scratch of a full-context eval: refuse above */
+
+typedef struct pbs2p_model_params {
+    int32_t n_threads;  /* 1..PBS2P_MODEL_MAX_THREADS; 0 = 1 */
+    int32_t n_ctx;      /* positions the KV cache holds, 1..llama.context_length; 0 = PBS2P_MODEL_DEFAULT_CTX rule */
+} pbs2p_model_params;
+
+typedef struct pbs2p_model_info {
+    char arch[16];      /* general.architecture, NUL-terminated ("llama") */
+    int32_t n_vocab, n_ctx, n_ctx_train, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
+    int32_t n_threads;
+    int32_t n_cached;   /* positions 0..n_cached-1 of the KV cache hold valid keys and values */
+    int32_t tied;       /* 1 when the head is token_embd (no output.weight) */
+} pbs2p_model_info;
+
+typedef struct pbs2p_model pbs2p_model; /* opaque */
+
+/* Open, validate and prepare the model at `path` (params NULL: defaults); *out = NULL on failure. */
+PBS2P_API pbs2p_status pbs2p_model_load(const char *path, const pbs2p_model_params *params, pbs2p_model **out);
+/* NULL is ignored. */
+PBS2P_API void pbs2p_model_free(pbs2p_model *m);
+PBS2P_API pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out);
+/* Forget the KV cache (n_cached = 0). */
+PBS2P_API pbs2p_status pbs2p_model_reset(pbs2p_model *m);
+/* Run tokens[0..n_tokens) at positions n_past..n_past+n_tokens-1, reading cached positions 0..n_past-1 and
+ * writing the new keys and values into the cache (afterwards n_cached = n_past + n_tokens). Needs
+ * 0 <= n_past <= n_cached (rewinding is allowed), n_past + n_tokens <= n_ctx, every id < n_vocab.
+ * logits: logits_len == n_tokens * n_vocab gives every token's row (row-major), logits_len == n_vocab only the
+ * last token's (the head is then computed for that token alone). After an argument error nothing changes;
+ * after a failure during the run (memory, threads) n_cached = n_past. */
+PBS2P_API pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, int32_t n_tokens, int32_t n_past,
+                                        float *logits, size_t logits_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@
  * saves. The environment variable PBS2P_MIN_WORK_PER_THREAD overrides it (tests set 1 to force threads). */
 #define PBS2P_MIN_WORK_PER_THREAD ((size_t)1 << 20)
 
-static size_t min_work_per_thread(void) {
+size_t pbs2p_min_work_per_thread(void) {
     const char *env = getenv("PBS2P_MIN_WORK_PER_THREAD");
     if (env && *env) {
         char *end;
@@ -74,7 +74,7 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
     float *xs = prepare_activations(L, X, n_tokens);
     if (!xs) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %zu activation vectors", n_tokens);
     /* n_threads is an upper bound: small products run on fewer threads (results do not depend on it) */
-    size_t useful = R * K * n_tokens / min_work_per_thread();
+    size_t useful = R * K * n_tokens / pbs2p_min_work_per_thread();
     int nt = n_threads < (int)R ? n_threads : (int)R;
     if ((size_t)nt > useful) nt = useful > 0 ? (int)useful : 1;
     job jobs[PBS2P_MAX_THREADS];

@@ -104,6 +104,10 @@ typedef struct pbs2p_kernels {
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
+/* Multiply-adds per worker thread below which another thread does not pay (gemm.c): PBS2P_MIN_WORK_PER_THREAD
+ * from the environment, else 2^20. The model's head uses the same rule. */
+size_t pbs2p_min_work_per_thread(void);
+
 /* Record a failure message for pbs2p_last_error() and return `status`. printf-style. */
 pbs2p_status pbs2p_fail(pbs2p_status status, const char *fmt, ...)
 #ifdef __GNUC__
