@@ -64,6 +64,8 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                    help="GPTQ error feedback between columns inside a block")
     g.add_argument("--no-cfs", action="store_true", help="PBS2P: same N in every layer (no coarse CFS stage)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster when other jobs share the cores)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seqlen", type=_positive_int, default=2048)
     p.add_argument("--max-windows", type=_positive_int, default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("export", help="compress if needed, then write a GGUF or ONNX file")
@@ -147,6 +150,19 @@ def _quiet_transformers(progress: bool):
 def _run(args: argparse.Namespace) -> int:
     from . import commands
 
+    if getattr(args, "threads", None):
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(args.threads)
+        try:
+            return _run_command(commands, args)
+        finally:
+            torch.set_num_threads(before)  # main() may be called in-process (tests, notebooks)
+    return _run_command(commands, args)
+
+
+def _run_command(commands, args: argparse.Namespace) -> int:
     if args.command == "compress":
         cfg = _config_from_args(args)
         with _quiet_transformers(progress=not args.quiet):

@@ -237,6 +237,18 @@ def test_compact_preset_stores_one_scale_pair_per_row(capsys, tmp_path, work):
         assert layer["honest_bits"] == rows * per_row
 
 
+def test_threads_option_applies_and_restores_torch_threads(capsys, work, monkeypatch):
+    from pbs2p_edge import commands
+
+    seen = []
+    monkeypatch.setattr(commands, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or
+                        {"ppl": 2.0, "windows": 1, "tokens": 3})
+    before = torch.get_num_threads()
+    rc, out, err = run_cli(capsys, "eval", work.llama, "--threads", "3", "--json")
+    assert (rc, err, seen) == (0, "", [3])
+    assert torch.get_num_threads() == before
+
+
 def test_block_size_must_be_a_multiple_of_m(capsys, work, tmp_path):
     rc, _, err = run_cli(capsys, "compress", work.llama, tmp_path / "x", "--block-size", "12",
                          "--calib", work.text, "--quiet")
