@@ -37,6 +37,9 @@ ROWS = [
     ("pbs2p 6:8", "pbs2p", "6:8"),
     ("pbs2p 5:8", "pbs2p", "5:8"),
     ("pbs2p 4:8", "pbs2p", "4:8"),
+    # the edge-size structure (--preset compact): one alpha/mu per row, ~1.4 honest bits/weight
+    ("pbs2p compact 6:8", "pbs2p", "6:8"),
+    ("pbs2p compact 4:8", "pbs2p", "4:8"),
 ]
 QUICK_ROWS = ["rtn", "pbs2p 4:8"]
 
@@ -48,15 +51,16 @@ def _slug(name: str) -> str:
 def run_row(name: str, args: argparse.Namespace) -> dict:
     """Compress (unless FP), evaluate; runs inside the child process."""
     from pbs2p_edge import commands
-    from pbs2p_edge.algo.config import CompressConfig, parse_nm
+    from pbs2p_edge.algo.config import PRESETS, CompressConfig, parse_nm
 
     method, nm = {r[0]: (r[1], r[2]) for r in ROWS}[name]
+    preset = PRESETS["compact" if "compact" in name else "paper"]
     row: dict = {"row": name, "method": method or "fp", "nm": nm or "-"}
     with tempfile.TemporaryDirectory(prefix="pbs2p-bench-") as tmp:
         source = args.model
         if method is not None:
             n, m = parse_nm(nm)
-            cfg = CompressConfig(method=method, n=n, m=m, seed=args.seed)
+            cfg = CompressConfig(method=method, n=n, m=m, seed=args.seed, **preset)
             ckpt = os.path.join(tmp, "ckpt")
             summary = commands.compress(args.model, ckpt, cfg, calib=args.calib, nsamples=args.nsamples,
                                         seqlen=args.calib_seqlen, progress=False)
