@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from pbs2p_edge.errors import OutputError
+from pbs2p_edge.file_modes import publish_mode
 
 
 @contextlib.contextmanager
@@ -27,6 +28,7 @@ def atomic_file(out_path):
     os.close(fd)
     try:
         yield Path(tmp)
+        publish_mode(tmp)  # mkstemp made it 0600
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -55,6 +57,7 @@ def atomic_files(out_paths):
     try:
         yield tmp
         for out in outs:
+            publish_mode(tmp / out.name)
             os.replace(tmp / out.name, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import OutputError
+from ..file_modes import publish_mode
 
 
 @contextlib.contextmanager
@@ -29,6 +30,7 @@ def atomic_dir(out_dir, may_replace):
         raise OutputError(f"{out}: cannot write in {parent} ({e.strerror})") from None
     try:
         yield tmp
+        publish_mode(tmp, directory=True)  # mkdtemp made it 0700
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             os.replace(out, old / "x")  # move aside first: rename cannot overwrite a non-empty directory
