@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 
@@ -135,9 +136,22 @@ def _quiet_transformers(progress: bool):
     hf_logging.disable_progress_bar()  # also turns the hub's bars off
     if progress and hub_bars:
         hub_utils.enable_progress_bars()
+    # The GGUF loader ("Converting and de-quantizing GGUF tensors...") uses a plain tqdm that no
+    # transformers setting reaches; silence that one name while quiet.
+    gguf_utils = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
+    if gguf_utils is None:
+        import importlib
+
+        with contextlib.suppress(ImportError):
+            gguf_utils = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    if not progress and gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()  # also turns the hub's bars on
