@@ -313,6 +313,44 @@ PBS2P_API pbs2p_status pbs2p_model_reset(pbs2p_model *m);
 PBS2P_API pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, int32_t n_tokens, int32_t n_past,
                                         float *logits, size_t logits_len);
 
+/* ==== Tokenizer (tokenizer.c, tokenizer_unicode.c) ================================================
+ *
+ * The byte-level BPE tokenizer (GPT-2 style) of a GGUF file's tokenizer.ggml.* keys (docs/GGUF.md §5):
+ * tokenizer.ggml.model "gpt2"; tokenizer.ggml.pre "gpt-2", "default" (the GPT-2 split regex) or "smollm"
+ * (every Unicode number isolated first, then the GPT-2 regex); tokens, token_type (optional), merges
+ * ("left right" in rank order, each part and their concatenation a token), optional bos/eos/unknown/padding
+ * ids (u32 < n_vocab) and add_bos/add_eos (bool). Anything else: a status, never an abort (other models or
+ * pre-tokenizers: PBS2P_ERR_UNSUPPORTED; malformed keys: PBS2P_ERR_FORMAT; no tokenizer: PBS2P_ERR_NOT_FOUND).
+ * Added tokens (token_type 3 control, 4 user-defined) are matched whole in the text before BPE, longest
+ * first. A byte whose one-symbol token is missing is dropped (as HF BPE with no unk_token). Encoding adds no BOS/EOS (see add_bos/add_eos). The tokenizer copies what it needs: it outlives
+ * the file. A tokenizer is read-only after loading: several threads may use one at once. */
+
+typedef struct pbs2p_tokenizer pbs2p_tokenizer; /* opaque */
+
+typedef struct pbs2p_tokenizer_info {
+    int32_t n_vocab, n_merges, n_added;
+    int32_t pre;                    /* 0 gpt-2 / default, 1 smollm */
+    int32_t bos, eos, unk, pad;     /* -1 when the file has none */
+    int32_t add_bos, add_eos;       /* 0/1 (0 when absent) */
+} pbs2p_tokenizer_info;
+
+/* Read and validate the tokenizer of `f`; *out = NULL on failure. */
+PBS2P_API pbs2p_status pbs2p_tokenizer_load(const pbs2p_gguf *f, pbs2p_tokenizer **out);
+/* NULL is ignored. */
+PBS2P_API void pbs2p_tokenizer_free(pbs2p_tokenizer *t);
+PBS2P_API pbs2p_status pbs2p_tokenizer_get_info(const pbs2p_tokenizer *t, pbs2p_tokenizer_info *out);
+/* Ids of the UTF-8 text[0..len) (invalid UTF-8 bytes are encoded as single bytes) into ids[0..cap);
+ * *n_out = the number of ids. When they do not fit: PBS2P_ERR_ARGUMENT, *n_out = the capacity needed
+ * (ids may be NULL with cap 0 to ask). */
+PBS2P_API pbs2p_status pbs2p_tokenize(const pbs2p_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                                      size_t cap, size_t *n_out);
+/* The bytes of ids[0..n) concatenated into out[0..cap) (not NUL-terminated); *n_out = their count. When they
+ * do not fit: PBS2P_ERR_ARGUMENT, *n_out = the bytes needed. An id >= n_vocab: PBS2P_ERR_ARGUMENT. */
+PBS2P_API pbs2p_status pbs2p_detokenize(const pbs2p_tokenizer *t, const int32_t *ids, size_t n, char *out,
+                                        size_t cap, size_t *n_out);
+/* The bytes token `id` decodes to (may be part of a UTF-8 character); valid while the tokenizer lives. */
+PBS2P_API pbs2p_status pbs2p_token_to_piece(const pbs2p_tokenizer *t, int32_t id, const char **piece, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif

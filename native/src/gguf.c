@@ -79,14 +79,14 @@ static pbs2p_status take(cursor *c, uint64_t n, const char *field, const uint8_t
 }
 
 static pbs2p_status take_u32(cursor *c, const char *field, uint32_t *v) {
-    const uint8_t *p;
+    const uint8_t *p = NULL; /* set by take() on success; the initializer quiets GCC's -Wmaybe-uninitialized */
     TRY(take(c, 4, field, &p));
     *v = le32(p);
     return PBS2P_OK;
 }
 
 static pbs2p_status take_u64(cursor *c, const char *field, uint64_t *v) {
-    const uint8_t *p;
+    const uint8_t *p = NULL; /* set by take() on success */
     TRY(take(c, 8, field, &p));
     *v = le64(p);
     return PBS2P_OK;
@@ -360,7 +360,7 @@ static pbs2p_status index_names(gguf_name_ix **out, uint64_t n, const char *cons
 /* ---- the whole file ---- */
 
 static pbs2p_status parse_header(cursor *c, pbs2p_gguf *f) {
-    const uint8_t *magic;
+    const uint8_t *magic = NULL; /* set by take() on success */
     snprintf(c->item, sizeof c->item, "the header");
     if (c->size < 4 && memcmp(c->base, "GGUF", (size_t)c->size) != 0)
         return pbs2p_fail(PBS2P_ERR_GGUF, "not a GGUF file: %" PRIu64 " bytes that do not start with 'GGUF'", c->size);

@@ -39,7 +39,7 @@ static pbs2p_status find_rec(const pbs2p_gguf *f, const char *key, const gguf_kv
 }
 
 pbs2p_status pbs2p_gguf_find_key(const pbs2p_gguf *f, const char *key, pbs2p_gguf_kv *out) {
-    const gguf_kv_rec *r;
+    const gguf_kv_rec *r = NULL;
     if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "output is NULL");
     pbs2p_status st = find_rec(f, key, &r);
     if (st == PBS2P_OK) fill_kv(r, out);
@@ -71,7 +71,7 @@ static pbs2p_status typed(const pbs2p_gguf *f, const char *key, int32_t type, in
  * (libpbs2p reads float16 streams in place, see internal.h). */
 #define SCALAR_GETTER(fn, ctype, gtype)                                                      \
     pbs2p_status fn(const pbs2p_gguf *f, const char *key, ctype *out) {                     \
-        const gguf_kv_rec *r;                                                                \
+        const gguf_kv_rec *r = NULL; /* set on success; quiets -Wmaybe-uninitialized */       \
         if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "output is NULL");                       \
         pbs2p_status st = typed(f, key, gtype, gtype, &r);                                   \
         if (st == PBS2P_OK) memcpy(out, r->data, sizeof *out);                               \
@@ -85,7 +85,7 @@ SCALAR_GETTER(pbs2p_gguf_get_f32, float, PBS2P_GGUF_FLOAT32)
 SCALAR_GETTER(pbs2p_gguf_get_f64, double, PBS2P_GGUF_FLOAT64)
 
 pbs2p_status pbs2p_gguf_get_bool(const pbs2p_gguf *f, const char *key, int *out) {
-    const gguf_kv_rec *r;
+    const gguf_kv_rec *r = NULL;
     if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "output is NULL");
     pbs2p_status st = typed(f, key, PBS2P_GGUF_BOOL, PBS2P_GGUF_BOOL, &r);
     if (st == PBS2P_OK) *out = r->data[0]; /* validated 0 or 1 */
@@ -93,7 +93,7 @@ pbs2p_status pbs2p_gguf_get_bool(const pbs2p_gguf *f, const char *key, int *out)
 }
 
 pbs2p_status pbs2p_gguf_get_str(const pbs2p_gguf *f, const char *key, const char **s, size_t *len) {
-    const gguf_kv_rec *r;
+    const gguf_kv_rec *r = NULL;
     if (!s || !len) return pbs2p_fail(PBS2P_ERR_NULL, "output is NULL");
     pbs2p_status st = typed(f, key, PBS2P_GGUF_STRING, PBS2P_GGUF_STRING, &r);
     if (st == PBS2P_OK) {
@@ -105,7 +105,7 @@ pbs2p_status pbs2p_gguf_get_str(const pbs2p_gguf *f, const char *key, const char
 
 pbs2p_status pbs2p_gguf_get_arr(const pbs2p_gguf *f, const char *key, int32_t elem_type,
                                 const void **data, uint64_t *count) {
-    const gguf_kv_rec *r;
+    const gguf_kv_rec *r = NULL;
     if (!data || !count) return pbs2p_fail(PBS2P_ERR_NULL, "output is NULL");
     if (elem_type < 0 || elem_type > PBS2P_GGUF_FLOAT64 || elem_type == PBS2P_GGUF_ARRAY)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "array element type %d is not a GGUF scalar or string type", (int)elem_type);
@@ -118,7 +118,7 @@ pbs2p_status pbs2p_gguf_get_arr(const pbs2p_gguf *f, const char *key, int32_t el
 }
 
 pbs2p_status pbs2p_gguf_get_arr_str(const pbs2p_gguf *f, const char *key, uint64_t index, const char **s, size_t *len) {
-    const gguf_kv_rec *r;
+    const gguf_kv_rec *r = NULL;
     if (!s || !len) return pbs2p_fail(PBS2P_ERR_NULL, "output is NULL");
     pbs2p_status st = typed(f, key, PBS2P_GGUF_ARRAY, PBS2P_GGUF_STRING, &r);
     if (st != PBS2P_OK) return st;

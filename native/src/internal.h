@@ -36,7 +36,7 @@ struct pbs2p_layer {
     int32_t rows, cols, n, m, group_size, groups, split, regions;
     int32_t has_salient, has_mu, has_col_scale;
     int32_t planes;      /* P = 2 * regions + has_salient */
-    int32_t words;       /* uint32 words per plane per scale group = ceil(group_size / 32) */
+    int32_t words;       /* uint32 words per plane per scale group = ceil(min(group_size, cols) / 32) */
     int32_t n_xs;        /* activation vectors: regions with col_scale (x * col_scale[r]), else 1 */
     int32_t *plane_xs;   /* (P,) activation vector each plane sums */
     uint32_t *bits;      /* see above; bit c of word w = column g*group_size + 32w + c */

@@ -40,7 +40,9 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
     L->group_size = d->group_size; L->groups = (int32_t)G; L->split = d->split; L->regions = (int32_t)nreg;
     L->has_salient = d->has_salient; L->has_mu = d->has_mu; L->has_col_scale = d->has_col_scale;
     L->planes = 2 * (int32_t)nreg + d->has_salient;
-    L->words = (d->group_size + 31) / 32;
+    /* a group holds at most min(group_size, cols) columns: a file's group_size above cols (valid) must not size
+     * the planes (fuzzing found group_size 553648160 with 32 cols asking for 7.7 GB) */
+    L->words = ((d->group_size < d->cols ? d->group_size : d->cols) + 31) / 32;
     L->n_xs = d->has_col_scale ? (int32_t)nreg : 1;
     const size_t P = (size_t)L->planes, W = (size_t)L->words;
 

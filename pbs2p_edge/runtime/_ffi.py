@@ -115,6 +115,19 @@ pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out);
 pbs2p_status pbs2p_model_reset(pbs2p_model *m);
 pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, int32_t n_tokens, int32_t n_past,
                               float *logits, size_t logits_len);
+/* Tokenizer (tokenizer.c) */
+typedef struct pbs2p_tokenizer pbs2p_tokenizer;
+typedef struct pbs2p_tokenizer_info {
+    int32_t n_vocab, n_merges, n_added; int32_t pre; int32_t bos, eos, unk, pad; int32_t add_bos, add_eos;
+} pbs2p_tokenizer_info;
+pbs2p_status pbs2p_tokenizer_load(const pbs2p_gguf *f, pbs2p_tokenizer **out);
+void pbs2p_tokenizer_free(pbs2p_tokenizer *t);
+pbs2p_status pbs2p_tokenizer_get_info(const pbs2p_tokenizer *t, pbs2p_tokenizer_info *out);
+pbs2p_status pbs2p_tokenize(const pbs2p_tokenizer *t, const char *text, size_t len, int32_t *ids, size_t cap,
+                            size_t *n_out);
+pbs2p_status pbs2p_detokenize(const pbs2p_tokenizer *t, const int32_t *ids, size_t n, char *out, size_t cap,
+                              size_t *n_out);
+pbs2p_status pbs2p_token_to_piece(const pbs2p_tokenizer *t, int32_t id, const char **piece, size_t *len);
 """
 
 ffi = FFI()

