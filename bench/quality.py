@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -151,7 +152,7 @@ def main() -> int:
         child_args += ["--max-windows", str(args.max_windows)]
     if args.threads:
         child_args += ["--threads", str(args.threads)]
-    command = "python bench/quality.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "bench/quality.py", *sys.argv[1:]])
     for name in names:
         f = out / "rows" / f"{_slug(name)}.json"
         if f.exists() and not args.redo:
