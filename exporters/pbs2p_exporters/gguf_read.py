@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pbs2p_edge.errors import FormatError, Pbs2pError
-from pbs2p_edge.pack import FORMAT_VERSION, LayerMeta, PackedLayer, check_arrays
+from pbs2p_edge.errors import FormatError
+from pbs2p_edge.pack import FORMAT_VERSION, LayerMeta, PackedLayer, packed_layers
 
 from .gguf_export import LINEAR_FIELDS, PACKED_INFIX
 
@@ -49,18 +49,11 @@ def read_gguf_packed(path) -> tuple[dict[str, PackedLayer], dict]:
             base, arr = t.name.split(PACKED_INFIX, 1)
             data = np.array(t.data)  # copy out of the memory map
             tensors.setdefault(base, {})[arr] = data.view(np.uint8) if data.dtype == np.int8 else data
-    layers: dict[str, PackedLayer] = {}
     m = meta.get("pbs2p.m")
-    try:
-        for i, base in enumerate(names):
-            d = {f: columns[f][i] for f in LINEAR_FIELDS}
-            lm = LayerMeta(m=m, has_salient=d["n_salient"] > 0, **{**d, "has_mu": bool(d["has_mu"]),
-                                                                     "has_col_scale": bool(d["has_col_scale"])})
-            arrays = tensors.pop(base, {})
-            check_arrays(base, lm, arrays)
-            layers[base] = PackedLayer(lm, arrays)
-    except Pbs2pError as e:
-        raise FormatError(f"{path}: {e}") from None
-    if tensors:
-        raise FormatError(f"{path}: packed tensors of no listed linear, e.g. {sorted(tensors)[0]}")
-    return layers, meta
+
+    def layer_meta(i: int) -> LayerMeta:
+        d = {f: columns[f][i] for f in LINEAR_FIELDS}
+        return LayerMeta(m=m, has_salient=d["n_salient"] > 0, **{**d, "has_mu": bool(d["has_mu"]),
+                                                                 "has_col_scale": bool(d["has_col_scale"])})
+
+    return packed_layers(str(path), ((base, layer_meta(i)) for i, base in enumerate(names)), tensors), meta

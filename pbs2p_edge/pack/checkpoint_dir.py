@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError, Pbs2pError
-from .layout import FORMAT_VERSION, LayerMeta, check_arrays
-from .packer import PackedLayer
+from ..errors import FormatError
+from .layout import FORMAT_VERSION, LayerMeta
+from .packer import PackedLayer, packed_layers
 
 CONFIG_JSON = "config.json"  # the Hugging Face model config
 META_JSON = "pbs2p.json"  # format version, compress config, per-linear metadata, stats
@@ -96,17 +96,7 @@ def load_checkpoint(path) -> Checkpoint:
     for key, a in arrays.items():  # "<linear>.<array>"; array names hold no dot
         name, _, arr = key.rpartition(".")
         by_layer.setdefault(name, {})[arr] = a
-    layers: dict[str, PackedLayer] = {}
-    try:
-        for name, d in layer_meta.items():
-            lm = LayerMeta.from_dict(d)
-            mine = by_layer.pop(name, {})
-            check_arrays(name, lm, mine)
-            layers[name] = PackedLayer(lm, mine)
-    except Pbs2pError as e:
-        raise FormatError(f"{path}: {e}") from None
-    if by_layer:
-        raise FormatError(f"{path / PACKED}: arrays of no described layer, e.g. {sorted(by_layer)[0]}")
+    layers = packed_layers(str(path), ((n, LayerMeta.from_dict(d)) for n, d in layer_meta.items()), by_layer)
     tied = meta.get("tied", {})
     for alias, target in tied.items():
         if target not in dense:

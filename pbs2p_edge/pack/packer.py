@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError, FormatError, Pbs2pError
 from .bitstream import pack_bits, pack_fields, unpack_bits, unpack_fields
 from .layout import CODE_OF, MS, VALUE_OF, LayerMeta, check_arrays, group_width, mask_width
 
@@ -187,3 +187,22 @@ def unpack_layer(packed: PackedLayer) -> np.ndarray:
 def honest_bits(packed: PackedLayer) -> int:
     """Bits the layer costs on disk: every stream byte and every float16 scale (FORMAT.md §8), metadata excluded."""
     return 8 * sum(int(arr.nbytes) for arr in packed.arrays.values())
+
+
+def packed_layers(where: str, metas, arrays_by_layer: dict[str, dict[str, np.ndarray]]) -> dict[str, "PackedLayer"]:
+    """PackedLayers from a container's (name, LayerMeta) pairs and its arrays grouped by layer name.
+
+    `metas` may be a generator: an invalid LayerMeta raised while it is read becomes the same one-line
+    FormatError naming `where` as a missing, extra or mis-shaped array. `arrays_by_layer` is consumed;
+    arrays left over belong to no described layer, which is an error too."""
+    layers: dict[str, PackedLayer] = {}
+    try:
+        for name, meta in metas:
+            arrays = arrays_by_layer.pop(name, {})
+            check_arrays(name, meta, arrays)
+            layers[name] = PackedLayer(meta, arrays)
+    except Pbs2pError as e:
+        raise FormatError(f"{where}: {e}") from None
+    if arrays_by_layer:
+        raise FormatError(f"{where}: packed arrays of no described layer, e.g. {sorted(arrays_by_layer)[0]}")
+    return layers
