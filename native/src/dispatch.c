@@ -8,14 +8,15 @@
 typedef struct variant {
     const char *name;
     pbs2p_rows_fn gemv, gemm;
+    pbs2p_dense_fn dense;
     int (*cpu_has)(void);
 } variant;
 
 static int always(void) { return 1; }
 #if defined(PBS2P_HAVE_AVX2) || defined(PBS2P_HAVE_AVX512)
-static int has_avx2(void) {
+static int has_avx2(void) { /* F16C for the dense rows' float16 conversion; every AVX2 CPU has it */
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 static int has_avx512(void) {
     __builtin_cpu_init();
@@ -26,15 +27,15 @@ static int has_avx512(void) {
 /* Compiled variants, fastest first: the automatic choice is the first this CPU runs. */
 static const variant variants[] = {
 #ifdef PBS2P_HAVE_AVX512
-    {"avx512", pbs2p_rows_avx512, pbs2p_gemm_rows_avx512, has_avx512},
+    {"avx512", pbs2p_rows_avx512, pbs2p_gemm_rows_avx512, pbs2p_dense_rows_avx512, has_avx512},
 #endif
 #ifdef PBS2P_HAVE_AVX2
-    {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, has_avx2},
+    {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, has_avx2},
 #endif
 #ifdef PBS2P_HAVE_NEON
-    {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, always},
+    {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, always},
 #endif
-    {"ref", pbs2p_rows_ref, pbs2p_rows_ref, always},
+    {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, always},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -93,7 +94,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
                        "is not available on this CPU/build", unavailable);
     }
     pthread_mutex_unlock(&lock);
-    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; }
+    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; }
     return v != NULL;
 }
 

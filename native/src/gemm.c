@@ -1,4 +1,5 @@
-/* gemm.c — public gemv/gemm: argument checks, per-region pre-scaled activations, row-parallel pthreads. */
+/* gemm.c — public gemv/gemm: argument checks, per-region pre-scaled activations, row-parallel threads (started for
+ * the call, or a model's pool). */
 #include "internal.h"
 
 #include <pthread.h>
@@ -10,15 +11,22 @@
  * saves. The environment variable PBS2P_MIN_WORK_PER_THREAD overrides it (tests set 1 to force threads). */
 #define PBS2P_MIN_WORK_PER_THREAD ((size_t)1 << 20)
 
-size_t pbs2p_min_work_per_thread(void) {
+/* A pool's waiting worker starts in about a microsecond: far smaller products pay for it. */
+#define PBS2P_MIN_WORK_PER_POOL_THREAD ((size_t)1 << 15)
+
+static size_t min_work(int pooled) {
     const char *env = getenv("PBS2P_MIN_WORK_PER_THREAD");
     if (env && *env) {
         char *end;
         unsigned long long v = strtoull(env, &end, 10);
         if (*end == '\0' && v > 0) return (size_t)v;
     }
-    return PBS2P_MIN_WORK_PER_THREAD;
+    return pooled ? PBS2P_MIN_WORK_PER_POOL_THREAD : PBS2P_MIN_WORK_PER_THREAD;
 }
+
+size_t pbs2p_min_work_per_thread(void) { return min_work(0); }
+
+size_t pbs2p_min_work_per_pool_thread(void) { return min_work(1); }
 
 typedef struct job {
     pbs2p_rows_fn fn;
@@ -34,6 +42,8 @@ static void *run_job(void *arg) {
     j->fn(j->L, j->xs, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
     return NULL;
 }
+
+static void run_pool_job(void *arg) { run_job(arg); }
 
 /* xs (T, n_xs, K + PAD): x, or x * col_scale[r] per stored region r, zero padded. */
 static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T) {
@@ -55,8 +65,8 @@ static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T
     return xs;
 }
 
-static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
-                        float *Y, size_t y_len, int n_threads, int batched) {
+static pbs2p_status check_args(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
+                               const float *Y, size_t y_len) {
     if (!L) return pbs2p_fail(PBS2P_ERR_NULL, "layer is NULL");
     if (!X || !Y) return pbs2p_fail(PBS2P_ERR_NULL, "%s is NULL", X ? "output" : "input");
     const size_t R = (size_t)L->rows, K = (size_t)L->cols;
@@ -65,27 +75,44 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "input holds %zu floats, expected %zu tokens x %zu cols", x_len, n_tokens, K);
     if (y_len != n_tokens * R)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "output holds %zu floats, expected %zu tokens x %zu rows", y_len, n_tokens, R);
-    if (n_threads < 1 || n_threads > PBS2P_MAX_THREADS)
-        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_threads %d must be in 1..%d", n_threads, PBS2P_MAX_THREADS);
-    pbs2p_kernels kernels;
-    if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
-    pbs2p_rows_fn fn = batched ? kernels.gemm : kernels.gemv;
+    return PBS2P_OK;
+}
 
-    float *xs = prepare_activations(L, X, n_tokens);
-    if (!xs) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %zu activation vectors", n_tokens);
-    /* n_threads is an upper bound: small products run on fewer threads (results do not depend on it) */
-    size_t useful = R * K * n_tokens / pbs2p_min_work_per_thread();
+/* Jobs of nt threads on whole row blocks of the prepared layout (no block is read by two threads): nt is an upper
+ * bound, small products run on fewer threads; the split depends only on the thread count, never on timing. */
+static int split_rows(const pbs2p_layer *L, pbs2p_rows_fn fn, const float *xs, size_t n_tokens, float *Y, int n_threads,
+                      size_t min_work, job *jobs) {
+    const size_t R = (size_t)L->rows, K = (size_t)L->cols;
+    size_t useful = R * K * n_tokens / min_work;
     int nt = n_threads < (int)R ? n_threads : (int)R;
     if ((size_t)nt > useful) nt = useful > 0 ? (int)useful : 1;
-    job jobs[PBS2P_MAX_THREADS];
-    pthread_t tid[PBS2P_MAX_THREADS];
-    /* thread boundaries on whole row blocks of the prepared layout, so no block is read by two threads */
     const size_t blocks = (R + PBS2P_ROW_BLOCK - 1) / PBS2P_ROW_BLOCK;
     for (int b = 0; b < nt; b++) {
         size_t lo = blocks * (size_t)b / (size_t)nt * PBS2P_ROW_BLOCK, hi = blocks * (size_t)(b + 1) / (size_t)nt * PBS2P_ROW_BLOCK;
         jobs[b] = (job){fn, L, xs, n_tokens, Y, (int32_t)(lo < R ? lo : R), (int32_t)(hi < R ? hi : R)};
     }
-    pbs2p_status st = PBS2P_OK;
+    return nt;
+}
+
+static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
+                        float *Y, size_t y_len, int n_threads, int batched, pbs2p_pool *pool) {
+    pbs2p_status st = check_args(L, X, n_tokens, x_len, Y, y_len);
+    if (st != PBS2P_OK) return st;
+    if (n_threads < 1 || n_threads > PBS2P_MAX_THREADS)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_threads %d must be in 1..%d", n_threads, PBS2P_MAX_THREADS);
+    pbs2p_kernels kernels;
+    if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    float *xs = prepare_activations(L, X, n_tokens);
+    if (!xs) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %zu activation vectors", n_tokens);
+    job jobs[PBS2P_MAX_THREADS];
+    const int nt = split_rows(L, batched ? kernels.gemm : kernels.gemv, xs, n_tokens, Y, n_threads,
+                              min_work(pool != NULL), jobs);
+    if (pool) {
+        pbs2p_pool_run(pool, run_pool_job, jobs, sizeof jobs[0], nt);
+        free(xs);
+        return PBS2P_OK;
+    }
+    pthread_t tid[PBS2P_MAX_THREADS];
     int started = 1;
     for (; started < nt; started++)
         if (pthread_create(&tid[started], NULL, run_job, &jobs[started]) != 0) {
@@ -100,9 +127,14 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
 
 pbs2p_status pbs2p_gemm(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
                         float *Y, size_t y_len, int n_threads) {
-    return run(L, X, n_tokens, x_len, Y, y_len, n_threads, 1);
+    return run(L, X, n_tokens, x_len, Y, y_len, n_threads, 1, NULL);
 }
 
 pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, float *y, size_t y_len, int n_threads) {
-    return run(L, x, 1, x_len, y, y_len, n_threads, 0);
+    return run(L, x, 1, x_len, y, y_len, n_threads, 0, NULL);
+}
+
+pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
+                             float *Y, size_t y_len, pbs2p_pool *pool) {
+    return run(L, X, n_tokens, x_len, Y, y_len, pbs2p_pool_threads(pool), n_tokens > 1, pool);
 }

@@ -98,15 +98,73 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
                           float *Y, size_t ldy, int32_t row0, int32_t row1);
 #endif
 
+/* ---- dense rows (dense_ref.c, dense_<variant>.c): the model's F16 / Q8_0 token embedding and head ---- */
+
+#define PBS2P_Q8_0_BLOCK 32   /* ggml Q8_0: (float16 d, int8 q[32]) per 32 values, value = d * q */
+#define PBS2P_Q8_0_BYTES 34
+
+/* A row-major matrix in a ggml layout, read in place from the file mapping. */
+typedef struct pbs2p_dense {
+    const uint8_t *data;
+    int32_t type;        /* PBS2P_GGML_F16 or PBS2P_GGML_Q8_0 (then cols % 32 == 0) */
+    size_t row_bytes;
+    int32_t rows, cols;
+} pbs2p_dense;
+
+/* Row r of W as float32 into out[0..cols): exact (every F16 value and every d * q product is a float32). */
+void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out);
+
+/* Y[t * ldy + r] = <X[t * ldx .. + cols), row r of W> for t < n_tokens, r in [row0, row1). scratch: cols floats.
+ * Every variant decodes a row exactly (pbs2p_dense_row) and then forms each dot product in a fixed order of its
+ * own, so a result depends neither on threads nor on the other tokens. */
+typedef void (*pbs2p_dense_fn)(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                               float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
+
+void pbs2p_dense_rows_ref(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                          float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_dense_rows_avx2(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                           float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
+#endif
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                             float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                           float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
+#endif
+
 /* The selected variant's kernels, or 0 (with pbs2p_last_error set) when the forced one is unavailable. */
 typedef struct pbs2p_kernels {
     pbs2p_rows_fn gemv, gemm;
+    pbs2p_dense_fn dense;
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
+/* ---- thread pool (pool.c): a model's workers, kept for its life ---- */
+
+typedef struct pbs2p_pool pbs2p_pool;
+
+/* A pool of n_threads - 1 workers (the caller is the n-th); *out = NULL on failure. */
+pbs2p_status pbs2p_pool_new(int n_threads, pbs2p_pool **out);
+/* Stops and joins the workers; NULL is ignored. */
+void pbs2p_pool_free(pbs2p_pool *p);
+/* Workers + the caller (1 for NULL). */
+int pbs2p_pool_threads(const pbs2p_pool *p);
+/* fn(jobs + i * job_size) for i < n_jobs <= pbs2p_pool_threads(p): job 0 on the calling thread, job i on worker i - 1;
+ * returns when all are done. p NULL: all on the caller. One run at a time per pool (a model is single-threaded). */
+void pbs2p_pool_run(pbs2p_pool *p, void (*fn)(void *), void *jobs, size_t job_size, int n_jobs);
+
+/* pbs2p_gemm / pbs2p_gemv on a pool's threads instead of threads started for the call (same checks, same
+ * results: the row split depends only on the thread count). pool NULL: the calling thread alone. */
+pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
+                             float *Y, size_t y_len, pbs2p_pool *pool);
+
 /* Multiply-adds per worker thread below which another thread does not pay (gemm.c): PBS2P_MIN_WORK_PER_THREAD
- * from the environment, else 2^20. The model's head uses the same rule. */
+ * from the environment, else 2^20 for a thread started for the call and 2^15 for a pool's waiting worker. */
 size_t pbs2p_min_work_per_thread(void);
+size_t pbs2p_min_work_per_pool_thread(void);
 
 /* Record a failure message for pbs2p_last_error() and return `status`. printf-style. */
 pbs2p_status pbs2p_fail(pbs2p_status status, const char *fmt, ...)

@@ -122,41 +122,77 @@ void pbs2p_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_to
     free(lut);
 }
 
-/* GEMM, TB tokens of one row at a time: each 16-column step decodes the weights once,
- * w = sum_p coef_p * bit_p (one masked add per plane), then one FMA per token. A token's result does
- * not depend on TB or on the other tokens (same operations in the same order), so gemm is batch-invariant. */
-static inline __attribute__((always_inline)) void row_block(const struct pbs2p_layer *L, size_t i, const float *xt,
-                                                           size_t tstride, float *y, size_t ldy, int TB) {
-    const size_t K = (size_t)L->cols, G = (size_t)L->groups, P = (size_t)L->planes, nr = pbs2p_block_rows(L, i);
-    const size_t gs = (size_t)L->group_size, pstride = (size_t)L->words * nr;
-    __m512 acc[8];
+/* GEMM by outer products: the 16 lanes of a register are the 16 interleaved rows of a block, so a column's
+ * weights for all 16 rows are decoded at once, w = sum_p coef_p[rows] masked by bit c of the 16 plane words, and
+ * then used by one FMA per token with x[t][c] broadcast from memory: no horizontal sums, one decode per 16 rows x
+ * TB tokens. Every (row, token) sum runs over the columns in order with its own accumulator lane, so a token's
+ * result depends neither on TB, nor on the other tokens, nor on the block's other rows: gemm is batch-invariant. */
+static inline __attribute__((always_inline)) void block_outer(const struct pbs2p_layer *L, size_t first,
+                                                             const float *xt, size_t tstride, float *Y, size_t ldy,
+                                                             __mmask16 store, int TB, int32_t P_fixed) {
+    const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
+    const size_t P = P_fixed ? (size_t)P_fixed : (size_t)L->planes, nr = pbs2p_block_rows(L, first);
+    const __mmask16 lanes = nr == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512 acc[16];
     for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-        const uint32_t *gb = pbs2p_plane_bits(L, i, g, 0); /* plane p starts p * W * nr words later */
-        for (size_t c = 0; c < len; c += 16) {
-            __m512 w = _mm512_setzero_ps();
-            for (size_t p = 0; p < P; p++)
-                w = _mm512_mask_add_ps(w, _cvtu32_mask16(pbs2p_plane_field(gb + p * pstride, nr, c, 16)), w,
-                                       _mm512_set1_ps(pbs2p_plane_coef(L, i, g, p)));
-            for (int t = 0; t < TB; t++)
-                acc[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xt + (size_t)t * tstride + c0 + c), acc[t]);
+        const uint32_t *gb = pbs2p_plane_bits(L, first, g, 0); /* plane p: + p * W * nr words; word w: + w * nr */
+        const float *gc = &L->coef[first * G * P + g * P * nr]; /* plane p: nr coefficients at + p * nr */
+        __m512 coef[MAX_FIXED_PLANES];
+        for (size_t p = 0; p < P; p++) coef[p] = _mm512_maskz_loadu_ps(lanes, gc + p * nr);
+        for (size_t w = 0; w < W; w++) {
+            __m512i bits[MAX_FIXED_PLANES];
+            for (size_t p = 0; p < P; p++) bits[p] = _mm512_maskz_loadu_epi32(lanes, gb + (p * W + w) * nr);
+            const size_t cols = len - 32 * w < 32 ? len - 32 * w : 32;
+            const float *x = xt + c0 + 32 * w;
+            for (size_t c = 0; c < cols; c++) {
+                __m512 wv = _mm512_setzero_ps();
+                for (size_t p = 0; p < P; p++) {
+                    wv = _mm512_mask_add_ps(wv, _mm512_test_epi32_mask(bits[p], one), wv, coef[p]);
+                    bits[p] = _mm512_srli_epi32(bits[p], 1);
+                }
+                for (int t = 0; t < TB; t++) acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[(size_t)t * tstride + c]), acc[t]);
+            }
         }
     }
-    for (int t = 0; t < TB; t++) y[(size_t)t * ldy] = _mm512_reduce_add_ps(acc[t]);
+    for (int t = 0; t < TB; t++) _mm512_mask_storeu_ps(Y + (size_t)t * ldy, store, acc[t]);
+}
+
+/* All tokens of one block in groups of TB (16 when the decoded planes leave registers for 16 accumulators). */
+static inline __attribute__((always_inline)) void block_tokens(const struct pbs2p_layer *L, size_t first,
+                                                              const float *xs, size_t n_tokens, float *Y, size_t ldy,
+                                                              __mmask16 store, int32_t P_fixed) {
+    const size_t tstride = (size_t)L->cols + PBS2P_XS_PAD;
+    size_t t = 0;
+    if (P_fixed && P_fixed <= 4)
+        for (; t + 16 <= n_tokens; t += 16) block_outer(L, first, xs + t * tstride, tstride, Y + t * ldy, ldy, store, 16, P_fixed);
+    for (; t + 8 <= n_tokens; t += 8) block_outer(L, first, xs + t * tstride, tstride, Y + t * ldy, ldy, store, 8, P_fixed);
+    for (; t + 4 <= n_tokens; t += 4) block_outer(L, first, xs + t * tstride, tstride, Y + t * ldy, ldy, store, 4, P_fixed);
+    for (; t < n_tokens; t++) block_outer(L, first, xs + t * tstride, tstride, Y + t * ldy, ldy, store, 1, P_fixed);
 }
 
 void pbs2p_gemm_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                             float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1) { /* per-region scaled activations: token by token */
+    if (L->n_xs != 1 || L->planes > MAX_FIXED_PLANES) { /* per-region scaled activations: token by token */
         pbs2p_rows_avx512(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }
-    const size_t tstride = (size_t)L->cols + PBS2P_XS_PAD;
-    for (size_t i = (size_t)row0; i < (size_t)row1; i++) {
-        size_t t = 0;
-        for (; t + 8 <= n_tokens; t += 8) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 8);
-        for (; t + 4 <= n_tokens; t += 4) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 4);
-        for (; t < n_tokens; t++) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 1);
+    for (size_t first = (size_t)row0 - (size_t)row0 % PBS2P_ROW_BLOCK; first < (size_t)row1; first += PBS2P_ROW_BLOCK) {
+        /* lanes of rows in [row0, row1) only: a block cut by the caller's range is computed whole, stored in part */
+        uint32_t store = 0;
+        for (size_t i = first; i < first + PBS2P_ROW_BLOCK && i < (size_t)row1; i++)
+            if (i >= (size_t)row0) store |= 1u << (i - first);
+        float *y = Y + first;
+        switch (L->planes) { /* P as a constant: the plane loops unroll and their registers stay allocated */
+        case 1: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 1); break;
+        case 2: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 2); break;
+        case 3: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 3); break;
+        case 4: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 4); break;
+        case 5: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 5); break;
+        case 6: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 6); break;
+        default: block_tokens(L, first, xs, n_tokens, y, ldy, (__mmask16)store, 7); break;
+        }
     }
 }

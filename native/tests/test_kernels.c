@@ -162,6 +162,8 @@ static double max_rel_err(const float *Y, const float *Yref, const double *A, co
 }
 
 /* ---- the checks ---- */
+static pbs2p_pool *pool; /* 3 threads, shared by every check_layer */
+
 static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, int has_mu, int has_cs) {
     logical L;
     make_layer(&L, R, K, n, m, gs, S, salient, has_mu, has_cs);
@@ -212,6 +214,8 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
         CHECK(pbs2p_gemm(P, X, T, (size_t)T * K, Y1, (size_t)T * R, 1) == PBS2P_OK, "%s: gemm %s", what, names[v]);
         CHECK(pbs2p_gemm(P, X, T, (size_t)T * K, Y, (size_t)T * R, 3) == PBS2P_OK, "%s: gemm %s", what, names[v]);
         CHECK(memcmp(Y, Y1, (size_t)T * R * 4) == 0, "%s: %s gemm differs between 1 and 3 threads", what, names[v]);
+        CHECK(pbs2p_gemm_pool(P, X, T, (size_t)T * K, Y1, (size_t)T * R, pool) == PBS2P_OK, "%s: gemm pool", what);
+        CHECK(memcmp(Y, Y1, (size_t)T * R * 4) == 0, "%s: %s gemm on a pool of 3 differs", what, names[v]);
         double vw = max_rel_err(Y, Yref, A, X, T, R, K);
         CHECK(vw <= KERNEL_RTOL, "%s: %s gemm vs ref: relative error %.3g > %g", what, names[v], vw, KERNEL_RTOL);
         for (size_t t = 0; t < T; t += T - 1) { /* batch invariance: a token alone == the same token in a batch */
@@ -223,6 +227,8 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
             CHECK(pbs2p_gemv(P, X + t * K, (size_t)K, y1, (size_t)R, 1) == PBS2P_OK, "gemv");
             CHECK(pbs2p_gemv(P, X + t * K, (size_t)K, y3, (size_t)R, 3) == PBS2P_OK, "gemv");
             CHECK(memcmp(y1, y3, (size_t)R * 4) == 0, "%s: %s gemv differs between 1 and 3 threads", what, names[v]);
+            CHECK(pbs2p_gemm_pool(P, X + t * K, 1, (size_t)K, y3, (size_t)R, pool) == PBS2P_OK, "gemv pool");
+            CHECK(memcmp(y1, y3, (size_t)R * 4) == 0, "%s: %s gemv on a pool of 3 differs", what, names[v]);
             memcpy(Y + t * R, y1, (size_t)R * 4);
         }
         vw = max_rel_err(Y, Yref, A, X, T, R, K);
@@ -305,6 +311,7 @@ int main(void) {
     setenv("PBS2P_MIN_WORK_PER_THREAD", "1", 1); /* every product may use all the threads asked for */
     check_half();
     check_errors();
+    if (pbs2p_pool_new(3, &pool) != PBS2P_OK) { fprintf(stderr, "pool: %s\n", pbs2p_last_error()); return 2; }
     static const int rows[] = {1, 7, 127, 129, 576, 1023};
     static const int cols[] = {8, 136, 576, 1024};
     static const int gsizes[] = {128, 100, 7, 576, 64, 1024};
@@ -325,6 +332,7 @@ int main(void) {
     printf("variants:");
     for (size_t v = 0; v < nv; v++) printf(" %s%s", names[v], pbs2p_kernel_available(names[v]) ? "" : "(no cpu)");
     printf("; automatic: %s\n", pbs2p_kernel_name());
+    pbs2p_pool_free(pool);
     if (failures) { fprintf(stderr, "%d failures\n", failures); return 1; }
     printf("all kernel checks passed\n");
     return 0;

@@ -1,0 +1,52 @@
+/* dense_avx2.c — AVX2 row dots of F16 / Q8_0 matrices (the model's head): F16C conversion, FMA. */
+#include "internal.h"
+
+#include <immintrin.h>
+
+/* Row r as float32 into out (exactly pbs2p_dense_row's values). */
+static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
+    const uint8_t *p = W->data + (size_t)r * W->row_bytes;
+    const int32_t K = W->cols;
+    if (W->type == PBS2P_GGML_F16) {
+        int32_t j = 0;
+        for (; j + 8 <= K; j += 8)
+            _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * (size_t)j))));
+        for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+        return;
+    }
+    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
+        const __m256 d = _mm256_set1_ps(pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)));
+        for (int e = 0; e < 4; e++) {
+            const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 2 + 8 * e)));
+            _mm256_storeu_ps(out + b * PBS2P_Q8_0_BLOCK + 8 * e, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+        }
+    }
+}
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* Two 8-lane running sums (k = 16i + lane, 16i + 8 + lane), one reduction, the tail in order. */
+static float dot(const float *x, const float *y, int32_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int32_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(y + k + 8), a1);
+    }
+    for (; k + 8 <= n; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), a0);
+    float sum = hsum(_mm256_add_ps(a0, a1));
+    for (; k < n; k++) sum += x[k] * y[k];
+    return sum;
+}
+
+void pbs2p_dense_rows_avx2(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                           float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
+    for (int32_t r = row0; r < row1; r++) {
+        decode_row(W, r, scratch);
+        for (size_t t = 0; t < n_tokens; t++) Y[t * ldy + (size_t)r] = dot(X + t * ldx, scratch, W->cols);
+    }
+}

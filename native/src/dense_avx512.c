@@ -1,0 +1,106 @@
+/* dense_avx512.c — AVX-512 row dots of F16 / Q8_0 matrices (the model's head): hardware float16 conversion, FMA. */
+#include "internal.h"
+
+#include <immintrin.h>
+
+/* Row r as float32 into out (exactly pbs2p_dense_row's values). */
+static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
+    const uint8_t *p = W->data + (size_t)r * W->row_bytes;
+    const int32_t K = W->cols;
+    if (W->type == PBS2P_GGML_F16) {
+        int32_t j = 0;
+        for (; j + 16 <= K; j += 16)
+            _mm512_storeu_ps(out + j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (size_t)j))));
+        for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+        return;
+    }
+    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
+        const __m512 d = _mm512_set1_ps(pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)));
+        for (int h = 0; h < 2; h++) {
+            const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * h)));
+            _mm512_storeu_ps(out + b * PBS2P_Q8_0_BLOCK + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
+        }
+    }
+}
+
+/* Two 16-lane running sums (k = 32i + lane, 32i + 16 + lane), a masked tail, one reduction. */
+static float dot(const float *x, const float *y, int32_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int32_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(y + k), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(y + k + 16), a1);
+    }
+    for (; k < n; k += 16) {
+        const __mmask16 m = n - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - k)) - 1u);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + k), _mm512_maskz_loadu_ps(m, y + k), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* Four F16 rows against one token, converted in registers: each row's sum is formed exactly as dot() forms it
+ * (same lanes, same tail, same reduction), the four chains only interleave to hide the FMA latency. */
+static void f16_rows4(const uint8_t *p, size_t row_bytes, const float *x, int32_t K, float *y) {
+    __m512 a[4][2];
+    for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+    int32_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *q = p + (size_t)i * row_bytes + 2 * (size_t)k;
+            a[i][0] = _mm512_fmadd_ps(x0, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q)), a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(x1, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 32))), a[i][1]);
+        }
+    }
+    float w[16];
+    for (; k < K; k += 16) {
+        const int32_t n = K - k >= 16 ? 16 : K - k;
+        const __mmask16 m = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *q = p + (size_t)i * row_bytes + 2 * (size_t)k;
+            if (n == 16) {
+                a[i][0] = _mm512_fmadd_ps(xv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q)), a[i][0]);
+            } else {
+                for (int32_t j = 0; j < n; j++) w[j] = pbs2p_half_to_float((uint16_t)(q[2 * j] | q[2 * j + 1] << 8));
+                a[i][0] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w), a[i][0]);
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
+}
+
+/* Four Q8_0 rows against one token: w = d * q formed in registers exactly as decode_row forms it, summed as dot()
+ * sums it (a0 takes columns 32i..32i+15, a1 32i+16..32i+31; Q8_0 rows have no tail). */
+static void q8_rows4(const uint8_t *p, size_t row_bytes, const float *x, int32_t K, float *y) {
+    __m512 a[4][2];
+    for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++) {
+        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *q = p + (size_t)i * row_bytes + (size_t)b * PBS2P_Q8_0_BYTES;
+            const __m512 d = _mm512_set1_ps(pbs2p_half_to_float((uint16_t)(q[0] | q[1] << 8)));
+            const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 2)));
+            const __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 18)));
+            a[i][0] = _mm512_fmadd_ps(x0, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0)), a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(x1, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1)), a[i][1]);
+        }
+    }
+    for (int i = 0; i < 4; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
+}
+
+void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                             float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
+    int32_t r = row0;
+    if (n_tokens == 1) /* decoding: one pass over the rows, no scratch round trip */
+        for (; r + 4 <= row1; r += 4) {
+            float y[4];
+            if (W->type == PBS2P_GGML_F16) f16_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);
+            else q8_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);
+            for (int i = 0; i < 4; i++) Y[r + i] = y[i];
+        }
+    for (; r < row1; r++) {
+        decode_row(W, r, scratch);
+        for (size_t t = 0; t < n_tokens; t++) Y[t * ldy + (size_t)r] = dot(X + t * ldx, scratch, W->cols);
+    }
+}

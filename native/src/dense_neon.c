@@ -1,0 +1,52 @@
+/* dense_neon.c — NEON row dots of F16 / Q8_0 matrices (the model's head) on AArch64: fp16 conversion, FMA. */
+#include "internal.h"
+
+#include <arm_neon.h>
+
+/* Row r as float32 into out (exactly pbs2p_dense_row's values). */
+static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
+    const uint8_t *p = W->data + (size_t)r * W->row_bytes;
+    const int32_t K = W->cols;
+    if (W->type == PBS2P_GGML_F16) {
+        int32_t j = 0;
+        for (; j + 4 <= K; j += 4) {
+            uint16x4_t h = vld1_u16((const uint16_t *)(const void *)(p + 2 * (size_t)j)); /* little-endian AArch64 */
+            vst1q_f32(out + j, vcvt_f32_f16(vreinterpret_f16_u16(h)));
+        }
+        for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+        return;
+    }
+    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
+        const float d = pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8));
+        for (int e = 0; e < 2; e++) {
+            const int8x16_t q = vld1q_s8((const int8_t *)(p + 2 + 16 * e));
+            const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));
+            float *o = out + b * PBS2P_Q8_0_BLOCK + 16 * e;
+            vst1q_f32(o, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
+            vst1q_f32(o + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo))), d));
+            vst1q_f32(o + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
+            vst1q_f32(o + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi))), d));
+        }
+    }
+}
+
+/* Two 4-lane running sums (k = 8i + lane, 8i + 4 + lane), one reduction, the tail in order. */
+static float dot(const float *x, const float *y, int32_t n) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        a0 = vfmaq_f32(a0, vld1q_f32(x + k), vld1q_f32(y + k));
+        a1 = vfmaq_f32(a1, vld1q_f32(x + k + 4), vld1q_f32(y + k + 4));
+    }
+    float sum = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; k < n; k++) sum += x[k] * y[k];
+    return sum;
+}
+
+void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
+                           float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
+    for (int32_t r = row0; r < row1; r++) {
+        decode_row(W, r, scratch);
+        for (size_t t = 0; t < n_tokens; t++) Y[t * ldy + (size_t)r] = dot(X + t * ldx, scratch, W->cols);
+    }
+}
