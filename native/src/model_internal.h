@@ -1,0 +1,162 @@
+/* model_internal.h — the model runtime's structs and the functions its files (model*.c) share. */
+#ifndef PBS2P_MODEL_INTERNAL_H
+#define PBS2P_MODEL_INTERNAL_H
+
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHOWN 80                        /* bytes of a name quoted in an error message */
+#define MAX_EMBD (1 << 16)              /* plausibility caps on hyper-parameters: also keep every */
+#define MAX_FF (1 << 20)                /* size product below in range of size_t on 64-bit hosts  */
+#define MAX_LAYER (1 << 12)
+#define MAX_HEAD (1 << 12)
+#define MAX_VOCAB (1 << 24)
+#define MAX_CTX (1 << 24)
+#define Q8_0_BLOCK 32                   /* ggml Q8_0: (float16 d, int8 qs[32]) per 32 values, value = d * q */
+#define Q8_0_BYTES 34
+
+/* ----------------------------------------------------------------------------------------------------
+ * Model structs: hyper-parameters, weights, KV cache */
+
+typedef enum arch_kind { ARCH_LLAMA, ARCH_OPT } arch_kind;
+typedef enum norm_kind { NORM_RMS, NORM_LAYER } norm_kind; /* RMSNorm (weight); LayerNorm (weight, bias) */
+typedef enum act_kind { ACT_SILU, ACT_RELU, ACT_GELU, ACT_GELU_TANH } act_kind; /* GELU: erf; GELU_TANH: tanh approx. */
+
+typedef struct config {
+    arch_kind arch;
+    char arch_name[16]; /* general.architecture, the prefix of the hyper-parameter keys */
+    int32_t n_vocab;    /* V */
+    int32_t n_embd;     /* D */
+    int32_t n_ff;       /* F */
+    int32_t n_layer;    /* L */
+    int32_t n_head;     /* H */
+    int32_t n_head_kv;  /* Hkv, divides H */
+    int32_t head_dim;   /* hd (even for RoPE) */
+    int32_t n_ctx_train;
+    norm_kind norm;
+    float eps;          /* RMSNorm / LayerNorm epsilon */
+    int norm_before;    /* 1: pre-LN blocks (norm, sublayer, residual); 0: post-LN (sublayer, residual, norm) */
+    act_kind act;       /* MLP activation: act(gate) * up with a gate, act(up) without */
+    int has_gate;       /* ffn_gate exists (SwiGLU) */
+    float q_scale;      /* q *= q_scale after its projection (OPT: hd^-0.5, where Hugging Face applies it) */
+    float score_scale;  /* score = (q . k) * score_scale (Llama: hd^-0.5) */
+    int32_t pos_offset; /* learned positions: position p reads row p + pos_offset of position_embd */
+} config;
+
+/* A compressed linear: y (rows,) = W_hat x (cols,) [+ bias]. */
+typedef struct linear {
+    pbs2p_layer *layer; /* prepared, independent of the file */
+    float *bias;        /* (rows,) or NULL */
+    int32_t rows, cols;
+} linear;
+
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LIN };
+
+typedef struct block {
+    float *attn_norm, *attn_norm_bias; /* (D,); bias only for LayerNorm */
+    float *ffn_norm, *ffn_norm_bias;   /* (D,); bias only for LayerNorm */
+    linear lin[N_LIN];  /* q (H*hd, D), k (Hkv*hd, D), v (Hkv*hd, D), o (D, H*hd), gate/up (F, D), down (D, F);
+                         * gate only when has_gate (layer NULL otherwise) */
+} block;
+
+/* A (rows, D) matrix of F16 or Q8_0 rows inside the file mapping, dequantized one row at a time. */
+typedef struct row_matrix {
+    const uint8_t *data;
+    int32_t type;       /* PBS2P_GGML_F16 or PBS2P_GGML_Q8_0 */
+    size_t row_bytes;
+    int32_t rows;
+} row_matrix;
+
+typedef struct weights {
+    row_matrix token_embd;    /* (V, D) */
+    row_matrix position_embd; /* (>= n_ctx_train + pos_offset, D) learned positions (OPT); data NULL otherwise */
+    row_matrix output;        /* (V, D): output.weight, or token_embd when tied */
+    int tied;
+    float *output_norm;       /* (D,); NULL when the model has no final norm (OPT post-LN) */
+    float *output_norm_bias;  /* (D,) LayerNorm only */
+    block *blocks;            /* (L,) */
+    float *inv_freq;          /* (hd/2,) RoPE angle per position, radians, scaling included; NULL without RoPE */
+} weights;
+
+typedef struct kv_cache {
+    float *key;         /* (L, n_ctx, Hkv*hd) */
+    float *value;       /* (L, n_ctx, Hkv*hd) */
+} kv_cache;
+
+struct pbs2p_model {
+    pbs2p_gguf *file;   /* keeps token_embd / position_embd / output mapped */
+    config c;
+    weights w;
+    kv_cache kv;
+    int32_t n_ctx, n_threads, n_cached;
+    pbs2p_pool *pool;          /* n_threads - 1 workers for the model's life (NULL with one thread) */
+    pbs2p_tokenizer *tok;      /* the file's tokenizer, NULL when it has none or one this library cannot read */
+    pbs2p_status tok_status;   /* why tok is NULL (PBS2P_ERR_NOT_FOUND, PBS2P_ERR_UNSUPPORTED) */
+    char tok_error[256];       /* and the message of that status */
+};
+
+/* Scratch of one eval of T tokens, one malloc. */
+typedef struct run_state {
+    float *x;           /* (T, D) residual stream */
+    float *xb;          /* (T, D) normed input of attention / MLP, then a sublayer's output */
+    float *att_out;     /* (T, max(QD, D)) attention output (before o) */
+    float *q;           /* (T, QD) queries, QD = H * hd */
+    float *k, *v;       /* (T, KVD) new keys and values, KVD = Hkv * hd */
+    float *hb, *hb2;    /* (T, F) gate (or up) and up projections, then the activation */
+    float *scores;      /* (n_threads, n_ctx) attention weights of one (token, head) per thread */
+} run_state;
+
+/* ----------------------------------------------------------------------------------------------------
+ * model_load.c: keys and tensors of the file */
+
+/* "<arch>.<suffix>" into buf. */
+const char *arch_key(const config *c, const char *suffix, char *buf, size_t cap);
+/* u32 key as int32 in [lo, hi]; absent: `fallback` if >= 0, else PBS2P_ERR_FORMAT. */
+pbs2p_status key_int(const pbs2p_gguf *f, const char *key, int64_t fallback, int32_t lo, int32_t hi, int32_t *out);
+/* f32 key, finite and > 0; absent: `fallback` if > 0, else PBS2P_ERR_FORMAT. */
+pbs2p_status key_pos_float(const pbs2p_gguf *f, const char *key, float fallback, float *out);
+/* String key into buf (NUL-terminated, < cap bytes); *present = 0 when absent. */
+pbs2p_status key_str(const pbs2p_gguf *f, const char *key, char *buf, size_t cap, int *present);
+/* A copy of F32 tensor `name` of n elements (1-D); NULL *out when absent and !required. */
+pbs2p_status read_f32(const pbs2p_gguf *f, const char *name, int32_t n, int required, float **out);
+/* F16 / Q8_0 matrix `name` of numpy shape (rows, cols); rows == 0 accepts any row count. */
+pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int32_t cols, row_matrix *out);
+
+/* Scratch floats of one eval of T tokens (run_state). */
+size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
+
+/* model_llama.c: the Llama keys after the common ones (norm, heads, RoPE), and the RoPE frequencies. */
+pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c);
+pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **inv_freq);
+
+/* model_opt.c: the OPT keys after the common ones (norm, activation, positions), and the learned positions. */
+pbs2p_status opt_read_config(const pbs2p_gguf *f, config *c);
+pbs2p_status opt_read_positions(const pbs2p_gguf *f, const config *c, row_matrix *position_embd);
+
+/* ----------------------------------------------------------------------------------------------------
+ * model_math.c: one token row at a time, float32 */
+
+/* out (D,) = row r of an F16 / Q8_0 matrix. */
+void dequant_row(const row_matrix *w, int32_t r, int32_t D, float *out);
+/* out (D,) += row r of an F16 / Q8_0 matrix. */
+void add_row(const row_matrix *w, int32_t r, int32_t D, float *out);
+/* out (D,) = RMSNorm (bias NULL) or LayerNorm of x, as Hugging Face computes it in float32. */
+void norm_row(float *out, const float *x, const float *weight, const float *bias, int32_t D, norm_kind kind, float eps);
+/* Rotate-half RoPE of n_heads heads of vec (n_heads * hd,) at position pos. */
+void rope(float *vec, int32_t n_heads, int32_t hd, int32_t pos, const float *inv_freq);
+/* hb (n,) = act(hb) * up, or act(hb) when up is NULL. */
+void activate(float *hb, const float *up, size_t n, act_kind act);
+/* Y (T, rows) = X (T, cols) W_hat^T [+ bias] on the pool's threads: gemv for one token, gemm for several. */
+pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool);
+
+/* ----------------------------------------------------------------------------------------------------
+ * model_parallel.c: the thread-parallel steps */
+
+/* logits (T, V) = X (T, D) output^T, vocabulary rows split across threads. */
+pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits);
+/* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l. */
+pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past);
+
+#endif

@@ -1,0 +1,79 @@
+/* model_llama.c — the model runtime's Llama-specific part: its keys (RMSNorm, GQA, RoPE) and RoPE frequencies. */
+#include "model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* docs/GGUF.md §3 llama, after the keys every architecture shares (model_load.c). */
+pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c) {
+    char pairing[16];
+    int present;
+    pbs2p_status st;
+    if ((st = key_str(f, "pbs2p.rope.pairing", pairing, sizeof pairing, &present)) != PBS2P_OK) return st;
+    if (!present) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the key pbs2p.rope.pairing");
+    if (strcmp(pairing, "half") != 0)
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "pbs2p.rope.pairing '%s' is not supported (only 'half')", pairing);
+    if ((st = key_pos_float(f, "llama.attention.layer_norm_rms_epsilon", 0, &c->eps)) != PBS2P_OK) return st;
+    if (c->n_head % c->n_head_kv)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "head_count %d is not a multiple of head_count_kv %d", c->n_head,
+                          c->n_head_kv);
+    int32_t hd_default = c->n_embd % c->n_head ? -1 : c->n_embd / c->n_head, v_len, rot;
+    if ((st = key_int(f, "llama.attention.key_length", hd_default, 2, MAX_EMBD, &c->head_dim)) != PBS2P_OK ||
+        (st = key_int(f, "llama.attention.value_length", c->head_dim, 1, MAX_EMBD, &v_len)) != PBS2P_OK ||
+        (st = key_int(f, "llama.rope.dimension_count", c->head_dim, 1, MAX_EMBD, &rot)) != PBS2P_OK)
+        return st;
+    if (c->head_dim % 2) return pbs2p_fail(PBS2P_ERR_FORMAT, "head dimension %d must be even for RoPE", c->head_dim);
+    if (v_len != c->head_dim || rot != c->head_dim)
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "key_length %d, value_length %d and rope.dimension_count %d differ; "
+                          "the model runtime needs them equal", c->head_dim, v_len, rot);
+    if ((int64_t)c->n_head * c->head_dim > MAX_EMBD * 4)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "head_count x head dimension %d x %d is implausibly large", c->n_head,
+                          c->head_dim);
+    c->norm = NORM_RMS;
+    c->norm_before = 1;
+    c->act = ACT_SILU;
+    c->has_gate = 1;
+    c->q_scale = 1.0f;
+    c->score_scale = 1.0f / sqrtf((float)c->head_dim);
+    c->pos_offset = 0;
+    return PBS2P_OK;
+}
+
+/* RoPE angle per position of each rotated pair (d, d + hd/2): base^(-2d/hd), divided by the scaling. */
+pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **out) {
+    const int32_t half = c->head_dim / 2;
+    float base, factor = 1.0f, *divisors = NULL;
+    char type[32];
+    int has_type;
+    pbs2p_status st;
+    if ((st = key_pos_float(f, "llama.rope.freq_base", 10000.0f, &base)) != PBS2P_OK) return st;
+    if ((st = key_str(f, "llama.rope.scaling.type", type, sizeof type, &has_type)) != PBS2P_OK) return st;
+    if (has_type && strcmp(type, "linear") == 0) {
+        if ((st = key_pos_float(f, "llama.rope.scaling.factor", 0, &factor)) != PBS2P_OK) return st;
+    } else if (has_type && strcmp(type, "llama3") == 0) {
+        if ((st = read_f32(f, "rope_freqs.weight", half, 1, &divisors)) != PBS2P_OK) return st;
+    } else if (has_type && strcmp(type, "none") != 0) {
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "RoPE scaling '%s' is not supported (none, linear, llama3)", type);
+    } else if ((st = read_f32(f, "rope_freqs.weight", half, 0, &divisors)) != PBS2P_OK) {
+        return st; /* llama.cpp applies rope_freqs whenever the file has it */
+    }
+    float *inv_freq = malloc((size_t)half * sizeof *inv_freq);
+    if (!inv_freq) {
+        free(divisors);
+        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for RoPE frequencies");
+    }
+    for (int32_t d = 0; d < half; d++) {
+        float dv = divisors ? divisors[d] : factor;
+        if (!(isfinite(dv) && dv > 0)) {
+            free(divisors);
+            free(inv_freq);
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "rope_freqs.weight[%d] = %g must be finite and > 0", d, dv);
+        }
+        /* Hugging Face: 1 / base^(2d / hd) in float32 */
+        inv_freq[d] = (float)(1.0 / pow((double)base, (double)(2 * d) / (double)c->head_dim)) / dv;
+    }
+    free(divisors);
+    *out = inv_freq;
+    return PBS2P_OK;
+}

@@ -1,0 +1,333 @@
+/* model_load.c — opening a pbs2p GGUF as a model (docs/GGUF.md): keys, tensors, weights, KV cache; freeing them. */
+#include "model_internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ----------------------------------------------------------------------------------------------------
+ * Reading keys and tensors */
+
+const char *arch_key(const config *c, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", c->arch_name, suffix);
+    return buf;
+}
+
+pbs2p_status key_int(const pbs2p_gguf *f, const char *key, int64_t fallback, int32_t lo, int32_t hi, int32_t *out) {
+    uint32_t v;
+    pbs2p_status st = pbs2p_gguf_get_u32(f, key, &v);
+    if (st == PBS2P_ERR_NOT_FOUND && fallback >= 0) {
+        *out = (int32_t)fallback;
+        return PBS2P_OK;
+    }
+    if (st == PBS2P_ERR_NOT_FOUND) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the key %s", key);
+    if (st != PBS2P_OK) return pbs2p_fail(st, "key %s: %s", key, pbs2p_last_error());
+    if (v < (uint32_t)lo || v > (uint32_t)hi)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "key %s = %" PRIu32 " is outside %d..%d", key, v, lo, hi);
+    *out = (int32_t)v;
+    return PBS2P_OK;
+}
+
+pbs2p_status key_pos_float(const pbs2p_gguf *f, const char *key, float fallback, float *out) {
+    pbs2p_status st = pbs2p_gguf_get_f32(f, key, out);
+    if (st == PBS2P_ERR_NOT_FOUND && fallback > 0) {
+        *out = fallback;
+        return PBS2P_OK;
+    }
+    if (st == PBS2P_ERR_NOT_FOUND) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the key %s", key);
+    if (st != PBS2P_OK) return pbs2p_fail(st, "key %s: %s", key, pbs2p_last_error());
+    if (!(isfinite(*out) && *out > 0)) return pbs2p_fail(PBS2P_ERR_FORMAT, "key %s = %g must be finite and > 0", key, *out);
+    return PBS2P_OK;
+}
+
+pbs2p_status key_str(const pbs2p_gguf *f, const char *key, char *buf, size_t cap, int *present) {
+    const char *s;
+    size_t len;
+    pbs2p_status st = pbs2p_gguf_get_str(f, key, &s, &len);
+    *present = st == PBS2P_OK;
+    buf[0] = '\0';
+    if (st == PBS2P_ERR_NOT_FOUND) return PBS2P_OK;
+    if (st != PBS2P_OK) return pbs2p_fail(st, "key %s: %s", key, pbs2p_last_error());
+    if (len >= cap || memchr(s, '\0', len)) return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "key %s: unknown value '%.*s'",
+                                                              key, (int)(len < SHOWN ? len : SHOWN), s);
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return PBS2P_OK;
+}
+
+pbs2p_status read_f32(const pbs2p_gguf *f, const char *name, int32_t n, int required, float **out) {
+    pbs2p_gguf_tensor t;
+    *out = NULL;
+    pbs2p_status st = pbs2p_gguf_find_tensor(f, name, &t);
+    if (st == PBS2P_ERR_NOT_FOUND && !required) return PBS2P_OK;
+    if (st == PBS2P_ERR_NOT_FOUND) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the tensor %s", name);
+    if (st != PBS2P_OK) return st;
+    if (t.type != PBS2P_GGML_F32 || t.n_dims != 1 || t.ne[0] != (uint64_t)n)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s must be F32 of shape (%d,), found %s with %" PRIu64 " elements",
+                          name, n, pbs2p_ggml_type_name(t.type) ? pbs2p_ggml_type_name(t.type) : "?", t.n_elements);
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for tensor %s", name);
+    memcpy(v, t.data, (size_t)n * sizeof *v); /* the mapping may be unaligned for float */
+    *out = v;
+    return PBS2P_OK;
+}
+
+pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int32_t cols, row_matrix *out) {
+    pbs2p_gguf_tensor t;
+    pbs2p_status st = pbs2p_gguf_find_tensor(f, name, &t);
+    if (st != PBS2P_OK) return st;
+    const char *tn = pbs2p_ggml_type_name(t.type);
+    if (t.type != PBS2P_GGML_F16 && t.type != PBS2P_GGML_Q8_0)
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tensor %s has type %s; the model runtime reads F16 or Q8_0", name,
+                          tn ? tn : "?");
+    if (t.n_dims != 2 || t.ne[0] != (uint64_t)cols || (rows && t.ne[1] != (uint64_t)rows) || t.ne[1] > MAX_VOCAB)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s has ne (%" PRIu64 ", %" PRIu64 "), expected (%d, %d)", name,
+                          t.ne[0], t.n_dims > 1 ? t.ne[1] : 1, cols, rows);
+    out->data = t.data;
+    out->type = t.type;
+    out->rows = (int32_t)t.ne[1];
+    out->row_bytes = t.type == PBS2P_GGML_F16 ? (size_t)cols * 2 : (size_t)cols / Q8_0_BLOCK * Q8_0_BYTES;
+    return PBS2P_OK;
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * Building and freeing the weights, the KV cache and the model */
+
+static const char *const LIN_NAMES[N_LIN] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                                             "ffn_down"};
+
+static void free_linear(linear *l) {
+    pbs2p_layer_free(l->layer);
+    free(l->bias);
+    l->layer = NULL;
+    l->bias = NULL;
+}
+
+/* blk.<i>.<name>: the packed linear of shape (rows, cols) and its optional F32 bias. */
+static pbs2p_status build_linear(const pbs2p_gguf *f, int32_t i, const char *name, int32_t rows, int32_t cols,
+                                 linear *l) {
+    char base[64], key[80];
+    snprintf(base, sizeof base, "blk.%d.%s", i, name);
+    pbs2p_layer_desc d;
+    pbs2p_status st = pbs2p_gguf_layer_desc(f, base, &d);
+    if (st == PBS2P_ERR_NOT_FOUND) {
+        pbs2p_gguf_tensor t;
+        snprintf(key, sizeof key, "%s.weight", base);
+        if (pbs2p_gguf_find_tensor(f, key, &t) == PBS2P_OK)
+            return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "%s is a dense linear; the model runtime needs every "
+                              "decoder-block linear packed", base);
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the linear %s", base);
+    }
+    if (st != PBS2P_OK) return st;
+    if (d.rows != rows || d.cols != cols)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "linear %s is (%d, %d), the hyper-parameters say (%d, %d)", base,
+                          d.rows, d.cols, rows, cols);
+    l->rows = rows;
+    l->cols = cols;
+    snprintf(key, sizeof key, "%s.bias", base);
+    if ((st = read_f32(f, key, rows, 0, &l->bias)) != PBS2P_OK) return st;
+    if ((st = pbs2p_layer_prepare(&d, &l->layer)) != PBS2P_OK) {
+        free_linear(l);
+        return st;
+    }
+    return PBS2P_OK;
+}
+
+/* <name>.weight and, for LayerNorm, <name>.bias, both F32 (D,); absent weight: *weight NULL when !required. */
+static pbs2p_status build_norm(const pbs2p_gguf *f, const config *c, const char *name, int required, float **weight,
+                               float **bias) {
+    char key[80]; /* name < 64 bytes (the callers' buffers) + ".weight" */
+    pbs2p_status st;
+    snprintf(key, sizeof key, "%s.weight", name);
+    if ((st = read_f32(f, key, c->n_embd, required, weight)) != PBS2P_OK || !*weight || c->norm != NORM_LAYER)
+        return st;
+    snprintf(key, sizeof key, "%s.bias", name);
+    return read_f32(f, key, c->n_embd, 1, bias);
+}
+
+static void free_block(block *b) {
+    free(b->attn_norm);
+    free(b->attn_norm_bias);
+    free(b->ffn_norm);
+    free(b->ffn_norm_bias);
+    for (int k = 0; k < N_LIN; k++) free_linear(&b->lin[k]);
+}
+
+static pbs2p_status build_block(const pbs2p_gguf *f, const config *c, int32_t i, block *b) {
+    const int32_t D = c->n_embd, F = c->n_ff, QD = c->n_head * c->head_dim, KVD = c->n_head_kv * c->head_dim;
+    const int32_t shape[N_LIN][2] = {{QD, D}, {KVD, D}, {KVD, D}, {D, QD}, {F, D}, {F, D}, {D, F}};
+    char name[64];
+    pbs2p_status st;
+    snprintf(name, sizeof name, "blk.%d.attn_norm", i);
+    if ((st = build_norm(f, c, name, 1, &b->attn_norm, &b->attn_norm_bias)) != PBS2P_OK) return st;
+    snprintf(name, sizeof name, "blk.%d.ffn_norm", i);
+    if ((st = build_norm(f, c, name, 1, &b->ffn_norm, &b->ffn_norm_bias)) != PBS2P_OK) return st;
+    for (int k = 0; k < N_LIN; k++)
+        if ((k != LIN_GATE || c->has_gate) &&
+            (st = build_linear(f, i, LIN_NAMES[k], shape[k][0], shape[k][1], &b->lin[k])) != PBS2P_OK)
+            return st;
+    return PBS2P_OK;
+}
+
+static void free_weights(weights *w, int32_t n_layer) {
+    if (w->blocks)
+        for (int32_t i = 0; i < n_layer; i++) free_block(&w->blocks[i]);
+    free(w->blocks);
+    free(w->output_norm);
+    free(w->output_norm_bias);
+    free(w->inv_freq);
+    memset(w, 0, sizeof *w);
+}
+
+static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, weights *w) {
+    pbs2p_status st;
+    if ((st = read_rows(f, "token_embd.weight", c->n_vocab, c->n_embd, &w->token_embd)) != PBS2P_OK) return st;
+    st = read_rows(f, "output.weight", c->n_vocab, c->n_embd, &w->output);
+    w->tied = st == PBS2P_ERR_NOT_FOUND;
+    if (w->tied) w->output = w->token_embd;
+    else if (st != PBS2P_OK) return st;
+    /* Llama always has a final norm; OPT only when pre-LN (Hugging Face's final_layer_norm may be None) */
+    st = build_norm(f, c, "output_norm", c->arch == ARCH_LLAMA, &w->output_norm, &w->output_norm_bias);
+    if (st != PBS2P_OK) return st;
+    if (c->arch == ARCH_LLAMA && (st = llama_build_rope(f, c, &w->inv_freq)) != PBS2P_OK) return st;
+    if (c->arch == ARCH_OPT && (st = opt_read_positions(f, c, &w->position_embd)) != PBS2P_OK) return st;
+    w->blocks = calloc((size_t)c->n_layer, sizeof *w->blocks);
+    if (!w->blocks) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %d blocks", c->n_layer);
+    for (int32_t i = 0; i < c->n_layer; i++)
+        if ((st = build_block(f, c, i, &w->blocks[i])) != PBS2P_OK) return st;
+    return PBS2P_OK;
+}
+
+static void free_cache(kv_cache *kv) {
+    free(kv->key);
+    free(kv->value);
+    kv->key = kv->value = NULL;
+}
+
+static pbs2p_status build_cache(const config *c, int32_t n_ctx, kv_cache *kv) {
+    size_t n = (size_t)c->n_layer * (size_t)n_ctx * (size_t)c->n_head_kv * (size_t)c->head_dim;
+    kv->key = calloc(n, sizeof(float));
+    kv->value = calloc(n, sizeof(float));
+    if (!kv->key || !kv->value) {
+        free_cache(kv);
+        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a KV cache of %zu floats x 2", n);
+    }
+    return PBS2P_OK;
+}
+
+/* general.architecture: "llama" or "opt". */
+static pbs2p_status read_arch(const pbs2p_gguf *f, config *c) {
+    int present;
+    pbs2p_status st;
+    if ((st = key_str(f, "general.architecture", c->arch_name, sizeof c->arch_name, &present)) != PBS2P_OK) return st;
+    if (!present) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the key general.architecture");
+    if (strcmp(c->arch_name, "llama") == 0) c->arch = ARCH_LLAMA;
+    else if (strcmp(c->arch_name, "opt") == 0) c->arch = ARCH_OPT;
+    else
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "architecture '%s' is not supported by the model runtime (llama, opt)",
+                          c->arch_name);
+    return PBS2P_OK;
+}
+
+/* Hyper-parameters (docs/GGUF.md §3), checked against each other; shapes are checked with the tensors. */
+static pbs2p_status read_config(const pbs2p_gguf *f, config *c) {
+    char k[7][64];
+    pbs2p_status st;
+    if ((st = read_arch(f, c)) != PBS2P_OK) return st;
+    if ((st = key_int(f, arch_key(c, "embedding_length", k[0], 64), -1, 1, MAX_EMBD, &c->n_embd)) != PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "feed_forward_length", k[1], 64), -1, 1, MAX_FF, &c->n_ff)) != PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "block_count", k[2], 64), -1, 1, MAX_LAYER, &c->n_layer)) != PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "attention.head_count", k[3], 64), -1, 1, MAX_HEAD, &c->n_head)) != PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "attention.head_count_kv", k[4], 64), c->n_head, 1, MAX_HEAD, &c->n_head_kv)) !=
+            PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "context_length", k[5], 64), -1, 1, MAX_CTX, &c->n_ctx_train)) != PBS2P_OK)
+        return st;
+    return c->arch == ARCH_LLAMA ? llama_read_config(f, c) : opt_read_config(f, c);
+}
+
+void pbs2p_model_free(pbs2p_model *m) {
+    if (!m) return;
+    pbs2p_pool_free(m->pool);
+    free_cache(&m->kv);
+    free_weights(&m->w, m->c.n_layer);
+    pbs2p_tokenizer_free(m->tok);
+    pbs2p_gguf_close(m->file);
+    free(m);
+}
+
+size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads) {
+    size_t D = (size_t)c->n_embd, QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
+    size_t wide = QD > D ? QD : D;
+    return T * (2 * D + wide + QD + 2 * KVD + 2 * (size_t)c->n_ff) + (size_t)n_threads * (size_t)n_ctx;
+}
+
+static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs2p_model *m) {
+    pbs2p_status st;
+    int32_t n_threads = params ? params->n_threads : 0, n_ctx = params ? params->n_ctx : 0;
+    if (n_threads == 0) n_threads = 1;
+    if (n_threads < 1 || n_threads > PBS2P_MODEL_MAX_THREADS)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_threads %d must be in 1..%d (0 = 1)", n_threads,
+                          PBS2P_MODEL_MAX_THREADS);
+    if (n_ctx < 0) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d must be >= 0 (0 = default)", n_ctx);
+    if ((st = pbs2p_gguf_open(path, &m->file)) != PBS2P_OK) return st;
+    const pbs2p_gguf *f = m->file;
+    if ((st = pbs2p_gguf_check_linears(f, NULL)) != PBS2P_OK) return st; /* NOT_PBS2P for a stock GGUF */
+    if ((st = read_config(f, &m->c)) != PBS2P_OK) return st;
+
+    /* n_vocab from the embedding's shape; <arch>.vocab_size, when present, must agree */
+    row_matrix probe;
+    char key[64];
+    if ((st = read_rows(f, "token_embd.weight", 0, m->c.n_embd, &probe)) != PBS2P_OK)
+        return st == PBS2P_ERR_NOT_FOUND ? pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks token_embd.weight") : st;
+    if ((st = key_int(f, arch_key(&m->c, "vocab_size", key, sizeof key), probe.rows, 1, MAX_VOCAB, &m->c.n_vocab)) !=
+        PBS2P_OK)
+        return st;
+    if (m->c.n_vocab != probe.rows)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "%s %d disagrees with token_embd.weight's %d rows", key, m->c.n_vocab,
+                          probe.rows);
+
+    if (n_ctx == 0) n_ctx = m->c.n_ctx_train < PBS2P_MODEL_DEFAULT_CTX ? m->c.n_ctx_train : PBS2P_MODEL_DEFAULT_CTX;
+    if (n_ctx > m->c.n_ctx_train)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d exceeds the model's context_length %d", n_ctx,
+                          m->c.n_ctx_train);
+    /* resource guard before the large allocations: KV cache + scratch of a full-context eval */
+    const config *c = &m->c;
+    uint64_t kv_bytes = 2ull * (uint64_t)c->n_layer * (uint64_t)n_ctx * (uint64_t)c->n_head_kv * (uint64_t)c->head_dim * 4;
+    uint64_t run_bytes = (uint64_t)run_floats(c, (size_t)n_ctx, n_ctx, n_threads) * 4;
+    if (kv_bytes + run_bytes > PBS2P_MODEL_MAX_STATE_BYTES)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d needs %" PRIu64 " MiB of KV cache and scratch, above the "
+                          "limit of %" PRIu64 " MiB; lower n_ctx", n_ctx, (kv_bytes + run_bytes) >> 20,
+                          PBS2P_MODEL_MAX_STATE_BYTES >> 20);
+    m->n_ctx = n_ctx;
+    m->n_threads = n_threads;
+
+    if ((st = build_weights(f, c, &m->w)) != PBS2P_OK) return st;
+    if ((st = build_cache(c, n_ctx, &m->kv)) != PBS2P_OK) return st;
+    if (n_threads > 1 && (st = pbs2p_pool_new(n_threads, &m->pool)) != PBS2P_OK) return st;
+    /* A file without a tokenizer, or with one of a kind this library cannot read, still runs from token ids;
+     * a tokenizer that is present but malformed makes the file invalid. */
+    st = pbs2p_tokenizer_load(f, &m->tok);
+    if (st == PBS2P_ERR_NOT_FOUND || st == PBS2P_ERR_UNSUPPORTED) {
+        m->tok_status = st;
+        snprintf(m->tok_error, sizeof m->tok_error, "%s", pbs2p_last_error());
+        return PBS2P_OK;
+    }
+    return st;
+}
+
+pbs2p_status pbs2p_model_load(const char *path, const pbs2p_model_params *params, pbs2p_model **out) {
+    if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "out is NULL");
+    *out = NULL;
+    if (!path) return pbs2p_fail(PBS2P_ERR_NULL, "path is NULL");
+    pbs2p_model *m = calloc(1, sizeof *m);
+    if (!m) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the model");
+    pbs2p_status st = load(path, params, m);
+    if (st != PBS2P_OK) {
+        pbs2p_model_free(m);
+        return st;
+    }
+    *out = m;
+    return PBS2P_OK;
+}

@@ -1,0 +1,120 @@
+/* model_parallel.c — the forward's thread-parallel steps: the vocabulary head, causal attention over the KV cache. */
+#include "model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ----------------------------------------------------------------------------------------------------
+ * Threads: the model's pool runs job 0 on the caller and jobs 1..n-1 on its workers; each job writes its own
+ * outputs, so results do not depend on the number of threads */
+
+static int threads_for(const pbs2p_model *m, size_t work, int n_max) {
+    size_t useful = work / pbs2p_min_work_per_pool_thread();
+    int n = pbs2p_pool_threads(m->pool) < n_max ? pbs2p_pool_threads(m->pool) : n_max;
+    return (size_t)n > useful ? (useful > 0 ? (int)useful : 1) : n;
+}
+
+/* x . y over n floats: eight interleaved partial sums (a fixed order the compiler can vectorize), then a tail. */
+static float dot(const float *x, const float *y, int32_t n) {
+    float acc[8] = {0};
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[k + j] * y[k + j];
+    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; k < n; k++) sum += x[k] * y[k];
+    return sum;
+}
+
+/* x (n,) -> softmax(x) in place. */
+static void softmax(float *x, int32_t n) {
+    float mx = x[0], sum = 0.0f;
+    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int32_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (int32_t i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * The head: logits (T, V) = X (T, D) E^T, vocabulary rows split across threads */
+
+typedef struct head_job {
+    pbs2p_dense_fn dense;
+    pbs2p_dense w;      /* the output matrix (V, D) */
+    const float *X;     /* (T, D) normed final hidden states */
+    float *logits;      /* (T, V) */
+    int32_t T, v0, v1;
+    float *row;         /* (D,) this job's scratch row */
+} head_job;
+
+static void run_head(void *arg) {
+    const head_job *j = arg;
+    j->dense(&j->w, j->X, (size_t)j->T, (size_t)j->w.cols, j->logits, (size_t)j->w.rows, j->v0, j->v1, j->row);
+}
+
+pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits) {
+    const int32_t V = m->c.n_vocab, D = m->c.n_embd;
+    pbs2p_kernels k;
+    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    const int nt = threads_for(m, (size_t)V * (size_t)D * (size_t)T, PBS2P_MODEL_MAX_THREADS);
+    float *rows = malloc((size_t)nt * (size_t)D * sizeof *rows); /* (nt, D) */
+    if (!rows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the head");
+    const row_matrix *o = &m->w.output;
+    const pbs2p_dense w = {o->data, o->type, o->row_bytes, V, D};
+    head_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++) /* vocabulary rows split on multiples of 4: the SIMD variants take rows by four */
+        jobs[b] = (head_job){k.dense, w, X, logits, T, (int32_t)((int64_t)V / 4 * b / nt * 4),
+                             b + 1 == nt ? V : (int32_t)((int64_t)V / 4 * (b + 1) / nt * 4), rows + (size_t)b * D};
+    pbs2p_pool_run(m->pool, run_head, jobs, sizeof jobs[0], nt);
+    free(rows);
+    return PBS2P_OK;
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * Attention */
+
+typedef struct attention_job {
+    const pbs2p_model *m;
+    run_state *s;
+    int32_t l, T, n_past;
+    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
+    float *scores;         /* (n_ctx,) this job's attention weights */
+} attention_job;
+
+/* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
+ * 0..n_past+t of layer l; query head h reads KV head h / (H / Hkv). */
+static void run_attention(void *arg) {
+    const attention_job *j = arg;
+    const config *c = &j->m->c;
+    const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
+    const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
+    const float *kc = j->m->kv.key + (size_t)j->l * n_ctx * KVD, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
+    const float scale = c->score_scale;
+    for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
+        const int32_t t = i / c->n_head, h = i % c->n_head, n = j->n_past + t + 1; /* visible positions */
+        const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
+        const size_t kv_off = (size_t)(h / group) * hd;
+        for (int32_t p = 0; p < n; p++) j->scores[p] = dot(q, kc + (size_t)p * KVD + kv_off, hd) * scale;
+        softmax(j->scores, n);
+        float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int32_t p = 0; p < n; p++) {
+            const float *v = vc + (size_t)p * KVD + kv_off, a = j->scores[p];
+            for (int32_t d = 0; d < hd; d++) out[d] += a * v[d];
+        }
+    }
+}
+
+pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
+    const config *c = &m->c;
+    /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
+    const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
+    const int nt = threads_for(m, work, T * c->n_head);
+    attention_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++)
+        jobs[b] = (attention_job){m, s, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
+    pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
+    return PBS2P_OK;
+}
