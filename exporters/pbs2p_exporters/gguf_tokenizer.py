@@ -15,7 +15,7 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 @dataclass
 class TokenizerKeys:
     model: str  # "gpt2" (byte-level BPE) or "llama" (SentencePiece-style BPE with byte fallback)
-    pre: str  # llama.cpp pre-tokenizer name
+    pre: str  # gpt2: llama.cpp pre-tokenizer name; llama: where the '▁' prefix goes (_spm_layout)
     tokens: list[str]
     token_types: list[int]
     merges: list[str]
@@ -52,6 +52,35 @@ def _pre_name(tj: dict) -> str:
         if "\\\\p{N}{1,3}" in pattern:
             return "llama-bpe"
     return "default"
+
+
+def _spm_layout(tj: dict, path: Path) -> tuple[str, bool]:
+    """tokenizer.ggml.pre and add_space_prefix of a "llama" tokenizer: where it puts the '▁' prefix.
+
+    "default": normalizer Prepend("▁") + Replace(" ", "▁") (Llama-2), '▁' before every text segment;
+    "metaspace-<prepend_scheme>[-split]": the Metaspace pre-tokenizer (docs/GGUF.md §5). Anything else would
+    not tokenize as Hugging Face does, so it is refused.
+    """
+    norms = _components(tj.get("normalizer"))
+    pres = _components(tj.get("pre_tokenizer"))
+    if [p.get("type") for p in pres] == ["Metaspace"] and not norms:
+        m = pres[0]
+        if m.get("replacement", "▁") != "▁":
+            raise FormatError(f"{path}: Metaspace replacement {m.get('replacement')!r} is not '▁'; not supported")
+        scheme = m.get("prepend_scheme") or ("always" if m.get("add_prefix_space", True) else "never")
+        if scheme not in ("always", "first", "never"):
+            raise FormatError(f"{path}: Metaspace prepend_scheme {scheme!r} is not supported")
+        return f"metaspace-{scheme}" + ("-split" if m.get("split", True) else ""), scheme != "never"
+
+    def is_replace(p):
+        return p.get("type") == "Replace" and p.get("pattern") == {"String": " "} and p.get("content") == "▁"
+
+    prepend = norms[0].get("type") == "Prepend" and norms[0].get("prepend") == "▁" if norms else False
+    if not pres and norms and is_replace(norms[-1]) and len(norms) == 1 + prepend:
+        return "default", prepend
+    raise FormatError(f"{path}: byte-fallback BPE with normalizer {[p.get('type') for p in norms]} and "
+                      f"pre-tokenizer {[p.get('type') for p in pres]} is not supported (Llama-2 Prepend + Replace, "
+                      "or Metaspace alone)")
 
 
 def _special_name(value) -> str | None:
@@ -137,12 +166,7 @@ def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> Token
         if add_eos is None:
             add_eos = len(with_sp) > len(plain) and with_sp[-1] != plain[-1]
 
-    add_space_prefix = None
-    if kind == "llama":
-        norms = _components(tj.get("normalizer"))
-        pres = _components(tj.get("pre_tokenizer"))
-        add_space_prefix = any(p.get("type") == "Prepend" for p in norms) or any(
-            p.get("type") == "Metaspace" and p.get("prepend_scheme", "always") != "never" for p in pres)
+    pre, add_space_prefix = (_pre_name(tj), None) if kind == "gpt2" else _spm_layout(tj, path)
 
     template = tcfg.get("chat_template")
     jinja = ckpt_dir / "chat_template.jinja"
@@ -152,7 +176,7 @@ def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> Token
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default") or next(iter(named.values()), None)
 
-    return TokenizerKeys(model=kind, pre=_pre_name(tj) if kind == "gpt2" else "default", tokens=tokens,
+    return TokenizerKeys(model=kind, pre=pre, tokens=tokens,
                          token_types=types, merges=merges, scores=scores, special_ids=special_ids,
                          add_bos=bool(add_bos), add_eos=bool(add_eos), add_space_prefix=add_space_prefix,
                          chat_template=template)

@@ -1,5 +1,8 @@
 /* tokenizer.c — byte-level BPE (GPT-2 style) tokenizer read from the tokenizer.ggml.* keys of a GGUF file.
  *
+ * (tokenizer.ggml.model "llama", SentencePiece-style BPE with byte fallback, shares the loading, the added-token
+ * matching and the BPE engine here; its normalization, byte fallback and pieces are in tokenizer_spm.c.)
+ *
  * Encoding: added tokens (token_type CONTROL or USER_DEFINED) are matched whole first (longest at each
  * position); the text between them is pre-tokenized (tokenizer.ggml.pre "smollm": every \p{N} code point
  * isolated first; then, within each piece, the GPT-2 regex
@@ -11,34 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "pbs2p.h"
+#include "tokenizer_internal.h"
 
 int pbs2p_unicode_class(uint32_t cp); /* tokenizer_unicode.c: 1 letter, 2 number, 0 other */
 
 enum { CLS_OTHER = 0, CLS_LETTER = 1, CLS_NUMBER = 2, CLS_SPACE = 3 };
-enum { PRE_GPT2 = 0, PRE_SMOLLM = 1 };
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-struct pbs2p_tokenizer {
-    int32_t n_vocab;
-    int pre;
-    char *text;             /* every token's text (UTF-8), concatenated */
-    uint64_t *text_off;     /* (n_vocab + 1) offsets into text */
-    char *piece;            /* every token's decoded bytes, concatenated */
-    uint64_t *piece_off;    /* (n_vocab + 1) */
-    int32_t *types;         /* (n_vocab) tokenizer.ggml.token_type, NORMAL when the key is absent */
-    int32_t *tok_slots;     /* open-addressing token text -> id (id + 1, 0 = empty) */
-    size_t tok_mask;
-    uint64_t *merge_keys;   /* open addressing (left id << 32 | right id) + 1, 0 = empty */
-    uint32_t *merge_rank;
-    int32_t *merge_out;     /* id of left+right */
-    size_t merge_mask;
-    int32_t byte_tok[256];  /* id of the one-symbol token of each byte, -1 when absent */
-    int32_t *special;       /* ids of added tokens, longest text first */
-    size_t n_special;
-    pbs2p_tokenizer_info info;
-};
 
 /* ---- GPT-2 byte <-> unicode map: printable Latin-1 bytes map to themselves, the others to 256.. ---- */
 
@@ -69,6 +49,8 @@ static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *adv) {
     *adv = len;
     return cp;
 }
+
+uint32_t pbs2p_tok_utf8_next(const unsigned char *s, size_t n, size_t *adv) { return utf8_next(s, n, adv); }
 
 static size_t utf8_put(uint32_t cp, char *out) {
     if (cp < 0x80) { out[0] = (char)cp; return 1; }
@@ -122,6 +104,8 @@ static int32_t token_lookup(const pbs2p_tokenizer *t, const char *s, size_t n) {
     }
 }
 
+int32_t pbs2p_tok_lookup(const pbs2p_tokenizer *t, const char *s, size_t n) { return token_lookup(t, s, n); }
+
 /* Rank of merging (a, b), UINT32_MAX when no merge; *out = the merged id. */
 static uint32_t merge_lookup(const pbs2p_tokenizer *t, int32_t a, int32_t b, int32_t *out) {
     uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
@@ -129,6 +113,25 @@ static uint32_t merge_lookup(const pbs2p_tokenizer *t, int32_t a, int32_t b, int
         if (t->merge_keys[i] == 0) return UINT32_MAX;
         if (t->merge_keys[i] == key) { *out = t->merge_out[i]; return t->merge_rank[i]; }
     }
+}
+
+pbs2p_status pbs2p_tok_merge_table(pbs2p_tokenizer *t, size_t count) {
+    t->merge_mask = pow2_at_least(count) - 1;
+    t->merge_keys = calloc(t->merge_mask + 1, sizeof *t->merge_keys);
+    t->merge_rank = malloc((t->merge_mask + 1) * sizeof *t->merge_rank);
+    t->merge_out = malloc((t->merge_mask + 1) * sizeof *t->merge_out);
+    if (!t->merge_keys || !t->merge_rank || !t->merge_out) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+    return PBS2P_OK;
+}
+
+void pbs2p_tok_add_merge(pbs2p_tokenizer *t, int32_t a, int32_t b, int32_t c, uint32_t r) {
+    uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
+    size_t j = hash_u64(key) & t->merge_mask;
+    while (t->merge_keys[j] && t->merge_keys[j] != key) j = (j + 1) & t->merge_mask;
+    if (t->merge_keys[j]) return; /* a repeated merge keeps its first (best) rank */
+    t->merge_keys[j] = key;
+    t->merge_rank[j] = r;
+    t->merge_out[j] = c;
 }
 
 /* ---- loading ---- */
@@ -163,6 +166,41 @@ static pbs2p_status optional_bool(const pbs2p_gguf *f, const char *key, int32_t 
     return PBS2P_OK;
 }
 
+/* gpt2: each byte's one-symbol token and every token's bytes through the inverse byte map. */
+static pbs2p_status gpt2_pieces(pbs2p_tokenizer *t, uint64_t total) {
+    size_t V = (size_t)t->n_vocab;
+    uint64_t off = 0;
+    uint32_t fwd[256];
+    byte_map(fwd);
+    int16_t inv[324];
+    for (int i = 0; i < 324; i++) inv[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        inv[fwd[b]] = (int16_t)b;
+        char u[4];
+        size_t un = utf8_put(fwd[b], u);
+        int32_t id = token_lookup(t, u, un);
+        t->byte_tok[b] = (id >= 0 && !is_added(t->types[id])) ? id : -1;
+    }
+    t->piece = malloc(total ? total : 1);
+    t->piece_off = malloc((V + 1) * sizeof *t->piece_off);
+    if (!t->piece || !t->piece_off) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+    for (size_t i = 0; i < V; i++) {
+        const unsigned char *ts = (const unsigned char *)t->text + t->text_off[i];
+        size_t tn = t->text_off[i + 1] - t->text_off[i];
+        t->piece_off[i] = off;
+        if (is_added(t->types[i])) { memcpy(t->piece + off, ts, tn); off += tn; continue; }
+        for (size_t k = 0; k < tn;) {
+            size_t adv;
+            uint32_t cp = utf8_next(ts + k, tn - k, &adv);
+            if (cp < 324 && inv[cp] >= 0) t->piece[off++] = (char)inv[cp];
+            else { memcpy(t->piece + off, ts + k, adv); off += adv; } /* not a mapped symbol: keep the text */
+            k += adv;
+        }
+    }
+    t->piece_off[V] = off;
+    return PBS2P_OK;
+}
+
 static const uint64_t *g_sort_off; /* qsort has no context argument: only used inside load, single call */
 
 static int by_length_desc(const void *a, const void *b) {
@@ -177,11 +215,12 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
     pbs2p_status st = pbs2p_gguf_get_str(f, "tokenizer.ggml.model", &s, &n);
     if (st == PBS2P_ERR_NOT_FOUND) return pbs2p_fail(PBS2P_ERR_NOT_FOUND, "tokenizer: no tokenizer.ggml.model key");
     if (st != PBS2P_OK) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.model is not a string");
-    if (!(n == 4 && memcmp(s, "gpt2", 4) == 0))
-        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tokenizer: model \"%.*s\" is not supported (only \"gpt2\", byte-level BPE)",
-                          (int)(n > 64 ? 64 : n), s);
-    t->pre = PRE_GPT2;
-    st = pbs2p_gguf_get_str(f, "tokenizer.ggml.pre", &s, &n);
+    int spm = n == 5 && memcmp(s, "llama", 5) == 0;
+    if (!(n == 4 && memcmp(s, "gpt2", 4) == 0) && !spm)
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tokenizer: model \"%.*s\" is not supported (\"gpt2\" byte-level BPE, "
+                          "\"llama\" SentencePiece-style BPE)", (int)(n > 64 ? 64 : n), s);
+    t->pre = spm ? PRE_SPM : PRE_GPT2;
+    st = spm ? PBS2P_ERR_NOT_FOUND : pbs2p_gguf_get_str(f, "tokenizer.ggml.pre", &s, &n); /* llama: tokenizer_spm.c */
     if (st == PBS2P_OK) {
         if (n == 6 && memcmp(s, "smollm", 6) == 0) t->pre = PRE_SMOLLM;
         else if (!((n == 5 && memcmp(s, "gpt-2", 5) == 0) || (n == 7 && memcmp(s, "default", 7) == 0)))
@@ -250,47 +289,19 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
         if (!dup) t->tok_slots[j] = (int32_t)i + 1;
     }
 
-    /* byte map and per-token decoded bytes */
-    uint32_t fwd[256];
-    byte_map(fwd);
-    int16_t inv[324];
-    for (int i = 0; i < 324; i++) inv[i] = -1;
-    for (int b = 0; b < 256; b++) {
-        inv[fwd[b]] = (int16_t)b;
-        char u[4];
-        size_t un = utf8_put(fwd[b], u);
-        int32_t id = token_lookup(t, u, un);
-        t->byte_tok[b] = (id >= 0 && !is_added(t->types[id])) ? id : -1;
-    }
-    t->piece = malloc(total ? total : 1);
-    t->piece_off = malloc((V + 1) * sizeof *t->piece_off);
-    if (!t->piece || !t->piece_off) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
-    off = 0;
-    for (size_t i = 0; i < V; i++) {
-        const unsigned char *ts = (const unsigned char *)t->text + t->text_off[i];
-        size_t tn = t->text_off[i + 1] - t->text_off[i];
-        t->piece_off[i] = off;
-        if (is_added(t->types[i])) { memcpy(t->piece + off, ts, tn); off += tn; continue; }
-        for (size_t k = 0; k < tn;) {
-            size_t adv;
-            uint32_t cp = utf8_next(ts + k, tn - k, &adv);
-            if (cp < 324 && inv[cp] >= 0) t->piece[off++] = (char)inv[cp];
-            else { memcpy(t->piece + off, ts + k, adv); off += adv; } /* not a mapped symbol: keep the text */
-            k += adv;
-        }
-    }
-    t->piece_off[V] = off;
+    st = spm ? pbs2p_spm_load(f, t, total) : gpt2_pieces(t, total); /* byte tokens, per-token decoded bytes */
+    if (st != PBS2P_OK) return st;
 
     /* merges "left right" in rank order */
     st = pbs2p_gguf_get_arr(f, "tokenizer.ggml.merges", PBS2P_GGUF_STRING, &data, &count);
     if (st == PBS2P_ERR_NOT_FOUND) count = 0;
     else if (st != PBS2P_OK) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.merges is not an array of strings");
     if (count > UINT32_MAX - 1) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: too many merges");
-    t->merge_mask = pow2_at_least((size_t)count) - 1;
-    t->merge_keys = calloc(t->merge_mask + 1, sizeof *t->merge_keys);
-    t->merge_rank = malloc((t->merge_mask + 1) * sizeof *t->merge_rank);
-    t->merge_out = malloc((t->merge_mask + 1) * sizeof *t->merge_out);
-    if (!t->merge_keys || !t->merge_rank || !t->merge_out) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+    if (spm && count == 0) { /* a SentencePiece file: merges follow the scores */
+        if ((st = pbs2p_spm_merges_from_scores(f, t)) != PBS2P_OK) return st;
+    } else if ((st = pbs2p_tok_merge_table(t, (size_t)count)) != PBS2P_OK) {
+        return st;
+    }
     char *buf = NULL;
     size_t buf_cap = 0;
     for (uint64_t r = 0; r < count; r++) {
@@ -312,26 +323,21 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
             return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: merge %llu \"%.*s\" names a token not in the vocabulary",
                               (unsigned long long)r, (int)(n > 64 ? 64 : n), s);
         }
-        uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-        size_t j = hash_u64(key) & t->merge_mask;
-        while (t->merge_keys[j] && t->merge_keys[j] != key) j = (j + 1) & t->merge_mask;
-        if (t->merge_keys[j]) continue; /* a repeated merge keeps its first (best) rank */
-        t->merge_keys[j] = key;
-        t->merge_rank[j] = (uint32_t)r;
-        t->merge_out[j] = c;
+        pbs2p_tok_add_merge(t, a, b, c, (uint32_t)r);
     }
     free(buf);
 
     /* added tokens, longest first */
     t->special = malloc(V * sizeof *t->special);
     if (!t->special) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
-    for (size_t i = 0; i < V; i++)
-        if (is_added(t->types[i])) t->special[t->n_special++] = (int32_t)i;
+    for (size_t i = 0; i < V; i++) /* llama: the unknown token too, as llama.cpp (HF adds <unk> as a special token) */
+        if (is_added(t->types[i]) || (spm && t->types[i] == TT_UNKNOWN)) t->special[t->n_special++] = (int32_t)i;
     g_sort_off = t->text_off;
     qsort(t->special, t->n_special, sizeof *t->special, by_length_desc);
 
     pbs2p_tokenizer_info *info = &t->info;
     info->n_vocab = t->n_vocab;
+    if (spm && count == 0) count = t->info.n_merges; /* derived from the scores */
     info->n_merges = (int32_t)(count > INT32_MAX ? INT32_MAX : count);
     info->n_added = (int32_t)t->n_special;
     info->pre = t->pre;
@@ -364,22 +370,7 @@ pbs2p_status pbs2p_tokenizer_get_info(const pbs2p_tokenizer *t, pbs2p_tokenizer_
 
 /* ---- encoding ---- */
 
-typedef struct {
-    uint32_t rank;
-    uint32_t pos;       /* index of the left symbol (leftmost first on equal ranks) */
-    int32_t left, right, merged;  /* the pair's ids and the id they merge into */
-} bpe_pair;
-
-typedef struct {
-    int32_t *ids;
-    size_t cap, n;      /* n counts every id, also those past cap */
-    int32_t *sym;       /* BPE work arrays for a word of up to work_cap bytes, grown on demand */
-    int32_t *next, *prev;
-    bpe_pair *heap;     /* min-heap by (rank, pos); at most 3 * work_cap entries */
-    size_t work_cap, n_heap;
-} emit_state;
-
-static void emit(emit_state *e, int32_t id) {
+void pbs2p_tok_emit(emit_state *e, int32_t id) {
     if (e->n < e->cap) e->ids[e->n] = id;
     e->n++;
 }
@@ -416,27 +407,26 @@ static void push_pair(const pbs2p_tokenizer *t, emit_state *e, int32_t pos) {
     if (rank != UINT32_MAX) heap_push(e, (bpe_pair){rank, (uint32_t)pos, e->sym[pos], e->sym[r], merged});
 }
 
-/* BPE over the bytes s[0..n) of one pre-token: repeatedly merge the adjacent pair of lowest rank (leftmost
- * on ties) over a linked list of symbols, with a heap of candidate pairs (stale entries skipped): O(n log n). */
-static pbs2p_status bpe_word(const pbs2p_tokenizer *t, const unsigned char *s, size_t n, emit_state *e) {
-    if (n > e->work_cap) {
-        size_t c = n < 64 ? 64 : 2 * n;
-        if (c > (size_t)INT32_MAX) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "tokenizer: a pre-token of %zu bytes", n);
-        free(e->sym); free(e->next); free(e->prev); free(e->heap);
-        e->sym = malloc(c * sizeof *e->sym);
-        e->next = malloc(c * sizeof *e->next);
-        e->prev = malloc(c * sizeof *e->prev);
-        e->heap = malloc(3 * c * sizeof *e->heap);
-        e->work_cap = (e->sym && e->next && e->prev && e->heap) ? c : 0;
-        if (!e->work_cap) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
-    }
-    int32_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = t->byte_tok[s[i]];
-        if (id >= 0) e->sym[k++] = id; /* a byte without a token is dropped, as HF BPE does with unk_token null
-                                          (byte-level vocabularies set none; SmolLM2 lacks e.g. 0xF1) */
-    }
-    if (k == 0) return PBS2P_OK;
+pbs2p_status pbs2p_tok_work(emit_state *e, size_t n) {
+    if (n <= e->work_cap) return PBS2P_OK;
+    size_t c = n < 64 ? 64 : 2 * n;
+    if (c > (size_t)INT32_MAX) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "tokenizer: a pre-token of %zu symbols", n);
+    free(e->next); free(e->prev); free(e->heap);
+    int32_t *sym = realloc(e->sym, c * sizeof *e->sym); /* kept: the SentencePiece path grows it while filling */
+    if (!sym) free(e->sym);
+    e->sym = sym;
+    e->next = malloc(c * sizeof *e->next);
+    e->prev = malloc(c * sizeof *e->prev);
+    e->heap = malloc(3 * c * sizeof *e->heap);
+    e->work_cap = (e->sym && e->next && e->prev && e->heap) ? c : 0;
+    if (!e->work_cap) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+    return PBS2P_OK;
+}
+
+/* Repeatedly merge the adjacent pair of lowest rank (leftmost on ties) over a linked list of symbols, with a
+ * heap of candidate pairs (stale entries skipped): O(k log k). */
+void pbs2p_tok_bpe(const pbs2p_tokenizer *t, emit_state *e, int32_t k) {
+    if (k == 0) return;
     for (int32_t i = 0; i < k; i++) { e->prev[i] = i - 1; e->next[i] = i + 1 < k ? i + 1 : -1; }
     e->n_heap = 0;
     for (int32_t i = 0; i + 1 < k; i++) push_pair(t, e, i);
@@ -451,7 +441,20 @@ static pbs2p_status bpe_word(const pbs2p_tokenizer *t, const unsigned char *s, s
         push_pair(t, e, e->prev[l]);
         push_pair(t, e, l);
     }
-    for (int32_t i = 0; i >= 0; i = e->next[i]) emit(e, e->sym[i]);
+    for (int32_t i = 0; i >= 0; i = e->next[i]) pbs2p_tok_emit(e, e->sym[i]);
+}
+
+/* BPE over the bytes s[0..n) of one pre-token. */
+static pbs2p_status bpe_word(const pbs2p_tokenizer *t, const unsigned char *s, size_t n, emit_state *e) {
+    pbs2p_status st = pbs2p_tok_work(e, n);
+    if (st != PBS2P_OK) return st;
+    int32_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_tok[s[i]];
+        if (id >= 0) e->sym[k++] = id; /* a byte without a token is dropped, as HF BPE does with unk_token null
+                                          (byte-level vocabularies set none; SmolLM2 lacks e.g. 0xF1) */
+    }
+    pbs2p_tok_bpe(t, e, k);
     return PBS2P_OK;
 }
 
@@ -486,9 +489,10 @@ static pbs2p_status gpt2_split(const pbs2p_tokenizer *t, const unsigned char *te
     return PBS2P_OK;
 }
 
-/* Pre-tokenize and encode text[0..len) that holds no added token. */
-static pbs2p_status encode_plain(const pbs2p_tokenizer *t, const unsigned char *text, size_t len, emit_state *e,
-                                 uint32_t *cps, uint8_t *cls, size_t *pos) {
+/* Pre-tokenize and encode text[0..len) that holds no added token; it starts at byte `start` of the input. */
+static pbs2p_status encode_plain(const pbs2p_tokenizer *t, const unsigned char *text, size_t len, size_t start_byte,
+                                 emit_state *e, uint32_t *cps, uint8_t *cls, size_t *pos) {
+    if (t->pre == PRE_SPM) return pbs2p_spm_encode(t, text, len, start_byte, e);
     size_t n = 0;
     for (size_t b = 0; b < len;) {
         size_t adv;
@@ -534,12 +538,12 @@ pbs2p_status pbs2p_tokenize(const pbs2p_tokenizer *t, const char *text, size_t l
                 memcmp(t->text + t->text_off[id], s + i, tn) == 0) { hit = id; break; }
         }
         if (hit < 0) { i++; continue; }
-        if (i > start && (st = encode_plain(t, s + start, i - start, &e, cps, cls, pos)) != PBS2P_OK) goto done;
-        emit(&e, hit);
+        if (i > start && (st = encode_plain(t, s + start, i - start, start, &e, cps, cls, pos)) != PBS2P_OK) goto done;
+        pbs2p_tok_emit(&e, hit);
         i += t->text_off[hit + 1] - t->text_off[hit];
         start = i;
     }
-    if (len > start) st = encode_plain(t, s + start, len - start, &e, cps, cls, pos);
+    if (len > start) st = encode_plain(t, s + start, len - start, start, &e, cps, cls, pos);
 done:
     free(cps); free(cls); free(pos); free(e.sym); free(e.next); free(e.prev); free(e.heap);
     if (st != PBS2P_OK) return st;
@@ -564,11 +568,17 @@ pbs2p_status pbs2p_detokenize(const pbs2p_tokenizer *t, const int32_t *ids, size
     if (!t || !n_out || (!ids && n) || (!out && cap)) return pbs2p_fail(PBS2P_ERR_NULL, "pbs2p_detokenize: NULL argument");
     *n_out = 0;
     size_t need = 0;
+    int strip = t->space_prefix; /* HF's Strip(" ", 1, 0) decoder: one ' ' off the start of the whole text */
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
             return pbs2p_fail(PBS2P_ERR_ARGUMENT, "pbs2p_detokenize: ids[%zu] = %d is not < %d tokens", i, ids[i], t->n_vocab);
+        const char *p = t->piece + t->piece_off[ids[i]];
         size_t pn = t->piece_off[ids[i] + 1] - t->piece_off[ids[i]];
-        if (need + pn <= cap) memcpy(out + need, t->piece + t->piece_off[ids[i]], pn);
+        if (strip && pn) {
+            if (p[0] == ' ') { p++; pn--; }
+            strip = 0;
+        }
+        if (need + pn <= cap) memcpy(out + need, p, pn);
         need += pn;
     }
     *n_out = need;

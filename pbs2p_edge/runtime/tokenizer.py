@@ -12,13 +12,15 @@ from ..errors import ConfigError
 from ._ffi import ffi, lib
 from .status import check
 
+PRE_NAMES = {0: "gpt-2", 1: "smollm", 2: "llama"}  # pbs2p_tokenizer_info.pre
+
 
 @dataclass(frozen=True)
 class TokenizerInfo:
     n_vocab: int
     n_merges: int
     n_added: int       # control + user-defined tokens, matched whole before BPE
-    pre: str           # "gpt-2" or "smollm"
+    pre: str           # "gpt-2", "smollm" (byte-level BPE) or "llama" (SentencePiece-style)
     bos: int | None
     eos: int | None
     unk: int | None
@@ -43,14 +45,16 @@ class Tokenizer:
         finally:
             lib.pbs2p_gguf_close(f[0])  # the tokenizer copied what it needs
         self._c = ffi.gc(out[0], lib.pbs2p_tokenizer_free)
-        i = ffi.new("pbs2p_tokenizer_info *")
-        check(lib.pbs2p_tokenizer_get_info(self._c, i), "tokenizer info")
+        self.info = _info(self._c)
 
-        def opt(v):
-            return None if v < 0 else int(v)
-
-        self.info = TokenizerInfo(i.n_vocab, i.n_merges, i.n_added, "smollm" if i.pre == 1 else "gpt-2",
-                                  opt(i.bos), opt(i.eos), opt(i.unk), opt(i.pad), bool(i.add_bos), bool(i.add_eos))
+    @classmethod
+    def borrow(cls, handle, owner, path) -> "Tokenizer":
+        """A Tokenizer over a C tokenizer that `owner` owns (pbs2p_model_tokenizer); it keeps `owner` referenced
+        and must not outlive owner's C object."""
+        self = cls.__new__(cls)
+        self.path, self._owner, self._c = Path(path), owner, handle
+        self.info = _info(handle)
+        return self
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
         """Token ids of `text`; add_special prepends BOS / appends EOS where the file's add_bos/add_eos say so."""
@@ -58,10 +62,17 @@ class Tokenizer:
             raise ConfigError(f"encode needs a str, got {type(text).__name__}")
         data = text.encode("utf-8", "surrogatepass")
         n = ffi.new("size_t *")
-        cap = len(data) + 1  # byte-level BPE gives at most one id per byte (+ whole added tokens, fewer)
-        ids = np.empty(cap, dtype=np.int32)
-        check(lib.pbs2p_tokenize(self._c, data, len(data), ffi.cast("int32_t *", ffi.from_buffer(ids)), cap, n),
-              f"tokenize {len(data)} bytes")
+        # byte-level BPE gives at most one id per byte; a "llama" file can give more (a space prefix, byte
+        # fallback of a missing "▁"), and then the C call reports the capacity it needs: one retry.
+        cap = len(data) + 1
+        while True:
+            ids = np.empty(cap, dtype=np.int32)
+            status = lib.pbs2p_tokenize(self._c, data, len(data), ffi.cast("int32_t *", ffi.from_buffer(ids)), cap, n)
+            if status == lib.PBS2P_ERR_ARGUMENT and n[0] > cap:
+                cap = int(n[0])
+                continue
+            check(status, f"tokenize {len(data)} bytes")
+            break
         out = ids[: n[0]].tolist()
         if add_special and self.info.add_bos and self.info.bos is not None:
             out.insert(0, self.info.bos)
@@ -96,3 +107,14 @@ class Tokenizer:
         s, n = ffi.new("const char **"), ffi.new("size_t *")
         check(lib.pbs2p_token_to_piece(self._c, int(token_id), s, n), f"piece of token {token_id}")
         return ffi.buffer(s[0], n[0])[:]
+
+
+def _info(handle) -> TokenizerInfo:
+    i = ffi.new("pbs2p_tokenizer_info *")
+    check(lib.pbs2p_tokenizer_get_info(handle, i), "tokenizer info")
+
+    def opt(v):
+        return None if v < 0 else int(v)
+
+    return TokenizerInfo(i.n_vocab, i.n_merges, i.n_added, PRE_NAMES.get(i.pre, str(i.pre)),
+                         opt(i.bos), opt(i.eos), opt(i.unk), opt(i.pad), bool(i.add_bos), bool(i.add_eos))

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, normalizers, processors
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from pbs2p_edge.errors import FormatError
 from pbs2p_exporters.gguf_tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, read_tokenizer
@@ -52,3 +52,37 @@ def test_refusals(tmp_path):
     Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(d / "tokenizer.json"))
     with pytest.raises(FormatError, match="not supported"):
         read_tokenizer(d, 2, {})
+
+
+@pytest.mark.parametrize("scheme, split, pre, prefix", [
+    ("first", False, "metaspace-first", True), ("always", False, "metaspace-always", True),
+    ("never", False, "metaspace-never", False), ("first", True, "metaspace-first-split", True),
+])
+def test_metaspace_layouts(tmp_path, scheme, split, pre, prefix):
+    """The '▁' prefix rule of a Metaspace pre-tokenizer is kept in tokenizer.ggml.pre (the C reader needs it)."""
+    d, n = spm_dir(tmp_path)
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=split)
+    tok.save(str(d / "tokenizer.json"))
+    tk = read_tokenizer(d, n, {})
+    assert (tk.model, tk.pre, tk.add_space_prefix) == ("llama", pre, prefix)
+
+
+def test_byte_fallback_layouts_that_would_not_match_hf_are_refused(tmp_path):
+    d, n = spm_dir(tmp_path)
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" ", "▁")])
+    tok.save(str(d / "tokenizer.json"))
+    with pytest.raises(FormatError, match="not supported"):
+        read_tokenizer(d, n, {})
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.Metaspace()])
+    tok.save(str(d / "tokenizer.json"))
+    with pytest.raises(FormatError, match="not supported"):
+        read_tokenizer(d, n, {})
+    tok.pre_tokenizer = None  # spaces would stay ' ', which no '▁' piece matches
+    tok.save(str(d / "tokenizer.json"))
+    with pytest.raises(FormatError, match="not supported"):
+        read_tokenizer(d, n, {})

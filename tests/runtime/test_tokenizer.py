@@ -1,4 +1,4 @@
-"""Tests of runtime.tokenizer (libpbs2p's byte-level BPE): ids identical to Hugging Face tokenizers, exact round trips."""
+"""Tests of runtime.tokenizer (libpbs2p's byte-level and SentencePiece-style BPE): ids and text equal to HF's."""
 
 import importlib.util
 import json
@@ -46,6 +46,8 @@ def write_tokenizer_gguf(path: Path, tk: TokenizerKeys, **overrides) -> Path:
     keys = {"model": (tk.model, V.STRING, None), "pre": (tk.pre, V.STRING, None),
             "tokens": (tk.tokens, V.ARRAY, V.STRING), "token_type": (tk.token_types, V.ARRAY, V.INT32),
             "merges": (tk.merges, V.ARRAY, V.STRING) if tk.merges else None,
+            "scores": (tk.scores, V.ARRAY, V.FLOAT32) if tk.scores is not None else None,
+            "add_space_prefix": (tk.add_space_prefix, V.BOOL, None) if tk.add_space_prefix is not None else None,
             "add_bos_token": (bool(tk.add_bos), V.BOOL, None), "add_eos_token": (bool(tk.add_eos), V.BOOL, None)}
     names = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "pad": "padding_token_id"}
     for role, tid in tk.special_ids.items():
@@ -134,7 +136,7 @@ def test_invalid_utf8_is_encoded_bytewise(tiny):
 
 
 @pytest.mark.parametrize("override, status", [
-    ({"model": ("llama", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
+    ({"model": ("t5", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
     ({"pre": ("llama-bpe", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
     ({"model": None}, "PBS2P_ERR_NOT_FOUND"),
     ({"model": (7, gguf.GGUFValueType.UINT32, None)}, "PBS2P_ERR_FORMAT"),
@@ -178,18 +180,22 @@ def smol_hf():
     """SmolLM2's Hugging Face tokenizer rebuilt from the GGUF, with SmolLM2's real pre-tokenizer.
 
     transformers' GGUF conversion keeps only ByteLevel; SmolLM2's tokenizer.json (and tokenizer.ggml.pre
-    "smollm") is Digits(individual_digits) + ByteLevel, so it is restored here.
+    "smollm") is Digits(individual_digits) + ByteLevel, so it is restored here. Also returned: the
+    transformers tokenizer untouched, as pbs2p_edge.model.load_model gets it (offline, from the GGUF).
     """
+    import copy
+
     from tokenizers import pre_tokenizers
     from transformers import AutoTokenizer
 
-    hf = AutoTokenizer.from_pretrained(str(SMOL_DIR), gguf_file=SMOL_GGUF)
+    hf = AutoTokenizer.from_pretrained(str(SMOL_DIR), gguf_file=SMOL_GGUF, local_files_only=True)
+    as_loaded = copy.deepcopy(hf)
     assert json.loads(hf.backend_tokenizer.pre_tokenizer.__getstate__())["type"] == "ByteLevel"
     raw = hf.backend_tokenizer.from_str(hf.backend_tokenizer.to_str())  # transformers' conversion as is
     hf.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-    return hf.backend_tokenizer, raw
+    return hf.backend_tokenizer, raw, as_loaded
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +274,234 @@ def test_smollm2_whole_novel(smol, smol_hf):
     mismatches = sum(a != b for a, b in zip(ids, ref)) + abs(len(ids) - len(ref))
     assert mismatches == 0, f"{mismatches} of {len(ref)} ids differ"
     assert smol.decode(ids) == text
+
+
+# ---- SentencePiece-style BPE with byte fallback ("llama", Llama-2 family), built from scratch ----
+
+SPM_CORPUS = [
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want "
+    "of a wife. Emma Woodhouse, handsome, clever, and rich, seemed to unite some of the best blessings.\n",
+    "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, na\u00efve fa\u00e7ade; \u00fcber Stra\u00dfe \u2014 \u201cquoted\u201d.",
+    "digits 12 345 6789 3.14159 2024-11-29 x1y22z333",
+    "    indented code:\n\tif (x == 1) { return y; }\n    multiple   spaces   here  ",
+    "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac \u03ba\u03b1\u03b9 \u0440\u0443\u0441\u0441\u043a\u0438\u0439 "
+    "\u0442\u0435\u043a\u0441\u0442.",
+]
+SPM_SAMPLES = SAMPLES + [
+    "<s>Hello</s> world<s>", " <s> x", "a<s>b", "a<s> b", "x<s><s>y</s>", "<s>", "<unk> and <unk>x",
+    "\u2581a \u2581", "\u2581\u2581", "  ", "   ", " \n ", "\t", "trailing ", "ab  cd   ef",
+    "\u6f22\u5b57 \U0001f600! \u00e9\u00e8", "caf\u00e9 na\u00efve fa\u00e7ade", "3.14159 12345",
+]
+META = "\u2581"
+
+
+def spm_pieces(split_words: bool, vocab_size: int = 420):
+    """Vocab and merges laid out as Llama-2's: <unk> <s> </s>, the 256 <0xNN> byte tokens, then BPE pieces.
+
+    The pieces are trained on the Metaspace-normalized corpus, per '▁'-led word as SentencePiece does
+    (split_words) or across words (merges that hold '▁' inside), with a small alphabet so that rarer
+    characters need the byte fallback.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=split_words)
+    tok.train_from_iterator(SPM_CORPUS * 3, trainers.BpeTrainer(vocab_size=vocab_size, limit_alphabet=70,
+                                                                show_progress=False))
+    m = json.loads(tok.to_str())["model"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for piece, _ in sorted(m["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(piece, len(vocab))
+    merges = [tuple(mg) if isinstance(mg, list) else tuple(mg.split(" ")) for mg in m["merges"]]
+    return vocab, merges
+
+
+def legacy_llama(vocab, merges):
+    """The Llama-2 tokenizer.json layout: normalizer Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, normalizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend(META), normalizers.Replace(" ", META)])
+    tok.decoder = decoders.Sequence([decoders.Replace(META, " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def metaspace_llama(vocab, merges, split=False, **kw):
+    """transformers' own LlamaTokenizer (Metaspace pre-tokenizer; prepend_scheme first, or always when legacy)."""
+    from tokenizers import pre_tokenizers
+    from transformers import LlamaTokenizer
+
+    hf = LlamaTokenizer(vocab=dict(vocab), merges=list(merges), **kw)
+    if split:
+        scheme = json.loads(hf.backend_tokenizer.pre_tokenizer.__getstate__())["prepend_scheme"]
+        hf.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme=scheme,
+                                                                      split=True)
+    return hf
+
+
+SPM_LAYOUTS = {  # name -> (tokenizer.ggml.pre, add_space_prefix, builder)
+    "legacy": ("default", True, lambda: legacy_llama(*spm_pieces(True))),
+    "legacy-cross-word-merges": ("default", True, lambda: legacy_llama(*spm_pieces(False))),
+    "first": ("metaspace-first", True, lambda: metaspace_llama(*spm_pieces(True))),
+    "always": ("metaspace-always", True, lambda: metaspace_llama(*spm_pieces(True), legacy=True)),
+    "never": ("metaspace-never", False, lambda: metaspace_llama(*spm_pieces(True), add_prefix_space=False)),
+    "first-split": ("metaspace-first-split", True, lambda: metaspace_llama(*spm_pieces(False), split=True)),
+}
+
+
+@pytest.fixture(scope="module", params=list(SPM_LAYOUTS))
+def spm(request, tmp_path_factory):
+    """(exporter keys, our tokenizer, HF backend tokenizer read back from the saved tokenizer.json, layout name)."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    pre, prefix, build = SPM_LAYOUTS[request.param]
+    d = tmp_path_factory.mktemp(f"spm_{request.param}")
+    build().save_pretrained(d)
+    hf = HFTokenizer.from_file(str(d / "tokenizer.json"))
+    tk = read_tokenizer(d, hf.get_vocab_size() + 2, {})  # two [PAD] ids past the tokenizer, as models round up
+    assert (tk.model, tk.pre, tk.add_space_prefix) == ("llama", pre, prefix)
+    return tk, Tokenizer(write_tokenizer_gguf(d / "tok.gguf", tk)), hf, request.param
+
+
+def test_spm_ids_and_text_equal_hf(spm):
+    tk, ours, hf, _ = spm
+    info = ffi.new("pbs2p_tokenizer_info *")
+    assert lib.pbs2p_tokenizer_get_info(ours._c, info) == lib.PBS2P_OK and info.pre == 2
+    assert (info.n_merges, info.n_added, info.unk) == (len(tk.merges), 3, 0)  # <unk> <s> </s> matched whole
+    for text in SPM_SAMPLES + ["".join(SPM_CORPUS)]:
+        ref = hf.encode(text, add_special_tokens=False).ids
+        ids = ours.encode(text)
+        assert ids == ref, text
+        assert ours.decode(ids) == hf.decode(ref, skip_special_tokens=False), text
+
+
+def test_spm_byte_fallback_and_pieces(spm):
+    tk, ours, hf, _ = spm
+    ids = ours.encode("\u6f22\U0001f600")  # neither is in the vocabulary: their UTF-8 bytes as <0xNN>
+    raw = "\u6f22\U0001f600".encode()
+    byte_ids = [tk.tokens.index(f"<0x{b:02X}>") for b in raw]
+    assert ids[-len(raw):] == byte_ids and ids == hf.encode("\u6f22\U0001f600", add_special_tokens=False).ids
+    assert [ours.piece(i) for i in byte_ids] == [bytes([b]) for b in raw]
+    assert ours.piece(tk.tokens.index(META)) == b" " and ours.piece(1) == b"<s>" and ours.piece(0) == b"<unk>"
+    assert ours.decode_bytes(byte_ids[:2]) == raw[:2]  # a cut character stays cut (HF gives U+FFFD per byte)
+    pad = len(tk.tokens) - 1
+    assert ours.piece(pad) == f"[PAD{pad}]".encode()
+
+
+# fragments the tokenizer treats specially (added tokens, '▁', spaces, fallback characters) mixed with any character
+RANDOM_SPM_TEXT = st.lists(st.one_of(st.sampled_from([" ", "  ", "\n", "\t", META, "<s>", "</s>", "<unk>", "e", "the",
+                                                      "\u00e9", "\u6f22", "\U0001f600", "0", "7"]),
+                                     st.characters(blacklist_categories=("Cs",))), max_size=30).map("".join)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=RANDOM_SPM_TEXT)
+def test_spm_random_text_equals_hf(spm, text):
+    _, ours, hf, _ = spm
+    ref = hf.encode(text, add_special_tokens=False).ids
+    ids = ours.encode(text)
+    assert ids == ref
+    assert ours.decode(ids) == hf.decode(ref, skip_special_tokens=False)
+
+
+def test_spm_long_segment_is_not_quadratic(spm):
+    _, ours, hf, _ = spm
+    text = "".join(SPM_CORPUS) * 400  # ~150 kB with no added token: one BPE word without the split
+    t0 = time.perf_counter()
+    ids = ours.encode(text)
+    assert time.perf_counter() - t0 < 2.0
+    assert ids == hf.encode(text, add_special_tokens=False).ids
+
+
+def test_spm_invalid_utf8_is_encoded_bytewise(spm):
+    _, ours, _, _ = spm
+    raw = b"ab\xff\xc3(cd\xe2\x82"
+    n = ffi.new("size_t *")
+    ids = ffi.new("int32_t[]", 64)
+    assert lib.pbs2p_tokenize(ours._c, raw, len(raw), ids, 64, n) == lib.PBS2P_OK
+    assert ours.decode_bytes(list(ids)[: n[0]]) == raw  # the '▁' prefix is stripped again
+
+
+def test_spm_scores_without_merges(spm, tmp_path):
+    """A SentencePiece file (scores, no merges) merges by score; on these texts it gives HF's ids."""
+    tk, _, hf, _ = spm
+    ours = Tokenizer(write_tokenizer_gguf(tmp_path / "scores.gguf", tk, merges=None))
+    assert ours.info.n_merges >= len(tk.merges)  # every split of a token into two tokens
+    for text in SPM_SAMPLES:
+        ids = ours.encode(text)
+        assert ours.decode(ids) == hf.decode(hf.encode(text, add_special_tokens=False).ids, skip_special_tokens=False)
+        assert ids == hf.encode(text, add_special_tokens=False).ids, text
+
+
+@pytest.mark.parametrize("override, status", [
+    ({"pre": ("metaspace-sideways", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
+    ({"pre": ("metaspace-first-splitx", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
+    ({"add_space_prefix": (1, gguf.GGUFValueType.UINT32, None)}, "PBS2P_ERR_FORMAT"),
+    ({"merges": None, "scores": None}, "PBS2P_ERR_FORMAT"),
+    ({"merges": None, "scores": ([0.0] * 3, gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.FLOAT32)}, "PBS2P_ERR_FORMAT"),
+    ("<unk> <s> </s> typed BYTE", "PBS2P_ERR_FORMAT"),  # a BYTE token that is not <0xNN>
+])
+def test_spm_bad_keys_give_status(spm, tmp_path, override, status):
+    tk = spm[0]
+    if isinstance(override, str):
+        override = {"token_type": ([6] * 3 + tk.token_types[3:], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.INT32)}
+    with pytest.raises(NativeError) as e:
+        Tokenizer(write_tokenizer_gguf(tmp_path / "bad.gguf", tk, **override))
+    assert e.value.status == getattr(lib, status)
+
+
+@needs_smollm2
+@pytest.mark.integration
+def test_smollm2_exported_tokenizer_whole_novel(smol_hf, tmp_path):
+    """The pipeline's tokenizer (load_model's, saved and exported by gguf_tokenizer) gives HF's ids on all of Emma."""
+    from pbs2p_edge.calib.text import load_text
+
+    try:
+        text = load_text("austen:emma")
+    except Exception as exc:  # no cached corpus and no way to fetch it offline
+        pytest.skip(f"austen corpus unavailable: {exc}")
+    hf = smol_hf[2]
+    hf.save_pretrained(tmp_path)
+    tk = read_tokenizer(tmp_path, 49152, {})
+    assert (tk.model, tk.pre) == ("gpt2", "gpt-2")  # transformers' GGUF conversion: ByteLevel alone
+    ours = Tokenizer(write_tokenizer_gguf(tmp_path / "tok.gguf", tk))
+    t0 = time.perf_counter()
+    ids = ours.encode(text)
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref = hf.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    t_hf = time.perf_counter() - t0
+    print(f"emma: {len(text)} chars, {len(ref)} tokens; C {t_ours:.2f} s, HF {t_hf:.2f} s")
+    mismatches = sum(a != b for a, b in zip(ids, ref)) + abs(len(ids) - len(ref))
+    assert mismatches == 0, f"{mismatches} of {len(ref)} ids differ"
+    assert ours.decode(ids) == hf.decode(ref, skip_special_tokens=False) == text
+
+
+def test_spm_through_transformers_autotokenizer(tmp_path):
+    """The pipeline's path: transformers 5 loads a Llama-2 tokenizer.json as LlamaTokenizer, which rebuilds it
+    as Metaspace prepend_scheme "first" (not the file's Prepend normalizer); saved and exported, the C tokenizer
+    gives the ids transformers gives."""
+    from transformers import AutoTokenizer
+
+    legacy_llama(*spm_pieces(True)).save_pretrained(tmp_path / "orig")
+    cfg_path = tmp_path / "orig" / "tokenizer_config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "tokenizer_class": "LlamaTokenizer"}))
+    hf = AutoTokenizer.from_pretrained(tmp_path / "orig")
+    hf.save_pretrained(tmp_path / "ck")
+    tk = read_tokenizer(tmp_path / "ck", len(hf), {})
+    assert (tk.pre, tk.add_space_prefix, tk.add_bos) == ("metaspace-first", True, True)
+    ours = Tokenizer(write_tokenizer_gguf(tmp_path / "tok.gguf", tk))
+    for text in SPM_SAMPLES:
+        ids = hf(text, add_special_tokens=False)["input_ids"]
+        assert ours.encode(text) == ids, text
+        assert ours.encode(text, add_special=True) == hf(text)["input_ids"], text
+        assert ours.decode(ids) == hf.decode(ids), text
