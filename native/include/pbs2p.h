@@ -264,31 +264,39 @@ PBS2P_API pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *li
 PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 
 
-/* ==== Models (model.c) ===========================================================================
+/* ==== Models (model.c, model_load.c, model_llama.c, model_opt.c, model_math.c, model_parallel.c) ==========
  *
- * A Llama-family decoder run from a pbs2p GGUF file (docs/GGUF.md): token embedding (F16 or Q8_0 rows,
- * dequantized on the fly), per block RMSNorm -> attention (GQA, RoPE rotate-half pairing as
- * pbs2p.rope.pairing = "half" says, causal softmax over a KV cache) -> residual -> RMSNorm -> SwiGLU MLP ->
- * residual, final RMSNorm, head = output.weight or the tied token_embd. Every compressed linear runs through
- * a prepared layer (pbs2p_gemv for one token, pbs2p_gemm for several); F32 biases `<base>.bias` are added
- * when present. Activations, the KV cache and the head's dot products are float32.
- * Supported now: general.architecture "llama" (OPT and others: PBS2P_ERR_UNSUPPORTED), RoPE scaling none,
- * "linear" or "llama3" (rope_freqs.weight); every decoder-block linear must be a pbs2p packed linear.
- * pbs2p_model_load validates everything (keys present and consistent with the tensor shapes, n_ctx bounds,
- * a size guard before any large allocation) and never aborts. A model holds no global state; one model must
- * not be used by two threads at once (different models may). The file stays mapped until pbs2p_model_free. */
+ * A decoder run from a pbs2p GGUF file (docs/GGUF.md), general.architecture "llama" or "opt":
+ * - llama: token embedding (F16 or Q8_0 rows, dequantized on the fly), per block RMSNorm -> attention (GQA,
+ *   RoPE rotate-half pairing as pbs2p.rope.pairing = "half" says, causal softmax over a KV cache) -> residual ->
+ *   RMSNorm -> SwiGLU MLP -> residual, final RMSNorm. RoPE scaling none, "linear" or "llama3" (rope_freqs.weight).
+ * - opt (OPTForCausalLM): token embedding + learned position (row n_past + i + opt.position_offset of
+ *   position_embd.weight), per block LayerNorm (weight, bias) -> attention (q scaled by head_dim^-0.5 after
+ *   q_proj, no RoPE, causal softmax over the KV cache) -> residual -> LayerNorm -> fc1 -> activation (relu,
+ *   gelu, gelu_new / gelu_pytorch_tanh) -> fc2 -> residual, final LayerNorm when the file has output_norm;
+ *   opt.layer_norm_before = false (post-LN: the norm after each residual) is supported too. OPT with
+ *   word_embed_proj_dim != hidden size (project_in / project_out) is PBS2P_ERR_UNSUPPORTED.
+ * Head = output.weight or the tied token_embd. Other architectures: PBS2P_ERR_UNSUPPORTED.
+ * Every compressed linear runs through a prepared layer (pbs2p_gemv for one token, pbs2p_gemm for several);
+ * F32 biases `<base>.bias` are added when present. Activations, the KV cache and the head's dot products are
+ * float32. Every decoder-block linear must be a pbs2p packed linear.
+ * pbs2p_model_load validates everything (keys present and consistent with the tensor shapes, n_ctx bounds, OPT's
+ * position_embd rows >= context_length + position_offset, a size guard before any large allocation) and never
+ * aborts. A model holds no global state; one model must not be used by two threads at once (different models
+ * may). The file stays mapped until pbs2p_model_free. Below, <arch>.context_length is llama.context_length or
+ * opt.context_length. */
 
-#define PBS2P_MODEL_DEFAULT_CTX 2048                    /* n_ctx 0: min(this, llama.context_length) */
+#define PBS2P_MODEL_DEFAULT_CTX 2048                    /* n_ctx 0: min(this, <arch>.context_length) */
 #define PBS2P_MODEL_MAX_THREADS 256
 #define PBS2P_MODEL_MAX_STATE_BYTES ((uint64_t)1 << 36) /* KV cache + scratch of a full-context eval: refuse above */
 
 typedef struct pbs2p_model_params {
     int32_t n_threads;  /* 1..PBS2P_MODEL_MAX_THREADS; 0 = 1 */
-    int32_t n_ctx;      /* positions the KV cache holds, 1..llama.context_length; 0 = PBS2P_MODEL_DEFAULT_CTX rule */
+    int32_t n_ctx;      /* positions the KV cache holds, 1..<arch>.context_length; 0 = PBS2P_MODEL_DEFAULT_CTX rule */
 } pbs2p_model_params;
 
 typedef struct pbs2p_model_info {
-    char arch[16];      /* general.architecture, NUL-terminated ("llama") */
+    char arch[16];      /* general.architecture, NUL-terminated ("llama" or "opt") */
     int32_t n_vocab, n_ctx, n_ctx_train, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
     int32_t n_threads;
     int32_t n_cached;   /* positions 0..n_cached-1 of the KV cache hold valid keys and values */
@@ -313,23 +321,38 @@ PBS2P_API pbs2p_status pbs2p_model_reset(pbs2p_model *m);
 PBS2P_API pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, int32_t n_tokens, int32_t n_past,
                                         float *logits, size_t logits_len);
 
-/* ==== Tokenizer (tokenizer.c, tokenizer_unicode.c) ================================================
+/* ==== Tokenizer (tokenizer.c, tokenizer_unicode.c, tokenizer_spm.c) ================================
  *
- * The byte-level BPE tokenizer (GPT-2 style) of a GGUF file's tokenizer.ggml.* keys (docs/GGUF.md §5):
- * tokenizer.ggml.model "gpt2"; tokenizer.ggml.pre "gpt-2", "default" (the GPT-2 split regex) or "smollm"
- * (every Unicode number isolated first, then the GPT-2 regex); tokens, token_type (optional), merges
- * ("left right" in rank order, each part and their concatenation a token), optional bos/eos/unknown/padding
- * ids (u32 < n_vocab) and add_bos/add_eos (bool). Anything else: a status, never an abort (other models or
- * pre-tokenizers: PBS2P_ERR_UNSUPPORTED; malformed keys: PBS2P_ERR_FORMAT; no tokenizer: PBS2P_ERR_NOT_FOUND).
- * Added tokens (token_type 3 control, 4 user-defined) are matched whole in the text before BPE, longest
- * first. A byte whose one-symbol token is missing is dropped (as HF BPE with no unk_token). Encoding adds no BOS/EOS (see add_bos/add_eos). The tokenizer copies what it needs: it outlives
- * the file. A tokenizer is read-only after loading: several threads may use one at once. */
+ * The tokenizer of a GGUF file's tokenizer.ggml.* keys (docs/GGUF.md §5), encoding and decoding as Hugging Face
+ * tokenizers do. Two kinds:
+ * - tokenizer.ggml.model "gpt2", byte-level BPE (GPT-2 style); tokenizer.ggml.pre "gpt-2", "default" (the GPT-2
+ *   split regex) or "smollm" (every Unicode number isolated first, then the GPT-2 regex); tokens, token_type
+ *   (optional), merges ("left right" in rank order, each part and their concatenation a token). A byte whose
+ *   one-symbol token is missing is dropped (as HF BPE with no unk_token).
+ * - tokenizer.ggml.model "llama", SentencePiece-style BPE with byte fallback (Llama-2 family): ' ' becomes '▁'
+ *   and a '▁' is prepended per tokenizer.ggml.add_space_prefix (bool, default true) and tokenizer.ggml.pre
+ *   ("default": before every text segment, the Llama-2 Prepend normalizer and llama.cpp's rule;
+ *   "metaspace-always" / "metaspace-first" / "metaspace-never", optionally "-split": HF's Metaspace
+ *   pre-tokenizer); a character with no token becomes its UTF-8 bytes' <0xNN> tokens (token_type 6), else the
+ *   unknown token; merges by tokenizer.ggml.merges rank, or, without merges, by tokenizer.ggml.scores (f32,
+ *   the highest-scoring token two adjacent symbols make). The unknown token is matched whole like added ones.
+ *   Decoding maps '▁' to ' ', a byte token to its byte, and drops one leading ' ' of the whole text when
+ *   add_space_prefix (HF's Strip decoder); pbs2p_token_to_piece keeps that space.
+ * Both: optional bos/eos/unknown/padding ids (u32 < n_vocab) and add_bos/add_eos (bool). Anything else: a
+ * status, never an abort (other models or pre-tokenizers: PBS2P_ERR_UNSUPPORTED; malformed keys:
+ * PBS2P_ERR_FORMAT; no tokenizer: PBS2P_ERR_NOT_FOUND). Added tokens (token_type 3 control, 4 user-defined) are
+ * matched whole in the raw text before anything else, longest first. Decoding differs from HF's decode in
+ * that added tokens are always kept as their text (HF skip_special_tokens=False) and bytes that do not form
+ * UTF-8 are returned as they are (HF's ByteFallback gives U+FFFD per byte token). Encoding adds no BOS/EOS
+ * (see add_bos/add_eos). The tokenizer copies what it needs: it outlives the file. A tokenizer is read-only
+ * after loading: several threads may use one at once. */
 
 typedef struct pbs2p_tokenizer pbs2p_tokenizer; /* opaque */
 
 typedef struct pbs2p_tokenizer_info {
-    int32_t n_vocab, n_merges, n_added;
-    int32_t pre;                    /* 0 gpt-2 / default, 1 smollm */
+    int32_t n_vocab, n_merges, n_added; /* n_merges: "llama" without merges: the pairs its scores give;
+                                           n_added: tokens matched whole ("llama": with the unknown token) */
+    int32_t pre;                    /* 0 gpt-2 / default, 1 smollm, 2 "llama" (SentencePiece-style, any prefix rule) */
     int32_t bos, eos, unk, pad;     /* -1 when the file has none */
     int32_t add_bos, add_eos;       /* 0/1 (0 when absent) */
 } pbs2p_tokenizer_info;
@@ -350,6 +373,93 @@ PBS2P_API pbs2p_status pbs2p_detokenize(const pbs2p_tokenizer *t, const int32_t 
                                         size_t cap, size_t *n_out);
 /* The bytes token `id` decodes to (may be part of a UTF-8 character); valid while the tokenizer lives. */
 PBS2P_API pbs2p_status pbs2p_token_to_piece(const pbs2p_tokenizer *t, int32_t id, const char **piece, size_t *len);
+
+/* The tokenizer the model's file holds (loaded with the model, freed with it; read-only, never free it).
+ * PBS2P_ERR_NOT_FOUND when the file has no tokenizer.ggml.* keys, PBS2P_ERR_UNSUPPORTED when it has a kind this
+ * library does not read (the model still runs from token ids); *out = NULL then. */
+PBS2P_API pbs2p_status pbs2p_model_tokenizer(const pbs2p_model *m, const pbs2p_tokenizer **out);
+
+/* ==== Sampler (sampler.c) =========================================================================
+ *
+ * Picks the next token from a row of logits. temperature <= 0 is greedy: the arg-max (the lowest id among
+ * equal maxima), no random numbers drawn. Otherwise, in this order (llama.cpp's and HF's order): keep the top_k
+ * largest logits (0: all), divide by temperature, softmax in double, keep the smallest set of most probable
+ * tokens whose probability sum reaches top_p (1: all; ties of probability kept in id order), renormalize and
+ * draw one with the sampler's own generator (splitmix64 seeded by `seed`: the same seed and logits give the
+ * same tokens on every machine). A sampler holds its state (generator, scratch): no global state; one sampler
+ * must not be used by two threads at once. */
+
+typedef struct pbs2p_sampler_params {
+    float temperature;  /* <= 0: greedy; otherwise finite */
+    int32_t top_k;      /* 0: off; otherwise >= 1 (clipped to n_vocab) */
+    float top_p;        /* in (0, 1]; 1: off */
+    uint64_t seed;
+} pbs2p_sampler_params;
+
+typedef struct pbs2p_sampler pbs2p_sampler; /* opaque */
+
+/* Greedy: {0, 0, 1, 0}. */
+PBS2P_API pbs2p_sampler_params pbs2p_sampler_default_params(void);
+/* A sampler for rows of n_vocab logits (params NULL: defaults); *out = NULL on failure. */
+PBS2P_API pbs2p_status pbs2p_sampler_new(const pbs2p_sampler_params *params, int32_t n_vocab, pbs2p_sampler **out);
+/* NULL is ignored. */
+PBS2P_API void pbs2p_sampler_free(pbs2p_sampler *s);
+/* The next token from logits[0..n) (n == the sampler's n_vocab; a NaN logit: PBS2P_ERR_ARGUMENT). */
+PBS2P_API pbs2p_status pbs2p_sampler_sample(pbs2p_sampler *s, const float *logits, size_t n, int32_t *token);
+
+/* ==== Generation and perplexity (generate.c, perplexity.c) ==========================================
+ *
+ * pbs2p_generate runs the prompt from an empty KV cache in one eval (prompt processing), then samples and
+ * evals one token at a time (decoding). After each new token the callback (may be NULL) receives it with the
+ * bytes it decodes to (piece: NULL when the model has no tokenizer); a non-zero return stops generation.
+ * Generation also stops after n_predict tokens, at the tokenizer's eos when stop_at_eos (the eos token is
+ * reported and counted), or when the context is full. Timings are wall-clock (monotonic) seconds. */
+
+typedef int (*pbs2p_token_callback)(void *user_data, int32_t token, const char *piece, size_t piece_len);
+
+typedef enum pbs2p_stop_reason {
+    PBS2P_STOP_LENGTH = 0,    /* n_predict tokens generated */
+    PBS2P_STOP_EOS = 1,       /* the eos token was generated */
+    PBS2P_STOP_CALLBACK = 2,  /* the callback returned non-zero */
+    PBS2P_STOP_CONTEXT = 3    /* the KV cache is full (prompt + generated == n_ctx) */
+} pbs2p_stop_reason;
+
+typedef struct pbs2p_generate_params {
+    int32_t n_predict;              /* >= 0 new tokens at most */
+    int32_t stop_at_eos;            /* 0/1 (needs a tokenizer with an eos id; otherwise ignored) */
+    pbs2p_sampler_params sampler;
+} pbs2p_generate_params;
+
+typedef struct pbs2p_generate_stats {
+    int32_t n_prompt;               /* prompt tokens evaluated */
+    int32_t n_generated;            /* tokens generated (written to out_tokens) */
+    int32_t stop_reason;            /* pbs2p_stop_reason */
+    double prompt_seconds;          /* the prompt's eval */
+    double decode_seconds;          /* sampling + evals of the generated tokens after the first */
+} pbs2p_generate_stats;
+
+/* {64, 1, greedy}. */
+PBS2P_API pbs2p_generate_params pbs2p_generate_default_params(void);
+/* Generate after prompt[0..n_prompt) (n_prompt >= 1; n_prompt >= n_ctx: PBS2P_ERR_ARGUMENT, prompt longer than
+ * the context); the generated ids go to out_tokens[0..cap) (cap >= n_predict; may be NULL with cap 0 when the
+ * callback is enough). stats may be NULL. */
+PBS2P_API pbs2p_status pbs2p_generate(pbs2p_model *m, const int32_t *prompt, int32_t n_prompt,
+                                      const pbs2p_generate_params *params, pbs2p_token_callback callback,
+                                      void *user_data, int32_t *out_tokens, size_t cap, pbs2p_generate_stats *stats);
+
+typedef struct pbs2p_perplexity_result {
+    double ppl;                     /* exp(nll) */
+    double nll;                     /* mean negative log-likelihood, nats per predicted token */
+    int64_t tokens;                 /* predicted tokens = windows * (ctx - 1) */
+    int32_t windows;
+} pbs2p_perplexity_result;
+
+/* Perplexity of tokens[0..n) as `pbs2p-edge eval --seqlen ctx` computes it: non-overlapping windows of ctx
+ * tokens (the tail dropped; max_windows > 0 keeps the first max_windows), each a separate eval from an empty
+ * cache predicting its tokens 1..ctx-1; log-softmax in float, sums in double. Needs 2 <= ctx <= n_ctx and at
+ * least one window (n >= ctx). Resets the KV cache. */
+PBS2P_API pbs2p_status pbs2p_model_perplexity(pbs2p_model *m, const int32_t *tokens, size_t n, int32_t ctx,
+                                              int32_t max_windows, pbs2p_perplexity_result *out);
 
 #ifdef __cplusplus
 }
