@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import sys
 
 from . import __version__
@@ -42,6 +43,27 @@ def _int_at_least(minimum: int):
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _seed(text: str) -> int:
+    """argparse type: a sampler seed, 0..2^64-1."""
+    value = _non_negative_int(text)
+    if value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"must be below 2^64, got {value}")
+    return value
+
+
+def _float_in(low: float, high: float, low_open: bool):
+    """argparse type: a finite number in [low, high] ((low, high] when low_open)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {'(' if low_open else '['}{low:g}, {high:g}], got {text}")
+        return value
+    return parse
 
 
 def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
@@ -102,8 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seqlen", type=_positive_int, default=2048)
     p.add_argument("--max-windows", type=_positive_int, default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for torch, or for libpbs2p with a pbs2p GGUF (default: all CPUs)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("run", help="generate text from a pbs2p GGUF file with libpbs2p")
+    p.add_argument("model", help=".gguf file written by `pbs2p-edge export`")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("-p", "--prompt", help="prompt text")
+    prompt.add_argument("-f", "--file", dest="prompt_file", help="UTF-8 file holding the prompt")
+    p.add_argument("-n", "--n-predict", type=_non_negative_int, default=64, help="tokens to generate at most (64)")
+    p.add_argument("-t", "--threads", dest="n_threads", type=_positive_int, default=None,
+                   help="libpbs2p threads (default: all CPUs; the output does not depend on it)")
+    p.add_argument("--temp", type=_float_in(0.0, 1e6, False), default=0.0,
+                   help="sampling temperature; 0 = greedy (default)")
+    p.add_argument("--top-k", type=_non_negative_int, default=0, help="keep the k most likely tokens (0: all)")
+    p.add_argument("--top-p", type=_float_in(0.0, 1.0, True), default=1.0,
+                   help="keep the most likely tokens up to this probability mass (1: all)")
+    p.add_argument("--seed", type=_seed, default=0, help="sampling seed (same seed, same tokens)")
+    p.add_argument("--ctx", type=_positive_int, default=None,
+                   help="KV cache positions (default min(2048, the model's context length))")
+    p.add_argument("--no-eos", action="store_true", help="keep generating past the end-of-sequence token")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (text, tokens, timings) instead of streaming the text")
 
     p = sub.add_parser("export", help="compress if needed, then write a GGUF or ONNX file")
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"model source or checkpoint (default {DEFAULT_MODEL})")
@@ -187,11 +230,13 @@ def _run_command(commands, args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":
         with _quiet_transformers(progress=False):
-            res = commands.evaluate(args.model, args.data, args.seqlen, args.max_windows, args.device)
+            res = commands.evaluate(args.model, args.data, args.seqlen, args.max_windows, args.device, args.threads)
         if args.json:
             print(json.dumps(res))
         else:
             print(f"ppl {res['ppl']:.4f} over {res['windows']} windows ({res['tokens']} tokens predicted)")
+    elif args.command == "run":
+        _generate(commands, args)
     elif args.command == "export":
         cfg = _config_from_args(args)
         with _quiet_transformers(progress=not args.quiet):
@@ -208,6 +253,29 @@ def _run_command(commands, args: argparse.Namespace) -> int:
         d = commands.info()
         print(json.dumps(d, indent=2) if args.json else commands.format_info(d))
     return 0
+
+
+def _generate(commands, args: argparse.Namespace) -> None:
+    """`run`: stream the generated text to stdout, then one stderr line of speeds; or one JSON object."""
+    from .runtime.sampling import SamplerParams
+
+    sampler = SamplerParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+
+    def stream(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    res = commands.run(args.model, args.prompt, prompt_file=args.prompt_file, n_predict=args.n_predict,
+                       threads=args.n_threads, sampler=sampler, n_ctx=args.ctx, stop_at_eos=not args.no_eos,
+                       on_text=None if args.json else stream)
+    if args.json:
+        print(json.dumps(res))
+        return
+    print()
+    sys.stdout.flush()
+    print(f"prompt: {res['prompt_tokens']} tokens, {res['prompt_tokens_per_second'] or 0.0:.1f} tokens/s | "
+          f"decode: {res['n_generated']} tokens, {res['decode_tokens_per_second'] or 0.0:.1f} tokens/s | "
+          f"stop: {res['stop_reason']}", file=sys.stderr)  # the line pbs2p-run prints
 
 
 def _error(message: str) -> int:

@@ -160,13 +160,51 @@ def _load_for_eval(source: str, device: str):
     return model.to(device), tokenizer
 
 
-def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, device: str = "cpu") -> dict:
-    """Perplexity of a model source or compressed checkpoint on non-overlapping windows of `data`."""
+def default_threads() -> int:
+    """Threads libpbs2p uses when none are asked for: the CPUs this process may run on (results do not depend
+    on the count)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 256))  # PBS2P_MODEL_MAX_THREADS
+
+
+def _evaluate_gguf(source: str, data: str, seqlen: int, max_windows: int | None, device: str,
+                   threads: int | None) -> dict:
+    """Perplexity of one of our GGUF files with libpbs2p: the file's own tokenizer over the whole text in one
+    call (BOS / EOS iff its add_bos / add_eos rules, as calib.tokens.encode gets from a Hugging Face tokenizer),
+    n_ctx = seqlen."""
+    from .calib.text import load_text
+    from .runtime.model import Model
+
+    if device != "cpu":
+        raise ConfigError(f"{source} is a pbs2p GGUF, run by libpbs2p on the CPU; --device {device} does not apply")
+    text = load_text(data, split="test")
+    if not text.strip():
+        raise DataError("the text is empty")
+    with Model(source, n_threads=threads or default_threads(), n_ctx=seqlen) as model:
+        ids = model.tokenize(text, add_bos=None, add_eos=None)
+        if not ids:
+            raise DataError("the text tokenizes to no tokens")
+        t0 = time.perf_counter()
+        res = model.perplexity(ids, seqlen, max_windows)
+        seconds = time.perf_counter() - t0
+    return {"ppl": res.ppl, "windows": res.windows, "tokens": res.tokens, "seqlen": seqlen, "data": data,
+            "model": source, "seconds": round(seconds, 2), "runtime": "libpbs2p"}
+
+
+def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, device: str = "cpu",
+             threads: int | None = None) -> dict:
+    """Perplexity of a model source, compressed checkpoint (PyTorch) or pbs2p GGUF file (libpbs2p, `threads`
+    threads) on non-overlapping windows of `data`."""
     from .calib.text import load_text
     from .eval.perplexity import perplexity
 
     if seqlen < 2:
         raise ConfigError(f"evaluation seqlen must be >= 2 (a window predicts seqlen-1 tokens), got {seqlen}")
+    if _is_pbs2p_gguf(source):
+        return _evaluate_gguf(source, data, seqlen, max_windows, device, threads)
     check_device(device)
     text = load_text(data, split="test")
     model, tokenizer = _load_for_eval(source, device)
@@ -174,7 +212,70 @@ def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, devic
     t0 = time.perf_counter()
     res = perplexity(model, ids, seqlen, max_windows=max_windows, device=device)
     return {"ppl": res.ppl, "windows": res.windows, "tokens": res.tokens, "seqlen": seqlen,
-            "data": data, "model": source, "seconds": round(time.perf_counter() - t0, 2)}
+            "data": data, "model": source, "seconds": round(time.perf_counter() - t0, 2), "runtime": "pytorch"}
+
+
+def _prompt_text(prompt: str | None, prompt_file: str | None) -> str:
+    """The prompt given inline or as a UTF-8 file (exactly one of them)."""
+    if (prompt is None) == (prompt_file is None):
+        raise ConfigError("give the prompt either inline (-p) or as a file (-f), not both or neither")
+    if prompt_file is not None:
+        raw = Path(prompt_file).read_bytes()  # OSError: the CLI prints it as the one error line
+        try:
+            prompt = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{prompt_file} is not UTF-8 (byte {exc.start})") from None
+    if not prompt:
+        raise ConfigError("the prompt is empty")
+    return prompt
+
+
+def run(source: str, prompt: str | None = None, *, prompt_file: str | None = None, n_predict: int = 64,
+        threads: int | None = None, sampler=None, n_ctx: int | None = None, stop_at_eos: bool = True,
+        on_text=None) -> dict:
+    """Generate up to n_predict tokens after the prompt with libpbs2p from one of our GGUF files.
+
+    sampler: runtime.sampling.SamplerParams (None: greedy). on_text(str) receives the generated text as it
+    comes, whole UTF-8 characters only. Returns the keys of the C CLI pbs2p-run's JSON (rates None when
+    undefined, as its null).
+    """
+    import codecs
+    import dataclasses
+
+    from .runtime._ffi import ffi, lib
+    from .runtime.model import Model
+    from .runtime.sampling import SamplerParams
+
+    sampler = SamplerParams() if sampler is None else sampler
+    text = _prompt_text(prompt, prompt_file)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelError(f"{source}: no such file or directory")
+    if not path.is_file():
+        raise ModelError(f"{source} is not a file (run takes a .gguf file written by pbs2p-edge export)")
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a piece may end inside a UTF-8 character
+
+    def on_token(_token: int, piece: bytes | None) -> None:
+        if on_text is not None and piece:
+            chunk = decoder.decode(piece)
+            if chunk:
+                on_text(chunk)
+
+    with Model(path, n_threads=threads or default_threads(), n_ctx=n_ctx) as model:
+        prompt_ids = model.tokenize(text)
+        res = model.generate(prompt_ids, n_predict, stop_at_eos=stop_at_eos, on_token=on_token,
+                             **dataclasses.asdict(sampler))
+        info = model.info
+    rest = decoder.decode(b"", final=True)
+    if on_text is not None and rest:
+        on_text(rest)
+    kernel = ffi.string(lib.pbs2p_kernel_name()).decode() if lib.pbs2p_kernel_name() != ffi.NULL else None
+    return {"text": res.text, "tokens": res.tokens, "prompt_ids": prompt_ids, "prompt_tokens": res.n_prompt,
+            "n_generated": len(res.tokens), "stop_reason": res.stop_reason,
+            "prompt_tokens_per_second": res.prompt_tokens_per_second,
+            "decode_tokens_per_second": res.decode_tokens_per_second, "prompt_seconds": res.prompt_seconds,
+            "decode_seconds": res.decode_seconds, "model": source, "kernel": kernel, "threads": info.n_threads,
+            "ctx": info.n_ctx}
 
 
 EXPORT_FORMATS = (".gguf", ".onnx")
@@ -294,4 +395,5 @@ def format_inspect(d: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_device", "compress", "evaluate", "export", "format_info", "format_inspect", "info", "inspect"]
+__all__ = ["check_device", "compress", "default_threads", "evaluate", "export", "format_info", "format_inspect", "info",
+           "inspect", "run"]

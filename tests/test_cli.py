@@ -179,6 +179,71 @@ def test_eval_of_checkpoint_equals_in_memory_fake_quant_model(capsys, work, llam
     assert json.loads(out)["ppl"] == pytest.approx(in_memory, rel=1e-6)
 
 
+def test_eval_of_gguf_with_libpbs2p_equals_eval_of_its_checkpoint(capsys, work, llama_ckpt, llama_gguf):
+    """The same PPL from the C library on the GGUF as from PyTorch on the checkpoint it was exported from."""
+    res = {}
+    for name, source in (("ckpt", llama_ckpt[0]), ("gguf", llama_gguf[0])):
+        rc, out, err = run_cli(capsys, "eval", source, "--data", work.text, "--seqlen", "32", "--max-windows", "6",
+                               "--threads", "1", "--json")
+        assert (rc, err) == (0, "")
+        res[name] = json.loads(out)
+    assert (res["ckpt"]["runtime"], res["gguf"]["runtime"]) == ("pytorch", "libpbs2p")
+    assert set(res["gguf"]) == set(res["ckpt"]) == {"ppl", "windows", "tokens", "seqlen", "data", "model", "seconds",
+                                                    "runtime"}
+    assert (res["gguf"]["windows"], res["gguf"]["tokens"], res["gguf"]["seqlen"]) == (6, 6 * 31, 32)
+    assert res["gguf"]["ppl"] == pytest.approx(res["ckpt"]["ppl"], rel=1e-4)
+
+    rc, out, _ = run_cli(capsys, "eval", llama_gguf[0], "--data", work.text, "--seqlen", "32", "--max-windows", "2",
+                         "--threads", "1")
+    assert rc == 0 and out.startswith("ppl ") and "over 2 windows (62 tokens predicted)" in out
+
+
+# ------------------------------------------------------------------------------------------------- run
+
+RUN_KEYS = {"text", "tokens", "prompt_ids", "prompt_tokens", "n_generated", "stop_reason", "prompt_tokens_per_second",
+            "decode_tokens_per_second", "prompt_seconds", "decode_seconds", "model", "kernel", "threads", "ctx"}
+
+
+def test_run_json_gives_the_greedy_tokens(capsys, llama_gguf):
+    from pbs2p_edge.runtime.model import Model
+
+    prompt = "Emma Woodhouse, handsome, clever,"
+    rc, out, err = run_cli(capsys, "run", llama_gguf[0], "-p", prompt, "-n", "7", "-t", "1", "--no-eos", "--json")
+    assert (rc, err) == (0, "")
+    res = json.loads(out)
+    assert set(res) == RUN_KEYS
+    with Model(llama_gguf[0]) as m:
+        ids = m.tokenize(prompt)
+        assert res["tokens"] == m.generate_greedy(ids, 7)
+        assert res["text"] == m.detokenize(res["tokens"])
+    assert (res["prompt_ids"], res["prompt_tokens"], res["n_generated"], res["stop_reason"]) == (ids, len(ids), 7,
+                                                                                                 "length")
+    assert (res["model"], res["threads"], res["ctx"]) == (str(llama_gguf[0]), 1, 256)
+    assert res["prompt_seconds"] > 0 and res["prompt_tokens_per_second"] > 0
+
+
+def test_run_streams_the_text_then_one_speed_line(capsys, tmp_path, llama_gguf):
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("It is a truth universally acknowledged")
+    rc, out, _ = run_cli(capsys, "run", llama_gguf[0], "-f", prompt_file, "-n", "5", "--no-eos", "-t", "1", "--json")
+    want = json.loads(out)
+    rc, out, err = run_cli(capsys, "run", llama_gguf[0], "-f", prompt_file, "-n", "5", "--no-eos", "-t", "1")
+    assert rc == 0 and out == want["text"] + "\n"
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"prompt: {want['prompt_tokens']} tokens, ")
+    assert " | decode: 5 tokens, " in lines[0] and lines[0].endswith(" | stop: length")
+
+
+def test_run_sampling_is_seeded(capsys, llama_gguf):
+    def tokens(seed):
+        rc, out, _ = run_cli(capsys, "run", llama_gguf[0], "-p", "Emma", "-n", "10", "--no-eos", "-t", "1", "--temp",
+                             "1.5", "--top-k", "50", "--top-p", "0.9", "--seed", seed, "--json")
+        assert rc == 0
+        return json.loads(out)["tokens"]
+
+    assert tokens(3) == tokens(3) != tokens(4)
+
+
 # --------------------------------------------------------------------------------------- export/inspect
 
 
@@ -342,7 +407,24 @@ BAD_INPUTS = [
      "unsupported architecture 'gpt2'"),
     ("checkpoint-as-compress-source", lambda b, o: ["compress", b.ckpt, o / "ck", "--calib", b.text, *SMALL],
      "is a compressed checkpoint"),
-    ("gguf-as-eval-source", lambda b, o: ["eval", b.gguf, "--data", b.text, "--seqlen", "16"], "is a pbs2p GGUF"),
+    ("gguf-as-compress-source", lambda b, o: ["compress", b.gguf, o / "ck", "--calib", b.text, *SMALL],
+     "is a pbs2p GGUF"),
+    ("gguf-eval-seqlen-over-context", lambda b, o: ["eval", b.gguf, "--data", b.text, "--seqlen", "1000"],
+     "exceeds the model's context_length 256"),
+    ("gguf-eval-too-short", lambda b, o: ["eval", b.gguf, "--data", b.root / "short.txt", "--seqlen", "16"],
+     "too short for one evaluation window"),
+    ("gguf-eval-on-cuda", lambda b, o: ["eval", b.gguf, "--data", b.text, "--device", "cuda"], "on the CPU"),
+    ("run-prompt-over-ctx", lambda b, o: ["run", b.gguf, "-p", "Emma Woodhouse, handsome, clever, and rich",
+                                          "--ctx", "4", "-t", "1"], "longer than the context"),
+    ("run-missing-model", lambda b, o: ["run", b.root / "nothing.gguf", "-p", "Emma"], "no such file or directory"),
+    ("run-not-pbs2p", lambda b, o: ["run", b.root / "notes.txt", "-p", "Emma"], "GGUF"),
+    ("run-missing-prompt-file", lambda b, o: ["run", b.gguf, "-f", b.root / "no-prompt.txt"], "no-prompt.txt"),
+    ("run-bad-top-p", lambda b, o: ["run", b.gguf, "-p", "Emma", "--top-p", "1.5"], "--top-p: must be in (0, 1]"),
+    ("run-zero-top-p", lambda b, o: ["run", b.gguf, "-p", "Emma", "--top-p", "0"], "--top-p: must be in (0, 1]"),
+    ("run-negative-temp", lambda b, o: ["run", b.gguf, "-p", "Emma", "--temp", "-1"], "--temp"),
+    ("run-no-prompt", lambda b, o: ["run", b.gguf], "-p/--prompt -f/--file"),
+    ("run-two-prompts", lambda b, o: ["run", b.gguf, "-p", "Emma", "-f", b.text], "not allowed with"),
+    ("run-empty-prompt", lambda b, o: ["run", b.gguf, "-p", ""], "the prompt is empty"),
     ("empty-text", lambda b, o: ["compress", b.llama, o / "ck", "--calib", b.root / "empty.txt", *SMALL], "is empty"),
     ("not-utf8", lambda b, o: ["compress", b.llama, o / "ck", "--calib", b.root / "latin1.txt", *SMALL],
      "is not UTF-8"),

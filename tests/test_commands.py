@@ -10,7 +10,7 @@ import torch
 
 from pbs2p_edge import cli, commands
 from pbs2p_edge.algo.config import CompressConfig
-from pbs2p_edge.errors import ConfigError, DataError, NativeError, OutputError
+from pbs2p_edge.errors import ConfigError, DataError, ModelError, NativeError, OutputError
 from saved_models import english_text, save_hf_dir, tiny_llama_width40
 
 RTN = CompressConfig(method="rtn", n=8, m=8, block_size=64)  # the fastest method: no Hessian
@@ -192,6 +192,57 @@ def test_export_summary_of_a_checkpoint(tmp_path, ckpt):
     assert summary["out"] == str(out.resolve()) and summary["bytes"] == out.stat().st_size
     assert summary["bits_per_weight"] == commands.inspect(str(out))["bits_per_weight"]
     assert summary["bits_per_weight"] == commands.inspect(str(ckpt))["bits_per_weight"]
+
+
+# ------------------------------------------------------------------------------------ run / eval of a GGUF
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tmp_path_factory, ckpt) -> Path:
+    out = tmp_path_factory.mktemp("gguf") / "llama-rtn.gguf"
+    commands.export(str(ckpt), str(out), RTN, calib="", **CALIB)
+    return out
+
+
+def test_run_streams_whole_characters_that_join_to_the_text(gguf_file):
+    chunks = []
+    res = commands.run(str(gguf_file), "Emma Woodhouse", n_predict=12, threads=1, stop_at_eos=False,
+                       on_text=chunks.append)
+    assert "".join(chunks) == res["text"] and res["n_generated"] == len(res["tokens"]) == 12
+    assert all(chunks) and res["stop_reason"] == "length"
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"prompt": None}, ConfigError, "either inline"), ({"prompt": "x", "prompt_file": "y"}, ConfigError, "not both"),
+    ({"prompt": ""}, ConfigError, "the prompt is empty"),
+])
+def test_run_checks_the_prompt_before_loading_the_model(monkeypatch, gguf_file, kw, error, match):
+    _forbid(monkeypatch, "pbs2p_edge.runtime.model.Model.__init__", "model loading")
+    with pytest.raises(error, match=match):
+        commands.run(str(gguf_file), **kw)
+
+
+def test_run_refuses_a_directory_and_a_non_utf8_prompt_file(tmp_path, gguf_file):
+    with pytest.raises(ModelError, match="is not a file"):
+        commands.run(str(tmp_path), "Emma")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(DataError, match="is not UTF-8"):
+        commands.run(str(gguf_file), prompt_file=str(bad))
+
+
+def test_evaluate_gguf_checks_device_before_loading(monkeypatch, gguf_file, text):
+    _forbid(monkeypatch, "pbs2p_edge.runtime.model.Model.__init__", "model loading")
+    with pytest.raises(ConfigError, match="on the CPU"):
+        commands.evaluate(str(gguf_file), str(text), 16, 2, device="cuda")
+
+
+def test_evaluate_gguf_runs_with_libpbs2p(gguf_file, ckpt, text):
+    got = commands.evaluate(str(gguf_file), str(text), 16, 3, threads=1)
+    want = commands.evaluate(str(ckpt), str(text), 16, 3)
+    assert (got["runtime"], want["runtime"]) == ("libpbs2p", "pytorch")
+    assert (got["windows"], got["tokens"]) == (want["windows"], want["tokens"]) == (3, 45)
+    assert got["ppl"] == pytest.approx(want["ppl"], rel=1e-4)
 
 
 # --------------------------------------------------------------------------------------------- info

@@ -1,4 +1,5 @@
-"""pbs2p_edge.runtime: libpbs2p through cffi — dequantize, gemv and gemm on packed layers, kernel variant control."""
+"""pbs2p_edge.runtime: libpbs2p through cffi — dequantize, gemv and gemm on packed layers, kernel variant control, and
+our GGUF files run as models (forward, tokenizer, generation, perplexity)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from ..pack import PackedLayer
 from .kernels import available_kernels, kernel_variants, select_kernel, selected_kernel
 from .layer import PreparedLayer, dequantize
 from .library import find_library
+from .model import GenerateResult, Model, ModelInfo, PerplexityResult
+from .sampling import SamplerParams
+from .tokenizer import Tokenizer, TokenizerInfo
 
-__all__ = ["PreparedLayer", "available_kernels", "dequantize", "gemm", "gemv", "kernel_variants", "library_path",
+__all__ = ["GenerateResult", "Model", "ModelInfo", "PerplexityResult", "PreparedLayer", "SamplerParams", "Tokenizer",
+           "TokenizerInfo", "available_kernels", "dequantize", "gemm", "gemv", "kernel_variants", "library_path",
            "prepare", "select_kernel", "selected_kernel"]
 
 

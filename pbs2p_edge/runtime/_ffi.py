@@ -8,7 +8,7 @@ from .library import find_library
 
 __all__ = ["ffi", "lib"]
 
-# Mirrors native/include/pbs2p.h (tests/runtime/test_ffi.py checks every function of the header is declared here).
+# Mirrors native/include/pbs2p.h (tests/native/test_header.py checks every function of the header is declared here).
 CDEF = """
 typedef enum pbs2p_status {
     PBS2P_OK = 0, PBS2P_ERR_NULL = 1, PBS2P_ERR_ARGUMENT = 2, PBS2P_ERR_FORMAT = 3, PBS2P_ERR_VERSION = 4,
@@ -128,6 +128,36 @@ pbs2p_status pbs2p_tokenize(const pbs2p_tokenizer *t, const char *text, size_t l
 pbs2p_status pbs2p_detokenize(const pbs2p_tokenizer *t, const int32_t *ids, size_t n, char *out, size_t cap,
                               size_t *n_out);
 pbs2p_status pbs2p_token_to_piece(const pbs2p_tokenizer *t, int32_t id, const char **piece, size_t *len);
+pbs2p_status pbs2p_model_tokenizer(const pbs2p_model *m, const pbs2p_tokenizer **out);
+/* Sampler (sampler.c) */
+typedef struct pbs2p_sampler_params {
+    float temperature; int32_t top_k; float top_p; uint64_t seed;
+} pbs2p_sampler_params;
+typedef struct pbs2p_sampler pbs2p_sampler;
+pbs2p_sampler_params pbs2p_sampler_default_params(void);
+pbs2p_status pbs2p_sampler_new(const pbs2p_sampler_params *params, int32_t n_vocab, pbs2p_sampler **out);
+void pbs2p_sampler_free(pbs2p_sampler *s);
+pbs2p_status pbs2p_sampler_sample(pbs2p_sampler *s, const float *logits, size_t n, int32_t *token);
+/* Generation and perplexity (generate.c, perplexity.c) */
+typedef int (*pbs2p_token_callback)(void *user_data, int32_t token, const char *piece, size_t piece_len);
+typedef enum pbs2p_stop_reason {
+    PBS2P_STOP_LENGTH = 0, PBS2P_STOP_EOS = 1, PBS2P_STOP_CALLBACK = 2, PBS2P_STOP_CONTEXT = 3
+} pbs2p_stop_reason;
+typedef struct pbs2p_generate_params {
+    int32_t n_predict; int32_t stop_at_eos; pbs2p_sampler_params sampler;
+} pbs2p_generate_params;
+typedef struct pbs2p_generate_stats {
+    int32_t n_prompt; int32_t n_generated; int32_t stop_reason; double prompt_seconds; double decode_seconds;
+} pbs2p_generate_stats;
+pbs2p_generate_params pbs2p_generate_default_params(void);
+pbs2p_status pbs2p_generate(pbs2p_model *m, const int32_t *prompt, int32_t n_prompt,
+                            const pbs2p_generate_params *params, pbs2p_token_callback callback, void *user_data,
+                            int32_t *out_tokens, size_t cap, pbs2p_generate_stats *stats);
+typedef struct pbs2p_perplexity_result {
+    double ppl; double nll; int64_t tokens; int32_t windows;
+} pbs2p_perplexity_result;
+pbs2p_status pbs2p_model_perplexity(pbs2p_model *m, const int32_t *tokens, size_t n, int32_t ctx, int32_t max_windows,
+                                    pbs2p_perplexity_result *out);
 """
 
 ffi = FFI()

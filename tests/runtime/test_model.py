@@ -1,4 +1,5 @@
-"""Tests of runtime.model (libpbs2p's C Llama forward from our GGUF): logits equal the PyTorch fake-quant model's."""
+"""Tests of runtime.model (libpbs2p's C Llama forward from our GGUF): logits equal the PyTorch fake-quant model's;
+generation, sampling, perplexity and tokenization through the C library agree with PyTorch and Hugging Face."""
 
 import copy
 import struct
@@ -11,9 +12,10 @@ from checkpoint.tiny_compressed import compress, tiny_model
 
 from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
-from pbs2p_edge.errors import ConfigError, NativeError
+from pbs2p_edge.errors import ConfigError, DataError, NativeError
+from pbs2p_edge.eval.perplexity import perplexity
 from pbs2p_edge.runtime._ffi import lib
-from pbs2p_edge.runtime.model import Model
+from pbs2p_edge.runtime.model import GenerateResult, Model
 from pbs2p_exporters.gguf_export import export_gguf
 
 PROMPT = [5, 17, 200, 3, 99, 42, 7, 311, 64, 128, 0, 250]  # 12 tokens < vocab 320
@@ -21,11 +23,11 @@ EXTRA = [13, 77, 301]
 REL_TOL = 1e-5  # max |C - torch| <= REL_TOL * (max - min of the torch logits); measured about 2e-7
 
 
-def _llama(tie: bool, **overrides):
-    """tiny_model("llama") (hidden 64, 2 layers, 4 heads / 2 KV heads, vocab 320) with config overrides."""
+def _random(arch: str, tie: bool, **overrides):
+    """tiny_model(arch) (hidden 64, 2 layers, 4 heads, vocab 320; Llama: 2 KV heads) with config overrides."""
     from transformers import AutoModelForCausalLM
 
-    cfg = copy.deepcopy(tiny_model("llama", tie=tie).config)
+    cfg = copy.deepcopy(tiny_model(arch, tie=tie).config)
     for k, v in overrides.items():
         setattr(cfg, k, v)
     torch.manual_seed(1)
@@ -39,6 +41,15 @@ def _llama(tie: bool, **overrides):
     return model
 
 
+def _llama(tie: bool, **overrides):
+    return _random("llama", tie, **overrides)
+
+
+def _opt(tie: bool, **overrides):
+    """OPT: LayerNorm weights and biases, q/k/v/out/fc1/fc2 biases, learned positions (all random)."""
+    return _random("opt", tie, **overrides)
+
+
 def _export(root, tokenizer, name, model, embed_type="f16", **kw):
     ck = root / name
     save_checkpoint(ck, model, copy.deepcopy(tokenizer), compress(model, **kw), CompressConfig(n=4, m=8), {},
@@ -47,12 +58,15 @@ def _export(root, tokenizer, name, model, embed_type="f16", **kw):
 
 
 def _reference(ck, path):
-    """The fake-quant PyTorch model with token_embd / output exactly as the GGUF stores them (F16 or Q8_0)."""
+    """The fake-quant PyTorch model with token_embd / position_embd / output exactly as the GGUF stores them."""
     model, _ = to_fake_quant_model(ck)
     tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    params = [("token_embd.weight", model.get_input_embeddings().weight),
+              ("output.weight", model.get_output_embeddings().weight)]
+    if model.config.model_type == "opt":
+        params.append(("position_embd.weight", model.model.decoder.embed_positions.weight))
     with torch.no_grad():
-        for gname, param in (("token_embd.weight", model.model.embed_tokens.weight),
-                             ("output.weight", model.lm_head.weight)):
+        for gname, param in params:
             if gname in tensors:
                 t = tensors[gname]
                 w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(param.shape)
@@ -71,6 +85,10 @@ def exported(tmp_path_factory, tiny_tokenizer):
         "untied": (_llama(False, attention_bias=True, mlp_bias=True, rope_parameters=rope), "f16",
                    {"n_salient": 5, "split": 2}),
         "q8": (_llama(False), "q8_0", {}),
+        "opt_tied": (_opt(True), "f16", {}),
+        "opt_untied": (_opt(False), "f16", {"n_salient": 5, "split": 2}),
+        "opt_post_ln": (_opt(False, do_layer_norm_before=False, activation_function="gelu"), "f16", {}),
+        "opt_q8": (_opt(True, activation_function="gelu_new"), "q8_0", {}),
     }
     out = {}
     for name, (model, embed_type, kw) in builds.items():
@@ -90,7 +108,10 @@ def _assert_close(got, want):
     assert np.abs(got - want).max() <= tol, (np.abs(got - want).max(), tol)
 
 
-@pytest.mark.parametrize("name", ["tied", "untied", "q8"])
+OPT_NAMES = ["opt_tied", "opt_untied", "opt_post_ln", "opt_q8"]
+
+
+@pytest.mark.parametrize("name", ["tied", "untied", "q8", *OPT_NAMES])
 def test_logits_match_pytorch(exported, name):
     ck, path, ref = exported[name]
     with Model(path) as m:
@@ -108,9 +129,20 @@ def test_file_really_has_the_variant_features(exported):
     assert names("q8")["output.weight"] == gguf.GGMLQuantizationType.Q8_0
     with Model(exported["tied"][1]) as a, Model(exported["untied"][1]) as b:
         assert a.info.tied and not b.info.tied
+    o = names("opt_untied")
+    assert {"position_embd.weight", "output.weight", "output_norm.bias", "blk.1.attn_norm.bias", "blk.1.ffn_norm.bias",
+            "blk.0.attn_q.bias", "blk.0.attn_output.bias", "blk.1.ffn_up.bias", "blk.1.ffn_down.bias"} <= set(o)
+    assert "blk.0.ffn_gate.bias" not in o and "output.weight" not in names("opt_tied")
+    post = gguf.GGUFReader(str(exported["opt_post_ln"][1]))
+    assert "output_norm.weight" not in {t.name for t in post.tensors}  # HF has no final LayerNorm when post-LN
+    assert bool(post.fields["opt.layer_norm_before"].parts[-1][0]) is False
+    assert bytes(post.fields["opt.activation"].parts[-1]) == b"gelu"
+    assert names("opt_q8")["token_embd.weight"] == gguf.GGMLQuantizationType.Q8_0
+    q8 = gguf.GGUFReader(str(exported["opt_q8"][1]))
+    assert bytes(q8.fields["opt.activation"].parts[-1]) == b"gelu_new"
 
 
-@pytest.mark.parametrize("name", ["tied", "untied"])
+@pytest.mark.parametrize("name", ["tied", "untied", "opt_untied", "opt_post_ln"])
 def test_incremental_decoding_equals_full_sequence(exported, name):
     _, path, ref = exported[name]
     full_ids = PROMPT + EXTRA
@@ -136,22 +168,24 @@ def test_last_only_is_the_last_row(exported):
     assert last.shape == (320,) and np.array_equal(last, full[-1])
 
 
-def test_threads_give_identical_logits(exported, monkeypatch):
+@pytest.mark.parametrize("name", ["untied", "opt_untied"])
+def test_threads_give_identical_logits(exported, monkeypatch, name):
     monkeypatch.setenv("PBS2P_MIN_WORK_PER_THREAD", "1")  # force threads on this tiny model
-    path = exported["untied"][1]
+    path = exported[name][1]
     with Model(path, n_threads=1) as a, Model(path, n_threads=2) as b:
         assert b.info.n_threads == 2
         assert np.array_equal(a.eval(PROMPT), b.eval(PROMPT))
         assert np.array_equal(a.eval([9], len(PROMPT)), b.eval([9], len(PROMPT)))
 
 
-def test_greedy_generation_matches_pytorch(exported):
-    _, path, ref = exported["tied"]
+@pytest.mark.parametrize("name, n_new", [("tied", 4), ("opt_tied", 16), ("opt_untied", 16)])
+def test_greedy_generation_matches_pytorch(exported, name, n_new):
+    _, path, ref = exported[name]
     ids = list(PROMPT)
-    for _ in range(4):
+    for _ in range(n_new):
         ids.append(int(_torch_logits(ref, ids)[-1].argmax()))
     with Model(path) as m:
-        assert m.generate_greedy(PROMPT, 4) == ids[len(PROMPT):]
+        assert m.generate_greedy(PROMPT, n_new) == ids[len(PROMPT):]
 
 
 def test_info(exported):
@@ -160,6 +194,13 @@ def test_info(exported):
     assert (i.arch, i.n_vocab, i.n_layer, i.n_embd, i.n_ff) == ("llama", 320, 2, 64, 128)
     assert (i.n_head, i.n_head_kv, i.head_dim, i.n_ctx_train, i.n_ctx, i.n_threads) == (4, 2, 16, 128, 128, 2)
     assert i.n_cached == 0
+
+
+def test_info_opt(exported):
+    with Model(exported["opt_untied"][1], n_ctx=64) as m:
+        i = m.info
+    assert (i.arch, i.n_vocab, i.n_layer, i.n_embd, i.n_ff, i.tied) == ("opt", 320, 2, 64, 128, False)
+    assert (i.n_head, i.n_head_kv, i.head_dim, i.n_ctx_train, i.n_ctx) == (4, 4, 16, 128, 64)
 
 
 def _status(exc):
@@ -200,12 +241,14 @@ def test_load_argument_errors(exported):
     assert _status(e) == lib.PBS2P_ERR_IO
 
 
-def test_opt_is_unsupported(tmp_path, tiny_tokenizer):
-    model = tiny_model("opt", tie=True)
-    _, path = _export(tmp_path, tiny_tokenizer, "opt", model)
-    with pytest.raises(NativeError, match="architecture 'opt' is not supported") as e:
-        Model(path)
-    assert _status(e) == lib.PBS2P_ERR_UNSUPPORTED
+def test_opt_positions_past_the_context_are_refused(exported):
+    """Positions run up to n_ctx - 1 and read row n_past + 2: a full context is right, one more is refused."""
+    _, path, ref = exported["opt_tied"]
+    ids = (PROMPT * 11)[:128]  # context_length 128 = the positions of position_embd (130 rows) minus the offset 2
+    with Model(path) as m:
+        _assert_close(m.eval(ids), _torch_logits(ref, ids))  # the last position reads the last row
+        with pytest.raises(NativeError, match="exceeds n_ctx 128"):
+            m.eval([1], 128)
 
 
 def test_stock_gguf_is_not_pbs2p(tmp_path):
@@ -247,3 +290,224 @@ def test_inconsistent_hyper_parameters_are_refused(exported, tmp_path, key, valu
     with pytest.raises(NativeError, match=match) as e:
         Model(bad)
     assert _status(e) == lib.PBS2P_ERR_FORMAT
+
+
+# ---- generation (pbs2p_generate) ------------------------------------------------------------------------------
+
+
+def _torch_greedy(ref, prompt, n):
+    ids = list(prompt)
+    for _ in range(n):
+        ids.append(int(_torch_logits(ref, ids)[-1].argmax()))
+    return ids[len(prompt):]
+
+
+@pytest.mark.parametrize("name", ["tied", "untied"])
+def test_generate_greedy_equals_python_loop_and_pytorch(exported, name):
+    _, path, ref = exported[name]
+    with Model(path) as m:
+        res = m.generate(PROMPT, n_predict=6, stop_at_eos=False)
+        assert isinstance(res, GenerateResult)
+        assert res.tokens == m.generate_greedy(PROMPT, 6) == _torch_greedy(ref, PROMPT, 6)
+        assert (res.n_prompt, res.stop_reason) == (len(PROMPT), "length")
+        assert res.text == m.detokenize(res.tokens)
+        assert res.prompt_seconds > 0 and res.decode_seconds > 0
+        assert res.prompt_tokens_per_second == pytest.approx(len(PROMPT) / res.prompt_seconds)
+        assert res.decode_tokens_per_second == pytest.approx(5 / res.decode_seconds)  # tokens 2..6 were decoded
+
+
+def test_generate_from_text_tokenizes_with_the_bos_rule(exported):
+    with Model(exported["tied"][1]) as m:
+        text = "Emma Woodhouse, handsome"
+        from_ids = m.generate(m.tokenize(text), 4, stop_at_eos=False)
+        assert m.generate(text, 4, stop_at_eos=False).tokens == from_ids.tokens
+        assert m.generate(text, 0).tokens == []
+        one = m.generate(text, 1)
+        assert len(one.tokens) == 1 and one.decode_tokens_per_second is None  # nothing decoded after the first
+
+
+def test_callback_receives_every_token_in_order_and_can_stop(exported):
+    with Model(exported["untied"][1]) as m:
+        seen = []
+        full = m.generate(PROMPT, 8, stop_at_eos=False, on_token=lambda t, piece: seen.append((t, piece)))
+        assert [t for t, _ in seen] == full.tokens and len(seen) == 8
+        assert [p for _, p in seen] == [m.tokenizer.piece(t) for t in full.tokens]
+        assert b"".join(p for _, p in seen).decode("utf-8", "replace") == full.text
+
+        calls = []
+
+        def stop_at_third(token, piece):
+            calls.append(token)
+            return len(calls) == 3
+
+        res = m.generate(PROMPT, 8, stop_at_eos=False, on_token=stop_at_third)
+        assert res.stop_reason == "callback" and res.tokens == full.tokens[:3] and calls == full.tokens[:3]
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("exc", [_Boom, KeyboardInterrupt])
+def test_callback_exception_propagates_after_c_returns(exported, exc):
+    with Model(exported["tied"][1]) as m:
+        calls = []
+
+        def fail_second(token, piece):
+            calls.append(token)
+            if len(calls) == 2:
+                raise exc("from the callback")
+
+        with pytest.raises(exc, match="from the callback"):
+            m.generate(PROMPT, 8, stop_at_eos=False, on_token=fail_second)
+        assert len(calls) == 2  # generation stopped at the raising call
+        # the model is intact: the same greedy tokens again
+        assert m.generate(PROMPT, 3, stop_at_eos=False).tokens == m.generate_greedy(PROMPT, 3)
+
+
+def test_seeded_sampling_is_reproducible(exported):
+    with Model(exported["untied"][1]) as m:
+        kw = dict(n_predict=12, temperature=1.5, top_k=100, top_p=0.95, stop_at_eos=False)
+        a, b = m.generate(PROMPT, seed=7, **kw), m.generate(PROMPT, seed=7, **kw)
+        assert a.tokens == b.tokens and len(a.tokens) == 12
+        assert m.generate(PROMPT, seed=8, **kw).tokens != a.tokens
+        assert a.tokens != m.generate_greedy(PROMPT, 12)
+        # top_k 1 leaves one candidate: sampling at any temperature is the greedy choice
+        assert m.generate(PROMPT, 6, temperature=3.0, top_k=1, seed=5, stop_at_eos=False).tokens == \
+            m.generate_greedy(PROMPT, 6)
+
+
+def test_generation_stops_when_the_context_is_full(exported):
+    with Model(exported["tied"][1], n_ctx=16) as m:
+        res = m.generate(PROMPT, 10, stop_at_eos=False)
+        assert res.stop_reason == "context" and len(res.tokens) == 16 - len(PROMPT)
+        assert res.tokens == m.generate_greedy(PROMPT, 4)
+
+
+def test_prompt_longer_than_the_context_is_refused(exported):
+    with Model(exported["tied"][1], n_ctx=12) as m:
+        with pytest.raises(NativeError, match="longer than the context") as e:
+            m.generate(PROMPT, 4)  # 12 prompt tokens leave no room for one generated token
+        assert _status(e) == lib.PBS2P_ERR_ARGUMENT
+        assert len(m.generate(PROMPT[:11], 4, stop_at_eos=False).tokens) == 1
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"top_k": -1}, "top_k"),
+    ({"temperature": float("nan")}, "temperature"), ({"seed": -1}, "seed"), ({"n_predict": -1}, "n_predict"),
+    ({"prompt": []}, "prompt"), ({"prompt": ""}, "prompt"),
+])
+def test_generate_argument_errors(exported, kw, match):
+    with Model(exported["tied"][1]) as m:
+        args = {"prompt": PROMPT, **kw}
+        with pytest.raises(ConfigError, match=match):
+            m.generate(args.pop("prompt"), **args)
+
+
+# ---- tokenizer -------------------------------------------------------------------------------------------------
+
+UTF8_SAMPLES = ["It is a truth universally acknowledged, that a single man in possession of a good fortune.\n",
+                "caf\u00e9 na\u00efve \u2014 \u201cquotes\u201d \u6f22\u5b57 \U0001f600 end",
+                "  two  spaces\n\ttab", "x"]
+
+
+def test_tokenize_equals_hugging_face_and_round_trips(exported, tiny_tokenizer):
+    with Model(exported["untied"][1]) as m:
+        info = m.tokenizer.info
+        assert (info.n_vocab, info.bos, info.add_bos) == (320, tiny_tokenizer.bos_token_id, False)
+        for text in UTF8_SAMPLES:
+            assert m.tokenize(text) == tiny_tokenizer(text)["input_ids"]
+            assert m.detokenize(m.tokenize(text)) == text
+        assert m.tokenize("Emma", add_bos=True) == [info.bos] + m.tokenize("Emma")
+        assert m.tokenize("Emma", add_eos=True) == m.tokenize("Emma") + [info.eos]
+        assert m.tokenize("Emma", add_bos=None, add_eos=None) == m.tokenize("Emma")  # the file's rules: neither
+        assert m.detokenize([]) == ""
+
+
+def test_tokenizer_dies_with_the_model(exported):
+    m = Model(exported["tied"][1])
+    tok = m.tokenizer
+    assert tok.encode("Emma")
+    m.close()
+    with pytest.raises(ConfigError, match="closed"):
+        m.tokenize("Emma")
+    with pytest.raises(NativeError):
+        tok.encode("Emma")  # the borrowed C tokenizer is gone: a status, not a crash
+
+
+# ---- perplexity (pbs2p_model_perplexity) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tied", "untied", "q8"])
+def test_perplexity_equals_pytorch_eval(exported, tiny_ids, name):
+    _, path, ref = exported[name]
+    want = perplexity(ref, tiny_ids, 32, max_windows=3)
+    with Model(path, n_ctx=32) as m:
+        got = m.perplexity(tiny_ids.numpy(), 32, max_windows=3)
+        assert (got.windows, got.tokens) == (want.windows, want.tokens) == (3, 93)
+        assert got.ppl == pytest.approx(want.ppl, rel=1e-4)
+        assert got.nll == pytest.approx(want.nll, rel=1e-4)
+        assert m.info.n_cached == 0  # perplexity resets the cache
+
+
+def test_perplexity_of_text_uses_all_windows_of_the_tokenized_text(exported, tiny_tokenizer, tiny_ids):
+    _, path, ref = exported["tied"]
+    text = tiny_tokenizer.decode(tiny_ids[:300])
+    ids = tiny_tokenizer(text)["input_ids"]
+    with Model(path, n_ctx=64) as m:
+        got = m.perplexity(text, 64)
+        assert got.windows == len(ids) // 64
+        assert got == m.perplexity(ids, 64)
+        with pytest.raises(DataError, match="too short for one evaluation window"):
+            m.perplexity("Emma", 64)
+        with pytest.raises(NativeError, match="n_ctx 64") as e:
+            m.perplexity(ids, 65)
+        assert _status(e) == lib.PBS2P_ERR_ARGUMENT
+        with pytest.raises(ConfigError, match="ctx"):
+            m.perplexity(ids, 1)
+        with pytest.raises(ConfigError, match="max_windows"):
+            m.perplexity(ids, 32, max_windows=0)
+
+
+def _patched_str(src, dst, key, value):
+    """Copy of GGUF `src` with the string value of `key` replaced by one of the same length."""
+    data = bytearray(src.read_bytes())
+    k = key.encode()
+    at = data.find(struct.pack("<Q", len(k)) + k)
+    assert at >= 0
+    at += 8 + len(k)
+    assert struct.unpack_from("<I", data, at)[0] == 8  # GGUF value type STRING
+    n = struct.unpack_from("<Q", data, at + 4)[0]
+    assert n == len(value)
+    data[at + 12:at + 12 + n] = value.encode()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("opt.context_length", 200, "position_embd.weight has 130 rows; context_length 200 at position_offset 2 needs 202"),
+    ("opt.position_offset", 3, "position_embd.weight has 130 rows; context_length 128 at position_offset 3 needs 131"),
+    ("opt.attention.head_count", 5, "head_count 5 does not divide embedding_length 64"),
+    ("opt.attention.head_count_kv", 2, "head_count_kv 2 must equal head_count 4"),
+    ("opt.feed_forward_length", 96, "the hyper-parameters say"),
+    ("opt.vocab_size", 321, "opt.vocab_size 321 disagrees with token_embd.weight"),
+])
+def test_inconsistent_opt_hyper_parameters_are_refused(exported, tmp_path, key, value, match):
+    bad = _patched_u32(exported["opt_tied"][1], tmp_path / "bad.gguf", key, value)
+    with pytest.raises(NativeError, match=match) as e:
+        Model(bad)
+    assert _status(e) == lib.PBS2P_ERR_FORMAT
+
+
+def test_unsupported_opt_variants_are_refused(exported, tmp_path):
+    src = exported["opt_tied"][1]
+    with pytest.raises(NativeError, match="opt.activation 'silu' is not supported") as e:
+        Model(_patched_str(src, tmp_path / "act.gguf", "opt.activation", "silu"))
+    assert _status(e) == lib.PBS2P_ERR_UNSUPPORTED
+    # token_embd as wide as something other than the hidden size: word_embed_proj_dim != hidden_size (project_in/out)
+    with pytest.raises(NativeError, match="word_embed_proj_dim 64 != embedding_length 32") as e:
+        Model(_patched_u32(src, tmp_path / "proj.gguf", "opt.embedding_length", 32))
+    assert _status(e) == lib.PBS2P_ERR_UNSUPPORTED
+    with pytest.raises(NativeError, match="architecture 'bloom' is not supported") as e:
+        Model(_patched_str(exported["tied"][1], tmp_path / "arch.gguf", "general.architecture", "bloom"))
+    assert _status(e) == lib.PBS2P_ERR_UNSUPPORTED
