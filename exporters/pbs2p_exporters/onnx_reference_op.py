@@ -1,4 +1,4 @@
-"""Python reference of ai.pbs2p::PackedLinear for onnx.reference.ReferenceEvaluator (until libpbs2p runs the graph).
+"""Python reference of ai.pbs2p::PackedLinear for onnx.reference.ReferenceEvaluator (libpbs2p's ORT op is checked against it).
 
 W_hat comes from pbs2p_edge.pack.unpack_layer, the format's reference dequantization, so the
 custom-flavor graph computes exactly the fake-quantized model's weights. numpy + onnx only.
