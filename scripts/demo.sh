@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded default model: set up, compress SmolLM2-135M with PBS2P,
-# export it to GGUF and describe the file.
+# export it to GGUF, describe the file, and run it with libpbs2p (generation and perplexity, no PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,3 +9,6 @@ mkdir -p out
 # pass --nsamples 128 --seqlen 2048); options given to this script override these.
 .venv/bin/pbs2p-edge export smollm2-135m out/smollm2-135m-pbs2p.gguf --nm 6:8 --nsamples 32 --seqlen 512 "$@"
 .venv/bin/pbs2p-edge inspect out/smollm2-135m-pbs2p.gguf
+# libpbs2p runs the file: a greedy continuation, then perplexity on 4 windows of 512 tokens of Pride and Prejudice
+.venv/bin/pbs2p-edge run out/smollm2-135m-pbs2p.gguf -p "It is a truth universally acknowledged," -n 48 -t 2
+.venv/bin/pbs2p-edge eval out/smollm2-135m-pbs2p.gguf --data austen:prideprejudice --seqlen 512 --max-windows 4 --threads 2
