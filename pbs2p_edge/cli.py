@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="versions, the native library libpbs2p and its kernel variants")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("report", help="redraw the benchmark plots and summary.md from a results directory")
+    p.add_argument("results_dir")
+
+    p = sub.add_parser("bench", help="run the benchmarks of bench/ (a source checkout) side by side with llama.cpp")
+    p.add_argument("what", choices=("all",), help="all: kernels, peer files, end to end, quality vs size, cost")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench/all.py (--out, --steps, --quick ...)")
     return parser
 
 
@@ -252,6 +259,13 @@ def _run_command(commands, args: argparse.Namespace) -> int:
     elif args.command == "info":
         d = commands.info()
         print(json.dumps(d, indent=2) if args.json else commands.format_info(d))
+    elif args.command == "report":
+        from .report import report
+
+        for path in report(args.results_dir):
+            print(path)
+    elif args.command == "bench":
+        return commands.bench(args.what, args.bench_args)
     return 0
 
 

@@ -397,3 +397,16 @@ def format_inspect(d: dict) -> str:
 
 __all__ = ["check_device", "compress", "default_threads", "evaluate", "export", "format_info", "format_inspect", "info",
            "inspect", "run"]
+
+
+def bench(what: str, argv: list[str]) -> int:
+    """`bench all`: bench/all.py of the source checkout this package runs from, in a child Python (the benchmarks
+    are scripts of the repository, not part of the installed package); returns its exit status."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "all.py"
+    if what != "all" or not script.is_file():
+        raise ConfigError(f"the benchmarks live in a source checkout's bench/ (looked for {script}); clone the "
+                          "repository and run `pbs2p-edge bench all` from an editable install")
+    return subprocess.call([sys.executable, str(script), *argv])

@@ -1,0 +1,208 @@
+"""Quality vs size: perplexity against honest bits per weight for our methods and llama.cpp's types, same windows.
+
+Ours come from the quality benchmark's rows (bench/quality.py, torch evaluation of each compressed
+checkpoint) and, for our exported GGUF files, from libpbs2p's own C perplexity (Model.perplexity). llama.cpp's
+come from its own forward pass (llama_decode, all logits) on each file of bench/peer.py. Every number uses
+the same token ids: Pride and Prejudice tokenized once by SmolLM2's HF tokenizer, cut into non-overlapping
+2048-token windows from the start, each window from an empty cache predicting its tokens 1..2047, the
+first --windows windows (16 for the committed -16w quality table). Each llama.cpp file is one child
+process; its row is kept as JSON, so an interrupted run resumes.
+
+    python bench/pareto.py --out bench/results                  # 16 windows of 2048; OUT/quality_vs_size.{md,json}
+    python bench/pareto.py --out /tmp/q --quick                  # 1 window of 256, F16 + Q4_0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def eval_ids(data: str):
+    """1-D int64 ids of `data` by SmolLM2's HF tokenizer, as bench/quality.py's evaluation tokenizes it."""
+    from transformers import AutoTokenizer
+
+    from pbs2p_edge.calib.text import load_text
+    from pbs2p_edge.calib.tokens import encode
+    from pbs2p_edge.model.sources import resolve_source
+
+    src = resolve_source("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(src.location, gguf_file=src.gguf_file)
+    return encode(tok, load_text(data, split="test"))
+
+
+def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int) -> dict:
+    """PPL of llama.cpp on `path` with pbs2p_edge.eval.perplexity's protocol (log-softmax in float64 here)."""
+    import numpy as np
+
+    from pbs2p_edge.calib.windows import eval_windows
+
+    sys.path.insert(0, str(HERE))
+    from peer_runner import LlamaRunner
+
+    W = eval_windows(eval_ids(data), seqlen, windows).numpy()
+    m = LlamaRunner(path, threads, seqlen)
+    total = 0.0
+    t0 = time.perf_counter()
+    for row in W:
+        m.reset()
+        logits = m.eval(row, 0)  # (seqlen, vocab) float32
+        for s in range(0, seqlen - 1, 256):  # rows s..e-1 predict tokens s+1..e
+            e = min(s + 256, seqlen - 1)
+            z = logits[s:e].astype(np.float64)
+            mx = z.max(1, keepdims=True)
+            lse = mx[:, 0] + np.log(np.exp(z - mx).sum(1))
+            total += float((lse - z[np.arange(e - s), row[s + 1:e + 1]]).sum())
+    m.close()
+    tokens = W.shape[0] * (seqlen - 1)
+    return {"ppl": math.exp(total / tokens), "nll": total / tokens, "windows": int(W.shape[0]), "tokens": tokens,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def pbs2p_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int) -> dict:
+    """PPL of libpbs2p's C forward on our GGUF, same ids and windows."""
+    from pbs2p_edge.runtime.model import Model
+
+    ids = eval_ids(data).numpy()
+    t0 = time.perf_counter()
+    with Model(path, n_threads=threads, n_ctx=seqlen) as m:
+        r = m.perplexity(ids, seqlen, windows)
+    return {"ppl": r.ppl, "nll": r.nll, "windows": r.windows, "tokens": r.tokens,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def quality_rows(qdir: Path) -> list[dict]:
+    """Our rows of bench/quality.py's results (QDIR/rows/*.json) as points."""
+    out = []
+    for f in sorted((qdir / "rows").glob("*.json")):
+        r = json.loads(f.read_text())
+        out.append({"engine": "ours (torch eval)",
+                    "name": "FP32 (uncompressed)" if r["method"] == "fp" else r["row"],
+                    "method": r["method"], "bits_per_weight": r.get("bits_per_weight", 32.0), "ppl": r["ppl"],
+                    "windows": r["windows"], "source": str(f)})
+    return out
+
+
+def _child(kind: str, path: str, args) -> dict:
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, path, "--data", args.data,
+           "--seqlen", str(args.seqlen), "--windows", str(args.windows), "--threads", str(args.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{kind} {path}: {res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def collect(args) -> list[dict]:
+    sys.path.insert(0, str(HERE))
+    from peer import describe
+
+    rows_dir = args.out / "quality_vs_size" / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    # a quick run's windows are not the quality table's: its torch rows are left out
+    points = quality_rows(args.quality_dir) if args.quality_dir.exists() and not args.quick else []
+    jobs = []
+    peer_json = args.peer_dir / "peer.json"
+    for r in json.loads(peer_json.read_text()) if peer_json.exists() else []:
+        if "error" not in r and (not args.quick or r["name"] in ("F16", "Q4_0")):
+            jobs.append(("llama", f"llama.cpp {r['name']}", r["file"]))
+    for f in sorted((args.out / "models").glob("*.gguf")) if (args.out / "models").exists() else []:
+        if args.quick == f.name.endswith(".quick.gguf"):
+            jobs.append(("pbs2p", f"ours {f.name.removesuffix('.gguf').removesuffix('.quick')} (libpbs2p)", str(f)))
+    from pbs2p_edge import commands
+
+    for kind, name, path in jobs:
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        f = rows_dir / f"{slug}.w{args.windows}.s{args.seqlen}.json"
+        if not f.exists() or args.redo:
+            t0 = time.perf_counter()
+            try:
+                res = _child(kind, path, args)
+            except RuntimeError as exc:
+                print(f"{name}: failed: {exc}", file=sys.stderr)
+                continue
+            bits = describe(Path(path))["bits_per_weight"] if kind == "llama" else commands.inspect(path)["bits_per_weight"]
+            row = {"engine": "llama.cpp" if kind == "llama" else "ours (libpbs2p)", "name": name,
+                   "bits_per_weight": bits, "file": path, **res}
+            tmp = f.with_name(f".{f.name}.tmp")
+            tmp.write_text(json.dumps(row, indent=1) + "\n")
+            os.replace(tmp, f)
+            print(f"{name}: ppl {res['ppl']:.2f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        points.append(json.loads(f.read_text()))
+    return points
+
+
+def pareto_front(points: list[dict]) -> set[str]:
+    """Names of the points no other point beats on both bits per weight and perplexity."""
+    front = set()
+    for p in points:
+        if not any(q["bits_per_weight"] <= p["bits_per_weight"] and q["ppl"] <= p["ppl"]
+                   and (q["bits_per_weight"], q["ppl"]) != (p["bits_per_weight"], p["ppl"]) for q in points):
+            front.add(p["name"])
+    return front
+
+
+def write_results(out: Path, points: list[dict], meta: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".quality_vs_size.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"meta": meta, "rows": points}, indent=1) + "\n")
+    os.replace(tmp, out / "quality_vs_size.json")
+    front = pareto_front(points)
+    lines = ["# Quality vs size: SmolLM2-135M, our methods and llama.cpp's types", "",
+             f"Command: `{meta['command']}`", "",
+             f"Perplexity on non-overlapping {meta['seqlen']}-token windows of `{meta['data']}` (first "
+             f"{meta['windows']} for the llama.cpp and libpbs2p rows; the torch rows keep their own window count, "
+             "shown). Same token ids for all (SmolLM2's HF tokenizer). bits/weight: honest, decoder-block linears "
+             "as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
+             "| engine | model | bits/weight | PPL | windows | front |", "|---|---|---:|---:|---:|---|"]
+    for p in sorted(points, key=lambda p: p["bits_per_weight"]):
+        lines.append(f"| {p['engine']} | {p['name']} | {p['bits_per_weight']:.3f} | {p['ppl']:.2f} | {p['windows']} | "
+                     f"{'*' if p['name'] in front else ''} |")
+    path = out / "quality_vs_size.md"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import shlex
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality-16w)")
+    p.add_argument("--peer-dir", type=Path, default=None, help="bench/peer.py results (default OUT/peer)")
+    p.add_argument("--data", default="austen:prideprejudice")
+    p.add_argument("--seqlen", type=int, default=2048)
+    p.add_argument("--windows", type=int, default=16, help="first K windows (16: the -16w quality table)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--redo", action="store_true")
+    p.add_argument("--quick", action="store_true", help="1 window of 256 tokens, F16 + Q4_0 and quick exports")
+    p.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seqlen, args.windows = 256, 1
+    if args.child:
+        fn = llama_perplexity if args.child[0] == "llama" else pbs2p_perplexity
+        print(json.dumps(fn(args.child[1], args.data, args.seqlen, args.windows, args.threads)))
+        return 0
+    args.quality_dir = args.quality_dir or args.out / "quality-16w"
+    args.peer_dir = args.peer_dir or args.out / "peer"
+    command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
+    points = collect(args)
+    meta = {"command": command, "data": args.data, "seqlen": args.seqlen, "windows": args.windows,
+            "threads": args.threads, "quick": args.quick}
+    print(write_results(args.out, points, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

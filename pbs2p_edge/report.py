@@ -1,0 +1,214 @@
+"""Redraw the benchmark plots and the headline summary from a results folder (`pbs2p-edge report RESULTS_DIR`).
+
+Reads whatever of these the folder holds (each written by a script of bench/) and skips the rest:
+  1. e2e.json             {"meta": {...}, "rows": [{engine, name, bits_per_weight, file_bytes, prompt_tps,
+                           decode_tps, peak_rss_mib, model_rss_mib}]}            (bench/e2e.py)
+  2. quality_vs_size.json {"meta": {...}, "rows": [{engine, name, bits_per_weight, ppl, windows}]} (bench/pareto.py)
+  3. compress_cost.json   {"meta": {...}, "rows": [{shape, method, seconds_per_block, full_model_seconds,
+                           peak_rss_mib}]}                                        (bench/compress_cost.py)
+  4. kernels.md           bench/kernels.py's table: the copy bandwidth line and the gemv rows.
+Writes e2e.png, pareto.png, compress_cost.png, kernels.png and summary.md (the headline ratios) next to
+them, each atomically. matplotlib (the `bench` extra) is imported only here, with the Agg backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+from pathlib import Path
+
+from .errors import ConfigError, DataError
+
+DECODE_TARGET = 1.5     # our decode tok/s / llama.cpp's fastest type's
+BANDWIDTH_TARGET = 0.7  # our GEMV GB/s / the measured copy bandwidth
+LLAMA_1BIT_REFERENCE = {"IQ1_S": 1.56, "TQ1_0": 1.69}  # llama.cpp's nominal bits/weight of its smallest types
+
+
+def _load(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def kernel_rows(text: str) -> tuple[float | None, list[dict]]:
+    """(copy GB/s, gemv rows {shape, nm, gbs}) from bench/kernels.py's Markdown."""
+    m = re.search(r"copy in the same run: \*\*([\d.]+) GB/s\*\*", text)
+    copy = float(m.group(1)) if m else None
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[2] == "gemv":
+            g = re.match(r"([\d.]+) \(", cells[-2])
+            if g:
+                rows.append({"shape": cells[0], "nm": cells[1], "gbs": float(g.group(1))})
+    return copy, rows
+
+
+def _savefig(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _plot_e2e(plt, e2e: dict, out: Path) -> Path:
+    rows = [r for r in e2e["rows"] if "error" not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5))
+    labels = [f"{r['engine']}: {r['name']}" for r in rows]
+    colors = ["tab:orange" if r["engine"].startswith("pbs2p") else "tab:blue" for r in rows]
+    for ax, key, title in ((axes[0], "decode_tps", "decode tokens/s"), (axes[1], "prompt_tps", "prompt tokens/s")):
+        ax.barh(labels, [r[key] for r in rows], color=colors)
+        ax.set_xlabel(title)
+        ax.invert_yaxis()
+    axes[1].set_yticklabels([])
+    m = e2e.get("meta", {})
+    fig.suptitle(f"SmolLM2-135M, {m.get('threads', '?')} threads, {m.get('prompt_tokens', '?')}-token prompt, "
+                 f"{m.get('decode_tokens', '?')} decode steps (orange: ours, blue: llama.cpp)")
+    path = _savefig(fig, out / "e2e.png")
+    plt.close(fig)
+    return path
+
+
+def _plot_pareto(plt, q: dict, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for engine, marker, color in (("llama.cpp", "s", "tab:blue"), ("ours (torch eval)", "o", "tab:orange"),
+                                  ("ours (libpbs2p)", "^", "tab:red")):
+        pts = [r for r in q["rows"] if r["engine"] == engine and r["ppl"] > 0 and math.isfinite(r["ppl"])]
+        if not pts:
+            continue
+        ax.scatter([p["bits_per_weight"] for p in pts], [p["ppl"] for p in pts], marker=marker, color=color,
+                   label=engine)
+        for p in pts:
+            ax.annotate(p["name"].replace("llama.cpp ", ""), (p["bits_per_weight"], p["ppl"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("honest bits per weight (decoder-block linears)")
+    ax.set_ylabel("perplexity (lower is better)")
+    m = q.get("meta", {})
+    ax.set_title(f"Quality vs size: SmolLM2-135M, {m.get('windows', '?')} x {m.get('seqlen', '?')} tokens of "
+                 f"{m.get('data', '?')}")
+    ax.legend()
+    path = _savefig(fig, out / "pareto.png")
+    plt.close(fig)
+    return path
+
+
+def _plot_cost(plt, c: dict, out: Path) -> Path:
+    rows = c["rows"]
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(len(shapes), 1)
+    for i, shape in enumerate(shapes):
+        by = {r["method"]: r for r in rows if r["shape"] == shape}
+        xs = [j + i * width for j in range(len(methods))]
+        axes[0].bar(xs, [by[m]["full_model_seconds"] if m in by else 0 for m in methods], width, label=shape)
+        axes[1].bar(xs, [by[m]["peak_rss_mib"] if m in by else 0 for m in methods], width, label=shape)
+    for ax, ylabel in ((axes[0], "full-depth seconds (estimated from blocks run)"), (axes[1], "peak RSS MiB")):
+        ax.set_xticks([j + width * (len(shapes) - 1) / 2 for j in range(len(methods))])
+        ax.set_xticklabels(methods, rotation=30, ha="right")
+        ax.set_ylabel(ylabel)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Compression cost per method and model shape")
+    path = _savefig(fig, out / "compress_cost.png")
+    plt.close(fig)
+    return path
+
+
+def _plot_kernels(plt, copy: float | None, rows: list[dict], out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    labels = [f"{r['shape']} {r['nm']}" for r in rows]
+    ax.bar(labels, [r["gbs"] for r in rows], color="tab:orange", label="libpbs2p GEMV, best variant")
+    if copy:
+        ax.axhline(copy, color="black", linestyle="--", label=f"copy bandwidth {copy:.1f} GB/s")
+        ax.axhline(BANDWIDTH_TARGET * copy, color="gray", linestyle=":", label=f"{BANDWIDTH_TARGET:.0%} of copy")
+    ax.set_ylabel("GB/s read")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
+    ax.legend()
+    ax.set_title("GEMV effective bandwidth vs the measured memory bandwidth")
+    path = _savefig(fig, out / "kernels.png")
+    plt.close(fig)
+    return path
+
+
+def headlines(e2e: dict | None, q: dict | None, copy: float | None, krows: list[dict]) -> list[str]:
+    """The issue's headline ratios as Markdown bullet lines, each saying what it is computed from."""
+    lines = []
+    if e2e:
+        done = [r for r in e2e["rows"] if "error" not in r]  # engines that failed carry only an error
+        ours = [r for r in done if r["engine"].startswith("pbs2p")]
+        peers = [r for r in done if r["engine"] == "llama.cpp"]
+        if ours and peers:
+            best_o = max(ours, key=lambda r: r["decode_tps"])
+            best_p = max(peers, key=lambda r: r["decode_tps"])
+            ratio = best_o["decode_tps"] / best_p["decode_tps"]
+            lines.append(f"- Decode: ours {best_o['decode_tps']:.1f} tok/s ({best_o['engine']}, {best_o['name']}) / "
+                         f"llama.cpp's fastest {best_p['decode_tps']:.1f} tok/s ({best_p['name']}) = **{ratio:.2f}x** "
+                         f"(target >= {DECODE_TARGET}: {'met' if ratio >= DECODE_TARGET else 'not met'}).")
+    if copy and krows:
+        big = [r for r in krows if r["nm"] == "4:8"] or krows
+        med = statistics.median(r["gbs"] for r in big)
+        lines.append(f"- GEMV bandwidth: median {med:.1f} GB/s over the 4:8 gemv rows / copy {copy:.1f} GB/s = "
+                     f"**{med / copy:.2f}** (target >= {BANDWIDTH_TARGET}: "
+                     f"{'met' if med / copy >= BANDWIDTH_TARGET else 'not met'}).")
+    if q:
+        ours = [r for r in q["rows"] if r["engine"].startswith("ours") and "4:8" in r["name"]
+                and ("compact" in r["name"] or "4of8" in r["name"])]
+        for r in sorted(ours, key=lambda r: r["bits_per_weight"]):
+            refs = ", ".join(f"{k} {v}" for k, v in LLAMA_1BIT_REFERENCE.items())
+            lines.append(f"- {r['name']} ({r['engine']}): **{r['bits_per_weight']:.3f} bits/weight** vs llama.cpp's "
+                         f"nominal {refs}; PPL {r['ppl']:.2f}.")
+        peers = [r for r in q["rows"] if r["engine"] == "llama.cpp"]
+        compact = [r for r in ours if "compact" in r["name"]]
+        ref = min(compact or ours, key=lambda r: r["bits_per_weight"]) if ours else None
+        if ref and peers:
+            cells = "; ".join(f"{p['name'].replace('llama.cpp ', '')} {p['ppl']:.4g} at {p['bits_per_weight']:.2f} bits "
+                              f"(ratio {ref['ppl'] / p['ppl']:.3g})" for p in sorted(peers, key=lambda p: p["bits_per_weight"]))
+            lines.append(f"- PPL of {ref['name']} ({ref['ppl']:.4g}) vs each llama.cpp type (ours / theirs): {cells}.")
+    return lines
+
+
+def report(results_dir) -> list[Path]:
+    """Redraw every plot the results in `results_dir` allow and write summary.md; returns the written paths."""
+    out = Path(results_dir)
+    if not out.is_dir():
+        raise ConfigError(f"{out}: no such results directory")
+    e2e = _load(out / "e2e.json")
+    q = _load(out / "quality_vs_size.json")
+    cost = _load(out / "compress_cost.json")
+    copy, krows = kernel_rows((out / "kernels.md").read_text()) if (out / "kernels.md").exists() else (None, [])
+    if not any((e2e, q, cost, krows)):
+        raise DataError(f"{out}: none of e2e.json, quality_vs_size.json, compress_cost.json, kernels.md is there")
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'pbs2p-edge[bench]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if e2e and e2e.get("rows"):
+        written.append(_plot_e2e(plt, e2e, out))
+    if q and q.get("rows"):
+        written.append(_plot_pareto(plt, q, out))
+    if cost and cost.get("rows"):
+        written.append(_plot_cost(plt, cost, out))
+    if krows:
+        written.append(_plot_kernels(plt, copy, krows, out))
+    text = ["# Benchmark summary", "", "Headline ratios, recomputed from the result files in this folder "
+            "by `pbs2p-edge report`.", ""] + (headlines(e2e, q, copy, krows) or ["- (no headline inputs yet)"])
+    text += ["", "Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in written)]
+    summary = out / "summary.md"
+    tmp = summary.with_name(f".summary.md.tmp{os.getpid()}")
+    tmp.write_text("\n".join(text) + "\n")
+    os.replace(tmp, summary)
+    return written + [summary]
