@@ -16,8 +16,7 @@ void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out) {
     }
 }
 
-/* 8 running sums over k = 8i + lane, then a pairwise total and the tail in order. */
-static float dot_ref(const float *x, const float *y, int32_t n) {
+float pbs2p_dot_f32(const float *x, const float *y, int32_t n) {
     float acc[8] = {0};
     int32_t k = 0;
     for (; k + 8 <= n; k += 8)
@@ -31,6 +30,6 @@ void pbs2p_dense_rows_ref(const pbs2p_dense *W, const float *X, size_t n_tokens,
                           float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
     for (int32_t r = row0; r < row1; r++) {
         pbs2p_dense_row(W, r, scratch);
-        for (size_t t = 0; t < n_tokens; t++) Y[t * ldy + (size_t)r] = dot_ref(X + t * ldx, scratch, W->cols);
+        for (size_t t = 0; t < n_tokens; t++) Y[t * ldy + (size_t)r] = pbs2p_dot_f32(X + t * ldx, scratch, W->cols);
     }
 }

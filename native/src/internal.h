@@ -111,6 +111,10 @@ typedef struct pbs2p_dense {
     int32_t rows, cols;
 } pbs2p_dense;
 
+/* x . y over n floats: 8 running sums over k = 8i + lane (a fixed order the compiler may vectorize), a pairwise
+ * total, then the tail in order. The reference dense rows and the model's attention use it. */
+float pbs2p_dot_f32(const float *x, const float *y, int32_t n);
+
 /* Row r of W as float32 into out[0..cols): exact (every F16 value and every d * q product is a float32). */
 void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out);
 

@@ -15,17 +15,6 @@ static int threads_for(const pbs2p_model *m, size_t work, int n_max) {
     return (size_t)n > useful ? (useful > 0 ? (int)useful : 1) : n;
 }
 
-/* x . y over n floats: eight interleaved partial sums (a fixed order the compiler can vectorize), then a tail. */
-static float dot(const float *x, const float *y, int32_t n) {
-    float acc[8] = {0};
-    int32_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) acc[j] += x[k + j] * y[k + j];
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; k < n; k++) sum += x[k] * y[k];
-    return sum;
-}
-
 /* x (n,) -> softmax(x) in place. */
 static void softmax(float *x, int32_t n) {
     float mx = x[0], sum = 0.0f;
@@ -96,7 +85,7 @@ static void run_attention(void *arg) {
         const int32_t t = i / c->n_head, h = i % c->n_head, n = j->n_past + t + 1; /* visible positions */
         const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
         const size_t kv_off = (size_t)(h / group) * hd;
-        for (int32_t p = 0; p < n; p++) j->scores[p] = dot(q, kc + (size_t)p * KVD + kv_off, hd) * scale;
+        for (int32_t p = 0; p < n; p++) j->scores[p] = pbs2p_dot_f32(q, kc + (size_t)p * KVD + kv_off, hd) * scale;
         softmax(j->scores, n);
         float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof *out);
