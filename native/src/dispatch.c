@@ -2,6 +2,9 @@
 #include "internal.h"
 
 #include <pthread.h>
+#if defined(PBS2P_HAVE_AVX2) || defined(PBS2P_HAVE_AVX512)
+#include <cpuid.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +17,15 @@ typedef struct variant {
 
 static int always(void) { return 1; }
 #if defined(PBS2P_HAVE_AVX2) || defined(PBS2P_HAVE_AVX512)
-static int has_avx2(void) { /* F16C for the dense rows' float16 conversion; every AVX2 CPU has it */
+/* F16C (CPUID leaf 1, ECX bit 29) for the dense rows' float16 conversion; every AVX2 CPU has it, but a virtual
+ * machine may hide it. Read directly: clang's __builtin_cpu_supports does not know "f16c". */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+static int has_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
 static int has_avx512(void) {
     __builtin_cpu_init();

@@ -578,7 +578,7 @@ pbs2p_status pbs2p_detokenize(const pbs2p_tokenizer *t, const int32_t *ids, size
             if (p[0] == ' ') { p++; pn--; }
             strip = 0;
         }
-        if (need + pn <= cap) memcpy(out + need, p, pn);
+        if (pn && need + pn <= cap) memcpy(out + need, p, pn); /* out may be NULL for a size query */
         need += pn;
     }
     *n_out = need;
