@@ -1,4 +1,7 @@
-"""Write files atomically: temp files in the target's directory, os.replace on success, removed on failure."""
+"""Write files atomically: temp files in the target's directory, os.replace on success, removed on failure.
+
+Temps are named by pbs2p_edge.stale_temps (hidden, naming the target and the writing pid); the ones a killed
+run left behind are removed by the next write of the same target."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 
 from pbs2p_edge.errors import OutputError
 from pbs2p_edge.file_modes import publish_mode
+from pbs2p_edge.stale_temps import remove_stale_temps, temp_prefix
 
 
 @contextlib.contextmanager
@@ -21,8 +25,9 @@ def atomic_file(out_path):
         raise OutputError(f"{out}: directory {parent} does not exist")
     if out.is_dir():
         raise OutputError(f"{out}: is a directory")
+    remove_stale_temps(out)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(out), dir=parent)
     except OSError as e:
         raise OutputError(f"{out}: cannot write in {parent} ({e.strerror})") from None
     os.close(fd)
@@ -50,8 +55,9 @@ def atomic_files(out_paths):
             raise OutputError(f"{out}: all outputs must be in one directory")
         if out.is_dir():
             raise OutputError(f"{out}: is a directory")
+    remove_stale_temps(outs[0])
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outs[0].name}.", suffix=".tmp", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(outs[0]), dir=parent))
     except OSError as e:
         raise OutputError(f"{outs[0]}: cannot write in {parent} ({e.strerror})") from None
     try:

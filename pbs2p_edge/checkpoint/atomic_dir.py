@@ -1,4 +1,8 @@
-"""Write a directory atomically: fill a temp directory next to the target, then swap it in by rename."""
+"""Write a directory atomically: fill a temp directory next to the target, then swap it in by rename.
+
+Temps are named by pbs2p_edge.stale_temps; the ones a killed run left behind are removed by the next write of
+the same target (a left-over ".old-" directory only after the new target is in place: if a kill came between
+the two renames below, it holds the only copy of the previous checkpoint)."""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ..errors import OutputError
 from ..file_modes import publish_mode
+from ..stale_temps import remove_stale_temps, temp_prefix
 
 
 @contextlib.contextmanager
@@ -24,15 +30,17 @@ def atomic_dir(out_dir, may_replace):
         raise OutputError(f"{out}: parent directory {parent} does not exist")
     if out.exists() and not (out.is_dir() and (may_replace(out) or not any(out.iterdir()))):
         raise OutputError(f"{out}: exists and is not a checkpoint of ours; refusing to replace it")
+    started = time.time()
+    remove_stale_temps(out, ("tmp",), before=started)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=parent))
     except OSError as e:
         raise OutputError(f"{out}: cannot write in {parent} ({e.strerror})") from None
     try:
         yield tmp
         publish_mode(tmp, directory=True)  # mkdtemp made it 0700
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=parent))
             os.replace(out, old / "x")  # move aside first: rename cannot overwrite a non-empty directory
             try:
                 os.replace(tmp, out)
@@ -42,6 +50,7 @@ def atomic_dir(out_dir, may_replace):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
+        remove_stale_temps(out, ("old",), before=started)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
