@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # libpbs2p under AddressSanitizer + UndefinedBehaviorSanitizer (any GCC or Clang, no libFuzzer): builds the library
-# and the ctest tests into build/asan, runs ctest (which includes fuzz_regressions: every seed and regression input
-# of tests/data/fuzz through the fuzz target's plain-main replay), then replays those inputs once more with leak
-# detection reported per input set. Any sanitizer finding fails the run.
+# and the ctest tests into build/asan, runs ctest (which includes fuzz_regressions and fuzz_tokenizer_regressions:
+# every seed and regression input of tests/data/fuzz and tests/data/fuzz/tokenizer through the fuzz targets'
+# plain-main replays), then replays those inputs once more with leak detection reported per input set. Any
+# sanitizer finding fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CC=${CC:-cc}
@@ -14,3 +15,5 @@ cmake --build build/asan -j "$(nproc)" >/dev/null
 ctest --test-dir build/asan --output-on-failure -j "$(nproc)"
 build/asan/native/fuzz/pbs2p_fuzz_replay tests/data/fuzz/seeds
 build/asan/native/fuzz/pbs2p_fuzz_replay tests/data/fuzz/regressions
+build/asan/native/fuzz/pbs2p_fuzz_tokenizer_replay tests/data/fuzz/tokenizer/seeds
+build/asan/native/fuzz/pbs2p_fuzz_tokenizer_replay tests/data/fuzz/tokenizer/regressions

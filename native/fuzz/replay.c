@@ -1,5 +1,6 @@
-/* replay.c — runs fuzz_gguf.c's target over files and directories given on the command line, without libFuzzer,
- * so the seed corpus and every regression input are checked by ctest and the sanitizer build on any compiler.
+/* replay.c — runs the fuzz target it is linked with (fuzz_gguf.c or fuzz_tokenizer.c) over the files and directories
+ * given on the command line, without libFuzzer, so the seed corpus and every regression input are checked by
+ * ctest and the sanitizer build on any compiler.
  * Exit status 0 when every input ran (a crash or sanitizer report ends the process first), 2 on I/O errors. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
