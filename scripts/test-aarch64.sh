@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Cross-build libpbs2p for AArch64 (Raspberry Pi) and run its C tests under qemu user emulation: the NEON
-# kernel variant is compiled in and checked against the scalar reference by test_kernels.
+# kernel variant is compiled in and checked against the scalar reference by test_kernels; then a tiny Llama's
+# forward (scripts/tiny_llama_gguf.py, seed 0) runs on both architectures (native/tests/model_logits.c) and the
+# AArch64 logits must equal the x86 ones up to summation order (max |difference| <= 1e-5 x the logit range).
 # Idempotent: installs Debian's cross compiler and qemu-user only when missing; reuses build/aarch64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,3 +46,29 @@ else
     echo "test-aarch64: expected the neon variant compiled in, chosen and passing; see $log" >&2
     exit 1
 fi
+
+# The same model's forward on both architectures. NEON and AVX2/AVX-512 sum in a different order (float32), so the
+# logits agree to rounding, not bit for bit: the bound is relative to the spread of the logits.
+gguf="$build/tiny_llama.gguf"
+python3 scripts/tiny_llama_gguf.py "$gguf" >/dev/null
+host=build/aarch64-x86-reference
+cmake -S . -B "$host" -DCMAKE_BUILD_TYPE=Release -DPBS2P_BUILD_TESTS=ON -DPBS2P_BUILD_STATIC=ON \
+    -DPBS2P_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$host" -j "$(nproc)" --target model_logits >/dev/null
+tokens=(0 5 17 42 99 200 319 1)
+"$host/native/model_logits" "$gguf" "$build/logits-x86.f32" "${tokens[@]}" >/dev/null
+qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64)
+"$qemu" -L /usr/aarch64-linux-gnu "$build/native/model_logits" "$gguf" "$build/logits-aarch64.f32" "${tokens[@]}" \
+    >/dev/null
+python3 - "$build/logits-x86.f32" "$build/logits-aarch64.f32" <<'PY'
+import sys
+import numpy as np
+x86, arm = (np.fromfile(p, dtype="<f4").astype(np.float64) for p in sys.argv[1:3])
+assert x86.size == arm.size and x86.size > 0, (x86.size, arm.size)
+span = x86.max() - x86.min()
+diff = float(np.abs(x86 - arm).max())
+print(f"test-aarch64: logits of {x86.size} values, max |x86 - aarch64| = {diff:.3g} "
+      f"({diff / span:.3g} of the logit range {span:.3g}; bound 1e-5)")
+sys.exit(0 if np.isfinite(x86).all() and diff <= 1e-5 * span else 1)
+PY
+echo "test-aarch64: the AArch64 forward matches x86: ok"
