@@ -142,7 +142,7 @@ static inline __attribute__((always_inline)) void block_outer(const struct pbs2p
         const float *gc = &L->coef[first * G * P + g * P * nr]; /* plane p: nr coefficients at + p * nr */
         __m512 coef[MAX_FIXED_PLANES];
         for (size_t p = 0; p < P; p++) coef[p] = _mm512_maskz_loadu_ps(lanes, gc + p * nr);
-        for (size_t w = 0; w < W; w++) {
+        for (size_t w = 0; w < W && 32 * w < len; w++) { /* a short last group has fewer words than W */
             __m512i bits[MAX_FIXED_PLANES];
             for (size_t p = 0; p < P; p++) bits[p] = _mm512_maskz_loadu_epi32(lanes, gb + (p * W + w) * nr);
             const size_t cols = len - 32 * w < 32 ? len - 32 * w : 32;
