@@ -35,7 +35,8 @@ QUICK_SHAPE = {"tiny shape": (dict(hidden_size=128, intermediate_size=256, num_a
                                    num_key_value_heads=2), 4)}
 # row name -> (method, N, preset)
 METHODS = {"pbs2p 4:8": ("pbs2p", 4, "paper"), "pbs2p compact 4:8": ("pbs2p", 4, "compact"),
-           "stbllm 4:8": ("stbllm", 4, "paper"), "billm": ("billm", 8, "paper"), "rtn": ("rtn", 8, "paper")}
+           "stbllm 4:8": ("stbllm", 4, "paper"), "billm": ("billm", 8, "paper"), "arb-rc": ("arb-rc", 8, "paper"),
+           "rtn": ("rtn", 8, "paper")}
 
 
 def build_random_model(dirpath: Path, fields: dict, layers: int, seed: int = 0) -> int:
