@@ -75,15 +75,21 @@ for path in sys.argv[1:]:
 '''
 
 
-@pytest.fixture(scope="module")
-def results():
-    proc = subprocess.run([sys.executable, "-c", CHILD, *map(str, INPUTS)], capture_output=True, text=True,
+def replay(child: str, inputs) -> dict:
+    """Run `child` (Python source) over the inputs in one subprocess, so a crash names the input it died on;
+    {path: the child's result dict}."""
+    proc = subprocess.run([sys.executable, "-c", child, *map(str, inputs)], capture_output=True, text=True,
                           timeout=120)
     started = [line[6:] for line in proc.stdout.splitlines() if line.startswith("START ")]
     assert proc.returncode == 0, (f"child exited {proc.returncode} on {started[-1] if started else '?'}:\n"
                                   f"{proc.stderr[-3000:]}")
     return {r["path"]: r for r in (json.loads(line[5:]) for line in proc.stdout.splitlines()
                                    if line.startswith("DONE "))}
+
+
+@pytest.fixture(scope="module")
+def results():
+    return replay(CHILD, INPUTS)
 
 
 def test_corpus_present():
@@ -155,13 +161,7 @@ NO_ROUND_TRIP = {"llama_mixed.bin"}
 
 @pytest.fixture(scope="module")
 def tok_results():
-    proc = subprocess.run([sys.executable, "-c", TOK_CHILD, *map(str, TOK_INPUTS)], capture_output=True, text=True,
-                          timeout=120)
-    started = [line[6:] for line in proc.stdout.splitlines() if line.startswith("START ")]
-    assert proc.returncode == 0, (f"child exited {proc.returncode} on {started[-1] if started else '?'}:\n"
-                                  f"{proc.stderr[-3000:]}")
-    return {r["path"]: r for r in (json.loads(line[5:]) for line in proc.stdout.splitlines()
-                                   if line.startswith("DONE "))}
+    return replay(TOK_CHILD, TOK_INPUTS)
 
 
 def test_tokenizer_corpus_present():
