@@ -109,10 +109,13 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
     const config *c = &m->c;
     const int32_t D = c->n_embd;
     pbs2p_status st;
-    /* x = token embedding [+ learned position embedding, row n_past + t + pos_offset] */
+    /* x = token embedding [+ learned position embedding, row n_past + t + pos_offset, decoded into xb first] */
     for (int32_t t = 0; t < T; t++) {
-        dequant_row(&m->w.token_embd, tokens[t], D, s->x + (size_t)t * D);
-        if (m->w.position_embd.data) add_row(&m->w.position_embd, n_past + t + c->pos_offset, D, s->x + (size_t)t * D);
+        float *x = s->x + (size_t)t * D, *pos = s->xb + (size_t)t * D;
+        pbs2p_dense_row(&m->w.token_embd, tokens[t], x);
+        if (!m->w.position_embd.data) continue;
+        pbs2p_dense_row(&m->w.position_embd, n_past + t + c->pos_offset, pos);
+        for (int32_t j = 0; j < D; j++) x[j] += pos[j];
     }
     for (int32_t l = 0; l < c->n_layer; l++)
         if ((st = forward_block(m, s, l, T, n_past)) != PBS2P_OK) return st;

@@ -14,8 +14,6 @@
 #define MAX_HEAD (1 << 12)
 #define MAX_VOCAB (1 << 24)
 #define MAX_CTX (1 << 24)
-#define Q8_0_BLOCK 32                   /* ggml Q8_0: (float16 d, int8 qs[32]) per 32 values, value = d * q */
-#define Q8_0_BYTES 34
 
 /* ----------------------------------------------------------------------------------------------------
  * Model structs: hyper-parameters, weights, KV cache */
@@ -61,13 +59,9 @@ typedef struct block {
                          * gate only when has_gate (layer NULL otherwise) */
 } block;
 
-/* A (rows, D) matrix of F16 or Q8_0 rows inside the file mapping, dequantized one row at a time. */
-typedef struct row_matrix {
-    const uint8_t *data;
-    int32_t type;       /* PBS2P_GGML_F16 or PBS2P_GGML_Q8_0 */
-    size_t row_bytes;
-    int32_t rows;
-} row_matrix;
+/* A (rows, D) matrix of F16 or Q8_0 rows inside the file mapping: the dense-row kernels' pbs2p_dense (internal.h),
+ * decoded one row at a time by pbs2p_dense_row. */
+typedef pbs2p_dense row_matrix;
 
 typedef struct weights {
     row_matrix token_embd;    /* (V, D) */
@@ -138,10 +132,6 @@ pbs2p_status opt_read_positions(const pbs2p_gguf *f, const config *c, row_matrix
 /* ----------------------------------------------------------------------------------------------------
  * model_math.c: one token row at a time, float32 */
 
-/* out (D,) = row r of an F16 / Q8_0 matrix. */
-void dequant_row(const row_matrix *w, int32_t r, int32_t D, float *out);
-/* out (D,) += row r of an F16 / Q8_0 matrix. */
-void add_row(const row_matrix *w, int32_t r, int32_t D, float *out);
 /* out (D,) = RMSNorm (bias NULL) or LayerNorm of x, as Hugging Face computes it in float32. */
 void norm_row(float *out, const float *x, const float *weight, const float *bias, int32_t D, norm_kind kind, float eps);
 /* Rotate-half RoPE of n_heads heads of vec (n_heads * hd,) at position pos. */

@@ -88,7 +88,8 @@ pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int3
     out->data = t.data;
     out->type = t.type;
     out->rows = (int32_t)t.ne[1];
-    out->row_bytes = t.type == PBS2P_GGML_F16 ? (size_t)cols * 2 : (size_t)cols / Q8_0_BLOCK * Q8_0_BYTES;
+    out->cols = cols;
+    out->row_bytes = t.type == PBS2P_GGML_F16 ? (size_t)cols * 2 : (size_t)cols / PBS2P_Q8_0_BLOCK * PBS2P_Q8_0_BYTES;
     return PBS2P_OK;
 }
 

@@ -1,58 +1,7 @@
-/* model_math.c — the model runtime's per-row float32 math: dequantized rows, norms, RoPE, activations, linears. */
+/* model_math.c — the model runtime's per-row float32 math: norms, RoPE, activations, linears. */
 #include "model_internal.h"
 
 #include <math.h>
-#include <string.h>
-
-/* float16 bits -> float32, exact for every value like pbs2p_half_to_float, but branch-free (selects and an
- * int -> float conversion for subnormals, no denormal arithmetic) so the row loops below vectorize. */
-static inline float half_to_float(uint32_t h) {
-    const uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
-    float sub = (float)(int32_t)man * 0x1p-24f; /* e == 0: man * 2^-24, exact */
-    uint32_t sub_bits;
-    memcpy(&sub_bits, &sub, 4);
-    const uint32_t is_sub = 0u - (uint32_t)(e == 0), is_inf = 0u - (uint32_t)(e == 0x1F); /* all-ones masks */
-    const uint32_t normal = ((e + 112u) << 23) | (man << 13), inf_nan = 0x7F800000u | (man << 13);
-    const uint32_t bits = sign | (sub_bits & is_sub) | (inf_nan & is_inf) | (normal & ~(is_sub | is_inf));
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* Little-endian u16 at p (any alignment). */
-static inline uint32_t load_u16(const uint8_t *p) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-#else
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-#endif
-}
-
-void dequant_row(const row_matrix *w, int32_t r, int32_t D, float *out) {
-    const uint8_t *p = w->data + (size_t)r * w->row_bytes;
-    if (w->type == PBS2P_GGML_F16) {
-        for (int32_t j = 0; j < D; j++) out[j] = half_to_float(load_u16(p + 2 * (size_t)j));
-        return;
-    }
-    for (int32_t b = 0; b < D / Q8_0_BLOCK; b++, p += Q8_0_BYTES) {
-        float d = half_to_float(load_u16(p));
-        for (int32_t j = 0; j < Q8_0_BLOCK; j++) out[b * Q8_0_BLOCK + j] = d * (float)(int8_t)p[2 + j];
-    }
-}
-
-void add_row(const row_matrix *w, int32_t r, int32_t D, float *out) {
-    const uint8_t *p = w->data + (size_t)r * w->row_bytes;
-    if (w->type == PBS2P_GGML_F16) {
-        for (int32_t j = 0; j < D; j++) out[j] += half_to_float(load_u16(p + 2 * (size_t)j));
-        return;
-    }
-    for (int32_t b = 0; b < D / Q8_0_BLOCK; b++, p += Q8_0_BYTES) {
-        float d = half_to_float(load_u16(p));
-        for (int32_t j = 0; j < Q8_0_BLOCK; j++) out[b * Q8_0_BLOCK + j] += d * (float)(int8_t)p[2 + j];
-    }
-}
 
 /* RMSNorm: x / sqrt(mean(x^2) + eps) * weight (LlamaRMSNorm).
  * LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias, var biased, two passes (torch.nn.LayerNorm). */

@@ -50,11 +50,9 @@ pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits
     const int nt = threads_for(m, (size_t)V * (size_t)D * (size_t)T, PBS2P_MODEL_MAX_THREADS);
     float *rows = malloc((size_t)nt * (size_t)D * sizeof *rows); /* (nt, D) */
     if (!rows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the head");
-    const row_matrix *o = &m->w.output;
-    const pbs2p_dense w = {o->data, o->type, o->row_bytes, V, D};
     head_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++) /* vocabulary rows split on multiples of 4: the SIMD variants take rows by four */
-        jobs[b] = (head_job){k.dense, w, X, logits, T, (int32_t)((int64_t)V / 4 * b / nt * 4),
+        jobs[b] = (head_job){k.dense, m->w.output, X, logits, T, (int32_t)((int64_t)V / 4 * b / nt * 4),
                              b + 1 == nt ? V : (int32_t)((int64_t)V / 4 * (b + 1) / nt * 4), rows + (size_t)b * D};
     pbs2p_pool_run(m->pool, run_head, jobs, sizeof jobs[0], nt);
     free(rows);
