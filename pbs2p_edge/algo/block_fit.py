@@ -2,8 +2,8 @@
 
 A BlockFit is what every binarizer produces and refines for the columns [start, end) of a layer;
 `assemble` writes the blocks into one LayerResult. `dequant` evaluates the same float32 operations
-in the same order as LayerResult.dequantize, so the Q the GPTQ loop compensates for is bit-exactly
-what the packed file reproduces.
+in the same order as LayerResult.dequantize, so the Q the GPTQ loop compensates for is exactly what
+the packed file reproduces (equal values; a zero's sign may differ).
 """
 
 from __future__ import annotations
@@ -34,18 +34,30 @@ class BlockFit:
         return ([0] if self.s1 is not None else []) + list(range(1, 1 + S))
 
     def dequant(self, s0: torch.Tensor | None = None, s1: torch.Tensor | None = None,
-                use_col: bool = True) -> torch.Tensor:
-        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs."""
-        s0 = self.s0 if s0 is None else s0
-        s1 = self.s1 if s1 is None else s1
-        R, b = self.kept.shape
-        v = self.alpha[0].T.gather(1, self.region) * s0  # alpha[0][region[i, j], i]
+                use_col: bool = True, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs.
+
+        Equal in value to LayerResult.dequantize (only the sign of a zero may differ): the two
+        selects of the canonical order are evaluated as exact arithmetic instead, because a select
+        over an irregular mask is several times slower on CPU than a multiply; adding
+        alpha_1 * s_1 * 0 outside salient columns adds a zero, and a kept entry times 1 is itself.
+        rows (an index tensor): only those rows, (len(rows), b); s0/s1 overrides are then per row too.
+        """
+        sel = slice(None) if rows is None else rows
+        s0 = self.s0[sel] if s0 is None else s0
+        s1 = (None if self.s1 is None else self.s1[sel]) if s1 is None else s1
+        region = self.region[sel]
+        v = self.alpha[0][:, sel].T.gather(1, region) * s0  # alpha[0][region[i, j], i]
         if self.s1 is not None:
-            v = torch.where(self.salient.expand(R, b), v + self.alpha[1, 0][:, None] * s1, v)
-        v = v + self.mu.T.gather(1, self.region)
+            v = v + self._alpha1(sel) * s1
+        v = v + self.mu[:, sel].T.gather(1, region)
         if use_col and self.col is not None:
-            v = v * self.col.gather(0, self.region)  # col[region[i, j], j]
-        return torch.where(self.kept, v, torch.zeros((), dtype=v.dtype, device=v.device))
+            v = v * self.col.gather(0, region)  # col[region[i, j], j]
+        return v * self.kept[sel]
+
+    def _alpha1(self, rows=slice(None)) -> torch.Tensor:
+        """(R, b) alpha[1, 0][i] in salient columns, 0 elsewhere."""
+        return self.alpha[1, 0][rows][:, None] * self.salient.to(self.alpha.dtype)[None]
 
     def level_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every element's reachable values: signs (C, 2) float, levels (C, R, b); C = 2 or 4.
@@ -68,43 +80,49 @@ class BlockFit:
             self.s1 = signs[choice, 1]
 
     def nearest(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """B step without applying it: every element's nearest reachable level, as (s0, s1, W_hat).
+        """B step without applying it: every element's nearest reachable level, as (s0, s1, W_hat)
+        (see nearest_bits; here the signs are float +-1)."""
+        pos0, pos1, W_hat = self.nearest_bits(W)
+        s0 = pos0.to(W.dtype) * 2 - 1  # exactly +-1
+        return s0, None if pos1 is None else pos1.to(W.dtype) * 2 - 1, W_hat
 
-        Bit-identical to argmin over level_table (the first combination wins ties) and W_hat to
-        dequant with the returned signs, but cheaper on CPU: each level is formed in dequant's op
-        order (multiplying by +-1 is exact), the first minimum is found with compares instead of an
-        argmin over a leading dimension, and no data-dependent torch.where is used before W_hat.
+    def nearest_bits(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Every element's nearest reachable level, as (pos0, pos1, W_hat): pos_p bool (R, b), True
+        where plane p's sign is +1 (pos1 None without salient columns).
+
+        Equal to argmin over level_table (the first combination wins ties) and W_hat to dequant
+        with the returned signs, but cheaper on CPU: the levels are formed in dequant's op order from
+        a0 + a1 and a0 - a1 (multiplying by +-1 and negating are exact, and rounding is symmetric,
+        so -a0 + a1 = -(a0 - a1) bit for bit), the first minimum is found with compares instead of
+        an argmin over a leading dimension, and no select over an irregular mask is used.
         Pruned entries get arbitrary signs (every consumer masks them with `kept`).
         """
-        R, b = self.kept.shape
         a0 = self.alpha[0].T.gather(1, self.region)  # (R, b) alpha[0][region[i, j], i]
         mu = self.mu.T.gather(1, self.region)
         col = None if self.col is None else self.col.gather(0, self.region)
-        sal = self.salient.expand(R, b)
-        a1 = None if self.s1 is None else self.alpha[1, 0][:, None]
 
-        def level(s0, s1) -> torch.Tensor:  # dequant's op order, before its `kept` select
-            v = a0 * s0
-            if a1 is not None:
-                v = torch.where(sal, v + a1 * s1, v)
-            v = v + mu
-            return v if col is None else v * col
+        def dist(level: torch.Tensor) -> torch.Tensor:
+            return (W - (level if col is None else level * col)).abs()
 
-        def dist(p0: float, p1: float) -> torch.Tensor:
-            return (W - level(p0, p1)).abs()
-
-        if a1 is None:  # combinations (+1), (-1)
-            pos0 = dist(1.0, 1.0) <= dist(-1.0, 1.0)
+        if self.s1 is None:  # combinations (+1), (-1)
+            a1 = None
+            pos0 = dist(a0 + mu) <= dist(mu - a0)
             pos1 = None
         else:  # combinations (+,+), (+,-), (-,+), (-,-): first minimum of the four
-            d0, d1, d2, d3 = dist(1.0, 1.0), dist(1.0, -1.0), dist(-1.0, 1.0), dist(-1.0, -1.0)
+            a1 = self._alpha1()
+            P, M = a0 + a1, a0 - a1
+            d0, d1, d2, d3 = dist(P + mu), dist(M + mu), dist(mu - M), dist(mu - P)
             pos0 = torch.minimum(d0, d1) <= torch.minimum(d2, d3)
             pos1 = (pos0 & (d0 <= d1)) | (~pos0 & (d2 <= d3))
         s0 = pos0.to(W.dtype) * 2 - 1  # exactly +-1
         s1 = None if pos1 is None else pos1.to(W.dtype) * 2 - 1
-        v = level(s0, s1)
-        W_hat = torch.where(self.kept, v, torch.zeros((), dtype=v.dtype, device=v.device))
-        return s0, s1, W_hat
+        v = a0 * s0
+        if a1 is not None:
+            v = v + a1 * s1
+        v = v + mu
+        if col is not None:
+            v = v * col
+        return pos0, pos1, v * self.kept
 
     def resign(self, W: torch.Tensor) -> None:
         """B step: every element takes its nearest reachable level (for first order with alpha >= 0

@@ -46,3 +46,12 @@ def test_nearest_equals_argmin_over_level_table(salient, rc, pruned, seed):
         assert s1 is None
     assert torch.equal(W_hat, fit.dequant(s0, s1))
     assert torch.equal(W_hat, levels.gather(0, choice[None])[0])
+
+
+@pytest.mark.parametrize("salient", [False, True])
+@pytest.mark.parametrize("rc", [False, True])
+def test_dequant_of_some_rows_equals_those_rows(salient, rc):
+    fit, W = _fit(salient, rc, True, 3)
+    rows = torch.tensor([0, 5, 6, 36])
+    assert torch.equal(fit.dequant(rows=rows), fit.dequant()[rows])
+    assert torch.equal(fit.dequant()[~fit.kept], torch.zeros(int((~fit.kept).sum())))
