@@ -5,7 +5,8 @@ uneven column scales) of the shapes of SmolLM2-135M's MLP (1536x576 gate/up, 576
 its default structure; pruning methods at 6:8. Times are medians of --repeats runs. With
 --baseline DIR (a directory holding an older copy of the package, importable as
 `<--baseline-name>.algo`) the same calls are timed on that copy in the same run, interleaved, and
-the table gets a speed-up column; every compared LayerResult is also checked for bit equality.
+the table gets a speed-up column; every compared LayerResult is also checked for bit equality
+(and, where it differs, by how much: the GPTQ loss and the share of differing signs).
 
     python bench/compress_speed.py                              # 1 thread, writes bench/results/compress_speed.md
     python bench/compress_speed.py --threads 2                  # torch intra-op threads
@@ -45,6 +46,14 @@ def _same(a, b) -> bool:
     return fields and a.loss == b.loss
 
 
+def _compare(a, b) -> str:
+    """'yes' when bit-equal; otherwise how far apart: the GPTQ loss and the share of differing signs."""
+    if _same(a, b):
+        return "yes"
+    signs = float((a.signs != b.signs).float().mean())
+    return f"no: loss {a.loss / b.loss - 1:+.1e}, signs {signs:.1e} differ"
+
+
 def _timed(fn, *args):
     t = time.perf_counter()
     out = fn(*args)
@@ -65,14 +74,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         W, H = make_layer(R, K, seed=args.seed)
         for method in args.methods:
             n = args.n if method in ("magnitude", "stbllm", "pbs2p") else 8
-            new_t, old_t, equal = [], [], True
+            new_t, old_t, equal = [], [], "yes"
             for _ in range(args.repeats):
                 t, res = _timed(compress_layer, W, H, CompressConfig(method=method, n=args.n), n)
                 new_t.append(t)
                 if old is not None:
                     t, res_old = _timed(old[0], W, H, old[1](method=method, n=args.n), n)
                     old_t.append(t)
-                    equal = equal and _same(res, res_old)
+                    equal = _compare(res, res_old)
             row = {"method": method, "shape": f"{R}x{K}", "new": statistics.median(new_t)}
             if old is not None:
                 row.update(old=statistics.median(old_t), equal=equal)
@@ -84,13 +93,26 @@ def run(args: argparse.Namespace) -> list[dict]:
 def _line(row: dict) -> str:
     s = f"| {row['method']} | {row['shape']} | {row['new']:.2f} |"
     if "old" in row:
-        s += f" {row['old']:.2f} | {row['old'] / row['new']:.1f}x | {'yes' if row['equal'] else 'NO'} |"
+        s += f" {row['old']:.2f} | {row['old'] / row['new']:.1f}x | {row['equal']} |"
     return s
+
+
+def _ratios(rows: list[dict]) -> list[str]:
+    """pbs2p's time over arb-rc's per shape (issue 2's target: at most 1.5x)."""
+    out = []
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        by = {r["method"]: r for r in rows if r["shape"] == shape}
+        if "pbs2p" in by and "arb-rc" in by:
+            line = f"- {shape}: pbs2p / arb-rc = {by['pbs2p']['new'] / by['arb-rc']['new']:.2f}x"
+            if "old" in by["pbs2p"]:
+                line += f" (baseline {by['pbs2p']['old'] / by['arb-rc']['old']:.2f}x)"
+            out.append(line)
+    return out + [""] if out else []
 
 
 def table(rows: list[dict], args: argparse.Namespace, command: str) -> str:
     has_old = "old" in rows[0]
-    head = "| method | shape | s (median) |" + (" baseline s | speed-up | bit-equal |" if has_old else "")
+    head = "| method | shape | s (median) |" + (" baseline s | speed-up | same result as baseline |" if has_old else "")
     sep = "|---" * (6 if has_old else 3) + "|"
     lines = [
         "# compress_layer speed",
@@ -105,6 +127,7 @@ def table(rows: list[dict], args: argparse.Namespace, command: str) -> str:
         sep,
         *[_line(r) for r in rows],
         "",
+        *_ratios(rows),
     ]
     return "\n".join(lines)
 
