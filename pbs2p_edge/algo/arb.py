@@ -83,7 +83,7 @@ def _sign_step_direct(fit: BlockFit, W: torch.Tensor, S: torch.Tensor | None) ->
         return
     before = row_error(W, fit, S)
     s0, s1, W_hat = fit.nearest(W)
-    E = W - W_hat  # W_hat is bit-exactly fit.dequant() with the new signs
+    E = W - W_hat  # W_hat equals fit.dequant() with the new signs
     worse = ((E @ S) * E).sum(1)[:, None] > before[:, None]  # (R, 1)
     fit.s0 = torch.where(worse, fit.s0, s0)
     if s1 is not None:
@@ -149,7 +149,7 @@ def _refine_x(fit: BlockFit, W: torch.Tensor, iters: int, use_mean: bool, S: tor
         before = (err.double() - 2 * (d64 * num.double()).sum(1)
                   + (d64[:, None, :] @ st.G.double() @ d64[:, :, None]).reshape(-1))
         # B step, kept per row only when it does not raise the row's error
-        new0, new1, W_hat = fit.nearest_bits(W)
+        new0, new1, W_hat = fit.nearest_bits(W)  # W_hat equals fit.dequant() with the new signs
         E1 = W - W_hat
         err1 = ((E1 @ S) * E1).sum(1)
         flip = new0 ^ pos0 if new1 is None else (new0 ^ pos0) | (new1 ^ pos1)
