@@ -75,6 +75,33 @@ def run_row(name: str, args: argparse.Namespace) -> dict:
     return row
 
 
+def _checks(by: dict[str, dict]) -> list[str]:
+    """The issue's claims, checked on whichever rows exist: the paper's PPL ordering and PBS2P's
+    compression time against arb-rc's."""
+    out = []
+
+    def ppl(name):
+        return by[name]["ppl"] if name in by else None
+
+    def verdict(ok):
+        return "holds" if ok else "does NOT hold"
+
+    chain = ["pbs2p 6:8", "arb-rc", "billm"]
+    if all(ppl(n) is not None for n in chain):
+        vals = " < ".join(f"{n} {ppl(n):.2f}" for n in chain)
+        out.append(f"- Paper ordering PBS2P 6:8 < ARB-RC < BiLLM: {verdict(ppl(chain[0]) < ppl(chain[1]) < ppl(chain[2]))} ({vals}).")
+    for nm in ("6:8", "5:8", "4:8"):
+        a, b = ppl(f"pbs2p {nm}"), ppl(f"stbllm {nm}")
+        if a is not None and b is not None:
+            out.append(f"- PBS2P {nm} < STBLLM-style {nm}: {verdict(a < b)} ({a:.2f} vs {b:.2f}).")
+    base = by.get("arb-rc", {}).get("seconds")
+    for name in ("pbs2p 6:8", "pbs2p 5:8", "pbs2p 4:8"):
+        secs = by.get(name, {}).get("seconds")
+        if base and secs:
+            out.append(f"- Compression time {name} / arb-rc: {secs / base:.2f}x ({secs:.0f} s vs {base:.0f} s; target <= 1.5x).")
+    return ["", "Checks:", ""] + out if out else []
+
+
 def write_table(out: Path, args: argparse.Namespace, command: str) -> Path:
     rows = []
     for name, _, _ in ROWS:
@@ -91,6 +118,7 @@ def write_table(out: Path, args: argparse.Namespace, command: str) -> Path:
         "Time: compression wall time on this machine; memory: the row's peak RSS.",
         "",
         f"Command: `{command}`",
+        *([f"", args.note] if getattr(args, "note", None) else []),
         "",
         "| row | PPL | bits/weight | mean N | compress s | peak RSS MiB | windows |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -100,6 +128,7 @@ def write_table(out: Path, args: argparse.Namespace, command: str) -> Path:
         mean_n = f"{r['mean_n']:.3f}" if "mean_n" in r else "-"
         secs = f"{r['seconds']:.0f}" if "seconds" in r else "-"
         lines.append(f"| {r['row']} | {r['ppl']:.2f} | {bits} | {mean_n} | {secs} | {r['peak_rss_mib']:.0f} | {r['windows']} |")
+    lines += _checks({r["row"]: r for r in rows})
     missing = [n for n, _, _ in ROWS if not (out / "rows" / f"{_slug(n)}.json").exists()]
     if missing:
         lines += ["", f"Rows not run yet: {', '.join(missing)}."]
@@ -126,6 +155,7 @@ def main() -> int:
     p.add_argument("--redo", action="store_true", help="recompute rows that already have results")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per row (default: torch's; 1 is much faster on a busy machine)")
+    p.add_argument("--note", help="a line of conditions to print under the command (e.g. what else ran)")
     p.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
     args = p.parse_args()
     if args.quick:
@@ -152,7 +182,16 @@ def main() -> int:
         child_args += ["--max-windows", str(args.max_windows)]
     if args.threads:
         child_args += ["--threads", str(args.threads)]
-    command = shlex.join(["python", "bench/quality.py", *sys.argv[1:]])
+    # the table states the protocol; which rows one invocation ran (--rows, --redo) is not part of it
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a in ("--rows", "--note"):
+            skip = True
+        elif not (a.startswith(("--rows=", "--note=")) or a == "--redo"):
+            argv.append(a)
+    command = shlex.join(["python", "bench/quality.py", *argv])
     for name in names:
         f = out / "rows" / f"{_slug(name)}.json"
         if f.exists() and not args.redo:
