@@ -10,6 +10,9 @@ shown next to them as the check of that estimate.
 
     python bench/compress_cost.py --out bench/results            # OUT/compress_cost.{md,json}
     python bench/compress_cost.py --out /tmp/c --quick           # a tiny shape, 4 x 64 calibration, pbs2p 4:8
+    python bench/compress_cost.py --out bench/results/compress_ratio --shapes "SmolLM2-135M real (full depth)" \
+        --methods "arb-rc,pbs2p 4:8,pbs2p 5:8,pbs2p 6:8" --threads 1 --no-quality   # issue 2's time ratio, one
+                                                                 # method at a time on an otherwise idle machine
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ SHAPES = {
     "Llama-3.2-1B shape": (dict(hidden_size=2048, intermediate_size=8192, num_attention_heads=32,
                                 num_key_value_heads=8), 16),
 }
+# the real model at full depth (fields None): no estimate, every block is compressed
+REAL_SHAPE = {"SmolLM2-135M real (full depth)": (None, 30)}
 QUICK_SHAPE = {"tiny shape": (dict(hidden_size=128, intermediate_size=256, num_attention_heads=4,
                                    num_key_value_heads=2), 4)}
 # row name -> (method, N, preset)
-METHODS = {"pbs2p 4:8": ("pbs2p", 4, "paper"), "pbs2p compact 4:8": ("pbs2p", 4, "compact"),
+METHODS = {"pbs2p 4:8": ("pbs2p", 4, "paper"), "pbs2p 5:8": ("pbs2p", 5, "paper"), "pbs2p 6:8": ("pbs2p", 6, "paper"), "pbs2p compact 4:8": ("pbs2p", 4, "compact"),
            "stbllm 4:8": ("stbllm", 4, "paper"), "billm": ("billm", 8, "paper"), "arb-rc": ("arb-rc", 8, "paper"),
            "rtn": ("rtn", 8, "paper")}
 
@@ -64,11 +69,14 @@ def child(shape: str, method_row: str, layers: int, nsamples: int, seqlen: int, 
     from pbs2p_edge.algo.config import PRESETS, CompressConfig
 
     torch.set_num_threads(threads)
-    fields, _ = {**SHAPES, **QUICK_SHAPE}[shape]
+    fields, _ = {**SHAPES, **REAL_SHAPE, **QUICK_SHAPE}[shape]
     method, n, preset = METHODS[method_row]
     with tempfile.TemporaryDirectory(prefix="pbs2p-cost-") as tmp:
         model_dir = Path(tmp) / "model"
-        weights = build_random_model(model_dir, fields, layers)
+        if fields is None:
+            model_dir, weights = "smollm2-135m", None
+        else:
+            weights = build_random_model(model_dir, fields, layers)
         rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cfg = CompressConfig(method=method, n=n, m=8, seed=0, **PRESETS[preset])
         t0 = time.perf_counter()
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-seqlen", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-quality", action="store_true", help="leave out the quality table's rows")
     p.add_argument("--child", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -115,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     methods = [s.strip() for s in args.methods.split(",")]
     if args.quick:
         shapes, methods, args.nsamples, args.calib_seqlen = list(QUICK_SHAPE), ["pbs2p 4:8"], 4, 64
-    bad = (set(shapes) - set(SHAPES) - set(QUICK_SHAPE)) | (set(methods) - set(METHODS))
+    bad = (set(shapes) - set(SHAPES) - set(REAL_SHAPE) - set(QUICK_SHAPE)) | (set(methods) - set(METHODS))
     if bad:
-        p.error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES)}; methods: {list(METHODS)}")
+        p.error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES) + list(REAL_SHAPE)}; methods: {list(METHODS)}")
     command = shlex.join(["python", "bench/compress_cost.py", *(argv if argv is not None else sys.argv[1:])])
-    rows = [] if args.quick else quality_reference(args.quality_dir or args.out / "quality-16w")
+    rows = [] if args.quick or args.no_quality else quality_reference(args.quality_dir or args.out / "quality-16w")
     for shape in shapes:
-        full = {**SHAPES, **QUICK_SHAPE}[shape][1]
+        fields, full = {**SHAPES, **REAL_SHAPE, **QUICK_SHAPE}[shape]
+        layers = full if fields is None else args.layers
         for m in methods:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", shape, m, "--layers", str(args.layers),
                    "--nsamples", str(args.nsamples), "--calib-seqlen", str(args.calib_seqlen),
@@ -131,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{shape} {m} failed:\n{res.stderr[-2000:]}", file=sys.stderr)
                 continue
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            per_block = r["compress_seconds"] / args.layers
-            rows.append({"shape": shape, "method": m, "layers": args.layers, "full_layers": full,
+            per_block = r["compress_seconds"] / layers
+            rows.append({"shape": shape, "method": m, "layers": layers, "full_layers": full,
                          "seconds_per_block": per_block, "full_model_seconds": per_block * full,
                          "threads": args.threads, **r})
             print(f"{shape} {m}: {per_block:.1f} s/block, peak {r['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
@@ -151,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lines.append(f"| {r['shape']} | {r['method']} | {r['threads']} | {r['layers']} | {r['seconds_per_block']:.1f} | "
                      f"{r['full_model_seconds']:.0f} | {r['peak_rss_mib']:.0f} |")
+    ratios = []
+    for shape in dict.fromkeys(r["shape"] for r in rows if r.get("threads") == args.threads):
+        by = {r["method"]: r for r in rows if r["shape"] == shape and r.get("threads") == args.threads}
+        for m in [m for m in by if m.startswith("pbs2p")]:
+            if "arb-rc" in by:
+                ratios.append(f"- {shape}: {m} / arb-rc = {by[m]['seconds_per_block'] / by['arb-rc']['seconds_per_block']:.2f}x"
+                              " (issue 2's target: at most 1.5x)")
+    if ratios:
+        lines += ["", *ratios]
     path = args.out / "compress_cost.md"
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text("\n".join(lines) + "\n")
