@@ -46,18 +46,19 @@ class BlockFit:
         sel = slice(None) if rows is None else rows
         s0 = self.s0[sel] if s0 is None else s0
         s1 = (None if self.s1 is None else self.s1[sel]) if s1 is None else s1
-        region = self.region[sel]
-        v = self.alpha[0][:, sel].T.gather(1, region) * s0  # alpha[0][region[i, j], i]
-        if self.s1 is not None:
-            v = v + self._alpha1(sel) * s1
-        v = v + self.mu[:, sel].T.gather(1, region)
-        if use_col and self.col is not None:
-            v = v * self.col.gather(0, region)  # col[region[i, j], j]
-        return v * self.kept[sel]
+        a0, a1, mu, col = self._terms(sel)
+        return _compose(a0, a1, mu, col if use_col else None, s0, s1, self.kept[sel])
 
-    def _alpha1(self, rows=slice(None)) -> torch.Tensor:
-        """(R, b) alpha[1, 0][i] in salient columns, 0 elsewhere."""
-        return self.alpha[1, 0][rows][:, None] * self.salient.to(self.alpha.dtype)[None]
+    def _terms(self, rows=slice(None)):
+        """Per element of `rows`: alpha_0 of its region, alpha_1 (0 outside salient columns; None
+        without them), mu of its region and its column scale (None without), each (len(rows), b)."""
+        region = self.region[rows]
+        a0 = self.alpha[0][:, rows].T.gather(1, region)  # alpha[0][region[i, j], i]
+        a1 = None if self.s1 is None else \
+            self.alpha[1, 0][rows][:, None] * self.salient.to(self.alpha.dtype)[None]
+        mu = self.mu[:, rows].T.gather(1, region)
+        col = None if self.col is None else self.col.gather(0, region)  # col[region[i, j], j]
+        return a0, a1, mu, col
 
     def level_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every element's reachable values: signs (C, 2) float, levels (C, R, b); C = 2 or 4.
@@ -82,9 +83,8 @@ class BlockFit:
     def nearest(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """B step without applying it: every element's nearest reachable level, as (s0, s1, W_hat)
         (see nearest_bits; here the signs are float +-1)."""
-        pos0, pos1, W_hat = self.nearest_bits(W)
-        s0 = pos0.to(W.dtype) * 2 - 1  # exactly +-1
-        return s0, None if pos1 is None else pos1.to(W.dtype) * 2 - 1, W_hat
+        _, _, s0, s1, W_hat = self._nearest(W)
+        return s0, s1, W_hat
 
     def nearest_bits(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Every element's nearest reachable level, as (pos0, pos1, W_hat): pos_p bool (R, b), True
@@ -97,32 +97,27 @@ class BlockFit:
         an argmin over a leading dimension, and no select over an irregular mask is used.
         Pruned entries get arbitrary signs (every consumer masks them with `kept`).
         """
-        a0 = self.alpha[0].T.gather(1, self.region)  # (R, b) alpha[0][region[i, j], i]
-        mu = self.mu.T.gather(1, self.region)
-        col = None if self.col is None else self.col.gather(0, self.region)
+        pos0, pos1, _, _, W_hat = self._nearest(W)
+        return pos0, pos1, W_hat
+
+    def _nearest(self, W: torch.Tensor):
+        """(pos0, pos1, s0, s1, W_hat) of the B step: the signs as bools and as float +-1."""
+        a0, a1, mu, col = self._terms()
 
         def dist(level: torch.Tensor) -> torch.Tensor:
             return (W - (level if col is None else level * col)).abs()
 
-        if self.s1 is None:  # combinations (+1), (-1)
-            a1 = None
+        if a1 is None:  # combinations (+1), (-1)
             pos0 = dist(a0 + mu) <= dist(mu - a0)
             pos1 = None
         else:  # combinations (+,+), (+,-), (-,+), (-,-): first minimum of the four
-            a1 = self._alpha1()
             P, M = a0 + a1, a0 - a1
             d0, d1, d2, d3 = dist(P + mu), dist(M + mu), dist(mu - M), dist(mu - P)
             pos0 = torch.minimum(d0, d1) <= torch.minimum(d2, d3)
             pos1 = (pos0 & (d0 <= d1)) | (~pos0 & (d2 <= d3))
         s0 = pos0.to(W.dtype) * 2 - 1  # exactly +-1
         s1 = None if pos1 is None else pos1.to(W.dtype) * 2 - 1
-        v = a0 * s0
-        if a1 is not None:
-            v = v + a1 * s1
-        v = v + mu
-        if col is not None:
-            v = v * col
-        return pos0, pos1, v * self.kept
+        return pos0, pos1, s0, s1, _compose(a0, a1, mu, col, s0, s1, self.kept)
 
     def resign(self, W: torch.Tensor) -> None:
         """B step: every element takes its nearest reachable level (for first order with alpha >= 0
@@ -136,6 +131,18 @@ class BlockFit:
         def r16(t):
             return None if t is None else t.half().float()
         return dataclasses.replace(self, alpha=r16(self.alpha), mu=r16(self.mu), col=r16(self.col))
+
+
+def _compose(a0: torch.Tensor, a1: torch.Tensor | None, mu: torch.Tensor, col: torch.Tensor | None,
+             s0: torch.Tensor, s1: torch.Tensor | None, kept: torch.Tensor) -> torch.Tensor:
+    """W_hat in LayerResult.dequantize's op order from per-element terms (BlockFit._terms) and signs."""
+    v = a0 * s0
+    if a1 is not None:
+        v = v + a1 * s1
+    v = v + mu
+    if col is not None:
+        v = v * col
+    return v * kept
 
 
 def assemble(fits: list[BlockFit], R: int, K: int, n: int, m: int, group_size: int,
