@@ -10,17 +10,20 @@ alpha = b^T S (r - mu g) / b^T S b (and, with S = I, mu = mean(w - alpha B), alp
 Order per iteration: for each region mu -> alpha_0 -> alpha_1; ARB-RC then the column scales
 (least squares per column, plain norm only); then the B step (nearest level).
 
-ARB-X without column scales (ARB-X itself, and PBS2P's refits) runs an incremental form of the same
-iteration (`_refine_x`): the bases e_k change only where a B step flips a sign, so S e_k and the
-per-row Gram matrix G[k, j] = <e_k, e_j>_S are kept and recomputed for the rows that changed; the
-scale pass is then P scalar coordinate updates per row, delta_k = (<e_k, E>_S - sum_{j<k} delta_j
-G[k, j]) / G[k, k] (one batched triangular solve), the same minimisers in the same order as updating
-E after every parameter, and the B-step guard's "before" error follows from the same (R, P)
-quantities. E is recomputed exactly (W - W_hat) after every B step, and only rows that flipped a
+ARB-X without column scales (ARB-X itself, and PBS2P's refits) runs the same iteration in per-row
+coordinates (`_refine_x`): W_hat = sum_k theta_k e_k over the P parameters theta (mu, alpha_0,
+alpha_1 per region) and their bases e_k, which change only where a B step flips a sign (or SPBO
+prunes). With G[k, j] = <e_k, e_j>_S and WSe_k = <W, e_k>_S kept per row (recomputed for the rows
+whose signs changed), <E, e_k>_S = WSe_k - (G theta)_k, the scale pass is P scalar coordinate
+updates per row, delta_k = (<e_k, E>_S - sum_{j<k} delta_j G[k, j]) / G[k, k] (one batched
+triangular solve; the same minimisers in the same order as updating E after every parameter), and
+a row's error ||W||_S^2 - 2 theta.WSe + theta' G theta needs no (R, b) pass. Only the B step and its
+guard touch every element: the new signs' error is computed directly, and only rows that flipped a
 kept sign can fail the guard. Same iterates up to float32 rounding (a rounding-tipped near-tie can
-send one row its own way; tests/algo/test_arb.py pins both); on SmolLM2-shaped layers ARB-X and
-PBS2P compress_layer run 1.2x faster than with the direct form (bench/results/compress_speed.md),
-which the plain norm and ARB-RC (whose column step changes every basis each iteration) still use.
+send one row its own way; tests/algo/test_arb.py pins both); on SmolLM2's layers PBS2P's
+compress_layer runs about 1.2x faster than with the previous incremental form and 1.5x faster than
+the direct form (bench/results/compress_speed.md), which the plain norm and ARB-RC (whose column
+step changes every basis each iteration) still use.
 
 [choice] In the S-norm the elementwise B step is not a minimiser, so it is kept per row only when
 it does not increase that row's error; this makes every iteration monotone (in the plain norm the
@@ -82,101 +85,124 @@ def _sign_step_direct(fit: BlockFit, W: torch.Tensor, S: torch.Tensor | None) ->
         fit.resign(W)
         return
     before = row_error(W, fit, S)
-    s0, s1, W_hat = fit.nearest(W)
-    E = W - W_hat  # W_hat equals fit.dequant() with the new signs
+    near = fit.nearest(W)
+    E = W - near.W_hat  # W_hat equals fit.dequant() with the new signs
     worse = ((E @ S) * E).sum(1)[:, None] > before[:, None]  # (R, 1)
-    fit.s0 = torch.where(worse, fit.s0, s0)
-    if s1 is not None:
-        fit.s1 = torch.where(worse, fit.s1, s1)
+    fit.s0 = torch.where(worse, fit.s0, near.s0)
+    if near.s1 is not None:
+        fit.s1 = torch.where(worse, fit.s1, near.s1)
 
 
 class _XState:
-    """ARB-X bookkeeping for one arb_refine call: the bases, S times them and their per-row Gram."""
+    """ARB-X bookkeeping for one arb_refine call, all per row: the bases e_k (R, P, b), their Gram
+    G[k, j] = <e_k, e_j>_S and WSe[k] = <W, e_k>_S, from which the scale pass and the row errors follow.
 
-    def __init__(self, fit: BlockFit, use_mean: bool, S: torch.Tensor):
+    Bases are stored mu bases first (they depend on the mask only), then the sign bases, so a sign
+    change refreshes one contiguous slice; `order` lists the storage slots in descent order.
+    """
+
+    def __init__(self, fit: BlockFit, W: torch.Tensor, use_mean: bool, S: torch.Tensor):
         self.S = S
-        self.params: list[tuple[str, int, int]] = []
+        self.params: list[tuple[str, int, int]] = []  # descent order: per region mu, alpha_0, alpha_1
         for r in fit.regions:
             if use_mean:
                 self.params.append(("mu", 0, r))
             self.params.append(("alpha", 0, r))
             if r == 0 and fit.s1 is not None:
                 self.params.append(("alpha", 1, r))
-        regions = torch.tensor(fit.regions, device=fit.region.device)
-        self.g = (fit.kept[None] & (fit.region[None] == regions[:, None, None])).to(fit.s0.dtype)  # (regions, R, b)
-        self.slot = {r: i for i, r in enumerate(fit.regions)}
+        stored = sorted(range(len(self.params)), key=lambda k: self.params[k][0] != "mu")  # stable
+        self.signed = [self.params[k] for k in stored if self.params[k][0] == "alpha"]
+        self.n_mu = len(self.params) - len(self.signed)
+        self.order = torch.tensor([stored.index(k) for k in range(len(self.params))], device=S.device)
         R, b = fit.kept.shape
-        self.e = fit.s0.new_empty(R, len(self.params), b)  # (R, P, b), row-major for per-row updates
-        self.Se = torch.empty_like(self.e)
-        self.G = fit.s0.new_empty(R, len(self.params), len(self.params))
+        P = len(self.params)
+        self.WS = W @ S  # (R, b)
+        self.w2 = (self.WS * W).sum(1).double()  # (R,) ||W||_S^2
+        self.e = fit.s0.new_empty(R, P, b)  # (R, P, b), row-major for per-row updates
+        self.G = fit.s0.new_empty(R, P, P)  # descent order, like WSe
+        self.WSe = fit.s0.new_empty(R, P)
+        self.g = {r: (fit.kept & (fit.region == r)).to(fit.s0.dtype) for r in fit.regions}  # (R, b)
+        for i, k in enumerate(k for k in stored if self.params[k][0] == "mu"):
+            self.e[:, i] = self.g[self.params[k][2]]
+        self.Se_mu = self.e[:, :self.n_mu] @ S  # (R, n_mu, b)
         self.refresh(fit, slice(None))
 
     def refresh(self, fit: BlockFit, rows) -> None:
-        """Recomputes the bases, S e and G of `rows` (a slice or an index tensor) from fit's signs."""
-        for k, (name, p, r) in enumerate(self.params):
-            g = self.g[self.slot[r]][rows]
-            self.e[rows, k] = g if name == "mu" else (fit.s0 if p == 0 else fit.s1)[rows] * g
+        """Recomputes the sign bases, G and WSe of `rows` (a slice or an index tensor)."""
+        signed = self.e.new_empty(self.e[rows].shape[0], len(self.signed), self.e.shape[2])
+        for i, (_, p, r) in enumerate(self.signed):
+            signed[:, i] = (fit.s0 if p == 0 else fit.s1)[rows] * self.g[r][rows]
+        self.e[rows, self.n_mu:] = signed
         e = self.e[rows]
-        Se = e @ self.S
-        self.Se[rows] = Se
-        self.G[rows] = Se @ e.transpose(1, 2)
+        Se = torch.cat([self.Se_mu[rows], signed @ self.S], 1)
+        o = self.order
+        self.G[rows] = (Se @ e.transpose(1, 2))[:, o][:, :, o]
+        self.WSe[rows] = (self.WS[rows][:, None, :] @ e.transpose(1, 2)).squeeze(1)[:, o]
+
+    def theta(self, fit: BlockFit) -> torch.Tensor:
+        """(R, P) float64: the parameters in descent order."""
+        return torch.stack([(fit.mu[r] if name == "mu" else fit.alpha[p, r]) for name, p, r in self.params], 1).double()
+
+    def descent(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """WSe (R, P) and G (R, P, P) in descent order, float64."""
+        return self.WSe.double(), self.G.double()
+
+
+def _take_rows(rows: torch.Tensor, take: torch.Tensor, new: tuple, old: tuple) -> tuple:
+    """Tensors equal to `new` in the taken rows (index `rows`, mask `take`) and to `old` elsewhere,
+    copying whichever side has fewer rows into the other (both sides are this call's to overwrite)."""
+    if 2 * rows.numel() <= take.numel():
+        for n, o in zip(new, old):
+            o[rows] = n[rows]
+        return old
+    keep = (~take).nonzero().squeeze(1)
+    for n, o in zip(new, old):
+        n[keep] = o[keep]
+    return new
 
 
 def _refine_x(fit: BlockFit, W: torch.Tensor, iters: int, use_mean: bool, S: torch.Tensor) -> None:
-    st = _XState(fit, use_mean, S)
-    R = W.shape[0]
-    E = W - fit.dequant()
-    err = ((E @ S) * E).sum(1)  # (R,) ||E||_S^2 of the current fit
+    st = _XState(fit, W, use_mean, S)
+    fit.s0 = fit.s0.clone()  # updated in place below
+    if fit.s1 is not None:
+        fit.s1 = fit.s1.clone()
     pos0 = fit.s0 > 0
     pos1 = None if fit.s1 is None else fit.s1 > 0
     for _ in range(iters):
-        # scale pass: coordinate descent in the (R, P) coordinates
+        # scale pass: coordinate descent in the (R, P) coordinates. With theta the parameters and
+        # W_hat = sum_k theta_k e_k, <e_k, E>_S = WSe_k - (G theta)_k; the descent's
         # delta_k = (num_k - sum_{j<k} delta_j G[k, j]) / G[k, k] for k = 0, 1, ... is the forward
         # substitution of tril(G) delta = num; an empty basis (G[k, k] = 0, its row of G and num_k 0)
         # gets a unit diagonal, hence delta_k = 0
-        num = (E[:, None, :] @ st.Se.transpose(1, 2)).squeeze(1)  # (R, P): <e_k, E>_S
-        L = st.G.tril()
+        WSe, G = st.descent()
+        theta = st.theta(fit)
+        num = WSe - (G @ theta[:, :, None]).squeeze(2)
+        L = G.tril()
         diag = L.diagonal(dim1=1, dim2=2)
         diag.copy_(torch.where(diag > 0, diag, 1.0))
         delta = torch.linalg.solve_triangular(L, num[:, :, None], upper=False).squeeze(2)
         for k, (name, p, r) in enumerate(st.params):
             if name == "mu":
-                fit.mu[r] += delta[:, k]
+                fit.mu[r] += delta[:, k].float()
             else:
-                fit.alpha[p, r] += delta[:, k]
-        # the row errors after the scale pass, from the (R, P) quantities: ||E - sum_k delta_k e_k||_S^2
-        d64 = delta.double()
-        before = (err.double() - 2 * (d64 * num.double()).sum(1)
-                  + (d64[:, None, :] @ st.G.double() @ d64[:, :, None]).reshape(-1))
+                fit.alpha[p, r] += delta[:, k].float()
+        # the row errors after the scale pass: ||W - sum_k theta_k e_k||_S^2
+        theta = st.theta(fit)
+        before = st.w2 - 2 * (theta * WSe).sum(1) + (theta[:, None, :] @ G @ theta[:, :, None]).reshape(-1)
         # B step, kept per row only when it does not raise the row's error
-        new0, new1, W_hat = fit.nearest_bits(W)  # W_hat equals fit.dequant() with the new signs
-        E1 = W - W_hat
-        err1 = ((E1 @ S) * E1).sum(1)
-        flip = new0 ^ pos0 if new1 is None else (new0 ^ pos0) | (new1 ^ pos1)
-        flipped = (flip & fit.kept).any(1)  # only these rows' W_hat, and error, can have changed
-        worse = flipped & (err1.double() > before)
-        rows = worse.nonzero().squeeze(1)
-        if 4 * rows.numel() > R:  # many rows keep their signs (usual after the first iterations)
-            Eo = W - fit.dequant()  # the old signs with the new scales
-            wc = worse[:, None]
-            new0 = torch.where(wc, pos0, new0)
-            new1 = None if new1 is None else torch.where(wc, pos1, new1)
-            E1 = torch.where(wc, Eo, E1)
-            err1 = torch.where(worse, ((Eo @ S) * Eo).sum(1), err1)
-        elif rows.numel():  # a few rows keep their signs
-            new0[rows] = pos0[rows]
-            if new1 is not None:
-                new1[rows] = pos1[rows]
-            E1[rows] = W[rows] - fit.dequant(rows=rows)
-            err1[rows] = ((E1[rows] @ S) * E1[rows]).sum(1)
-        changed = (flipped & ~worse).nonzero().squeeze(1)
-        pos0, pos1 = new0, new1
-        fit.s0 = pos0.to(W.dtype) * 2 - 1
+        near = fit.nearest(W)
+        E1 = W - near.W_hat
+        err1 = ((E1 @ S) * E1).sum(1).double()
+        flip = near.pos0 ^ pos0 if pos1 is None else (near.pos0 ^ pos0) | (near.pos1 ^ pos1)
+        flipped = (flip & fit.kept).view(torch.uint8).amax(1).bool()  # any(1), without its slow path
+        take = flipped & (err1 <= before)  # only flipped rows' W_hat, and error, can have changed
+        rows = take.nonzero().squeeze(1)
+        if not rows.numel():
+            continue
+        pos0, fit.s0 = _take_rows(rows, take, (near.pos0, near.s0), (pos0, fit.s0))
         if pos1 is not None:
-            fit.s1 = pos1.to(W.dtype) * 2 - 1
-        E, err = E1, err1
-        if changed.numel():
-            st.refresh(fit, slice(None) if 2 * changed.numel() > R else changed)
+            pos1, fit.s1 = _take_rows(rows, take, (near.pos1, near.s1), (pos1, fit.s1))
+        st.refresh(fit, slice(None) if 2 * rows.numel() > W.shape[0] else rows)
 
 
 def arb_refine(fit: BlockFit, W: torch.Tensor, iters: int, use_mean: bool,

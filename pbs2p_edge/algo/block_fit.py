@@ -10,10 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from .result import LayerResult
+
+
+class Terms(NamedTuple):
+    """BlockFit.terms(): the per-element factors of W_hat for the present scales, each (R, b)."""
+    a0: torch.Tensor  # alpha_0 of the element's region
+    a1: torch.Tensor | None  # alpha_1 in salient columns, 0 elsewhere; None without salient columns
+    mu: torch.Tensor  # mu of the element's region
+    col: torch.Tensor | None  # ARB-RC column scale of the element's region; None without
+
+
+class Nearest(NamedTuple):
+    """BlockFit.nearest(): the B step's signs, as bools (True = +1) and as float +-1, and W_hat."""
+    pos0: torch.Tensor  # (R, b) bool
+    pos1: torch.Tensor | None  # (R, b) bool, None without salient columns
+    s0: torch.Tensor  # (R, b) float32 in {-1, +1}
+    s1: torch.Tensor | None
+    W_hat: torch.Tensor  # (R, b) float32, equal to dequant() with these signs
 
 
 @dataclass
@@ -34,31 +52,28 @@ class BlockFit:
         return ([0] if self.s1 is not None else []) + list(range(1, 1 + S))
 
     def dequant(self, s0: torch.Tensor | None = None, s1: torch.Tensor | None = None,
-                use_col: bool = True, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs.
+                use_col: bool = True, terms: Terms | None = None) -> torch.Tensor:
+        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs, terms
+        (from self.terms(), for the present scales) saves recomputing them.
 
         Equal in value to LayerResult.dequantize (only the sign of a zero may differ): the two
         selects of the canonical order are evaluated as exact arithmetic instead, because a select
         over an irregular mask is several times slower on CPU than a multiply; adding
         alpha_1 * s_1 * 0 outside salient columns adds a zero, and a kept entry times 1 is itself.
-        rows (an index tensor): only those rows, (len(rows), b); s0/s1 overrides are then per row too.
         """
-        sel = slice(None) if rows is None else rows
-        s0 = self.s0[sel] if s0 is None else s0
-        s1 = (None if self.s1 is None else self.s1[sel]) if s1 is None else s1
-        a0, a1, mu, col = self._terms(sel)
-        return _compose(a0, a1, mu, col if use_col else None, s0, s1, self.kept[sel])
+        s0 = self.s0 if s0 is None else s0
+        s1 = self.s1 if s1 is None else s1
+        a0, a1, mu, col = self.terms() if terms is None else terms
+        return _compose(a0, a1, mu, col if use_col else None, s0, s1, self.kept)
 
-    def _terms(self, rows=slice(None)):
-        """Per element of `rows`: alpha_0 of its region, alpha_1 (0 outside salient columns; None
-        without them), mu of its region and its column scale (None without), each (len(rows), b)."""
-        region = self.region[rows]
-        a0 = self.alpha[0][:, rows].T.gather(1, region)  # alpha[0][region[i, j], i]
-        a1 = None if self.s1 is None else \
-            self.alpha[1, 0][rows][:, None] * self.salient.to(self.alpha.dtype)[None]
-        mu = self.mu[:, rows].T.gather(1, region)
-        col = None if self.col is None else self.col.gather(0, region)  # col[region[i, j], j]
-        return a0, a1, mu, col
+    def terms(self) -> Terms:
+        """Per element: alpha_0 of its region, alpha_1 (0 outside salient columns; None without
+        them), mu of its region and its column scale (None without), each (R, b)."""
+        a0 = self.alpha[0].T.gather(1, self.region)  # alpha[0][region[i, j], i]
+        a1 = None if self.s1 is None else self.alpha[1, 0][:, None] * self.salient.to(self.alpha.dtype)[None]
+        mu = self.mu.T.gather(1, self.region)
+        col = None if self.col is None else self.col.gather(0, self.region)  # col[region[i, j], j]
+        return Terms(a0, a1, mu, col)
 
     def level_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every element's reachable values: signs (C, 2) float, levels (C, R, b); C = 2 or 4.
@@ -80,51 +95,53 @@ class BlockFit:
         if self.s1 is not None:
             self.s1 = signs[choice, 1]
 
-    def nearest(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """B step without applying it: every element's nearest reachable level, as (s0, s1, W_hat)
-        (see nearest_bits; here the signs are float +-1)."""
-        _, _, s0, s1, W_hat = self._nearest(W)
-        return s0, s1, W_hat
+    def nearest(self, W: torch.Tensor, terms: Terms | None = None) -> Nearest:
+        """B step without applying it: every element's nearest reachable level (see Nearest);
+        terms: self.terms() for the present scales, when the caller already has them.
 
-    def nearest_bits(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Every element's nearest reachable level, as (pos0, pos1, W_hat): pos_p bool (R, b), True
-        where plane p's sign is +1 (pos1 None without salient columns).
-
-        Equal to argmin over level_table (the first combination wins ties) and W_hat to dequant
-        with the returned signs, but cheaper on CPU: the levels are formed in dequant's op order from
-        a0 + a1 and a0 - a1 (multiplying by +-1 and negating are exact, and rounding is symmetric,
-        so -a0 + a1 = -(a0 - a1) bit for bit), the first minimum is found with compares instead of
-        an argmin over a leading dimension, and no select over an irregular mask is used.
-        Pruned entries get arbitrary signs (every consumer masks them with `kept`).
+        The levels of an element are c (mu + s0 a0 + s1 a1), symmetric about c mu. With A = c a0 the
+        larger step (|a0| >= |a1|, always true outside salient columns, where a1 = 0), the nearest
+        level has s0 A on the side of t = w - c mu, and then s1 c a1 on the side of t - s0 A;
+        rows whose salient plane 1 has the larger step decide s1 first. An exact tie of a side goes to
+        +1. This is argmin over level_table except where two levels are
+        equally near up to float32 rounding (then either may be taken), in about a third of the
+        elementwise passes of comparing four distances. W_hat equals dequant with the returned
+        signs, bit for bit. Pruned entries get arbitrary signs (consumers mask them with `kept`).
         """
-        pos0, pos1, _, _, W_hat = self._nearest(W)
-        return pos0, pos1, W_hat
+        terms = self.terms() if terms is None else terms
+        a0, a1, mu, col = terms
+        if col is not None:
+            a0, a1, mu = a0 * col, None if a1 is None else a1 * col, mu * col
+        t = W - mu
 
-    def _nearest(self, W: torch.Tensor):
-        """(pos0, pos1, s0, s1, W_hat) of the B step: the signs as bools and as float +-1."""
-        a0, a1, mu, col = self._terms()
+        def side(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:  # True: +step is nearer x
+            return (x * step) >= 0
 
-        def dist(level: torch.Tensor) -> torch.Tensor:
-            return (W - (level if col is None else level * col)).abs()
+        def sign(pos: torch.Tensor) -> torch.Tensor:  # exactly +-1
+            return pos.to(W.dtype) * 2 - 1
 
-        if a1 is None:  # combinations (+1), (-1)
-            pos0 = dist(a0 + mu) <= dist(mu - a0)
-            pos1 = None
-        else:  # combinations (+,+), (+,-), (-,+), (-,-): first minimum of the four
-            P, M = a0 + a1, a0 - a1
-            d0, d1, d2, d3 = dist(P + mu), dist(M + mu), dist(mu - M), dist(mu - P)
-            pos0 = torch.minimum(d0, d1) <= torch.minimum(d2, d3)
-            pos1 = (pos0 & (d0 <= d1)) | (~pos0 & (d2 <= d3))
-        s0 = pos0.to(W.dtype) * 2 - 1  # exactly +-1
-        s1 = None if pos1 is None else pos1.to(W.dtype) * 2 - 1
-        return pos0, pos1, s0, s1, _compose(a0, a1, mu, col, s0, s1, self.kept)
+        pos0 = side(t, a0)
+        s0 = sign(pos0)
+        pos1 = s1 = None
+        if a1 is not None:
+            pos1 = side(t - s0 * a0, a1)
+            swap = (self.alpha[1, 0].abs() > self.alpha[0, 0].abs()).nonzero().squeeze(1)  # (rows,)
+            if swap.numel():
+                t_, a0_, a1_ = t[swap], a0[swap], a1[swap]
+                p1 = side(t_, a1_)
+                pos0[swap] = side(t_ - sign(p1) * a1_, a0_)
+                pos1[swap] = p1
+                s0[swap] = sign(pos0[swap])
+            s1 = sign(pos1)
+        return Nearest(pos0, pos1, s0, s1, _compose(*terms, s0, s1, self.kept))
 
     def resign(self, W: torch.Tensor) -> None:
         """B step: every element takes its nearest reachable level (for first order with alpha >= 0
         this is sign(w - mu); for 2nd order the nearest of the four levels, as ARB prescribes)."""
-        self.s0, s1, _ = self.nearest(W)
+        near = self.nearest(W)
+        self.s0 = near.s0
         if self.s1 is not None:
-            self.s1 = s1
+            self.s1 = near.s1
 
     def rounded(self) -> "BlockFit":
         """The same fit with alpha, mu and col held in float16-representable float32 values."""
@@ -135,7 +152,7 @@ class BlockFit:
 
 def _compose(a0: torch.Tensor, a1: torch.Tensor | None, mu: torch.Tensor, col: torch.Tensor | None,
              s0: torch.Tensor, s1: torch.Tensor | None, kept: torch.Tensor) -> torch.Tensor:
-    """W_hat in LayerResult.dequantize's op order from per-element terms (BlockFit._terms) and signs."""
+    """W_hat in LayerResult.dequantize's op order from per-element terms (BlockFit.terms) and signs."""
     v = a0 * s0
     if a1 is not None:
         v = v + a1 * s1

@@ -1,4 +1,5 @@
-"""BlockFit.nearest: the fast B step equals argmin over level_table and dequant, bit for bit."""
+"""BlockFit.nearest: the fast B step takes a nearest level of level_table (up to rounding ties), and W_hat
+equals dequant with its signs, bit for bit."""
 
 import pytest
 import torch
@@ -32,26 +33,39 @@ def _fit(salient: bool, rc: bool, pruned: bool, seed: int) -> tuple[BlockFit, to
 @pytest.mark.parametrize("rc", [False, True])
 @pytest.mark.parametrize("pruned", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_nearest_equals_argmin_over_level_table(salient, rc, pruned, seed):
+def test_nearest_takes_a_nearest_level(salient, rc, pruned, seed):
     fit, W = _fit(salient, rc, pruned, seed)
     signs, levels = fit.level_table()
-    choice = (W[None] - levels).abs().argmin(0)  # the reference B step
-    s0, s1, W_hat = fit.nearest(W)
+    dist = (W[None] - levels).abs()
+    best = dist.min(0).values
+    choice = dist.argmin(0)  # the reference B step
+    s0, s1, W_hat = fit.nearest(W)[2:]
     kept = fit.kept
-    assert torch.equal(s0[kept], signs[choice, 0][kept])  # pruned entries' signs are free
+    assert torch.equal(W_hat, fit.dequant(s0, s1))
+    # every kept element's level is the nearest, up to float32 rounding of the levels (~1e-7 here)
+    assert ((W - W_hat).abs() <= best + 1e-6)[kept].all()
+    # and it is the argmin's level wherever the two nearest levels are not a rounding tie
+    second = dist.sort(0).values[1]
+    clear = kept & (second - best > 1e-6)
+    assert torch.equal(W_hat[clear], levels.gather(0, choice[None])[0][clear])
     if salient:
-        cols = kept & fit.salient[None]
+        cols = clear & fit.salient[None]
         assert torch.equal(s1[cols], signs[choice, 1][cols])
     else:
         assert s1 is None
-    assert torch.equal(W_hat, fit.dequant(s0, s1))
-    assert torch.equal(W_hat, levels.gather(0, choice[None])[0])
+    assert torch.equal(s0[clear], signs[choice, 0][clear])
+    if not rc:  # exactly at mu, halfway between levels: a tie goes to +1 (first-order columns)
+        at_mu = kept & ~fit.salient[None] & (W == fit.mu.T.gather(1, fit.region))
+        assert at_mu.sum() >= 8 and (s0[at_mu] == 1).all()
+    if salient:  # the rule's second order: some rows step plane 1 first
+        assert (fit.alpha[1, 0].abs() > fit.alpha[0, 0].abs()).any()
 
 
 @pytest.mark.parametrize("salient", [False, True])
 @pytest.mark.parametrize("rc", [False, True])
-def test_dequant_of_some_rows_equals_those_rows(salient, rc):
+def test_dequant_with_given_terms_and_pruned_zeros(salient, rc):
     fit, W = _fit(salient, rc, True, 3)
-    rows = torch.tensor([0, 5, 6, 36])
-    assert torch.equal(fit.dequant(rows=rows), fit.dequant()[rows])
+    assert torch.equal(fit.dequant(terms=fit.terms()), fit.dequant())
     assert torch.equal(fit.dequant()[~fit.kept], torch.zeros(int((~fit.kept).sum())))
+    near = fit.nearest(W)
+    assert torch.equal(near.pos0, near.s0 > 0)
