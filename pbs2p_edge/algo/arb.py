@@ -20,10 +20,10 @@ triangular solve; the same minimisers in the same order as updating E after ever
 a row's error ||W||_S^2 - 2 theta.WSe + theta' G theta needs no (R, b) pass. Only the B step and its
 guard touch every element: the new signs' error is computed directly, and only rows that flipped a
 kept sign can fail the guard. Same iterates up to float32 rounding (a rounding-tipped near-tie can
-send one row its own way; tests/algo/test_arb.py pins both); on SmolLM2's layers PBS2P's
-compress_layer runs about 1.2x faster than with the previous incremental form and 1.5x faster than
-the direct form (bench/results/compress_speed.md), which the plain norm and ARB-RC (whose column
-step changes every basis each iteration) still use.
+send one row its own way; tests/algo/test_arb.py pins both). On SmolLM2-shaped layers ARB-X and
+PBS2P's compress_layer run 1.2-1.3x faster than with the previous form, which kept E and reverted
+rows elementwise (bench/results/compress_speed.md), itself 1.2x faster than the direct form that the
+plain norm and ARB-RC (whose column step changes every basis each iteration) still use.
 
 [choice] In the S-norm the elementwise B step is not a minimiser, so it is kept per row only when
 it does not increase that row's error; this makes every iteration monotone (in the plain norm the
