@@ -18,7 +18,7 @@ from .result import LayerResult
 
 
 class Terms(NamedTuple):
-    """BlockFit.terms(): the per-element factors of W_hat for the present scales, each (R, b)."""
+    """BlockFit._terms(): the per-element factors of W_hat for the present scales, each (R, b)."""
     a0: torch.Tensor  # alpha_0 of the element's region
     a1: torch.Tensor | None  # alpha_1 in salient columns, 0 elsewhere; None without salient columns
     mu: torch.Tensor  # mu of the element's region
@@ -52,9 +52,8 @@ class BlockFit:
         return ([0] if self.s1 is not None else []) + list(range(1, 1 + S))
 
     def dequant(self, s0: torch.Tensor | None = None, s1: torch.Tensor | None = None,
-                use_col: bool = True, terms: Terms | None = None) -> torch.Tensor:
-        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs, terms
-        (from self.terms(), for the present scales) saves recomputing them.
+                use_col: bool = True) -> torch.Tensor:
+        """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs.
 
         Equal in value to LayerResult.dequantize (only the sign of a zero may differ): the two
         selects of the canonical order are evaluated as exact arithmetic instead, because a select
@@ -63,10 +62,10 @@ class BlockFit:
         """
         s0 = self.s0 if s0 is None else s0
         s1 = self.s1 if s1 is None else s1
-        a0, a1, mu, col = self.terms() if terms is None else terms
+        a0, a1, mu, col = self._terms()
         return _compose(a0, a1, mu, col if use_col else None, s0, s1, self.kept)
 
-    def terms(self) -> Terms:
+    def _terms(self) -> Terms:
         """Per element: alpha_0 of its region, alpha_1 (0 outside salient columns; None without
         them), mu of its region and its column scale (None without), each (R, b)."""
         a0 = self.alpha[0].T.gather(1, self.region)  # alpha[0][region[i, j], i]
@@ -95,9 +94,8 @@ class BlockFit:
         if self.s1 is not None:
             self.s1 = signs[choice, 1]
 
-    def nearest(self, W: torch.Tensor, terms: Terms | None = None) -> Nearest:
-        """B step without applying it: every element's nearest reachable level (see Nearest);
-        terms: self.terms() for the present scales, when the caller already has them.
+    def nearest(self, W: torch.Tensor) -> Nearest:
+        """B step without applying it: every element's nearest reachable level (see Nearest).
 
         The levels of an element are c (mu + s0 a0 + s1 a1), symmetric about c mu. With A = c a0 the
         larger step (|a0| >= |a1|, always true outside salient columns, where a1 = 0), the nearest
@@ -108,7 +106,7 @@ class BlockFit:
         elementwise passes of comparing four distances. W_hat equals dequant with the returned
         signs, bit for bit. Pruned entries get arbitrary signs (consumers mask them with `kept`).
         """
-        terms = self.terms() if terms is None else terms
+        terms = self._terms()
         a0, a1, mu, col = terms
         if col is not None:
             a0, a1, mu = a0 * col, None if a1 is None else a1 * col, mu * col
@@ -152,7 +150,7 @@ class BlockFit:
 
 def _compose(a0: torch.Tensor, a1: torch.Tensor | None, mu: torch.Tensor, col: torch.Tensor | None,
              s0: torch.Tensor, s1: torch.Tensor | None, kept: torch.Tensor) -> torch.Tensor:
-    """W_hat in LayerResult.dequantize's op order from per-element terms (BlockFit.terms) and signs."""
+    """W_hat in LayerResult.dequantize's op order from per-element terms (BlockFit._terms) and signs."""
     v = a0 * s0
     if a1 is not None:
         v = v + a1 * s1

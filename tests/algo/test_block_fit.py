@@ -63,9 +63,8 @@ def test_nearest_takes_a_nearest_level(salient, rc, pruned, seed):
 
 @pytest.mark.parametrize("salient", [False, True])
 @pytest.mark.parametrize("rc", [False, True])
-def test_dequant_with_given_terms_and_pruned_zeros(salient, rc):
+def test_dequant_zeros_pruned_and_nearest_bools_match_signs(salient, rc):
     fit, W = _fit(salient, rc, True, 3)
-    assert torch.equal(fit.dequant(terms=fit.terms()), fit.dequant())
     assert torch.equal(fit.dequant()[~fit.kept], torch.zeros(int((~fit.kept).sum())))
     near = fit.nearest(W)
     assert torch.equal(near.pos0, near.s0 > 0)
