@@ -51,6 +51,12 @@ class BlockFit:
         S = self.mu.shape[0] - 1
         return ([0] if self.s1 is not None else []) + list(range(1, 1 + S))
 
+    def rows(self, idx: torch.Tensor) -> "BlockFit":
+        """The fit of the rows `idx` (an index tensor) alone: copies, the column data shared."""
+        return dataclasses.replace(
+            self, kept=self.kept[idx], region=self.region[idx], s0=self.s0[idx],
+            s1=None if self.s1 is None else self.s1[idx], alpha=self.alpha[:, :, idx], mu=self.mu[:, idx])
+
     def dequant(self, s0: torch.Tensor | None = None, s1: torch.Tensor | None = None,
                 use_col: bool = True) -> torch.Tensor:
         """W_hat (R, b) float32 in LayerResult.dequantize's order; s0/s1 override the signs.

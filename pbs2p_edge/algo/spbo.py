@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .arb import arb_refine
+from .arb_x import XRefiner
 from .block_fit import BlockFit
 
 
@@ -35,8 +36,13 @@ def spbo(fit: BlockFit, W: torch.Tensor, kept: torch.Tensor, scores: torch.Tenso
          steps: int, iters: int, use_mean: bool, S: torch.Tensor | None = None) -> BlockFit:
     """Prunes `fit` (an unpruned ARB fit of W (R, b)) down to `kept` in `steps` steps, in place."""
     step_of = prune_steps(scores, kept, m, steps)
+    x = XRefiner(fit, W, use_mean, S) if S is not None and fit.col is None else None
     for t in range(int(step_of.max()) + 1):
-        fit.kept = fit.kept & (step_of != t)
-        arb_refine(fit, W, iters, use_mean, S)
+        if x is None:
+            fit.kept = fit.kept & (step_of != t)
+            arb_refine(fit, W, iters, use_mean, S)
+        else:  # one refiner for every step: the pruned entries update its bases in place
+            x.prune(step_of == t)
+            x.refine(iters)
     fit.kept = fit.kept & kept  # exact final mask, also when steps == 0
     return fit

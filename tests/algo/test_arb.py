@@ -47,33 +47,3 @@ def test_rc_column_scales_and_empty_regions():
     assert (fit.mu == 0).all()
     assert (fit.col[0][~fit.salient] == 1).all()  # region 0 only lives in salient columns
     assert not torch.equal(fit.col[1][~fit.salient], torch.ones_like(fit.col[1][~fit.salient]))
-
-
-def _direct_x(fit, W, iters, mean, S):
-    """The direct form of ARB-X: update E (and S E) after every parameter, recompute the row error
-    before every B step."""
-    from pbs2p_edge.algo.arb import _fit_scales_direct, _sign_step_direct
-
-    for _ in range(iters):
-        _fit_scales_direct(fit, W, mean, S)
-        _sign_step_direct(fit, W, S)
-    return fit
-
-
-def test_incremental_x_equals_direct_form():
-    """ARB-X's incremental iteration (bases, S e and the per-row Gram kept across iterations) gives
-    the direct coordinate descent's iterates up to float32 rounding. Rounding can tip a near-tie in
-    one row's B step, and that row then follows its own path, so: almost every row's W_hat agrees to
-    rounding, and the total error agrees closely."""
-    W, S, d = _block(3)
-    for sal, split, pruned in [(True, 2, False), (True, 2, True), (False, 1, True)]:
-        kept = torch.rand(W.shape, generator=torch.Generator().manual_seed(5)) < 0.6 if pruned \
-            else torch.ones_like(W, dtype=torch.bool)
-        a = billm_init(W, kept, d, sal, 10, split, True)
-        b = billm_init(W, kept, d, sal, 10, split, True)
-        arb_refine(a, W, 8, True, S)
-        _direct_x(b, W, 8, True, S)
-        rows_apart = ((a.dequant() - b.dequant()).abs() > 1e-6).any(1)  # W ~ 0.02: 1e-6 is far above rounding
-        assert rows_apart.float().mean() <= 0.02
-        ea, eb = float(row_error(W, a, S).sum()), float(row_error(W, b, S).sum())
-        assert abs(ea - eb) <= 1e-4 * eb
