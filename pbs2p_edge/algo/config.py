@@ -75,6 +75,11 @@ class CompressConfig:
     cfs: bool = True  # per-layer N from block importance; False = the same N everywhere
     cfs_low: int = 1  # N_l in [n - cfs_low, n + cfs_high]
     cfs_high: int = 1
+    # CFS importances from the first cfs_windows calibration windows (they are a seeded random sample);
+    # None = all. The importance pass is one full-precision forward of every block; on SmolLM2 (32 x 512
+    # of Emma) 8 windows give every block's importance within 0.1 % of all 32 and the same N_l except
+    # one exchange between two blocks whose importances tie to 1e-4, at a quarter of the cost
+    cfs_windows: int | None = 8
     intra_block_update: bool = False  # GPTQ-style update of later columns inside a block (baselines: no)
     seed: int = 0
     version: int = CONFIG_VERSION
@@ -95,6 +100,8 @@ class CompressConfig:
             raise ConfigError(f"spbo_steps must be >= 1, got {self.spbo_steps}")
         if self.cfs_low < 0 or self.cfs_high < 0:
             raise ConfigError("cfs_low and cfs_high must be >= 0")
+        if self.cfs_windows is not None and self.cfs_windows < 1:
+            raise ConfigError(f"cfs_windows must be >= 1 or None (all windows), got {self.cfs_windows}")
         if self.version != CONFIG_VERSION:
             raise ConfigError(f"config version {self.version} is not supported (this build: {CONFIG_VERSION})")
 

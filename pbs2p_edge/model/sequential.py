@@ -28,8 +28,8 @@ class CompressionRun:
 
     results: full module name ("model.layers.0.self_attn.q_proj") -> LayerResult (on CPU).
     layer_n: the same names -> N kept per M-group in that layer.
-    importance: per block, CFS importance 1/mean cos(block input, output) of the FP model
-                ([] when CFS is off); block_n: N_l per block.
+    importance: per block, CFS importance 1/mean cos(block input, output) of the FP model on the
+                first cfg.cfs_windows windows ([] when CFS is off); block_n: N_l per block.
     seconds: wall time of compress_model; peak_memory_bytes: CUDA peak allocated on a CUDA device,
              else the process's peak resident set size (includes the model itself).
     config: the resolved config that was used.
@@ -153,7 +153,7 @@ def compress_model(
     inputs = capture_block_inputs(model, calib_ids, spec, device)
     x, kwargs = inputs.hidden, inputs.kwargs
     if uses_cfs(cfg):
-        importance = _block_importances(blocks, x, kwargs, device)
+        importance = _block_importances(blocks, x[: cfg.cfs_windows], kwargs, device)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
         importance, block_n = [], [cfg.n] * len(blocks)

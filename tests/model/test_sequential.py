@@ -122,6 +122,29 @@ def test_pbs2p_with_cfs_and_same_seed_gives_identical_results(name, request, cal
         assert torch.equal(lin.weight, r.dequantize())
 
 
+def test_cfs_importance_comes_from_the_first_cfs_windows(tiny_llama, calib):
+    """cfs_windows=2: the importances are those of the FP model on calibration windows 0 and 1 alone."""
+    from pbs2p_edge.algo.cfs import block_importance
+
+    twin = copy.deepcopy(tiny_llama)
+    h = {}
+    for i, block in enumerate(decoder_blocks(tiny_llama)):
+        block.register_forward_hook(lambda m, a, k, out, i=i: h.setdefault(i, []).append(
+            (a[0] if a else k["hidden_states"], out[0] if isinstance(out, tuple) else out)), with_kwargs=True)
+    with torch.no_grad():
+        for row in calib[:2]:
+            tiny_llama(input_ids=row[None], use_cache=False)
+    expected = [block_importance([x for x, _ in h[i]], [y for _, y in h[i]]) for i in range(2)]
+    for block in decoder_blocks(tiny_llama):
+        block._forward_hooks.clear()
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, arb_iters=1, spbo_iters=1, cfs_windows=2)
+    run = compress_model(tiny_llama, calib, cfg, progress=False, num_blocks=1)
+    assert run.importance == pytest.approx(expected, rel=1e-5)
+    every = CompressConfig(method="pbs2p", n=4, m=8, arb_iters=0, spbo_iters=0, cfs_windows=None)
+    assert run.importance != pytest.approx(compress_model(twin, calib, every, progress=False, num_blocks=1).importance,
+                                           rel=1e-5)  # all 4 windows give other values
+
+
 def test_cfs_off_gives_every_layer_n(tiny_llama, calib):
     run = compress_model(tiny_llama, calib, CompressConfig(method="pbs2p", n=5, cfs=False, arb_iters=1, spbo_iters=1), progress=False)
     assert run.importance == [] and set(run.layer_n.values()) == {5}
