@@ -3,6 +3,7 @@
 Coarse stage choices ([choice], the paper's Eq. 7 is not public in detail):
 - I_l = 1 / mean_tokens cos(x_in, x_out) of decoder block l, normalised to mean 1; the mean cosine
   is clamped to >= 1e-3 so a block that reverses its input counts as very important, not negative.
+  The tokens are those of the first cfs_windows calibration windows (CompressConfig; 8 by default).
 - Mapping: deviations d = I - 1 are scaled so the most important layer lands on n_hi = min(m, n+high)
   and the least important on n_lo = max(1, n-low) (positive and negative sides scaled separately, so
   the mean importance maps to n); x_l = n + d * scale, N_l = floor(x_l + 1/2) (round half up).
