@@ -14,13 +14,14 @@ Per row the refiner keeps e (R, P, b), S e, G[k, j] = <e_k, e_j>_S and WSe_k = <
   takes only the flips that each lower the error on their own, when together they do not raise it
   either. Every iteration is monotone.
 - Fixed points: a row that keeps its signs gets the same scales from the next solve, hence the same
-  B step: it is done, and leaves the active set. Rows leave fast (on SmolLM2's layers about 1 in 3
-  stays after the first B step), so most of the work is the first iteration.
-- Sparse updates: a B step flips a few signs per row (3-7 of 128 on SmolLM2), an SPBO step prunes
-  b / M entries per row. The error change of a move d of W_hat, -2 d.S E + d S d, and the updates of
-  S e are computed from the changed entries only (gathered rows of S), so no step costs a dense
-  (rows, b) x (b, b) product except the set-up. S e drifts from a fresh product by float32 rounding
-  only (tests/algo/test_arb_x.py).
+  B step: it is done, and leaves the active set. On SmolLM2's layers about a fifth of the rows is
+  still active at the third iteration (a tenth after an SPBO step), so most of the work is in the
+  first two.
+- Cost per iteration on n active rows: the solve, the nearest levels, one (n, b) x (b, b) product for
+  the error change of the move d of W_hat, -2 d.S E + d S d (S E comes from the stored S e), one more
+  for the rows that get the second chance, and fresh bases, S e and G for the rows that changed. (A B
+  step flips 3-7 of 128 signs per row; updating S e from gathered rows of S at those entries only was
+  measured slower on CPU than the dense product at b = 128.) An SPBO step recomputes every basis once.
 
 [choice] Empty regions keep alpha = mu = 0. Collinear bases (a region whose kept signs agree, a
 salient region of one element) make G singular; a relative ridge picks the smaller scales among
