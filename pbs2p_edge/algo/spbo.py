@@ -41,7 +41,7 @@ def spbo(fit: BlockFit, W: torch.Tensor, kept: torch.Tensor, scores: torch.Tenso
         if x is None:
             fit.kept = fit.kept & (step_of != t)
             arb_refine(fit, W, iters, use_mean, S)
-        else:  # one refiner for every step: the pruned entries update its bases in place
+        else:  # one refiner for every step: a prune recomputes its bases, keeps W S and the copies
             x.prune(step_of == t)
             x.refine(iters)
     fit.kept = fit.kept & kept  # exact final mask, also when steps == 0
