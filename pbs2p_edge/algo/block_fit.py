@@ -26,9 +26,7 @@ class Terms(NamedTuple):
 
 
 class Nearest(NamedTuple):
-    """BlockFit.nearest(): the B step's signs, as bools (True = +1) and as float +-1, and W_hat."""
-    pos0: torch.Tensor  # (R, b) bool
-    pos1: torch.Tensor | None  # (R, b) bool, None without salient columns
+    """BlockFit.nearest(): the B step's signs and W_hat."""
     s0: torch.Tensor  # (R, b) float32 in {-1, +1}
     s1: torch.Tensor | None
     W_hat: torch.Tensor  # (R, b) float32, equal to dequant() with these signs
@@ -137,7 +135,7 @@ class BlockFit:
                 pos1[swap] = p1
                 s0[swap] = sign(pos0[swap])
             s1 = sign(pos1)
-        return Nearest(pos0, pos1, s0, s1, _compose(*terms, s0, s1, self.kept))
+        return Nearest(s0, s1, _compose(*terms, s0, s1, self.kept))
 
     def resign(self, W: torch.Tensor) -> None:
         """B step: every element takes its nearest reachable level (for first order with alpha >= 0
