@@ -11,8 +11,8 @@ Order per iteration: for each region mu -> alpha_0 -> alpha_1; ARB-RC then the c
 (least squares per column, plain norm only); then the B step (nearest level).
 
 ARB-X without column scales (ARB-X itself, and PBS2P's refits) runs in per-row coordinates
-instead, with an exact scale pass and sparse updates (arb_x.XRefiner); the direct form here serves
-the plain norm and ARB-RC, whose column step changes every basis each iteration.
+instead, with an exact scale pass and an active set of rows (arb_x.XRefiner); the direct form here
+serves the plain norm and ARB-RC, whose column step changes every basis each iteration.
 
 [choice] In the S-norm the elementwise B step is not a minimiser, so the direct form keeps it per
 row only when it does not increase that row's error; this makes every iteration monotone (in the
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .arb_x import XRefiner
+from .arb_x import XRefiner, refines_in_x
 from .block_fit import BlockFit
 
 
@@ -87,7 +87,7 @@ def arb_refine(fit: BlockFit, W: torch.Tensor, iters: int, use_mean: bool,
                S: torch.Tensor | None = None) -> BlockFit:
     """Refines `fit` of W (R, b) in place over its kept entries for `iters` alternations and
     returns it. S (b, b): ARB-X's block Gram matrix; None: plain norm. fit.col present: ARB-RC."""
-    if S is not None and fit.col is None:
+    if refines_in_x(fit, S):
         if iters > 0:
             XRefiner(fit, W, use_mean, S).refine(iters)
         return fit

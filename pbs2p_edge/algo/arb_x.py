@@ -56,6 +56,11 @@ def _error_change(d: torch.Tensor, SE: torch.Tensor, S: torch.Tensor) -> torch.T
     return ((d @ S - 2 * SE) * d).sum(1, dtype=torch.float64)
 
 
+def refines_in_x(fit: BlockFit, S: torch.Tensor | None) -> bool:
+    """Whether XRefiner serves this fit: an S-norm refinement of row scales (no ARB-RC column scales)."""
+    return S is not None and fit.col is None
+
+
 class XRefiner:
     """ARB-X refinement of one fit of W (R, b) in the norm of S (b, b); refines `fit` in place.
 
@@ -63,8 +68,9 @@ class XRefiner:
     """
 
     def __init__(self, fit: BlockFit, W: torch.Tensor, use_mean: bool, S: torch.Tensor):
-        if fit.col is not None:
-            raise ValueError("XRefiner refines row scales only; ARB-RC's column scales use arb_refine's direct form")
+        if not refines_in_x(fit, S):
+            raise ValueError("XRefiner refines row scales in an S-norm; the plain norm and ARB-RC's column "
+                             "scales use arb_refine's direct form")
         self.fit, self.W, self.S = fit, W, S
         fit.s0 = fit.s0.clone()
         fit.s1 = None if fit.s1 is None else fit.s1.clone()
@@ -109,11 +115,12 @@ class XRefiner:
         R = W.shape[0]
         act = torch.arange(R, device=W.device)  # rows that can still change
         for _ in range(iters):
-            rows = slice(None) if act.numel() == R else act  # views while every row is active
+            every = act.numel() == R
+            rows = slice(None) if every else act  # views, not copies, while every row is active
             theta = self._set_theta(rows, _solve(self.G[rows], self.WSe[rows]))  # (n, P) as stored
             W_hat = (theta[:, None, :] @ self.e[rows]).squeeze(1)  # (n, b)
             SE = self.WS[rows] - (theta[:, None, :] @ self.Se[rows]).squeeze(1)  # S (W - W_hat)
-            sub = fit if act.numel() == R else fit.rows(act)
+            sub = fit if every else fit.rows(act)
             near = sub.nearest(W[rows])
             flip = near.s0 != sub.s0
             if fit.s1 is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .arb import arb_refine
-from .arb_x import XRefiner
+from .arb_x import XRefiner, refines_in_x
 from .block_fit import BlockFit
 
 
@@ -36,7 +36,7 @@ def spbo(fit: BlockFit, W: torch.Tensor, kept: torch.Tensor, scores: torch.Tenso
          steps: int, iters: int, use_mean: bool, S: torch.Tensor | None = None) -> BlockFit:
     """Prunes `fit` (an unpruned ARB fit of W (R, b)) down to `kept` in `steps` steps, in place."""
     step_of = prune_steps(scores, kept, m, steps)
-    x = XRefiner(fit, W, use_mean, S) if S is not None and fit.col is None else None
+    x = XRefiner(fit, W, use_mean, S) if refines_in_x(fit, S) else None
     for t in range(int(step_of.max()) + 1):
         if x is None:
             fit.kept = fit.kept & (step_of != t)
