@@ -39,6 +39,25 @@ def same_results(a, b) -> bool:
     return True
 
 
+def fp_importances(model, windows: torch.Tensor) -> list[float]:
+    """CFS importance of every decoder block, from each FP block's own input and output over `windows`
+    (rows of token ids, run one at a time as the pipeline does)."""
+    from pbs2p_edge.algo.cfs import block_importance
+
+    ins, outs, handles = {}, {}, []
+    for i, block in enumerate(decoder_blocks(model)):
+        def hook(m, args, kwargs, out, i=i):
+            ins.setdefault(i, []).append(args[0] if args else kwargs["hidden_states"])
+            outs.setdefault(i, []).append(out[0] if isinstance(out, tuple) else out)
+        handles.append(block.register_forward_hook(hook, with_kwargs=True))
+    with torch.no_grad():
+        for row in windows:
+            model(input_ids=row[None], use_cache=False)
+    for h in handles:
+        h.remove()
+    return [block_importance(torch.cat(ins[i]), torch.cat(outs[i])) for i in sorted(ins)]
+
+
 @pytest.fixture
 def calib(tiny_ids):
     return calibration_windows(tiny_ids, nsamples=4, seqlen=32, seed=0)
@@ -85,23 +104,9 @@ def test_block_hessians_come_from_the_compressed_previous_block(tiny_llama, cali
 
 @pytest.mark.parametrize("name", MODELS)
 def test_pbs2p_with_cfs_and_same_seed_gives_identical_results(name, request, calib):
-    from pbs2p_edge.algo.cfs import block_importance
-
     model = request.getfixturevalue(name)
     twin = copy.deepcopy(model)
-    # expected importances: each FP block's own input and output over all calibration windows
-    ins, outs, handles = {}, {}, []
-    for i, block in enumerate(decoder_blocks(model)):
-        def hook(m, args, kwargs, out, i=i):
-            ins.setdefault(i, []).append(args[0] if args else kwargs["hidden_states"])
-            outs.setdefault(i, []).append(out[0] if isinstance(out, tuple) else out)
-        handles.append(block.register_forward_hook(hook, with_kwargs=True))
-    with torch.no_grad():
-        for row in calib:
-            model(input_ids=row[None], use_cache=False)
-    for h in handles:
-        h.remove()
-    expected = [block_importance(torch.cat(ins[i]), torch.cat(outs[i])) for i in range(2)]
+    expected = fp_importances(model, calib)  # over all calibration windows
 
     cfg = CompressConfig(method="pbs2p", n=4, m=8, arb_iters=2, spbo_iters=1)
     a = compress_model(model, calib, cfg, progress=False)
@@ -124,19 +129,8 @@ def test_pbs2p_with_cfs_and_same_seed_gives_identical_results(name, request, cal
 
 def test_cfs_importance_comes_from_the_first_cfs_windows(tiny_llama, calib):
     """cfs_windows=2: the importances are those of the FP model on calibration windows 0 and 1 alone."""
-    from pbs2p_edge.algo.cfs import block_importance
-
     twin = copy.deepcopy(tiny_llama)
-    h = {}
-    for i, block in enumerate(decoder_blocks(tiny_llama)):
-        block.register_forward_hook(lambda m, a, k, out, i=i: h.setdefault(i, []).append(
-            (a[0] if a else k["hidden_states"], out[0] if isinstance(out, tuple) else out)), with_kwargs=True)
-    with torch.no_grad():
-        for row in calib[:2]:
-            tiny_llama(input_ids=row[None], use_cache=False)
-    expected = [block_importance([x for x, _ in h[i]], [y for _, y in h[i]]) for i in range(2)]
-    for block in decoder_blocks(tiny_llama):
-        block._forward_hooks.clear()
+    expected = fp_importances(tiny_llama, calib[:2])
     cfg = CompressConfig(method="pbs2p", n=4, m=8, arb_iters=1, spbo_iters=1, cfs_windows=2)
     run = compress_model(tiny_llama, calib, cfg, progress=False, num_blocks=1)
     assert run.importance == pytest.approx(expected, rel=1e-5)
