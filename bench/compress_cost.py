@@ -62,6 +62,12 @@ def build_random_model(dirpath: Path, fields: dict, layers: int, seed: int = 0) 
     return sum(m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "layers." in n)
 
 
+def blocks_run(shape: str, layers: int) -> tuple[int, int]:
+    """(blocks compressed, the shape's full depth): every block of the real model, else --layers."""
+    fields, full = {**SHAPES, **REAL_SHAPE, **QUICK_SHAPE}[shape]
+    return (full if fields is None else layers), full
+
+
 def child(shape: str, method_row: str, layers: int, nsamples: int, seqlen: int, threads: int) -> dict:
     import torch
 
@@ -134,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):  # interleaved, so slow drifts of a noisy host hit every method alike
         for shape in shapes:
-            fields, full = {**SHAPES, **REAL_SHAPE, **QUICK_SHAPE}[shape]
-            layers = full if fields is None else args.layers
+            layers, _ = blocks_run(shape, args.layers)
             for m in methods:
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--child", shape, m, "--layers", str(args.layers),
                        "--nsamples", str(args.nsamples), "--calib-seqlen", str(args.calib_seqlen),
@@ -149,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{rep + 1}/{args.repeats}] {shape} {m}: {r['compress_seconds'] / layers:.1f} s/block, "
                       f"peak {r['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
     for (shape, m), rs in runs.items():
-        fields, full = {**SHAPES, **REAL_SHAPE, **QUICK_SHAPE}[shape]
-        layers = full if fields is None else args.layers
+        layers, full = blocks_run(shape, args.layers)
         r = sorted(rs, key=lambda x: x["compress_seconds"])[(len(rs) - 1) // 2]  # median (lower middle)
         per_block = r["compress_seconds"] / layers
         rows.append({"shape": shape, "method": m, "layers": layers, "full_layers": full,
