@@ -6,6 +6,7 @@
 # Idempotent: installs Debian's cross compiler and qemu-user only when missing; reuses build/aarch64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/venv_python.sh
 
 need=()
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
@@ -50,7 +51,7 @@ fi
 # The same model's forward on both architectures. NEON and AVX2/AVX-512 sum in a different order (float32), so the
 # logits agree to rounding, not bit for bit: the bound is relative to the spread of the logits.
 gguf="$build/tiny_llama.gguf"
-python3 scripts/tiny_llama_gguf.py "$gguf" >/dev/null
+"$PY" scripts/tiny_llama_gguf.py "$gguf" >/dev/null
 host=build/aarch64-x86-reference
 cmake -S . -B "$host" -DCMAKE_BUILD_TYPE=Release -DPBS2P_BUILD_TESTS=ON -DPBS2P_BUILD_STATIC=ON \
     -DPBS2P_BUILD_EXAMPLES=OFF >/dev/null
@@ -60,7 +61,7 @@ tokens=(0 5 17 42 99 200 319 1)
 qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64)
 "$qemu" -L /usr/aarch64-linux-gnu "$build/native/model_logits" "$gguf" "$build/logits-aarch64.f32" "${tokens[@]}" \
     >/dev/null
-python3 - "$build/logits-x86.f32" "$build/logits-aarch64.f32" <<'PY'
+"$PY" - "$build/logits-x86.f32" "$build/logits-aarch64.f32" <<'PY'
 import sys
 import numpy as np
 x86, arm = (np.fromfile(p, dtype="<f4").astype(np.float64) for p in sys.argv[1:3])

@@ -14,8 +14,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
     "${sudo_[@]}" apt-get install -y --no-install-recommends valgrind || {
         "${sudo_[@]}" apt-get update && "${sudo_[@]}" apt-get install -y --no-install-recommends valgrind; }
 fi
-py=python3
-if [ -x .venv/bin/python ]; then py=.venv/bin/python; fi
+source scripts/venv_python.sh
 
 build=build/valgrind
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPBS2P_BUILD_TESTS=OFF -DPBS2P_BUILD_EXAMPLES=OFF \
@@ -25,7 +24,7 @@ run="$build/native/pbs2p-run"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$py" scripts/tiny_llama_gguf.py "$work/tiny.gguf"
+"$PY" scripts/tiny_llama_gguf.py "$work/tiny.gguf"
 printf 'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.\n%.0s' {1..6} >"$work/text.txt"
 printf 'x' >"$work/short.txt"
 
