@@ -1,0 +1,183 @@
+"""The one table of storage tiers (docs/FORMAT.md §10): each linear, and the embedding / head, is stored in one.
+
+A grid tier stores codes q on a uniform grid per block of `block` values with float16 scale(s):
+value = d * (q - offset) for the symmetric ggml types, (d * q) + m for our asymmetric ones. This file is numpy
+only (the exporters use it): the block byte layouts, their packer and the reference decoder. The math that chooses
+codes and scales (GPTQ) is pbs2p_edge.algo.gptq_grid; libpbs2p's decoders are native/src/dense_*.c.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, FormatError
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    block: int  # values per scale block (1 for f16); K must be a multiple
+    block_bytes: int  # bytes of one block on disk
+    qmax: int  # codes 0..qmax (0 for f16)
+    offset: int  # symmetric ggml types: value = d * (q - offset); 0 with a min m (asymmetric)
+    has_min: bool  # (float16 d, float16 m) per block, else float16 d alone
+    ggml_type: str | None  # gguf.GGMLQuantizationType name when stored as that standard type, else None (ours)
+
+    @property
+    def bits(self) -> float:
+        """Honest bits per weight: everything stored for a block / its values."""
+        return 8 * self.block_bytes / self.block
+
+    @property
+    def grid(self) -> bool:
+        return self.qmax > 0
+
+    def row_bytes(self, cols: int) -> int:
+        return cols // self.block * self.block_bytes
+
+    def check_cols(self, what: str, cols: int) -> None:
+        if cols % self.block:
+            raise ConfigError(f"{what}: tier {self.name} needs a row width divisible by {self.block}, got {cols}")
+
+
+# The binary tier: PBS2P's packed layers (docs/FORMAT.md §2-8); its bits depend on the layer's structure.
+BINARY = "pbs2p"
+
+TIERS: dict[str, Tier] = {
+    "f16": Tier("f16", 1, 2, 0, 0, False, "F16"),
+    "q8_0": Tier("q8_0", 32, 34, 255, 128, False, "Q8_0"),  # int8 q in -127..127 stored as q + 128 logically
+    "q4_0": Tier("q4_0", 32, 18, 15, 8, False, "Q4_0"),
+    "q3_g64": Tier("q3_g64", 64, 28, 7, 0, True, None),
+    "q2_g64": Tier("q2_g64", 64, 20, 3, 0, True, None),
+}
+GRID_TIERS = tuple(n for n, t in TIERS.items() if t.grid)
+# tiers the token embedding / head may take (standard ggml types, read by llama.cpp-style tools too)
+EMBED_TIERS = ("f16", "q8_0", "q4_0")
+
+
+def tier(name: str) -> Tier:
+    try:
+        return TIERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown tier {name!r}; choose one of {BINARY}, {', '.join(TIERS)}") from None
+
+
+@dataclass(frozen=True)
+class GridLayer:
+    """A linear stored in a grid tier: `blocks` (R, row_bytes) uint8, the file's bytes of each row."""
+    tier: str
+    rows: int
+    cols: int
+    blocks: np.ndarray
+
+    def __post_init__(self) -> None:
+        t = tier(self.tier)
+        shape = (self.rows, t.row_bytes(self.cols))
+        if self.cols % t.block or self.blocks.dtype != np.uint8 or self.blocks.shape != shape:
+            raise FormatError(f"{self.tier} layer ({self.rows}, {self.cols}) needs uint8 blocks of shape {shape}, "
+                              f"got {self.blocks.dtype} {self.blocks.shape}")
+
+    @property
+    def honest_bits(self) -> int:
+        return 8 * self.blocks.size
+
+    def decode(self) -> np.ndarray:
+        return decode(self.tier, self.blocks, self.cols)
+
+
+def _f16_exact(name: str, x: np.ndarray) -> np.ndarray:
+    h = np.asarray(x, dtype=np.float32).astype(np.float16)
+    if not (np.isfinite(h) & (h.astype(np.float32) == x)).all():
+        raise FormatError(f"{name}: scales must be finite float16 values")
+    return h
+
+
+def pack(name: str, q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+    """Blocks (R, row_bytes) uint8 of tier `name` from codes q (R, K) in 0..qmax, d (R, K/block) and, for
+    tiers with a min, m (R, K/block), both holding float16 values exactly (FormatError otherwise)."""
+    t = tier(name)
+    if not t.grid:
+        raise ConfigError(f"tier {name} has no codes to pack")
+    q = np.asarray(q)
+    R, K = q.shape
+    t.check_cols(name, K)
+    if q.min(initial=0) < 0 or q.max(initial=0) > t.qmax:
+        raise FormatError(f"{name}: codes must be in 0..{t.qmax}")
+    nb = K // t.block
+    qb = q.astype(np.uint8).reshape(R, nb, t.block)
+    parts = [_f16_exact(f"{name} d", np.asarray(d).reshape(R, nb, 1)).view(np.uint8)]
+    if t.has_min:
+        parts.append(_f16_exact(f"{name} m", np.asarray(m).reshape(R, nb, 1)).view(np.uint8))
+    if name == "q8_0":
+        parts.append((qb.astype(np.int16) - t.offset).astype(np.int8).view(np.uint8))
+    elif name == "q4_0":
+        parts.append(qb[..., :16] | (qb[..., 16:] << 4))
+    else:  # ours: low two bits of q[16s + i] at bits 2s of qs[i]; q3's high bit j at bit j % 8 of qh[j / 8]
+        low = qb & 3
+        parts.append(low[..., 0:16] | low[..., 16:32] << 2 | low[..., 32:48] << 4 | low[..., 48:64] << 6)
+        if t.qmax == 7:
+            parts.append(np.packbits(qb >> 2, axis=-1, bitorder="little"))
+    out = np.concatenate(parts, axis=-1)
+    return np.ascontiguousarray(out.reshape(R, nb * t.block_bytes))
+
+
+def pack_float(W: np.ndarray) -> np.ndarray:
+    """Blocks (R, 2K) uint8 of the f16 tier from W (R, K) holding float16 values exactly."""
+    return np.ascontiguousarray(_f16_exact("f16 weights", np.asarray(W, dtype=np.float32)).view(np.uint8))
+
+
+def codes(name: str, blocks: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(q (R, K) uint8, d (R, K/block) float32, m or None): the inverse of pack."""
+    t = tier(name)
+    R = blocks.shape[0]
+    nb = cols // t.block
+    b = np.asarray(blocks, dtype=np.uint8).reshape(R, nb, t.block_bytes)
+    d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    at = 2
+    m = None
+    if t.has_min:
+        m = b[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        at = 4
+    body = b[..., at:]
+    if name == "q8_0":
+        q = (body.view(np.int8).astype(np.int16) + t.offset).astype(np.uint8)
+    elif name == "q4_0":
+        q = np.concatenate([body & 15, body >> 4], axis=-1)
+    else:
+        qs = body[..., :16]
+        q = np.concatenate([(qs >> s) & 3 for s in (0, 2, 4, 6)], axis=-1)
+        if t.qmax == 7:
+            q = q | (np.unpackbits(body[..., 16:24], axis=-1, bitorder="little") << 2)
+    return q.reshape(R, cols), d, m
+
+
+def decode(name: str, blocks: np.ndarray, cols: int) -> np.ndarray:
+    """W_hat (R, K) float32 in the reference order: d * (q - offset), or (d * q) + m."""
+    t = tier(name)
+    if not t.grid:
+        return np.ascontiguousarray(blocks).view(np.float16).astype(np.float32).reshape(-1, cols)
+    q, d, m = codes(name, blocks, cols)
+    R = q.shape[0]
+    qf = q.reshape(R, -1, t.block).astype(np.float32) - np.float32(t.offset)
+    v = d[..., None] * qf
+    if m is not None:
+        v = v + m[..., None]
+    return v.reshape(R, cols).astype(np.float32)
+
+
+def round_trip(name: str, W: np.ndarray) -> np.ndarray:
+    """W (R, K) as the file holds it in standard tier `name` when quantized to nearest, as the exporter does for
+    the token embedding / head (gguf-py's quantizer, ggml's rounding); float32."""
+    import gguf
+
+    t = tier(name)
+    W = np.asarray(W, dtype=np.float32)
+    if name == "f16":
+        return W.astype(np.float16).astype(np.float32)
+    if t.ggml_type is None:
+        raise ConfigError(f"tier {name} is not a standard ggml type")
+    t.check_cols(name, W.shape[-1])
+    qtype = gguf.GGMLQuantizationType[t.ggml_type]
+    return gguf.quants.dequantize(gguf.quants.quantize(W, qtype), qtype).reshape(W.shape)

@@ -1,0 +1,98 @@
+"""The tier table's block layouts: the ggml types byte for byte as gguf-py reads them, ours pinned by hand."""
+
+import gguf
+import numpy as np
+import pytest
+
+from pbs2p_edge.errors import ConfigError, FormatError
+from pbs2p_edge.pack import tiers
+
+
+def _random_layer(name, R=5, K=192, seed=0):
+    t = tiers.TIERS[name]
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, t.qmax + 1, (R, K))
+    d = rng.normal(size=(R, K // t.block)).astype(np.float16).astype(np.float32)
+    m = rng.normal(size=d.shape).astype(np.float16).astype(np.float32) if t.has_min else None
+    return q, d, m
+
+
+def test_honest_bits_of_every_tier():
+    assert {n: t.bits for n, t in tiers.TIERS.items()} == {"f16": 16, "q8_0": 8.5, "q4_0": 4.5, "q3_g64": 3.5,
+                                                          "q2_g64": 2.5}
+
+
+@pytest.mark.parametrize("name", ["q8_0", "q4_0"])
+def test_standard_tiers_are_ggml_types(name):
+    q, d, _ = _random_layer(name)
+    blocks = tiers.pack(name, q, d)
+    qtype = gguf.GGMLQuantizationType[tiers.TIERS[name].ggml_type]
+    assert blocks.shape[1] == 192 // 32 * gguf.GGML_QUANT_SIZES[qtype][1]
+    np.testing.assert_array_equal(tiers.decode(name, blocks, 192), gguf.quants.dequantize(blocks, qtype))
+
+
+@pytest.mark.parametrize("name", list(tiers.GRID_TIERS))
+def test_codes_invert_pack(name):
+    q, d, m = _random_layer(name, seed=1)
+    q2, d2, m2 = tiers.codes(name, tiers.pack(name, q, d, m), 192)
+    np.testing.assert_array_equal(q2, q)
+    np.testing.assert_array_equal(d2, d)
+    if m is not None:
+        np.testing.assert_array_equal(m2, m)
+
+
+def _block(d, m, body):
+    return np.concatenate([np.array([d, m], np.float16).view(np.uint8), np.array(body, np.uint8)])[None]
+
+
+def test_q2_g64_layout_pinned():
+    # qs[i] holds q[i], q[16 + i], q[32 + i], q[48 + i] at bits 0, 2, 4, 6
+    body = [0] * 16
+    body[0] = 0b11_10_01_00  # q[0] = 0, q[16] = 1, q[32] = 2, q[48] = 3
+    body[15] = 0b00_00_00_11  # q[15] = 3
+    v = tiers.decode("q2_g64", _block(0.5, -1.0, body), 64)[0]
+    expect = np.full(64, -1.0, np.float32)
+    expect[[16, 32, 48, 15]] = [-0.5, 0.0, 0.5, 0.5]
+    np.testing.assert_array_equal(v, expect)
+
+
+def test_q3_g64_layout_pinned():
+    # low two bits as q2_g64; the high bit of q[j] is bit j % 8 of qh[j / 8]
+    body = [0] * 24
+    body[1] = 0b01  # q[1] low = 1
+    body[16 + 0] = 0b0000_0010  # q[1] high bit -> q[1] = 5
+    body[16 + 7] = 0b1000_0000  # q[63] high bit -> 4
+    v = tiers.decode("q3_g64", _block(0.25, 1.0, body), 64)[0]
+    expect = np.full(64, 1.0, np.float32)
+    expect[1], expect[63] = 1.0 + 5 * 0.25, 1.0 + 4 * 0.25
+    np.testing.assert_array_equal(v, expect)
+
+
+def test_grid_layer_checks_shape_and_decodes():
+    q, d, m = _random_layer("q3_g64", R=3, K=128)
+    layer = tiers.GridLayer("q3_g64", 3, 128, tiers.pack("q3_g64", q, d, m))
+    assert layer.honest_bits == 3 * 128 * 3.5
+    np.testing.assert_array_equal(layer.decode(), d.repeat(64, 1) * q + m.repeat(64, 1))
+    with pytest.raises(FormatError):
+        tiers.GridLayer("q3_g64", 3, 64, layer.blocks)
+
+
+def test_pack_refuses_what_the_file_cannot_hold():
+    q, d, m = _random_layer("q2_g64", K=128)
+    with pytest.raises(FormatError, match="0..3"):
+        tiers.pack("q2_g64", q + 1, d, m)
+    with pytest.raises(FormatError, match="float16"):
+        tiers.pack("q2_g64", q, d + 1e-4, m)
+    with pytest.raises(ConfigError, match="divisible by 64"):
+        tiers.pack("q2_g64", q[:, :96], d, m)
+    with pytest.raises(ConfigError, match="unknown tier"):
+        tiers.tier("q1_g64")
+
+
+def test_f16_tier_and_round_trip():
+    W = np.random.default_rng(2).normal(size=(4, 64)).astype(np.float32)
+    blocks = tiers.pack_float(W.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(tiers.decode("f16", blocks, 64), W.astype(np.float16).astype(np.float32))
+    qtype = gguf.GGMLQuantizationType.Q4_0
+    np.testing.assert_array_equal(tiers.round_trip("q4_0", W), gguf.quants.dequantize(gguf.quants.quantize(W, qtype), qtype))
+    assert np.abs(tiers.round_trip("q8_0", W) - W).max() < np.abs(W).max() / 127
