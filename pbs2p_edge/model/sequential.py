@@ -13,7 +13,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..algo.config import CompressConfig
+from ..algo.gptq_grid import FloatResult, GridResult, gptq_grid, round_f16
 from ..algo.result import LayerResult
+from ..pack.tiers import BINARY, tier
 from ..calib.hessian import accumulate_hessians
 from ..errors import ConfigError
 from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, run_block
@@ -26,7 +28,9 @@ log = logging.getLogger(__name__)
 class CompressionRun:
     """What compress_model did.
 
-    results: full module name ("model.layers.0.self_attn.q_proj") -> LayerResult (on CPU).
+    results: full module name ("model.layers.0.self_attn.q_proj") -> LayerResult (binary tier), GridResult
+             (grid tiers) or FloatResult (f16), on CPU.
+    tiers: the same names -> tier name (pbs2p_edge.pack.tiers; "pbs2p" for the binary tier).
     layer_n: the same names -> N kept per M-group in that layer.
     importance: per block, CFS importance 1/mean cos(block input, output) of the FP model on the
                 first cfg.cfs_windows windows ([] when CFS is off); block_n: N_l per block.
@@ -35,7 +39,8 @@ class CompressionRun:
     config: the resolved config that was used.
     """
 
-    results: dict[str, LayerResult]
+    results: dict[str, LayerResult | GridResult | FloatResult]
+    tiers: dict[str, str]
     layer_n: dict[str, int]
     importance: list[float]
     block_n: list[int]
@@ -66,7 +71,7 @@ def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _to_cpu(result: LayerResult) -> LayerResult:
+def _to_cpu(result):
     moved = {
         f.name: getattr(result, f.name).cpu()
         for f in dataclasses.fields(result)
@@ -119,6 +124,7 @@ def compress_model(
     device: str | torch.device = "cpu",
     progress: bool = True,
     num_blocks: int | None = None,
+    plan: dict[str, str] | None = None,
 ) -> CompressionRun:
     """Compress every linear of every decoder block of `model` in place (weights ← dequantized result).
 
@@ -126,6 +132,9 @@ def compress_model(
     all windows at that block, (nsamples, seqlen, D) on `device`, are on `device` at a time; the
     rest of the model stays where it is. num_blocks: compress only the first num_blocks blocks
     (quick looks and tests; CFS still allocates N over all blocks), None = all.
+    plan: full linear name -> tier name (pbs2p_edge.pack.tiers) for a mixed-tier model; a linear it does not
+    name takes the binary tier ("pbs2p", compressed by cfg). With a plan, CFS is off: the plan's allocator already
+    spent the bits per layer, and the binary layers keep cfg.n.
 
     Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
@@ -152,13 +161,17 @@ def compress_model(
 
     inputs = capture_block_inputs(model, calib_ids, spec, device)
     x, kwargs = inputs.hidden, inputs.kwargs
-    if uses_cfs(cfg):
+    plan = dict(plan or {})
+    for t in set(plan.values()) - {BINARY}:
+        tier(t)  # ConfigError for an unknown tier name, before any work
+    if uses_cfs(cfg) and not plan:
         importance = _block_importances(blocks, x[: cfg.cfs_windows], kwargs, device)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
         importance, block_n = [], [cfg.n] * len(blocks)
 
-    results: dict[str, LayerResult] = {}
+    results: dict[str, LayerResult | GridResult | FloatResult] = {}
+    tiers: dict[str, str] = {}
     layer_n: dict[str, int] = {}
     bar = tqdm(range(num_blocks or len(blocks)), desc=f"compress {cfg.method}", unit="block", disable=not progress)
     for i in bar:
@@ -170,12 +183,20 @@ def compress_model(
             _run_all(block, x, kwargs, None)
         for name, lin in linears.items():
             full = f"{spec.blocks}.{i}.{name}"
-            result = compress_layer(lin.weight.detach().float(), hessians[name].H, cfg, block_n[i])
+            t = plan.get(full, BINARY)
+            W = lin.weight.detach().float()
+            if t == BINARY:
+                result = compress_layer(W, hessians[name].H, cfg, block_n[i])
+            elif t == "f16":
+                result = round_f16(W)
+            else:
+                result = gptq_grid(W, hessians[name].H, tier(t), cfg.percdamp)
+            tiers[full] = t
             with torch.no_grad():
                 lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
             results[full] = _to_cpu(result)
             layer_n[full] = block_n[i]
-            log.debug("%s: N=%d loss=%.4g", full, block_n[i], result.loss)
+            log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
         del hessians
         _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only
         block.to(home)
@@ -183,6 +204,7 @@ def compress_model(
 
     return CompressionRun(
         results=results,
+        tiers=tiers,
         layer_n=layer_n,
         importance=importance,
         block_n=block_n,

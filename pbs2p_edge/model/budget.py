@@ -1,0 +1,217 @@
+"""plan_budget: which tier each linear and the embedding / head take so that the file holds B bits per parameter.
+
+Sensitivity is measured, not assumed: [choice] an end-loss proxy, the empirical Fisher. The full-precision model
+runs forward and backward on calibration windows; F = sum over windows of the squared gradient of the window's
+mean token loss. A tier's cost for a tensor is 0.5 * sum F * (W - Q(W))^2, with Q the tier's grid fitted to
+nearest (the scale search of algo.gptq_grid, weighted by diag H as GPTQ's will be). GPTQ then compensates inside
+each layer, which lowers every tier's error roughly alike, so the ranking holds. This weighs layers by what their
+error does to the output (CFS's block importance in spirit), and it prices the embedding and the head in the same
+units as the linears, which matters on small models where they are a fifth to a third of the file.
+
+File bits are counted as the file will hold them: every allocated tensor at its tier's honest bits, plus what no
+tier changes (norms and biases as F32, the tokenizer, the metadata, tensor alignment), estimated here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..algo.allocate import Option, allocate
+from ..algo.gptq_grid import fit_scales, quantize
+from ..errors import ConfigError
+from ..pack import tiers
+from .arch import arch_for, block_linears, decoder_blocks
+
+log = logging.getLogger(__name__)
+
+# tiers the planner offers the decoder linears and the embedding / head
+LINEAR_TIERS = ("q8_0", "q4_0", "q3_g64", "q2_g64")
+EMBED_TIERS = tiers.EMBED_TIERS
+FISHER_WINDOWS = 16  # calibration windows the gradients are taken on [choice]: ranks settle by about 8 on SmolLM2
+ALIGN_BYTES = 32  # mean padding per tensor of the 64-byte GGUF alignment
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A tier per compressed linear (full module name) and one for the embedding / head."""
+    linears: dict[str, str]
+    embed: str
+    bpw: float  # the budget: file bits per model parameter
+    estimated_bytes: int  # the file size the plan should give
+    losses: dict[str, float] = field(default_factory=dict)  # estimated loss of each chosen tier (report)
+
+    def to_dict(self) -> dict:
+        return {"bpw": self.bpw, "embed": self.embed, "estimated_bytes": self.estimated_bytes,
+                "linears": dict(self.linears)}
+
+
+def model_parameters(model: nn.Module) -> int:
+    """Parameters of the model, tied ones counted once: the 'P' of bits per parameter."""
+    seen, n = set(), 0
+    for p in model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            n += p.numel()
+    return n
+
+
+def tokenizer_bytes(tokenizer) -> int:
+    """Bytes the GGUF's tokenizer.* keys take: each token and merge as a length-prefixed string, a type per
+    token (and a score for SentencePiece-style models, counted for all), the key names."""
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    vocab = model.get("vocab", {})
+    tokens = vocab.keys() if isinstance(vocab, dict) else [v[0] for v in vocab]
+    merges = model.get("merges", []) or []
+    n = sum(8 + len(t.encode()) for t in tokens) + 8 * len(tokens)
+    n += sum(8 + len((m if isinstance(m, str) else " ".join(m)).encode()) for m in merges)
+    return n + 4096
+
+
+def _embedding_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The input embedding and, when not tied to it, the output head."""
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings()
+    return [emb] if head is None or head.weight.data_ptr() == emb.data_ptr() else [emb, head.weight]
+
+
+@torch.enable_grad()
+def fisher(model: nn.Module, windows: torch.Tensor, targets: list[nn.Parameter]) -> list[torch.Tensor]:
+    """F per target over the windows (nsamples, seqlen): the sum of squared gradients of each window's mean
+    token loss. Only the targets take gradients; requires_grad is restored after."""
+    was = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in targets:
+        p.requires_grad_(True)
+    F = [torch.zeros_like(p, dtype=torch.float32) for p in targets]
+    try:
+        for j in range(windows.shape[0]):
+            ids = windows[j: j + 1]
+            loss = model(input_ids=ids, labels=ids).loss
+            grads = torch.autograd.grad(loss, targets)
+            for f, g in zip(F, grads):
+                f.add_(g.float().square())
+    finally:
+        for p, w in zip(model.parameters(), was):
+            p.requires_grad_(w)
+    return F
+
+
+def grid_error(W: torch.Tensor, h: torch.Tensor, t: tiers.Tier) -> torch.Tensor:
+    """(W - Q(W))^2 for tier t fitted to nearest per block with column weights h (K,); (R, K)."""
+    R, K = W.shape
+    b = t.block
+    Wb = W.reshape(R * K // b, b)
+    hb = h.reshape(1, K // b, b).expand(R, -1, -1).reshape(R * K // b, b)
+    d, m = fit_scales(Wb, hb, t)
+    _, v = quantize(Wb, d, m, t)
+    return (Wb - v).square().reshape(R, K)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Every allocatable tensor's options (tier, bits, estimated loss) and what no tier changes, in file bits."""
+    options: dict[str, list[Option]]  # linear full name -> options; EMBEDDING -> the embedding / head's
+    fixed_bits: int
+    n_params: int
+
+    def cheapest_bits(self) -> int:
+        return self.fixed_bits + sum(min(o.bits for o in opts) for opts in self.options.values())
+
+
+EMBEDDING = "<embedding>"  # the options key of the token embedding / head
+
+
+def _tensors(model: nn.Module, linear_tiers, embed_tiers):
+    spec = arch_for(model)
+    linears = {f"{spec.blocks}.{i}.{n}": lin for i, b in enumerate(decoder_blocks(model, spec))
+               for n, lin in block_linears(b, spec).items()}
+    for name, lin in linears.items():
+        for t in linear_tiers:
+            tiers.tier(t).check_cols(name, lin.in_features)
+    embeds = _embedding_weights(model)
+    for t in embed_tiers:
+        tiers.tier(t).check_cols("the token embedding", embeds[0].shape[1])
+    return linears, embeds
+
+
+def _fixed_bits(model: nn.Module, tokenizer, linears: dict, embeds: list) -> int:
+    allocated = {id(lin.weight) for lin in linears.values()} | {id(p) for p in embeds}
+    rest = sum(p.numel() * 32 for p in model.parameters() if id(p) not in allocated)  # norms, biases: F32
+    n_tensors = len(list(model.state_dict())) + len(linears)
+    return rest + 8 * (tokenizer_bytes(tokenizer) + ALIGN_BYTES * n_tensors + 160 * len(linears))
+
+
+def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TIERS, embed_tiers=EMBED_TIERS) -> None:
+    """ConfigError when `bpw` is no budget or is below the smallest file the tiers make; no gradient is taken."""
+    if not bpw > 0:
+        raise ConfigError(f"the bit budget must be > 0 bits per parameter, got {bpw}")
+    linears, embeds = _tensors(model, linear_tiers, embed_tiers)
+    n_params = model_parameters(model)
+    cheapest = _fixed_bits(model, tokenizer, linears, embeds)
+    cheapest += sum(lin.weight.numel() for lin in linears.values()) * min(tiers.tier(t).bits for t in linear_tiers)
+    cheapest += sum(p.numel() for p in embeds) * min(tiers.tier(t).bits for t in embed_tiers)
+    if cheapest > bpw * n_params:
+        raise ConfigError(f"{bpw:g} bits per parameter ({bpw * n_params / 8e6:.2f} MB) is below the smallest file "
+                          f"these tiers make of this model ({cheapest / 8e6:.2f} MB, {cheapest / n_params:.2f} bits "
+                          "per parameter)")
+
+
+def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LINEAR_TIERS,
+            embed_tiers=EMBED_TIERS) -> Sensitivity:
+    """Each tensor's options: its bits and estimated loss in every tier (the module docstring's proxy)."""
+    linears, embeds = _tensors(model, linear_tiers, embed_tiers)
+    # diag H of every linear's input, from the same forward passes as the gradients
+    hdiag = {name: torch.zeros(lin.in_features) for name, lin in linears.items()}
+
+    def add_input(name: str, x: torch.Tensor) -> None:  # a forward hook must return None, or it replaces the output
+        hdiag[name].add_(x.detach().float().reshape(-1, x.shape[-1]).square().sum(0))
+
+    hooks = [lin.register_forward_hook(lambda mod, inp, out, name=name: add_input(name, inp[0]))
+             for name, lin in linears.items()]
+    try:
+        F = fisher(model, windows[:FISHER_WINDOWS], [lin.weight for lin in linears.values()] + embeds)
+    finally:
+        for h in hooks:
+            h.remove()
+
+    options: dict[str, list[Option]] = {}
+    with torch.no_grad():
+        for (name, lin), f in zip(linears.items(), F):
+            W = lin.weight.detach().float()
+            options[name] = [Option(t, int(W.numel() * tiers.tier(t).bits),
+                                    0.5 * float((f * grid_error(W, hdiag[name], tiers.tier(t))).sum()))
+                             for t in linear_tiers]
+        emb_opts = []
+        for t in embed_tiers:
+            bits = loss = 0.0
+            for p, f in zip(embeds, F[len(linears):]):
+                W = p.detach().float()
+                Q = torch.from_numpy(tiers.round_trip(t, W.numpy()))
+                bits += W.numel() * tiers.tier(t).bits
+                loss += 0.5 * float((f * (W - Q).square()).sum())
+            emb_opts.append(Option(t, int(bits), loss))
+        options[EMBEDDING] = emb_opts
+    return Sensitivity(options, _fixed_bits(model, tokenizer, linears, embeds), model_parameters(model))
+
+
+def plan_for(sens: Sensitivity, bpw: float) -> Plan:
+    """The plan that meets `bpw` file bits per parameter with the least estimated loss (algo.allocate)."""
+    choice = allocate(sens.options, bpw * sens.n_params - sens.fixed_bits)
+    chosen = {name: next(o for o in sens.options[name] if o.tier == t) for name, t in choice.items()}
+    est = (sens.fixed_bits + sum(o.bits for o in chosen.values())) / 8
+    log.info("budget %.3f bits/parameter: estimated %.2f MB", bpw, est / 1e6)
+    return Plan(linears={n: t for n, t in choice.items() if n != EMBEDDING}, embed=choice[EMBEDDING], bpw=bpw,
+                estimated_bytes=int(est), losses={n: o.loss for n, o in chosen.items()})
+
+
+def plan_budget(model: nn.Module, tokenizer, windows: torch.Tensor, bpw: float,
+                linear_tiers=LINEAR_TIERS, embed_tiers=EMBED_TIERS) -> Plan:
+    """The tier plan that meets `bpw` file bits per parameter with the least estimated loss.
+    ConfigError, before any gradient is taken, when the budget is below what the cheapest tiers make."""
+    check_budget(model, tokenizer, bpw, linear_tiers, embed_tiers)
+    return plan_for(measure(model, tokenizer, windows, linear_tiers, embed_tiers), bpw)
