@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pbs2p_edge.errors import ConfigError, FormatError
-from pbs2p_edge.pack import FORMAT_VERSION, honest_bits
+from pbs2p_edge.pack import FORMAT_VERSION, honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
 from .atomic_file import atomic_file
@@ -19,7 +19,7 @@ from .gguf_names import arch_keys, extra_tensors, gguf_arch, gguf_tensor_name, s
 from .gguf_tokenizer import read_tokenizer
 
 ALIGNMENT = 64
-EMBED_TYPES = ("f16", "q8_0")
+EMBED_TYPES = tiers.EMBED_TIERS
 PACKED_INFIX = ".pbs2p."  # "<linear base>.pbs2p.<array>", e.g. blk.0.attn_q.pbs2p.mask
 # per-linear parallel arrays (docs/GGUF.md §4): key suffix -> LayerMeta field
 LINEAR_FIELDS = ("n", "rows", "cols", "group_size", "split", "n_salient", "has_mu", "has_col_scale")
@@ -34,33 +34,50 @@ def _f16(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def _dense_tensor(gname: str, a: np.ndarray, embed_type: str):
-    """(array, raw ggml type or None) of a non-binarized tensor: 1-D -> F32, matrices -> F16 or Q8_0 (embeddings)."""
+    """(array, raw ggml type or None) of an uncompressed tensor: 1-D -> F32, the embedding / head -> embed_type
+    (quantized to nearest by gguf-py), other matrices -> F16."""
     import gguf
 
     if a.ndim == 1:
         return np.ascontiguousarray(a, dtype=np.float32), None
-    if embed_type == "q8_0" and gname in ("token_embd.weight", "output.weight"):
-        if a.shape[-1] % 32:
-            raise ConfigError(f"q8_0 needs a row width divisible by 32; {gname} has {a.shape[-1]}")
-        q = gguf.quants.quantize(np.asarray(a, dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
-        return q, gguf.GGMLQuantizationType.Q8_0
+    if embed_type != "f16" and gname in ("token_embd.weight", "output.weight"):
+        t = tiers.tier(embed_type)
+        t.check_cols(gname, a.shape[-1])
+        qtype = gguf.GGMLQuantizationType[t.ggml_type]
+        return gguf.quants.quantize(np.asarray(a, dtype=np.float32), qtype), qtype
     return np.ascontiguousarray(_f16(gname, a)), None
 
 
-def export_gguf(checkpoint_dir, out_path, embed_type: str = "f16") -> Path:
-    """Write the checkpoint as GGUF; returns out_path. Same checkpoint -> byte-identical file."""
+def _grid_tensor(base: str, g: tiers.GridLayer):
+    """(name, array, raw type) of a linear on a grid / f16 tier: a standard ggml type as <base>.weight, else our
+    blocks as I8 <base>.pbs2p.q (docs/FORMAT.md §10)."""
     import gguf
 
-    if embed_type not in EMBED_TYPES:
+    t = tiers.tier(g.tier)
+    if t.ggml_type is None:
+        return f"{base}{PACKED_INFIX}q", g.blocks.view(np.int8), None
+    if g.tier == "f16":
+        return f"{base}.weight", g.blocks.view(np.float16), None
+    return f"{base}.weight", g.blocks, gguf.GGMLQuantizationType[t.ggml_type]
+
+
+def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path:
+    """Write the checkpoint as GGUF; returns out_path. Same checkpoint -> byte-identical file.
+    embed_type: tier of the token embedding / head; None = the checkpoint's embedding tier, else f16."""
+    import gguf
+
+    if embed_type is not None and embed_type not in EMBED_TYPES:
         raise ConfigError(f"embed_type must be one of {EMBED_TYPES}, got {embed_type!r}")
     ck = load_checkpoint(checkpoint_dir)
+    embed_type = embed_type or ck.embed_tier or "f16"
     config = ck.config
     arch = gguf_arch(config)
-    if not ck.layers:
+    if not ck.layers and not ck.grids:
         raise FormatError(f"{ck.path}: no compressed layers")
-    ms = {p.meta.m for p in ck.layers.values()}
+    ms = {p.meta.m for p in ck.layers.values()} or {int(ck.compress_config["m"])}
     if len(ms) != 1:
         raise FormatError(f"{ck.path}: layers use several M values {sorted(ms)}; one file has one M")
+    M = ms.pop()
     tk = read_tokenizer(ck.path, int(config["vocab_size"]), config)
 
     # tensors: (gguf name, array, raw type)
@@ -70,18 +87,31 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str = "f16") -> Path:
         tensors.append((g, *_dense_tensor(g, a, embed_type)))
     for g, a in extra_tensors(arch, config).items():
         tensors.append((g, a, None))
-    linear_names, source_names = [], []
-    for hf_name, p in ck.layers.items():
+    linear_names, source_names, linear_tiers, fields, bits = [], [], [], {f: [] for f in LINEAR_FIELDS}, []
+    weights = 0
+    for hf_name, tier_name in ck.linear_tiers().items():
         base = gguf_tensor_name(arch, f"{hf_name}.weight").removesuffix(".weight")
         linear_names.append(base)
         source_names.append(hf_name)
-        for k, a in p.arrays.items():  # uint8 streams travel as I8, scales as F16
-            tensors.append((f"{base}{PACKED_INFIX}{k}", a.view(np.int8) if a.dtype == np.uint8 else a, None))
+        linear_tiers.append(tier_name)
+        if tier_name == tiers.BINARY:
+            p = ck.layers[hf_name]
+            for k, a in p.arrays.items():  # uint8 streams travel as I8, scales as F16
+                tensors.append((f"{base}{PACKED_INFIX}{k}", a.view(np.int8) if a.dtype == np.uint8 else a, None))
+            meta = p.meta.to_dict()
+            bits.append(honest_bits(p))
+        else:
+            g = ck.grids[hf_name]
+            tensors.append(_grid_tensor(base, g))
+            meta = {"n": M, "rows": g.rows, "cols": g.cols, "group_size": tiers.tier(g.tier).block, "split": 0,
+                    "n_salient": 0, "has_mu": 0, "has_col_scale": 0}
+            bits.append(g.honest_bits)
+        for f in LINEAR_FIELDS:
+            fields[f].append(int(meta[f]))
+        weights += int(meta["rows"]) * int(meta["cols"])
     tensors.sort(key=lambda t: sort_key(t[0]))
 
     cc = ck.compress_config
-    bits = [honest_bits(p) for p in ck.layers.values()]
-    weights = sum(p.meta.rows * p.meta.cols for p in ck.layers.values())
     name = (ck.meta.get("extra") or {}).get("model_id") or config.get("_name_or_path") or config["model_type"]
 
     with atomic_file(out_path) as tmp:
@@ -96,7 +126,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str = "f16") -> Path:
                 w.add_key_value(key, value, V[vtype])
             # pbs2p.* (docs/GGUF.md §4)
             w.add_uint32("pbs2p.format_version", FORMAT_VERSION)
-            w.add_uint32("pbs2p.m", ms.pop())
+            w.add_uint32("pbs2p.m", M)
             w.add_uint32("pbs2p.n", int(cc["n"]))
             w.add_string("pbs2p.method", str(cc["method"]))
             w.add_string("pbs2p.compress_config", json.dumps(cc, sort_keys=True))
@@ -105,9 +135,10 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str = "f16") -> Path:
             w.add_key_value("pbs2p.linear.names", linear_names, V.ARRAY, V.STRING)
             w.add_key_value("pbs2p.linear.source_names", source_names, V.ARRAY, V.STRING)
             for f in LINEAR_FIELDS:
-                vals = [int(getattr(p.meta, f)) for p in ck.layers.values()]
-                w.add_key_value(f"pbs2p.linear.{f}", vals, V.ARRAY, V.UINT32)
+                w.add_key_value(f"pbs2p.linear.{f}", fields[f], V.ARRAY, V.UINT32)
             w.add_key_value("pbs2p.linear.honest_bits", bits, V.ARRAY, V.UINT64)
+            if ck.grids:  # absent: every linear is packed (docs/FORMAT.md §10), as in files before tiers
+                w.add_key_value("pbs2p.linear.tier", linear_tiers, V.ARRAY, V.STRING)
             # tokenizer.ggml.*
             w.add_tokenizer_model(tk.model)
             w.add_tokenizer_pre(tk.pre)

@@ -1,4 +1,4 @@
-"""read_gguf_packed: the packed linears and metadata of a pbs2p GGUF file, via gguf.GGUFReader (for tests and inspect)."""
+"""read_gguf_linears: the linears of a pbs2p GGUF file, every tier, and its metadata, via gguf.GGUFReader (tests, inspect)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pbs2p_edge.errors import FormatError
-from pbs2p_edge.pack import FORMAT_VERSION, LayerMeta, PackedLayer, packed_layers
+from pbs2p_edge.pack import FORMAT_VERSION, LayerMeta, PackedLayer, packed_layers, tiers
 
 from .gguf_export import LINEAR_FIELDS, PACKED_INFIX
 
@@ -30,8 +30,9 @@ def gguf_fields(reader) -> dict:
     return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
 
 
-def read_gguf_packed(path) -> tuple[dict[str, PackedLayer], dict]:
-    """(GGUF linear base name -> PackedLayer, metadata dict); FormatError if the file is not a pbs2p GGUF."""
+def read_gguf_linears(path) -> tuple[dict[str, PackedLayer], dict[str, tiers.GridLayer], dict]:
+    """(base name -> PackedLayer of a binary-tier linear, base name -> GridLayer of a grid / f16 one, metadata);
+    FormatError if the file is not a pbs2p GGUF or its linears do not match their metadata."""
     reader = open_gguf(path)
     meta = gguf_fields(reader)
     version = meta.get("pbs2p.format_version")
@@ -41,9 +42,11 @@ def read_gguf_packed(path) -> tuple[dict[str, PackedLayer], dict]:
         raise FormatError(f"{path}: pbs2p format version {version} is not supported (this build reads {FORMAT_VERSION})")
     names = meta.get("pbs2p.linear.names")
     columns = {f: meta.get(f"pbs2p.linear.{f}") for f in LINEAR_FIELDS}
-    if not names or any(c is None or len(c) != len(names) for c in columns.values()):
+    tier_of = meta.get("pbs2p.linear.tier") or [tiers.BINARY] * len(names or [])
+    if not names or len(tier_of) != len(names) or any(c is None or len(c) != len(names) for c in columns.values()):
         raise FormatError(f"{path}: pbs2p.linear.* metadata is missing or inconsistent")
     tensors: dict[str, dict[str, np.ndarray]] = {}
+    by_name = {t.name: t for t in reader.tensors}
     for t in reader.tensors:
         if PACKED_INFIX in t.name:
             base, arr = t.name.split(PACKED_INFIX, 1)
@@ -51,9 +54,37 @@ def read_gguf_packed(path) -> tuple[dict[str, PackedLayer], dict]:
             tensors.setdefault(base, {})[arr] = data.view(np.uint8) if data.dtype == np.int8 else data
     m = meta.get("pbs2p.m")
 
+    grids: dict[str, tiers.GridLayer] = {}
+    for i, (base, name) in enumerate(zip(names, tier_of)):
+        if name == tiers.BINARY:
+            continue
+        t = tiers.TIERS.get(name)
+        if t is None:
+            raise FormatError(f"{path}: linear {base} has the unknown tier {name!r}")
+        rows, cols = int(columns["rows"][i]), int(columns["cols"][i])
+        if t.ggml_type is None:
+            data = tensors.pop(base, {}).get("q")
+        else:
+            tensor = by_name.get(f"{base}.weight")
+            ok = tensor is not None and tensor.tensor_type.name == t.ggml_type
+            data = np.array(tensor.data).view(np.uint8).reshape(rows, -1) if ok else None
+        if data is None:
+            raise FormatError(f"{path}: linear {base} ({name}) has no tensor of its tier")
+        try:
+            grids[base] = tiers.GridLayer(name, rows, cols, data.reshape(rows, -1))
+        except (FormatError, ValueError) as e:
+            raise FormatError(f"{path}: linear {base}: {e}") from None
+
     def layer_meta(i: int) -> LayerMeta:
         d = {f: columns[f][i] for f in LINEAR_FIELDS}
         return LayerMeta(m=m, has_salient=d["n_salient"] > 0, **{**d, "has_mu": bool(d["has_mu"]),
                                                                  "has_col_scale": bool(d["has_col_scale"])})
 
-    return packed_layers(str(path), ((base, layer_meta(i)) for i, base in enumerate(names)), tensors), meta
+    binary = ((base, layer_meta(i)) for i, base in enumerate(names) if tier_of[i] == tiers.BINARY)
+    return packed_layers(str(path), binary, tensors), grids, meta
+
+
+def read_gguf_packed(path) -> tuple[dict[str, PackedLayer], dict]:
+    """(base name -> PackedLayer of every binary-tier linear, metadata): read_gguf_linears without the grid tiers."""
+    layers, _, meta = read_gguf_linears(path)
+    return layers, meta

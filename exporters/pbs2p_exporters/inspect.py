@@ -5,16 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from pbs2p_edge.errors import FormatError
-from pbs2p_edge.pack import honest_bits
+from pbs2p_edge.pack import honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
-from .gguf_read import open_gguf, read_gguf_packed
+from .gguf_read import open_gguf, read_gguf_linears
 
 
-def _layer_rows(layers: dict) -> list[dict]:
-    return [{"name": name, "n": int(p.meta.n), "m": int(p.meta.m), "rows": int(p.meta.rows), "cols": int(p.meta.cols),
-             "group_size": int(p.meta.group_size), "split": int(p.meta.split), "n_salient": int(p.meta.n_salient), "honest_bits": honest_bits(p),
-             "bits_per_weight": honest_bits(p) / (p.meta.rows * p.meta.cols)} for name, p in layers.items()]
+def _layer_rows(layers: dict, grids: dict, order: list[str], m: int) -> list[dict]:
+    """One row per linear in `order`: its tier, N:M (M:M for a grid tier), shape and honest bits."""
+    rows = {name: {"name": name, "tier": "pbs2p", "n": int(p.meta.n), "m": int(p.meta.m), "rows": int(p.meta.rows),
+                   "cols": int(p.meta.cols), "group_size": int(p.meta.group_size), "split": int(p.meta.split),
+                   "n_salient": int(p.meta.n_salient), "honest_bits": honest_bits(p),
+                   "bits_per_weight": honest_bits(p) / (p.meta.rows * p.meta.cols)} for name, p in layers.items()}
+    rows.update({name: {"name": name, "tier": g.tier, "n": m, "m": m, "rows": g.rows, "cols": g.cols,
+                        "group_size": tiers.TIERS[g.tier].block, "split": 0, "n_salient": 0,
+                        "honest_bits": g.honest_bits, "bits_per_weight": g.honest_bits / (g.rows * g.cols)}
+                 for name, g in grids.items()})
+    return [rows[name] for name in order]
 
 
 def _summary(kind: str, path: Path, architecture: str, layers: list[dict], tensors: list[dict], file_bytes: int) -> dict:
@@ -27,6 +34,7 @@ def _summary(kind: str, path: Path, architecture: str, layers: list[dict], tenso
         "path": str(path),
         "architecture": architecture,
         "n_linears": len(layers),
+        "tiers": {t: sum(r["tier"] == t for r in layers) for t in sorted({r["tier"] for r in layers})},
         "linear_weights": lin_weights,
         "bits_per_weight": lin_bits / lin_weights if lin_weights else None,  # honest, compressed linears only
         "params": params,
@@ -38,12 +46,13 @@ def _summary(kind: str, path: Path, architecture: str, layers: list[dict], tenso
 
 
 def _inspect_gguf(path: Path) -> dict:
-    layers, meta = read_gguf_packed(path)
+    layers, grids, meta = read_gguf_linears(path)
     reader = open_gguf(path)
+    compressed = {f"{name}.weight" for name in grids}
     tensors = [{"name": t.name, "type": t.tensor_type.name, "shape": [int(x) for x in reversed(t.shape.tolist())],
-                "bytes": int(t.n_bytes), "elements": int(t.n_elements), "packed": ".pbs2p." in t.name}
-               for t in reader.tensors]
-    rows = _layer_rows(layers)
+                "bytes": int(t.n_bytes), "elements": int(t.n_elements),
+                "packed": ".pbs2p." in t.name or t.name in compressed} for t in reader.tensors]
+    rows = _layer_rows(layers, grids, meta["pbs2p.linear.names"], meta.get("pbs2p.m"))
     for r, src in zip(rows, meta.get("pbs2p.linear.source_names", [])):
         r["source_name"] = src
     out = _summary("gguf", path, meta.get("general.architecture"), rows, tensors, path.stat().st_size)
@@ -59,7 +68,10 @@ def _inspect_checkpoint(path: Path) -> dict:
     tensors += [{"name": f"{name}.{k}", "type": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes),
                  "elements": int(a.size), "packed": True} for name, p in ck.layers.items() for k, a in p.arrays.items()]
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    out = _summary("checkpoint", path, ck.config.get("model_type"), _layer_rows(ck.layers), tensors, size)
+    tensors += [{"name": f"{name}.weight", "type": g.tier, "shape": list(g.blocks.shape), "bytes": int(g.blocks.nbytes),
+                 "elements": g.rows * g.cols, "packed": True} for name, g in ck.grids.items()]
+    rows = _layer_rows(ck.layers, ck.grids, list(ck.linear_tiers()), int(ck.compress_config.get("m", 0)))
+    out = _summary("checkpoint", path, ck.config.get("model_type"), rows, tensors, size)
     cc = ck.compress_config
     out.update(format_version=ck.meta["format_version"], method=cc.get("method"), m=cc.get("m"), n=cc.get("n"))
     return out

@@ -38,6 +38,9 @@ def build_onnx_model(checkpoint_dir, flavor: str = "custom") -> onnx.ModelProto:
     if flavor not in FLAVORS:
         raise ConfigError(f"ONNX flavor must be one of {FLAVORS}, got {flavor!r}")
     ck = load_checkpoint(checkpoint_dir)
+    if ck.grids:
+        raise FormatError(f"{ck.path}: its linears use grid tiers ({', '.join(sorted({g.tier for g in ck.grids.values()}))}); "
+                          "ONNX export takes binary-tier (PBS2P) checkpoints only for now: export it as .gguf")
     if not ck.layers:
         raise FormatError(f"{ck.path}: no compressed layers")
     if flavor == "custom":

@@ -5,12 +5,18 @@ from __future__ import annotations
 import torch
 
 from ..errors import FormatError
-from ..pack import unpack_layer
+from ..pack import tiers, unpack_layer
 from ..pack.checkpoint_dir import load_checkpoint
 
 
+def _embedding_keys(ckpt) -> list[str]:
+    """The stored 2-D embedding and head matrices (tied copies are stored once)."""
+    return [k for k, v in ckpt.dense.items() if v.ndim == 2 and (k.endswith("embed_tokens.weight") or k == "lm_head.weight")]
+
+
 def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
-    """(model, tokenizer or None) built from config.json, dense.safetensors and the unpacked linears."""
+    """(model, tokenizer or None) built from config.json, dense.safetensors and the unpacked linears, with the
+    token embedding / head rounded to the checkpoint's embedding tier when it names one."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     ckpt = load_checkpoint(path)
@@ -22,6 +28,11 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
     state = {k: torch.from_numpy(v) for k, v in ckpt.dense.items()}
     for name, p in ckpt.layers.items():
         state[f"{name}.weight"] = torch.from_numpy(unpack_layer(p))
+    for name, g in ckpt.grids.items():
+        state[f"{name}.weight"] = torch.from_numpy(g.decode())
+    if embed_tier := ckpt.embed_tier:  # as the GGUF export will store them
+        for key in _embedding_keys(ckpt):
+            state[key] = torch.from_numpy(tiers.round_trip(embed_tier, ckpt.dense[key]))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in ckpt.tied]
     if missing or unexpected:

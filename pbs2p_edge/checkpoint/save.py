@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from ..algo.config import CompressConfig
+from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError
-from ..pack import FORMAT_VERSION, PackedLayer, honest_bits, pack_layer
-from ..pack.checkpoint_dir import CHECKPOINT_KIND, CONFIG_JSON, DENSE, META_JSON, PACKED, is_checkpoint
+from ..pack import FORMAT_VERSION, PackedLayer, honest_bits, pack_layer, tiers
+from ..pack.checkpoint_dir import CHECKPOINT_KIND, CONFIG_JSON, DENSE, GRID, META_JSON, PACKED, is_checkpoint
 from .atomic_dir import atomic_dir
 
 
@@ -27,6 +28,16 @@ def pack_result(result: LayerResult) -> PackedLayer:
                       result.n, result.m, result.group_size)
 
 
+def grid_layer(result: GridResult | FloatResult) -> tiers.GridLayer:
+    """The stored form of a linear on a grid tier or the f16 tier."""
+    if isinstance(result, FloatResult):
+        W = result.W.detach().cpu().numpy()
+        return tiers.GridLayer("f16", *W.shape, tiers.pack_float(W))
+    np_ = lambda t: None if t is None else t.detach().cpu().numpy()  # noqa: E731
+    q = np_(result.q)
+    return tiers.GridLayer(result.tier.name, *q.shape, tiers.pack(result.tier.name, q, np_(result.d), np_(result.m)))
+
+
 def _dense_numpy(t: torch.Tensor) -> np.ndarray:
     """A state-dict tensor as numpy; bfloat16 (no numpy dtype) widens to float32, losslessly."""
     t = t.detach().cpu()
@@ -35,25 +46,33 @@ def _dense_numpy(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy())
 
 
-def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult], cfg: CompressConfig,
-                    layer_n: dict[str, int], extra: dict) -> Path:
+def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | GridResult | FloatResult],
+                    cfg: CompressConfig, layer_n: dict[str, int], extra: dict, embed_tier: str | None = None) -> Path:
     """Write `model` with each linear named in `results` replaced by its packed form.
 
-    results: linear module name (e.g. "model.layers.0.self_attn.q_proj") -> LayerResult.
+    results: linear module name (e.g. "model.layers.0.self_attn.q_proj") -> LayerResult (binary tier, to
+    packed.safetensors) or GridResult / FloatResult (grid and f16 tiers, to grid.safetensors as the file's blocks).
+    embed_tier: the tier the exporters give the token embedding and head unless told otherwise (None: theirs).
     Every other state-dict tensor goes to dense.safetensors; a tensor sharing storage with an
     earlier one (tied embeddings) is stored once and recorded under "tied".
     """
     from safetensors.numpy import save_file
 
     state = model.state_dict()
+    if embed_tier is not None and embed_tier not in tiers.EMBED_TIERS:
+        raise ConfigError(f"embedding tier must be one of {', '.join(tiers.EMBED_TIERS)}, got {embed_tier!r}")
     packed: dict[str, PackedLayer] = {}
+    grids: dict[str, tiers.GridLayer] = {}
     for name, result in results.items():
         key = f"{name}.weight"
         if key not in state:
             raise ConfigError(f"compressed layer {name!r} is not a linear of this model")
         if tuple(state[key].shape) != tuple(result.shape):
             raise ConfigError(f"{name}: result shape {tuple(result.shape)} != weight shape {tuple(state[key].shape)}")
-        packed[name] = pack_result(result)
+        if isinstance(result, LayerResult):
+            packed[name] = pack_result(result)
+        else:
+            grids[name] = grid_layer(result)
 
     compressed = {f"{name}.weight" for name in results}
     dense: dict[str, np.ndarray] = {}
@@ -78,11 +97,20 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult], 
         total_bits += bits
         total_weights += p.meta.rows * p.meta.cols
         layers_json[name] = {**p.meta.to_dict(), "honest_bits": bits, "loss": float(results[name].loss)}
+    grid_json = {}
+    for name, g in grids.items():
+        total_bits += g.honest_bits
+        total_weights += g.rows * g.cols
+        grid_json[name] = {"tier": g.tier, "rows": g.rows, "cols": g.cols, "honest_bits": g.honest_bits,
+                           "loss": float(results[name].loss)}
     meta = {
         "format": CHECKPOINT_KIND,
         "format_version": FORMAT_VERSION,
         "compress_config": cfg.to_dict(),
         "layers": layers_json,
+        "grid_layers": grid_json,
+        "tiers": {name: ("pbs2p" if name in packed else grids[name].tier) for name in results},
+        "embed_tier": embed_tier,
         "layer_n": {str(k): int(v) for k, v in layer_n.items()},
         "tied": tied,
         "dense_dtypes": dtypes,
@@ -97,6 +125,7 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult], 
         model.config.to_json_file(str(tmp / CONFIG_JSON))
         save_file(arrays, str(tmp / PACKED), metadata={"format": CHECKPOINT_KIND, "format_version": str(FORMAT_VERSION)})
         save_file(dense, str(tmp / DENSE), metadata={"format": CHECKPOINT_KIND})
+        save_file({name: g.blocks for name, g in grids.items()}, str(tmp / GRID), metadata={"format": CHECKPOINT_KIND})
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         (tmp / META_JSON).write_text(meta_text + "\n")  # written last: its presence marks a complete checkpoint

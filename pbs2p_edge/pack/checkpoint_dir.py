@@ -11,14 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, Pbs2pError
 from .layout import FORMAT_VERSION, LayerMeta
 from .packer import PackedLayer, packed_layers
+from .tiers import EMBED_TIERS, GridLayer
 
 CONFIG_JSON = "config.json"  # the Hugging Face model config
 META_JSON = "pbs2p.json"  # format version, compress config, per-linear metadata, stats
 PACKED = "packed.safetensors"  # "<linear module name>.<array>" -> uint8 streams / float16 scales
 DENSE = "dense.safetensors"  # every other state-dict tensor (tied copies stored once)
+GRID = "grid.safetensors"  # "<linear module name>" -> uint8 blocks of a linear on a grid or f16 tier (tiers.py)
 CHECKPOINT_KIND = "pbs2p-checkpoint"
 
 
@@ -27,7 +29,8 @@ class Checkpoint:
     path: Path
     config: dict  # config.json
     meta: dict  # pbs2p.json
-    layers: dict[str, PackedLayer]  # linear module name -> packed layer, in file order
+    layers: dict[str, PackedLayer]  # linear module name -> packed layer (binary tier), in file order
+    grids: dict[str, GridLayer]  # linear module name -> a linear on a grid or the f16 tier
     dense: dict[str, np.ndarray]  # state-dict name -> array
     tied: dict[str, str]  # state-dict name -> the name whose array it shares
 
@@ -36,9 +39,40 @@ class Checkpoint:
         return self.meta["compress_config"]
 
     @property
+    def embed_tier(self) -> str | None:
+        """The tier the compression chose for the token embedding / head (None: the exporter's default)."""
+        return self.meta.get("embed_tier")
+
+    def linear_tiers(self) -> dict[str, str]:
+        """Every compressed linear -> its tier name, in model order (pbs2p.json's "tiers"; a checkpoint from
+        before tiers has packed layers only)."""
+        return dict(self.meta.get("tiers") or {n: "pbs2p" for n in self.layers})
+
+    @property
     def tokenizer_json(self) -> Path | None:
         p = self.path / "tokenizer.json"
         return p if p.is_file() else None
+
+
+def _read_grids(path: Path, described) -> dict[str, GridLayer]:
+    if not isinstance(described, dict):
+        raise FormatError(f"{path / META_JSON}: 'grid_layers' is not a table")
+    if not described:
+        return {}
+    blocks = _read_safetensors(path / GRID)
+    grids = {}
+    for name, d in described.items():
+        if name not in blocks:
+            raise FormatError(f"{path}: grid layer {name} has no blocks in {GRID}")
+        try:
+            grids[name] = GridLayer(str(d["tier"]), int(d["rows"]), int(d["cols"]), blocks.pop(name))
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{path}: bad metadata of grid layer {name} ({e})") from None
+        except Pbs2pError as e:
+            raise FormatError(f"{path}: grid layer {name}: {e}") from None
+    if blocks:
+        raise FormatError(f"{path}: blocks of no described grid layer, e.g. {sorted(blocks)[0]}")
+    return grids
 
 
 def is_checkpoint(path) -> bool:
@@ -97,8 +131,19 @@ def load_checkpoint(path) -> Checkpoint:
         name, _, arr = key.rpartition(".")
         by_layer.setdefault(name, {})[arr] = a
     layers = packed_layers(str(path), ((n, LayerMeta.from_dict(d)) for n, d in layer_meta.items()), by_layer)
+    grids = _read_grids(path, meta.get("grid_layers", {}))
+    overlap = set(grids) & set(layers)
+    if overlap:
+        raise FormatError(f"{path}: {sorted(overlap)[0]} is stored both packed and on a grid")
+    tiers_table = meta.get("tiers")
+    if tiers_table is not None and (not isinstance(tiers_table, dict) or set(tiers_table) != set(layers) | set(grids)
+                                    or any(tiers_table[n] != "pbs2p" for n in layers)
+                                    or any(tiers_table[n] != g.tier for n, g in grids.items())):
+        raise FormatError(f"{path / META_JSON}: 'tiers' does not match the stored layers")
+    if meta.get("embed_tier") not in (None, *EMBED_TIERS):
+        raise FormatError(f"{path}: unknown embedding tier {meta.get('embed_tier')!r}")
     tied = meta.get("tied", {})
     for alias, target in tied.items():
         if target not in dense:
             raise FormatError(f"{path}: tied tensor {alias} points to {target}, which is not stored")
-    return Checkpoint(path=path, config=config, meta=meta, layers=layers, dense=dense, tied=dict(tied))
+    return Checkpoint(path=path, config=config, meta=meta, layers=layers, grids=grids, dense=dense, tied=dict(tied))

@@ -84,3 +84,29 @@ def apply_fake_quant(model, results):
     with torch.no_grad():
         for name, r in results.items():
             model.get_submodule(name).weight.copy_(r.dequantize())
+
+
+# the tiers compress_tiered cycles through, binary included: every tier meets every linear shape in turn
+TIER_CYCLE = ("q4_0", "pbs2p", "q3_g64", "q8_0", "q2_g64", "f16")
+
+
+def compress_tiered(model, seed: int = 0) -> dict:
+    """A mixed-tier model: decoder linear i takes TIER_CYCLE[i % 6], the grid ones by GPTQ with a random input
+    Gram matrix, the binary ones by sign_binarize 4:8. Writes W_hat into the model, like compress."""
+    from pbs2p_edge.algo.gptq_grid import gptq_grid, round_f16
+    from pbs2p_edge.pack.tiers import TIERS
+
+    g = torch.Generator().manual_seed(seed)
+    results = {}
+    for i, name in enumerate(linear_names(model)):
+        W = model.get_submodule(name).weight.detach().float()
+        t = TIER_CYCLE[i % len(TIER_CYCLE)]
+        if t == "pbs2p":
+            results[name] = sign_binarize(W, 4, 8, 32)
+        elif t == "f16":
+            results[name] = round_f16(W)
+        else:
+            X = torch.randn(256, W.shape[1], generator=g)
+            results[name] = gptq_grid(W, X.T @ X / 256, TIERS[t])
+    apply_fake_quant(model, results)
+    return results

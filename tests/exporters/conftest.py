@@ -32,3 +32,16 @@ def llama_untied_ckpt(tmp_path_factory, tiny_tokenizer):
 @pytest.fixture(scope="session")
 def opt_ckpt(tmp_path_factory, tiny_tokenizer):
     return _write(tmp_path_factory.mktemp("ck"), tiny_tokenizer, "opt", True, n_salient=3, split=3)
+
+
+@pytest.fixture(scope="session")
+def tiered_ckpt(tmp_path_factory, tiny_tokenizer):
+    """A tiny tied Llama whose linears cycle through every tier (tiny_compressed.TIER_CYCLE), embedding q4_0."""
+    from checkpoint.tiny_compressed import compress_tiered
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    model = tiny_model("llama", tie=True)
+    out = tmp_path_factory.mktemp("ck") / "llama-tiered"
+    save_checkpoint(out, model, tok, compress_tiered(model), CompressConfig(n=4, m=8), {}, {"model_id": "tiny-tiered"},
+                    embed_tier="q4_0")
+    return out
