@@ -256,10 +256,12 @@ PBS2P_API pbs2p_status pbs2p_gguf_find_tensor(const pbs2p_gguf *f, const char *n
  * exist, with their types (I8 streams, F16 scales) and shapes, and the salient popcount. The stream pointers
  * point into the mapping: valid until pbs2p_gguf_close. PBS2P_ERR_NOT_PBS2P for a GGUF without
  * pbs2p.format_version, PBS2P_ERR_VERSION for another format version, PBS2P_ERR_NOT_FOUND for a name not in
- * pbs2p.linear.names, PBS2P_ERR_FORMAT for metadata and tensors that disagree. */
+ * pbs2p.linear.names, PBS2P_ERR_FORMAT for metadata and tensors that disagree, PBS2P_ERR_UNSUPPORTED for a
+ * linear of another tier than the packed one (pbs2p.linear.tier, docs/FORMAT.md §10: it has no packed arrays). */
 PBS2P_API pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *linear_base, pbs2p_layer_desc *out);
 /* Check a whole pbs2p file: the entries of pbs2p.linear.names are unique and each gives a valid descriptor
- * (pbs2p_gguf_layer_desc), and every "<base>.pbs2p.<array>" tensor belongs to a listed linear.
+ * (pbs2p_gguf_layer_desc) or, for a linear of a grid tier, a valid tensor of its tier, and every
+ * "<base>.pbs2p.<array>" tensor belongs to a listed linear.
  * *n_linears (may be NULL) = the number of linears. */
 PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 

@@ -1,7 +1,21 @@
-/* dense_avx2.c — AVX2 row dots of F16 / Q8_0 matrices (the model's head): F16C conversion, FMA. */
+/* dense_avx2.c — AVX2 row dots of the dense matrices (head, embedding, grid-tier linears): F16C conversion, FMA.
+ * Built with -ffp-contract=off: a decoded weight equals the reference's bit for bit. */
 #include "internal.h"
+#include "dense_codes_x86.h"
 
 #include <immintrin.h>
+
+/* out[0..16) = d * (codes - offset) [+ m]: the 16 byte codes widened in two halves of eight. */
+static inline void store16(float *out, __m128i codes, float d, float m, int offset, int has_m) {
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_cvtepu8_epi32(h ? _mm_srli_si128(codes, 8) : codes);
+        __m256 v = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset))));
+        if (has_m) v = _mm256_add_ps(v, _mm256_set1_ps(m));
+        _mm256_storeu_ps(out + 8 * h, v);
+    }
+}
+
+static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
@@ -12,6 +26,19 @@ static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
         for (; j + 8 <= K; j += 8)
             _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * (size_t)j))));
         for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+        return;
+    }
+    if (W->type == PBS2P_GGML_Q4_0) {
+        for (int32_t b = 0; b < K / PBS2P_Q4_0_BLOCK; b++, p += PBS2P_Q4_0_BYTES)
+            for (int h = 0; h < 2; h++) store16(out + 32 * b + 16 * h, q4_0_codes(p + 2, h), half_at(p), 0.0f, 8, 0);
+        return;
+    }
+    if (W->type == PBS2P_DENSE_Q2_G64 || W->type == PBS2P_DENSE_Q3_G64) {
+        const int q3 = W->type == PBS2P_DENSE_Q3_G64;
+        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
+        for (int32_t b = 0; b < K / PBS2P_G64_BLOCK; b++, p += bytes)
+            for (int s = 0; s < 4; s++)
+                store16(out + 64 * b + 16 * s, g64_codes(p + 4, q3 ? p + 20 : NULL, s), half_at(p), half_at(p + 2), 0, 1);
         return;
     }
     for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {

@@ -1,7 +1,20 @@
-/* dense_avx512.c — AVX-512 row dots of F16 / Q8_0 matrices (the model's head): hardware float16 conversion, FMA. */
+/* dense_avx512.c — AVX-512 row dots of the dense matrices (head, embedding, grid-tier linears): hardware float16
+ * conversion, FMA. Built with -ffp-contract=off: a decoded
+ * weight equals the reference's bit for bit. */
 #include "internal.h"
+#include "dense_codes_x86.h"
 
 #include <immintrin.h>
+
+/* out[0..16) = d * (codes - offset) [+ m]. */
+static inline void store16(float *out, __m128i codes, float d, float m, int offset, int has_m) {
+    const __m512i q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), _mm512_set1_epi32(offset));
+    __m512 v = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(q));
+    if (has_m) v = _mm512_add_ps(v, _mm512_set1_ps(m));
+    _mm512_storeu_ps(out, v);
+}
+
+static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
@@ -12,6 +25,19 @@ static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
         for (; j + 16 <= K; j += 16)
             _mm512_storeu_ps(out + j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (size_t)j))));
         for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+        return;
+    }
+    if (W->type == PBS2P_GGML_Q4_0) {
+        for (int32_t b = 0; b < K / PBS2P_Q4_0_BLOCK; b++, p += PBS2P_Q4_0_BYTES)
+            for (int h = 0; h < 2; h++) store16(out + 32 * b + 16 * h, q4_0_codes(p + 2, h), half_at(p), 0.0f, 8, 0);
+        return;
+    }
+    if (W->type == PBS2P_DENSE_Q2_G64 || W->type == PBS2P_DENSE_Q3_G64) {
+        const int q3 = W->type == PBS2P_DENSE_Q3_G64;
+        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
+        for (int32_t b = 0; b < K / PBS2P_G64_BLOCK; b++, p += bytes)
+            for (int s = 0; s < 4; s++)
+                store16(out + 64 * b + 16 * s, g64_codes(p + 4, q3 ? p + 20 : NULL, s), half_at(p), half_at(p + 2), 0, 1);
         return;
     }
     for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
@@ -92,7 +118,8 @@ static void q8_rows4(const uint8_t *p, size_t row_bytes, const float *x, int32_t
 void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
                              float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
     int32_t r = row0;
-    if (n_tokens == 1) /* decoding: one pass over the rows, no scratch round trip */
+    if (n_tokens == 1 && (W->type == PBS2P_GGML_F16 || W->type == PBS2P_GGML_Q8_0)) /* decoding: one pass over the
+                                                                                        rows, no scratch round trip */
         for (; r + 4 <= row1; r += 4) {
             float y[4];
             if (W->type == PBS2P_GGML_F16) f16_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);

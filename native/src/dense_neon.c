@@ -1,7 +1,36 @@
-/* dense_neon.c — NEON row dots of F16 / Q8_0 matrices (the model's head) on AArch64: fp16 conversion, FMA. */
+/* dense_neon.c — NEON row dots of the dense matrices (head, embedding, grid-tier linears) on AArch64: fp16
+ * conversion, FMA. Built with -ffp-contract=off: a decoded
+ * weight equals the reference's bit for bit. */
 #include "internal.h"
 
 #include <arm_neon.h>
+
+/* out[0..16) = d * (codes - offset) [+ m] for 16 byte codes. */
+static inline void store16(float *out, uint8x16_t codes, float d, float m, int offset, int has_m) {
+    const int16x8_t lo = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(codes))), vdupq_n_s16((int16_t)offset));
+    const int16x8_t hi = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(codes))), vdupq_n_s16((int16_t)offset));
+    const int32x4_t q[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_s16(vget_high_s16(lo)), vmovl_s16(vget_low_s16(hi)),
+                            vmovl_s16(vget_high_s16(hi))};
+    for (int e = 0; e < 4; e++) {
+        float32x4_t v = vmulq_n_f32(vcvtq_f32_s32(q[e]), d);
+        if (has_m) v = vaddq_f32(v, vdupq_n_f32(m));
+        vst1q_f32(out + 4 * e, v);
+    }
+}
+
+static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
+
+/* Codes 16s .. 16s + 15 of one of our blocks of 64; qh NULL for q2_g64. */
+static inline uint8x16_t g64_codes(const uint8_t *qs, const uint8_t *qh, int s) {
+    const uint8x16_t v = vld1q_u8(qs);
+    uint8x16_t q = vandq_u8(vshlq_u8(v, vdupq_n_s8((int8_t)(-2 * s))), vdupq_n_u8(3));
+    if (qh) {
+        static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+        const uint8x16_t bytes = vcombine_u8(vdup_n_u8(qh[2 * s]), vdup_n_u8(qh[2 * s + 1]));
+        q = vorrq_u8(q, vandq_u8(vtstq_u8(bytes, vld1q_u8(bits)), vdupq_n_u8(4)));
+    }
+    return q;
+}
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
@@ -14,6 +43,22 @@ static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
             vst1q_f32(out + j, vcvt_f32_f16(vreinterpret_f16_u16(h)));
         }
         for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+        return;
+    }
+    if (W->type == PBS2P_GGML_Q4_0) {
+        for (int32_t b = 0; b < K / PBS2P_Q4_0_BLOCK; b++, p += PBS2P_Q4_0_BYTES) {
+            const uint8x16_t v = vld1q_u8(p + 2);
+            store16(out + 32 * b, vandq_u8(v, vdupq_n_u8(15)), half_at(p), 0.0f, 8, 0);
+            store16(out + 32 * b + 16, vshrq_n_u8(v, 4), half_at(p), 0.0f, 8, 0);
+        }
+        return;
+    }
+    if (W->type == PBS2P_DENSE_Q2_G64 || W->type == PBS2P_DENSE_Q3_G64) {
+        const int q3 = W->type == PBS2P_DENSE_Q3_G64;
+        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
+        for (int32_t b = 0; b < K / PBS2P_G64_BLOCK; b++, p += bytes)
+            for (int s = 0; s < 4; s++)
+                store16(out + 64 * b + 16 * s, g64_codes(p + 4, q3 ? p + 20 : NULL, s), half_at(p), half_at(p + 2), 0, 1);
         return;
     }
     for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {

@@ -1,18 +1,59 @@
-/* dense_ref.c — exact row decoding of the model's F16 / Q8_0 matrices and the scalar reference of their row dots. */
+/* dense_ref.c — exact row decoding of the dense matrices (F16, Q8_0, Q4_0 and our q2/q3 blocks of 64, FORMAT.md
+ * §10) and the scalar reference of their row dots. Compiled with -ffp-contract=off: (d * q) + m rounds twice. */
 #include "internal.h"
 
 
 static inline uint16_t load_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
+int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes) {
+    switch (type) {
+    case PBS2P_GGML_F16: *values = 1; *bytes = 2; return 1;
+    case PBS2P_GGML_Q8_0: *values = PBS2P_Q8_0_BLOCK; *bytes = PBS2P_Q8_0_BYTES; return 1;
+    case PBS2P_GGML_Q4_0: *values = PBS2P_Q4_0_BLOCK; *bytes = PBS2P_Q4_0_BYTES; return 1;
+    case PBS2P_DENSE_Q2_G64: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q2_G64_BYTES; return 1;
+    case PBS2P_DENSE_Q3_G64: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q3_G64_BYTES; return 1;
+    default: return 0;
+    }
+}
+
+/* One block of 64 of ours into out[0..64). */
+static void decode_g64(const uint8_t *p, int high_bit, float *out) {
+    const float d = pbs2p_half_to_float(load_le16(p)), m = pbs2p_half_to_float(load_le16(p + 2));
+    const uint8_t *qs = p + 4, *qh = p + 20;
+    for (int j = 0; j < PBS2P_G64_BLOCK; j++) {
+        int q = (qs[j & 15] >> (2 * (j >> 4))) & 3;
+        if (high_bit) q |= ((qh[j >> 3] >> (j & 7)) & 1) << 2;
+        out[j] = d * (float)q + m;
+    }
+}
+
 void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out) {
     const uint8_t *p = W->data + (size_t)r * W->row_bytes;
-    if (W->type == PBS2P_GGML_F16) {
+    switch (W->type) {
+    case PBS2P_GGML_F16:
         for (int32_t j = 0; j < W->cols; j++) out[j] = pbs2p_half_to_float(load_le16(p + 2 * (size_t)j));
         return;
+    case PBS2P_GGML_Q8_0:
+        for (int32_t b = 0; b < W->cols / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
+            const float d = pbs2p_half_to_float(load_le16(p));
+            for (int32_t j = 0; j < PBS2P_Q8_0_BLOCK; j++) out[b * PBS2P_Q8_0_BLOCK + j] = d * (float)(int8_t)p[2 + j];
+        }
+        return;
+    case PBS2P_GGML_Q4_0:
+        for (int32_t b = 0; b < W->cols / PBS2P_Q4_0_BLOCK; b++, p += PBS2P_Q4_0_BYTES) {
+            const float d = pbs2p_half_to_float(load_le16(p));
+            float *o = out + b * PBS2P_Q4_0_BLOCK;
+            for (int j = 0; j < 16; j++) {
+                o[j] = d * (float)((p[2 + j] & 15) - 8);
+                o[j + 16] = d * (float)((p[2 + j] >> 4) - 8);
+            }
+        }
+        return;
+    default: { /* ours */
+        const int q3 = W->type == PBS2P_DENSE_Q3_G64;
+        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
+        for (int32_t b = 0; b < W->cols / PBS2P_G64_BLOCK; b++, p += bytes) decode_g64(p, q3, out + b * PBS2P_G64_BLOCK);
     }
-    for (int32_t b = 0; b < W->cols / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
-        const float d = pbs2p_half_to_float(load_le16(p));
-        for (int32_t j = 0; j < PBS2P_Q8_0_BLOCK; j++) out[b * PBS2P_Q8_0_BLOCK + j] = d * (float)(int8_t)p[2 + j];
     }
 }
 

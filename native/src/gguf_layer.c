@@ -144,6 +144,91 @@ static pbs2p_status check_header(const pbs2p_gguf *f, uint32_t *version, uint32_
     return required_u32(f, "pbs2p.m", m);
 }
 
+/* ----------------------------------------------------------------------------------------------------
+ * Tiers (docs/FORMAT.md §10): pbs2p.linear.tier names each linear's; the grid tiers are dense matrices */
+
+typedef struct tier_spec {
+    const char *name;
+    int32_t type;       /* pbs2p_dense type */
+    int ggml;           /* 1: stored as <base>.weight of that ggml type; 0: our blocks as I8 <base>.pbs2p.q */
+} tier_spec;
+
+static const tier_spec TIERS[] = {
+    {"f16", PBS2P_GGML_F16, 1}, {"q8_0", PBS2P_GGML_Q8_0, 1}, {"q4_0", PBS2P_GGML_Q4_0, 1},
+    {"q3_g64", PBS2P_DENSE_Q3_G64, 0}, {"q2_g64", PBS2P_DENSE_Q2_G64, 0},
+};
+
+/* pbs2p.linear.tier[index] as a tier_spec, or NULL for the packed tier (also when the key is absent). */
+static pbs2p_status tier_of(const pbs2p_gguf *f, const char *base, uint64_t index, uint64_t count,
+                            const tier_spec **spec) {
+    const void *unused;
+    uint64_t n;
+    const char *s;
+    size_t len;
+    *spec = NULL;
+    pbs2p_status st = pbs2p_gguf_get_arr(f, "pbs2p.linear.tier", PBS2P_GGUF_STRING, &unused, &n);
+    if (st == PBS2P_ERR_NOT_FOUND) return PBS2P_OK;
+    if (st != PBS2P_OK) return st;
+    if (n != count)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "pbs2p.linear.tier has %" PRIu64 " entries but pbs2p.linear.names has %"
+                          PRIu64, n, count);
+    if ((st = pbs2p_gguf_get_arr_str(f, "pbs2p.linear.tier", index, &s, &len)) != PBS2P_OK) return st;
+    if (len == 5 && memcmp(s, "pbs2p", 5) == 0) return PBS2P_OK;
+    for (size_t k = 0; k < sizeof TIERS / sizeof TIERS[0]; k++)
+        if (strlen(TIERS[k].name) == len && memcmp(TIERS[k].name, s, len) == 0) {
+            *spec = &TIERS[k];
+            return PBS2P_OK;
+        }
+    return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "linear '%.*s' has the tier '%.*s', which this library does not know",
+                      SHOWN, base, (int)(len < SHOWN ? len : SHOWN), s);
+}
+
+pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *dense, pbs2p_dense *out) {
+    if (!f || !base || !dense || !out) return pbs2p_fail(PBS2P_ERR_NULL, "GGUF handle, linear name or output is NULL");
+    *dense = 0;
+    memset(out, 0, sizeof *out);
+    uint32_t version, m;
+    pbs2p_status st = check_header(f, &version, &m);
+    if (st != PBS2P_OK) return st;
+    uint64_t index, count;
+    const tier_spec *spec;
+    int32_t v[N_FIELDS];
+    if ((st = find_linear(f, base, &index, &count)) != PBS2P_OK) return st;
+    if ((st = tier_of(f, base, index, count, &spec)) != PBS2P_OK || !spec) return st;
+    if ((st = read_fields(f, index, count, v)) != PBS2P_OK) return st;
+    int32_t block;
+    size_t bytes;
+    pbs2p_dense_block(spec->type, &block, &bytes);
+    const int32_t R = v[F_ROWS], K = v[F_COLS];
+    if (R < 1 || K < 1 || K % block)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "linear '%.*s' (%s) is (%d, %d): needs a positive shape and a width "
+                          "divisible by %d", SHOWN, base, spec->name, (int)R, (int)K, (int)block);
+    const size_t row_bytes = (size_t)K / (size_t)block * bytes;
+    array_spec want = {spec->ggml ? "weight" : "q", 1, spec->ggml ? spec->type : PBS2P_GGML_I8, 2,
+                       {spec->ggml ? (uint64_t)K : (uint64_t)row_bytes, (uint64_t)R, 1}};
+    char name[PBS2P_GGUF_MAX_NAME + 32];
+    pbs2p_gguf_tensor t;
+    snprintf(name, sizeof name, spec->ggml ? "%s.weight" : "%s" INFIX "q", base);
+    if ((st = pbs2p_gguf_find_tensor(f, name, &t)) == PBS2P_ERR_NOT_FOUND)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "linear '%.*s' of tier %s lacks its tensor '%.*s'", SHOWN, base,
+                          spec->name, SHOWN, name);
+    if (st != PBS2P_OK) return st;
+    if (t.type != want.type)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor '%.*s' has type %s, its tier %s needs %s", SHOWN, name,
+                          pbs2p_ggml_type_name(t.type), spec->name, pbs2p_ggml_type_name(want.type));
+    if (t.n_dims != 2 || t.ne[0] != want.ne[0] || t.ne[1] != want.ne[1]) {
+        char got[96], exp[96];
+        shape_str(got, sizeof got, t.n_dims, t.ne);
+        shape_str(exp, sizeof exp, 2, want.ne);
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor '%.*s' has shape %s, the metadata requires %s (numpy order)",
+                          SHOWN, name, got, exp);
+    }
+    if ((st = check_no_stray(f, base, &want, spec->ggml ? 0 : 1)) != PBS2P_OK) return st; /* no packed arrays */
+    *out = (pbs2p_dense){t.data, spec->type, row_bytes, R, K};
+    *dense = 1;
+    return PBS2P_OK;
+}
+
 pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *base, pbs2p_layer_desc *out) {
     if (!f || !base || !out) return pbs2p_fail(PBS2P_ERR_NULL, "GGUF handle, linear name or output is NULL");
     memset(out, 0, sizeof *out);
@@ -154,7 +239,12 @@ pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *base, pbs2p_
     if (st != PBS2P_OK) return st;
     uint64_t index, count;
     int32_t v[N_FIELDS];
+    const tier_spec *tier;
     if ((st = find_linear(f, base, &index, &count)) != PBS2P_OK) return st;
+    if ((st = tier_of(f, base, index, count, &tier)) != PBS2P_OK) return st;
+    if (tier)
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "linear '%.*s' is stored in the %s tier, not packed", SHOWN, base,
+                          tier->name);
     if ((st = read_fields(f, index, count, v)) != PBS2P_OK) return st;
 
     pbs2p_layer_desc d = {0};
@@ -236,8 +326,11 @@ pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears) 
                               SHOWN, name, first, i);
     }
     for (uint64_t i = 0; i < count; i++) {
+        pbs2p_dense dense_matrix;
+        int dense;
         if ((st = linear_name(f, i, name)) != PBS2P_OK) return st;
-        if ((st = pbs2p_gguf_layer_desc(f, name, &d)) != PBS2P_OK) return st;
+        if ((st = pbs2p_gguf_linear_tier(f, name, &dense, &dense_matrix)) != PBS2P_OK) return st;
+        if (!dense && (st = pbs2p_gguf_layer_desc(f, name, &d)) != PBS2P_OK) return st;
     }
     pbs2p_gguf_info info;
     pbs2p_gguf_get_info(f, &info);

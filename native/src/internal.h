@@ -98,18 +98,38 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
                           float *Y, size_t ldy, int32_t row0, int32_t row1);
 #endif
 
-/* ---- dense rows (dense_ref.c, dense_<variant>.c): the model's F16 / Q8_0 token embedding and head ---- */
+/* ---- dense rows (dense_ref.c, dense_<variant>.c): the token embedding, the head and the linears of the grid
+ * tiers (docs/FORMAT.md §10) ---- */
 
 #define PBS2P_Q8_0_BLOCK 32   /* ggml Q8_0: (float16 d, int8 q[32]) per 32 values, value = d * q */
 #define PBS2P_Q8_0_BYTES 34
+#define PBS2P_Q4_0_BLOCK 32   /* ggml Q4_0: (float16 d, uint8 qs[16]) per 32 values, q[j] = qs[j] & 15, */
+#define PBS2P_Q4_0_BYTES 18   /* q[j + 16] = qs[j] >> 4, value = d * (q - 8) */
+/* Our blocks of 64 (FORMAT.md §10): float16 d, float16 m, uint8 qs[16] (q[16s + i] bits 0-1 at bits 2s of qs[i]),
+ * for q3 also uint8 qh[8] (q's bit 2 for j at bit j % 8 of qh[j / 8]); value = (d * q) + m. Their type ids are ours,
+ * above every ggml id, and never written to a file: the file says the tier in pbs2p.linear.tier. */
+#define PBS2P_DENSE_Q2_G64 1002
+#define PBS2P_DENSE_Q3_G64 1003
+#define PBS2P_G64_BLOCK 64
+#define PBS2P_Q2_G64_BYTES 20
+#define PBS2P_Q3_G64_BYTES 28
 
-/* A row-major matrix in a ggml layout, read in place from the file mapping. */
+/* A row-major matrix in a ggml layout or one of ours, read in place from the file mapping. */
 typedef struct pbs2p_dense {
     const uint8_t *data;
-    int32_t type;        /* PBS2P_GGML_F16 or PBS2P_GGML_Q8_0 (then cols % 32 == 0) */
+    int32_t type;        /* PBS2P_GGML_F16, _Q8_0, _Q4_0, PBS2P_DENSE_Q2_G64 or _Q3_G64; cols a multiple of its block */
     size_t row_bytes;
     int32_t rows, cols;
 } pbs2p_dense;
+
+/* (values, bytes) of one block of a dense type; 0 for a type the dense rows do not read. */
+int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes);
+
+/* The tier of linear `base` of a pbs2p file (pbs2p.linear.tier; absent: every linear packed): *dense = 0 for the
+ * packed tier, else 1 with *out the linear's matrix in place in the mapping (<base>.weight of the tier's ggml type,
+ * or our blocks <base>.pbs2p.q), its type, shape and block divisibility checked. Statuses as pbs2p_gguf_layer_desc:
+ * PBS2P_ERR_UNSUPPORTED for a tier this library does not know. */
+pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *dense, pbs2p_dense *out);
 
 /* x . y over n floats: 8 running sums over k = 8i + lane (a fixed order the compiler may vectorize), a pairwise
  * total, then the tail in order. The reference dense rows and the model's attention use it. */

@@ -43,9 +43,10 @@ typedef struct config {
     int32_t pos_offset; /* learned positions: position p reads row p + pos_offset of position_embd */
 } config;
 
-/* A compressed linear: y (rows,) = W_hat x (cols,) [+ bias]. */
+/* A compressed linear: y (rows,) = W_hat x (cols,) [+ bias]; packed (binary tier) or dense (a grid tier). */
 typedef struct linear {
-    pbs2p_layer *layer; /* prepared, independent of the file */
+    pbs2p_layer *layer; /* packed: prepared, independent of the file; NULL for a dense linear */
+    pbs2p_dense dense;  /* dense: the matrix in place in the file mapping (data NULL for a packed linear) */
     float *bias;        /* (rows,) or NULL */
     int32_t rows, cols;
 } linear;
@@ -144,7 +145,9 @@ pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_
 /* ----------------------------------------------------------------------------------------------------
  * model_parallel.c: the thread-parallel steps */
 
-/* logits (T, V) = X (T, D) output^T, vocabulary rows split across threads. */
+/* Y (T, rows) = X (T, cols) W^T of a dense matrix (head, grid-tier linears), its rows split across the pool's threads. */
+pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y);
+/* logits (T, V) = X (T, D) output^T. */
 pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits);
 /* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l. */
 pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past);

@@ -79,17 +79,20 @@ pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int3
     pbs2p_status st = pbs2p_gguf_find_tensor(f, name, &t);
     if (st != PBS2P_OK) return st;
     const char *tn = pbs2p_ggml_type_name(t.type);
-    if (t.type != PBS2P_GGML_F16 && t.type != PBS2P_GGML_Q8_0)
-        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tensor %s has type %s; the model runtime reads F16 or Q8_0", name,
-                          tn ? tn : "?");
+    int32_t per_block;
+    size_t bytes;
+    if (t.type != PBS2P_GGML_F16 && t.type != PBS2P_GGML_Q8_0 && t.type != PBS2P_GGML_Q4_0)
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tensor %s has type %s; the model runtime reads F16, Q8_0 or Q4_0",
+                          name, tn ? tn : "?");
     if (t.n_dims != 2 || t.ne[0] != (uint64_t)cols || (rows && t.ne[1] != (uint64_t)rows) || t.ne[1] > MAX_VOCAB)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s has ne (%" PRIu64 ", %" PRIu64 "), expected (%d, %d)", name,
                           t.ne[0], t.n_dims > 1 ? t.ne[1] : 1, cols, rows);
+    pbs2p_dense_block(t.type, &per_block, &bytes); /* the GGUF reader checked ne[0] against the type's block */
     out->data = t.data;
     out->type = t.type;
     out->rows = (int32_t)t.ne[1];
     out->cols = cols;
-    out->row_bytes = t.type == PBS2P_GGML_F16 ? (size_t)cols * 2 : (size_t)cols / PBS2P_Q8_0_BLOCK * PBS2P_Q8_0_BYTES;
+    out->row_bytes = (size_t)cols / (size_t)per_block * bytes;
     return PBS2P_OK;
 }
 
@@ -106,13 +109,24 @@ static void free_linear(linear *l) {
     l->bias = NULL;
 }
 
-/* blk.<i>.<name>: the packed linear of shape (rows, cols) and its optional F32 bias. */
+/* blk.<i>.<name>: the linear of shape (rows, cols), packed or dense by its tier, and its optional F32 bias. */
 static pbs2p_status build_linear(const pbs2p_gguf *f, int32_t i, const char *name, int32_t rows, int32_t cols,
                                  linear *l) {
     char base[64], key[80];
     snprintf(base, sizeof base, "blk.%d.%s", i, name);
+    int dense = 0;
+    pbs2p_status st = pbs2p_gguf_linear_tier(f, base, &dense, &l->dense);
+    if (st == PBS2P_OK && dense) {
+        if (l->dense.rows != rows || l->dense.cols != cols)
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "linear %s is (%d, %d), the hyper-parameters say (%d, %d)", base,
+                              l->dense.rows, l->dense.cols, rows, cols);
+        l->rows = rows;
+        l->cols = cols;
+        snprintf(key, sizeof key, "%s.bias", base);
+        return read_f32(f, key, rows, 0, &l->bias);
+    }
     pbs2p_layer_desc d;
-    pbs2p_status st = pbs2p_gguf_layer_desc(f, base, &d);
+    if (st == PBS2P_OK) st = pbs2p_gguf_layer_desc(f, base, &d);
     if (st == PBS2P_ERR_NOT_FOUND) {
         pbs2p_gguf_tensor t;
         snprintf(key, sizeof key, "%s.weight", base);

@@ -63,7 +63,8 @@ void activate(float *hb, const float *up, size_t n, act_kind act) {
 
 pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool) {
     const size_t R = (size_t)l->rows, K = (size_t)l->cols;
-    pbs2p_status st = pbs2p_gemm_pool(l->layer, X, (size_t)T, (size_t)T * K, Y, (size_t)T * R, pool);
+    pbs2p_status st = l->layer ? pbs2p_gemm_pool(l->layer, X, (size_t)T, (size_t)T * K, Y, (size_t)T * R, pool)
+                               : dense_matmul(pool, &l->dense, X, T, Y);
     if (st != PBS2P_OK || !l->bias) return st;
     for (int32_t t = 0; t < T; t++)
         for (size_t i = 0; i < R; i++) Y[(size_t)t * R + i] += l->bias[i];

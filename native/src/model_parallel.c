@@ -1,4 +1,5 @@
-/* model_parallel.c — the forward's thread-parallel steps: the vocabulary head, causal attention over the KV cache. */
+/* model_parallel.c — the forward's thread-parallel steps: dense matrix products (the head, grid-tier linears), causal
+ * attention over the KV cache. */
 #include "model_internal.h"
 
 #include <math.h>
@@ -9,9 +10,9 @@
  * Threads: the model's pool runs job 0 on the caller and jobs 1..n-1 on its workers; each job writes its own
  * outputs, so results do not depend on the number of threads */
 
-static int threads_for(const pbs2p_model *m, size_t work, int n_max) {
+static int threads_for(pbs2p_pool *pool, size_t work, int n_max) {
     size_t useful = work / pbs2p_min_work_per_pool_thread();
-    int n = pbs2p_pool_threads(m->pool) < n_max ? pbs2p_pool_threads(m->pool) : n_max;
+    int n = pbs2p_pool_threads(pool) < n_max ? pbs2p_pool_threads(pool) : n_max;
     return (size_t)n > useful ? (useful > 0 ? (int)useful : 1) : n;
 }
 
@@ -27,36 +28,40 @@ static void softmax(float *x, int32_t n) {
 }
 
 /* ----------------------------------------------------------------------------------------------------
- * The head: logits (T, V) = X (T, D) E^T, vocabulary rows split across threads */
+ * Dense matrices (the head, grid-tier linears): Y (T, R) = X (T, K) W^T, rows split across threads */
 
-typedef struct head_job {
+typedef struct dense_job {
     pbs2p_dense_fn dense;
-    pbs2p_dense w;      /* the output matrix (V, D) */
-    const float *X;     /* (T, D) normed final hidden states */
-    float *logits;      /* (T, V) */
-    int32_t T, v0, v1;
-    float *row;         /* (D,) this job's scratch row */
-} head_job;
+    const pbs2p_dense *w; /* (R, K) */
+    const float *X;       /* (T, K) */
+    float *Y;             /* (T, R) */
+    int32_t T, r0, r1;
+    float *row;           /* (K,) this job's scratch row */
+} dense_job;
 
-static void run_head(void *arg) {
-    const head_job *j = arg;
-    j->dense(&j->w, j->X, (size_t)j->T, (size_t)j->w.cols, j->logits, (size_t)j->w.rows, j->v0, j->v1, j->row);
+static void run_dense(void *arg) {
+    const dense_job *j = arg;
+    j->dense(j->w, j->X, (size_t)j->T, (size_t)j->w->cols, j->Y, (size_t)j->w->rows, j->r0, j->r1, j->row);
+}
+
+pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y) {
+    const int32_t R = W->rows, K = W->cols;
+    pbs2p_kernels k;
+    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    const int nt = threads_for(pool, (size_t)R * (size_t)K * (size_t)T, PBS2P_MODEL_MAX_THREADS);
+    float *rows = malloc((size_t)nt * (size_t)K * sizeof *rows); /* (nt, K) */
+    if (!rows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
+    dense_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++) /* rows split on multiples of 4: the SIMD variants take rows by four */
+        jobs[b] = (dense_job){k.dense, W, X, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),
+                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4), rows + (size_t)b * K};
+    pbs2p_pool_run(pool, run_dense, jobs, sizeof jobs[0], nt);
+    free(rows);
+    return PBS2P_OK;
 }
 
 pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits) {
-    const int32_t V = m->c.n_vocab, D = m->c.n_embd;
-    pbs2p_kernels k;
-    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
-    const int nt = threads_for(m, (size_t)V * (size_t)D * (size_t)T, PBS2P_MODEL_MAX_THREADS);
-    float *rows = malloc((size_t)nt * (size_t)D * sizeof *rows); /* (nt, D) */
-    if (!rows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the head");
-    head_job jobs[PBS2P_MODEL_MAX_THREADS];
-    for (int b = 0; b < nt; b++) /* vocabulary rows split on multiples of 4: the SIMD variants take rows by four */
-        jobs[b] = (head_job){k.dense, m->w.output, X, logits, T, (int32_t)((int64_t)V / 4 * b / nt * 4),
-                             b + 1 == nt ? V : (int32_t)((int64_t)V / 4 * (b + 1) / nt * 4), rows + (size_t)b * D};
-    pbs2p_pool_run(m->pool, run_head, jobs, sizeof jobs[0], nt);
-    free(rows);
-    return PBS2P_OK;
+    return dense_matmul(m->pool, &m->w.output, X, T, logits);
 }
 
 /* ----------------------------------------------------------------------------------------------------
@@ -98,7 +103,7 @@ pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T,
     const config *c = &m->c;
     /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
     const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
-    const int nt = threads_for(m, work, T * c->n_head);
+    const int nt = threads_for(m->pool, work, T * c->n_head);
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
         jobs[b] = (attention_job){m, s, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};

@@ -1,0 +1,83 @@
+"""libpbs2p runs mixed-tier files: every tier's linears and a Q4_0 embedding give PyTorch's logits, with any thread
+count and any kernel variant; a tier it does not know, or a tensor that is not its tier's, is refused at load."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from checkpoint.tiny_compressed import compress_tiered, tiny_model
+
+from pbs2p_edge.algo.config import CompressConfig
+from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
+from pbs2p_edge.errors import NativeError
+from pbs2p_edge.runtime._ffi import lib
+from pbs2p_edge.runtime.kernels import available_kernels, select_kernel
+from pbs2p_edge.runtime.model import Model
+from pbs2p_exporters.gguf_export import export_gguf
+
+PROMPT = [5, 17, 200, 3, 99, 42, 7, 311, 64, 128, 0, 250]
+REL_TOL = 1e-5  # of the logit range, as tests/runtime/test_model.py
+
+
+@pytest.fixture(scope="module")
+def tiered(tmp_path_factory, tiny_tokenizer):
+    """(GGUF path, PyTorch reference): a tiny untied Llama, linears cycling through every tier, embedding Q4_0."""
+    root = tmp_path_factory.mktemp("tiers")
+    torch.manual_seed(3)
+    model = tiny_model("llama", tie=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1 + 0.3 * torch.randn_like(p))
+    ck = save_checkpoint(root / "ck", model, copy.deepcopy(tiny_tokenizer), compress_tiered(model),
+                         CompressConfig(n=4, m=8), {}, {"model_id": "tiered"}, embed_tier="q4_0")
+    ref, _ = to_fake_quant_model(ck)  # the Q4_0 embedding and head as the file holds them
+    return export_gguf(ck, root / "m.gguf"), ref
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_mixed_tiers_give_pytorchs_logits(tiered, threads):
+    path, ref = tiered
+    want = _logits(ref, PROMPT)
+    with Model(path, n_threads=threads) as m:
+        got = m.eval(PROMPT)
+    assert np.abs(got - want).max() <= REL_TOL * float(want.max() - want.min())
+
+
+def test_every_kernel_variant_agrees(tiered):
+    path, ref = tiered
+    want = _logits(ref, PROMPT)
+    try:
+        for variant in available_kernels():
+            select_kernel(variant)
+            with Model(path) as m:
+                got = m.eval(PROMPT)
+            assert np.abs(got - want).max() <= REL_TOL * float(want.max() - want.min()), variant
+    finally:
+        select_kernel(None)
+
+
+def _patched(path, tmp_path, old: bytes, new: bytes):
+    data = path.read_bytes()
+    assert len(old) == len(new) and old in data
+    out = tmp_path / "patched.gguf"
+    out.write_bytes(data.replace(old, new, 1))
+    return out
+
+
+@pytest.mark.parametrize("old,new,status,fragment", [
+    (b"q3_g64", b"q3_g65", "UNSUPPORTED", "tier 'q3_g65'"),  # a tier this library does not know
+    (b"q4_0", b"q8_0", "FORMAT", "type Q4_0"),  # a Q4_0 tensor where the tier says Q8_0
+    (b"q2_g64", b"q3_g64", "FORMAT", "shape"),  # q2 blocks are 20 bytes, q3 blocks 28
+])
+def test_bad_tiers_are_refused_at_load(tiered, tmp_path, old, new, status, fragment):
+    bad = _patched(tiered[0], tmp_path, old, new)
+    with pytest.raises(NativeError, match=fragment) as info:
+        Model(bad)
+    assert info.value.status == getattr(lib, f"PBS2P_ERR_{status}")
