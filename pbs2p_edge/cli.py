@@ -17,8 +17,13 @@ import sys
 
 from . import __version__
 from .errors import ConfigError, Pbs2pError
+from .pack.tiers import EMBED_TIERS
 
 DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_NM = "6:8"  # the binary path's N:M when --method/--preset is given without --nm
+# The default recipe: the bit budget (file bits per model parameter) that bench/pareto.py shows best at a file no
+# larger than llama.cpp's Q4_0 of the same model (bench/results/pareto.md).
+DEFAULT_BPW = 5.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,13 +75,19 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     from .algo.config import METHODS
 
     g = p.add_argument_group("compression")
-    g.add_argument("--method", default="pbs2p", help=f"one of: {', '.join(METHODS)} (default pbs2p)")
-    g.add_argument("--nm", default=default_nm, help=f"N:M, N kept of every M (default {default_nm})")
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--bpw", type=_float_in(0.0, 32.0, True), default=None,
+                        help="bit budget: file bits per model parameter; a tier per linear and for the embedding "
+                             f"is chosen from measured sensitivity (the default, at {DEFAULT_BPW:g}, unless a "
+                             "--method, --nm or structure option is given)")
+    budget.add_argument("--size", type=_size, default=None, help="bit budget as a file size: 60MB, 57.5MiB, 1.2GB")
+    g.add_argument("--method", default=None, help=f"one of: {', '.join(METHODS)}: every linear binarized (default pbs2p)")
+    g.add_argument("--nm", default=None, help=f"N:M, N kept of every M (default {default_nm})")
     g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, wikitext2, c4, ptb or a file")
     g.add_argument("--nsamples", type=_positive_int, default=128, help="calibration windows (default 128)")
     g.add_argument("--seqlen", type=_positive_int, default=2048, help="tokens per calibration window (default 2048)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--preset", choices=("paper", "compact"), default="paper",
+    g.add_argument("--preset", choices=("paper", "compact"), default=None,
                    help="structure: paper (salient columns + split groups, ~3.5 bits/weight) or compact "
                         "(one alpha/mu per row, ~1.4 bits/weight); the options below override it")
     g.add_argument("--block-size", type=_non_negative_int, default=None,
@@ -92,11 +103,42 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _size(text: str) -> int:
+    """argparse type: a file size in bytes from '60MB', '57.5MiB', '1.2GB' or '60000000'."""
+    import re
+
+    mt = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmg]i?b|b)?\s*", text.lower())
+    value = float(mt.group(1)) * _UNITS[mt.group(2) or "b"] if mt else 0.0
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a size such as 60MB or 57.5MiB, got {text!r}")
+    return int(value)
+
+
+_BINARY_OPTIONS = ("method", "nm", "preset", "block_size", "split_groups")
+
+
+def _budget_from_args(args: argparse.Namespace) -> dict:
+    """{'bpw': B} or {'size_bytes': S} for the bit-budget recipe, {} for the binary (PBS2P paper) path: the budget
+    is the default unless a binary-structure option is given; the two cannot be combined."""
+    binary = [f"--{o.replace('_', '-')}" for o in _BINARY_OPTIONS if getattr(args, o) is not None]
+    binary += [f"--{o.replace('_', '-')}" for o in ("salient", "intra_block_update") if getattr(args, o) != "auto"]
+    binary += ["--no-cfs"] if args.no_cfs else []
+    if args.bpw is not None or args.size is not None:
+        if binary:
+            raise ConfigError(f"{binary[0]} sets the binary structure; the bit budget (--bpw/--size) chooses "
+                              "the tiers itself: give one or the other")
+        return {"bpw": args.bpw} if args.bpw is not None else {"size_bytes": args.size}
+    return {} if binary else {"bpw": DEFAULT_BPW}
+
+
 def _config_from_args(args: argparse.Namespace):
     from .algo.config import PRESETS, CompressConfig, parse_nm
 
-    n, m = parse_nm(args.nm)
-    fields = dict(PRESETS[args.preset])
+    n, m = parse_nm(args.nm or DEFAULT_NM)
+    fields = dict(PRESETS[args.preset or "paper"])
     if args.block_size is not None:
         fields["block_size"] = args.block_size
     if args.salient != "auto":
@@ -105,7 +147,7 @@ def _config_from_args(args: argparse.Namespace):
         fields["split_groups"] = args.split_groups
     if args.intra_block_update != "auto":
         fields["intra_block_update"] = args.intra_block_update == "on"
-    return CompressConfig(method=args.method, n=n, m=m, cfs=not args.no_cfs, seed=args.seed, **fields)
+    return CompressConfig(method=args.method or "pbs2p", n=n, m=m, cfs=not args.no_cfs, seed=args.seed, **fields)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="compress a Hugging Face causal LM into a checkpoint directory")
     p.add_argument("model", help=f"model source: alias ({DEFAULT_MODEL}), local dir, .gguf file or hub id")
     p.add_argument("out_dir", help="checkpoint directory to write (replaced atomically)")
-    _add_compress_options(p, default_nm="6:8")
+    _add_compress_options(p, default_nm=DEFAULT_NM)
 
     p = sub.add_parser("eval", help="perplexity of a model or compressed checkpoint")
     p.add_argument("model", help="model source or compressed checkpoint directory")
@@ -151,10 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="compress if needed, then write a GGUF or ONNX file")
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"model source or checkpoint (default {DEFAULT_MODEL})")
     p.add_argument("out", help="output file: .gguf or .onnx")
-    p.add_argument("--embed-type", choices=("f16", "q8_0"), default="f16", help="embeddings/head storage")
+    p.add_argument("--embed-type", choices=EMBED_TIERS, default=None,
+                   help="embedding / head storage (default: the bit budget's choice, f16 for a binary model)")
     p.add_argument("--onnx-flavor", choices=("custom", "portable"), default="custom",
                    help="ONNX: custom ai.pbs2p PackedLinear op, or stock operators only (docs/ONNX.md)")
-    _add_compress_options(p, default_nm="6:8")
+    _add_compress_options(p, default_nm=DEFAULT_NM)
 
     p = sub.add_parser("inspect", help="describe a GGUF file or checkpoint: layers, N:M, honest bits per weight")
     p.add_argument("file")
@@ -232,7 +275,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
         with _quiet_transformers(progress=not args.quiet):
             summary = commands.compress(
                 args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
-                seqlen=args.seqlen, device=args.device, progress=not args.quiet,
+                seqlen=args.seqlen, device=args.device, progress=not args.quiet, **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":
@@ -250,7 +293,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.export(
                 args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
                 device=args.device, progress=not args.quiet, embed_type=args.embed_type,
-                onnx_flavor=args.onnx_flavor,
+                onnx_flavor=args.onnx_flavor, **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "inspect":

@@ -8,6 +8,7 @@ cheapest first, and raises one typed Pbs2pError; outputs are written atomically.
 
 from __future__ import annotations
 
+import collections
 import importlib.metadata
 import os
 import platform
@@ -112,8 +113,12 @@ def _load_original(source: str, what: str):
 
 
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
-             device: str = "cpu", progress: bool = True) -> dict:
-    """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir."""
+             device: str = "cpu", progress: bool = True, bpw: float | None = None,
+             size_bytes: int | None = None) -> dict:
+    """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
+
+    With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
+    per linear and for the embedding / head on the same windows, and the linears are quantized by GPTQ onto them."""
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
@@ -130,22 +135,48 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
     _check_widths(model, cfg.m)
     check_seqlen(model, seqlen)
+    budgeted = bpw is not None or size_bytes is not None
+    if budgeted:
+        import dataclasses
+
+        from .model.budget import BINARY_CONFIG, check_budget, model_parameters, plan_budget
+
+        cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed)  # the binary tier's structure; the seed is the user's
+
+        if size_bytes is not None:
+            bpw = 8 * size_bytes / model_parameters(model)
+        check_budget(model, tokenizer, bpw)
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
-    run = compress_model(model, windows, cfg, device=device, progress=progress)
+    plan = None
+    if budgeted:
+        t0 = time.perf_counter()
+        plan = plan_budget(model, tokenizer, windows, bpw)
+        plan_seconds = time.perf_counter() - t0
+    run = compress_model(model, windows, cfg, device=device, progress=progress,
+                         plan=None if plan is None else plan.linears)
     stats = {
         "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen,
         "seconds": round(run.seconds, 2), "peak_memory_bytes": run.peak_memory_bytes,
         "importance": run.importance,
     }
-    save_checkpoint(out_dir, model, tokenizer, run.results, cfg, run.layer_n, stats)
-    return {"checkpoint": str(Path(out_dir).resolve()), "method": cfg.method, "nm": f"{cfg.n}:{cfg.m}",
-            "layers": len(run.results), "seconds": stats["seconds"],
-            "mean_n": _weighted_mean_n(run), "peak_memory_bytes": run.peak_memory_bytes}
+    if plan is not None:
+        stats["plan"] = {**plan.to_dict(), "seconds": round(plan_seconds, 2)}
+    save_checkpoint(out_dir, model, tokenizer, run.results, cfg, run.layer_n, stats,
+                    embed_tier=None if plan is None else plan.embed)
+    summary = {"checkpoint": str(Path(out_dir).resolve()), "layers": len(run.results), "seconds": stats["seconds"],
+               "peak_memory_bytes": run.peak_memory_bytes}
+    if plan is None:
+        return {**summary, "method": cfg.method, "nm": f"{cfg.n}:{cfg.m}", "mean_n": _weighted_mean_n(run)}
+    counts = collections.Counter(run.tiers.values())
+    return {**summary, "bpw_budget": round(plan.bpw, 4), "estimated_bytes": plan.estimated_bytes,
+            "tiers": dict(sorted(counts.items())), "embed_tier": plan.embed,
+            "plan_seconds": stats["plan"]["seconds"]}
 
 
 def _weighted_mean_n(run) -> float:
-    total = sum(r.mask.numel() for r in run.results.values())
-    return sum(run.layer_n[k] * r.mask.numel() for k, r in run.results.items()) / max(total, 1)
+    binary = {k: r for k, r in run.results.items() if run.tiers[k] == "pbs2p"}
+    total = sum(r.mask.numel() for r in binary.values())
+    return sum(run.layer_n[k] * r.mask.numel() for k, r in binary.items()) / max(total, 1)
 
 
 def _load_for_eval(source: str, device: str):
@@ -294,11 +325,13 @@ def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_f
 
 
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
-           progress: bool = True, embed_type: str = "f16", onnx_flavor: str = "custom") -> dict:
+           progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
+           bpw: float | None = None, size_bytes: int | None = None) -> dict:
     """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one.
 
     Every output check runs before compressing. The compression goes to a temporary checkpoint next
-    to `out`, removed afterwards (also on error or Ctrl-C).
+    to `out`, removed afterwards (also on error or Ctrl-C). embed_type None: the checkpoint's embedding tier
+    (chosen by the budget), else f16.
     """
     from .checkpoint import is_checkpoint
 
@@ -308,6 +341,9 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
     _check_output_dir(out)
     if Path(out).is_dir():
         raise OutputError(f"{out} is a directory")
+    if suffix == ".onnx" and (bpw is not None or size_bytes is not None) and not is_checkpoint(source):
+        raise OutputError("ONNX export takes binary-tier (PBS2P) models only for now; export the bit budget's "
+                          "grid tiers as .gguf, or give --method/--nm")
     t0 = time.perf_counter()
     summary: dict = {"out": str(Path(out).resolve())}
     if is_checkpoint(source):
@@ -317,7 +353,7 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
         with tempfile.TemporaryDirectory(prefix=".pbs2p-ckpt-", dir=Path(out).resolve().parent) as tmp:
             ckpt = os.path.join(tmp, "checkpoint")
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
-                                           device=device, progress=progress)
+                                           device=device, progress=progress, bpw=bpw, size_bytes=size_bytes)
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format
@@ -388,10 +424,11 @@ def format_info(d: dict) -> str:
 def format_inspect(d: dict) -> str:
     """Human-readable table of `inspect` output."""
     lines = [f"{k}: {v}" for k, v in d.items() if k != "layers" and not isinstance(v, (dict, list))]
-    lines.append(f"{'layer':48} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
+    lines.append("tiers: " + ", ".join(f"{t} x{n}" for t, n in d.get("tiers", {}).items()))
+    lines.append(f"{'layer':48} {'tier':>7} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
     for layer in d.get("layers", []):
-        lines.append(f"{layer['name']:48} {layer['n']}:{layer['m']:<3} {layer['rows']:>6} {layer['cols']:>6} "
-                     f"{layer['bits_per_weight']:>7.3f}")
+        lines.append(f"{layer['name']:48} {layer['tier']:>7} {layer['n']}:{layer['m']:<3} {layer['rows']:>6} "
+                     f"{layer['cols']:>6} {layer['bits_per_weight']:>7.3f}")
     return "\n".join(lines)
 
 

@@ -336,6 +336,38 @@ def test_export_from_model_dir_is_byte_identical_for_the_same_seed(capsys, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gguf", "b.gguf", "c.gguf"]  # temp checkpoints gone
 
 
+def test_bit_budget_is_the_default_and_runs_in_c(capsys, tmp_path, work):
+    """No structure option: the bit budget picks a tier per linear and for the embedding; the file meets it and
+    libpbs2p's perplexity of the GGUF equals PyTorch's of the checkpoint (same tiers, same windows)."""
+    import gguf
+
+    from pbs2p_edge.model.budget import model_parameters
+    from pbs2p_edge.model.load import load_model
+
+    out = tmp_path / "ck"
+    rc, stdout, err = run_cli(capsys, "compress", work.llama, out, "--bpw", "24", "--calib", work.text,
+                              "--nsamples", "4", "--seqlen", "32", "--quiet")
+    assert (rc, err) == (0, "")
+    summary = json.loads(stdout)
+    assert summary["layers"] == LLAMA_LINEARS and sum(summary["tiers"].values()) == LLAMA_LINEARS
+    assert set(summary["tiers"]) <= {"q8_0", "q4_0", "q3_g64", "q2_g64"}
+    gguf_path = tmp_path / "m.gguf"
+    rc, _, err = run_cli(capsys, "export", out, gguf_path)
+    assert (rc, err) == (0, "")
+    params = model_parameters(load_model(str(work.llama))[0])
+    assert 8 * gguf_path.stat().st_size <= 24 * params * 1.01  # the budget, within 1 %
+    fields = {k: f.contents() for k, f in gguf.GGUFReader(str(gguf_path)).fields.items()}
+    assert sorted(fields["pbs2p.linear.tier"]) == sorted(t for t, n in summary["tiers"].items() for _ in range(n))
+    rc, stdout, _ = run_cli(capsys, "inspect", gguf_path, "--json")
+    assert json.loads(stdout)["tiers"] == summary["tiers"]
+    ppl = {}
+    for source in (out, gguf_path):
+        rc, stdout, err = run_cli(capsys, "eval", source, "--data", work.text, "--seqlen", "32", "--json")
+        assert (rc, err) == (0, "")
+        ppl[source] = json.loads(stdout)["ppl"]
+    assert ppl[gguf_path] == pytest.approx(ppl[out], rel=1e-3)
+
+
 # ------------------------------------------------------------------------------------------------- info
 
 
@@ -463,6 +495,12 @@ BAD_INPUTS = [
     ("inspect-missing", lambda b, o: ["inspect", b.root / "nothing.gguf"], "no such file or directory"),
     ("inspect-truncated-gguf", lambda b, o: ["inspect", b.root / "truncated.gguf"], "not a readable GGUF file"),
     ("no-sub-command", lambda b, o: [], "required"),
+    ("budget-with-method", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "30", "--method", "rtn",
+                                         "--calib", b.text, "--quiet"], "--method sets the binary structure"),
+    ("budget-too-small", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "2", "--calib", b.text,
+                                       "--nsamples", "2", "--seqlen", "16", "--quiet"], "below the smallest file"),
+    ("budget-bad-size", lambda b, o: ["export", b.llama, o / "m.gguf", "--size", "12XB"], "expected a size"),
+    ("budget-to-onnx", lambda b, o: ["export", b.llama, o / "m.onnx", "--bpw", "30"], "ONNX export takes binary"),
 ]
 
 

@@ -120,7 +120,8 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
             V = gguf.GGUFValueType
             w.add_custom_alignment(ALIGNMENT)
             w.add_type("model")
-            w.add_name(f"{Path(str(name)).name}-pbs2p-{cc['method']}-{cc['n']}of{cc['m']}")
+            recipe = "tiers" if ck.grids else f"{cc['method']}-{cc['n']}of{cc['m']}"
+            w.add_name(f"{Path(str(name)).name}-pbs2p-{recipe}")
             w.add_string("general.quantized_by", "pbs2p-edge")
             for key, vtype, value in arch_keys(arch, config):
                 w.add_key_value(key, value, V[vtype])

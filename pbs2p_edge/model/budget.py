@@ -14,6 +14,7 @@ tier changes (norms and biases as F32, the tokenizer, the metadata, tensor align
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 
 from ..algo.allocate import Option, allocate
+from ..algo.compress_layer import compress_layer
+from ..algo.config import PRESETS, CompressConfig
 from ..algo.gptq_grid import fit_scales, quantize
 from ..errors import ConfigError
 from ..pack import tiers
@@ -30,9 +33,17 @@ from .arch import arch_for, block_linears, decoder_blocks
 log = logging.getLogger(__name__)
 
 # tiers the planner offers the decoder linears and the embedding / head
-LINEAR_TIERS = ("q8_0", "q4_0", "q3_g64", "q2_g64")
+LINEAR_TIERS = ("q8_0", "q4_0", "q3_g64", "q2_g64", tiers.BINARY)
 EMBED_TIERS = tiers.EMBED_TIERS
-FISHER_WINDOWS = 16  # calibration windows the gradients are taken on [choice]: ranks settle by about 8 on SmolLM2
+# [choice] calibration windows the gradients are taken on: 8 (of 512 tokens) cost about a minute on SmolLM2 with one
+# thread; not tuned
+FISHER_WINDOWS = 8
+# [choice] the binary tier the planner offers: PBS2P 4:8 in the compact structure (one alpha/mu per row, ~1.4 bits
+# per weight), the only tier under 2.5 bits. Its error is estimated from a magnitude 4:8 mask and a per-row sign fit
+# without compensation (seconds per layer; PBS2P itself takes ten times as long): an over-estimate, so the planner
+# chooses it less often than its real error would justify.
+BINARY_CONFIG = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, **PRESETS["compact"])
+_BINARY_PROXY = dataclasses.replace(BINARY_CONFIG, method="magnitude")
 ALIGN_BYTES = 32  # mean padding per tensor of the 64-byte GGUF alignment
 
 
@@ -132,7 +143,11 @@ def _tensors(model: nn.Module, linear_tiers, embed_tiers):
                for n, lin in block_linears(b, spec).items()}
     for name, lin in linears.items():
         for t in linear_tiers:
-            tiers.tier(t).check_cols(name, lin.in_features)
+            if t == tiers.BINARY:
+                if lin.in_features % BINARY_CONFIG.m:
+                    raise ConfigError(f"{name}: the binary tier needs a row width divisible by {BINARY_CONFIG.m}")
+            else:
+                tiers.tier(t).check_cols(name, lin.in_features)
     embeds = _embedding_weights(model)
     for t in embed_tiers:
         tiers.tier(t).check_cols("the token embedding", embeds[0].shape[1])
@@ -146,6 +161,20 @@ def _fixed_bits(model: nn.Module, tokenizer, linears: dict, embeds: list) -> int
     return rest + 8 * (tokenizer_bytes(tokenizer) + ALIGN_BYTES * n_tensors + 160 * len(linears))
 
 
+def _bits_per_weight(t: str, cols: int) -> float:
+    """Honest bits per weight of tier t at row width `cols`; the binary tier's from docs/FORMAT.md §8 (compact:
+    mask + signs 11/8 at 4:8, one float16 alpha and mu per row)."""
+    return 11 / 8 + 32 / cols if t == tiers.BINARY else tiers.tier(t).bits
+
+
+def _option(t: str, W: torch.Tensor, f: torch.Tensor, h: torch.Tensor) -> Option:
+    if t == tiers.BINARY:
+        err = (W - compress_layer(W, torch.diag(h), _BINARY_PROXY, _BINARY_PROXY.n).dequantize()).square()
+    else:
+        err = grid_error(W, h, tiers.tier(t))
+    return Option(t, int(W.numel() * _bits_per_weight(t, W.shape[1])), 0.5 * float((f * err).sum()))
+
+
 def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TIERS, embed_tiers=EMBED_TIERS) -> None:
     """ConfigError when `bpw` is no budget or is below the smallest file the tiers make; no gradient is taken."""
     if not bpw > 0:
@@ -153,7 +182,8 @@ def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TI
     linears, embeds = _tensors(model, linear_tiers, embed_tiers)
     n_params = model_parameters(model)
     cheapest = _fixed_bits(model, tokenizer, linears, embeds)
-    cheapest += sum(lin.weight.numel() for lin in linears.values()) * min(tiers.tier(t).bits for t in linear_tiers)
+    cheapest += sum(lin.weight.numel() * min(_bits_per_weight(t, lin.in_features) for t in linear_tiers)
+                    for lin in linears.values())
     cheapest += sum(p.numel() for p in embeds) * min(tiers.tier(t).bits for t in embed_tiers)
     if cheapest > bpw * n_params:
         raise ConfigError(f"{bpw:g} bits per parameter ({bpw * n_params / 8e6:.2f} MB) is below the smallest file "
@@ -183,9 +213,7 @@ def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LIN
     with torch.no_grad():
         for (name, lin), f in zip(linears.items(), F):
             W = lin.weight.detach().float()
-            options[name] = [Option(t, int(W.numel() * tiers.tier(t).bits),
-                                    0.5 * float((f * grid_error(W, hdiag[name], tiers.tier(t))).sum()))
-                             for t in linear_tiers]
+            options[name] = [_option(t, W, f, hdiag[name]) for t in linear_tiers]
         emb_opts = []
         for t in embed_tiers:
             bits = loss = 0.0
