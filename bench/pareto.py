@@ -8,6 +8,12 @@ the same token ids: Pride and Prejudice tokenized once by SmolLM2's HF tokenizer
 first --windows windows (16 for the committed -16w quality table). Each llama.cpp file is one child
 process; its row is kept as JSON, so an interrupted run resumes.
 
+Our bit-budget points (--budgets) are made here first: `pbs2p-edge export smollm2-135m OUT/models/budget-B.gguf
+--bpw B` and the default recipe (`default.gguf`, no compression option), each calibrated as the quality table is
+(32 x 512 tokens of Emma), in child processes two at a time, kept when present. Every row with a file gets its
+size as `ls` gives it; the table ends with the dominance checks: for each llama.cpp type, our best file that is no
+larger and has a lower perplexity.
+
     python bench/pareto.py --out bench/results                  # 16 windows of 2048; OUT/quality_vs_size.{md,json}
     python bench/pareto.py --out /tmp/q --quick                  # 1 window of 256, F16 + Q4_0
 """
@@ -90,6 +96,41 @@ def quality_rows(qdir: Path) -> list[dict]:
     return out
 
 
+BUDGETS = (1.6, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
+CALIB = ("--calib", "austen:emma", "--nsamples", "32", "--seqlen", "512")  # the quality table's protocol
+
+
+def make_budget_models(args) -> None:
+    """Export each budget point and the default recipe into OUT/models (kept when present), two at a time."""
+    import subprocess
+
+    models = args.out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    jobs = [(f"budget-{b:g}", ["--bpw", f"{b:g}"]) for b in args.budgets] + [("default", [])]
+    calib = ("--calib", "austen:emma", "--nsamples", "2", "--seqlen", "64") if args.quick else CALIB
+    running = []
+    for name, opts in jobs:
+        path = models / f"{name}{'.quick' if args.quick else ''}.gguf"
+        if path.exists() and not args.redo:
+            continue
+        cmd = [sys.executable, "-m", "pbs2p_edge.cli", "export", "smollm2-135m", str(path), *opts, *calib,
+               "--threads", "1", "--quiet"]
+        running.append((name, time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                                    text=True)))
+        while len(running) >= args.jobs or (running and (name, opts) == jobs[-1]):
+            done = running.pop(0)
+            out, err = done[2].communicate()
+            last = (err.strip().splitlines() or [""])[-1]
+            print(f"{done[0]}: exit {done[2].returncode} in {time.perf_counter() - done[1]:.0f} s {last}",
+                  file=sys.stderr, flush=True)
+
+
+def peer_bytes(peer_dir: Path) -> dict[str, int]:
+    """llama.cpp file path -> its size, from bench/peer.py's table (the files themselves are not committed)."""
+    f = peer_dir / "peer.json"
+    return {r["file"]: r["file_bytes"] for r in json.loads(f.read_text()) if "file_bytes" in r} if f.exists() else {}
+
+
 def _child(kind: str, path: str, args) -> dict:
     import subprocess
 
@@ -132,12 +173,20 @@ def collect(args) -> list[dict]:
             bits = describe(Path(path))["bits_per_weight"] if kind == "llama" else commands.inspect(path)["bits_per_weight"]
             row = {"engine": "llama.cpp" if kind == "llama" else "ours (libpbs2p)", "name": name,
                    "bits_per_weight": bits, "file": path, **res}
+            if kind == "pbs2p":
+                row["file_bytes"] = os.path.getsize(path)
             tmp = f.with_name(f".{f.name}.tmp")
             tmp.write_text(json.dumps(row, indent=1) + "\n")
             os.replace(tmp, f)
             print(f"{name}: ppl {res['ppl']:.2f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         points.append(json.loads(f.read_text()))
+    sizes = peer_bytes(args.peer_dir)
+    for p in points:
+        if p.get("file_bytes") is None and p.get("file") in sizes:
+            p["file_bytes"] = sizes[p["file"]]
     return points
+
+
 
 
 def pareto_front(points: list[dict]) -> set[str]:
@@ -162,10 +211,19 @@ def write_results(out: Path, points: list[dict], meta: dict) -> Path:
              f"{meta['windows']} for the llama.cpp and libpbs2p rows; the torch rows keep their own window count, "
              "shown). Same token ids for all (SmolLM2's HF tokenizer). bits/weight: honest, decoder-block linears "
              "as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
-             "| engine | model | bits/weight | PPL | windows | front |", "|---|---|---:|---:|---:|---|"]
-    for p in sorted(points, key=lambda p: p["bits_per_weight"]):
-        lines.append(f"| {p['engine']} | {p['name']} | {p['bits_per_weight']:.3f} | {p['ppl']:.2f} | {p['windows']} | "
-                     f"{'*' if p['name'] in front else ''} |")
+             "file MB: the file's size as `ls` gives it, in 10^6 bytes (- where the row has no file: torch rows, and "
+             "earlier exports not kept); bits/param: file bits per model parameter (134.5 M).", "",
+             "| engine | model | file MB | bits/param | bits/weight | PPL | windows | front |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    params = 134_515_008
+    for p in sorted(points, key=lambda p: (p.get("file_bytes") or 1e18, p["bits_per_weight"])):
+        size = p.get("file_bytes")
+        mb, bpp = (f"{size / 1e6:.1f}", f"{8 * size / params:.2f}") if size else ("-", "-")
+        lines.append(f"| {p['engine']} | {p['name']} | {mb} | {bpp} | {p['bits_per_weight']:.3f} | {p['ppl']:.2f} | "
+                     f"{p['windows']} | {'*' if p['name'] in front else ''} |")
+    from pbs2p_edge.report import dominance
+
+    lines += ["", "Dominance (lower perplexity at no larger file):", *dominance(points)]
     path = out / "quality_vs_size.md"
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text("\n".join(lines) + "\n")
@@ -186,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--redo", action="store_true")
     p.add_argument("--quick", action="store_true", help="1 window of 256 tokens, F16 + Q4_0 and quick exports")
+    p.add_argument("--budgets", type=lambda t: [float(x) for x in t.split(",") if x], default=list(BUDGETS),
+                   help="bit budgets (file bits per parameter) to export, comma-separated ('' for none)")
+    p.add_argument("--jobs", type=int, default=2, help="exports run at once")
     p.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -197,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args.quality_dir = args.quality_dir or args.out / "quality-16w"
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
+    make_budget_models(args)
     points = collect(args)
     meta = {"command": command, "data": args.data, "seqlen": args.seqlen, "windows": args.windows,
             "threads": args.threads, "quick": args.quick}

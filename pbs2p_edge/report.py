@@ -3,7 +3,8 @@
 Reads whatever of these the folder holds (each written by a script of bench/) and skips the rest:
   1. e2e.json             {"meta": {...}, "rows": [{engine, name, bits_per_weight, file_bytes, prompt_tps,
                            decode_tps, peak_rss_mib, model_rss_mib}]}            (bench/e2e.py)
-  2. quality_vs_size.json {"meta": {...}, "rows": [{engine, name, bits_per_weight, ppl, windows}]} (bench/pareto.py)
+  2. quality_vs_size.json {"meta": {...}, "rows": [{engine, name, bits_per_weight, ppl, windows, file_bytes}]}
+     (bench/pareto.py)
   3. compress_cost.json   {"meta": {...}, "rows": [{shape, method, seconds_per_block, full_model_seconds,
                            peak_rss_mib}]}                                        (bench/compress_cost.py)
   4. kernels.md           bench/kernels.py's table: the copy bandwidth line and the gemv rows.
@@ -79,17 +80,17 @@ def _plot_pareto(plt, q: dict, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 6))
     for engine, marker, color in (("llama.cpp", "s", "tab:blue"), ("ours (torch eval)", "o", "tab:orange"),
                                   ("ours (libpbs2p)", "^", "tab:red")):
-        pts = [r for r in q["rows"] if r["engine"] == engine and r["ppl"] > 0 and math.isfinite(r["ppl"])]
+        pts = [r for r in q["rows"] if r["engine"] == engine and r["ppl"] > 0 and math.isfinite(r["ppl"])
+               and r.get("file_bytes")]  # a point needs its file: torch rows and unkept exports are table-only
         if not pts:
             continue
-        ax.scatter([p["bits_per_weight"] for p in pts], [p["ppl"] for p in pts], marker=marker, color=color,
+        ax.scatter([p["file_bytes"] / 1e6 for p in pts], [p["ppl"] for p in pts], marker=marker, color=color,
                    label=engine)
         for p in pts:
-            ax.annotate(p["name"].replace("llama.cpp ", ""), (p["bits_per_weight"], p["ppl"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log", base=2)
+            ax.annotate(p["name"].replace("llama.cpp ", "").replace(" (libpbs2p)", ""),
+                        (p["file_bytes"] / 1e6, p["ppl"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_yscale("log")
-    ax.set_xlabel("honest bits per weight (decoder-block linears)")
+    ax.set_xlabel("file size (MB, as ls gives it)")
     ax.set_ylabel("perplexity (lower is better)")
     m = q.get("meta", {})
     ax.set_title(f"Quality vs size: SmolLM2-135M, {m.get('windows', '?')} x {m.get('seqlen', '?')} tokens of "
@@ -174,6 +175,24 @@ def headlines(e2e: dict | None, q: dict | None, copy: float | None, krows: list[
             cells = "; ".join(f"{p['name'].replace('llama.cpp ', '')} {p['ppl']:.4g} at {p['bits_per_weight']:.2f} bits "
                               f"(ratio {ref['ppl'] / p['ppl']:.3g})" for p in sorted(peers, key=lambda p: p["bits_per_weight"]))
             lines.append(f"- PPL of {ref['name']} ({ref['ppl']:.4g}) vs each llama.cpp type (ours / theirs): {cells}.")
+        lines += [f"- Frontier {line[2:]}" for line in dominance(q["rows"])]
+    return lines
+
+
+def dominance(points: list[dict]) -> list[str]:
+    """For each llama.cpp type: our best (lowest perplexity) file no larger than its file, and whether it wins."""
+    ours = [p for p in points if p["engine"] == "ours (libpbs2p)" and p.get("file_bytes")]
+    lines = []
+    for q in sorted((p for p in points if p["engine"] == "llama.cpp" and p.get("file_bytes")),
+                    key=lambda p: p["file_bytes"]):
+        fits = [p for p in ours if p["file_bytes"] <= q["file_bytes"]]
+        best = min(fits, key=lambda p: p["ppl"], default=None)
+        if best is None:
+            lines.append(f"- {q['name']} ({q['file_bytes'] / 1e6:.1f} MB, PPL {q['ppl']:.2f}): no file of ours this small")
+            continue
+        verdict = "dominated" if best["ppl"] < q["ppl"] else "NOT dominated"
+        lines.append(f"- {q['name']} ({q['file_bytes'] / 1e6:.1f} MB, PPL {q['ppl']:.2f}): {verdict} by "
+                     f"{best['name']} ({best['file_bytes'] / 1e6:.1f} MB, PPL {best['ppl']:.2f})")
     return lines
 
 

@@ -104,3 +104,19 @@ def test_cli_report_prints_the_written_paths_and_refuses_a_missing_folder(tmp_pa
     bad = subprocess.run(cmd + [str(tmp_path / "missing")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "no such results directory" in bad.stderr
+
+
+def test_dominance_finds_our_best_file_no_larger_than_each_peer():
+    from pbs2p_edge.report import dominance
+
+    rows = [{"engine": "llama.cpp", "name": "llama.cpp Q4_0", "file_bytes": 91.7e6, "ppl": 28.7},
+            {"engine": "llama.cpp", "name": "llama.cpp IQ1_S", "file_bytes": 82.3e6, "ppl": 51.8},
+            {"engine": "llama.cpp", "name": "llama.cpp tiny", "file_bytes": 10e6, "ppl": 900.0},
+            {"engine": "ours (libpbs2p)", "name": "a", "file_bytes": 84e6, "ppl": 27.0},
+            {"engine": "ours (libpbs2p)", "name": "b", "file_bytes": 92e6, "ppl": 20.0},  # larger than Q4_0
+            {"engine": "ours (libpbs2p)", "name": "c", "file_bytes": 70e6, "ppl": 60.0},
+            {"engine": "ours (torch eval)", "name": "d", "bits_per_weight": 1.0, "ppl": 1.0}]  # no file: not a candidate
+    lines = dominance(rows)
+    assert lines[0].startswith("- llama.cpp tiny") and "no file of ours this small" in lines[0]
+    assert "IQ1_S" in lines[1] and "NOT dominated by c" in lines[1]
+    assert "Q4_0" in lines[2] and ": dominated by a" in lines[2]
