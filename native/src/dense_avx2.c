@@ -17,6 +17,8 @@ static inline void store16(float *out, __m128i codes, float d, float m, int offs
 
 static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
 
+#include "dense_tiers.h"
+
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
     const uint8_t *p = W->data + (size_t)r * W->row_bytes;
@@ -28,19 +30,7 @@ static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
         for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
         return;
     }
-    if (W->type == PBS2P_GGML_Q4_0) {
-        for (int32_t b = 0; b < K / PBS2P_Q4_0_BLOCK; b++, p += PBS2P_Q4_0_BYTES)
-            for (int h = 0; h < 2; h++) store16(out + 32 * b + 16 * h, q4_0_codes(p + 2, h), half_at(p), 0.0f, 8, 0);
-        return;
-    }
-    if (W->type == PBS2P_DENSE_Q2_G64 || W->type == PBS2P_DENSE_Q3_G64) {
-        const int q3 = W->type == PBS2P_DENSE_Q3_G64;
-        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
-        for (int32_t b = 0; b < K / PBS2P_G64_BLOCK; b++, p += bytes)
-            for (int s = 0; s < 4; s++)
-                store16(out + 64 * b + 16 * s, g64_codes(p + 4, q3 ? p + 20 : NULL, s), half_at(p), half_at(p + 2), 0, 1);
-        return;
-    }
+    if (decode_tier_row(W, p, out)) return;
     for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
         const __m256 d = _mm256_set1_ps(pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)));
         for (int e = 0; e < 4; e++) {

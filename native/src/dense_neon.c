@@ -20,6 +20,12 @@ static inline void store16(float *out, uint8x16_t codes, float d, float m, int o
 
 static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
 
+/* Q4_0: codes 16h .. 16h + 15 of a block whose qs are at p (h = 0: low nibbles, 1: high nibbles). */
+static inline uint8x16_t q4_0_codes(const uint8_t *qs, int h) {
+    const uint8x16_t v = vld1q_u8(qs);
+    return h ? vshrq_n_u8(v, 4) : vandq_u8(v, vdupq_n_u8(15));
+}
+
 /* Codes 16s .. 16s + 15 of one of our blocks of 64; qh NULL for q2_g64. */
 static inline uint8x16_t g64_codes(const uint8_t *qs, const uint8_t *qh, int s) {
     const uint8x16_t v = vld1q_u8(qs);
@@ -31,6 +37,8 @@ static inline uint8x16_t g64_codes(const uint8_t *qs, const uint8_t *qh, int s) 
     }
     return q;
 }
+
+#include "dense_tiers.h"
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
@@ -45,22 +53,7 @@ static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
         for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
         return;
     }
-    if (W->type == PBS2P_GGML_Q4_0) {
-        for (int32_t b = 0; b < K / PBS2P_Q4_0_BLOCK; b++, p += PBS2P_Q4_0_BYTES) {
-            const uint8x16_t v = vld1q_u8(p + 2);
-            store16(out + 32 * b, vandq_u8(v, vdupq_n_u8(15)), half_at(p), 0.0f, 8, 0);
-            store16(out + 32 * b + 16, vshrq_n_u8(v, 4), half_at(p), 0.0f, 8, 0);
-        }
-        return;
-    }
-    if (W->type == PBS2P_DENSE_Q2_G64 || W->type == PBS2P_DENSE_Q3_G64) {
-        const int q3 = W->type == PBS2P_DENSE_Q3_G64;
-        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
-        for (int32_t b = 0; b < K / PBS2P_G64_BLOCK; b++, p += bytes)
-            for (int s = 0; s < 4; s++)
-                store16(out + 64 * b + 16 * s, g64_codes(p + 4, q3 ? p + 20 : NULL, s), half_at(p), half_at(p + 2), 0, 1);
-        return;
-    }
+    if (decode_tier_row(W, p, out)) return;
     for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
         const float d = pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8));
         for (int e = 0; e < 2; e++) {
