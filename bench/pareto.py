@@ -31,6 +31,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def _bench_module(name: str):
+    """A sibling script of bench/ as a module, without putting bench/ on sys.path: there bench/kernels.py would
+    pass for the `kernels` package that transformers looks for."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def eval_ids(data: str):
     """1-D int64 ids of `data` by SmolLM2's HF tokenizer, as bench/quality.py's evaluation tokenizes it."""
     from transformers import AutoTokenizer
@@ -50,8 +61,7 @@ def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: i
 
     from pbs2p_edge.calib.windows import eval_windows
 
-    sys.path.insert(0, str(HERE))
-    from peer_runner import LlamaRunner
+    LlamaRunner = _bench_module("peer_runner").LlamaRunner
 
     W = eval_windows(eval_ids(data), seqlen, windows).numpy()
     m = LlamaRunner(path, threads, seqlen)
@@ -100,29 +110,38 @@ BUDGETS = (1.6, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 CALIB = ("--calib", "austen:emma", "--nsamples", "32", "--seqlen", "512")  # the quality table's protocol
 
 
-def make_budget_models(args) -> None:
-    """Export each budget point and the default recipe into OUT/models (kept when present), two at a time."""
+def make_budget_models(args) -> list[str]:
+    """Export each budget point and the default recipe into OUT/models (kept when present), two at a time; returns
+    a line per export that failed (a budget below the smallest file the tiers make is refused at once)."""
     import subprocess
 
     models = args.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     jobs = [(f"budget-{b:g}", ["--bpw", f"{b:g}"]) for b in args.budgets] + [("default", [])]
     calib = ("--calib", "austen:emma", "--nsamples", "2", "--seqlen", "64") if args.quick else CALIB
-    running = []
+    running, failed = [], []
+
+    def wait_one() -> None:
+        name, t0, proc = running.pop(0)
+        _, err = proc.communicate()
+        last = (err.strip().splitlines() or [""])[-1]
+        print(f"{name}: exit {proc.returncode} in {time.perf_counter() - t0:.0f} s {last}", file=sys.stderr, flush=True)
+        if proc.returncode:
+            failed.append(f"{name}: {last.removeprefix('pbs2p-edge: error: ')}")
+
     for name, opts in jobs:
         path = models / f"{name}{'.quick' if args.quick else ''}.gguf"
         if path.exists() and not args.redo:
             continue
+        while len(running) >= args.jobs:
+            wait_one()
         cmd = [sys.executable, "-m", "pbs2p_edge.cli", "export", "smollm2-135m", str(path), *opts, *calib,
                "--threads", "1", "--quiet"]
-        running.append((name, time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                                    text=True)))
-        while len(running) >= args.jobs or (running and (name, opts) == jobs[-1]):
-            done = running.pop(0)
-            out, err = done[2].communicate()
-            last = (err.strip().splitlines() or [""])[-1]
-            print(f"{done[0]}: exit {done[2].returncode} in {time.perf_counter() - done[1]:.0f} s {last}",
-                  file=sys.stderr, flush=True)
+        running.append((name, time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                                                    stderr=subprocess.PIPE, text=True)))
+    while running:
+        wait_one()
+    return failed
 
 
 def peer_bytes(peer_dir: Path) -> dict[str, int]:
@@ -143,8 +162,7 @@ def _child(kind: str, path: str, args) -> dict:
 
 
 def collect(args) -> list[dict]:
-    sys.path.insert(0, str(HERE))
-    from peer import describe
+    describe = _bench_module("peer").describe
 
     rows_dir = args.out / "quality_vs_size" / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +242,8 @@ def write_results(out: Path, points: list[dict], meta: dict) -> Path:
     from pbs2p_edge.report import dominance
 
     lines += ["", "Dominance (lower perplexity at no larger file):", *dominance(points)]
+    if meta.get("refused"):
+        lines += ["", "Budgets that make no file:", *(f"- {r}" for r in meta["refused"])]
     path = out / "quality_vs_size.md"
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text("\n".join(lines) + "\n")
@@ -249,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="exports run at once")
     p.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != HERE]  # see _bench_module
     if args.quick:
         args.seqlen, args.windows = 256, 1
     if args.child:
@@ -258,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     args.quality_dir = args.quality_dir or args.out / "quality-16w"
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
-    make_budget_models(args)
+    failed = make_budget_models(args)
     points = collect(args)
     meta = {"command": command, "data": args.data, "seqlen": args.seqlen, "windows": args.windows,
-            "threads": args.threads, "quick": args.quick}
+            "threads": args.threads, "quick": args.quick, "refused": failed}
     print(write_results(args.out, points, meta))
     return 0
 
