@@ -81,6 +81,9 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                              f"is chosen from measured sensitivity (the default, at {DEFAULT_BPW:g}, unless a "
                              "--method, --nm or structure option is given)")
     budget.add_argument("--size", type=_size, default=None, help="bit budget as a file size: 60MB, 57.5MiB, 1.2GB")
+    g.add_argument("--tiers", type=_tier_list, default=None,
+                   help="the tiers the bit budget may give a linear, comma-separated (default: "
+                        "q8_0,q4_0,q3_g64,q2_g64,pbs2p)")
     g.add_argument("--method", default=None, help=f"one of: {', '.join(METHODS)}: every linear binarized (default pbs2p)")
     g.add_argument("--nm", default=None, help=f"N:M, N kept of every M (default {default_nm})")
     g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, wikitext2, c4, ptb or a file")
@@ -117,6 +120,17 @@ def _size(text: str) -> int:
     return int(value)
 
 
+def _tier_list(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated tier names of pbs2p_edge.pack.tiers (pbs2p: the binary tier)."""
+    from .pack.tiers import BINARY, GRID_TIERS
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in names if t not in (*GRID_TIERS, BINARY)]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected tiers among {', '.join((*GRID_TIERS, BINARY))}, got {text!r}")
+    return names
+
+
 _BINARY_OPTIONS = ("method", "nm", "preset", "block_size", "split_groups")
 
 
@@ -130,8 +144,11 @@ def _budget_from_args(args: argparse.Namespace) -> dict:
         if binary:
             raise ConfigError(f"{binary[0]} sets the binary structure; the bit budget (--bpw/--size) chooses "
                               "the tiers itself: give one or the other")
-        return {"bpw": args.bpw} if args.bpw is not None else {"size_bytes": args.size}
-    return {} if binary else {"bpw": DEFAULT_BPW}
+        budget = {"bpw": args.bpw} if args.bpw is not None else {"size_bytes": args.size}
+        return {**budget, "tiers": args.tiers}
+    if args.tiers and binary:
+        raise ConfigError("--tiers belongs to the bit budget; --method/--nm and the structure options to the binary path")
+    return {} if binary else {"bpw": DEFAULT_BPW, "tiers": args.tiers}
 
 
 def _config_from_args(args: argparse.Namespace):

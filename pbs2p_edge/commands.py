@@ -114,11 +114,12 @@ def _load_original(source: str, what: str):
 
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
-             size_bytes: int | None = None) -> dict:
+             size_bytes: int | None = None, tiers: tuple[str, ...] | None = None) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
-    per linear and for the embedding / head on the same windows, and the linears are quantized by GPTQ onto them."""
+    per linear and for the embedding / head on the same windows, and the linears are quantized by GPTQ onto them.
+    tiers: the linears' candidate tiers (None: model.budget.LINEAR_TIERS)."""
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
@@ -139,18 +140,19 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     if budgeted:
         import dataclasses
 
-        from .model.budget import BINARY_CONFIG, check_budget, model_parameters, plan_budget
+        from .model.budget import BINARY_CONFIG, LINEAR_TIERS, check_budget, model_parameters, plan_budget
 
         cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed)  # the binary tier's structure; the seed is the user's
 
         if size_bytes is not None:
             bpw = 8 * size_bytes / model_parameters(model)
-        check_budget(model, tokenizer, bpw)
+        linear_tiers = tuple(tiers) if tiers else LINEAR_TIERS
+        check_budget(model, tokenizer, bpw, linear_tiers)
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
     plan = None
     if budgeted:
         t0 = time.perf_counter()
-        plan = plan_budget(model, tokenizer, windows, bpw)
+        plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
         plan_seconds = time.perf_counter() - t0
     run = compress_model(model, windows, cfg, device=device, progress=progress,
                          plan=None if plan is None else plan.linears)
@@ -326,7 +328,7 @@ def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_f
 
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
            progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
-           bpw: float | None = None, size_bytes: int | None = None) -> dict:
+           bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None) -> dict:
     """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one.
 
     Every output check runs before compressing. The compression goes to a temporary checkpoint next
@@ -353,7 +355,8 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
         with tempfile.TemporaryDirectory(prefix=".pbs2p-ckpt-", dir=Path(out).resolve().parent) as tmp:
             ckpt = os.path.join(tmp, "checkpoint")
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
-                                           device=device, progress=progress, bpw=bpw, size_bytes=size_bytes)
+                                           device=device, progress=progress, bpw=bpw, size_bytes=size_bytes,
+                                           tiers=tiers)
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format

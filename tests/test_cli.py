@@ -346,7 +346,7 @@ def test_bit_budget_is_the_default_and_runs_in_c(capsys, tmp_path, work):
 
     out = tmp_path / "ck"
     rc, stdout, err = run_cli(capsys, "compress", work.llama, out, "--bpw", "24", "--calib", work.text,
-                              "--nsamples", "4", "--seqlen", "32", "--quiet")
+                              "--nsamples", "4", "--seqlen", "32", "--tiers", "q8_0,q4_0,q3_g64,q2_g64", "--quiet")
     assert (rc, err) == (0, "")
     summary = json.loads(stdout)
     assert summary["layers"] == LLAMA_LINEARS and sum(summary["tiers"].values()) == LLAMA_LINEARS
@@ -501,6 +501,9 @@ BAD_INPUTS = [
                                        "--nsamples", "2", "--seqlen", "16", "--quiet"], "below the smallest file"),
     ("budget-bad-size", lambda b, o: ["export", b.llama, o / "m.gguf", "--size", "12XB"], "expected a size"),
     ("budget-to-onnx", lambda b, o: ["export", b.llama, o / "m.onnx", "--bpw", "30"], "ONNX export takes binary"),
+    ("budget-bad-tier", lambda b, o: ["compress", b.llama, o / "ck", "--tiers", "q4_0,q5_k"], "expected tiers among"),
+    ("budget-tiers-too-big", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "5", "--tiers", "q8_0", *SMALL[:4],
+                                           "--calib", b.text, "--quiet"], "below the smallest file"),
 ]
 
 
