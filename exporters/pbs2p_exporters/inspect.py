@@ -56,8 +56,9 @@ def _inspect_gguf(path: Path) -> dict:
     for r, src in zip(rows, meta.get("pbs2p.linear.source_names", [])):
         r["source_name"] = src
     out = _summary("gguf", path, meta.get("general.architecture"), rows, tensors, path.stat().st_size)
+    embd = next((t["type"] for t in tensors if t["name"] == "token_embd.weight"), None)
     out.update(format_version=meta["pbs2p.format_version"], method=meta.get("pbs2p.method"), m=meta.get("pbs2p.m"),
-               n=meta.get("pbs2p.n"))
+               n=meta.get("pbs2p.n"), embed_type=embd.lower() if embd else None)
     return out
 
 
@@ -73,7 +74,8 @@ def _inspect_checkpoint(path: Path) -> dict:
     rows = _layer_rows(ck.layers, ck.grids, list(ck.linear_tiers()), int(ck.compress_config.get("m", 0)))
     out = _summary("checkpoint", path, ck.config.get("model_type"), rows, tensors, size)
     cc = ck.compress_config
-    out.update(format_version=ck.meta["format_version"], method=cc.get("method"), m=cc.get("m"), n=cc.get("n"))
+    out.update(format_version=ck.meta["format_version"], method=cc.get("method"), m=cc.get("m"), n=cc.get("n"),
+               embed_type=ck.embed_tier)
     return out
 
 

@@ -5,7 +5,6 @@ import copy
 import gguf
 import numpy as np
 import pytest
-import torch
 from checkpoint.tiny_compressed import TIER_CYCLE, compress_tiered, linear_names, tiny_model
 
 from pbs2p_edge.algo.config import CompressConfig
@@ -14,6 +13,7 @@ from pbs2p_edge.errors import ConfigError, FormatError
 from pbs2p_edge.pack import tiers, unpack_layer
 from pbs2p_exporters.gguf_export import export_gguf
 from pbs2p_exporters.gguf_read import gguf_fields
+from pbs2p_exporters.inspect import inspect_file
 from pbs2p_exporters.onnx_export import export_onnx
 
 
@@ -72,6 +72,10 @@ def test_gguf_stores_standard_tiers_as_ggml_types_and_ours_as_blocks(tiered_ckpt
     honest = fields["pbs2p.linear.honest_bits"]
     assert fields["pbs2p.bits_per_weight"] == pytest.approx(sum(honest) / sum(
         r * c for r, c in zip(fields["pbs2p.linear.rows"], fields["pbs2p.linear.cols"])), rel=1e-6)
+    described = inspect_file(out)
+    assert described["embed_type"] == "q4_0" and inspect_file(tiered_ckpt)["embed_type"] == "q4_0"
+    assert [r["tier"] for r in described["layers"]] == fields["pbs2p.linear.tier"]
+    assert described["tiers"] == {t: fields["pbs2p.linear.tier"].count(t) for t in set(fields["pbs2p.linear.tier"])}
     # the embedding tier can be overridden at export; same checkpoint, same bytes
     f16 = export_gguf(tiered_ckpt, tmp_path / "f16.gguf", embed_type="f16")
     assert {t.name: t for t in gguf.GGUFReader(str(f16)).tensors}["token_embd.weight"].tensor_type == T.F16
