@@ -39,9 +39,18 @@ typedef struct dense_job {
     float *row;           /* (K,) this job's scratch row */
 } dense_job;
 
+/* Tokens per pass over a job's rows: each row is decoded once per pass and its dots read a (DENSE_TOKENS, K) block
+ * of X that stays in cache (32 x 1536 floats = 192 KiB); one pass over all of a 2048-token prompt would stream X
+ * from memory once per row. A dot does not depend on the other tokens, so the passes change no result. */
+#define DENSE_TOKENS 32
+
 static void run_dense(void *arg) {
     const dense_job *j = arg;
-    j->dense(j->w, j->X, (size_t)j->T, (size_t)j->w->cols, j->Y, (size_t)j->w->rows, j->r0, j->r1, j->row);
+    const size_t K = (size_t)j->w->cols, R = (size_t)j->w->rows;
+    for (int32_t t0 = 0; t0 < j->T; t0 += DENSE_TOKENS) {
+        const int32_t n = j->T - t0 < DENSE_TOKENS ? j->T - t0 : DENSE_TOKENS;
+        j->dense(j->w, j->X + (size_t)t0 * K, (size_t)n, K, j->Y + (size_t)t0 * R, R, j->r0, j->r1, j->row);
+    }
 }
 
 pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y) {
