@@ -181,6 +181,9 @@ def collect(args) -> list[dict]:
     for kind, name, path in jobs:
         slug = "".join(c if c.isalnum() else "_" for c in name)
         f = rows_dir / f"{slug}.w{args.windows}.s{args.seqlen}.json"
+        if args.cached and not f.exists():
+            print(f"{name}: not evaluated (--cached)", file=sys.stderr)
+            continue
         if not f.exists() or args.redo:
             t0 = time.perf_counter()
             try:
@@ -267,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", type=lambda t: [float(x) for x in t.split(",") if x], default=list(BUDGETS),
                    help="bit budgets (file bits per parameter) to export, comma-separated ('' for none)")
     p.add_argument("--jobs", type=int, default=2, help="exports run at once")
+    p.add_argument("--cached", action="store_true", help="export and evaluate nothing: the table from the rows kept")
     p.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != HERE]  # see _bench_module
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args.quality_dir = args.quality_dir or args.out / "quality-16w"
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
-    failed = make_budget_models(args)
+    failed = [] if args.cached else make_budget_models(args)
     points = collect(args)
     meta = {"command": command, "data": args.data, "seqlen": args.seqlen, "windows": args.windows,
             "threads": args.threads, "quick": args.quick, "refused": failed}
