@@ -1,10 +1,12 @@
-"""Load the text named by a corpus spec: `austen:<novel>`, a local UTF-8 file, or wikitext2 / c4 / ptb via `datasets`."""
+"""Load the text named by a corpus spec: `austen:<novel>`, `debian-reference`, a local UTF-8 file, or wikitext2 / c4 /
+ptb via `datasets`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from . import debian_reference
 from .austen import NOVELS, austen_text
 
 HUB_CORPORA = ("wikitext2", "c4", "ptb")
@@ -14,7 +16,7 @@ C4_TEST_DOCS = 1100  # GPTQ's C4 evaluation slice: the first 1100 validation doc
 
 
 def corpus_choices() -> str:
-    return ", ".join([f"austen:{n}" for n in NOVELS] + list(HUB_CORPORA) + ["<path to a UTF-8 text file>"])
+    return ", ".join([f"austen:{n}" for n in NOVELS] + [debian_reference.NAME] + list(HUB_CORPORA) + ["<path to a UTF-8 text file>"])
 
 
 def _load_dataset(*args, **kwargs):
@@ -63,12 +65,14 @@ def load_text(spec: str, split: str = "train") -> str:
     """The whole text of corpus `spec`; `split` is 'train' (calibration) or 'test' (evaluation).
 
     austen:<novel> has no splits: the whole novel is returned for both, so calibrate on one novel
-    and evaluate on another. A local file is returned as is for both splits.
+    and evaluate on another. debian-reference (the manual's body) and a local file are returned as is for both.
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if spec.startswith("austen:"):
         return austen_text(spec.split(":", 1)[1])
+    if spec == debian_reference.NAME:
+        return debian_reference.debian_reference_text()
     if spec in HUB_CORPORA:
         return _hub_text(spec, split)
     path = Path(spec).expanduser()
