@@ -24,6 +24,9 @@ DEFAULT_NM = "6:8"  # the binary path's N:M when --method/--preset is given with
 # The default recipe: the bit budget (file bits per model parameter) that bench/pareto.py shows best at a file no
 # larger than llama.cpp's Q4_0 of the same model (bench/results/pareto.md).
 DEFAULT_BPW = 5.0
+# Block-wise recovery's Adam steps per block on the bit-budget path unless --recover is given (measured in
+# bench/results/recovery.md); the binary (paper) path has none unless asked, so the paper reproduction is unchanged.
+DEFAULT_RECOVER_STEPS = 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,7 +89,7 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                         "q8_0,q4_0,q3_g64,q2_g64,pbs2p)")
     g.add_argument("--method", default=None, help=f"one of: {', '.join(METHODS)}: every linear binarized (default pbs2p)")
     g.add_argument("--nm", default=None, help=f"N:M, N kept of every M (default {default_nm})")
-    g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, wikitext2, c4, ptb or a file")
+    g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, debian-reference, wikitext2, c4, ptb or a file")
     g.add_argument("--nsamples", type=_positive_int, default=128, help="calibration windows (default 128)")
     g.add_argument("--seqlen", type=_positive_int, default=2048, help="tokens per calibration window (default 2048)")
     g.add_argument("--seed", type=int, default=0)
@@ -100,6 +103,10 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     g.add_argument("--intra-block-update", choices=("auto", "on", "off"), default="auto",
                    help="GPTQ error feedback between columns inside a block")
     g.add_argument("--no-cfs", action="store_true", help="PBS2P: same N in every layer (no coarse CFS stage)")
+    g.add_argument("--recover", type=_non_negative_int, default=None, metavar="STEPS",
+                   help="block-wise recovery: Adam steps per block fitting the scales, means and norm weights to the "
+                        f"full-precision block's output (0: off; default {DEFAULT_RECOVER_STEPS} with the bit budget, "
+                        "0 with --method/--nm/structure options)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster when other jobs share the cores)")
@@ -134,12 +141,17 @@ def _tier_list(text: str) -> tuple[str, ...]:
 _BINARY_OPTIONS = ("method", "nm", "preset", "block_size", "split_groups")
 
 
+def _binary_options(args: argparse.Namespace) -> list[str]:
+    """The binary-structure options the user gave (they choose the binary PBS2P path)."""
+    binary = [f"--{o.replace('_', '-')}" for o in _BINARY_OPTIONS if getattr(args, o) is not None]
+    binary += [f"--{o.replace('_', '-')}" for o in ("salient", "intra_block_update") if getattr(args, o) != "auto"]
+    return binary + (["--no-cfs"] if args.no_cfs else [])
+
+
 def _budget_from_args(args: argparse.Namespace) -> dict:
     """{'bpw': B} or {'size_bytes': S} for the bit-budget recipe, {} for the binary (PBS2P paper) path: the budget
     is the default unless a binary-structure option is given; the two cannot be combined."""
-    binary = [f"--{o.replace('_', '-')}" for o in _BINARY_OPTIONS if getattr(args, o) is not None]
-    binary += [f"--{o.replace('_', '-')}" for o in ("salient", "intra_block_update") if getattr(args, o) != "auto"]
-    binary += ["--no-cfs"] if args.no_cfs else []
+    binary = _binary_options(args)
     if args.bpw is not None or args.size is not None:
         if binary:
             raise ConfigError(f"{binary[0]} sets the binary structure; the bit budget (--bpw/--size) chooses "
@@ -164,6 +176,10 @@ def _config_from_args(args: argparse.Namespace):
         fields["split_groups"] = args.split_groups
     if args.intra_block_update != "auto":
         fields["intra_block_update"] = args.intra_block_update == "on"
+    if args.recover is not None:
+        fields["recover_steps"] = args.recover
+    elif not _binary_options(args):
+        fields["recover_steps"] = DEFAULT_RECOVER_STEPS
     return CompressConfig(method=args.method or "pbs2p", n=n, m=m, cfs=not args.no_cfs, seed=args.seed, **fields)
 
 

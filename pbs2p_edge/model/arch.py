@@ -89,13 +89,18 @@ def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:
     return found
 
 
-def run_block(block: nn.Module, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
+def run_block(block: nn.Module, x: torch.Tensor, kwargs: dict,
+              overrides: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Output hidden states (B, T, D) of one decoder block on inputs x (B, T, D).
 
     kwargs are the ones captured at block 0 (attention_mask, position_ids, position_embeddings,
     use_cache=False, ...); transformers 5 blocks return a tensor, older ones a tuple.
+    overrides: parameter name inside the block -> tensor used in its place for this call (recovery trains them).
     """
-    out = block(x, **kwargs)
+    if overrides:
+        out = torch.func.functional_call(block, overrides, (x,), kwargs, strict=False)
+    else:
+        out = block(x, **kwargs)
     return out[0] if isinstance(out, (tuple, list)) else out
 
 

@@ -34,6 +34,8 @@ class CompressionRun:
     layer_n: the same names -> N kept per M-group in that layer.
     importance: per block, CFS importance 1/mean cos(block input, output) of the FP model on the
                 first cfg.cfs_windows windows ([] when CFS is off); block_n: N_l per block.
+    recovery: per block, block-wise recovery's error on all windows before and after and whether it was kept
+              ([] when cfg.recover_steps is 0).
     seconds: wall time of compress_model; peak_memory_bytes: CUDA peak allocated on a CUDA device,
              else the process's peak resident set size (includes the model itself).
     config: the resolved config that was used.
@@ -47,6 +49,7 @@ class CompressionRun:
     seconds: float
     peak_memory_bytes: int
     config: CompressConfig
+    recovery: list[dict] = dataclasses.field(default_factory=list)
 
 
 def _peak_memory(device: torch.device) -> int:
@@ -71,9 +74,10 @@ def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _to_cpu(result):
+def _to_cpu(result, device: str | torch.device = "cpu"):
+    """The result with its tensors on `device` (CPU unless told)."""
     moved = {
-        f.name: getattr(result, f.name).cpu()
+        f.name: getattr(result, f.name).to(device)
         for f in dataclasses.fields(result)
         if isinstance(getattr(result, f.name), torch.Tensor)
     }
@@ -140,8 +144,10 @@ def compress_model(
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
     (GPTQ's --true-sequential re-run after each sub-layer is not done: one forward per block is
     cheaper, and the MLP's H then reflects the FP attention output, as in GPTQ's default); then every linear is compressed with
-    compress_layer(W, H, cfg, N_l) and its weight replaced by the dequantized result; then the
-    compressed block re-runs on every window to produce the next block's inputs.
+    compress_layer(W, H, cfg, N_l) and its weight replaced by the dequantized result; with cfg.recover_steps,
+    the block's continuous parameters are then fitted to the full-precision block's outputs on the full-precision
+    activations (algo/recover.py); then the compressed block re-runs on every window to produce the next block's
+    inputs.
     """
     from ..algo.compress_layer import compress_layer
 
@@ -173,6 +179,8 @@ def compress_model(
     results: dict[str, LayerResult | GridResult | FloatResult] = {}
     tiers: dict[str, str] = {}
     layer_n: dict[str, int] = {}
+    recovery: list[dict] = []
+    x_fp = x.clone() if cfg.recover_steps else None  # the full-precision model's activations, recovery's targets
     bar = tqdm(range(num_blocks or len(blocks)), desc=f"compress {cfg.method}", unit="block", disable=not progress)
     for i in bar:
         block = blocks[i]
@@ -181,6 +189,8 @@ def compress_model(
         linears = block_linears(block, spec)
         with accumulate_hessians(linears) as hessians:
             _run_all(block, x, kwargs, None)
+        if x_fp is not None:
+            _run_all(block, x_fp, kwargs, x_fp)  # before any linear is quantized: this block's FP outputs
         for name, lin in linears.items():
             full = f"{spec.blocks}.{i}.{name}"
             t = plan.get(full, BINARY)
@@ -198,6 +208,8 @@ def compress_model(
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
         del hessians
+        if x_fp is not None:
+            recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
         _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only
         block.to(home)
         bar.set_postfix(N=block_n[i])
@@ -211,4 +223,29 @@ def compress_model(
         seconds=time.perf_counter() - start,
         peak_memory_bytes=_peak_memory(device),
         config=cfg,
+        recovery=recovery,
     )
+
+
+def _recover(block: nn.Module, linears: dict[str, nn.Linear], prefix: str, i: int, results: dict,
+             x: torch.Tensor, target: torch.Tensor, kwargs: dict, cfg: CompressConfig) -> dict:
+    """Block-wise recovery of block i (algo/recover.py): results and the block's weights take the fitted values."""
+    from ..algo.recover import recover_block
+
+    names = {f"{prefix}.{i}.{name}": name for name in linears}
+    weights = {f"{name}.weight" for name in linears}
+    others = {k: p for k, p in block.named_parameters() if k not in weights}
+    block.requires_grad_(False)  # only recovery's offsets take gradients
+    run = lambda overrides, xb: run_block(block, xb, kwargs, overrides)  # noqa: E731
+    fit = recover_block(run, {names[f]: _to_cpu(results[f], x.device) for f in names}, {k: p.data for k, p in others.items()},
+                        x, target, cfg)
+    if fit.kept:
+        with torch.no_grad():
+            for full, name in names.items():
+                results[full] = _to_cpu(fit.results[name])
+                linears[name].weight.copy_(fit.results[name].dequantize().to(linears[name].weight.dtype))
+            for k, p in others.items():
+                p.copy_(fit.block_params[k].to(p.dtype))
+    log.debug("block %d recovery: mse %.4g -> %.4g (%s)", i, fit.mse_before, fit.mse_after,
+              "kept" if fit.kept else "not kept")
+    return {"block": i, "mse_before": fit.mse_before, "mse_after": fit.mse_after, "kept": fit.kept}

@@ -2,6 +2,7 @@
 the compressed previous blocks, per-layer N (CFS for pbs2p), determinism."""
 
 import copy
+import dataclasses
 import re
 
 import pytest
@@ -169,3 +170,37 @@ def test_num_blocks_compresses_only_the_first(tiny_opt, calib):
     assert all(torch.equal(last[k].weight, w) for k, w in kept.items())
     with pytest.raises(ConfigError, match="num_blocks"):
         compress_model(tiny_opt, calib, CompressConfig(method="rtn"), progress=False, num_blocks=3)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_recovery_fits_every_block_and_the_model_holds_what_it_reports(name, request, calib, tmp_path):
+    from pbs2p_edge.algo.gptq_grid import GridResult
+    from pbs2p_edge.checkpoint import save_checkpoint
+    from pbs2p_edge.checkpoint.fake_quant import to_fake_quant_model
+
+    model = request.getfixturevalue(name)
+    original = copy.deepcopy(model)
+    names = list(all_linears(model))
+    plan = {n: ("q2_g64", "pbs2p", "q4_0")[i % 3] for i, n in enumerate(names)}
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, recover_steps=12, recover_lr=3e-3)
+    plain = compress_model(copy.deepcopy(original), calib, dataclasses.replace(cfg, recover_steps=0), plan=plan,
+                           progress=False)
+    run = compress_model(model, calib, cfg, plan=plan, progress=False)
+    assert plain.recovery == [] and [r["block"] for r in run.recovery] == [0, 1]
+    assert all(r["mse_after"] <= r["mse_before"] for r in run.recovery)
+    assert all(r["mse_after"] < r["mse_before"] for r in run.recovery if r["kept"])
+    assert any(r["kept"] for r in run.recovery)
+    block0 = [n for n in names if ".0." in n and isinstance(run.results[n], GridResult)]
+    for n in block0:  # recovery comes after a block is quantized: its codes are the plain run's
+        assert torch.equal(run.results[n].q, plain.results[n].q)
+    for n, lin in all_linears(model).items():
+        assert torch.equal(lin.weight.detach(), run.results[n].dequantize())
+    kept = [r["block"] for r in run.recovery if r["kept"]]
+    norms = {k: v for k, v in model.state_dict().items() if "norm" in k and f".{kept[0]}." in k}
+    assert any(not torch.equal(v, original.state_dict()[k]) for k, v in norms.items())
+
+    # the checkpoint holds the fitted norms and scales: its fake-quant model computes what the model does
+    save_checkpoint(tmp_path / "ck", model, None, run.results, cfg, run.layer_n, {})
+    fake, _ = to_fake_quant_model(tmp_path / "ck")
+    with torch.no_grad():
+        torch.testing.assert_close(fake(calib[:1]).logits, model(calib[:1]).logits, rtol=0, atol=1e-5)
