@@ -142,7 +142,9 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
 
         from .model.budget import BINARY_CONFIG, LINEAR_TIERS, check_budget, model_parameters, plan_budget
 
-        cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed)  # the binary tier's structure; the seed is the user's
+        # the binary tier's structure; the seed and the recovery are the user's
+        cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed, recover_steps=cfg.recover_steps,
+                                  recover_lr=cfg.recover_lr, recover_batch=cfg.recover_batch)
 
         if size_bytes is not None:
             bpw = 8 * size_bytes / model_parameters(model)
@@ -159,7 +161,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     stats = {
         "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen,
         "seconds": round(run.seconds, 2), "peak_memory_bytes": run.peak_memory_bytes,
-        "importance": run.importance,
+        "importance": run.importance, "recovery": run.recovery,
     }
     if plan is not None:
         stats["plan"] = {**plan.to_dict(), "seconds": round(plan_seconds, 2)}
@@ -167,6 +169,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
                     embed_tier=None if plan is None else plan.embed)
     summary = {"checkpoint": str(Path(out_dir).resolve()), "layers": len(run.results), "seconds": stats["seconds"],
                "peak_memory_bytes": run.peak_memory_bytes}
+    if run.recovery:
+        summary["recovered_blocks"] = sum(r["kept"] for r in run.recovery)
     if plan is None:
         return {**summary, "method": cfg.method, "nm": f"{cfg.n}:{cfg.m}", "mean_n": _weighted_mean_n(run)}
     counts = collections.Counter(run.tiers.values())
@@ -343,9 +347,6 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
     _check_output_dir(out)
     if Path(out).is_dir():
         raise OutputError(f"{out} is a directory")
-    if suffix == ".onnx" and (bpw is not None or size_bytes is not None) and not is_checkpoint(source):
-        raise OutputError("ONNX export takes binary-tier (PBS2P) models only for now; export the bit budget's "
-                          "grid tiers as .gguf, or give --method/--nm")
     t0 = time.perf_counter()
     summary: dict = {"out": str(Path(out).resolve())}
     if is_checkpoint(source):

@@ -346,10 +346,12 @@ def test_bit_budget_is_the_default_and_runs_in_c(capsys, tmp_path, work):
 
     out = tmp_path / "ck"
     rc, stdout, err = run_cli(capsys, "compress", work.llama, out, "--bpw", "24", "--calib", work.text,
-                              "--nsamples", "4", "--seqlen", "32", "--tiers", "q8_0,q4_0,q3_g64,q2_g64", "--quiet")
+                              "--nsamples", "4", "--seqlen", "32", "--tiers", "q8_0,q4_0,q3_g64,q2_g64", "--quiet",
+                              "--recover", "4")
     assert (rc, err) == (0, "")
     summary = json.loads(stdout)
     assert summary["layers"] == LLAMA_LINEARS and sum(summary["tiers"].values()) == LLAMA_LINEARS
+    assert 0 <= summary["recovered_blocks"] <= 2  # recovery ran on both blocks; a block keeps only a fit that helps
     assert set(summary["tiers"]) <= {"q8_0", "q4_0", "q3_g64", "q2_g64"}
     gguf_path = tmp_path / "m.gguf"
     rc, _, err = run_cli(capsys, "export", out, gguf_path)
@@ -360,6 +362,12 @@ def test_bit_budget_is_the_default_and_runs_in_c(capsys, tmp_path, work):
     assert sorted(fields["pbs2p.linear.tier"]) == sorted(t for t, n in summary["tiers"].items() for _ in range(n))
     rc, stdout, _ = run_cli(capsys, "inspect", gguf_path, "--json")
     assert json.loads(stdout)["tiers"] == summary["tiers"]
+    from pbs2p_exporters.onnx_export import read_onnx_metadata
+
+    rc, _, err = run_cli(capsys, "export", out, tmp_path / "m.onnx", "--onnx-flavor", "portable")
+    assert (rc, err) == (0, "")  # ONNX takes the tiers too (its logits are checked in tests/exporters)
+    onnx_tiers = json.loads(read_onnx_metadata(tmp_path / "m.onnx")["pbs2p.linear.tier"])
+    assert sorted(onnx_tiers) == sorted(fields["pbs2p.linear.tier"])
     ppl = {}
     for source in (out, gguf_path):
         rc, stdout, err = run_cli(capsys, "eval", source, "--data", work.text, "--seqlen", "32", "--json")
@@ -500,7 +508,6 @@ BAD_INPUTS = [
     ("budget-too-small", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "2", "--calib", b.text,
                                        "--nsamples", "2", "--seqlen", "16", "--quiet"], "below the smallest file"),
     ("budget-bad-size", lambda b, o: ["export", b.llama, o / "m.gguf", "--size", "12XB"], "expected a size"),
-    ("budget-to-onnx", lambda b, o: ["export", b.llama, o / "m.onnx", "--bpw", "30"], "ONNX export takes binary"),
     ("budget-bad-tier", lambda b, o: ["compress", b.llama, o / "ck", "--tiers", "q4_0,q5_k"], "expected tiers among"),
     ("budget-tiers-too-big", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "5", "--tiers", "q8_0", *SMALL[:4],
                                            "--calib", b.text, "--quiet"], "below the smallest file"),

@@ -21,8 +21,8 @@ from .onnx_graph import build_decoder_graph
 from .onnx_linear import FLAVORS, LINEAR_ENCODERS
 from .onnx_packed_op import DOMAIN, OP_VERSION, register_packed_linear_schema
 
-OPSET = 25  # ai.onnx opset: DequantizeLinear with INT2 (portable flavor) needs 25
-IR_VERSION = 11  # oldest IR that holds INT2 tensors and opset 25
+OPSET = 25  # ai.onnx opset: DequantizeLinear of INT2 (portable binary) / UINT2 (q2_g64, both flavors) needs 25
+IR_VERSION = 11  # oldest IR that holds INT2 / UINT2 tensors and opset 25
 EXTERNAL_DATA_ABOVE = 1_500_000_000  # bytes of initializers; protobuf cannot exceed 2 GiB
 EXTERNAL_MIN_BYTES = 1024  # tensors smaller than this stay inside the model file
 
@@ -38,31 +38,37 @@ def build_onnx_model(checkpoint_dir, flavor: str = "custom") -> onnx.ModelProto:
     if flavor not in FLAVORS:
         raise ConfigError(f"ONNX flavor must be one of {FLAVORS}, got {flavor!r}")
     ck = load_checkpoint(checkpoint_dir)
-    if ck.grids:
-        raise FormatError(f"{ck.path}: its linears use grid tiers ({', '.join(sorted({g.tier for g in ck.grids.values()}))}); "
-                          "ONNX export takes binary-tier (PBS2P) checkpoints only for now: export it as .gguf")
-    if not ck.layers:
+    if not ck.layers and not ck.grids:
         raise FormatError(f"{ck.path}: no compressed layers")
-    if flavor == "custom":
+    custom_op = flavor == "custom" and bool(ck.layers)  # grid linears use standard ops in both flavors
+    if custom_op:
         register_packed_linear_schema()
     graph = build_decoder_graph(ck, LINEAR_ENCODERS[flavor])
     opsets = [helper.make_opsetid("", OPSET)]
-    if flavor == "custom":
+    if custom_op:
         opsets.append(helper.make_opsetid(DOMAIN, OP_VERSION))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="pbs2p-edge", ir_version=IR_VERSION)
-    bits = sum(honest_bits(p) for p in ck.layers.values())
-    weights = sum(p.meta.rows * p.meta.cols for p in ck.layers.values())
+    # honest bits of every compressed linear as the checkpoint stores it (docs/FORMAT.md §8, §10), whatever the flavor
+    bits = sum(honest_bits(p) for p in ck.layers.values()) + sum(g.honest_bits for g in ck.grids.values())
+    weights = sum(p.meta.rows * p.meta.cols for p in ck.layers.values()) + sum(g.rows * g.cols for g in ck.grids.values())
+    linear_tiers = ck.linear_tiers()  # model order, as GGUF's pbs2p.linear.* arrays
     cc = ck.compress_config
     name = (ck.meta.get("extra") or {}).get("model_id") or ck.config.get("_name_or_path") or ck.config["model_type"]
-    helper.set_model_props(model, {
+    recipe = "tiers" if ck.grids else f"{cc['method']}-{cc['n']}of{cc['m']}"
+    props = {
         "pbs2p.format_version": str(FORMAT_VERSION),
         "pbs2p.onnx_flavor": flavor,
         "pbs2p.model_type": str(ck.config["model_type"]),
-        "pbs2p.name": f"{Path(str(name)).name}-pbs2p-{cc['method']}-{cc['n']}of{cc['m']}",
+        "pbs2p.name": f"{Path(str(name)).name}-pbs2p-{recipe}",
         "pbs2p.compress_config": json.dumps(cc, sort_keys=True),
-        "pbs2p.bits_per_weight": repr(bits / weights),  # honest, of the packed format (docs/FORMAT.md §8)
-        "pbs2p.linear.source_names": json.dumps(list(ck.layers)),
-    })
+        "pbs2p.bits_per_weight": repr(bits / weights),
+        "pbs2p.linear.source_names": json.dumps(list(linear_tiers)),
+    }
+    if ck.grids:  # absent: every linear is binary-tier, as in files from before tiers (and GGUF's key)
+        props["pbs2p.linear.tier"] = json.dumps(list(linear_tiers.values()))
+    if ck.embed_tier:  # the tier the token embedding / head values were rounded to (still float32 initializers)
+        props["pbs2p.embed_tier"] = ck.embed_tier
+    helper.set_model_props(model, props)
     return model
 
 

@@ -2,8 +2,10 @@
 
 Llama family (RMSNorm, rotate-half RoPE with the config's theta and optional llama3 scaling, GQA,
 SwiGLU, tied or untied head) and OPT (learned positions at offset 2, LayerNorm pre or post, ReLU,
-biases). Each compressed linear is emitted by a flavor's encoder from onnx_linear; every other
-tensor is a float32 initializer holding the checkpoint's values exactly. numpy + onnx only.
+biases). Each binary-tier linear is emitted by a flavor's encoder from onnx_linear, each grid / f16
+one by onnx_grid; every other tensor is a float32 initializer holding the checkpoint's values
+exactly, except the token embedding / head, which hold them rounded to the checkpoint's embedding
+tier when it names one (as the GGUF export stores them). numpy + onnx (+ gguf for that rounding).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import numpy as np
 from onnx import TensorProto
 
 from pbs2p_edge.errors import FormatError
+from pbs2p_edge.pack import tiers
 from pbs2p_edge.pack.checkpoint_dir import Checkpoint
 
 from .gguf_names import llama3_rope_factors, rope_config
 from .onnx_graph_builder import GraphBuilder
+from .onnx_grid import grid_linear
 
 F32_MIN = float(np.finfo(np.float32).min)  # added-mask value HF uses for masked scores
 
@@ -29,15 +33,20 @@ class _Decoder:
         self.used: set[str] = set()
         self.presents: list[tuple[str, str, list]] = []  # (value, output name, shape), emitted after logits
 
-    def dense(self, name: str) -> str:
-        """Initializer of a dense checkpoint tensor (float32, exact), following `tied` aliases."""
+    def dense(self, name: str, embedding: bool = False) -> str:
+        """Initializer of a dense checkpoint tensor (float32, exact), following `tied` aliases. embedding: the token
+        embedding or the head, rounded to the checkpoint's embedding tier when it has one (to_fake_quant_model and
+        the GGUF export round exactly these two matrices; OPT's learned positions stay exact)."""
         src = self.ck.tied.get(name, name)
         if src not in self.ck.dense:
             raise FormatError(f"{self.ck.path}: tensor {name} is missing from the checkpoint")
         self.used.add(name)
         self.used.add(src)
         if src not in self.b:
-            self.b.initializer(src, self.ck.dense[src].astype(np.float32))
+            a = self.ck.dense[src].astype(np.float32)
+            if embedding and self.ck.embed_tier:
+                a = tiers.round_trip(self.ck.embed_tier, a)
+            self.b.initializer(src, a)
         return src
 
     def has(self, name: str) -> bool:
@@ -53,6 +62,9 @@ class _Decoder:
         if module in self.ck.layers:
             self.used.add(module)
             return self.encode(self.b, x, module, self.ck.layers[module], bias)
+        if module in self.ck.grids:  # the same standard-op encoding in both flavors
+            self.used.add(module)
+            return grid_linear(self.b, x, module, self.ck.grids[module], bias)
         wt = self.b.op("Transpose", [self.dense(f"{module}.weight")], module, perm=[1, 0])
         y = self.b.op("MatMul", [x, wt], module)
         return self.b.op("Add", [y, self.dense(bias_name)], module) if bias is not None else y
@@ -131,7 +143,7 @@ class _Decoder:
     def outputs(self, x: str, head_name: str, embed_name: str) -> None:
         """Outputs logits = x @ W_head^T (a tied head reads the embedding initializer, stored once), then present.*."""
         w = head_name if self.has(head_name) else embed_name
-        wt = self.b.op("Transpose", [self.dense(w)], "lm_head", perm=[1, 0])
+        wt = self.b.op("Transpose", [self.dense(w, embedding=True)], "lm_head", perm=[1, 0])
         logits = self.b.op("MatMul", [x, wt], "lm_head")
         self.b.output(logits, "logits", TensorProto.FLOAT, ["batch", "sequence", int(self.c["vocab_size"])])
         for value, name, shape in self.presents:
@@ -155,7 +167,7 @@ class _Decoder:
         if c.get("hidden_act", "silu") != "silu":
             raise FormatError(f"ONNX export of llama supports hidden_act 'silu', not {c.get('hidden_act')!r}")
         ids, am, pos = self.inputs()
-        x = b.op("Gather", [self.dense("model.embed_tokens.weight"), ids], "embed", axis=0)
+        x = b.op("Gather", [self.dense("model.embed_tokens.weight", embedding=True), ids], "embed", axis=0)
         mask = self.causal_mask(ids, am)
         # RoPE tables: freqs (b, s, hd/2) = position * inv_freq; cos/sin of concat(freqs, freqs)
         freqs = b.op("Mul", [b.op("Unsqueeze", [b.op("Cast", [pos], "rope", to=TensorProto.FLOAT), b.const([2])], "rope"),
@@ -189,7 +201,7 @@ class _Decoder:
         before = bool(c.get("do_layer_norm_before", True))
         ids, am, pos = self.inputs()
         d = "model.decoder"
-        tok = b.op("Gather", [self.dense(f"{d}.embed_tokens.weight"), ids], "embed", axis=0)
+        tok = b.op("Gather", [self.dense(f"{d}.embed_tokens.weight", embedding=True), ids], "embed", axis=0)
         rows = b.op("Add", [pos, b.const(2)], "embed")  # OPT's learned positions start at row 2
         x = b.op("Add", [tok, b.op("Gather", [self.dense(f"{d}.embed_positions.weight"), rows], "embed", axis=0)], "embed")
         mask = self.causal_mask(ids, am)
@@ -232,7 +244,7 @@ def build_decoder_graph(ck: Checkpoint, encode_linear):
         dec.opt()
     else:
         raise FormatError(f"ONNX export supports model types ['llama', 'opt'], not {mt!r}")
-    unused = sorted(set(ck.dense) - dec.used) + sorted(set(ck.layers) - dec.used)
+    unused = sorted(set(ck.dense) - dec.used) + sorted((set(ck.layers) | set(ck.grids)) - dec.used)
     if unused:
         raise FormatError(f"{ck.path}: the ONNX graph does not use tensor {unused[0]} (unsupported model layout)")
     return dec.b.graph(f"pbs2p-{mt}")

@@ -1,4 +1,6 @@
-"""The two ONNX encodings of one compressed linear Y = X @ W_hat^T (+ bias) (docs/ONNX.md §3, §4).
+"""The two ONNX encodings of one binary-tier linear Y = X @ W_hat^T (+ bias) (docs/ONNX.md §4, §5).
+
+Grid / f16-tier linears have one encoding for both flavors, onnx_grid.
 
 - custom:   one ai.pbs2p::PackedLinear node; its inputs are the packed arrays of docs/FORMAT.md as
             uint8 / float16 initializers, byte for byte.
@@ -20,24 +22,10 @@ from onnx import TensorProto
 from pbs2p_edge.pack.packer import PackedLayer, unpack_planes
 
 from .onnx_graph_builder import GraphBuilder
+from .onnx_int_tensor import int_tensor
 from .onnx_packed_op import DOMAIN, OP_TYPE, PACKED_INPUTS, packed_linear_attributes
 
 FLAVORS = ("custom", "portable")
-
-
-def int2_tensor(name: str, plane: np.ndarray) -> TensorProto:
-    """An ONNX INT2 tensor of `plane` (values in {-1, 0, 1}): element i at bits 2i..2i+1 of the raw bytes, LSB first."""
-    flat = np.ascontiguousarray(plane, dtype=np.int8).reshape(-1)
-    codes = (flat.astype(np.uint8) & 3)  # two's complement 2-bit
-    pad = (-codes.size) % 4
-    codes = np.concatenate([codes, np.zeros(pad, np.uint8)]).reshape(-1, 4)
-    raw = codes[:, 0] | (codes[:, 1] << 2) | (codes[:, 2] << 4) | (codes[:, 3] << 6)
-    t = TensorProto()
-    t.name = name
-    t.data_type = TensorProto.INT2
-    t.dims.extend(plane.shape)
-    t.raw_data = raw.astype(np.uint8).tobytes()
-    return t
 
 
 def custom_linear(b: GraphBuilder, x: str, name: str, packed: PackedLayer, bias: np.ndarray | None) -> str:
@@ -76,10 +64,10 @@ def portable_linear(b: GraphBuilder, x: str, name: str, packed: PackedLayer, bia
 
     terms = []
     for r, plane in enumerate(planes):
-        P = b.initializer(f"{name}.plane.r{r}", int2_tensor("", plane.T))  # (K, R)
+        P = b.initializer(f"{name}.plane.r{r}", int_tensor("", plane.T, TensorProto.INT2))  # (K, R)
         w = f32(dq(P, a["alpha"][r], f"alpha.r{r}"))
         if meta.has_salient and r == 0:
-            Ps = b.initializer(f"{name}.plane.salient", int2_tensor("", sal.T))
+            Ps = b.initializer(f"{name}.plane.salient", int_tensor("", sal.T, TensorProto.INT2))
             w = b.op("Add", [w, f32(dq(Ps, a["alpha2"], "alpha2"))], name)
         if meta.has_mu:
             kept = b.op("DequantizeLinear", [P, one], name)  # P as float16, per-tensor scale 1

@@ -1,4 +1,4 @@
-"""The custom ONNX operator ai.pbs2p::PackedLinear, version 1: its inputs, attributes and ONNX schema (docs/ONNX.md §3).
+"""The custom ONNX operator ai.pbs2p::PackedLinear, version 1: its inputs, attributes and ONNX schema (docs/ONNX.md §4).
 
 Y = X @ W_hat^T (+ bias), W_hat (R, K) being the docs/FORMAT.md §6 dequantization of the packed
 arrays. Registering the schema lets `onnx.checker` (full_check) validate every node's inputs,

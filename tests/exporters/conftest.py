@@ -45,3 +45,43 @@ def tiered_ckpt(tmp_path_factory, tiny_tokenizer):
     save_checkpoint(out, model, tok, compress_tiered(model), CompressConfig(n=4, m=8), {}, {"model_id": "tiny-tiered"},
                     embed_tier="q4_0")
     return out
+
+
+@pytest.fixture(scope="session")
+def opt_tiered_ckpt(tmp_path_factory, tiny_tokenizer):
+    """A tiny tied OPT (biases on every linear) whose linears cycle through every tier, embedding q8_0."""
+    from checkpoint.tiny_compressed import compress_tiered
+
+    model = tiny_model("opt", tie=True)
+    out = tmp_path_factory.mktemp("ck") / "opt-tiered"
+    save_checkpoint(out, model, copy.deepcopy(tiny_tokenizer), compress_tiered(model, seed=1), CompressConfig(n=4, m=8),
+                    {}, {"model_id": "tiny-opt-tiered"}, embed_tier="q8_0")
+    return out
+
+
+# the grid-only checkpoint's cycle: every grid tier and f16, no binary layer
+GRID_CYCLE = ("q2_g64", "q8_0", "f16", "q3_g64", "q4_0")
+
+
+@pytest.fixture(scope="session")
+def grid_ckpt(tmp_path_factory, tiny_tokenizer):
+    """A tiny untied Llama whose linears are all on grid / f16 tiers (GRID_CYCLE), embedding and head f16."""
+    import torch
+    from checkpoint.tiny_compressed import apply_fake_quant, linear_names
+
+    from pbs2p_edge.algo.gptq_grid import gptq_grid, round_f16
+    from pbs2p_edge.pack.tiers import TIERS
+
+    model = tiny_model("llama", tie=False)
+    g = torch.Generator().manual_seed(2)
+    results = {}
+    for i, name in enumerate(linear_names(model)):
+        W = model.get_submodule(name).weight.detach().float()
+        t = GRID_CYCLE[i % len(GRID_CYCLE)]
+        X = torch.randn(256, W.shape[1], generator=g)
+        results[name] = round_f16(W) if t == "f16" else gptq_grid(W, X.T @ X / 256, TIERS[t])
+    apply_fake_quant(model, results)
+    out = tmp_path_factory.mktemp("ck") / "llama-grid"
+    save_checkpoint(out, model, copy.deepcopy(tiny_tokenizer), results, CompressConfig(n=4, m=8), {},
+                    {"model_id": "tiny-grid"}, embed_tier="f16")
+    return out

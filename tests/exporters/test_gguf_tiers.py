@@ -14,7 +14,6 @@ from pbs2p_edge.pack import tiers, unpack_layer
 from pbs2p_exporters.gguf_export import export_gguf
 from pbs2p_exporters.gguf_read import gguf_fields
 from pbs2p_exporters.inspect import inspect_file
-from pbs2p_exporters.onnx_export import export_onnx
 
 
 def test_checkpoint_keeps_every_tier(tiered_ckpt):
@@ -85,12 +84,6 @@ def test_gguf_stores_standard_tiers_as_ggml_types_and_ours_as_blocks(tiered_ckpt
 def test_binary_only_files_carry_no_tier_key(llama_ckpt, tmp_path):
     fields = gguf_fields(gguf.GGUFReader(str(export_gguf(llama_ckpt, tmp_path / "b.gguf"))))
     assert "pbs2p.linear.tier" not in fields
-
-
-def test_onnx_refuses_grid_tiers(tiered_ckpt, tmp_path):
-    with pytest.raises(FormatError, match="grid tiers"):
-        export_onnx(tiered_ckpt, tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_checkpoint_refuses_bad_tier_data(tmp_path, tiny_tokenizer):

@@ -135,6 +135,8 @@ def test_deterministic_and_metadata(llama_untied_ckpt, tmp_path, flavor):
     ck_meta = json.loads((llama_untied_ckpt / "pbs2p.json").read_text())
     assert float(meta["pbs2p.bits_per_weight"]) == pytest.approx(ck_meta["bits_per_weight"], rel=1e-12)
     assert json.loads(meta["pbs2p.linear.source_names"]) == list(ck_meta["layers"])
+    assert meta["pbs2p.name"] == "tiny-llama-pbs2p-pbs2p-4of8"
+    assert "pbs2p.linear.tier" not in meta and "pbs2p.embed_tier" not in meta  # binary only, no embedding tier
 
 
 def test_external_data(request, tmp_path):

@@ -8,10 +8,12 @@ import torch
 from checkpoint.tiny_compressed import sign_binarize
 from onnx import TensorProto, helper
 
+from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import honest_bits, pack_layer, unpack_layer
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 from pbs2p_exporters.onnx_graph_builder import GraphBuilder
-from pbs2p_exporters.onnx_linear import custom_linear, int2_tensor, portable_linear
+from pbs2p_exporters.onnx_int_tensor import INT_TYPES, int_tensor
+from pbs2p_exporters.onnx_linear import custom_linear, portable_linear
 from pbs2p_exporters.onnx_packed_op import DOMAIN, register_packed_linear_schema
 from pbs2p_exporters.onnx_reference_op import reference_evaluator
 
@@ -73,12 +75,21 @@ def test_bias_and_batched_input(flavor):
     assert np.abs(_run(model, flavor, x) - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-def test_int2_tensor_matches_onnx_helper():
-    plane = np.random.default_rng(0).integers(-1, 2, size=(7, 5)).astype(np.int8)  # 35 values: a partial last byte
-    ours = int2_tensor("p", plane)
-    ref = helper.make_tensor("p", TensorProto.INT2, plane.shape, plane.reshape(-1).tolist())
-    assert onnx.numpy_helper.to_array(ours).tolist() == plane.tolist()
-    assert list(ours.raw_data) == list(ref.int32_data)  # same packing as onnx's own writer, bytes as int32 list
+@pytest.mark.parametrize("data_type", list(INT_TYPES))
+def test_int_tensor_matches_onnx_helper(data_type):
+    bits, lo, hi = INT_TYPES[data_type]
+    values = np.random.default_rng(0).integers(lo, hi + 1, size=(7, 5))  # 35 values: a partial last byte
+    values[0, :2] = lo, hi
+    ours = int_tensor("p", values, data_type)
+    ref = helper.make_tensor("p", data_type, values.shape, values.reshape(-1).tolist())
+    assert onnx.numpy_helper.to_array(ours).astype(np.int64).tolist() == values.tolist()
+    assert len(ours.raw_data) == -(-35 * bits // 8)
+    if bits < 8:  # onnx's own writer packs sub-byte types the same way, the bytes as an int32 list
+        assert list(ours.raw_data) == list(ref.int32_data)
+    else:
+        assert onnx.numpy_helper.to_array(ref).tolist() == values.tolist()
+    with pytest.raises(FormatError, match="do not fit"):
+        int_tensor("p", np.array([hi + 1]), data_type)
 
 
 def _linear_bytes(model):

@@ -89,6 +89,20 @@ def test_kv_cache_decoding_one_token_at_a_time(exported, which):
     assert rel_err(step["present.1.value"], full["present.1.value"]) <= TOL
 
 
+@pytest.mark.parametrize("which", ["tiered_ckpt", "opt_tiered_ckpt"])
+def test_mixed_tier_custom_flavor_in_onnxruntime(request, tmp_path, which):
+    """Binary layers through libpbs2p's kernel, grid / f16 layers through the standard-op encoding, in one session."""
+    ck = request.getfixturevalue(which)
+    custom, portable = export_onnx(ck, tmp_path / "c.onnx"), export_onnx(ck, tmp_path / "p.onnx", flavor="portable")
+    cfg = AutoConfig.from_pretrained(ck)
+    ops = [n.op_type for n in onnx.load(str(custom)).graph.node]
+    assert OP_TYPE in ops and "DequantizeLinear" in ops
+    f = feeds(cfg, PROMPT)
+    got = ort_run(ort_session(custom), f)
+    _close(got, run(portable, "portable", f))
+    _close(got, run(custom, "custom", f))
+
+
 def test_batch_of_two_sequences(exported):
     custom, portable, cfg = exported["llama_untied_ckpt"]
     ids = np.stack([PROMPT[0], PROMPT[0, ::-1]])
