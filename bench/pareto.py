@@ -14,6 +14,9 @@ Our bit-budget points (--budgets) are made here first: `pbs2p-edge export smollm
 size as `ls` gives it; the table ends with the dominance checks: for each llama.cpp type, our best file that is no
 larger and has a lower perplexity.
 
+Each file is also evaluated on --other-data (default: the Debian Reference manual, a text of another kind), shown
+beside, with its own dominance checks.
+
     python bench/pareto.py --out bench/results                  # 16 windows of 2048; OUT/quality_vs_size.{md,json}
     python bench/pareto.py --out /tmp/q --quick                  # 1 window of 256, F16 + Q4_0
 """
@@ -107,6 +110,10 @@ def quality_rows(qdir: Path) -> list[dict]:
 
 
 BUDGETS = (1.6, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
+MAIN_DATA = "austen:prideprejudice"
+# [choice] the text of another kind: a present-day technical manual (pbs2p_edge.calib.debian_reference), since
+# calibrating on one Austen novel and evaluating on another flatters every method
+OTHER_DATA = "debian-reference"
 CALIB = ("--calib", "austen:emma", "--nsamples", "32", "--seqlen", "512")  # the quality table's protocol
 
 
@@ -150,10 +157,10 @@ def peer_bytes(peer_dir: Path) -> dict[str, int]:
     return {r["file"]: r["file_bytes"] for r in json.loads(f.read_text()) if "file_bytes" in r} if f.exists() else {}
 
 
-def _child(kind: str, path: str, args) -> dict:
+def _child(kind: str, path: str, args, data: str) -> dict:
     import subprocess
 
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, path, "--data", args.data,
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, path, "--data", data,
            "--seqlen", str(args.seqlen), "--windows", str(args.windows), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -161,13 +168,22 @@ def _child(kind: str, path: str, args) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def collect(args) -> list[dict]:
+def row_file(rows_dir: Path, name: str, data: str, args) -> Path:
+    """Where the row of `name` on `data` is kept; the main text's rows keep the names they had before other texts."""
+    slug = "".join(c if c.isalnum() else "_" for c in name)
+    text = "" if data == MAIN_DATA else "." + "".join(c if c.isalnum() else "_" for c in data)
+    return rows_dir / f"{slug}{text}.w{args.windows}.s{args.seqlen}.json"
+
+
+def collect(args, data: str) -> list[dict]:
+    """Every row on the text `data`: llama.cpp's files, our GGUF files and, on the main text, the torch rows."""
     describe = _bench_module("peer").describe
 
     rows_dir = args.out / "quality_vs_size" / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
-    # a quick run's windows are not the quality table's: its torch rows are left out
-    points = quality_rows(args.quality_dir) if args.quality_dir.exists() and not args.quick else []
+    # a quick run's windows are not the quality table's, nor another text's: its torch rows are left out
+    torch_rows = args.quality_dir.exists() and not args.quick and data == args.data
+    points = quality_rows(args.quality_dir) if torch_rows else []
     jobs = []
     peer_json = args.peer_dir / "peer.json"
     for r in json.loads(peer_json.read_text()) if peer_json.exists() else []:
@@ -179,28 +195,34 @@ def collect(args) -> list[dict]:
     from pbs2p_edge import commands
 
     for kind, name, path in jobs:
-        slug = "".join(c if c.isalnum() else "_" for c in name)
-        f = rows_dir / f"{slug}.w{args.windows}.s{args.seqlen}.json"
+        f = row_file(rows_dir, name, data, args)
         if args.cached and not f.exists():
-            print(f"{name}: not evaluated (--cached)", file=sys.stderr)
+            print(f"{name} on {data}: not evaluated (--cached)", file=sys.stderr)
             continue
         if not f.exists() or args.redo:
             t0 = time.perf_counter()
             try:
-                res = _child(kind, path, args)
+                res = _child(kind, path, args, data)
             except RuntimeError as exc:
                 print(f"{name}: failed: {exc}", file=sys.stderr)
                 continue
             bits = describe(Path(path))["bits_per_weight"] if kind == "llama" else commands.inspect(path)["bits_per_weight"]
             row = {"engine": "llama.cpp" if kind == "llama" else "ours (libpbs2p)", "name": name,
-                   "bits_per_weight": bits, "file": path, **res}
+                   "bits_per_weight": bits, "file": path, "data": data, **res}
             if kind == "pbs2p":
                 row["file_bytes"] = os.path.getsize(path)
             tmp = f.with_name(f".{f.name}.tmp")
             tmp.write_text(json.dumps(row, indent=1) + "\n")
             os.replace(tmp, f)
-            print(f"{name}: ppl {res['ppl']:.2f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            print(f"{name} on {data}: ppl {res['ppl']:.2f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
+                  flush=True)
         points.append(json.loads(f.read_text()))
+    if args.cached:  # our exports are not kept in git: their rows are, whether or not the files are still here
+        seen = {p["name"] for p in points}
+        for f in sorted(rows_dir.glob(f"ours_*.w{args.windows}.s{args.seqlen}.json")):
+            r = json.loads(f.read_text())
+            if r["name"] not in seen and r.get("data", MAIN_DATA) == data and f == row_file(rows_dir, r["name"], data, args):
+                points.append(r)
     sizes = peer_bytes(args.peer_dir)
     for p in points:
         if p.get("file_bytes") is None and p.get("file") in sizes:
@@ -220,10 +242,13 @@ def pareto_front(points: list[dict]) -> set[str]:
     return front
 
 
-def write_results(out: Path, points: list[dict], meta: dict) -> Path:
+def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] | None = None) -> Path:
+    """OUT/quality_vs_size.{json,md}: the main text's rows, each file's perplexity on the other text beside it
+    (`other`: rows on meta['other_data']), and the dominance checks on both texts."""
     out.mkdir(parents=True, exist_ok=True)
+    other = other or []
     tmp = out / f".quality_vs_size.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"meta": meta, "rows": points}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"meta": meta, "rows": points, "other_rows": other}, indent=1) + "\n")
     os.replace(tmp, out / "quality_vs_size.json")
     front = pareto_front(points)
     lines = ["# Quality vs size: SmolLM2-135M, our methods and llama.cpp's types", "",
@@ -234,17 +259,24 @@ def write_results(out: Path, points: list[dict], meta: dict) -> Path:
              "as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
              "file MB: the file's size as `ls` gives it, in 10^6 bytes (- where the row has no file: torch rows, and "
              "earlier exports not kept); bits/param: file bits per model parameter (134.5 M).", "",
-             "| engine | model | file MB | bits/param | bits/weight | PPL | windows | front |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+             f"PPL (other): the same file's perplexity on the first {meta['windows']} windows of "
+             f"`{meta.get('other_data') or '-'}`, a text of another kind (calibration is on Austen's Emma; - where "
+             "not evaluated).", "",
+             "| engine | model | file MB | bits/param | bits/weight | PPL | PPL (other) | windows | front |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     params = 134_515_008
+    other_ppl = {p["name"]: p["ppl"] for p in other}
     for p in sorted(points, key=lambda p: (p.get("file_bytes") or 1e18, p["bits_per_weight"])):
         size = p.get("file_bytes")
         mb, bpp = (f"{size / 1e6:.1f}", f"{8 * size / params:.2f}") if size else ("-", "-")
+        o = f"{other_ppl[p['name']]:.2f}" if p["name"] in other_ppl else "-"
         lines.append(f"| {p['engine']} | {p['name']} | {mb} | {bpp} | {p['bits_per_weight']:.3f} | {p['ppl']:.2f} | "
-                     f"{p['windows']} | {'*' if p['name'] in front else ''} |")
+                     f"{o} | {p['windows']} | {'*' if p['name'] in front else ''} |")
     from pbs2p_edge.report import dominance
 
-    lines += ["", "Dominance (lower perplexity at no larger file):", *dominance(points)]
+    lines += ["", f"Dominance on `{meta['data']}` (lower perplexity at no larger file):", *dominance(points)]
+    if other:
+        lines += ["", f"Dominance on `{meta['other_data']}`:", *dominance(other)]
     if meta.get("refused"):
         lines += ["", "Budgets that make no file:", *(f"- {r}" for r in meta["refused"])]
     path = out / "quality_vs_size.md"
@@ -261,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality-16w)")
     p.add_argument("--peer-dir", type=Path, default=None, help="bench/peer.py results (default OUT/peer)")
-    p.add_argument("--data", default="austen:prideprejudice")
+    p.add_argument("--data", default=MAIN_DATA)
+    p.add_argument("--other-data", default=OTHER_DATA, help="a text of another kind, evaluated beside ('' for none)")
     p.add_argument("--seqlen", type=int, default=2048)
     p.add_argument("--windows", type=int, default=16, help="first K windows (16: the -16w quality table)")
     p.add_argument("--threads", type=int, default=2)
@@ -284,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
     failed = [] if args.cached else make_budget_models(args)
-    points = collect(args)
-    meta = {"command": command, "data": args.data, "seqlen": args.seqlen, "windows": args.windows,
-            "threads": args.threads, "quick": args.quick, "refused": failed}
-    print(write_results(args.out, points, meta))
+    points = collect(args, args.data)
+    other = collect(args, args.other_data) if args.other_data else []
+    meta = {"command": command, "data": args.data, "other_data": args.other_data, "seqlen": args.seqlen,
+            "windows": args.windows, "threads": args.threads, "quick": args.quick, "refused": failed}
+    print(write_results(args.out, points, meta, other))
     return 0
 
 
