@@ -85,3 +85,9 @@ def grid_ckpt(tmp_path_factory, tiny_tokenizer):
     save_checkpoint(out, model, copy.deepcopy(tiny_tokenizer), results, CompressConfig(n=4, m=8), {},
                     {"model_id": "tiny-grid"}, embed_tier="f16")
     return out
+
+
+@pytest.fixture(scope="module")
+def fq_models():
+    """Fake-quantized torch models by checkpoint fixture name, built once per module (onnx_run.fake_quant_of)."""
+    return {}

@@ -7,6 +7,18 @@ import torch
 from pbs2p_exporters.onnx_reference_op import reference_evaluator
 
 
+def fake_quant_of(request, which: str):
+    """(checkpoint dir of fixture `which`, its fake-quantized torch model), the model built once per module (cached
+    in the fq_models fixture)."""
+    from pbs2p_edge.checkpoint import to_fake_quant_model
+
+    ck = request.getfixturevalue(which)
+    cache = request.getfixturevalue("fq_models")
+    if which not in cache:
+        cache[which] = to_fake_quant_model(ck)[0]
+    return ck, cache[which]
+
+
 def kv_shape(config) -> tuple[int, int]:
     heads = config.num_attention_heads
     kv = getattr(config, "num_key_value_heads", None) or heads

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from exporters.onnx_run import feeds, rel_err, run, torch_logits
+from exporters.onnx_run import fake_quant_of, feeds, rel_err, run, torch_logits
 
 from pbs2p_edge.checkpoint import to_fake_quant_model
 from pbs2p_edge.errors import ConfigError, FormatError
@@ -18,24 +18,10 @@ CKPTS = ["llama_ckpt", "llama_untied_ckpt", "opt_ckpt"]
 PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)
 
 
-@pytest.fixture(scope="module")
-def fq_models(request):
-    return {}
-
-
-def _fq(request, which):
-    """(checkpoint dir, fake-quantized torch model), the model built once per checkpoint."""
-    ck = request.getfixturevalue(which)
-    cache = request.getfixturevalue("fq_models")
-    if which not in cache:
-        cache[which] = to_fake_quant_model(ck)[0]
-    return ck, cache[which]
-
-
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
 @pytest.mark.parametrize("which", CKPTS)
 def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
-    ck, model = _fq(request, which)
+    ck, model = fake_quant_of(request, which)
     out = export_onnx(ck, tmp_path / "m.onnx", flavor=flavor)
     onnx.checker.check_model(str(out), full_check=True)
     m = onnx.load(str(out))
@@ -59,7 +45,7 @@ def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
 @pytest.mark.parametrize("which", ["llama_ckpt", "opt_ckpt"])
 def test_kv_cache_decoding_matches_full_sequence(request, tmp_path, which, flavor):
-    ck, model = _fq(request, which)
+    ck, model = fake_quant_of(request, which)
     out = export_onnx(ck, tmp_path / "m.onnx", flavor=flavor)
     ref = torch_logits(model, PROMPT)
     step1 = run(out, flavor, feeds(model.config, PROMPT[:, :6]))
@@ -74,7 +60,7 @@ def test_kv_cache_decoding_matches_full_sequence(request, tmp_path, which, flavo
 
 @pytest.mark.parametrize("which", ["llama_ckpt", "opt_ckpt"])
 def test_left_padding_mask_and_positions(request, tmp_path, which):
-    ck, model = _fq(request, which)
+    ck, model = fake_quant_of(request, which)
     out = export_onnx(ck, tmp_path / "m.onnx", flavor="portable")
     ids = np.stack([PROMPT[0, :7], np.r_[0, 0, PROMPT[0, :5]]])  # row 1: 2 pad tokens on the left
     mask = np.array([[1] * 7, [0, 0] + [1] * 5], np.int64)
@@ -140,7 +126,7 @@ def test_deterministic_and_metadata(llama_untied_ckpt, tmp_path, flavor):
 
 
 def test_external_data(request, tmp_path):
-    ck, model = _fq(request, "opt_ckpt")
+    ck, model = fake_quant_of(request, "opt_ckpt")
     inline = export_onnx(ck, tmp_path / "in.onnx", flavor="portable")
     out = export_onnx(ck, tmp_path / "ext.onnx", flavor="portable", external_data=True)
     data = external_data_path(out)

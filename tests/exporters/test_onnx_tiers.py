@@ -8,11 +8,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from exporters.onnx_run import feeds, rel_err, run, torch_logits
+from exporters.onnx_run import fake_quant_of, feeds, rel_err, run, torch_logits
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
-from pbs2p_edge.checkpoint import to_fake_quant_model
 from pbs2p_edge.pack import honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 from pbs2p_exporters.onnx_export import export_onnx, read_onnx_metadata
@@ -112,19 +111,6 @@ def test_grid_onnx_sizes_576x576(tier):
     assert nbytes * 8 - g.honest_bits == 576 * 576 * (tier == "q3_g64")  # only 3-bit codes pay (a 4-bit type)
 
 
-@pytest.fixture(scope="module")
-def fq_models():
-    return {}
-
-
-def _fq(request, which):
-    ck = request.getfixturevalue(which)
-    cache = request.getfixturevalue("fq_models")
-    if which not in cache:
-        cache[which] = to_fake_quant_model(ck)[0]
-    return ck, cache[which]
-
-
 def test_mixed_checkpoints_hold_every_tier(tiered_ckpt, opt_tiered_ckpt, grid_ckpt):
     for ck in (tiered_ckpt, opt_tiered_ckpt):
         assert set(load_checkpoint(ck).linear_tiers().values()) == {tiers.BINARY, *tiers.TIERS}
@@ -136,7 +122,7 @@ def test_mixed_checkpoints_hold_every_tier(tiered_ckpt, opt_tiered_ckpt, grid_ck
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
 @pytest.mark.parametrize("which", [*MIXED, "grid_ckpt"])
 def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
-    ck, model = _fq(request, which)
+    ck, model = fake_quant_of(request, which)
     out = export_onnx(ck, tmp_path / "m.onnx", flavor=flavor)
     onnx.checker.check_model(str(out), full_check=True)
     m = onnx.load(str(out))
@@ -158,7 +144,7 @@ def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
 
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
 def test_kv_cache_decoding(request, tmp_path, flavor):
-    ck, model = _fq(request, "opt_tiered_ckpt")
+    ck, model = fake_quant_of(request, "opt_tiered_ckpt")
     out = export_onnx(ck, tmp_path / "m.onnx", flavor=flavor)
     step1 = run(out, flavor, feeds(model.config, PROMPT[:, :6]))
     step2 = run(out, flavor, feeds(model.config, PROMPT[:, 6:], past=step1))
@@ -178,7 +164,7 @@ def _with_weight_outputs(path, modules) -> onnx.ModelProto:
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
 @pytest.mark.parametrize("which", MIXED)
 def test_exported_graph_rebuilds_grid_weights_and_rounds_embedding(request, tmp_path, which, flavor):
-    ck_dir, model = _fq(request, which)
+    ck_dir, model = fake_quant_of(request, which)
     ck = load_checkpoint(ck_dir)
     out = export_onnx(ck_dir, tmp_path / "m.onnx", flavor=flavor)
     m = _with_weight_outputs(out, list(ck.grids))
