@@ -35,8 +35,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _bench_module(name: str):
-    """A sibling script of bench/ as a module, without putting bench/ on sys.path: there bench/kernels.py would
-    pass for the `kernels` package that transformers looks for."""
+    """A sibling script of bench/ as a module, loaded by path."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
@@ -306,7 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cached", action="store_true", help="export and evaluate nothing: the table from the rows kept")
     p.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    sys.path[:] = [q for q in sys.path if Path(q or ".").resolve() != HERE]  # see _bench_module
     if args.quick:
         args.seqlen, args.windows = 256, 1
     if args.child:

@@ -7,7 +7,7 @@ Reads whatever of these the folder holds (each written by a script of bench/) an
      (bench/pareto.py)
   3. compress_cost.json   {"meta": {...}, "rows": [{shape, method, seconds_per_block, full_model_seconds,
                            peak_rss_mib}]}                                        (bench/compress_cost.py)
-  4. kernels.md           bench/kernels.py's table: the copy bandwidth line and the gemv rows.
+  4. kernels.md           bench/kernel_speed.py's table: the copy bandwidth line and the gemv rows.
 Writes e2e.png, pareto.png, compress_cost.png, kernels.png and summary.md (the headline ratios) next to
 them, each atomically. matplotlib (the `bench` extra) is imported only here, with the Agg backend.
 """
@@ -38,7 +38,7 @@ def _load(path: Path) -> dict | None:
 
 
 def kernel_rows(text: str) -> tuple[float | None, list[dict]]:
-    """(copy GB/s, gemv rows {shape, nm, gbs}) from bench/kernels.py's Markdown."""
+    """(copy GB/s, gemv rows {shape, nm, gbs}) from bench/kernel_speed.py's Markdown."""
     m = re.search(r"copy in the same run: \*\*([\d.]+) GB/s\*\*", text)
     copy = float(m.group(1)) if m else None
     rows = []

@@ -7,9 +7,9 @@ Times are medians. Effective bandwidth = bytes the operation must read from memo
 planes + coefficients for libpbs2p, 4 bytes per weight for numpy) / time, shown against a STREAM-like
 copy (numpy copy of a 256 MB buffer, read + write bytes) measured in the same run.
 
-    python bench/kernels.py                          # all shapes, 1 thread, writes bench/results/kernels.md
-    python bench/kernels.py --quick --out /tmp/k.md  # two small shapes, a smoke run
-    python bench/kernels.py --threads 4              # libpbs2p n_threads=4 and 4 BLAS threads for numpy
+    python bench/kernel_speed.py                          # all shapes, 1 thread, writes bench/results/kernels.md
+    python bench/kernel_speed.py --quick --out /tmp/k.md  # two small shapes, a smoke run
+    python bench/kernel_speed.py --threads 4              # libpbs2p n_threads=4 and 4 BLAS threads for numpy
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> str:
     select_kernel(None)
 
     out = [f"# libpbs2p kernels vs numpy float32 ({cpu_name()})", "",
-           f"`python bench/kernels.py{' --quick' if args.quick else ''} --threads {nt} --tokens {T} --budget {args.budget}`; "
+           f"`python bench/kernel_speed.py{' --quick' if args.quick else ''} --threads {nt} --tokens {T} --budget {args.budget}`; "
            f"{nt} thread(s) for libpbs2p and for numpy's BLAS; medians; variants on this CPU: {', '.join(variants)}.",
            f"STREAM-like copy in the same run: **{copy_gbs:.1f} GB/s** (numpy copy of 256 MB, read + write bytes).",
            "GB/s = bytes the operation reads (prepared bit planes + float32 coefficients for libpbs2p, 4 bytes per "
