@@ -105,6 +105,43 @@ static void q8_rows4(const uint8_t *p, size_t row_bytes, const float *x, int32_t
     for (int i = 0; i < 4; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
 }
 
+/* TILE_R rows (decoded, K apart) x TILE_T tokens: each of the 12 sums formed exactly as dot() forms it (a0 takes
+ * columns 32i..32i+15 and the masked tail, a1 32i+16..32i+31, one reduction of a0 + a1). */
+#define TILE_R 4
+#define TILE_T 3
+static void tile(const float *w, int32_t K, const float *x, size_t ldx, float *y) {
+    __m512 a0[TILE_R][TILE_T], a1[TILE_R][TILE_T];
+    for (int i = 0; i < TILE_R; i++)
+        for (int t = 0; t < TILE_T; t++) a0[i][t] = a1[i][t] = _mm512_setzero_ps();
+    int32_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512 w0[TILE_R], w1[TILE_R];
+        for (int i = 0; i < TILE_R; i++) {
+            w0[i] = _mm512_loadu_ps(w + (size_t)i * K + k);
+            w1[i] = _mm512_loadu_ps(w + (size_t)i * K + k + 16);
+        }
+        for (int t = 0; t < TILE_T; t++) {
+            const __m512 x0 = _mm512_loadu_ps(x + t * ldx + k), x1 = _mm512_loadu_ps(x + t * ldx + k + 16);
+            for (int i = 0; i < TILE_R; i++) {
+                a0[i][t] = _mm512_fmadd_ps(x0, w0[i], a0[i][t]);
+                a1[i][t] = _mm512_fmadd_ps(x1, w1[i], a1[i][t]);
+            }
+        }
+    }
+    for (; k < K; k += 16) {
+        const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
+        for (int t = 0; t < TILE_T; t++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * ldx + k);
+            for (int i = 0; i < TILE_R; i++)
+                a0[i][t] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w + (size_t)i * K + k), a0[i][t]);
+        }
+    }
+    for (int i = 0; i < TILE_R; i++)
+        for (int t = 0; t < TILE_T; t++) y[i * TILE_T + t] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i][t], a1[i][t]));
+}
+
+#include "dense_tile.h"
+
 void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
                              float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
     int32_t r = row0;
@@ -116,8 +153,5 @@ void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_toke
             else q8_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);
             for (int i = 0; i < 4; i++) Y[r + i] = y[i];
         }
-    for (; r < row1; r++) {
-        decode_row(W, r, scratch);
-        for (size_t t = 0; t < n_tokens; t++) Y[t * ldy + (size_t)r] = dot(X + t * ldx, scratch, W->cols);
-    }
+    dense_rows(W, X, n_tokens, ldx, Y, ldy, r, row1, scratch);
 }

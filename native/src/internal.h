@@ -132,15 +132,18 @@ int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes);
 pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *dense, pbs2p_dense *out);
 
 /* x . y over n floats: 8 running sums over k = 8i + lane (a fixed order the compiler may vectorize), a pairwise
- * total, then the tail in order. The reference dense rows and the model's attention use it. */
+ * total, then the tail in order. The reference dense rows use it. */
 float pbs2p_dot_f32(const float *x, const float *y, int32_t n);
 
 /* Row r of W as float32 into out[0..cols): exact (every F16 value and every d * q product is a float32). */
 void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out);
 
-/* Y[t * ldy + r] = <X[t * ldx .. + cols), row r of W> for t < n_tokens, r in [row0, row1). scratch: cols floats.
- * Every variant decodes a row exactly (pbs2p_dense_row) and then forms each dot product in a fixed order of its
- * own, so a result depends neither on threads nor on the other tokens. */
+/* Rows of a dense matrix a variant decodes at once (dense_tile.h): its scratch holds PBS2P_DENSE_ROWS * cols floats. */
+#define PBS2P_DENSE_ROWS 4
+
+/* Y[t * ldy + r] = <X[t * ldx .. + cols), row r of W> for t < n_tokens, r in [row0, row1).
+ * scratch: PBS2P_DENSE_ROWS * cols floats. Every variant decodes a row exactly (pbs2p_dense_row) and then forms each
+ * dot product in a fixed order of its own, so a result depends neither on threads nor on the other tokens. */
 typedef void (*pbs2p_dense_fn)(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
                                float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
 
@@ -159,10 +162,31 @@ void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens
                            float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
 #endif
 
+/* Causal attention of one query q (hd,) and one head: out (hd,) = softmax(scale * q . key p) summed over value rows p
+ * < n. Keys transposed: dimension d of position p at kt[d * ldk + p]; value p at v + p * ldv. scores: n floats of
+ * scratch. attention_impl.h, compiled once per variant. */
+typedef void (*pbs2p_attend_fn)(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n,
+                                int32_t hd, float scale, float *scores, float *out);
+void pbs2p_attend_ref(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
+                      float scale, float *scores, float *out);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_attend_avx2(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
+                       float scale, float *scores, float *out);
+#endif
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_attend_avx512(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n,
+                         int32_t hd, float scale, float *scores, float *out);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_attend_neon(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
+                       float scale, float *scores, float *out);
+#endif
+
 /* The selected variant's kernels, or 0 (with pbs2p_last_error set) when the forced one is unavailable. */
 typedef struct pbs2p_kernels {
     pbs2p_rows_fn gemv, gemm;
     pbs2p_dense_fn dense;
+    pbs2p_attend_fn attend;
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 

@@ -76,7 +76,7 @@ typedef struct weights {
 } weights;
 
 typedef struct kv_cache {
-    float *key;         /* (L, n_ctx, Hkv*hd) */
+    float *key;         /* (L, Hkv*hd, n_ctx): transposed, a key dimension's positions contiguous (attend) */
     float *value;       /* (L, n_ctx, Hkv*hd) */
 } kv_cache;
 

@@ -2,9 +2,7 @@
  * attention over the KV cache. */
 #include "model_internal.h"
 
-#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* ----------------------------------------------------------------------------------------------------
  * Threads: the model's pool runs job 0 on the caller and jobs 1..n-1 on its workers; each job writes its own
@@ -16,17 +14,6 @@ static int threads_for(pbs2p_pool *pool, size_t work, int n_max) {
     return (size_t)n > useful ? (useful > 0 ? (int)useful : 1) : n;
 }
 
-/* x (n,) -> softmax(x) in place. */
-static void softmax(float *x, int32_t n) {
-    float mx = x[0], sum = 0.0f;
-    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (int32_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    for (int32_t i = 0; i < n; i++) x[i] /= sum;
-}
-
 /* ----------------------------------------------------------------------------------------------------
  * Dense matrices (the head, grid-tier linears): Y (T, R) = X (T, K) W^T, rows split across threads */
 
@@ -36,20 +23,21 @@ typedef struct dense_job {
     const float *X;       /* (T, K) */
     float *Y;             /* (T, R) */
     int32_t T, r0, r1;
-    float *row;           /* (K,) this job's scratch row */
+    float *rows;          /* (PBS2P_DENSE_ROWS, K) this job's decoded rows */
 } dense_job;
 
 /* Tokens per pass over a job's rows: each row is decoded once per pass and its dots read a (DENSE_TOKENS, K) block
- * of X that stays in cache (32 x 1536 floats = 192 KiB); one pass over all of a 2048-token prompt would stream X
- * from memory once per row. A dot does not depend on the other tokens, so the passes change no result. */
-#define DENSE_TOKENS 32
+ * of X that stays in cache (48 x 1536 floats = 288 KiB); one pass over all of a 2048-token prompt would stream X
+ * from memory once per row. 48: a multiple of every variant's tile of tokens (dense_tile.h). A dot does not depend
+ * on the other tokens, so the passes change no result. */
+#define DENSE_TOKENS 48
 
 static void run_dense(void *arg) {
     const dense_job *j = arg;
     const size_t K = (size_t)j->w->cols, R = (size_t)j->w->rows;
     for (int32_t t0 = 0; t0 < j->T; t0 += DENSE_TOKENS) {
         const int32_t n = j->T - t0 < DENSE_TOKENS ? j->T - t0 : DENSE_TOKENS;
-        j->dense(j->w, j->X + (size_t)t0 * K, (size_t)n, K, j->Y + (size_t)t0 * R, R, j->r0, j->r1, j->row);
+        j->dense(j->w, j->X + (size_t)t0 * K, (size_t)n, K, j->Y + (size_t)t0 * R, R, j->r0, j->r1, j->rows);
     }
 }
 
@@ -58,12 +46,13 @@ pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X
     pbs2p_kernels k;
     if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
     const int nt = threads_for(pool, (size_t)R * (size_t)K * (size_t)T, PBS2P_MODEL_MAX_THREADS);
-    float *rows = malloc((size_t)nt * (size_t)K * sizeof *rows); /* (nt, K) */
+    const size_t per_job = (size_t)PBS2P_DENSE_ROWS * (size_t)K;
+    float *rows = malloc((size_t)nt * per_job * sizeof *rows); /* (nt, PBS2P_DENSE_ROWS, K) */
     if (!rows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
     dense_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++) /* rows split on multiples of 4: the SIMD variants take rows by four */
         jobs[b] = (dense_job){k.dense, W, X, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),
-                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4), rows + (size_t)b * K};
+                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4), rows + (size_t)b * per_job};
     pbs2p_pool_run(pool, run_dense, jobs, sizeof jobs[0], nt);
     free(rows);
     return PBS2P_OK;
@@ -79,6 +68,7 @@ pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits
 typedef struct attention_job {
     const pbs2p_model *m;
     run_state *s;
+    pbs2p_attend_fn attend;
     int32_t l, T, n_past;
     int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
     float *scores;         /* (n_ctx,) this job's attention weights */
@@ -91,31 +81,25 @@ static void run_attention(void *arg) {
     const config *c = &j->m->c;
     const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
     const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
-    const float *kc = j->m->kv.key + (size_t)j->l * n_ctx * KVD, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
-    const float scale = c->score_scale;
+    const float *kc = j->m->kv.key + (size_t)j->l * KVD * n_ctx, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
     for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
         const int32_t t = i / c->n_head, h = i % c->n_head, n = j->n_past + t + 1; /* visible positions */
-        const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
         const size_t kv_off = (size_t)(h / group) * hd;
-        for (int32_t p = 0; p < n; p++) j->scores[p] = pbs2p_dot_f32(q, kc + (size_t)p * KVD + kv_off, hd) * scale;
-        softmax(j->scores, n);
-        float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof *out);
-        for (int32_t p = 0; p < n; p++) {
-            const float *v = vc + (size_t)p * KVD + kv_off, a = j->scores[p];
-            for (int32_t d = 0; d < hd; d++) out[d] += a * v[d];
-        }
+        j->attend(j->s->q + (size_t)t * QD + (size_t)h * hd, kc + kv_off * n_ctx, n_ctx, vc + kv_off, KVD, n, hd,
+                  c->score_scale, j->scores, j->s->att_out + (size_t)t * QD + (size_t)h * hd);
     }
 }
 
 pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
     const config *c = &m->c;
+    pbs2p_kernels k;
+    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
     /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
     const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
     const int nt = threads_for(m->pool, work, T * c->n_head);
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
-        jobs[b] = (attention_job){m, s, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
+        jobs[b] = (attention_job){m, s, k.attend, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
     pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
     return PBS2P_OK;
 }

@@ -76,7 +76,7 @@ static void check_variant(const char *name, int32_t type, int32_t rows, int32_t 
     pbs2p_kernels k;
     CHECK(pbs2p_kernel_select(name) == PBS2P_OK && pbs2p_kernel_current(&k), "select %s", name);
     float *X = malloc(sizeof(float) * T * cols), *Y = malloc(sizeof(float) * T * rows);
-    float *Y1 = malloc(sizeof(float) * rows), *row = malloc(sizeof(float) * cols), *scratch = malloc(sizeof(float) * cols);
+    float *Y1 = malloc(sizeof(float) * rows), *row = malloc(sizeof(float) * cols), *scratch = malloc(sizeof(float) * PBS2P_DENSE_ROWS * cols);
     for (size_t i = 0; i < T * (size_t)cols; i++) X[i] = rnd_unit();
     k.dense(&W, X, T, cols, Y, rows, 0, rows, scratch);
     double worst = 0;
@@ -124,14 +124,14 @@ int main(void) {
     for (size_t v = 0; v < nv; v++) {
         if (!pbs2p_kernel_available(names[v])) continue;
         for (size_t c = 0; c < sizeof f16_cols / sizeof f16_cols[0]; c++)
-            check_variant(names[v], PBS2P_GGML_F16, 1 + (int32_t)(c * 7) % 40, f16_cols[c], 1 + c % 3);
+            check_variant(names[v], PBS2P_GGML_F16, 1 + (int32_t)(c * 7) % 40, f16_cols[c], 1 + (c * 5) % 8);
         for (size_t c = 0; c < sizeof q8_cols / sizeof q8_cols[0]; c++)
-            check_variant(names[v], PBS2P_GGML_Q8_0, 3 + (int32_t)(c * 5) % 30, q8_cols[c], 1 + c % 3);
+            check_variant(names[v], PBS2P_GGML_Q8_0, 3 + (int32_t)(c * 5) % 30, q8_cols[c], 1 + (c * 5) % 8);
         for (size_t c = 0; c < sizeof q8_cols / sizeof q8_cols[0]; c++)
-            check_variant(names[v], PBS2P_GGML_Q4_0, 1 + (int32_t)(c * 9) % 31, q8_cols[c], 1 + c % 3);
+            check_variant(names[v], PBS2P_GGML_Q4_0, 1 + (int32_t)(c * 9) % 31, q8_cols[c], 1 + (c * 5) % 8);
         for (size_t c = 0; c < sizeof g64_cols / sizeof g64_cols[0]; c++) {
-            check_variant(names[v], PBS2P_DENSE_Q2_G64, c ? 7 + (int32_t)c * 40 : 1, g64_cols[c], 1 + c % 3);
-            check_variant(names[v], PBS2P_DENSE_Q3_G64, c ? 129 - (int32_t)c * 30 : 1, g64_cols[c], 2 - c % 2);
+            check_variant(names[v], PBS2P_DENSE_Q2_G64, c ? 7 + (int32_t)c * 40 : 1, g64_cols[c], 1 + (c * 5) % 8);
+            check_variant(names[v], PBS2P_DENSE_Q3_G64, c ? 129 - (int32_t)c * 30 : 1, g64_cols[c], 4 + c);
         }
         printf("dense rows %s: ok\n", names[v]);
     }
