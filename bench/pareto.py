@@ -9,13 +9,16 @@ first --windows windows (16 for the committed -16w quality table). Each llama.cp
 process; its row is kept as JSON, so an interrupted run resumes.
 
 Our bit-budget points (--budgets) are made here first: `pbs2p-edge export smollm2-135m OUT/models/budget-B.gguf
---bpw B` and the default recipe (`default.gguf`, no compression option), each calibrated as the quality table is
-(32 x 512 tokens of Emma), in child processes two at a time, kept when present. Every row with a file gets its
+--bpw B`, the same with block-wise recovery (--recover-budgets: budget-B-recover64.gguf, `--recover 64`), the
+ablation without the binary tier (--no-binary-budgets: budget-B-no-pbs2p.gguf, `--tiers` of every other tier) and
+the default recipe (`default.gguf`, no compression option), each calibrated as the quality table is (32 x 512 tokens
+of Emma), in child processes two at a time, kept when present. Every row with a file gets its
 size as `ls` gives it; the table ends with the dominance checks: for each llama.cpp type, our best file that is no
 larger and has a lower perplexity.
 
-Each file is also evaluated on --other-data (default: the Debian Reference manual, a text of another kind), shown
-beside, with its own dominance checks.
+Each file is also evaluated on --other-data (default: the Debian Reference manual, a text of another kind; its
+first --other-windows windows), shown beside, with its own dominance checks. At each budget, the best file with PBS2P
+layers is set against the best without (does the binary tier earn its place?).
 
     python bench/pareto.py --out bench/results                  # 16 windows of 2048; OUT/quality_vs_size.{md,json}
     python bench/pareto.py --out /tmp/q --quick                  # 1 window of 256, F16 + Q4_0
@@ -114,6 +117,19 @@ MAIN_DATA = "austen:prideprejudice"
 # calibrating on one Austen novel and evaluating on another flatters every method
 OTHER_DATA = "debian-reference"
 CALIB = ("--calib", "austen:emma", "--nsamples", "32", "--seqlen", "512")  # the quality table's protocol
+RECOVER_BUDGETS = (2.5, 3.0)  # [choice] the budgets whose recovered point is exported too: where PTQ hurts most
+RECOVER_STEPS = 64
+NO_BINARY_BUDGETS = (3.0, 3.5)  # [choice] the ablation without the binary tier, where the allocator uses it
+
+
+def _no_binary_tiers() -> tuple[str, ...]:
+    from pbs2p_edge.model.budget import LINEAR_TIERS
+    from pbs2p_edge.pack.tiers import BINARY
+
+    return tuple(t for t in LINEAR_TIERS if t != BINARY)
+
+
+NO_BINARY_TIERS = _no_binary_tiers()
 
 
 def make_budget_models(args) -> list[str]:
@@ -123,7 +139,12 @@ def make_budget_models(args) -> list[str]:
 
     models = args.out / "models"
     models.mkdir(parents=True, exist_ok=True)
-    jobs = [(f"budget-{b:g}", ["--bpw", f"{b:g}"]) for b in args.budgets] + [("default", [])]
+    jobs = [(f"budget-{b:g}", ["--bpw", f"{b:g}"]) for b in args.budgets]
+    jobs += [(f"budget-{b:g}-recover{args.recover_steps}", ["--bpw", f"{b:g}", "--recover", str(args.recover_steps)])
+             for b in args.recover_budgets]
+    jobs += [(f"budget-{b:g}-no-pbs2p", ["--bpw", f"{b:g}", "--tiers", ",".join(NO_BINARY_TIERS)])
+             for b in args.no_binary_budgets]
+    jobs += [("default", [])]
     calib = ("--calib", "austen:emma", "--nsamples", "2", "--seqlen", "64") if args.quick else CALIB
     running, failed = [], []
 
@@ -156,11 +177,16 @@ def peer_bytes(peer_dir: Path) -> dict[str, int]:
     return {r["file"]: r["file_bytes"] for r in json.loads(f.read_text()) if "file_bytes" in r} if f.exists() else {}
 
 
+def windows_of(args, data: str) -> int:
+    """The windows evaluated on `data`: --windows on the main text, --other-windows on the other."""
+    return args.windows if data == args.data else args.other_windows
+
+
 def _child(kind: str, path: str, args, data: str) -> dict:
     import subprocess
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, path, "--data", data,
-           "--seqlen", str(args.seqlen), "--windows", str(args.windows), "--threads", str(args.threads)]
+           "--seqlen", str(args.seqlen), "--windows", str(windows_of(args, data)), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{kind} {path}: {res.stderr[-2000:]}")
@@ -171,7 +197,7 @@ def row_file(rows_dir: Path, name: str, data: str, args) -> Path:
     """Where the row of `name` on `data` is kept; the main text's rows keep the names they had before other texts."""
     slug = "".join(c if c.isalnum() else "_" for c in name)
     text = "" if data == MAIN_DATA else "." + "".join(c if c.isalnum() else "_" for c in data)
-    return rows_dir / f"{slug}{text}.w{args.windows}.s{args.seqlen}.json"
+    return rows_dir / f"{slug}{text}.w{windows_of(args, data)}.s{args.seqlen}.json"
 
 
 def collect(args, data: str) -> list[dict]:
@@ -205,20 +231,25 @@ def collect(args, data: str) -> list[dict]:
             except RuntimeError as exc:
                 print(f"{name}: failed: {exc}", file=sys.stderr)
                 continue
-            bits = describe(Path(path))["bits_per_weight"] if kind == "llama" else commands.inspect(path)["bits_per_weight"]
+            info = describe(Path(path)) if kind == "llama" else commands.inspect(path)
             row = {"engine": "llama.cpp" if kind == "llama" else "ours (libpbs2p)", "name": name,
-                   "bits_per_weight": bits, "file": path, "data": data, **res}
+                   "bits_per_weight": info["bits_per_weight"], "file": path, "data": data, **res}
             if kind == "pbs2p":
                 row["file_bytes"] = os.path.getsize(path)
+                row["tiers"] = info["tiers"]
             tmp = f.with_name(f".{f.name}.tmp")
             tmp.write_text(json.dumps(row, indent=1) + "\n")
             os.replace(tmp, f)
             print(f"{name} on {data}: ppl {res['ppl']:.2f} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
                   flush=True)
-        points.append(json.loads(f.read_text()))
+        row = json.loads(f.read_text())
+        if kind == "pbs2p" and "tiers" not in row and row.get("file_bytes") == os.path.getsize(path):
+            row["tiers"] = commands.inspect(path)["tiers"]  # a row kept from before tiers were recorded, same file
+            f.write_text(json.dumps(row, indent=1) + "\n")
+        points.append(row)
     if args.cached:  # our exports are not kept in git: their rows are, whether or not the files are still here
         seen = {p["name"] for p in points}
-        for f in sorted(rows_dir.glob(f"ours_*.w{args.windows}.s{args.seqlen}.json")):
+        for f in sorted(rows_dir.glob(f"ours_*.w{windows_of(args, data)}.s{args.seqlen}.json")):
             r = json.loads(f.read_text())
             if r["name"] not in seen and r.get("data", MAIN_DATA) == data and f == row_file(rows_dir, r["name"], data, args):
                 points.append(r)
@@ -258,7 +289,7 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
              "as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
              "file MB: the file's size as `ls` gives it, in 10^6 bytes (- where the row has no file: torch rows, and "
              "earlier exports not kept); bits/param: file bits per model parameter (134.5 M).", "",
-             f"PPL (other): the same file's perplexity on the first {meta['windows']} windows of "
+             f"PPL (other): the same file's perplexity on the first {meta.get('other_windows', meta['windows'])} windows of "
              f"`{meta.get('other_data') or '-'}`, a text of another kind (calibration is on Austen's Emma; - where "
              "not evaluated).", "",
              "| engine | model | file MB | bits/param | bits/weight | PPL | PPL (other) | windows | front |",
@@ -271,11 +302,16 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
         o = f"{other_ppl[p['name']]:.2f}" if p["name"] in other_ppl else "-"
         lines.append(f"| {p['engine']} | {p['name']} | {mb} | {bpp} | {p['bits_per_weight']:.3f} | {p['ppl']:.2f} | "
                      f"{o} | {p['windows']} | {'*' if p['name'] in front else ''} |")
-    from pbs2p_edge.report import dominance
+    from pbs2p_edge.report import binary_tier, dominance
 
     lines += ["", f"Dominance on `{meta['data']}` (lower perplexity at no larger file):", *dominance(points)]
     if other:
         lines += ["", f"Dominance on `{meta['other_data']}`:", *dominance(other)]
+    earn = binary_tier(points, other)
+    if earn:
+        lines += ["", "Does the binary tier earn its place? At each bit budget, our best file with PBS2P layers "
+                  "against our best without (the allocator's own choice, recovery and the ablation without the tier):",
+                  "", *earn]
     if meta.get("refused"):
         lines += ["", "Budgets that make no file:", *(f"- {r}" for r in meta["refused"])]
     path = out / "quality_vs_size.md"
@@ -301,12 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 window of 256 tokens, F16 + Q4_0 and quick exports")
     p.add_argument("--budgets", type=lambda t: [float(x) for x in t.split(",") if x], default=list(BUDGETS),
                    help="bit budgets (file bits per parameter) to export, comma-separated ('' for none)")
+    floats = lambda t: [float(x) for x in t.split(",") if x]  # noqa: E731
+    p.add_argument("--recover-budgets", type=floats, default=list(RECOVER_BUDGETS),
+                   help="budgets also exported with --recover (comma-separated, '' for none)")
+    p.add_argument("--recover-steps", type=int, default=RECOVER_STEPS)
+    p.add_argument("--no-binary-budgets", type=floats, default=list(NO_BINARY_BUDGETS),
+                   help=f"budgets also exported without the binary tier (--tiers {','.join(NO_BINARY_TIERS)})")
+    p.add_argument("--other-windows", type=int, default=None, help="windows of --other-data (default: --windows)")
     p.add_argument("--jobs", type=int, default=2, help="exports run at once")
     p.add_argument("--cached", action="store_true", help="export and evaluate nothing: the table from the rows kept")
     p.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
-        args.seqlen, args.windows = 256, 1
+        args.seqlen, args.windows, args.other_windows = 256, 1, 1
+    args.other_windows = args.other_windows or args.windows
     if args.child:
         fn = llama_perplexity if args.child[0] == "llama" else pbs2p_perplexity
         print(json.dumps(fn(args.child[1], args.data, args.seqlen, args.windows, args.threads)))
@@ -318,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     points = collect(args, args.data)
     other = collect(args, args.other_data) if args.other_data else []
     meta = {"command": command, "data": args.data, "other_data": args.other_data, "seqlen": args.seqlen,
-            "windows": args.windows, "threads": args.threads, "quick": args.quick, "refused": failed}
+            "windows": args.windows, "other_windows": args.other_windows, "threads": args.threads, "quick": args.quick,
+            "refused": failed}
     print(write_results(args.out, points, meta, other))
     return 0
 

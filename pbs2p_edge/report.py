@@ -196,6 +196,49 @@ def dominance(points: list[dict]) -> list[str]:
     return lines
 
 
+def binary_tier(points: list[dict], other: list[dict] = ()) -> list[str]:
+    """Table lines: at each bit budget of our files (name `ours budget-B...`; the default export at its budget), the
+    lowest-perplexity file with PBS2P layers against the lowest without, with each file's perplexity on the other text
+    (`other`: rows of the same names). Files whose tiers are not recorded are left out; [] when no budget has both."""
+    from .cli import DEFAULT_BPW
+    from .pack.tiers import BINARY
+
+    def budget(name: str) -> float | None:
+        if name.startswith("ours default"):
+            return DEFAULT_BPW
+        m = re.match(r"ours budget-(\d+(?:\.\d+)?)", name)
+        return float(m.group(1)) if m else None
+
+    other_ppl = {p["name"]: p["ppl"] for p in other}
+    by_budget: dict[float, list[dict]] = {}
+    for p in points:
+        b = budget(p["name"])
+        if b is not None and p.get("tiers") is not None and p.get("file_bytes"):
+            by_budget.setdefault(b, []).append(p)
+
+    def cell(p: dict | None) -> str:
+        if p is None:
+            return "- | - | - | -"
+        o = other_ppl.get(p["name"])
+        return (f"{p['name'].removeprefix('ours ').removesuffix(' (libpbs2p)')} | {p['file_bytes'] / 1e6:.1f} | "
+                f"{p['ppl']:.2f} | {'-' if o is None else f'{o:.2f}'}")
+
+    lines = []
+    for b in sorted(by_budget):
+        rows = by_budget[b]
+        binary = [p for p in rows if p["tiers"].get(BINARY, 0) > 0]
+        plain = [p for p in rows if p["tiers"].get(BINARY, 0) == 0]
+        if not binary or not plain:
+            continue
+        best = [min(group, key=lambda p: p["ppl"]) for group in (binary, plain)]
+        verdict = "binary" if best[0]["ppl"] < best[1]["ppl"] else "no binary"
+        lines.append(f"| {b:g} | {cell(best[0])} | {cell(best[1])} | {verdict} |")
+    if not lines:
+        return []
+    return ["| budget | with PBS2P layers | MB | PPL | PPL (other) | without | MB | PPL | PPL (other) | better |",
+            "|---:|---|---:|---:|---:|---|---:|---:|---:|---|", *lines]
+
+
 def report(results_dir) -> list[Path]:
     """Redraw every plot the results in `results_dir` allow and write summary.md; returns the written paths."""
     out = Path(results_dir)

@@ -120,3 +120,26 @@ def test_dominance_finds_our_best_file_no_larger_than_each_peer():
     assert lines[0].startswith("- llama.cpp tiny") and "no file of ours this small" in lines[0]
     assert "IQ1_S" in lines[1] and "NOT dominated by c" in lines[1]
     assert "Q4_0" in lines[2] and ": dominated by a" in lines[2]
+
+
+def test_binary_tier_pairs_the_best_file_with_and_without_pbs2p_layers_per_budget():
+    from pbs2p_edge.report import binary_tier
+
+    def row(name, mb, ppl, binary):
+        return {"engine": "ours (libpbs2p)", "name": f"ours {name} (libpbs2p)", "file_bytes": mb * 1e6, "ppl": ppl,
+                "tiers": {"q4_0": 10, **({"pbs2p": 3} if binary else {})}}
+
+    rows = [row("budget-3", 50.2, 300.0, True), row("budget-3-recover64", 50.2, 80.0, True),
+            row("budget-3-no-pbs2p", 50.1, 120.0, False),
+            row("budget-4", 67.0, 40.0, False),  # no file with binary layers at 4: no line
+            row("default", 83.8, 26.7, False), row("budget-5-no-pbs2p", 83.8, 27.0, False),
+            row("budget-5-x", 83.9, 26.0, True),
+            {"engine": "ours (libpbs2p)", "name": "ours budget-3-old (libpbs2p)", "file_bytes": 1e6, "ppl": 1.0}]  # no tiers
+    other = [{"name": "ours budget-3-recover64 (libpbs2p)", "ppl": 290.0}]
+    lines = binary_tier(rows, other)
+    assert len(lines) == 4  # header, rule, budgets 3 and 5
+    assert lines[2] == ("| 3 | budget-3-recover64 | 50.2 | 80.00 | 290.00 | budget-3-no-pbs2p | 50.1 | 120.00 | - | "
+                        "binary |")
+    assert lines[3].startswith("| 5 | budget-5-x | 83.9 | 26.00 | - | default | 83.8 | 26.70 |")
+    assert lines[3].endswith("| binary |")
+    assert binary_tier([row("budget-4", 67.0, 40.0, False)]) == []
