@@ -16,17 +16,15 @@ import math
 import sys
 
 from . import __version__
+from .algo.config import RECOVER_BELOW_BPW, RECOVER_STEPS
 from .errors import ConfigError, Pbs2pError
 from .pack.tiers import EMBED_TIERS
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_NM = "6:8"  # the binary path's N:M when --method/--preset is given without --nm
 # The default recipe: the bit budget (file bits per model parameter) that bench/pareto.py shows best at a file no
-# larger than llama.cpp's Q4_0 of the same model (bench/results/pareto.md).
+# larger than llama.cpp's Q4_0 of the same model (bench/results/quality_vs_size.md).
 DEFAULT_BPW = 5.0
-# Block-wise recovery's Adam steps per block on the bit-budget path unless --recover is given (measured in
-# bench/results/recovery.md); the binary (paper) path has none unless asked, so the paper reproduction is unchanged.
-DEFAULT_RECOVER_STEPS = 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,8 +103,8 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     g.add_argument("--no-cfs", action="store_true", help="PBS2P: same N in every layer (no coarse CFS stage)")
     g.add_argument("--recover", type=_non_negative_int, default=None, metavar="STEPS",
                    help="block-wise recovery: Adam steps per block fitting the scales, means and norm weights to the "
-                        f"full-precision block's output (0: off; default {DEFAULT_RECOVER_STEPS} with the bit budget, "
-                        "0 with --method/--nm/structure options)")
+                        f"full-precision block's output (0: off; default with the bit budget: {RECOVER_STEPS} below "
+                        f"{RECOVER_BELOW_BPW:g} bits per parameter, else 0; 0 with --method/--nm/structure options)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster when other jobs share the cores)")
@@ -157,10 +155,10 @@ def _budget_from_args(args: argparse.Namespace) -> dict:
             raise ConfigError(f"{binary[0]} sets the binary structure; the bit budget (--bpw/--size) chooses "
                               "the tiers itself: give one or the other")
         budget = {"bpw": args.bpw} if args.bpw is not None else {"size_bytes": args.size}
-        return {**budget, "tiers": args.tiers}
+        return {**budget, "tiers": args.tiers, "recover": args.recover}
     if args.tiers and binary:
         raise ConfigError("--tiers belongs to the bit budget; --method/--nm and the structure options to the binary path")
-    return {} if binary else {"bpw": DEFAULT_BPW, "tiers": args.tiers}
+    return {} if binary else {"bpw": DEFAULT_BPW, "tiers": args.tiers, "recover": args.recover}
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -177,9 +175,7 @@ def _config_from_args(args: argparse.Namespace):
     if args.intra_block_update != "auto":
         fields["intra_block_update"] = args.intra_block_update == "on"
     if args.recover is not None:
-        fields["recover_steps"] = args.recover
-    elif not _binary_options(args):
-        fields["recover_steps"] = DEFAULT_RECOVER_STEPS
+        fields["recover_steps"] = args.recover  # the budget path takes it from _budget_from_args
     return CompressConfig(method=args.method or "pbs2p", n=n, m=m, cfs=not args.no_cfs, seed=args.seed, **fields)
 
 

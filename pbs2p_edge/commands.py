@@ -114,12 +114,13 @@ def _load_original(source: str, what: str):
 
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
-             size_bytes: int | None = None, tiers: tuple[str, ...] | None = None) -> dict:
+             size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
     per linear and for the embedding / head on the same windows, and the linears are quantized by GPTQ onto them.
-    tiers: the linears' candidate tiers (None: model.budget.LINEAR_TIERS)."""
+    tiers: the linears' candidate tiers (None: model.budget.LINEAR_TIERS). recover: block-wise recovery steps per
+    block on the budget path (None: algo.config.default_recover_steps of the budget); without a budget, cfg's."""
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
@@ -140,14 +141,15 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     if budgeted:
         import dataclasses
 
+        from .algo.config import default_recover_steps
         from .model.budget import BINARY_CONFIG, LINEAR_TIERS, check_budget, model_parameters, plan_budget
-
-        # the binary tier's structure; the seed and the recovery are the user's
-        cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed, recover_steps=cfg.recover_steps,
-                                  recover_lr=cfg.recover_lr, recover_batch=cfg.recover_batch)
 
         if size_bytes is not None:
             bpw = 8 * size_bytes / model_parameters(model)
+        # the binary tier's structure; the seed and the recovery are the user's (by default, the budget's)
+        cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed,
+                                  recover_steps=default_recover_steps(bpw) if recover is None else recover,
+                                  recover_lr=cfg.recover_lr, recover_batch=cfg.recover_batch)
         linear_tiers = tuple(tiers) if tiers else LINEAR_TIERS
         check_budget(model, tokenizer, bpw, linear_tiers)
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
@@ -332,8 +334,10 @@ def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_f
 
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
            progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
-           bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None) -> dict:
-    """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one.
+           bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None,
+           recover: int | None = None) -> dict:
+    """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one (compress()'s
+    budget, tiers and recover).
 
     Every output check runs before compressing. The compression goes to a temporary checkpoint next
     to `out`, removed afterwards (also on error or Ctrl-C). embed_type None: the checkpoint's embedding tier
@@ -357,7 +361,7 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
             ckpt = os.path.join(tmp, "checkpoint")
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
                                            device=device, progress=progress, bpw=bpw, size_bytes=size_bytes,
-                                           tiers=tiers)
+                                           tiers=tiers, recover=recover)
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format

@@ -197,46 +197,47 @@ def dominance(points: list[dict]) -> list[str]:
 
 
 def binary_tier(points: list[dict], other: list[dict] = ()) -> list[str]:
-    """Table lines: at each bit budget of our files (name `ours budget-B...`; the default export at its budget), the
-    lowest-perplexity file with PBS2P layers against the lowest without, with each file's perplexity on the other text
-    (`other`: rows of the same names). Files whose tiers are not recorded are left out; [] when no budget has both."""
+    """Table lines: for each recipe of our files (`ours budget-B[-no-pbs2p][-recoverS] (libpbs2p)`, the default export
+    as budget-DEFAULT_BPW), the lowest-perplexity file with PBS2P layers against the lowest without, the same budget
+    and recovery (a file's name less `-no-pbs2p`), with each file's perplexity on the other text (`other`: rows of
+    the same names). Files whose tiers are not recorded are left out; [] when no recipe has both."""
     from .cli import DEFAULT_BPW
     from .pack.tiers import BINARY
 
-    def budget(name: str) -> float | None:
-        if name.startswith("ours default"):
-            return DEFAULT_BPW
-        m = re.match(r"ours budget-(\d+(?:\.\d+)?)", name)
-        return float(m.group(1)) if m else None
+    def short(name: str) -> str:
+        return name.removeprefix("ours ").removesuffix(" (libpbs2p)")
+
+    def recipe(name: str) -> str | None:
+        s = short(name)
+        if s == "default":
+            return f"budget-{DEFAULT_BPW:g}"
+        return s.replace("-no-pbs2p", "") if s.startswith("budget-") else None
 
     other_ppl = {p["name"]: p["ppl"] for p in other}
-    by_budget: dict[float, list[dict]] = {}
+    groups: dict[str, list[dict]] = {}
     for p in points:
-        b = budget(p["name"])
-        if b is not None and p.get("tiers") is not None and p.get("file_bytes"):
-            by_budget.setdefault(b, []).append(p)
+        r = recipe(p["name"])
+        if r is not None and p.get("tiers") is not None and p.get("file_bytes"):
+            groups.setdefault(r, []).append(p)
 
-    def cell(p: dict | None) -> str:
-        if p is None:
-            return "- | - | - | -"
+    def cell(p: dict) -> str:
         o = other_ppl.get(p["name"])
-        return (f"{p['name'].removeprefix('ours ').removesuffix(' (libpbs2p)')} | {p['file_bytes'] / 1e6:.1f} | "
-                f"{p['ppl']:.2f} | {'-' if o is None else f'{o:.2f}'}")
+        return f"{short(p['name'])} | {p['file_bytes'] / 1e6:.1f} | {p['ppl']:.2f} | {'-' if o is None else f'{o:.2f}'}"
+
+    def order(r: str) -> tuple[float, str]:
+        return float(re.match(r"budget-(\d+(?:\.\d+)?)", r).group(1)), r
 
     lines = []
-    for b in sorted(by_budget):
-        rows = by_budget[b]
-        binary = [p for p in rows if p["tiers"].get(BINARY, 0) > 0]
-        plain = [p for p in rows if p["tiers"].get(BINARY, 0) == 0]
-        if not binary or not plain:
-            continue
-        best = [min(group, key=lambda p: p["ppl"]) for group in (binary, plain)]
-        verdict = "binary" if best[0]["ppl"] < best[1]["ppl"] else "no binary"
-        lines.append(f"| {b:g} | {cell(best[0])} | {cell(best[1])} | {verdict} |")
+    for r in sorted(groups, key=order):
+        binary = [p for p in groups[r] if p["tiers"].get(BINARY, 0) > 0]
+        plain = [p for p in groups[r] if p["tiers"].get(BINARY, 0) == 0]
+        if binary and plain:
+            a, b = (min(g, key=lambda p: p["ppl"]) for g in (binary, plain))
+            lines.append(f"| {r} | {cell(a)} | {cell(b)} | {'binary' if a['ppl'] < b['ppl'] else 'no binary'} |")
     if not lines:
         return []
-    return ["| budget | with PBS2P layers | MB | PPL | PPL (other) | without | MB | PPL | PPL (other) | better |",
-            "|---:|---|---:|---:|---:|---|---:|---:|---:|---|", *lines]
+    return ["| recipe | with PBS2P layers | MB | PPL | PPL (other) | without | MB | PPL | PPL (other) | better |",
+            "|---|---|---:|---:|---:|---|---:|---:|---:|---|", *lines]
 
 
 def report(results_dir) -> list[Path]:

@@ -603,3 +603,21 @@ def test_console_script_info_reports_an_unloadable_native_library(tmp_path):
 
     p = run_script("--version")
     assert p.returncode == 0 and p.stdout.strip() == f"pbs2p-edge {__version__}"
+
+
+def test_budget_recovery_default_follows_the_budget(monkeypatch, capsys, tmp_path):
+    """Without --recover, the budget path recovers below RECOVER_BELOW_BPW (a --size counts by its bits per
+    parameter) and not above; --recover wins; the binary path never recovers unless asked."""
+    from pbs2p_edge import commands
+    from pbs2p_edge.algo.config import RECOVER_BELOW_BPW, RECOVER_STEPS, default_recover_steps
+
+    assert default_recover_steps(RECOVER_BELOW_BPW - 0.5) == RECOVER_STEPS and default_recover_steps(RECOVER_BELOW_BPW) == 0
+    seen = []
+    monkeypatch.setattr(commands, "compress", lambda *a, **kw: seen.append((a[2], kw)) or {})
+    for argv in (["--bpw", "3"], ["--bpw", "3", "--recover", "5"], [], ["--nm", "4:8"], ["--nm", "4:8", "--recover", "7"]):
+        assert cli.main(["compress", "m", str(tmp_path / "ck"), *argv]) == 0
+    capsys.readouterr()
+    (c3, k3), (c5, k5), (cd, kd), (cb, kb), (cr, kr) = seen
+    assert k3["bpw"] == 3 and k3["recover"] is None  # compress resolves None by the budget (--size known only there)
+    assert k5["recover"] == 5 and kd["bpw"] == 5 and kd["recover"] is None
+    assert "recover" not in kb and cb.recover_steps == 0 and cr.recover_steps == 7

@@ -150,3 +150,16 @@ class CompressConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         return cls(**d)
+
+
+# [choice] Block-wise recovery by default (no --recover; recover=None on the budget path) below this budget, with
+# RECOVER_STEPS Adam steps per block: there plain post-training quantization leaves the model unusable and recovery
+# repairs much of it (bench/results/recovery.md, SmolLM2-135M: budget 3, PPL 252 -> 71 for 3.8x the compression
+# time); at budget 5 it gains 0.7 % for 3.4x, so the default export (cli.DEFAULT_BPW) has none.
+RECOVER_BELOW_BPW = 4.0
+RECOVER_STEPS = 64
+
+
+def default_recover_steps(bpw: float) -> int:
+    """Recovery steps per block for the budget `bpw` when the user sets none."""
+    return RECOVER_STEPS if bpw < RECOVER_BELOW_BPW else 0
