@@ -8,12 +8,12 @@ the same token ids: Pride and Prejudice tokenized once by SmolLM2's HF tokenizer
 first --windows windows (16 for the committed -16w quality table). Each llama.cpp file is one child
 process; its row is kept as JSON, so an interrupted run resumes.
 
-Our bit-budget points (--budgets) are made here first: `pbs2p-edge export smollm2-135m OUT/models/budget-B.gguf
---bpw B`, the same with block-wise recovery (--recover-budgets: budget-B-recover64.gguf, `--recover 64`), the
-ablation without the binary tier (--no-binary-budgets: budget-B-no-pbs2p.gguf, `--tiers` of every other tier) and
-the default recipe (`default.gguf`, no compression option), each calibrated as the quality table is (32 x 512 tokens
-of Emma), in child processes two at a time, kept when present. Every row with a file gets its
-size as `ls` gives it; the table ends with the dominance checks: for each llama.cpp type, our best file that is no
+Our bit-budget points (--budgets) are made here first: `pbs2p-edge export smollm2-135m OUT/models/budget-B....gguf
+--bpw B --recover S`, S the CLI's default recovery at B and in the name (budget-B-recover64.gguf; budget-B.gguf
+without), the ablations without recovery (--no-recovery-budgets) and without the binary tier (--no-binary-budgets:
+budget-B-no-pbs2p....gguf, `--tiers` of every other tier) and the default recipe (`default.gguf`, no compression
+option; it stands for its budget, cli.DEFAULT_BPW), each calibrated as the quality table is (32 x 512 tokens of
+Emma), in child processes two at a time, kept when present. Every row with a file gets its size as `ls` gives it; the table ends with the dominance checks: for each llama.cpp type, our best file that is no
 larger and has a lower perplexity.
 
 Each file is also evaluated on --other-data (default: the Debian Reference manual, a text of another kind; its
@@ -117,9 +117,10 @@ MAIN_DATA = "austen:prideprejudice"
 # calibrating on one Austen novel and evaluating on another flatters every method
 OTHER_DATA = "debian-reference"
 CALIB = ("--calib", "austen:emma", "--nsamples", "32", "--seqlen", "512")  # the quality table's protocol
-RECOVER_BUDGETS = (2.5, 3.0)  # [choice] the budgets whose recovered point is exported too: where PTQ hurts most
-RECOVER_STEPS = 64
-NO_BINARY_BUDGETS = (3.0, 3.5)  # [choice] the ablation without the binary tier, where the allocator uses it
+# [choice] ablations: the budgets also exported without recovery (where the CLI recovers by default) and without the
+# binary tier (where the allocator uses it)
+NO_RECOVERY_BUDGETS = (3.0,)
+NO_BINARY_BUDGETS = (3.0, 3.5)
 
 
 def _no_binary_tiers() -> tuple[str, ...]:
@@ -132,6 +133,23 @@ def _no_binary_tiers() -> tuple[str, ...]:
 NO_BINARY_TIERS = _no_binary_tiers()
 
 
+def budget_jobs(args) -> list[tuple[str, list[str]]]:
+    """(file name, export options) of every budget point: each as the CLI makes it by default, its recovery steps
+    explicit and in its name (budget-B-recoverS; none: budget-B), then the ablations (no recovery; no binary tier,
+    budget-B-no-pbs2p[-recoverS]), then the default recipe."""
+    from pbs2p_edge.algo.config import default_recover_steps
+    from pbs2p_edge.cli import DEFAULT_BPW
+
+    def job(b: float, steps: int, binary: bool = True) -> tuple[str, list[str]]:
+        name = f"budget-{b:g}{'' if binary else '-no-pbs2p'}{f'-recover{steps}' if steps else ''}"
+        return name, ["--bpw", f"{b:g}", "--recover", str(steps), *([] if binary else ["--tiers", ",".join(NO_BINARY_TIERS)])]
+
+    jobs = [job(b, default_recover_steps(b)) for b in args.budgets if b != DEFAULT_BPW]  # that one: default.gguf
+    jobs += [job(b, 0) for b in args.no_recovery_budgets if default_recover_steps(b)]
+    jobs += [job(b, default_recover_steps(b), binary=False) for b in args.no_binary_budgets]
+    return jobs + [("default", [])]
+
+
 def make_budget_models(args) -> list[str]:
     """Export each budget point and the default recipe into OUT/models (kept when present), two at a time; returns
     a line per export that failed (a budget below the smallest file the tiers make is refused at once)."""
@@ -139,12 +157,7 @@ def make_budget_models(args) -> list[str]:
 
     models = args.out / "models"
     models.mkdir(parents=True, exist_ok=True)
-    jobs = [(f"budget-{b:g}", ["--bpw", f"{b:g}"]) for b in args.budgets]
-    jobs += [(f"budget-{b:g}-recover{args.recover_steps}", ["--bpw", f"{b:g}", "--recover", str(args.recover_steps)])
-             for b in args.recover_budgets]
-    jobs += [(f"budget-{b:g}-no-pbs2p", ["--bpw", f"{b:g}", "--tiers", ",".join(NO_BINARY_TIERS)])
-             for b in args.no_binary_budgets]
-    jobs += [("default", [])]
+    jobs = budget_jobs(args)
     calib = ("--calib", "austen:emma", "--nsamples", "2", "--seqlen", "64") if args.quick else CALIB
     running, failed = [], []
 
@@ -338,9 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", type=lambda t: [float(x) for x in t.split(",") if x], default=list(BUDGETS),
                    help="bit budgets (file bits per parameter) to export, comma-separated ('' for none)")
     floats = lambda t: [float(x) for x in t.split(",") if x]  # noqa: E731
-    p.add_argument("--recover-budgets", type=floats, default=list(RECOVER_BUDGETS),
-                   help="budgets also exported with --recover (comma-separated, '' for none)")
-    p.add_argument("--recover-steps", type=int, default=RECOVER_STEPS)
+    p.add_argument("--no-recovery-budgets", type=floats, default=list(NO_RECOVERY_BUDGETS),
+                   help="budgets also exported with --recover 0 where the CLI recovers by default ('' for none)")
     p.add_argument("--no-binary-budgets", type=floats, default=list(NO_BINARY_BUDGETS),
                    help=f"budgets also exported without the binary tier (--tiers {','.join(NO_BINARY_TIERS)})")
     p.add_argument("--other-windows", type=int, default=None, help="windows of --other-data (default: --windows)")

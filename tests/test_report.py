@@ -122,7 +122,7 @@ def test_dominance_finds_our_best_file_no_larger_than_each_peer():
     assert "Q4_0" in lines[2] and ": dominated by a" in lines[2]
 
 
-def test_binary_tier_pairs_the_best_file_with_and_without_pbs2p_layers_per_budget():
+def test_binary_tier_pairs_files_with_and_without_pbs2p_layers_of_the_same_recipe():
     from pbs2p_edge.report import binary_tier
 
     def row(name, mb, ppl, binary):
@@ -130,16 +130,19 @@ def test_binary_tier_pairs_the_best_file_with_and_without_pbs2p_layers_per_budge
                 "tiers": {"q4_0": 10, **({"pbs2p": 3} if binary else {})}}
 
     rows = [row("budget-3", 50.2, 300.0, True), row("budget-3-recover64", 50.2, 80.0, True),
-            row("budget-3-no-pbs2p", 50.1, 120.0, False),
+            row("budget-3-no-pbs2p", 50.1, 120.0, False),  # pairs with budget-3, not with the recovered file
             row("budget-4", 67.0, 40.0, False),  # no file with binary layers at 4: no line
             row("default", 83.8, 26.7, False), row("budget-5-no-pbs2p", 83.8, 27.0, False),
-            row("budget-5-x", 83.9, 26.0, True),
+            row("budget-5-x", 83.9, 26.0, True),  # another recipe: budget-5-x
+            row("budget-12-recover8", 90.0, 30.0, True), row("budget-12-no-pbs2p-recover8", 90.0, 29.0, False),
             {"engine": "ours (libpbs2p)", "name": "ours budget-3-old (libpbs2p)", "file_bytes": 1e6, "ppl": 1.0}]  # no tiers
-    other = [{"name": "ours budget-3-recover64 (libpbs2p)", "ppl": 290.0}]
+    other = [{"name": "ours budget-3-no-pbs2p (libpbs2p)", "ppl": 290.0}]
     lines = binary_tier(rows, other)
-    assert len(lines) == 4  # header, rule, budgets 3 and 5
-    assert lines[2] == ("| 3 | budget-3-recover64 | 50.2 | 80.00 | 290.00 | budget-3-no-pbs2p | 50.1 | 120.00 | - | "
-                        "binary |")
-    assert lines[3].startswith("| 5 | budget-5-x | 83.9 | 26.00 | - | default | 83.8 | 26.70 |")
-    assert lines[3].endswith("| binary |")
+    assert len(lines) == 4  # header, rule, budget-3, budget-12-recover8 (numeric order: 3 before 12)
+    assert lines[2] == "| budget-3 | budget-3 | 50.2 | 300.00 | - | budget-3-no-pbs2p | 50.1 | 120.00 | 290.00 | no binary |"
+    assert lines[3].startswith("| budget-12-recover8 | budget-12-recover8 |") and lines[3].endswith("| no binary |")
+    rows.append(row("budget-5-no-pbs2p-y", 80.0, 30.0, False))  # the default (budget 5) against a binary file of 5
+    rows.append(row("budget-5", 83.0, 25.0, True))
+    lines = binary_tier(rows)
+    assert "| budget-5 | budget-5 | 83.0 | 25.00 | - | default | 83.8 | 26.70 | - | binary |" in lines
     assert binary_tier([row("budget-4", 67.0, 40.0, False)]) == []
