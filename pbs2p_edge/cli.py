@@ -34,8 +34,8 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _int_at_least(minimum: int):
-    """argparse type: a whole number >= minimum."""
+def _int_at_least(minimum: int, maximum: int | None = None):
+    """argparse type: a whole number >= minimum (and <= maximum)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -43,20 +43,16 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
     return parse
 
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
-
-
-def _seed(text: str) -> int:
-    """argparse type: a sampler seed, 0..2^64-1."""
-    value = _non_negative_int(text)
-    if value >= 1 << 64:
-        raise argparse.ArgumentTypeError(f"must be below 2^64, got {value}")
-    return value
+_c_int = _int_at_least(1, 2**31 - 1)  # a count libpbs2p takes as int32_t (context length)
+_seed = _int_at_least(0, 2**64 - 1)  # a seed of torch.Generator / libpbs2p's sampler (uint64)
 
 
 def _float_in(low: float, high: float, low_open: bool):
@@ -90,7 +86,7 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, debian-reference, wikitext2, c4, ptb or a file")
     g.add_argument("--nsamples", type=_positive_int, default=128, help="calibration windows (default 128)")
     g.add_argument("--seqlen", type=_positive_int, default=2048, help="tokens per calibration window (default 2048)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0, help="calibration windows and recovery order (0..2^64-1)")
     g.add_argument("--preset", choices=("paper", "compact"), default=None,
                    help="structure: paper (salient columns + split groups, ~3.5 bits/weight) or compact "
                         "(one alpha/mu per row, ~1.4 bits/weight); the options below override it")
@@ -213,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=_float_in(0.0, 1.0, True), default=1.0,
                    help="keep the most likely tokens up to this probability mass (1: all)")
     p.add_argument("--seed", type=_seed, default=0, help="sampling seed (same seed, same tokens)")
-    p.add_argument("--ctx", type=_positive_int, default=None,
+    p.add_argument("--ctx", type=_c_int, default=None,
                    help="KV cache positions (default min(2048, the model's context length))")
     p.add_argument("--no-eos", action="store_true", help="keep generating past the end-of-sequence token")
     p.add_argument("--json", action="store_true",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import importlib.metadata
+import math
 import os
 import platform
 import tempfile
@@ -250,6 +251,8 @@ def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, devic
     ids = _tokenize(tokenizer, text)
     t0 = time.perf_counter()
     res = perplexity(model, ids, seqlen, max_windows=max_windows, device=device)
+    if not math.isfinite(res.ppl):  # as libpbs2p's PBS2P_ERR_NONFINITE: never a NaN as an answer
+        raise DataError(f"{source}: the perplexity is not finite ({res.ppl}): the model holds non-finite weights")
     return {"ppl": res.ppl, "windows": res.windows, "tokens": res.tokens, "seqlen": seqlen,
             "data": data, "model": source, "seconds": round(time.perf_counter() - t0, 2), "runtime": "pytorch"}
 
@@ -259,11 +262,9 @@ def _prompt_text(prompt: str | None, prompt_file: str | None) -> str:
     if (prompt is None) == (prompt_file is None):
         raise ConfigError("give the prompt either inline (-p) or as a file (-f), not both or neither")
     if prompt_file is not None:
-        raw = Path(prompt_file).read_bytes()  # OSError: the CLI prints it as the one error line
-        try:
-            prompt = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{prompt_file} is not UTF-8 (byte {exc.start})") from None
+        from .text_file import read_text_file
+
+        prompt = read_text_file(prompt_file, "prompt file")
     if not prompt:
         raise ConfigError("the prompt is empty")
     return prompt

@@ -50,7 +50,8 @@ typedef enum pbs2p_status {
     PBS2P_ERR_UNSUPPORTED = 11,  /* a well-formed GGUF of a version or tensor type this library does not read */
     PBS2P_ERR_NOT_FOUND = 12,    /* no key, tensor or linear of that name */
     PBS2P_ERR_TYPE = 13,         /* a key or tensor of another type than the one asked for */
-    PBS2P_ERR_NOT_PBS2P = 14     /* a valid GGUF file without pbs2p.* keys */
+    PBS2P_ERR_NOT_PBS2P = 14,    /* a valid GGUF file without pbs2p.* keys */
+    PBS2P_ERR_NONFINITE = 15     /* the model's outputs hold NaN or Inf (non-finite weights or norms in the file) */
 } pbs2p_status;
 
 /* Per-layer metadata (FORMAT.md section 7) and stream pointers (sections 2-5).

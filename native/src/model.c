@@ -1,6 +1,7 @@
 /* model.c — the decoder forward with a KV cache (Llama and OPT: one code path, steered by config) and the API. */
 #include "model_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,18 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
     return head(m, rows, T - first, logits);
 }
 
+/* PBS2P_ERR_NONFINITE when a logit of the rows (rows, V) is NaN or Inf: a file with non-finite weights, scales or
+ * norms loads (checking every weight would read the whole file) but must not give a wrong answer as a success. */
+static pbs2p_status check_finite(const float *logits, int32_t rows, int32_t V) {
+    for (int32_t r = 0; r < rows; r++)
+        for (int32_t i = 0; i < V; i++)
+            if (!isfinite(logits[(size_t)r * (size_t)V + (size_t)i]))
+                return pbs2p_fail(PBS2P_ERR_NONFINITE, "logit %d of row %d is %s: the model file holds non-finite "
+                                  "weights, scales or norms", i, r, isnan(logits[(size_t)r * (size_t)V + (size_t)i])
+                                  ? "NaN" : "infinite");
+    return PBS2P_OK;
+}
+
 /* ----------------------------------------------------------------------------------------------------
  * The model API (loading and freeing: model_load.c) */
 
@@ -157,6 +170,7 @@ pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, int32_t n_t
     if (st != PBS2P_OK) return st;
     st = forward(m, &s, tokens, n_tokens, n_past, logits, all_rows);
     free_run(&s);
+    if (st == PBS2P_OK) st = check_finite(logits, all_rows ? n_tokens : 1, V);
     m->n_cached = st == PBS2P_OK ? n_past + n_tokens : n_past;
     return st;
 }

@@ -25,6 +25,7 @@ const char *pbs2p_status_str(pbs2p_status status) {
     case PBS2P_ERR_NOT_FOUND: return "no such key, tensor or linear";
     case PBS2P_ERR_TYPE: return "key or tensor of another type";
     case PBS2P_ERR_NOT_PBS2P: return "not a pbs2p GGUF file";
+    case PBS2P_ERR_NONFINITE: return "non-finite model outputs";
     }
     return "unknown status";
 }

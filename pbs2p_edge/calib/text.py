@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from . import debian_reference
+from ..text_file import read_text_file
 from .austen import NOVELS, austen_text
 
 HUB_CORPORA = ("wikitext2", "c4", "ptb")
@@ -47,20 +48,6 @@ def _hub_text(name: str, split: str) -> str:
     return " ".join(data["text"][:C4_TEST_DOCS])
 
 
-def _file_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read text file {path}: {exc.strerror}") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
-    if not text.strip():
-        raise DataError(f"{path} is empty")
-    return text
-
-
 def load_text(spec: str, split: str = "train") -> str:
     """The whole text of corpus `spec`; `split` is 'train' (calibration) or 'test' (evaluation).
 
@@ -79,5 +66,5 @@ def load_text(spec: str, split: str = "train") -> str:
     if path.exists():
         if not path.is_file():
             raise DataError(f"{spec} is not a file")
-        return _file_text(path)
+        return read_text_file(path)
     raise DataError(f"unknown corpus {spec!r}; choose one of {corpus_choices()}")

@@ -3,6 +3,8 @@ generation, sampling, perplexity and tokenization through the C library agree wi
 
 import copy
 import struct
+import subprocess
+import sys
 
 import gguf
 import numpy as np
@@ -511,3 +513,25 @@ def test_unsupported_opt_variants_are_refused(exported, tmp_path):
     with pytest.raises(NativeError, match="architecture 'bloom' is not supported") as e:
         Model(_patched_str(exported["tied"][1], tmp_path / "arch.gguf", "general.architecture", "bloom"))
     assert _status(e) == lib.PBS2P_ERR_UNSUPPORTED
+
+
+@pytest.mark.parametrize("tensor, value", [("output_norm.weight", np.nan), ("blk.1.ffn_norm.weight", np.inf)])
+def test_non_finite_weights_are_an_error_not_an_answer(exported, tmp_path, tensor, value):
+    """A file that loads but holds NaN / Inf (here in a norm) gives PBS2P_ERR_NONFINITE from eval and perplexity,
+    never NaN logits or a NaN perplexity with success; the CLI prints one line and exits 2."""
+    src = exported["untied"][1]
+    t = next(t for t in gguf.GGUFReader(str(src)).tensors if t.name == tensor)
+    data = bytearray(src.read_bytes())
+    struct.pack_into("<f", data, int(t.data_offset), value)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    with Model(bad, n_ctx=32) as m:
+        with pytest.raises(NativeError, match="non-finite") as e:
+            m.eval(PROMPT)
+        assert _status(e) == lib.PBS2P_ERR_NONFINITE and m.info.n_cached == 0
+        with pytest.raises(NativeError) as e:
+            m.perplexity(np.array(PROMPT * 4, np.int32), 16, 2)
+        assert _status(e) == lib.PBS2P_ERR_NONFINITE
+    res = subprocess.run([sys.executable, "-m", "pbs2p_edge.cli", "eval", str(bad), "--data", __file__,
+                          "--seqlen", "16", "--max-windows", "1", "--json"], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == "" and res.stderr.count("\n") == 1 and "non-finite" in res.stderr
