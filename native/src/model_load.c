@@ -278,6 +278,31 @@ size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads) {
     return T * (2 * D + wide + QD + 2 * KVD + 2 * (size_t)c->n_ff) + (size_t)n_threads * (size_t)n_ctx;
 }
 
+/* Every count the file states two ways agrees with <arch>.block_count: no tensor of a block at or past it, and
+ * pbs2p.linear.names lists each block's linears (6 or 7 a block) and no more, so a lowered block_count cannot run a
+ * truncated model as a valid one. */
+static pbs2p_status check_block_count(const pbs2p_gguf *f, const config *c, uint64_t n_linears) {
+    pbs2p_gguf_info info;
+    pbs2p_status st = pbs2p_gguf_get_info(f, &info);
+    if (st != PBS2P_OK) return st;
+    for (uint64_t i = 0; i < info.n_tensors; i++) {
+        pbs2p_gguf_tensor t;
+        if ((st = pbs2p_gguf_tensor_at(f, i, &t)) != PBS2P_OK) return st;
+        long b;
+        char *end;
+        if (strncmp(t.name, "blk.", 4) != 0) continue;
+        b = strtol(t.name + 4, &end, 10);
+        if (end != t.name + 4 && *end == '.' && (b < 0 || b >= c->n_layer))
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s lies outside the %d blocks of %s.block_count", t.name,
+                              c->n_layer, c->arch_name);
+    }
+    const uint64_t per_block = c->has_gate ? N_LIN : N_LIN - 1;
+    if (n_linears != per_block * (uint64_t)c->n_layer)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "pbs2p.linear.names has %" PRIu64 " entries; %d blocks of %" PRIu64
+                          " linears make %" PRIu64, n_linears, c->n_layer, per_block, per_block * (uint64_t)c->n_layer);
+    return PBS2P_OK;
+}
+
 static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs2p_model *m) {
     pbs2p_status st;
     int32_t n_threads = params ? params->n_threads : 0, n_ctx = params ? params->n_ctx : 0;
@@ -288,8 +313,10 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
     if (n_ctx < 0) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d must be >= 0 (0 = default)", n_ctx);
     if ((st = pbs2p_gguf_open(path, &m->file)) != PBS2P_OK) return st;
     const pbs2p_gguf *f = m->file;
-    if ((st = pbs2p_gguf_check_linears(f, NULL)) != PBS2P_OK) return st; /* NOT_PBS2P for a stock GGUF */
+    uint64_t n_linears;
+    if ((st = pbs2p_gguf_check_linears(f, &n_linears)) != PBS2P_OK) return st; /* NOT_PBS2P for a stock GGUF */
     if ((st = read_config(f, &m->c)) != PBS2P_OK) return st;
+    if ((st = check_block_count(f, &m->c, n_linears)) != PBS2P_OK) return st;
 
     /* n_vocab from the embedding's shape; <arch>.vocab_size, when present, must agree */
     row_matrix probe;

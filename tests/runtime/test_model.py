@@ -286,6 +286,7 @@ def _patched_u32(src, dst, key, value):
     ("llama.feed_forward_length", 96, "the hyper-parameters say"),
     ("llama.vocab_size", 321, "disagrees with token_embd.weight"),
     ("llama.block_count", 1 << 20, "outside"),
+    ("llama.block_count", 1, "tensor blk.1.* lies outside the 1 blocks of llama.block_count"),  # the file holds 2
 ])
 def test_inconsistent_hyper_parameters_are_refused(exported, tmp_path, key, value, match):
     bad = _patched_u32(exported["tied"][1], tmp_path / "bad.gguf", key, value)
