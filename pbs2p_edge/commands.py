@@ -86,16 +86,14 @@ def _check_widths(model, m: int) -> None:
 
 
 def _is_pbs2p_gguf(source: str) -> bool:
-    """True when `source` names a GGUF file written by pbs2p-edge (it holds pbs2p.format_version)."""
+    """True when `source` names a GGUF file written by pbs2p-edge (it holds pbs2p.format_version); FormatError
+    (one line) for a .gguf file that is not a readable GGUF, which no other loader would read either."""
     from pbs2p_exporters.gguf_read import gguf_fields, open_gguf
 
     path = Path(source).expanduser()
     if not (path.is_file() and path.suffix.lower() == ".gguf"):
         return False
-    try:
-        return "pbs2p.format_version" in gguf_fields(open_gguf(path))
-    except FormatError:
-        return False
+    return "pbs2p.format_version" in gguf_fields(open_gguf(path), path)
 
 
 def _load_original(source: str, what: str):

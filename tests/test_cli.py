@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
+import gguf
 import pytest
 import torch
 
@@ -625,3 +626,51 @@ def test_budget_recovery_default_follows_the_budget(monkeypatch, capsys, tmp_pat
     assert k3["bpw"] == 3 and k3["recover"] is None  # compress resolves None by the budget (--size known only there)
     assert k5["recover"] == 5 and kd["bpw"] == 5 and kd["recover"] is None
     assert "recover" not in kb and cb.recover_steps == 0 and cr.recover_steps == 7
+
+
+def _corrupt_ggufs(src, root):
+    """name -> path: a family of broken copies of the pbs2p GGUF `src`: truncations in the header, the key-values,
+    the tensor infos and the data; counts and lengths that overrun the file; n_dims 0xFFFFFFFF; a token string that
+    is not UTF-8 (same length, so every offset stays valid)."""
+    import struct
+
+    data = src.read_bytes()
+    reader = gguf.GGUFReader(str(src))
+    base = reader.data.__array_interface__["data"][0]
+    infos = min(int(t.field.offset) for t in reader.tensors)  # the first tensor info
+    out = {}
+
+    def put(name, b):
+        out[name] = root / f"{name}.gguf"
+        out[name].write_bytes(bytes(b))
+
+    for name, cut in [("cut-magic", 3), ("cut-header", 20), ("cut-kv", 24 + (infos - 24) // 3), ("cut-kv-end", infos - 5),
+                      ("cut-infos", infos + 13), ("cut-data", int(reader.data_offset) + 100), ("cut-last", len(data) - 1)]:
+        put(name, data[:cut])
+    for name, at, fmt, value in [("huge-tensor-count", 8, "<Q", 1 << 62), ("huge-kv-count", 16, "<Q", 1 << 62),
+                                 ("huge-key-length", 24, "<Q", 1 << 60), ("ndims-ffffffff", None, "<I", 0xFFFFFFFF)]:
+        b = bytearray(data)
+        if at is None:  # a tensor info: u64 name length, name, u32 n_dims
+            at = infos + 8 + struct.unpack_from("<Q", b, infos)[0]
+        struct.pack_into(fmt, b, at, value)
+        put(name, b)
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    token = next(tokens.parts[i] for i in tokens.data if len(tokens.parts[i]) > 1)
+    b = bytearray(data)
+    b[token.__array_interface__["data"][0] - base] = 0xFF
+    put("token-not-utf8", b)
+    return out
+
+
+@pytest.mark.parametrize("command", ["inspect", "eval", "run"])
+def test_corrupt_gguf_files_are_one_error_line_and_exit_2(capsys, bad, command):
+    """Every broken copy of a valid file, through inspect, eval and run: exit 2, one line on stderr, no traceback,
+    nothing on stdout (none is accepted as a valid model)."""
+    root = bad.root / f"corrupt-{command}"
+    root.mkdir()
+    for name, path in _corrupt_ggufs(bad.gguf, root).items():
+        argv = {"inspect": ["inspect", path], "eval": ["eval", path, "--data", bad.text, "--seqlen", "16"],
+                "run": ["run", path, "-p", "Emma", "-n", "2"]}[command]
+        rc, stdout, err = run_cli(capsys, *argv)
+        assert (rc, stdout) == (2, ""), (name, rc, stdout, err)
+        assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("pbs2p-edge: error: "), (name, err)

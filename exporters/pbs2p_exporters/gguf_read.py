@@ -25,16 +25,26 @@ def open_gguf(path):
         raise FormatError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
 
 
-def gguf_fields(reader) -> dict:
-    """key -> Python value of every metadata field (the GGUF.* header pseudo-fields left out)."""
-    return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+def gguf_fields(reader, path=None) -> dict:
+    """key -> Python value of every metadata field (the GGUF.* header pseudo-fields left out); FormatError for a
+    field gguf-py cannot decode (a string that is not UTF-8, a value cut short)."""
+    out = {}
+    for k, f in reader.fields.items():
+        if k.startswith("GGUF."):
+            continue
+        try:
+            out[k] = f.contents()
+        except (UnicodeDecodeError, ValueError, IndexError) as e:
+            where = f"{path}: " if path is not None else ""
+            raise FormatError(f"{where}GGUF metadata {k!r} cannot be read ({type(e).__name__}: {e})") from None
+    return out
 
 
 def read_gguf_linears(path) -> tuple[dict[str, PackedLayer], dict[str, tiers.GridLayer], dict]:
     """(base name -> PackedLayer of a binary-tier linear, base name -> GridLayer of a grid / f16 one, metadata);
     FormatError if the file is not a pbs2p GGUF or its linears do not match their metadata."""
     reader = open_gguf(path)
-    meta = gguf_fields(reader)
+    meta = gguf_fields(reader, path)
     version = meta.get("pbs2p.format_version")
     if version is None:
         raise FormatError(f"{path}: a GGUF file, but not a pbs2p one (no pbs2p.format_version)")

@@ -243,6 +243,9 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
     for (size_t i = 0; i < V; i++) {
         if ((st = pbs2p_gguf_get_arr_str(f, "tokenizer.ggml.tokens", i, &s, &n)) != PBS2P_OK) return st;
         if (n == 0) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: token %zu is empty", i);
+        for (size_t k = 0, adv; k < n; k += adv) /* GGUF strings are UTF-8: a token that is not is a corrupt file */
+            if (utf8_next((const unsigned char *)s + k, n - k, &adv) & 0x80000000u)
+                return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: token %zu is not UTF-8 (byte %zu)", i, k);
         total += n;
     }
     t->text = malloc(total ? total : 1);
