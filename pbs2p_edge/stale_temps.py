@@ -23,7 +23,8 @@ def temp_prefix(out: Path, kind: str = "tmp") -> str:
     return f".{out.name}.{kind}-{os.getpid()}-"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (this process counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -51,7 +52,7 @@ def remove_stale_temps(out: Path, kinds: tuple[str, ...] = ("tmp",), before: flo
             if not p.name.startswith(head):
                 continue
             pid = p.name[len(head):].split("-", 1)[0]
-            if not pid.isdigit() or _pid_alive(int(pid)):
+            if not pid.isdigit() or pid_alive(int(pid)):
                 continue
             try:
                 if p.lstat().st_mtime >= limit:

@@ -1,8 +1,10 @@
 """Write a directory atomically: fill a temp directory next to the target, then swap it in by rename.
 
 Temps are named by pbs2p_edge.stale_temps; the ones a killed run left behind are removed by the next write of
-the same target (a left-over ".old-" directory only after the new target is in place: if a kill came between
-the two renames below, it holds the only copy of the previous checkpoint)."""
+the same target. A kill between the two renames of a replacement leaves the target missing and the previous
+checkpoint in a ".old-" directory: the next write of the target first puts it back (restore_orphan), so a target
+is always the old checkpoint or the new one. Files and directories are fsynced before and after the renames, so a
+power cut cannot publish a directory whose files are still empty."""
 
 from __future__ import annotations
 
@@ -11,11 +13,48 @@ import os
 import shutil
 import tempfile
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 
 from ..errors import OutputError
 from ..file_modes import publish_mode
-from ..stale_temps import remove_stale_temps, temp_prefix
+from ..stale_temps import pid_alive, remove_stale_temps, temp_prefix
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file under root, then every directory (children before parents)."""
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for f in files:
+            _fsync(Path(dirpath) / f)
+        _fsync(Path(dirpath))
+
+
+def restore_orphan(out: Path) -> Path | None:
+    """When `out` is missing and a dead run's ".old-" directory holds the previous checkpoint (a kill between the
+    renames), move it back to `out`; returns the restored path, or None."""
+    if os.path.lexists(out):
+        return None
+    parent = out.parent if str(out.parent) else Path(".")
+    head = temp_prefix(out, "old").rsplit("-", 2)[0] + "-"  # ".{name}.old-"
+    orphans = []
+    for p in parent.glob(f"{glob_escape(head)}*"):
+        pid = p.name[len(head):].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)) and (p / "x").is_dir():
+            orphans.append(p)
+    if not orphans:
+        return None
+    newest = max(orphans, key=lambda p: p.stat().st_mtime)
+    os.replace(newest / "x", out)
+    _fsync(parent)
+    return out
 
 
 @contextlib.contextmanager
@@ -28,9 +67,10 @@ def atomic_dir(out_dir, may_replace):
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{out}: parent directory {parent} does not exist")
+    started = time.time()
+    restore_orphan(out)
     if out.exists() and not (out.is_dir() and (may_replace(out) or not any(out.iterdir()))):
         raise OutputError(f"{out}: exists and is not a checkpoint of ours; refusing to replace it")
-    started = time.time()
     remove_stale_temps(out, ("tmp",), before=started)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=parent))
@@ -39,6 +79,7 @@ def atomic_dir(out_dir, may_replace):
     try:
         yield tmp
         publish_mode(tmp, directory=True)  # mkdtemp made it 0700
+        _fsync_tree(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=parent))
             os.replace(out, old / "x")  # move aside first: rename cannot overwrite a non-empty directory
@@ -50,6 +91,7 @@ def atomic_dir(out_dir, may_replace):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
+        _fsync(parent)
         remove_stale_temps(out, ("old",), before=started)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
