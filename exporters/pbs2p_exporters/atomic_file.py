@@ -1,4 +1,4 @@
-"""Write files atomically: temp files in the target's directory, os.replace on success, removed on failure.
+"""Write files atomically: temp files in the target's directory, fsynced, os.replace on success, removed on failure.
 
 Temps are named by pbs2p_edge.stale_temps (hidden, naming the target and the writing pid); the ones a killed
 run left behind are removed by the next write of the same target."""
@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pbs2p_edge import durable
 from pbs2p_edge.errors import OutputError
 from pbs2p_edge.file_modes import publish_mode
 from pbs2p_edge.stale_temps import remove_stale_temps, temp_prefix
@@ -34,7 +35,9 @@ def atomic_file(out_path):
     try:
         yield Path(tmp)
         publish_mode(tmp)  # mkstemp made it 0600
+        durable.fsync_path(tmp)
         os.replace(tmp, out)
+        durable.fsync_path(parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -64,6 +67,9 @@ def atomic_files(out_paths):
         yield tmp
         for out in outs:
             publish_mode(tmp / out.name)
+            durable.fsync_path(tmp / out.name)
+        for out in outs:
             os.replace(tmp / out.name, out)
+        durable.fsync_path(parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

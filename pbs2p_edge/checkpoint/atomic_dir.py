@@ -16,25 +16,10 @@ import time
 from glob import escape as glob_escape
 from pathlib import Path
 
+from .. import durable
 from ..errors import OutputError
 from ..file_modes import publish_mode
 from ..stale_temps import pid_alive, remove_stale_temps, temp_prefix
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every file under root, then every directory (children before parents)."""
-    for dirpath, _dirs, files in os.walk(root, topdown=False):
-        for f in files:
-            _fsync(Path(dirpath) / f)
-        _fsync(Path(dirpath))
 
 
 def restore_orphan(out: Path) -> Path | None:
@@ -53,7 +38,7 @@ def restore_orphan(out: Path) -> Path | None:
         return None
     newest = max(orphans, key=lambda p: p.stat().st_mtime)
     os.replace(newest / "x", out)
-    _fsync(parent)
+    durable.fsync_path(parent)
     return out
 
 
@@ -79,7 +64,7 @@ def atomic_dir(out_dir, may_replace):
     try:
         yield tmp
         publish_mode(tmp, directory=True)  # mkdtemp made it 0700
-        _fsync_tree(tmp)
+        durable.fsync_tree(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=parent))
             os.replace(out, old / "x")  # move aside first: rename cannot overwrite a non-empty directory
@@ -91,7 +76,7 @@ def atomic_dir(out_dir, may_replace):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-        _fsync(parent)
+        durable.fsync_path(parent)
         remove_stale_temps(out, ("old",), before=started)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

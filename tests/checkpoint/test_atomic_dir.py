@@ -1,9 +1,11 @@
 """atomic_dir: a target lost to a kill between the two renames comes back on the next write; fsync is called."""
 
 import os
+from pathlib import Path
 
 import pytest
 
+from pbs2p_edge import durable
 from pbs2p_edge.checkpoint import atomic_dir as ad
 from pbs2p_edge.errors import OutputError
 
@@ -59,7 +61,7 @@ def test_a_live_writers_old_dir_is_not_taken(tmp_path):
 
 def test_files_and_directories_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(ad, "_fsync", lambda p: synced.append(p.name))
+    monkeypatch.setattr(durable, "fsync_path", lambda p: synced.append(Path(p).name))
     out = tmp_path / "ck"
     with ad.atomic_dir(out, lambda p: True) as tmp:
         (tmp / "sub").mkdir()
