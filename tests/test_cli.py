@@ -415,6 +415,13 @@ def bad(work, llama_ckpt, llama_gguf, tiny_tokenizer):
     truncated = shutil.copytree(llama_ckpt[0], root / "ckpt-truncated")
     data = (truncated / "packed.safetensors").read_bytes()
     (truncated / "packed.safetensors").write_bytes(data[: len(data) // 2])
+    for name, edit in [("ckpt-bad-config", lambda m: m["compress_config"].update(n="four")),
+                       ("ckpt-bad-layer", lambda m: [d.update(n="four") for d in m["layers"].values()])]:
+        ck = shutil.copytree(llama_ckpt[0], root / name)
+        meta = json.loads((ck / "pbs2p.json").read_text())
+        edit(meta)
+        (ck / "pbs2p.json").write_text(json.dumps(meta))
+    (shutil.copytree(llama_ckpt[0], root / "ckpt-bad-tokenizer") / "tokenizer.json").write_text("{broken")
     gguf_bytes = llama_gguf[0].read_bytes()
     (root / "truncated.gguf").write_bytes(gguf_bytes[: len(gguf_bytes) // 3])
     full = root / "hidden-not-empty"
@@ -466,6 +473,15 @@ BAD_INPUTS = [
     ("run-no-prompt", lambda b, o: ["run", b.gguf], "-p/--prompt -f/--file"),
     ("run-two-prompts", lambda b, o: ["run", b.gguf, "-p", "Emma", "-f", b.text], "not allowed with"),
     ("run-empty-prompt", lambda b, o: ["run", b.gguf, "-p", ""], "the prompt is empty"),
+    *[(f"{name}-{cmd}", (lambda n, c: lambda b, o: {"inspect": ["inspect", b.root / n],
+                                                    "eval": ["eval", b.root / n, "--data", b.text, "--seqlen", "16"],
+                                                    "export": ["export", b.root / n, o / "m.gguf"]}[c])(name, cmd), msg)
+      for name, msg in [("ckpt-bad-config", "bad compress_config (N:M must be whole numbers"),
+                        ("ckpt-bad-layer", "bad layer metadata")] for cmd in ("inspect", "eval", "export")],
+    ("ckpt-bad-tokenizer-eval", lambda b, o: ["eval", b.root / "ckpt-bad-tokenizer", "--data", b.text, "--seqlen", "16"],
+     "unreadable tokenizer"),
+    ("ckpt-bad-tokenizer-export", lambda b, o: ["export", b.root / "ckpt-bad-tokenizer", o / "m.gguf"],
+     "unreadable tokenizer"),
     ("run-endless-prompt-file", lambda b, o: ["run", b.gguf, "-f", "/dev/zero"], "larger than 256 MiB"),
     ("run-ctx-over-int32", lambda b, o: ["run", b.gguf, "-p", "Emma", "--ctx", str(2**31)], "--ctx: must be at most"),
     ("seed-over-64-bits", lambda b, o: ["export", b.llama, o / "m.gguf", "--seed", str(2**70)], "--seed: must be at most"),

@@ -47,6 +47,8 @@ def parse_nm(text: str) -> tuple[int, int]:
 
 
 def check_nm(n: int, m: int) -> None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m)):
+        raise ConfigError(f"N:M must be whole numbers, got {n!r}:{m!r}")
     if m not in (2, 4, 8, 16):
         raise ConfigError(f"M must be one of 2, 4, 8, 16, got {m}")
     if not 1 <= n <= m:

@@ -40,5 +40,14 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.tie_weights()
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path)) if ckpt.tokenizer_json else None
+    tokenizer = None
+    if ckpt.tokenizer_json:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path))
+        except Exception as e:  # transformers raises JSON / OSError / ValueError / its own errors on a broken file
+            raise FormatError(f"{ckpt.path}: unreadable tokenizer ({type(e).__name__}: {_one_line(e)})") from None
     return model, tokenizer
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:300]

@@ -120,6 +120,12 @@ def load_checkpoint(path) -> Checkpoint:
     if meta.get("format_version") != FORMAT_VERSION:
         raise FormatError(f"{path}: checkpoint format version {meta.get('format_version')} is not supported "
                           f"(this build reads {FORMAT_VERSION})")
+    from ..algo.config import CompressConfig
+
+    try:  # the exporters write its fields into the file's metadata
+        CompressConfig.from_dict(meta.get("compress_config"))
+    except (Pbs2pError, TypeError, ValueError, AttributeError) as e:
+        raise FormatError(f"{path / META_JSON}: bad compress_config ({e})") from None
     config = _read_json(path / CONFIG_JSON)
     arrays = _read_safetensors(path / PACKED)
     dense = _read_safetensors(path / DENSE)
