@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import sys
 
 from . import __version__
@@ -294,6 +295,17 @@ def _run(args: argparse.Namespace) -> int:
     return _run_command(commands, args)
 
 
+def _check_export_options(args: argparse.Namespace) -> None:
+    """A checkpoint is exported as it is: a compression option given with one would be silently ignored."""
+    from .checkpoint import is_checkpoint
+
+    if not is_checkpoint(args.model):
+        return
+    given = _binary_options(args) + [f"--{o}" for o in ("bpw", "size", "tiers", "recover") if getattr(args, o) is not None]
+    if given:
+        raise ConfigError(f"{args.model} is already compressed: {given[0]} applies only when exporting an original model")
+
+
 def _run_command(commands, args: argparse.Namespace) -> int:
     if args.command == "compress":
         cfg = _config_from_args(args)
@@ -313,6 +325,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
     elif args.command == "run":
         _generate(commands, args)
     elif args.command == "export":
+        _check_export_options(args)
         cfg = _config_from_args(args)
         with _quiet_transformers(progress=not args.quiet):
             summary = commands.export(
@@ -372,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except Pbs2pError as e:
         return _error(str(e))
+    except BrokenPipeError:  # the reader of our output went away (`inspect FILE | head -1`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141  # 128 + SIGPIPE, as a tool killed by the signal reports it
     except OSError as e:  # a file the user named cannot be read or written
         return _error(str(e))
     except KeyboardInterrupt:

@@ -482,6 +482,8 @@ BAD_INPUTS = [
      "unreadable tokenizer"),
     ("ckpt-bad-tokenizer-export", lambda b, o: ["export", b.root / "ckpt-bad-tokenizer", o / "m.gguf"],
      "unreadable tokenizer"),
+    ("export-checkpoint-with-nm", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--nm", "2:4"], "already compressed: --nm"),
+    ("export-checkpoint-with-bpw", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--bpw", "3"], "already compressed: --bpw"),
     ("run-endless-prompt-file", lambda b, o: ["run", b.gguf, "-f", "/dev/zero"], "larger than 256 MiB"),
     ("run-ctx-over-int32", lambda b, o: ["run", b.gguf, "-p", "Emma", "--ctx", str(2**31)], "--ctx: must be at most"),
     ("seed-over-64-bits", lambda b, o: ["export", b.llama, o / "m.gguf", "--seed", str(2**70)], "--seed: must be at most"),
@@ -690,3 +692,13 @@ def test_corrupt_gguf_files_are_one_error_line_and_exit_2(capsys, bad, command):
         rc, stdout, err = run_cli(capsys, *argv)
         assert (rc, stdout) == (2, ""), (name, rc, stdout, err)
         assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("pbs2p-edge: error: "), (name, err)
+
+
+def test_a_reader_that_goes_away_is_not_an_error(bad):
+    """`pbs2p-edge inspect FILE --json | head -c 10`: no error line, exit 0 or 141 (128 + SIGPIPE)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pbs2p_edge.cli", "inspect", str(bad.gguf), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141) and err == ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from ..errors import ConfigError
 from ..pack import LayerMeta
 from ._ffi import ffi, lib
 from .layer import PreparedLayer
-from .status import check
+from .status import c_path, check
 
 # GGUF value type id -> (name, little-endian numpy dtype of one scalar; None for STRING / ARRAY)
 VALUE_TYPES = {
@@ -54,7 +53,7 @@ class GGUFFile:
     def __init__(self, path):
         self.path = Path(path)
         out = ffi.new("pbs2p_gguf **")
-        check(lib.pbs2p_gguf_open(os.fsencode(self.path), out), f"open {self.path}")
+        check(lib.pbs2p_gguf_open(c_path(self.path), out), f"open {self.path}")
         self._c = ffi.gc(out[0], lib.pbs2p_gguf_close)
 
     def close(self) -> None:

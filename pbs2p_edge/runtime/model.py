@@ -3,7 +3,6 @@ tokenizer, generation with a per-token callback (pbs2p_generate) and perplexity 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, NativeError
 from ._ffi import ffi, lib
 from .sampling import INT32_MAX, SamplerParams
-from .status import check
+from .status import c_path, check
 from .tokenizer import Tokenizer
 
 STOP_REASONS = {lib.PBS2P_STOP_LENGTH: "length", lib.PBS2P_STOP_EOS: "eos", lib.PBS2P_STOP_CALLBACK: "callback",
@@ -100,7 +99,7 @@ class Model:
         self.path = Path(path)
         params = ffi.new("pbs2p_model_params *", {"n_threads": int(n_threads), "n_ctx": int(n_ctx or 0)})
         out = ffi.new("pbs2p_model **")
-        check(lib.pbs2p_model_load(os.fsencode(self.path), params, out), f"load {self.path}")
+        check(lib.pbs2p_model_load(c_path(self.path), params, out), f"load {self.path}")
         self._c = ffi.gc(out[0], lib.pbs2p_model_free)
         self._n_vocab = self.info.n_vocab
         self._tokenizer: Tokenizer | None = None

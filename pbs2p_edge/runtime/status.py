@@ -1,8 +1,11 @@
-"""Turns a libpbs2p status code into pbs2p_edge.errors.NativeError carrying the library's message."""
+"""Turns a libpbs2p status code into pbs2p_edge.errors.NativeError carrying the library's message; c_path checks a
+path before it crosses into C."""
 
 from __future__ import annotations
 
-from ..errors import NativeError
+import os
+
+from ..errors import ConfigError, NativeError
 from ._ffi import ffi, lib
 
 
@@ -14,3 +17,12 @@ def check(status: int, what: str) -> None:
     if not detail:
         detail = ffi.string(lib.pbs2p_status_str(status)).decode()
     raise NativeError(int(status), f"{what}: {detail}")
+
+
+def c_path(path) -> bytes:
+    """`path` as the bytes a C function takes; ConfigError for a NUL byte, which C would cut the path at (so
+    "a.gguf\\0junk" would open a.gguf)."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise ConfigError(f"path {os.fsdecode(raw)!r} holds a NUL byte")
+    return raw

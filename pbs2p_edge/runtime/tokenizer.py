@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._ffi import ffi, lib
-from .status import check
+from .status import c_path, check
 
 PRE_NAMES = {0: "gpt-2", 1: "smollm", 2: "llama"}  # pbs2p_tokenizer_info.pre
 
@@ -38,7 +37,7 @@ class Tokenizer:
     def __init__(self, path):
         self.path = Path(path)
         f = ffi.new("pbs2p_gguf **")
-        check(lib.pbs2p_gguf_open(os.fsencode(self.path), f), f"open {self.path}")
+        check(lib.pbs2p_gguf_open(c_path(self.path), f), f"open {self.path}")
         try:
             out = ffi.new("pbs2p_tokenizer **")
             check(lib.pbs2p_tokenizer_load(f[0], out), f"tokenizer of {self.path}")

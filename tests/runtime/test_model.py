@@ -18,6 +18,7 @@ from pbs2p_edge.errors import ConfigError, DataError, NativeError
 from pbs2p_edge.eval.perplexity import perplexity
 from pbs2p_edge.runtime._ffi import lib
 from pbs2p_edge.runtime.model import GenerateResult, Model
+from pbs2p_edge.runtime.gguf_file import GGUFFile
 from pbs2p_exporters.gguf_export import export_gguf
 
 PROMPT = [5, 17, 200, 3, 99, 42, 7, 311, 64, 128, 0, 250]  # 12 tokens < vocab 320
@@ -536,3 +537,11 @@ def test_non_finite_weights_are_an_error_not_an_answer(exported, tmp_path, tenso
     res = subprocess.run([sys.executable, "-m", "pbs2p_edge.cli", "eval", str(bad), "--data", __file__,
                           "--seqlen", "16", "--max-windows", "1", "--json"], capture_output=True, text=True)
     assert res.returncode == 2 and res.stdout == "" and res.stderr.count("\n") == 1 and "non-finite" in res.stderr
+
+
+def test_a_path_with_a_nul_byte_is_refused_not_cut(exported):
+    """C would stop at the NUL and open the file before it."""
+    path = str(exported["tied"][1])
+    for make in (Model, GGUFFile):
+        with pytest.raises(ConfigError, match="NUL byte"):
+            make(path + "\0junk")
