@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import ConfigError, DataError, FormatError, ModelError, OutputError, Pbs2pError
+from .errors import ConfigError, DataError, FormatError, ModelError, NativeError, OutputError, Pbs2pError
 
 
 def _tokenize(tokenizer, text: str):
@@ -370,12 +370,23 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
 
 
 def inspect(path: str) -> dict:
-    """inspect_file of a GGUF file or checkpoint directory; FormatError when `path` does not exist."""
+    """inspect_file of a GGUF file or checkpoint directory; FormatError when `path` does not exist, or when a GGUF
+    file is one libpbs2p would refuse to run: its loader's checks are the file's validation, so inspect describes
+    only what eval and run accept."""
     from pbs2p_exporters.inspect import inspect_file
 
     if not os.path.exists(path):
         raise FormatError(f"{path}: no such file or directory")
-    return inspect_file(path)
+    described = inspect_file(path)
+    if described["format"] == "gguf":
+        from .runtime.model import Model
+
+        try:
+            with Model(path, n_threads=1, n_ctx=1):  # the smallest context: the checks, not a KV cache
+                pass
+        except NativeError as e:
+            raise FormatError(f"{path}: libpbs2p refuses the file ({e})") from None
+    return described
 
 
 def _dist_version(name: str) -> str | None:

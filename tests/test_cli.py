@@ -648,8 +648,9 @@ def test_budget_recovery_default_follows_the_budget(monkeypatch, capsys, tmp_pat
 
 def _corrupt_ggufs(src, root):
     """name -> path: a family of broken copies of the pbs2p GGUF `src`: truncations in the header, the key-values,
-    the tensor infos and the data; counts and lengths that overrun the file; n_dims 0xFFFFFFFF; a token string that
-    is not UTF-8 (same length, so every offset stays valid)."""
+    the tensor infos and the data; counts and lengths that overrun the file; n_dims 0xFFFFFFFF; well-formed files with
+    impossible hyper-parameters (head_count 0, vocab_size 1e9, architecture "llamb"); a token string that is not
+    UTF-8 (same length, so every offset stays valid)."""
     import struct
 
     data = src.read_bytes()
@@ -672,6 +673,17 @@ def _corrupt_ggufs(src, root):
             at = infos + 8 + struct.unpack_from("<Q", b, infos)[0]
         struct.pack_into(fmt, b, at, value)
         put(name, b)
+    for name, key, value in [("head-count-0", b"llama.attention.head_count", 0), ("vocab-1e9", b"llama.vocab_size", 10**9)]:
+        b = bytearray(data)
+        at = b.find(struct.pack("<Q", len(key)) + key + struct.pack("<I", 4))  # a UINT32 key-value
+        if at >= 0:  # vocab_size is optional
+            struct.pack_into("<I", b, at + 8 + len(key) + 4, value)
+            put(name, b)
+    b = bytearray(data)
+    arch = b.find(b"general.architecture")
+    at = b.find(b"llama", arch + len("general.architecture"))
+    b[at:at + 5] = b"llamb"  # well-formed, readable by gguf-py, not an architecture libpbs2p runs
+    put("architecture-llamb", b)
     tokens = reader.fields["tokenizer.ggml.tokens"]
     token = next(tokens.parts[i] for i in tokens.data if len(tokens.parts[i]) > 1)
     b = bytearray(data)
