@@ -243,15 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _quiet_transformers(progress: bool):
-    """Keep stderr for our own lines: transformers' advisory warnings and its own progress bars
-    ("Loading weights", instant for the models we take) off; the hub's download bars kept only when
+    """Keep stderr for our own lines: transformers' advisory warnings, the hub's retry warnings and transformers' own
+    progress bars ("Loading weights", instant for the models we take) off; the hub's download bars kept only when
     `progress`. Everything is restored after, so calling main() in-process leaves the libraries as they were."""
     from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, hub_level = hf_logging.get_verbosity(), hub_utils.logging.get_verbosity()
     bars, hub_bars = hf_logging.is_progress_bar_enabled(), not hub_utils.are_progress_bars_disabled()
     hf_logging.set_verbosity_error()
+    hub_utils.logging.set_verbosity_error()  # its retry lines ("Retrying in 1s"): the failure is our one line
     hf_logging.disable_progress_bar()  # also turns the hub's bars off
     if progress and hub_bars:
         hub_utils.enable_progress_bars()
@@ -272,6 +273,7 @@ def _quiet_transformers(progress: bool):
         if gguf_tqdm is not None:
             gguf_utils.tqdm = gguf_tqdm
         hf_logging.set_verbosity(level)
+        hub_utils.logging.set_verbosity(hub_level)
         if bars:
             hf_logging.enable_progress_bar()  # also turns the hub's bars on
         if not hub_bars:

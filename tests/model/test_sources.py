@@ -1,6 +1,7 @@
 """Tests of model source resolution: aliases, directories, .gguf files, hub ids, and every error."""
 
 import importlib.util
+import os
 
 import pytest
 
@@ -57,3 +58,16 @@ def test_alias_resolves_to_packaged_gguf():
     assert src.kind == "gguf" and src.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
     with open(f"{src.location}/{src.gguf_file}", "rb") as f:
         assert f.read(4) == b"GGUF"
+
+
+def test_a_broken_link_is_local_never_a_hub_id(tmp_path):
+    link = tmp_path / "model"
+    link.symlink_to(tmp_path / "gone")
+    for text in (str(link), "model"):  # "model" alone matches the hub id pattern: a relative broken link
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            with pytest.raises(ModelError, match="broken link"):
+                resolve_source(text)
+        finally:
+            os.chdir(cwd)
