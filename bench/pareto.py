@@ -146,7 +146,9 @@ def budget_jobs(args) -> list[tuple[str, list[str]]]:
 
     jobs = [job(b, default_recover_steps(b)) for b in args.budgets if b != DEFAULT_BPW]  # that one: default.gguf
     jobs += [job(b, 0) for b in args.no_recovery_budgets if default_recover_steps(b)]
-    jobs += [job(b, default_recover_steps(b), binary=False) for b in args.no_binary_budgets]
+    # each ablation without the binary tier pairs with the same budget's points: default recovery, and none when asked
+    jobs += [job(b, steps, binary=False) for b in args.no_binary_budgets
+             for steps in sorted({default_recover_steps(b), *([0] if b in args.no_recovery_budgets else [])})]
     return jobs + [("default", [])]
 
 
@@ -288,6 +290,8 @@ def pareto_front(points: list[dict]) -> set[str]:
 def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] | None = None) -> Path:
     """OUT/quality_vs_size.{json,md}: the main text's rows, each file's perplexity on the other text beside it
     (`other`: rows on meta['other_data']), and the dominance checks on both texts."""
+    from pbs2p_edge.cli import DEFAULT_BPW
+
     out.mkdir(parents=True, exist_ok=True)
     other = other or []
     tmp = out / f".quality_vs_size.json.tmp{os.getpid()}"
@@ -302,6 +306,9 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
              "as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
              "file MB: the file's size as `ls` gives it, in 10^6 bytes (- where the row has no file: torch rows, and "
              "earlier exports not kept); bits/param: file bits per model parameter (134.5 M).", "",
+             "Our files: `budget-B[-no-pbs2p][-recoverS]` is `pbs2p-edge export smollm2-135m OUT --bpw B --recover S` "
+             "(S 0 when absent; -no-pbs2p: `--tiers` without the binary tier), `default` the export with no option "
+             f"(budget {DEFAULT_BPW:g}); 32 x 512 tokens of Emma, seed 0.", "",
              f"PPL (other): the same file's perplexity on the first {meta.get('other_windows', meta['windows'])} windows of "
              f"`{meta.get('other_data') or '-'}`, a text of another kind (calibration is on Austen's Emma; - where "
              "not evaluated).", "",
