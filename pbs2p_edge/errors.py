@@ -1,6 +1,12 @@
 """Typed exceptions: every user-facing failure is a Pbs2pError subclass, so the CLI can print one line."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of a library's exception message (its type name when empty): for our one-line errors."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class Pbs2pError(Exception):
     """Base class of every error this package raises on purpose."""
 

@@ -36,24 +36,30 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(out: Path, kinds: tuple[str, ...] = ("tmp",), before: float | None = None) -> list[Path]:
-    """Remove the temps of `out` (of the given kinds) left by dead processes and older than `before` (epoch
-    seconds; default now); returns what was removed. Errors are ignored: cleanup never fails a write."""
+def dead_temps(out: Path, kind: str) -> list[Path]:
+    """The temps of `out` of this kind whose writer process no longer exists (unreadable directory: none)."""
     parent = out.parent if str(out.parent) else Path(".")
-    limit = time.time() if before is None else before
-    removed = []
+    head = f".{out.name}.{kind}-"
     try:
         entries = list(parent.iterdir())
     except OSError:
-        return removed
+        return []
+    found = []
     for p in entries:
-        for kind in kinds:
-            head = f".{out.name}.{kind}-"
-            if not p.name.startswith(head):
-                continue
+        if p.name.startswith(head):
             pid = p.name[len(head):].split("-", 1)[0]
-            if not pid.isdigit() or pid_alive(int(pid)):
-                continue
+            if pid.isdigit() and not pid_alive(int(pid)):
+                found.append(p)
+    return found
+
+
+def remove_stale_temps(out: Path, kinds: tuple[str, ...] = ("tmp",), before: float | None = None) -> list[Path]:
+    """Remove the temps of `out` (of the given kinds) left by dead processes and older than `before` (epoch
+    seconds; default now); returns what was removed. Errors are ignored: cleanup never fails a write."""
+    limit = time.time() if before is None else before
+    removed = []
+    for kind in kinds:
+        for p in dead_temps(out, kind):
             try:
                 if p.lstat().st_mtime >= limit:
                     continue

@@ -134,12 +134,13 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
 /* PBS2P_ERR_NONFINITE when a logit of the rows (rows, V) is NaN or Inf: a file with non-finite weights, scales or
  * norms loads (checking every weight would read the whole file) but must not give a wrong answer as a success. */
 static pbs2p_status check_finite(const float *logits, int32_t rows, int32_t V) {
-    for (int32_t r = 0; r < rows; r++)
+    for (int32_t r = 0; r < rows; r++) {
+        const float *row = logits + (size_t)r * (size_t)V;
         for (int32_t i = 0; i < V; i++)
-            if (!isfinite(logits[(size_t)r * (size_t)V + (size_t)i]))
+            if (!isfinite(row[i]))
                 return pbs2p_fail(PBS2P_ERR_NONFINITE, "logit %d of row %d is %s: the model file holds non-finite "
-                                  "weights, scales or norms", i, r, isnan(logits[(size_t)r * (size_t)V + (size_t)i])
-                                  ? "NaN" : "infinite");
+                                  "weights, scales or norms", i, r, isnan(row[i]) ? "NaN" : "infinite");
+    }
     return PBS2P_OK;
 }
 

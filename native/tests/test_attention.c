@@ -2,20 +2,12 @@
  * a double-precision softmax(q.k) v, at head sizes and position counts that leave remainders of every loop; the
  * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache). */
 #include "internal.h"
+#define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float rnd_unit(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)(uint32_t)(rng_state >> 32) / 2147483648.0f - 1.0f;
-}
 
 static void check(const char *name, pbs2p_attend_fn attend, int32_t hd, int32_t n) {
     const size_t ldk = (size_t)n + 3, ldv = (size_t)hd + 5;

@@ -1,22 +1,13 @@
 /* test_dense.c — ctest: every compiled variant's dense row dots (F16, Q8_0, Q4_0, q2_g64, q3_g64) against exact
  * decoding and a double-precision reference, the block layouts pinned by hand; one-hot activations read back each decoded weight bit for bit; batch invariance. */
 #include "internal.h"
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-static float rnd_unit(void) { return (float)rnd() / 2147483648.0f - 1.0f; }
 
 /* A random float16 with exponent in 2^-10 .. 2^-3 and a random sign, at p (little-endian). */
 static void put_scale(uint8_t *p) {

@@ -9,6 +9,7 @@
  * gives the same descriptor as its arrays, and each inconsistency between keys and tensors is refused. */
 #define _POSIX_C_SOURCE 200809L /* mkstemp, mkdtemp */
 #include "pbs2p.h"
+#include "check.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,9 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 /* status `st` must be `want`; prints the library's message otherwise */
 #define CHECK_ST(st, want, what) do { pbs2p_status s_ = (st); CHECK(s_ == (want), "%s: status %d (%s), want %d; %s", \
     (what), (int)s_, pbs2p_status_str(s_), (int)(want), pbs2p_last_error()); } while (0)

@@ -7,6 +7,8 @@
  * the batch; invalid input gives status codes. */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include "internal.h"
+#define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -15,18 +17,6 @@
 
 /* |y - y_ref| <= KERNEL_RTOL * sum_j |coefficients of W_ij| * |x_j|: float32 partial sums over <= 1024 columns. */
 #define KERNEL_RTOL 1e-5
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
-/* ---- deterministic random numbers ---- */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-static float rnd_unit(void) { return (float)rnd() / 2147483648.0f - 1.0f; } /* ~[-1, 1) */
 
 /* A float16 with random mantissa, exponent in [e_lo, e_hi] (unbiased), sign positive unless `signed_`. */
 static uint16_t rnd_half(int e_lo, int e_hi, int signed_) {

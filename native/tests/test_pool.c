@@ -2,15 +2,12 @@
  * across thousands of back-to-back runs and runs after workers fell asleep; it frees cleanly at any moment. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "internal.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 typedef struct counter_job {
     long count;        /* times this job ran */

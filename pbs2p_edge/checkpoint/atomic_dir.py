@@ -13,13 +13,12 @@ import os
 import shutil
 import tempfile
 import time
-from glob import escape as glob_escape
 from pathlib import Path
 
 from .. import durable
 from ..errors import OutputError
 from ..file_modes import publish_mode
-from ..stale_temps import pid_alive, remove_stale_temps, temp_prefix
+from ..stale_temps import dead_temps, remove_stale_temps, temp_prefix
 
 
 def restore_orphan(out: Path) -> Path | None:
@@ -27,18 +26,12 @@ def restore_orphan(out: Path) -> Path | None:
     renames), move it back to `out`; returns the restored path, or None."""
     if os.path.lexists(out):
         return None
-    parent = out.parent if str(out.parent) else Path(".")
-    head = temp_prefix(out, "old").rsplit("-", 2)[0] + "-"  # ".{name}.old-"
-    orphans = []
-    for p in parent.glob(f"{glob_escape(head)}*"):
-        pid = p.name[len(head):].split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)) and (p / "x").is_dir():
-            orphans.append(p)
+    orphans = [p for p in dead_temps(out, "old") if (p / "x").is_dir()]
     if not orphans:
         return None
     newest = max(orphans, key=lambda p: p.stat().st_mtime)
     os.replace(newest / "x", out)
-    durable.fsync_path(parent)
+    durable.fsync_path(out.parent)
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import FormatError
+from ..errors import FormatError, one_line
 from ..pack import tiers, unpack_layer
 from ..pack.checkpoint_dir import load_checkpoint
 
@@ -45,9 +45,5 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path))
         except Exception as e:  # transformers raises JSON / OSError / ValueError / its own errors on a broken file
-            raise FormatError(f"{ckpt.path}: unreadable tokenizer ({type(e).__name__}: {_one_line(e)})") from None
+            raise FormatError(f"{ckpt.path}: unreadable tokenizer ({type(e).__name__}: {one_line(e)})") from None
     return model, tokenizer
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())[:300]

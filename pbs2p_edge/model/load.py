@@ -6,16 +6,11 @@ import logging
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 from .arch import arch_for
 from .sources import ModelSource, resolve_source
 
 log = logging.getLogger(__name__)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtype = torch.float32, offline: bool = False):
@@ -36,7 +31,7 @@ def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtyp
         tokenizer = AutoTokenizer.from_pretrained(src.location, **kwargs)
     except (OSError, ValueError, ImportError, KeyError, RuntimeError) as exc:
         where = "the hub (offline or unknown id?)" if src.kind == "hub" else src.location
-        raise ModelError(f"cannot load model {src.text!r} from {where}: {_one_line(exc)}") from exc
+        raise ModelError(f"cannot load model {src.text!r} from {where}: {one_line(exc)}") from exc
     arch_for(model)  # raises ModelError naming the supported architectures
     model.eval()
     model.to(device)
