@@ -96,8 +96,9 @@ def _is_pbs2p_gguf(source: str) -> bool:
     return "pbs2p.format_version" in gguf_fields(open_gguf(path), path)
 
 
-def _load_original(source: str, what: str):
-    """(model, tokenizer) of an uncompressed model source; a clear ModelError for one of our own outputs."""
+def _load_original(source: str, what: str, output: str | None = None):
+    """(model, tokenizer) of an uncompressed model source; a clear ModelError for one of our own outputs, or for an
+    architecture the `output` format (".gguf" / ".onnx") cannot carry."""
     from .checkpoint import is_checkpoint
     from .model.load import load_model
 
@@ -108,18 +109,20 @@ def _load_original(source: str, what: str):
     if _is_pbs2p_gguf(source):
         raise ModelError(f"{source} is a pbs2p GGUF (run it with libpbs2p); {what} needs the original "
                          "model or a checkpoint directory")
-    return load_model(source, device="cpu")
+    return load_model(source, device="cpu", output=output)
 
 
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
-             size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None) -> dict:
+             size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None,
+             output: str | None = None) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
     per linear and for the embedding / head on the same windows, and the linears are quantized by GPTQ onto them.
     tiers: the linears' candidate tiers (None: model.budget.LINEAR_TIERS). recover: block-wise recovery steps per
-    block on the budget path (None: algo.config.default_recover_steps of the budget); without a budget, cfg's."""
+    block on the budget path (None: algo.config.default_recover_steps of the budget); without a budget, cfg's.
+    output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading."""
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
@@ -131,7 +134,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     check_device(device)
     _check_checkpoint_target(out_dir)
     text = load_text(calib, split="train")  # before the model: unknown corpus / empty / not UTF-8 fail fast
-    model, tokenizer = _load_original(source, "compress")
+    model, tokenizer = _load_original(source, "compress", output)
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
     _check_widths(model, cfg.m)
@@ -360,7 +363,7 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
             ckpt = os.path.join(tmp, "checkpoint")
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
                                            device=device, progress=progress, bpw=bpw, size_bytes=size_bytes,
-                                           tiers=tiers, recover=recover)
+                                           tiers=tiers, recover=recover, output=suffix)
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format

@@ -199,6 +199,66 @@ def test_eval_of_gguf_with_libpbs2p_equals_eval_of_its_checkpoint(capsys, work, 
     assert rc == 0 and out.startswith("ppl ") and "over 2 windows (62 tokens predicted)" in out
 
 
+@pytest.mark.parametrize("arch, config", [("qwen2", {}), ("mistral", {"sliding_window": 8})])
+def test_llama_layout_architectures_go_through_the_whole_chain(capsys, tmp_path, work, tiny_tokenizer, arch, config):
+    """Qwen2 (q/k/v biases) and Mistral (a sliding window shorter than the windows evaluated) compress, export to
+    GGUF and ONNX, and the C runtime's perplexity and greedy tokens on the GGUF are PyTorch's on the checkpoint."""
+    from checkpoint.tiny_compressed import tiny_model
+
+    from pbs2p_edge.checkpoint import to_fake_quant_model
+    from pbs2p_edge.runtime.model import Model
+
+    # transformers gives a Qwen2 directory's tokenizer Qwen2's <|endoftext|>: room for it, as real Qwen2 models have
+    src = save_hf_dir(tiny_model(arch, tie=False, vocab_size=336, **config), tiny_tokenizer, tmp_path / arch)
+    ck, gguf_path = tmp_path / "ck", tmp_path / "m.gguf"
+    rc, _, err = run_cli(capsys, "compress", src, ck, "--method", "pbs2p", "--nm", "4:8", "--calib", work.text, *CALIB)
+    assert (rc, err) == (0, "")
+    for out in (gguf_path, tmp_path / "m.onnx"):
+        rc, _, err = run_cli(capsys, "export", ck, out)
+        assert (rc, err) == (0, "")
+    ppl = {}
+    for source in (ck, gguf_path):
+        rc, stdout, err = run_cli(capsys, "eval", source, "--data", work.text, "--seqlen", "32", "--max-windows", "4",
+                                  "--json")
+        assert (rc, err) == (0, "")
+        ppl[source] = json.loads(stdout)["ppl"]
+    assert ppl[gguf_path] == pytest.approx(ppl[ck], rel=1e-4)
+    model, _ = to_fake_quant_model(ck)
+    ids = list(range(3, 15))
+    with torch.no_grad():
+        for _ in range(12):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    with Model(gguf_path) as m:
+        assert m.generate_greedy(ids[:12], 12) == ids[12:]
+
+
+@pytest.mark.parametrize("what, edit, out, message", [
+    ("gpt2", None, "m.gguf", "unsupported architecture 'gpt2'; supported: llama, mistral, opt, qwen2"),
+    ("llama", {"hidden_act": "gelu"}, "m.gguf", "GGUF export of llama supports hidden_act 'silu', not 'gelu'"),
+    ("llama", {"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}}, "m.onnx",
+     "ONNX export supports RoPE scaling llama3 (or none), not 'yarn'"),
+    ("opt", {"activation_function": "gelu"}, "m.onnx", "ONNX export of opt supports activation_function 'relu'"),
+    ("qwen2", {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1,
+               "layer_types": ["full_attention", "sliding_attention"]}, "m.gguf", "mixed attention layer types"),
+])
+def test_export_refuses_what_it_cannot_carry_before_reading_weights(capsys, tmp_path, work, tiny_tokenizer, what, edit,
+                                                                    out, message):
+    """The architecture checks read config.json only: here the weights are garbage, and the error is still the
+    architecture's, on one line, with nothing written."""
+    from checkpoint.tiny_compressed import tiny_model
+
+    model = {"gpt2": tiny_gpt2, "opt": tiny_opt}.get(what, lambda: tiny_model(what))()
+    src = save_hf_dir(model, tiny_tokenizer, tmp_path / "src")
+    if edit:
+        cfg = json.loads((src / "config.json").read_text())
+        (src / "config.json").write_text(json.dumps({**cfg, **edit}))
+    (src / "model.safetensors").write_bytes(b"not weights")
+    rc, stdout, err = run_cli(capsys, "export", src, tmp_path / out, "--calib", work.text, *CALIB)
+    assert (rc, stdout) == (2, "")
+    assert err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 # ------------------------------------------------------------------------------------------------- run
 
 RUN_KEYS = {"text", "tokens", "prompt_ids", "prompt_tokens", "n_generated", "stop_reason", "prompt_tokens_per_second",

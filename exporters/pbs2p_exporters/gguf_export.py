@@ -115,7 +115,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     name = (ck.meta.get("extra") or {}).get("model_id") or config.get("_name_or_path") or config["model_type"]
 
     with atomic_file(out_path) as tmp:
-        w = gguf.GGUFWriter(str(tmp), arch)
+        w = gguf.GGUFWriter(str(tmp), arch.gguf)
         try:
             V = gguf.GGUFValueType
             w.add_custom_alignment(ALIGNMENT)

@@ -8,11 +8,9 @@ import re
 import numpy as np
 
 from pbs2p_edge.errors import FormatError
+from pbs2p_edge.model.architectures import Architecture, check_config, rope_config, sliding_window
 
-# model_type -> GGUF architecture name
-ARCHITECTURES = {"llama": "llama", "opt": "opt"}
-
-# (regex on the HF state-dict name, GGUF name template); {0} is the block index.
+# per layout (Architecture.layout): (regex on the HF state-dict name, GGUF name template); {0} is the block index.
 _LLAMA = [
     (r"model\.embed_tokens\.weight", "token_embd.weight"),
     (r"model\.norm\.weight", "output_norm.weight"),
@@ -44,22 +42,18 @@ _OPT = [
 _RULES = {"llama": [(re.compile(p), t) for p, t in _LLAMA], "opt": [(re.compile(p), t) for p, t in _OPT]}
 
 
-def gguf_arch(config: dict) -> str:
-    mt = config.get("model_type")
-    if mt not in ARCHITECTURES:
-        raise FormatError(f"GGUF export supports model types {sorted(ARCHITECTURES)}, not {mt!r}")
-    if mt == "opt" and config.get("word_embed_proj_dim", config["hidden_size"]) != config["hidden_size"]:
-        raise FormatError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
-    return ARCHITECTURES[mt]
+def gguf_arch(config: dict) -> Architecture:
+    """The table's record of a checkpoint's config, checked for GGUF export (ModelError otherwise)."""
+    return check_config(config, ".gguf")
 
 
-def gguf_tensor_name(arch: str, hf_name: str) -> str:
+def gguf_tensor_name(arch: Architecture, hf_name: str) -> str:
     """GGUF name of a state-dict tensor; FormatError for a tensor this architecture does not know."""
-    for rx, template in _RULES[arch]:
+    for rx, template in _RULES[arch.layout]:
         mt = rx.fullmatch(hf_name)
         if mt:
             return template.format(*mt.groups())
-    raise FormatError(f"no GGUF name for tensor {hf_name!r} of a {arch} model")
+    raise FormatError(f"no GGUF name for tensor {hf_name!r} of a {arch.model_type} model")
 
 
 def sort_key(gguf_name: str) -> tuple:
@@ -68,15 +62,6 @@ def sort_key(gguf_name: str) -> tuple:
     if parts[0] == "blk":
         return (1, int(parts[1]), ".".join(parts[2:]))
     return (0 if parts[0] in ("token_embd", "position_embd", "rope_freqs") else 2, 0, gguf_name)
-
-
-def rope_config(config: dict) -> tuple[float, dict | None]:
-    """(theta, scaling dict or None) from either transformers 4 (rope_theta/rope_scaling) or 5 (rope_parameters)."""
-    params = config.get("rope_parameters") or {}
-    theta = float(params.get("rope_theta", config.get("rope_theta", 10000.0)))
-    scaling = config.get("rope_scaling") or params
-    rtype = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
-    return theta, (None if rtype in ("default", None) else {**scaling, "rope_type": rtype})
 
 
 def llama3_rope_factors(config: dict, head_dim: int, theta: float, scaling: dict) -> np.ndarray:
@@ -99,36 +84,39 @@ def llama3_rope_factors(config: dict, head_dim: int, theta: float, scaling: dict
     return np.asarray(out, dtype=np.float32)
 
 
-def arch_keys(arch: str, config: dict) -> list[tuple[str, str, object]]:
+def arch_keys(arch: Architecture, config: dict) -> list[tuple[str, str, object]]:
     """(key, gguf value type name, value) of the architecture's hyperparameters; see docs/GGUF.md §3."""
-    c = config
-    if arch == "llama":
+    c, p = config, arch.gguf
+    if arch.layout == "llama":
         heads = c["num_attention_heads"]
         head_dim = c.get("head_dim") or c["hidden_size"] // heads
         theta, scaling = rope_config(c)
         keys = [
-            ("llama.vocab_size", "UINT32", c["vocab_size"]),
-            ("llama.context_length", "UINT32", c["max_position_embeddings"]),
-            ("llama.embedding_length", "UINT32", c["hidden_size"]),
-            ("llama.block_count", "UINT32", c["num_hidden_layers"]),
-            ("llama.feed_forward_length", "UINT32", c["intermediate_size"]),
-            ("llama.attention.head_count", "UINT32", heads),
-            ("llama.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
-            ("llama.attention.key_length", "UINT32", head_dim),
-            ("llama.attention.value_length", "UINT32", head_dim),
-            ("llama.rope.dimension_count", "UINT32", head_dim),
-            ("llama.rope.freq_base", "FLOAT32", theta),
-            ("llama.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
+            (f"{p}.vocab_size", "UINT32", c["vocab_size"]),
+            (f"{p}.context_length", "UINT32", c["max_position_embeddings"]),
+            (f"{p}.embedding_length", "UINT32", c["hidden_size"]),
+            (f"{p}.block_count", "UINT32", c["num_hidden_layers"]),
+            (f"{p}.feed_forward_length", "UINT32", c["intermediate_size"]),
+            (f"{p}.attention.head_count", "UINT32", heads),
+            (f"{p}.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
+            (f"{p}.attention.key_length", "UINT32", head_dim),
+            (f"{p}.attention.value_length", "UINT32", head_dim),
+            (f"{p}.rope.dimension_count", "UINT32", head_dim),
+            (f"{p}.rope.freq_base", "FLOAT32", theta),
+            (f"{p}.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
         ]
         if scaling is not None:
-            keys.append(("llama.rope.scaling.type", "STRING", scaling["rope_type"]))
+            keys.append((f"{p}.rope.scaling.type", "STRING", scaling["rope_type"]))
             if "factor" in scaling:
-                keys.append(("llama.rope.scaling.factor", "FLOAT32", float(scaling["factor"])))
+                keys.append((f"{p}.rope.scaling.factor", "FLOAT32", float(scaling["factor"])))
             if "original_max_position_embeddings" in scaling:
-                keys.append(("llama.rope.scaling.original_context_length", "UINT32",
+                keys.append((f"{p}.rope.scaling.original_context_length", "UINT32",
                              int(scaling["original_max_position_embeddings"])))
+        window = sliding_window(c)
+        if window:
+            keys.append((f"{p}.attention.sliding_window", "UINT32", window))
         return keys
-    if arch == "opt":
+    if arch.layout == "opt":
         heads = c["num_attention_heads"]
         return [
             ("opt.vocab_size", "UINT32", c["vocab_size"]),
@@ -143,12 +131,12 @@ def arch_keys(arch: str, config: dict) -> list[tuple[str, str, object]]:
             ("opt.activation", "STRING", c.get("activation_function", "relu")),
             ("opt.layer_norm_before", "BOOL", bool(c.get("do_layer_norm_before", True))),
         ]
-    raise FormatError(f"unknown GGUF architecture {arch!r}")
+    raise FormatError(f"no GGUF keys for the {arch.layout!r} layout")
 
 
-def extra_tensors(arch: str, config: dict) -> dict[str, np.ndarray]:
+def extra_tensors(arch: Architecture, config: dict) -> dict[str, np.ndarray]:
     """Tensors llama.cpp derives from the config (Llama-3 rope_freqs.weight)."""
-    if arch != "llama":
+    if arch.layout != "llama":
         return {}
     theta, scaling = rope_config(config)
     if scaling is None or scaling["rope_type"] != "llama3":

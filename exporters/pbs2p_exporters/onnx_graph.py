@@ -1,7 +1,7 @@
 """The decoder as one ONNX graph (docs/ONNX.md §2): input ids, mask, positions and past KV -> logits and present KV.
 
-Llama family (RMSNorm, rotate-half RoPE with the config's theta and optional llama3 scaling, GQA,
-SwiGLU, tied or untied head) and OPT (learned positions at offset 2, LayerNorm pre or post, ReLU,
+Llama layout (Llama, Mistral, Qwen2: RMSNorm, rotate-half RoPE with the config's theta and optional llama3
+scaling, GQA, SwiGLU, a sliding window where the config has one, tied or untied head) and OPT (learned positions at offset 2, LayerNorm pre or post, ReLU,
 biases). Each binary-tier linear is emitted by a flavor's encoder from onnx_linear, each grid / f16
 one by onnx_grid; every other tensor is a float32 initializer holding the checkpoint's values
 exactly, except the token embedding / head, which hold them rounded to the checkpoint's embedding
@@ -15,9 +15,10 @@ from onnx import TensorProto
 
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import tiers
+from pbs2p_edge.model.architectures import check_config, rope_config, sliding_window
 from pbs2p_edge.pack.checkpoint_dir import Checkpoint
 
-from .gguf_names import llama3_rope_factors, rope_config
+from .gguf_names import llama3_rope_factors
 from .onnx_graph_builder import GraphBuilder
 from .onnx_grid import grid_linear
 
@@ -127,8 +128,9 @@ class _Decoder:
         rot = b.op("Concat", [b.op("Neg", [x2], hint), x1], hint, axis=-1)
         return b.op("Add", [b.op("Mul", [x, cos], hint), b.op("Mul", [rot, sin], hint)], hint)
 
-    def causal_mask(self, input_ids: str, attention_mask: str) -> str:
-        """(b, 1, 1, s, T) bool: key t is visible to query q iff t <= past + q and attention_mask[b, t] = 1."""
+    def causal_mask(self, input_ids: str, attention_mask: str, window: int | None = None) -> str:
+        """(b, 1, 1, s, T) bool: key t is visible to query q iff t <= past + q (and t > past + q - window with a
+        sliding window) and attention_mask[b, t] = 1."""
         b = self.b
         h = "mask"
         past = b.op("Gather", [b.op("Shape", ["past_key_values.0.key"], h), b.const(2)], h, axis=0)
@@ -137,6 +139,9 @@ class _Decoder:
         qpos = b.op("Unsqueeze", [b.op("Range", [past, total, b.const(1)], h), b.const([1])], h)  # (s, 1)
         kpos = b.op("Range", [b.const(0), total, b.const(1)], h)  # (T,)
         causal = b.op("LessOrEqual", [kpos, qpos], h)  # (s, T)
+        if window:
+            recent = b.op("Greater", [kpos, b.op("Sub", [qpos, b.const(window)], h)], h)
+            causal = b.op("And", [causal, recent], h)
         keep = b.op("Unsqueeze", [b.op("Cast", [attention_mask], h, to=TensorProto.BOOL), b.const([1, 2, 3])], h)
         return b.op("And", [causal, keep], h)
 
@@ -164,11 +169,9 @@ class _Decoder:
         kv_heads = int(c.get("num_key_value_heads") or heads)
         head_dim = int(c.get("head_dim") or c["hidden_size"] // heads)
         eps = float(c["rms_norm_eps"])
-        if c.get("hidden_act", "silu") != "silu":
-            raise FormatError(f"ONNX export of llama supports hidden_act 'silu', not {c.get('hidden_act')!r}")
         ids, am, pos = self.inputs()
         x = b.op("Gather", [self.dense("model.embed_tokens.weight", embedding=True), ids], "embed", axis=0)
-        mask = self.causal_mask(ids, am)
+        mask = self.causal_mask(ids, am, sliding_window(c))
         # RoPE tables: freqs (b, s, hd/2) = position * inv_freq; cos/sin of concat(freqs, freqs)
         freqs = b.op("Mul", [b.op("Unsqueeze", [b.op("Cast", [pos], "rope", to=TensorProto.FLOAT), b.const([2])], "rope"),
                              b.const(rope_inv_freq(c, head_dim), np.float32)], "rope")
@@ -192,10 +195,6 @@ class _Decoder:
 
     def opt(self) -> None:
         b, c = self.b, self.c
-        if c.get("word_embed_proj_dim", c["hidden_size"]) != c["hidden_size"]:
-            raise FormatError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
-        if c.get("activation_function", "relu") != "relu":
-            raise FormatError(f"ONNX export of OPT supports activation 'relu', not {c.get('activation_function')!r}")
         heads = int(c["num_attention_heads"])
         head_dim = int(c["hidden_size"]) // heads
         before = bool(c.get("do_layer_norm_before", True))
@@ -224,27 +223,22 @@ class _Decoder:
 
 
 def rope_inv_freq(config: dict, head_dim: int) -> np.ndarray:
-    """(head_dim/2,) float32 inverse frequencies as transformers computes them; llama3 scaling divides them."""
+    """(head_dim/2,) float32 inverse frequencies as transformers computes them; llama3 scaling divides them
+    (architectures.check_config has refused any other scaling)."""
     theta, scaling = rope_config(config)
     inv = (1.0 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))).astype(np.float32)
     if scaling is None:
         return inv
-    if scaling["rope_type"] != "llama3":
-        raise FormatError(f"ONNX export supports default and llama3 RoPE, not {scaling['rope_type']!r} scaling")
     return (inv / llama3_rope_factors(config, head_dim, theta, scaling)).astype(np.float32)
 
 
 def build_decoder_graph(ck: Checkpoint, encode_linear):
-    """The GraphProto of the whole decoder; FormatError for an unsupported model or a tensor it would not use."""
-    mt = ck.config.get("model_type")
+    """The GraphProto of the whole decoder; ModelError for a model the graph does not compute, FormatError for a
+    tensor it would not use."""
+    arch = check_config(ck.config, ".onnx")
     dec = _Decoder(ck, encode_linear)
-    if mt == "llama":
-        dec.llama()
-    elif mt == "opt":
-        dec.opt()
-    else:
-        raise FormatError(f"ONNX export supports model types ['llama', 'opt'], not {mt!r}")
+    {"llama": dec.llama, "opt": dec.opt}[arch.layout]()
     unused = sorted(set(ck.dense) - dec.used) + sorted((set(ck.layers) | set(ck.grids)) - dec.used)
     if unused:
         raise FormatError(f"{ck.path}: the ONNX graph does not use tensor {unused[0]} (unsupported model layout)")
-    return dec.b.graph(f"pbs2p-{mt}")
+    return dec.b.graph(f"pbs2p-{arch.model_type}")

@@ -269,10 +269,12 @@ PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n
 
 /* ==== Models (model.c, model_load.c, model_llama.c, model_opt.c, model_math.c, model_parallel.c) ==========
  *
- * A decoder run from a pbs2p GGUF file (docs/GGUF.md), general.architecture "llama" or "opt":
- * - llama: token embedding (F16 or Q8_0 rows, dequantized on the fly), per block RMSNorm -> attention (GQA,
- *   RoPE rotate-half pairing as pbs2p.rope.pairing = "half" says, causal softmax over a KV cache) -> residual ->
- *   RMSNorm -> SwiGLU MLP -> residual, final RMSNorm. RoPE scaling none, "linear" or "llama3" (rope_freqs.weight).
+ * A decoder run from a pbs2p GGUF file (docs/GGUF.md), general.architecture "llama", "qwen2" or "opt":
+ * - llama (Llama, Mistral) and qwen2, their keys under "llama." or "qwen2.": token embedding (F16 or Q8_0 rows,
+ *   dequantized on the fly), per block RMSNorm -> attention (GQA, RoPE rotate-half pairing as pbs2p.rope.pairing =
+ *   "half" says, causal softmax over a KV cache, over the last <arch>.attention.sliding_window positions when the
+ *   file has that key) -> residual -> RMSNorm -> SwiGLU MLP -> residual, final RMSNorm. RoPE scaling none,
+ *   "linear" or "llama3" (rope_freqs.weight).
  * - opt (OPTForCausalLM): token embedding + learned position (row n_past + i + opt.position_offset of
  *   position_embd.weight), per block LayerNorm (weight, bias) -> attention (q scaled by head_dim^-0.5 after
  *   q_proj, no RoPE, causal softmax over the KV cache) -> residual -> LayerNorm -> fc1 -> activation (relu,
@@ -286,8 +288,8 @@ PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n
  * pbs2p_model_load validates everything (keys present and consistent with the tensor shapes, n_ctx bounds, OPT's
  * position_embd rows >= context_length + position_offset, a size guard before any large allocation) and never
  * aborts. A model holds no global state; one model must not be used by two threads at once (different models
- * may). The file stays mapped until pbs2p_model_free. Below, <arch>.context_length is llama.context_length or
- * opt.context_length. */
+ * may). The file stays mapped until pbs2p_model_free. Below, <arch>.context_length is the context_length key under
+ * general.architecture's prefix. */
 
 #define PBS2P_MODEL_DEFAULT_CTX 2048                    /* n_ctx 0: min(this, <arch>.context_length) */
 #define PBS2P_MODEL_MAX_THREADS 256
@@ -299,7 +301,7 @@ typedef struct pbs2p_model_params {
 } pbs2p_model_params;
 
 typedef struct pbs2p_model_info {
-    char arch[16];      /* general.architecture, NUL-terminated ("llama" or "opt") */
+    char arch[16];      /* general.architecture, NUL-terminated ("llama", "qwen2" or "opt") */
     int32_t n_vocab, n_ctx, n_ctx_train, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
     int32_t n_threads;
     int32_t n_cached;   /* positions 0..n_cached-1 of the KV cache hold valid keys and values */

@@ -41,6 +41,7 @@ typedef struct config {
     float q_scale;      /* q *= q_scale after its projection (OPT: hd^-0.5, where Hugging Face applies it) */
     float score_scale;  /* score = (q . k) * score_scale (Llama: hd^-0.5) */
     int32_t pos_offset; /* learned positions: position p reads row p + pos_offset of position_embd */
+    int32_t window;     /* sliding window: a query sees itself and the window - 1 positions before it; 0: all */
 } config;
 
 /* A compressed linear: y (rows,) = W_hat x (cols,) [+ bias]; packed (binary tier) or dense (a grid tier). */

@@ -1,4 +1,5 @@
-/* model_llama.c — the model runtime's Llama-specific part: its keys (RMSNorm, GQA, RoPE) and RoPE frequencies. */
+/* model_llama.c — the model runtime's Llama-layout part (Llama, Mistral, Qwen2): its keys (RMSNorm, GQA, RoPE,
+ * sliding window) and RoPE frequencies. Keys are read under general.architecture's prefix ("llama." or "qwen2."). */
 #include "model_internal.h"
 
 #include <math.h>
@@ -7,21 +8,25 @@
 
 /* docs/GGUF.md §3 llama, after the keys every architecture shares (model_load.c). */
 pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c) {
-    char pairing[16];
+    char pairing[16], k[5][64];
     int present;
     pbs2p_status st;
     if ((st = key_str(f, "pbs2p.rope.pairing", pairing, sizeof pairing, &present)) != PBS2P_OK) return st;
     if (!present) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the key pbs2p.rope.pairing");
     if (strcmp(pairing, "half") != 0)
         return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "pbs2p.rope.pairing '%s' is not supported (only 'half')", pairing);
-    if ((st = key_pos_float(f, "llama.attention.layer_norm_rms_epsilon", 0, &c->eps)) != PBS2P_OK) return st;
+    if ((st = key_pos_float(f, arch_key(c, "attention.layer_norm_rms_epsilon", k[0], 64), 0, &c->eps)) != PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "attention.sliding_window", k[1], 64), 0, 0, MAX_CTX, &c->window)) != PBS2P_OK)
+        return st;
     if (c->n_head % c->n_head_kv)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "head_count %d is not a multiple of head_count_kv %d", c->n_head,
                           c->n_head_kv);
     int32_t hd_default = c->n_embd % c->n_head ? -1 : c->n_embd / c->n_head, v_len, rot;
-    if ((st = key_int(f, "llama.attention.key_length", hd_default, 2, MAX_EMBD, &c->head_dim)) != PBS2P_OK ||
-        (st = key_int(f, "llama.attention.value_length", c->head_dim, 1, MAX_EMBD, &v_len)) != PBS2P_OK ||
-        (st = key_int(f, "llama.rope.dimension_count", c->head_dim, 1, MAX_EMBD, &rot)) != PBS2P_OK)
+    if ((st = key_int(f, arch_key(c, "attention.key_length", k[2], 64), hd_default, 2, MAX_EMBD, &c->head_dim)) !=
+            PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "attention.value_length", k[3], 64), c->head_dim, 1, MAX_EMBD, &v_len)) !=
+            PBS2P_OK ||
+        (st = key_int(f, arch_key(c, "rope.dimension_count", k[4], 64), c->head_dim, 1, MAX_EMBD, &rot)) != PBS2P_OK)
         return st;
     if (c->head_dim % 2) return pbs2p_fail(PBS2P_ERR_FORMAT, "head dimension %d must be even for RoPE", c->head_dim);
     if (v_len != c->head_dim || rot != c->head_dim)
@@ -44,13 +49,14 @@ pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c) {
 pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **out) {
     const int32_t half = c->head_dim / 2;
     float base, factor = 1.0f, *divisors = NULL;
-    char type[32];
+    char type[32], k[3][64];
     int has_type;
     pbs2p_status st;
-    if ((st = key_pos_float(f, "llama.rope.freq_base", 10000.0f, &base)) != PBS2P_OK) return st;
-    if ((st = key_str(f, "llama.rope.scaling.type", type, sizeof type, &has_type)) != PBS2P_OK) return st;
+    if ((st = key_pos_float(f, arch_key(c, "rope.freq_base", k[0], 64), 10000.0f, &base)) != PBS2P_OK ||
+        (st = key_str(f, arch_key(c, "rope.scaling.type", k[1], 64), type, sizeof type, &has_type)) != PBS2P_OK)
+        return st;
     if (has_type && strcmp(type, "linear") == 0) {
-        if ((st = key_pos_float(f, "llama.rope.scaling.factor", 0, &factor)) != PBS2P_OK) return st;
+        if ((st = key_pos_float(f, arch_key(c, "rope.scaling.factor", k[2], 64), 0, &factor)) != PBS2P_OK) return st;
     } else if (has_type && strcmp(type, "llama3") == 0) {
         if ((st = read_f32(f, "rope_freqs.weight", half, 1, &divisors)) != PBS2P_OK) return st;
     } else if (has_type && strcmp(type, "none") != 0) {

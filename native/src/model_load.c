@@ -232,18 +232,27 @@ static pbs2p_status build_cache(const config *c, int32_t n_ctx, kv_cache *kv) {
     return PBS2P_OK;
 }
 
-/* general.architecture: "llama" or "opt". */
+/* general.architecture -> the forward that runs it; the names are pbs2p_edge/model/architectures.py's GGUF names
+ * (tests/runtime/test_model.py checks that the two lists are the same). */
+static const struct { const char *name; arch_kind arch; } ARCHS[] = {
+    {"llama", ARCH_LLAMA}, {"qwen2", ARCH_LLAMA}, {"opt", ARCH_OPT}};
+#define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
+
 static pbs2p_status read_arch(const pbs2p_gguf *f, config *c) {
     int present;
     pbs2p_status st;
     if ((st = key_str(f, "general.architecture", c->arch_name, sizeof c->arch_name, &present)) != PBS2P_OK) return st;
     if (!present) return pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks the key general.architecture");
-    if (strcmp(c->arch_name, "llama") == 0) c->arch = ARCH_LLAMA;
-    else if (strcmp(c->arch_name, "opt") == 0) c->arch = ARCH_OPT;
-    else
-        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "architecture '%s' is not supported by the model runtime (llama, opt)",
-                          c->arch_name);
-    return PBS2P_OK;
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (strcmp(c->arch_name, ARCHS[i].name) == 0) {
+            c->arch = ARCHS[i].arch;
+            return PBS2P_OK;
+        }
+    char names[64] = "";
+    for (size_t i = 0; i < N_ARCHS; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", ARCHS[i].name);
+    return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "architecture '%s' is not supported by the model runtime (%s)",
+                      c->arch_name, names);
 }
 
 /* Hyper-parameters (docs/GGUF.md §3), checked against each other; shapes are checked with the tensors. */

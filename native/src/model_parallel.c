@@ -75,7 +75,8 @@ typedef struct attention_job {
 } attention_job;
 
 /* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
- * 0..n_past+t of layer l; query head h reads KV head h / (H / Hkv). */
+ * 0..n_past+t of layer l (the last `window` of them with a sliding window); query head h reads KV head
+ * h / (H / Hkv). */
 static void run_attention(void *arg) {
     const attention_job *j = arg;
     const config *c = &j->m->c;
@@ -83,10 +84,12 @@ static void run_attention(void *arg) {
     const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
     const float *kc = j->m->kv.key + (size_t)j->l * KVD * n_ctx, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
     for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
-        const int32_t t = i / c->n_head, h = i % c->n_head, n = j->n_past + t + 1; /* visible positions */
+        const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
+        const int32_t start = c->window && end > c->window ? end - c->window : 0;   /* visible from start */
         const size_t kv_off = (size_t)(h / group) * hd;
-        j->attend(j->s->q + (size_t)t * QD + (size_t)h * hd, kc + kv_off * n_ctx, n_ctx, vc + kv_off, KVD, n, hd,
-                  c->score_scale, j->scores, j->s->att_out + (size_t)t * QD + (size_t)h * hd);
+        j->attend(j->s->q + (size_t)t * QD + (size_t)h * hd, kc + kv_off * n_ctx + start, n_ctx,
+                  vc + (size_t)start * KVD + kv_off, KVD, end - start, hd, c->score_scale, j->scores,
+                  j->s->att_out + (size_t)t * QD + (size_t)h * hd);
     }
 }
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError
+from .architectures import ARCHITECTURES, check_config, supported
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,18 @@ _OPT = ArchSpec(
     embeds=("model.decoder.embed_tokens", "model.decoder.embed_positions", "model.decoder.project_in"),
 )
 
-# config.model_type -> layout. Mistral and Qwen2 share Llama's block structure (Qwen2 adds q/k/v bias).
-ARCHS: dict[str, ArchSpec] = {"llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "opt": _OPT}
+# layout (architectures.Architecture.layout) -> where its blocks and linears are
+LAYOUTS: dict[str, ArchSpec] = {"llama": _LLAMA, "opt": _OPT}
+# config.model_type -> layout, for every architecture of the table
+ARCHS: dict[str, ArchSpec] = {t: LAYOUTS[a.layout] for t, a in ARCHITECTURES.items()}
 
 
 def arch_for(model: nn.Module) -> ArchSpec:
-    """The ArchSpec of a loaded causal LM; ModelError naming the supported ones otherwise."""
+    """The ArchSpec of a loaded causal LM; ModelError naming the supported ones otherwise (architectures.check_config)."""
     config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    if model_type not in ARCHS:
-        raise ModelError(f"unsupported architecture {model_type!r}; supported: {', '.join(sorted(ARCHS))}")
-    # Block inputs are captured once at block 0 and reused for every block, so every block must see
-    # the same attention mask: a mix of full and sliding-window layers cannot be replayed that way.
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types and len(set(layer_types)) > 1:
-        raise ModelError(f"{model_type} with mixed attention layer types {sorted(set(layer_types))} is not supported")
-    return ARCHS[model_type]
+    if config is None or not hasattr(config, "to_dict"):
+        raise ModelError(f"unsupported architecture {None!r}; supported: {supported()}")
+    return ARCHS[check_config(config.to_dict()).model_type]
 
 
 def decoder_blocks(model: nn.Module, spec: ArchSpec | None = None) -> nn.ModuleList:

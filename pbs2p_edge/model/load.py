@@ -8,31 +8,35 @@ import torch
 
 from ..errors import ModelError, one_line
 from .arch import arch_for
+from .architectures import check_config
 from .sources import ModelSource, resolve_source
 
 log = logging.getLogger(__name__)
 
 
-def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtype = torch.float32, offline: bool = False):
+def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtype = torch.float32, offline: bool = False,
+               output: str | None = None):
     """(model, tokenizer) for `source`, on `device`, weights in `dtype`, eval mode.
 
     GGUF sources are dequantized by transformers (needs the `gguf` package). `offline=True` never
-    touches the network (hub ids must then be in the local cache). The architecture must be one
-    that model/arch.py supports, so an unusable model fails here and not half-way through a run.
+    touches the network (hub ids must then be in the local cache). The config is checked against
+    model/architectures.py (for the `output` format ".gguf" / ".onnx" the model will be exported to, when
+    given) before any weight is read, so an unusable model fails in a second and not half-way through a run.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src = source if isinstance(source, ModelSource) else resolve_source(source)
     kwargs: dict = {"local_files_only": offline}
     if src.gguf_file is not None:
         kwargs["gguf_file"] = src.gguf_file
     try:
+        check_config(AutoConfig.from_pretrained(src.location, **kwargs).to_dict(), output)
         model = AutoModelForCausalLM.from_pretrained(src.location, dtype=dtype, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(src.location, **kwargs)
     except (OSError, ValueError, ImportError, KeyError, RuntimeError) as exc:
         where = "the hub (offline or unknown id?)" if src.kind == "hub" else src.location
         raise ModelError(f"cannot load model {src.text!r} from {where}: {one_line(exc)}") from exc
-    arch_for(model)  # raises ModelError naming the supported architectures
+    arch_for(model)  # the layout of what was loaded
     model.eval()
     model.to(device)
     log.info("loaded %s (%s) on %s", src.text, model.config.model_type, device)

@@ -50,18 +50,21 @@ def sign_binarize(W: torch.Tensor, n: int, m: int, group_size: int, n_salient: i
                        col_scale=None, n=n, m=m, group_size=group_size, loss=0.0)
 
 
-def tiny_model(arch: str, tie: bool = True):
-    from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig
+def tiny_model(arch: str, tie: bool = True, **overrides):
+    """A random `arch` model (llama, mistral, qwen2: hidden 64, 2 layers, 4 heads / 2 KV heads; opt: 4 heads);
+    overrides: more config fields."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, OPTConfig, Qwen2Config
 
     torch.manual_seed(0)
-    if arch == "llama":
-        cfg = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                          tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0)
+    llama_like = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}
+    if arch in llama_like:
+        cfg = llama_like[arch](**{**dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                         tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0), **overrides})
     else:
         cfg = OPTConfig(vocab_size=320, hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
                         word_embed_proj_dim=64, max_position_embeddings=128, tie_word_embeddings=tie,
-                        bos_token_id=0, eos_token_id=0, pad_token_id=1)
+                        bos_token_id=0, eos_token_id=0, pad_token_id=1, **overrides)
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for exporter tests: tiny compressed checkpoints (Llama and OPT) written once per session."""
+"""Fixtures for exporter tests: tiny compressed checkpoints (Llama, Qwen2, Mistral and OPT) written once per session."""
 
 import copy
 from pathlib import Path
@@ -10,10 +10,10 @@ from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.checkpoint import save_checkpoint
 
 
-def _write(root: Path, tokenizer, arch: str, tie: bool, **kw) -> Path:
+def _write(root: Path, tokenizer, arch: str, tie: bool, config: dict | None = None, **kw) -> Path:
     tok = copy.deepcopy(tokenizer)
     tok.chat_template = "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}"
-    model = tiny_model(arch, tie=tie)
+    model = tiny_model(arch, tie=tie, **(config or {}))
     out = root / f"{arch}-{'tied' if tie else 'untied'}"
     save_checkpoint(out, model, tok, compress(model, **kw), CompressConfig(n=4, m=8), {}, {"model_id": f"tiny-{arch}"})
     return out
@@ -27,6 +27,18 @@ def llama_ckpt(tmp_path_factory, tiny_tokenizer):
 @pytest.fixture(scope="session")
 def llama_untied_ckpt(tmp_path_factory, tiny_tokenizer):
     return _write(tmp_path_factory.mktemp("ck"), tiny_tokenizer, "llama", False, n_salient=5, split=2)
+
+
+@pytest.fixture(scope="session")
+def qwen2_ckpt(tmp_path_factory, tiny_tokenizer):
+    """Qwen2: q/k/v biases (random, from the seeded init)."""
+    return _write(tmp_path_factory.mktemp("ck"), tiny_tokenizer, "qwen2", True)
+
+
+@pytest.fixture(scope="session")
+def mistral_ckpt(tmp_path_factory, tiny_tokenizer):
+    """Mistral with a sliding window of 4 positions, shorter than the test prompts."""
+    return _write(tmp_path_factory.mktemp("ck"), tiny_tokenizer, "mistral", False, {"sliding_window": 4})
 
 
 @pytest.fixture(scope="session")

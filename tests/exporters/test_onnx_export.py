@@ -10,11 +10,11 @@ import pytest
 from exporters.onnx_run import fake_quant_of, feeds, rel_err, run, torch_logits
 
 from pbs2p_edge.checkpoint import to_fake_quant_model
-from pbs2p_edge.errors import ConfigError, FormatError
+from pbs2p_edge.errors import ConfigError, FormatError, ModelError
 from pbs2p_exporters.onnx_export import export_onnx, external_data_path, read_onnx_metadata
 
 TOL = 1e-4  # max abs error relative to the logit range
-CKPTS = ["llama_ckpt", "llama_untied_ckpt", "opt_ckpt"]
+CKPTS = ["llama_ckpt", "llama_untied_ckpt", "qwen2_ckpt", "mistral_ckpt", "opt_ckpt"]
 PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)
 
 
@@ -30,7 +30,7 @@ def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
     if flavor == "custom":
         assert domains == {"": 25, "ai.pbs2p": 1}
         n_linear = sum(1 for n in m.graph.node if n.op_type == "PackedLinear")
-        assert n_linear == model.config.num_hidden_layers * (7 if which.startswith("llama") else 6)
+        assert n_linear == model.config.num_hidden_layers * (6 if which.startswith("opt") else 7)
     else:
         assert domains == {"": 25} and all(d == "" for d, _ in ops)  # stock ONNX only
         assert ("", "DequantizeLinear") in ops
@@ -43,7 +43,7 @@ def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
 
 
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
-@pytest.mark.parametrize("which", ["llama_ckpt", "opt_ckpt"])
+@pytest.mark.parametrize("which", ["llama_ckpt", "mistral_ckpt", "opt_ckpt"])
 def test_kv_cache_decoding_matches_full_sequence(request, tmp_path, which, flavor):
     ck, model = fake_quant_of(request, which)
     out = export_onnx(ck, tmp_path / "m.onnx", flavor=flavor)
@@ -99,12 +99,12 @@ def test_llama3_rope_scaling(llama_ckpt, tmp_path):
 def test_unsupported_models_refused(llama_ckpt, opt_ckpt, tmp_path):
     ck = _with_rope(llama_ckpt, tmp_path / "yarn", {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
                                                     "original_max_position_embeddings": 64})
-    with pytest.raises(FormatError, match="yarn"):
+    with pytest.raises(ModelError, match="yarn"):
         export_onnx(ck, tmp_path / "y.onnx")
     bad = shutil.copytree(opt_ckpt, tmp_path / "gelu")
     cfg = json.loads((bad / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps({**cfg, "activation_function": "gelu"}))
-    with pytest.raises(FormatError, match="relu"):
+    with pytest.raises(ModelError, match="relu"):
         export_onnx(bad, tmp_path / "g.onnx")
     with pytest.raises(ConfigError, match="flavor"):
         export_onnx(llama_ckpt, tmp_path / "x.onnx", flavor="tflite")

@@ -2,6 +2,7 @@
 generation, sampling, perplexity and tokenization through the C library agree with PyTorch and Hugging Face."""
 
 import copy
+import re
 import struct
 import subprocess
 import sys
@@ -88,6 +89,11 @@ def exported(tmp_path_factory, tiny_tokenizer):
         "untied": (_llama(False, attention_bias=True, mlp_bias=True, rope_parameters=rope), "f16",
                    {"n_salient": 5, "split": 2}),
         "q8": (_llama(False), "q8_0", {}),
+        # Qwen2: q/k/v biases (random), keys under "qwen2."; Mistral: a sliding window shorter than PROMPT
+        "qwen2": (_random("qwen2", True), "f16", {}),
+        "qwen2_window": (_random("qwen2", False, use_sliding_window=True, sliding_window=5, max_window_layers=0,
+                                 layer_types=["sliding_attention"] * 2), "f16", {}),
+        "mistral": (_random("mistral", False, sliding_window=5), "f16", {}),
         "opt_tied": (_opt(True), "f16", {}),
         "opt_untied": (_opt(False), "f16", {"n_salient": 5, "split": 2}),
         "opt_post_ln": (_opt(False, do_layer_norm_before=False, activation_function="gelu"), "f16", {}),
@@ -112,9 +118,10 @@ def _assert_close(got, want):
 
 
 OPT_NAMES = ["opt_tied", "opt_untied", "opt_post_ln", "opt_q8"]
+LLAMA_LAYOUT_NAMES = ["qwen2", "qwen2_window", "mistral"]
 
 
-@pytest.mark.parametrize("name", ["tied", "untied", "q8", *OPT_NAMES])
+@pytest.mark.parametrize("name", ["tied", "untied", "q8", *LLAMA_LAYOUT_NAMES, *OPT_NAMES])
 def test_logits_match_pytorch(exported, name):
     ck, path, ref = exported[name]
     with Model(path) as m:
@@ -145,7 +152,7 @@ def test_file_really_has_the_variant_features(exported):
     assert bytes(q8.fields["opt.activation"].parts[-1]) == b"gelu_new"
 
 
-@pytest.mark.parametrize("name", ["tied", "untied", "opt_untied", "opt_post_ln"])
+@pytest.mark.parametrize("name", ["tied", "untied", "qwen2_window", "mistral", "opt_untied", "opt_post_ln"])
 def test_incremental_decoding_equals_full_sequence(exported, name):
     _, path, ref = exported[name]
     full_ids = PROMPT + EXTRA
@@ -181,7 +188,8 @@ def test_threads_give_identical_logits(exported, monkeypatch, name):
         assert np.array_equal(a.eval([9], len(PROMPT)), b.eval([9], len(PROMPT)))
 
 
-@pytest.mark.parametrize("name, n_new", [("tied", 4), ("opt_tied", 16), ("opt_untied", 16)])
+@pytest.mark.parametrize("name, n_new", [("tied", 4), ("qwen2", 16), ("mistral", 16), ("opt_tied", 16),
+                                         ("opt_untied", 16)])
 def test_greedy_generation_matches_pytorch(exported, name, n_new):
     _, path, ref = exported[name]
     ids = list(PROMPT)
@@ -204,6 +212,41 @@ def test_info_opt(exported):
         i = m.info
     assert (i.arch, i.n_vocab, i.n_layer, i.n_embd, i.n_ff, i.tied) == ("opt", 320, 2, 64, 128, False)
     assert (i.n_head, i.n_head_kv, i.head_dim, i.n_ctx_train, i.n_ctx) == (4, 4, 16, 128, 64)
+
+
+def test_llama_layout_files_say_their_architecture(exported):
+    """Qwen2 is "qwen2" with its keys under qwen2. and q/k/v biases only; Mistral is "llama" as llama.cpp writes it;
+    a sliding window is a key, and only where the config's layers use one."""
+    def read(name):
+        r = gguf.GGUFReader(str(exported[name][1]))
+        fields = {k: f.contents() for k, f in r.fields.items()}
+        return fields, {t.name for t in r.tensors}
+    fields, names = read("qwen2")
+    assert fields["general.architecture"] == "qwen2" and fields["qwen2.block_count"] == 2
+    assert {"blk.0.attn_q.bias", "blk.1.attn_k.bias", "blk.1.attn_v.bias"} <= names
+    assert not {n for n in names if n.endswith(".bias") and "attn_output" in n or "ffn" in n and n.endswith(".bias")}
+    assert "qwen2.attention.sliding_window" not in fields  # the config has a window field, but no layer uses it
+    assert read("qwen2_window")[0]["qwen2.attention.sliding_window"] == 5
+    fields, names = read("mistral")
+    assert fields["general.architecture"] == "llama" and fields["llama.attention.sliding_window"] == 5
+    with Model(exported["qwen2"][1]) as m:
+        assert m.info.arch == "qwen2"
+
+
+def test_the_c_loader_accepts_exactly_the_tables_gguf_names(exported, tmp_path):
+    """libpbs2p's list of architectures (its error message names them) is the GGUF names of
+    model/architectures.py, and each loads: the two lists are kept in step by this test."""
+    from pbs2p_edge.model.architectures import ARCHITECTURES
+
+    with pytest.raises(NativeError, match="architecture 'bloom' is not supported by the model runtime") as e:
+        Model(_patched_str(exported["tied"][1], tmp_path / "arch.gguf", "general.architecture", "bloom"))
+    table = sorted({a.gguf for a in ARCHITECTURES.values()})
+    assert sorted(re.search(r"model runtime \(([^)]*)\)", str(e.value)).group(1).split(", ")) == table
+    loaded = set()
+    for _, path, _ in exported.values():
+        with Model(path) as m:
+            loaded.add(m.info.arch)
+    assert sorted(loaded) == table  # every name of the table has a file above that loads
 
 
 def _status(exc):

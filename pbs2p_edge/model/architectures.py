@@ -1,0 +1,129 @@
+"""The table of supported architectures: one record per Hugging Face model_type, every fact the chain needs.
+
+The PyTorch side (model/arch.py: where the blocks and linears are), the GGUF and ONNX exporters (names, keys, graph)
+and the README's table are derived from ARCHITECTURES; the C loader's list of GGUF names is checked against it by
+the test suite. check_config runs on a model's config before any weight is loaded, so a model the chain cannot carry
+to the end fails in a second, naming what is supported, and not after an hour of compression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Facts of one architecture (docs/GGUF.md §3 has their keys).
+
+    model_type: config.model_type. gguf: general.architecture (llama.cpp's name), the prefix of its keys.
+    layout: the block layout and tensor names, shared by a family ("llama": pre-RMSNorm, SwiGLU, rotate-half RoPE;
+            "opt": LayerNorm, learned positions). norm, position: for the README. activation: the config field that
+            names the MLP activation, its default, and the values the runtime has. biases: which linears may have one.
+    sliding_window: how the config states a sliding attention window: "" (never), "sliding_window" (the field
+            applies to every layer when set), "layer_types" (the field applies where layer_types says
+            sliding_attention; only uniform layer types are supported).
+    """
+
+    model_type: str
+    gguf: str
+    layout: str
+    norm: str
+    position: str
+    activation: tuple[str, str, tuple[str, ...]]
+    biases: str
+    sliding_window: str = ""
+
+
+_SILU = ("hidden_act", "silu", ("silu",))
+ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
+    Architecture("llama", "llama", "llama", "RMSNorm", "RoPE (rotate-half)", _SILU,
+                 "optional on all linears (attention_bias, mlp_bias)"),
+    # llama.cpp writes Mistral as a llama model; its sliding window is one more key
+    Architecture("mistral", "llama", "llama", "RMSNorm", "RoPE (rotate-half)", _SILU, "none",
+                 sliding_window="sliding_window"),
+    Architecture("qwen2", "qwen2", "llama", "RMSNorm", "RoPE (rotate-half)", _SILU, "q, k, v",
+                 sliding_window="layer_types"),
+    Architecture("opt", "opt", "opt", "LayerNorm (pre or post)", "learned (offset 2)",
+                 ("activation_function", "relu", ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh")), "all linears"),
+)}
+
+# the ONNX graph's activations per layout (docs/ONNX.md §2)
+ONNX_ACTIVATIONS = {"llama": ("silu",), "opt": ("relu",)}
+# RoPE scalings each format computes (model/arch: transformers computes any)
+ROPE_SCALINGS = {".gguf": ("linear", "llama3"), ".onnx": ("llama3",)}
+
+
+def supported() -> str:
+    return ", ".join(sorted(ARCHITECTURES))
+
+
+def architecture(config: dict) -> Architecture:
+    """The record of a config (a dict, as config.json); ModelError naming the supported ones otherwise."""
+    model_type = config.get("model_type")
+    if model_type not in ARCHITECTURES:
+        raise ModelError(f"unsupported architecture {model_type!r}; supported: {supported()}")
+    return ARCHITECTURES[model_type]
+
+
+def sliding_window(config: dict) -> int | None:
+    """The attention window every layer uses (a key sees itself and the window - 1 before it), None for full attention.
+
+    ModelError when layers mix full and sliding attention: block inputs are captured once and replayed for every
+    block with one mask, and the runtime has one window per model."""
+    arch = architecture(config)
+    layer_types = config.get("layer_types") or []
+    if len(set(layer_types)) > 1:
+        raise ModelError(f"{arch.model_type} with mixed attention layer types {sorted(set(layer_types))} is not supported")
+    window = config.get("sliding_window")
+    if arch.sliding_window == "sliding_window":
+        return int(window) if window else None
+    if arch.sliding_window == "layer_types":
+        return int(window) if window and layer_types and layer_types[0] == "sliding_attention" else None
+    return None
+
+
+def rope_config(config: dict) -> tuple[float, dict | None]:
+    """(theta, scaling dict with its rope_type, or None) from transformers 4 (rope_theta / rope_scaling) or 5
+    (rope_parameters) configs."""
+    params = config.get("rope_parameters") or {}
+    theta = float(params.get("rope_theta", config.get("rope_theta", 10000.0)))
+    scaling = config.get("rope_scaling") or params
+    rtype = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
+    return theta, (None if rtype in ("default", None) else {**scaling, "rope_type": rtype})
+
+
+def check_config(config: dict, output: str | None = None) -> Architecture:
+    """The config's record after every check that needs no weights: the architecture, uniform attention layers and,
+    for an `output` (".gguf" / ".onnx"), the variant the runtime or graph computes. ModelError otherwise."""
+    arch = architecture(config)
+    sliding_window(config)
+    if output is None:
+        return arch
+    if arch.layout == "opt" and config.get("word_embed_proj_dim", config.get("hidden_size")) != config.get("hidden_size"):
+        raise ModelError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
+    field, default, known = arch.activation
+    acts = ONNX_ACTIVATIONS[arch.layout] if output == ".onnx" else known
+    act = config.get(field) or default
+    if act not in acts:
+        raise ModelError(f"{output[1:].upper()} export of {arch.model_type} supports {field} "
+                         f"{', '.join(map(repr, acts))}, not {act!r}")
+    scaling = rope_config(config)[1]
+    rtype = scaling and scaling["rope_type"]
+    if arch.layout == "llama" and rtype and rtype not in ROPE_SCALINGS[output]:
+        raise ModelError(f"{output[1:].upper()} export supports RoPE scaling "
+                         f"{', '.join(ROPE_SCALINGS[output])} (or none), not {rtype!r}")
+    return arch
+
+
+def markdown_table() -> str:
+    """The README's table of supported architectures."""
+    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window |",
+            "|---|---|---|---|---|---|---|"]
+    for a in ARCHITECTURES.values():
+        window = {"": "no", "sliding_window": "yes (`sliding_window`)",
+                  "layer_types": "yes, when every layer is sliding (`layer_types`)"}[a.sliding_window]
+        rows.append(f"| {a.model_type} | {a.gguf} | {a.norm} | {a.position} | {', '.join(a.activation[2])} "
+                    f"| {a.biases} | {window} |")
+    return "\n".join(rows)

@@ -1,0 +1,54 @@
+"""Tests of the architecture table: the checks on a config alone, the sliding window rule, and the README's copy."""
+
+from pathlib import Path
+
+import pytest
+
+from pbs2p_edge.errors import ModelError
+from pbs2p_edge.model.architectures import ARCHITECTURES, check_config, markdown_table, sliding_window
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_lists_exactly_the_table():
+    table = "\n".join("  " + line for line in markdown_table().splitlines())
+    assert table in README.read_text()
+    assert [line.split("|")[1].strip() for line in markdown_table().splitlines()[2:]] == list(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("config, window", [
+    ({"model_type": "llama", "sliding_window": 4}, None),  # Llama has no window, whatever the field says
+    ({"model_type": "mistral", "sliding_window": 4096}, 4096),
+    ({"model_type": "mistral", "sliding_window": None}, None),
+    ({"model_type": "qwen2", "sliding_window": 8, "layer_types": ["full_attention"] * 3}, None),
+    ({"model_type": "qwen2", "sliding_window": 8, "layer_types": ["sliding_attention"] * 3}, 8),
+    ({"model_type": "opt"}, None),
+])
+def test_sliding_window_follows_the_config_as_transformers_reads_it(config, window):
+    assert sliding_window(config) == window
+
+
+def test_check_config_refuses_before_any_weight():
+    with pytest.raises(ModelError, match="unsupported architecture 'gemma3'; supported: llama, mistral, opt, qwen2"):
+        check_config({"model_type": "gemma3"})
+    with pytest.raises(ModelError, match="mixed attention layer types"):
+        check_config({"model_type": "qwen2", "layer_types": ["full_attention", "sliding_attention"]})
+    # compression alone (no output) takes what transformers runs: OPT with project_in, a yarn RoPE, gelu
+    opt_proj = {"model_type": "opt", "hidden_size": 1024, "word_embed_proj_dim": 512}
+    yarn = {"model_type": "llama", "rope_parameters": {"rope_type": "yarn", "factor": 2.0}}
+    gelu = {"model_type": "llama", "hidden_act": "gelu"}
+    for config in (opt_proj, yarn, gelu):
+        assert check_config(config) is ARCHITECTURES[config["model_type"]]
+    with pytest.raises(ModelError, match="project_in"):
+        check_config(opt_proj, ".gguf")
+    with pytest.raises(ModelError, match="GGUF export supports RoPE scaling linear, llama3 \\(or none\\), not 'yarn'"):
+        check_config(yarn, ".gguf")
+    with pytest.raises(ModelError, match="ONNX export of llama supports hidden_act 'silu', not 'gelu'"):
+        check_config(gelu, ".onnx")
+    assert check_config({"model_type": "opt", "activation_function": "gelu"}, ".gguf").gguf == "opt"
+    with pytest.raises(ModelError, match="ONNX export of opt supports activation_function 'relu', not 'gelu'"):
+        check_config({"model_type": "opt", "activation_function": "gelu"}, ".onnx")
+    linear = {"model_type": "mistral", "rope_scaling": {"type": "linear", "factor": 2.0}}
+    assert check_config(linear, ".gguf").gguf == "llama"
+    with pytest.raises(ModelError, match="not 'linear'"):
+        check_config(linear, ".onnx")
