@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .algo.config import RECOVER_BELOW_BPW, RECOVER_STEPS
@@ -299,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_export_options(args: argparse.Namespace) -> None:
     """A checkpoint is exported as it is: a compression option given with one would be silently ignored."""
-    from .checkpoint import is_checkpoint
+    from .pack.checkpoint_dir import is_checkpoint
 
     if not is_checkpoint(args.model):
         return
@@ -309,6 +310,8 @@ def _check_export_options(args: argparse.Namespace) -> None:
 
 
 def _run_command(commands, args: argparse.Namespace) -> int:
+    if args.command in ("compress", "eval", "export"):  # before transformers is imported: a second, not three
+        commands.check_source(args.model, Path(args.out).suffix.lower() if args.command == "export" else None)
     if args.command == "compress":
         cfg = _config_from_args(args)
         with _quiet_transformers(progress=not args.quiet):

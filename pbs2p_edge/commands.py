@@ -60,7 +60,7 @@ def _check_output_dir(path: str) -> None:
 def _check_checkpoint_target(out_dir: str) -> None:
     """OutputError when out_dir exists and save_checkpoint would refuse to replace it (checked before
     compressing, so a long run does not fail at its very end)."""
-    from .checkpoint import is_checkpoint
+    from .pack.checkpoint_dir import is_checkpoint
 
     _check_output_dir(out_dir)
     out = Path(out_dir)
@@ -85,6 +85,31 @@ def _check_widths(model, m: int) -> None:
                                   f"{spec.blocks}.{i}.{name}; choose an M that divides it")
 
 
+def check_source(source: str, output: str | None = None) -> None:
+    """Cheapest first: a local model directory's config.json against the architecture table (for the `output`
+    format too: ".gguf" / ".onnx"), before torch or transformers is even imported. load_model checks every source
+    again, from the config transformers completes with its defaults, before reading a weight."""
+    import json
+
+    from .errors import one_line
+    from .model.architectures import check_config
+    from .model.sources import resolve_source
+    from .pack.checkpoint_dir import is_checkpoint
+
+    if is_checkpoint(source):
+        return
+    src = resolve_source(source)
+    if src.kind != "hf_dir":
+        return
+    try:
+        config = json.loads(Path(src.location, "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{source}: unreadable config.json: {one_line(exc)}") from exc
+    if not isinstance(config, dict):
+        raise ModelError(f"{source}: config.json does not hold a JSON object")
+    check_config(config, output if output in EXPORT_FORMATS else None)
+
+
 def _is_pbs2p_gguf(source: str) -> bool:
     """True when `source` names a GGUF file written by pbs2p-edge (it holds pbs2p.format_version); FormatError
     (one line) for a .gguf file that is not a readable GGUF, which no other loader would read either."""
@@ -99,7 +124,7 @@ def _is_pbs2p_gguf(source: str) -> bool:
 def _load_original(source: str, what: str, output: str | None = None):
     """(model, tokenizer) of an uncompressed model source; a clear ModelError for one of our own outputs, or for an
     architecture the `output` format (".gguf" / ".onnx") cannot carry."""
-    from .checkpoint import is_checkpoint
+    from .pack.checkpoint_dir import is_checkpoint
     from .model.load import load_model
 
     if is_checkpoint(source):
@@ -123,6 +148,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     tiers: the linears' candidate tiers (None: model.budget.LINEAR_TIERS). recover: block-wise recovery steps per
     block on the budget path (None: algo.config.default_recover_steps of the budget); without a budget, cfg's.
     output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading."""
+    check_source(source, output)
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
@@ -239,6 +265,7 @@ def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, devic
              threads: int | None = None) -> dict:
     """Perplexity of a model source, compressed checkpoint (PyTorch) or pbs2p GGUF file (libpbs2p, `threads`
     threads) on non-overlapping windows of `data`."""
+    check_source(source)
     from .calib.text import load_text
     from .eval.perplexity import perplexity
 
@@ -345,11 +372,12 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
     to `out`, removed afterwards (also on error or Ctrl-C). embed_type None: the checkpoint's embedding tier
     (chosen by the budget), else f16.
     """
-    from .checkpoint import is_checkpoint
-
     suffix = Path(out).suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise OutputError(f"unknown output extension {suffix or '(none)'!r} for {out}; use one of {', '.join(EXPORT_FORMATS)}")
+    check_source(source, suffix)
+    from .pack.checkpoint_dir import is_checkpoint
+
     _check_output_dir(out)
     if Path(out).is_dir():
         raise OutputError(f"{out} is a directory")

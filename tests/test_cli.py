@@ -259,6 +259,18 @@ def test_export_refuses_what_it_cannot_carry_before_reading_weights(capsys, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+def test_an_unsupported_local_model_is_refused_before_torch_is_imported(tmp_path, tiny_tokenizer):
+    """The one-line refusal comes from config.json alone, in a fraction of the 3 s that importing torch and
+    transformers takes; a hub id or a GGUF is checked by load_model, still before any weight."""
+    src = save_hf_dir(tiny_gpt2(), tiny_tokenizer, tmp_path / "gpt2")
+    code = ("import sys; from pbs2p_edge.cli import main; rc = main(sys.argv[1:]); "
+            "print(rc, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    for argv in (["export", src, tmp_path / "m.gguf"], ["compress", src, tmp_path / "ck"], ["eval", src]):
+        r = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, timeout=120)
+        assert r.stdout.split("\n")[0] == "2 []", (argv, r.stdout, r.stderr)
+        assert r.stderr == "pbs2p-edge: error: unsupported architecture 'gpt2'; supported: llama, mistral, opt, qwen2\n"
+
+
 # ------------------------------------------------------------------------------------------------- run
 
 RUN_KEYS = {"text", "tokens", "prompt_ids", "prompt_tokens", "n_generated", "stop_reason", "prompt_tokens_per_second",
