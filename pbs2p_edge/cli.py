@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"model source: alias ({DEFAULT_MODEL}), local dir, .gguf file or hub id")
     p.add_argument("out_dir", help="checkpoint directory to write (replaced atomically)")
     _add_compress_options(p, default_nm=DEFAULT_NM)
+    p.add_argument("--blocks", type=_positive_int, default=None, metavar="K",
+                   help="compress only the first K decoder blocks: cost measurements and quick looks (the "
+                        "checkpoint evaluates, the others keeping full precision, but does not export)")
 
     p = sub.add_parser("eval", help="perplexity of a model or compressed checkpoint")
     p.add_argument("model", help="model source or compressed checkpoint directory")
@@ -317,7 +320,8 @@ def _run_command(commands, args: argparse.Namespace) -> int:
         with _quiet_transformers(progress=not args.quiet):
             summary = commands.compress(
                 args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
-                seqlen=args.seqlen, device=args.device, progress=not args.quiet, **_budget_from_args(args),
+                seqlen=args.seqlen, device=args.device, progress=not args.quiet, blocks=args.blocks,
+                **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":

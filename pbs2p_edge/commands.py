@@ -140,19 +140,21 @@ def _load_original(source: str, what: str, output: str | None = None):
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
              size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None,
-             output: str | None = None) -> dict:
+             output: str | None = None, blocks: int | None = None) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
     per linear and for the embedding / head on the same windows, and the linears are quantized by GPTQ onto them.
     tiers: the linears' candidate tiers (None: model.budget.LINEAR_TIERS). recover: block-wise recovery steps per
     block on the budget path (None: algo.config.default_recover_steps of the budget); without a budget, cfg's.
-    output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading."""
+    output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading.
+    blocks: compress only the first `blocks` decoder blocks (cost measurements, quick looks: the checkpoint
+    evaluates, but does not export); None: all."""
     check_source(source, output)
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
-    from .model.arch import check_seqlen
+    from .model.arch import check_seqlen, decoder_blocks
     from .model.sequential import compress_model
 
     if nsamples < 1:
@@ -165,6 +167,9 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
     _check_widths(model, cfg.m)
     check_seqlen(model, seqlen)
+    n_blocks = len(decoder_blocks(model))
+    if blocks is not None and not 1 <= blocks <= n_blocks:
+        raise ConfigError(f"--blocks {blocks}: this model has {n_blocks} decoder blocks")
     budgeted = bpw is not None or size_bytes is not None
     if budgeted:
         import dataclasses
@@ -186,7 +191,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         t0 = time.perf_counter()
         plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
         plan_seconds = time.perf_counter() - t0
-    run = compress_model(model, windows, cfg, device=device, progress=progress,
+    run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,
                          plan=None if plan is None else plan.linears)
     stats = {
         "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen,
@@ -198,7 +203,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     save_checkpoint(out_dir, model, tokenizer, run.results, cfg, run.layer_n, stats,
                     embed_tier=None if plan is None else plan.embed)
     summary = {"checkpoint": str(Path(out_dir).resolve()), "layers": len(run.results), "seconds": stats["seconds"],
-               "peak_memory_bytes": run.peak_memory_bytes}
+               "peak_memory_bytes": run.peak_memory_bytes,
+               "blocks": {"compressed": blocks or n_blocks, "total": n_blocks}}
     if run.recovery:
         summary["recovered_blocks"] = sum(r["kept"] for r in run.recovery)
     if plan is None:
@@ -473,6 +479,8 @@ def format_info(d: dict) -> str:
 def format_inspect(d: dict) -> str:
     """Human-readable table of `inspect` output."""
     lines = [f"{k}: {v}" for k, v in d.items() if k != "layers" and not isinstance(v, (dict, list))]
+    if "blocks" in d:
+        lines.append(f"blocks: {d['blocks']['compressed']} of {d['blocks']['total']} compressed")
     lines.append("tiers: " + ", ".join(f"{t} x{n}" for t, n in d.get("tiers", {}).items()))
     lines.append(f"{'layer':48} {'tier':>7} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
     for layer in d.get("layers", []):

@@ -107,6 +107,33 @@ def test_compress_writes_a_complete_checkpoint(work, llama_ckpt):
     assert not [p.name for p in work.root.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
+def test_blocks_compresses_the_first_k_and_export_refuses_the_checkpoint(capsys, tmp_path, work, llama_ckpt):
+    """--blocks 1 of 2: block 0's linears are compressed exactly as in a full run (same seed, same windows), block 1
+    keeps its full-precision weights; the checkpoint says so, evaluates, and is refused by both exporters."""
+    out = tmp_path / "first"
+    rc, stdout, err = run_cli(capsys, "compress", work.llama, out, "--method", "pbs2p", "--nm", "4:8",
+                              "--calib", work.text, "--seed", "0", "--blocks", "1", *CALIB)
+    assert (rc, err) == (0, "")
+    summary = json.loads(stdout)
+    assert summary["blocks"] == {"compressed": 1, "total": 2} and summary["layers"] == LLAMA_LINEARS // 2
+    assert llama_ckpt[1]["blocks"] == {"compressed": 2, "total": 2}
+    meta, full = (json.loads((d / "pbs2p.json").read_text()) for d in (out, llama_ckpt[0]))
+    assert meta["blocks"] == {"compressed": 1, "total": 2}
+    assert meta["layers"] == {k: v for k, v in full["layers"].items() if k.startswith("model.layers.0.")}
+    rc, stdout, _ = run_cli(capsys, "inspect", out)
+    assert rc == 0 and "blocks: 1 of 2 compressed" in stdout
+    rc, stdout, err = run_cli(capsys, "eval", out, "--data", work.text, "--seqlen", "32", "--max-windows", "2", "--json")
+    assert (rc, err) == (0, "") and math.isfinite(json.loads(stdout)["ppl"])
+    for target in ("m.gguf", "m.onnx"):
+        rc, stdout, err = run_cli(capsys, "export", out, tmp_path / target)
+        assert (rc, stdout) == (2, "")
+        assert err == (f"pbs2p-edge: error: {out} compressed only the first 1 of 2 decoder blocks (compress --blocks 1); "
+                       "export needs all of them: compress again without --blocks\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]
+    rc, _, err = run_cli(capsys, "compress", work.llama, tmp_path / "x", "--calib", work.text, "--blocks", "3", *CALIB)
+    assert rc == 2 and "--blocks 3: this model has 2 decoder blocks" in err
+
+
 @pytest.mark.parametrize("method,arch", [
     ("rtn", "opt"), ("magnitude", "llama"), ("billm", "opt"), ("arb", "llama"),
     ("arb-rc", "opt"), ("stbllm", "llama"), ("pbs2p", "opt"),

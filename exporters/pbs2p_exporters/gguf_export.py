@@ -69,6 +69,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     if embed_type is not None and embed_type not in EMBED_TYPES:
         raise ConfigError(f"embed_type must be one of {EMBED_TYPES}, got {embed_type!r}")
     ck = load_checkpoint(checkpoint_dir)
+    ck.require_complete()
     embed_type = embed_type or ck.embed_tier or "f16"
     config = ck.config
     arch = gguf_arch(config)

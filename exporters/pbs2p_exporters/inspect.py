@@ -76,6 +76,8 @@ def _inspect_checkpoint(path: Path) -> dict:
     cc = ck.compress_config
     out.update(format_version=ck.meta["format_version"], method=cc.get("method"), m=cc.get("m"), n=cc.get("n"),
                embed_type=ck.embed_tier)
+    if ck.blocks:
+        out["blocks"] = {"compressed": ck.blocks[0], "total": ck.blocks[1]}
     return out
 
 

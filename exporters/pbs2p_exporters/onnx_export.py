@@ -38,6 +38,7 @@ def build_onnx_model(checkpoint_dir, flavor: str = "custom") -> onnx.ModelProto:
     if flavor not in FLAVORS:
         raise ConfigError(f"ONNX flavor must be one of {FLAVORS}, got {flavor!r}")
     ck = load_checkpoint(checkpoint_dir)
+    ck.require_complete()
     if not ck.layers and not ck.grids:
         raise FormatError(f"{ck.path}: no compressed layers")
     custom_op = flavor == "custom" and bool(ck.layers)  # grid linears use standard ops in both flavors

@@ -38,6 +38,19 @@ def grid_layer(result: GridResult | FloatResult) -> tiers.GridLayer:
     return tiers.GridLayer(result.tier.name, *q.shape, tiers.pack(result.tier.name, q, np_(result.d), np_(result.m)))
 
 
+def _compressed_blocks(model, results: dict) -> dict:
+    """{"compressed": K, "total": L}: the first K of the model's L decoder blocks have every linear in `results`
+    (compress --blocks K stops there; the rest keep their full-precision weights)."""
+    from ..model.arch import arch_for, block_linears, decoder_blocks
+
+    spec = arch_for(model)
+    blocks = decoder_blocks(model, spec)
+    done = 0
+    while done < len(blocks) and all(f"{spec.blocks}.{done}.{n}" in results for n in block_linears(blocks[done], spec)):
+        done += 1
+    return {"compressed": done, "total": len(blocks)}
+
+
 def _dense_numpy(t: torch.Tensor) -> np.ndarray:
     """A state-dict tensor as numpy; bfloat16 (no numpy dtype) widens to float32, losslessly."""
     t = t.detach().cpu()
@@ -59,6 +72,7 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | 
     from safetensors.numpy import save_file
 
     state = model.state_dict()
+    blocks = _compressed_blocks(model, results)
     if embed_tier is not None and embed_tier not in tiers.EMBED_TIERS:
         raise ConfigError(f"embedding tier must be one of {', '.join(tiers.EMBED_TIERS)}, got {embed_tier!r}")
     packed: dict[str, PackedLayer] = {}
@@ -115,6 +129,7 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | 
         "tied": tied,
         "dense_dtypes": dtypes,
         "bits_per_weight": total_bits / total_weights if total_weights else None,
+        "blocks": blocks,
         "extra": extra,
     }
     meta_text = json.dumps(meta, indent=2, sort_keys=False)  # fails here, before anything is written

@@ -49,6 +49,20 @@ class Checkpoint:
         return dict(self.meta.get("tiers") or {n: "pbs2p" for n in self.layers})
 
     @property
+    def blocks(self) -> tuple[int, int] | None:
+        """(compressed, total) decoder blocks; None for a checkpoint written before the count was recorded (all)."""
+        b = self.meta.get("blocks")
+        return None if b is None else (b["compressed"], b["total"])
+
+    def require_complete(self) -> None:
+        """FormatError for a checkpoint of `compress --blocks K` (a quick look): its other blocks are not
+        compressed, so no file of ours can hold them."""
+        if self.blocks and self.blocks[0] < self.blocks[1]:
+            k, total = self.blocks
+            raise FormatError(f"{self.path} compressed only the first {k} of {total} decoder blocks "
+                              f"(compress --blocks {k}); export needs all of them: compress again without --blocks")
+
+    @property
     def tokenizer_json(self) -> Path | None:
         p = self.path / "tokenizer.json"
         return p if p.is_file() else None
@@ -146,6 +160,10 @@ def load_checkpoint(path) -> Checkpoint:
                                     or any(tiers_table[n] != "pbs2p" for n in layers)
                                     or any(tiers_table[n] != g.tier for n, g in grids.items())):
         raise FormatError(f"{path / META_JSON}: 'tiers' does not match the stored layers")
+    b = meta.get("blocks")
+    if b is not None and not (isinstance(b, dict) and set(b) == {"compressed", "total"}
+                              and all(type(v) is int for v in b.values()) and 0 <= b["compressed"] <= b["total"]):
+        raise FormatError(f"{path / META_JSON}: bad 'blocks' {b!r} (compressed <= total, whole numbers)")
     if meta.get("embed_tier") not in (None, *EMBED_TIERS):
         raise FormatError(f"{path}: unknown embedding tier {meta.get('embed_tier')!r}")
     tied = meta.get("tied", {})
