@@ -105,7 +105,8 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                         f"{RECOVER_BELOW_BPW:g} bits per parameter, else 0; 0 with --method/--nm/structure options)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
     g.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads for torch (default: torch's choice; 1 is faster when other jobs share the cores)")
+                   help="CPU threads for torch (default: the cores other processes leave free, measured again "
+                        "before each block)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -321,7 +322,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.compress(
                 args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
                 seqlen=args.seqlen, device=args.device, progress=not args.quiet, blocks=args.blocks,
-                **_budget_from_args(args),
+                adapt_threads=args.threads is None, **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":
@@ -340,7 +341,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.export(
                 args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
                 device=args.device, progress=not args.quiet, embed_type=args.embed_type,
-                onnx_flavor=args.onnx_flavor, **_budget_from_args(args),
+                onnx_flavor=args.onnx_flavor, adapt_threads=args.threads is None, **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "inspect":

@@ -140,7 +140,7 @@ def _load_original(source: str, what: str, output: str | None = None):
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
              size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None,
-             output: str | None = None, blocks: int | None = None) -> dict:
+             output: str | None = None, blocks: int | None = None, adapt_threads: bool = False) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
@@ -149,11 +149,13 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     block on the budget path (None: algo.config.default_recover_steps of the budget); without a budget, cfg's.
     output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading.
     blocks: compress only the first `blocks` decoder blocks (cost measurements, quick looks: the checkpoint
-    evaluates, but does not export); None: all."""
+    evaluates, but does not export); None: all. adapt_threads: torch's threads follow the cores other processes
+    leave free, re-measured before the plan and each block (free_cores.py; the CLI's default), else they stay."""
     check_source(source, output)
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
+    from .free_cores import ThreadGovernor
     from .model.arch import check_seqlen, decoder_blocks
     from .model.sequential import compress_model
 
@@ -162,6 +164,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     check_device(device)
     _check_checkpoint_target(out_dir)
     text = load_text(calib, split="train")  # before the model: unknown corpus / empty / not UTF-8 fail fast
+    governor = ThreadGovernor() if adapt_threads else None  # its first measure spans the model's loading
     model, tokenizer = _load_original(source, "compress", output)
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
@@ -186,13 +189,19 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         linear_tiers = tuple(tiers) if tiers else LINEAR_TIERS
         check_budget(model, tokenizer, bpw, linear_tiers)
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
-    plan = None
-    if budgeted:
-        t0 = time.perf_counter()
-        plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
-        plan_seconds = time.perf_counter() - t0
-    run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,
-                         plan=None if plan is None else plan.linears)
+    try:
+        plan = None
+        if budgeted:
+            t0 = time.perf_counter()
+            if governor is not None:
+                governor.adjust()
+            plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
+            plan_seconds = time.perf_counter() - t0
+        run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,
+                             plan=None if plan is None else plan.linears, governor=governor)
+    finally:
+        if governor is not None:
+            governor.close()
     stats = {
         "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen,
         "seconds": round(run.seconds, 2), "peak_memory_bytes": run.peak_memory_bytes,
@@ -370,9 +379,9 @@ def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_f
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
            progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
            bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None,
-           recover: int | None = None) -> dict:
+           recover: int | None = None, adapt_threads: bool = False) -> dict:
     """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one (compress()'s
-    budget, tiers and recover).
+    budget, tiers, recover and adapt_threads).
 
     Every output check runs before compressing. The compression goes to a temporary checkpoint next
     to `out`, removed afterwards (also on error or Ctrl-C). embed_type None: the checkpoint's embedding tier
@@ -397,7 +406,8 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
             ckpt = os.path.join(tmp, "checkpoint")
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
                                            device=device, progress=progress, bpw=bpw, size_bytes=size_bytes,
-                                           tiers=tiers, recover=recover, output=suffix)
+                                           tiers=tiers, recover=recover, output=suffix,
+                                           adapt_threads=adapt_threads)
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format

@@ -129,6 +129,7 @@ def compress_model(
     progress: bool = True,
     num_blocks: int | None = None,
     plan: dict[str, str] | None = None,
+    governor=None,
 ) -> CompressionRun:
     """Compress every linear of every decoder block of `model` in place (weights ← dequantized result).
 
@@ -139,6 +140,8 @@ def compress_model(
     plan: full linear name -> tier name (pbs2p_edge.pack.tiers) for a mixed-tier model; a linear it does not
     name takes the binary tier ("pbs2p", compressed by cfg). With a plan, CFS is off: the plan's allocator already
     spent the bits per layer, and the binary layers keep cfg.n.
+    governor: a free_cores.ThreadGovernor whose adjust() sets torch's threads to the free cores before the CFS
+    pass and each block (None: the threads stay as they are).
 
     Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
@@ -170,7 +173,9 @@ def compress_model(
     plan = dict(plan or {})
     for t in set(plan.values()) - {BINARY}:
         tier(t)  # ConfigError for an unknown tier name, before any work
+    adjust = governor.adjust if governor is not None else torch.get_num_threads
     if uses_cfs(cfg) and not plan:
+        adjust()
         importance = _block_importances(blocks, x[: cfg.cfs_windows], kwargs, device)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
@@ -183,6 +188,7 @@ def compress_model(
     x_fp = x.clone() if cfg.recover_steps else None  # the full-precision model's activations, recovery's targets
     bar = tqdm(range(num_blocks or len(blocks)), desc=f"compress {cfg.method}", unit="block", disable=not progress)
     for i in bar:
+        threads = adjust()
         block = blocks[i]
         home = _device_of(block)
         block.to(device)
@@ -212,7 +218,7 @@ def compress_model(
             recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
         _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only
         block.to(home)
-        bar.set_postfix(N=block_n[i])
+        bar.set_postfix(N=block_n[i], threads=threads, peak=f"{_peak_memory(device) / 2**30:.2f}GiB")
 
     return CompressionRun(
         results=results,
