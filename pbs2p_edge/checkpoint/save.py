@@ -136,11 +136,14 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | 
     # safetensors writes an array's raw buffer whatever its strides: store C-contiguous copies only.
     arrays = {f"{name}.{k}": np.ascontiguousarray(v) for name, p in packed.items() for k, v in p.arrays.items()}
 
+    # One metadata key per file: safetensors writes its metadata map in a random order, so two keys would make
+    # the same checkpoint differ byte for byte from run to run.
+    tag = {"format": f"{CHECKPOINT_KIND}/{FORMAT_VERSION}"}
     with atomic_dir(out_dir, is_checkpoint) as tmp:
         model.config.to_json_file(str(tmp / CONFIG_JSON))
-        save_file(arrays, str(tmp / PACKED), metadata={"format": CHECKPOINT_KIND, "format_version": str(FORMAT_VERSION)})
-        save_file(dense, str(tmp / DENSE), metadata={"format": CHECKPOINT_KIND})
-        save_file({name: g.blocks for name, g in grids.items()}, str(tmp / GRID), metadata={"format": CHECKPOINT_KIND})
+        save_file(arrays, str(tmp / PACKED), metadata=tag)
+        save_file(dense, str(tmp / DENSE), metadata=tag)
+        save_file({name: g.blocks for name, g in grids.items()}, str(tmp / GRID), metadata=tag)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         (tmp / META_JSON).write_text(meta_text + "\n")  # written last: its presence marks a complete checkpoint

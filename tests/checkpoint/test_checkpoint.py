@@ -152,3 +152,15 @@ def test_stray_or_missing_packed_arrays(tmp_path):
     save_file({k: v for k, v in arrays.items() if k != first}, str(out / "packed.safetensors"))
     with pytest.raises(FormatError, match="missing"):
         load_checkpoint(out)
+
+
+def test_the_same_checkpoint_is_the_same_bytes_every_time(tmp_path, tiny_tokenizer):
+    """Every file of a checkpoint saved again and again is byte-identical: nothing random (safetensors writes a
+    metadata map of two keys in a random order: each file has one), nothing timed."""
+    model = tiny_model("llama", tie=True)
+    results = compress(model)
+    saved = []
+    for i in range(8):
+        out = save_checkpoint(tmp_path / f"ck{i}", model, tiny_tokenizer, results, CompressConfig(n=4, m=8), {}, {})
+        saved.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert all(s == saved[0] for s in saved[1:])
