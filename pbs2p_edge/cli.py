@@ -107,6 +107,9 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch (default: the cores other processes leave free, measured again "
                         "before each block)")
+    g.add_argument("--resume", action="store_true",
+                   help="go on from the blocks a killed run with the same options finished (each finished block is "
+                        "kept in .<output name>.progress beside the output until the output is written)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -309,6 +312,7 @@ def _check_export_options(args: argparse.Namespace) -> None:
     if not is_checkpoint(args.model):
         return
     given = _binary_options(args) + [f"--{o}" for o in ("bpw", "size", "tiers", "recover") if getattr(args, o) is not None]
+    given += ["--resume"] if args.resume else []
     if given:
         raise ConfigError(f"{args.model} is already compressed: {given[0]} applies only when exporting an original model")
 
@@ -322,7 +326,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.compress(
                 args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
                 seqlen=args.seqlen, device=args.device, progress=not args.quiet, blocks=args.blocks,
-                adapt_threads=args.threads is None, **_budget_from_args(args),
+                adapt_threads=args.threads is None, resume=args.resume, **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":
@@ -341,7 +345,8 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.export(
                 args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
                 device=args.device, progress=not args.quiet, embed_type=args.embed_type,
-                onnx_flavor=args.onnx_flavor, adapt_threads=args.threads is None, **_budget_from_args(args),
+                onnx_flavor=args.onnx_flavor, adapt_threads=args.threads is None, resume=args.resume,
+                **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "inspect":

@@ -140,7 +140,8 @@ def _load_original(source: str, what: str, output: str | None = None):
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
              size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None,
-             output: str | None = None, blocks: int | None = None, adapt_threads: bool = False) -> dict:
+             output: str | None = None, blocks: int | None = None, adapt_threads: bool = False,
+             resume: bool = False, progress_path: str | None = None) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
@@ -150,13 +151,16 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading.
     blocks: compress only the first `blocks` decoder blocks (cost measurements, quick looks: the checkpoint
     evaluates, but does not export); None: all. adapt_threads: torch's threads follow the cores other processes
-    leave free, re-measured before the plan and each block (free_cores.py; the CLI's default), else they stay."""
+    leave free, re-measured before the plan and each block (free_cores.py; the CLI's default), else they stay.
+    Every finished block is saved in progress_path (default: model.progress.progress_dir(out_dir)), removed once
+    the checkpoint is written; resume: go on from the blocks a killed run of the same options left there."""
     check_source(source, output)
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
     from .free_cores import ThreadGovernor
     from .model.arch import check_seqlen, decoder_blocks
+    from .model.progress import Progress, progress_dir
     from .model.sequential import compress_model
 
     if nsamples < 1:
@@ -178,7 +182,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         import dataclasses
 
         from .algo.config import default_recover_steps
-        from .model.budget import BINARY_CONFIG, LINEAR_TIERS, check_budget, model_parameters, plan_budget
+        from .model.budget import BINARY_CONFIG, LINEAR_TIERS, Plan, check_budget, model_parameters, plan_budget
 
         if size_bytes is not None:
             bpw = 8 * size_bytes / model_parameters(model)
@@ -189,16 +193,26 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         linear_tiers = tuple(tiers) if tiers else LINEAR_TIERS
         check_budget(model, tokenizer, bpw, linear_tiers)
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
+    run_key = {"source": os.path.abspath(source) if os.path.exists(source) else source, "calib": calib,
+               "nsamples": nsamples, "seqlen": seqlen, "config": cfg.to_dict(), "blocks": blocks, "device": device,
+               "bpw": bpw, "tiers": list(linear_tiers) if budgeted else None, "progress_format": 1}
+    store = Progress.open(Path(progress_path) if progress_path else progress_dir(out_dir), run_key, resume)
+    resumed = store.finished()
     try:
         plan = None
         if budgeted:
             t0 = time.perf_counter()
-            if governor is not None:
-                governor.adjust()
-            plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
+            kept = store.plan()
+            if kept is not None:
+                plan = Plan(**kept)
+            else:
+                if governor is not None:
+                    governor.adjust()
+                plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
+                store.save_plan(dataclasses.asdict(plan))
             plan_seconds = time.perf_counter() - t0
         run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,
-                             plan=None if plan is None else plan.linears, governor=governor)
+                             plan=None if plan is None else plan.linears, governor=governor, progress_store=store)
     finally:
         if governor is not None:
             governor.close()
@@ -211,9 +225,10 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         stats["plan"] = {**plan.to_dict(), "seconds": round(plan_seconds, 2)}
     save_checkpoint(out_dir, model, tokenizer, run.results, cfg, run.layer_n, stats,
                     embed_tier=None if plan is None else plan.embed)
+    store.remove()
     summary = {"checkpoint": str(Path(out_dir).resolve()), "layers": len(run.results), "seconds": stats["seconds"],
                "peak_memory_bytes": run.peak_memory_bytes,
-               "blocks": {"compressed": blocks or n_blocks, "total": n_blocks}}
+               "blocks": {"compressed": blocks or n_blocks, "total": n_blocks}, "resumed_blocks": resumed}
     if run.recovery:
         summary["recovered_blocks"] = sum(r["kept"] for r in run.recovery)
     if plan is None:
@@ -249,7 +264,9 @@ def default_threads() -> int:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    return max(1, min(n, 256))  # PBS2P_MODEL_MAX_THREADS
+    from .runtime.model import MAX_THREADS
+
+    return max(1, min(n, MAX_THREADS))
 
 
 def _evaluate_gguf(source: str, data: str, seqlen: int, max_windows: int | None, device: str,
@@ -325,7 +342,7 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
     import codecs
     import dataclasses
 
-    from .runtime._ffi import ffi, lib
+    from .runtime import selected_kernel
     from .runtime.model import Model
     from .runtime.sampling import SamplerParams
 
@@ -352,7 +369,7 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
     rest = decoder.decode(b"", final=True)
     if on_text is not None and rest:
         on_text(rest)
-    kernel = ffi.string(lib.pbs2p_kernel_name()).decode() if lib.pbs2p_kernel_name() != ffi.NULL else None
+    kernel = selected_kernel()  # the model ran, so a kernel was selected
     return {"text": res.text, "tokens": res.tokens, "prompt_ids": prompt_ids, "prompt_tokens": res.n_prompt,
             "n_generated": len(res.tokens), "stop_reason": res.stop_reason,
             "prompt_tokens_per_second": res.prompt_tokens_per_second,
@@ -379,9 +396,9 @@ def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_f
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
            progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
            bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None,
-           recover: int | None = None, adapt_threads: bool = False) -> dict:
+           recover: int | None = None, adapt_threads: bool = False, resume: bool = False) -> dict:
     """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one (compress()'s
-    budget, tiers, recover and adapt_threads).
+    budget, tiers, recover, adapt_threads and resume; the compression's progress is kept beside `out`).
 
     Every output check runs before compressing. The compression goes to a temporary checkpoint next
     to `out`, removed afterwards (also on error or Ctrl-C). embed_type None: the checkpoint's embedding tier
@@ -392,6 +409,7 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
         raise OutputError(f"unknown output extension {suffix or '(none)'!r} for {out}; use one of {', '.join(EXPORT_FORMATS)}")
     check_source(source, suffix)
     from .pack.checkpoint_dir import is_checkpoint
+    from .model.progress import progress_dir
 
     _check_output_dir(out)
     if Path(out).is_dir():
@@ -407,7 +425,8 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
             summary["compress"] = compress(source, ckpt, cfg, calib=calib, nsamples=nsamples, seqlen=seqlen,
                                            device=device, progress=progress, bpw=bpw, size_bytes=size_bytes,
                                            tiers=tiers, recover=recover, output=suffix,
-                                           adapt_threads=adapt_threads)
+                                           adapt_threads=adapt_threads, resume=resume,
+                                           progress_path=str(progress_dir(out)))
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format
@@ -464,10 +483,9 @@ def info() -> dict:
     }
     try:
         from . import runtime  # loads libpbs2p: NativeError when not built, OSError when not loadable
-        from .runtime._ffi import ffi, lib
 
         out["native_library"] = str(runtime.library_path().resolve())
-        out["native_version"] = ffi.string(lib.pbs2p_version()).decode()
+        out["native_version"] = runtime.native_version()
         out["kernel_variants"] = runtime.kernel_variants()
         out["available_kernels"] = runtime.available_kernels()
         out["selected_kernel"] = runtime.selected_kernel()

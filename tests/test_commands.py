@@ -178,7 +178,7 @@ def test_compress_interrupted_mid_save_keeps_the_old_checkpoint(monkeypatch, tmp
                      "--calib", str(text), "--nsamples", "2", "--seqlen", "16", "--block-size", "64", "--quiet"]) == 2
     assert calls[0].startswith(".ckpt.tmp-")  # written into a temp directory next to the target
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert _listing(tmp_path) == ["ckpt"]
+    assert _listing(tmp_path) == [".ckpt.progress", "ckpt"]  # the finished blocks, kept for --resume
 
     monkeypatch.undo()
     commands.compress(str(tiny_llama_dir), str(out), other, calib=str(text), **CALIB)  # replaced when it succeeds
@@ -283,3 +283,31 @@ def test_info_reports_an_unusable_forced_kernel(monkeypatch):
     d = commands.info()
     assert d["native_library"] is not None and d["kernel_variants"] == runtime.kernel_variants()
     assert d["selected_kernel"] is None and "unknown kernel variant" in d["error"]
+
+
+def test_resume_takes_the_kept_blocks_and_refuses_another_run(monkeypatch, tmp_path, tiny_llama_dir, text):
+    """A run that failed after its blocks (here: at the checkpoint write) keeps them; --resume with the same
+    options takes both and writes what an uninterrupted run writes; other options are refused, naming them."""
+    import pbs2p_edge.checkpoint as checkpoint
+
+    out, ref = tmp_path / "ck", tmp_path / "ref"
+    magnitude = CompressConfig(method="magnitude", n=4, m=8, block_size=64)
+    commands.compress(str(tiny_llama_dir), str(ref), magnitude, calib=str(text), **CALIB)
+
+    def full_disk(*args, **kwargs):
+        raise OutputError("No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save_checkpoint", full_disk)
+        with pytest.raises(OutputError):
+            commands.compress(str(tiny_llama_dir), str(out), magnitude, calib=str(text), **CALIB)
+    assert sorted(p.name for p in (tmp_path / ".ck.progress").iterdir()) == \
+        ["act-1.pt", "block-0.pt", "block-1.pt", "run.json", "start.pt"]
+    with pytest.raises(ConfigError, match=r"holds another run \(it differs in: config, seqlen\)"):
+        commands.compress(str(tiny_llama_dir), str(out), RTN, calib=str(text), resume=True,
+                          **{**CALIB, "seqlen": 17})
+    summary = commands.compress(str(tiny_llama_dir), str(out), magnitude, calib=str(text), resume=True, **CALIB)
+    assert summary["resumed_blocks"] == 2
+    for name in ("packed.safetensors", "dense.safetensors", "config.json"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes()
+    assert _listing(tmp_path) == ["ck", "ref"]

@@ -130,6 +130,7 @@ def compress_model(
     num_blocks: int | None = None,
     plan: dict[str, str] | None = None,
     governor=None,
+    progress_store=None,
 ) -> CompressionRun:
     """Compress every linear of every decoder block of `model` in place (weights ← dequantized result).
 
@@ -142,6 +143,8 @@ def compress_model(
     spent the bits per layer, and the binary layers keep cfg.n.
     governor: a free_cores.ThreadGovernor whose adjust() sets torch's threads to the free cores before the CFS
     pass and each block (None: the threads stay as they are).
+    progress_store: a model.progress.Progress: every finished block is saved there, and the blocks it already holds
+    are loaded instead of compressed again (a resumed run).
 
     Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
@@ -174,19 +177,32 @@ def compress_model(
     for t in set(plan.values()) - {BINARY}:
         tier(t)  # ConfigError for an unknown tier name, before any work
     adjust = governor.adjust if governor is not None else torch.get_num_threads
-    if uses_cfs(cfg) and not plan:
+    kept = progress_store.start() if progress_store is not None else None
+    if kept is not None:
+        importance, block_n = kept["importance"], kept["block_n"]
+    elif uses_cfs(cfg) and not plan:
         adjust()
         importance = _block_importances(blocks, x[: cfg.cfs_windows], kwargs, device)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
         importance, block_n = [], [cfg.n] * len(blocks)
+    if progress_store is not None and kept is None:
+        progress_store.save_start(importance, block_n)
 
     results: dict[str, LayerResult | GridResult | FloatResult] = {}
     tiers: dict[str, str] = {}
     layer_n: dict[str, int] = {}
     recovery: list[dict] = []
     x_fp = x.clone() if cfg.recover_steps else None  # the full-precision model's activations, recovery's targets
-    bar = tqdm(range(num_blocks or len(blocks)), desc=f"compress {cfg.method}", unit="block", disable=not progress)
+    total = num_blocks or len(blocks)
+    done = min(progress_store.finished(), total) if progress_store is not None else 0
+    for i in range(done):
+        _restore_block(blocks[i], spec, i, progress_store.block(i), results, tiers, layer_n, recovery)
+    if done:
+        x, saved_fp = (t.to(device) if t is not None else None for t in progress_store.activations(done - 1))
+        x_fp = saved_fp if x_fp is not None else None
+    bar = tqdm(range(done, total), desc=f"compress {cfg.method}", unit="block", disable=not progress, initial=done,
+               total=total)
     for i in bar:
         threads = adjust()
         block = blocks[i]
@@ -218,6 +234,9 @@ def compress_model(
             recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
         _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only
         block.to(home)
+        if progress_store is not None:
+            progress_store.save_block(i, _block_record(block, linears, spec.blocks, i, results, tiers, layer_n,
+                                                       recovery[-1] if x_fp is not None else None), x, x_fp)
         bar.set_postfix(N=block_n[i], threads=threads, peak=f"{_peak_memory(device) / 2**30:.2f}GiB")
 
     return CompressionRun(
@@ -231,6 +250,32 @@ def compress_model(
         config=cfg,
         recovery=recovery,
     )
+
+
+def _block_record(block: nn.Module, linears: dict, prefix: str, i: int, results: dict, tiers: dict, layer_n: dict,
+                  recovery: dict | None) -> dict:
+    """What model.progress keeps of finished block i: its linears' results, tiers and N, its recovery entry, and its
+    other parameters (norms, biases: recovery changes them); the linears' weights are their results' values."""
+    names = [f"{prefix}.{i}.{name}" for name in linears]
+    weights = {f"{name}.weight" for name in linears}
+    return {"results": {n: results[n] for n in names}, "tiers": {n: tiers[n] for n in names},
+            "layer_n": {n: layer_n[n] for n in names}, "recovery": recovery,
+            "params": {k: p.detach().cpu().clone() for k, p in block.named_parameters() if k not in weights}}
+
+
+@torch.no_grad()
+def _restore_block(block: nn.Module, spec: ArchSpec, i: int, record: dict, results: dict, tiers: dict, layer_n: dict,
+                   recovery: list) -> None:
+    """Block i as the run that saved `record` left it, and its entries in the run's tables."""
+    results.update(record["results"])
+    tiers.update(record["tiers"])
+    layer_n.update(record["layer_n"])
+    if record["recovery"] is not None:
+        recovery.append(record["recovery"])
+    for name, lin in block_linears(block, spec).items():
+        lin.weight.copy_(record["results"][f"{spec.blocks}.{i}.{name}"].dequantize().to(lin.weight.dtype))
+    for k, t in record["params"].items():
+        block.get_parameter(k).copy_(t)
 
 
 def _recover(block: nn.Module, linears: dict[str, nn.Linear], prefix: str, i: int, results: dict,

@@ -5,11 +5,13 @@ moments of its measured duration and once just before each file-system operation
 (tests/kill_runner.kill_sweep), each time over a target reset to an older checkpoint (6:8). After each kill the
 target must be the old checkpoint, the new one, or absent with the old one whole in a hidden ".old-" directory
 (a kill between atomic_dir's two renames: a directory cannot be renamed over a non-empty one); every other
-entry must be a hidden temp of this target named by pbs2p_edge.stale_temps. Then a normal run must succeed,
-write the same checkpoint as an uninterrupted run and leave no temp behind.
+entry must be a hidden temp of this target named by pbs2p_edge.stale_temps, or its progress directory
+(model/progress.py). Then a normal run must succeed, write the same checkpoint as an uninterrupted run and leave no
+temp behind. A second test kills a budget run with recovery before each file-system event of its progress
+directory and resumes it: every resumed run writes the uninterrupted run's checkpoint.
 
-Byte-identity holds for every file but pbs2p.json, whose "extra" records the run's wall time and peak memory:
-those two values are dropped before comparing; everything else in it must match exactly.
+Byte-identity holds for every file but pbs2p.json, whose "extra" records the run's wall time and peak memory (and
+the bit budget's planning time): those values are dropped before comparing; everything else in it must match.
 """
 
 import json
@@ -20,7 +22,7 @@ import pytest
 from kill_runner import KillRunner, kill_sweep
 from saved_models import english_text
 
-TEMP = re.compile(r"^\.ck\.(tmp|old)-\d+-\w+$")
+TEMP = re.compile(r"^\.ck\.((tmp|old)-\d+-\w+|progress)$")  # progress: the finished blocks (--resume)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def snapshot(d):
     meta = json.loads(files["pbs2p.json"])
     for k in ("seconds", "peak_memory_bytes"):
         meta["extra"].pop(k)
+    meta["extra"].get("plan", {}).pop("seconds", None)  # the bit budget's planning time
     files["pbs2p.json"] = json.dumps(meta, sort_keys=True).encode()
     return files
 
@@ -80,3 +83,29 @@ def test_sigkill_leaves_old_new_or_none_never_partial(runner, tmp_path, tiny_lla
     assert runner.run(argv)["rc"] == 0
     assert snapshot(out) == ref  # deterministic: the same checkpoint as the uninterrupted run
     assert sorted(p.name for p in work.iterdir()) == ["ck"]  # the killed runs' temps were removed
+
+
+def test_resume_after_a_kill_anywhere_writes_the_uninterrupted_checkpoint(runner, tmp_path, tiny_llama_dir):
+    """The bit budget (plan.json) with recovery (the norms it changes, the full-precision activations): killed
+    before every file-system event under its progress directory, then `--resume`d; each resumed run reports the
+    blocks the killed one kept and writes the same bytes as a run never killed."""
+    text = tmp_path / "english.txt"
+    text.write_text(english_text())
+    out = tmp_path / "ck"
+    argv = ["compress", tiny_llama_dir, out, "--bpw", "24", "--recover", "2", "--calib", text, "--nsamples", "2",
+            "--seqlen", "16", "--seed", "0", "--threads", "1", "--quiet"]
+    runner.warm([*argv[:2], tmp_path / "scratch", *argv[3:]])
+    progress = tmp_path / ".ck.progress"
+    full = runner.run(argv, watch=progress)
+    assert full["rc"] == 0 and full["events"] > 0 and not progress.exists()
+    ref = snapshot(out)
+    resumed = set()
+    for k in range(1, full["events"] + 1):
+        shutil.rmtree(out)
+        assert runner.run(argv, kill_at_event=k, watch=progress)["killed"]
+        done = len(list(progress.glob("block-*.pt")))
+        assert runner.run([*argv, "--resume"])["rc"] == 0
+        assert snapshot(out) == ref, f"resumed after a kill before event {k} (block files: {done})"
+        assert not progress.exists()
+        resumed.add(done)
+    assert resumed == {0, 1, 2}  # kills before any block was kept, after the first, after both
