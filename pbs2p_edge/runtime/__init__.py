@@ -16,8 +16,15 @@ from .sampling import SamplerParams
 from .tokenizer import Tokenizer, TokenizerInfo
 
 __all__ = ["GenerateResult", "Model", "ModelInfo", "PerplexityResult", "PreparedLayer", "SamplerParams", "Tokenizer",
-           "TokenizerInfo", "available_kernels", "dequantize", "gemm", "gemv", "kernel_variants", "library_path",
+           "TokenizerInfo", "available_kernels", "dequantize", "gemm", "gemv", "kernel_variants", "library_path", "native_version",
            "prepare", "select_kernel", "selected_kernel"]
+
+
+def native_version() -> str:
+    """libpbs2p's version string (PBS2P_VERSION_STRING of the library loaded)."""
+    from ._ffi import ffi, lib
+
+    return ffi.string(lib.pbs2p_version()).decode()
 
 
 def library_path() -> Path:

@@ -17,6 +17,8 @@ typedef enum pbs2p_status {
     PBS2P_ERR_NOT_PBS2P = 14, PBS2P_ERR_NONFINITE = 15
 } pbs2p_status;
 
+#define PBS2P_MODEL_MAX_THREADS 256
+
 typedef struct pbs2p_layer_desc {
     int32_t format_version, rows, cols, n, m, group_size, split;
     int32_t has_salient, n_salient, has_mu, has_col_scale;

@@ -1,4 +1,4 @@
-"""Model: a Llama-family pbs2p GGUF file run by libpbs2p (pbs2p_model_*): forward pass over a KV cache, the file's
+"""Model: a pbs2p GGUF file (llama, qwen2 or opt) run by libpbs2p (pbs2p_model_*): forward pass over a KV cache, the file's
 tokenizer, generation with a per-token callback (pbs2p_generate) and perplexity (pbs2p_model_perplexity)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .sampling import INT32_MAX, SamplerParams
 from .status import c_path, check
 from .tokenizer import Tokenizer
 
+MAX_THREADS = lib.PBS2P_MODEL_MAX_THREADS  # n_threads of a Model: 1..MAX_THREADS
 STOP_REASONS = {lib.PBS2P_STOP_LENGTH: "length", lib.PBS2P_STOP_EOS: "eos", lib.PBS2P_STOP_CALLBACK: "callback",
                 lib.PBS2P_STOP_CONTEXT: "context"}
 
@@ -23,7 +24,7 @@ class ModelInfo:
     arch: str
     n_vocab: int
     n_ctx: int        # positions the KV cache holds
-    n_ctx_train: int  # llama.context_length
+    n_ctx_train: int  # <arch>.context_length
     n_layer: int
     n_embd: int
     n_ff: int
