@@ -212,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-predict", type=_non_negative_int, default=64, help="tokens to generate at most (64)")
     p.add_argument("-t", "--threads", dest="n_threads", type=_positive_int, default=None,
                    help="libpbs2p threads (default: all CPUs; the output does not depend on it)")
-    p.add_argument("--temp", type=_float_in(0.0, 1e6, False), default=0.0,
-                   help="sampling temperature; 0 = greedy (default)")
+    p.add_argument("--temp", type=_float_in(-1e6, 1e6, False), default=0.0,
+                   help="sampling temperature; <= 0 is greedy arg-max, as in pbs2p-run (default 0)")
     p.add_argument("--top-k", type=_non_negative_int, default=0, help="keep the k most likely tokens (0: all)")
     p.add_argument("--top-p", type=_float_in(0.0, 1.0, True), default=1.0,
                    help="keep the most likely tokens up to this probability mass (1: all)")

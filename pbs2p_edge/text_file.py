@@ -41,7 +41,7 @@ def read_text_file(path, what: str = "text file") -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{what} {path} is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+        raise DataError(f"{what} {path} is not UTF-8 (byte {exc.start}: 0x{raw[exc.start]:02x})") from None
     if not text.strip():
         raise DataError(f"{what} {path} is empty")
     return text

@@ -568,7 +568,7 @@ BAD_INPUTS = [
     ("run-missing-prompt-file", lambda b, o: ["run", b.gguf, "-f", b.root / "no-prompt.txt"], "no-prompt.txt"),
     ("run-bad-top-p", lambda b, o: ["run", b.gguf, "-p", "Emma", "--top-p", "1.5"], "--top-p: must be in (0, 1]"),
     ("run-zero-top-p", lambda b, o: ["run", b.gguf, "-p", "Emma", "--top-p", "0"], "--top-p: must be in (0, 1]"),
-    ("run-negative-temp", lambda b, o: ["run", b.gguf, "-p", "Emma", "--temp", "-1"], "--temp"),
+    ("run-nan-temp", lambda b, o: ["run", b.gguf, "-p", "Emma", "--temp", "nan"], "--temp"),
     ("run-no-prompt", lambda b, o: ["run", b.gguf], "-p/--prompt -f/--file"),
     ("run-two-prompts", lambda b, o: ["run", b.gguf, "-p", "Emma", "-f", b.text], "not allowed with"),
     ("run-empty-prompt", lambda b, o: ["run", b.gguf, "-p", ""], "the prompt is empty"),

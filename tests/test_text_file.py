@@ -56,7 +56,7 @@ def test_bad_paths_give_one_line(path, message):
 def test_invalid_utf8_and_blank_files(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok \xff")
-    with pytest.raises(DataError, match=r"is not UTF-8 \(byte 3: b'\\xff'\)"):
+    with pytest.raises(DataError, match=r"is not UTF-8 \(byte 3: 0xff\)"):
         text_file.read_text_file(bad)
     blank = tmp_path / "blank.txt"
     blank.write_text(" \n\t")

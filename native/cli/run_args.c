@@ -19,7 +19,7 @@ void run_args_usage(FILE *f) {
         "       pbs2p-run -m MODEL.gguf --tokenize TEXT_FILE\n"
         "       pbs2p-run --version | -h | --help\n"
         "\n"
-        "Runs a pbs2p GGUF model (pbs2p-edge export-gguf) with libpbs2p on the CPU.\n"
+        "Runs a pbs2p GGUF model (pbs2p-edge export MODEL out.gguf) with libpbs2p on the CPU.\n"
         "\n"
         "generation\n"
         "  -m, --model FILE      the pbs2p GGUF model (needs its tokenizer for text prompts)\n"

@@ -1,5 +1,7 @@
-/* text_file.c — read a whole file (prompt or corpus) with plain stdio, with an error message instead of a crash. */
+/* text_file.c — read a whole UTF-8 text file (prompt or corpus) with plain stdio, with an error message instead of a
+ * crash. */
 #include "text_file.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -50,6 +52,12 @@ int text_file_read(const char *path, char **data, size_t *len, char *err, size_t
     if (rc != 0) {
         free(buf);
         return rc;
+    }
+    const size_t bad = utf8_invalid_at((const unsigned char *)buf, n); /* as pbs2p-edge: text is UTF-8 */
+    if (bad < n) {
+        snprintf(err, err_len, "%s is not UTF-8 (byte %zu: 0x%02x)", path, bad, (unsigned)(unsigned char)buf[bad]);
+        free(buf);
+        return -1;
     }
     buf[n] = '\0';
     *data = buf;

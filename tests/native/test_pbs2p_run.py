@@ -5,8 +5,10 @@ import copy
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import gguf
@@ -258,8 +260,36 @@ def test_errors_exit_2_with_one_line(case, model_path, tmp_path):
         assert "too short" in lines[0]
 
 
+def test_both_clis_agree_on_temperature_and_text_files(model_path, tmp_path):
+    """pbs2p-run and `pbs2p-edge run` give the same answer: --temp <= 0 is greedy (the sampler's rule), and a
+    prompt, corpus or tokenize file that is not UTF-8 is refused with the same one-line reason, exit 2."""
+    edge = [sys.executable, "-m", "pbs2p_edge.cli", "run", str(model_path)]
+    for temp in ("0", "-1"):
+        c = run_json("-m", model_path, "-p", PROMPT, "-n", 8, "-t", 1, "--no-eos", "--temp", temp)
+        p = subprocess.run([*edge, "-p", PROMPT, "-n", "8", "-t", "1", "--no-eos", "--temp", temp, "--json"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["tokens"] == c["tokens"]
+    with Model(model_path) as m:
+        assert c["tokens"] == m.generate_greedy(c["prompt_ids"], 8)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"Emma \xff\xfe was")
+    for flag in ("-f", "--perplexity", "--tokenize"):
+        proc = run("-m", model_path, flag, bad, check=False)
+        assert (proc.returncode, proc.stdout) == (2, b"")
+        assert proc.stderr.decode().endswith(f"{bad} is not UTF-8 (byte 5: 0xff)\n") and proc.stderr.count(b"\n") == 1
+    p = subprocess.run([*edge, "-f", str(bad)], capture_output=True, text=True, timeout=TIMEOUT)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == f"pbs2p-edge: error: prompt file {bad} is not UTF-8 (byte 5: 0xff)\n"
+
+
 def test_help_and_version():
     h = run("--help")
     assert b"--perplexity" in h.stdout and b"(n_generated - 1) / decode seconds" in h.stdout
+    from pbs2p_edge.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    named = re.findall(rb"pbs2p-edge ([a-z][a-z-]*)", h.stdout)
+    assert named and all(c.decode() in commands for c in named)  # no command that no longer exists
     v = run("--version")
     assert v.stdout.startswith(b"pbs2p-run 0.1.0")
