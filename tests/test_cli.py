@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from pbs2p_edge import __version__, cli
+from bad_inputs import corrupt_checkpoints, corrupt_ggufs
 from saved_models import english_text, save_hf_dir, tiny_gpt2, tiny_llama_width40, tiny_opt
 
 ERROR_PREFIX = "pbs2p-edge: error: "
@@ -745,64 +746,43 @@ def test_budget_recovery_default_follows_the_budget(monkeypatch, capsys, tmp_pat
     assert "recover" not in kb and cb.recover_steps == 0 and cr.recover_steps == 7
 
 
-def _corrupt_ggufs(src, root):
-    """name -> path: a family of broken copies of the pbs2p GGUF `src`: truncations in the header, the key-values,
-    the tensor infos and the data; counts and lengths that overrun the file; n_dims 0xFFFFFFFF; well-formed files with
-    impossible hyper-parameters (head_count 0, vocab_size 1e9, architecture "llamb"); a token string that is not
-    UTF-8 (same length, so every offset stays valid)."""
-    import struct
-
-    data = src.read_bytes()
-    reader = gguf.GGUFReader(str(src))
-    base = reader.data.__array_interface__["data"][0]
-    infos = min(int(t.field.offset) for t in reader.tensors)  # the first tensor info
-    out = {}
-
-    def put(name, b):
-        out[name] = root / f"{name}.gguf"
-        out[name].write_bytes(bytes(b))
-
-    for name, cut in [("cut-magic", 3), ("cut-header", 20), ("cut-kv", 24 + (infos - 24) // 3), ("cut-kv-end", infos - 5),
-                      ("cut-infos", infos + 13), ("cut-data", int(reader.data_offset) + 100), ("cut-last", len(data) - 1)]:
-        put(name, data[:cut])
-    for name, at, fmt, value in [("huge-tensor-count", 8, "<Q", 1 << 62), ("huge-kv-count", 16, "<Q", 1 << 62),
-                                 ("huge-key-length", 24, "<Q", 1 << 60), ("ndims-ffffffff", None, "<I", 0xFFFFFFFF)]:
-        b = bytearray(data)
-        if at is None:  # a tensor info: u64 name length, name, u32 n_dims
-            at = infos + 8 + struct.unpack_from("<Q", b, infos)[0]
-        struct.pack_into(fmt, b, at, value)
-        put(name, b)
-    for name, key, value in [("head-count-0", b"llama.attention.head_count", 0), ("vocab-1e9", b"llama.vocab_size", 10**9)]:
-        b = bytearray(data)
-        at = b.find(struct.pack("<Q", len(key)) + key + struct.pack("<I", 4))  # a UINT32 key-value
-        if at >= 0:  # vocab_size is optional
-            struct.pack_into("<I", b, at + 8 + len(key) + 4, value)
-            put(name, b)
-    b = bytearray(data)
-    arch = b.find(b"general.architecture")
-    at = b.find(b"llama", arch + len("general.architecture"))
-    b[at:at + 5] = b"llamb"  # well-formed, readable by gguf-py, not an architecture libpbs2p runs
-    put("architecture-llamb", b)
-    tokens = reader.fields["tokenizer.ggml.tokens"]
-    token = next(tokens.parts[i] for i in tokens.data if len(tokens.parts[i]) > 1)
-    b = bytearray(data)
-    b[token.__array_interface__["data"][0] - base] = 0xFF
-    put("token-not-utf8", b)
-    return out
-
-
 @pytest.mark.parametrize("command", ["inspect", "eval", "run"])
 def test_corrupt_gguf_files_are_one_error_line_and_exit_2(capsys, bad, command):
     """Every broken copy of a valid file, through inspect, eval and run: exit 2, one line on stderr, no traceback,
     nothing on stdout (none is accepted as a valid model)."""
     root = bad.root / f"corrupt-{command}"
     root.mkdir()
-    for name, path in _corrupt_ggufs(bad.gguf, root).items():
+    for name, path in corrupt_ggufs(bad.gguf, root).items():
         argv = {"inspect": ["inspect", path], "eval": ["eval", path, "--data", bad.text, "--seqlen", "16"],
                 "run": ["run", path, "-p", "Emma", "-n", "2"]}[command]
         rc, stdout, err = run_cli(capsys, *argv)
         assert (rc, stdout) == (2, ""), (name, rc, stdout, err)
         assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("pbs2p-edge: error: "), (name, err)
+
+
+@pytest.mark.parametrize("command", ["inspect", "eval", "export"])
+def test_corrupt_checkpoints_are_one_error_line_and_exit_2(capsys, bad, command, tmp_path):
+    """Every broken copy of a valid checkpoint, through inspect, eval and export (and the Python API's
+    load_checkpoint): exit 2 with one line, nothing on stdout, nothing written; the API raises FormatError or
+    ModelError."""
+    from pbs2p_edge.checkpoint import load_checkpoint
+    from pbs2p_edge.errors import FormatError, ModelError
+
+    root = bad.root / f"corrupt-ckpt-{command}"
+    root.mkdir()
+    wrong = []
+    for name, path in corrupt_checkpoints(bad.ckpt, root).items():
+        out = tmp_path / f"{name}.gguf"
+        argv = {"inspect": ["inspect", path], "eval": ["eval", path, "--data", bad.text, "--seqlen", "16"],
+                "export": ["export", path, out]}[command]
+        rc, stdout, err = run_cli(capsys, *argv)
+        if (rc, stdout) != (2, "") or err.count("\n") != 1 or not err.startswith("pbs2p-edge: error: "):
+            wrong.append((name, rc, stdout[:80], err[-300:]))
+        assert not [p for p in tmp_path.iterdir()], name
+        if command == "inspect":
+            with pytest.raises((FormatError, ModelError)):
+                load_checkpoint(path)
+    assert wrong == []
 
 
 def test_a_reader_that_goes_away_is_not_an_error(bad):

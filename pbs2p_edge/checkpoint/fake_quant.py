@@ -24,7 +24,6 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
         config = AutoConfig.from_pretrained(str(ckpt.path))
     except (OSError, ValueError, KeyError) as e:
         raise FormatError(f"{ckpt.path}: config.json is not a usable model config ({e})") from None
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     state = {k: torch.from_numpy(v) for k, v in ckpt.dense.items()}
     for name, p in ckpt.layers.items():
         state[f"{name}.weight"] = torch.from_numpy(unpack_layer(p))
@@ -33,11 +32,16 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
     if embed_tier := ckpt.embed_tier:  # as the GGUF export will store them
         for key in _embedding_keys(ckpt):
             state[key] = torch.from_numpy(tiers.round_trip(embed_tier, ckpt.dense[key]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in ckpt.tied]
-    if missing or unexpected:
-        raise FormatError(f"{ckpt.path}: checkpoint does not match its config "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    with torch.device("meta"):  # the shapes the config implies, before allocating what it says
+        shapes = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config, dtype=dtype).state_dict().items()}
+    missing = [k for k in shapes if k not in state and k not in ckpt.tied]
+    unexpected = [k for k in state if k not in shapes]
+    wrong = [k for k in state if k in shapes and tuple(state[k].shape) != shapes[k]]
+    if missing or unexpected or wrong:
+        raise FormatError(f"{ckpt.path}: checkpoint does not match its config (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]}, other shapes {[(k, tuple(state[k].shape), shapes[k]) for k in wrong[:2]]})")
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(state, strict=False)
     model.tie_weights()
     model.eval()
     tokenizer = None

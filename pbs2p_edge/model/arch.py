@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from .architectures import ARCHITECTURES, check_config, supported
+from .architectures import ARCHITECTURES, BLOCKS, check_config, supported
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ArchSpec:
 
 _LLAMA = ArchSpec(
     family="llama",
-    blocks="model.layers",
+    blocks=BLOCKS["llama"],
     linears=(
         "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
@@ -38,7 +38,7 @@ _LLAMA = ArchSpec(
 )
 _OPT = ArchSpec(
     family="opt",
-    blocks="model.decoder.layers",
+    blocks=BLOCKS["opt"],
     linears=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"),
     embeds=("model.decoder.embed_tokens", "model.decoder.embed_positions", "model.decoder.project_in"),
 )

@@ -49,6 +49,12 @@ ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
                  ("activation_function", "relu", ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh")), "all linears"),
 )}
 
+# per layout: the config's size fields (every real config.json has them; transformers' defaults describe a 7B model,
+# so a config without them is refused, not filled in) and the state-dict names of the decoder blocks and embedding
+SIZE_KEYS = {"llama": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"),
+             "opt": ("vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads")}
+BLOCKS = {"llama": "model.layers", "opt": "model.decoder.layers"}
+EMBEDDING = {"llama": "model.embed_tokens.weight", "opt": "model.decoder.embed_tokens.weight"}
 # the ONNX graph's activations per layout (docs/ONNX.md §2)
 ONNX_ACTIVATIONS = {"llama": ("silu",), "opt": ("relu",)}
 # RoPE scalings each format computes (model/arch: transformers computes any)
@@ -95,9 +101,14 @@ def rope_config(config: dict) -> tuple[float, dict | None]:
 
 
 def check_config(config: dict, output: str | None = None) -> Architecture:
-    """The config's record after every check that needs no weights: the architecture, uniform attention layers and,
+    """The config's record after every check that needs no weights: the architecture, its sizes, uniform attention
+    layers and,
     for an `output` (".gguf" / ".onnx"), the variant the runtime or graph computes. ModelError otherwise."""
     arch = architecture(config)
+    for key in SIZE_KEYS[arch.layout]:
+        value = config.get(key)
+        if type(value) is not int or value < 1:
+            raise ModelError(f"{arch.model_type} config: {key} must be a whole number >= 1, got {value!r}")
     sliding_window(config)
     if output is None:
         return arch

@@ -123,6 +123,25 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise FormatError(f"{path}: corrupt safetensors file ({e})") from None
 
 
+def _check_config(path: Path, config: dict, blocks: dict | None, dense: dict, linears: list[str]) -> None:
+    """config.json states what the stored tensors must be: a supported architecture with its sizes
+    (model.architectures.check_config, ModelError), the embedding's shape, and as many blocks as the tensors use."""
+    from ..model.architectures import BLOCKS, EMBEDDING, check_config
+
+    layout = check_config(config).layout
+    emb = dense.get(EMBEDDING[layout])
+    want = (config["vocab_size"], config["hidden_size"])
+    if emb is None or tuple(emb.shape) != want:
+        raise FormatError(f"{path}: {EMBEDDING[layout]} is {None if emb is None else tuple(emb.shape)}, "
+                          f"config.json says {want}")
+    n_layer = config["num_hidden_layers"]
+    prefix = BLOCKS[layout] + "."
+    used = {int(k[len(prefix):].split(".", 1)[0]) for k in [*dense, *linears] if k.startswith(prefix)}
+    if max(used, default=-1) >= n_layer or (blocks is not None and blocks["total"] != n_layer):
+        raise FormatError(f"{path}: config.json says {n_layer} decoder blocks; the tensors use {len(used)}"
+                          + ("" if blocks is None else f" and pbs2p.json counts {blocks['total']}"))
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read and validate a checkpoint directory; FormatError (one line) on anything missing or corrupt."""
     path = Path(path)
@@ -167,7 +186,10 @@ def load_checkpoint(path) -> Checkpoint:
     if meta.get("embed_tier") not in (None, *EMBED_TIERS):
         raise FormatError(f"{path}: unknown embedding tier {meta.get('embed_tier')!r}")
     tied = meta.get("tied", {})
+    if not isinstance(tied, dict):
+        raise FormatError(f"{path / META_JSON}: 'tied' is not a table")
     for alias, target in tied.items():
         if target not in dense:
             raise FormatError(f"{path}: tied tensor {alias} points to {target}, which is not stored")
+    _check_config(path, config, b, dense, [*layers, *grids])
     return Checkpoint(path=path, config=config, meta=meta, layers=layers, grids=grids, dense=dense, tied=dict(tied))

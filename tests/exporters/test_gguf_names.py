@@ -27,8 +27,10 @@ def test_tensor_names():
     with pytest.raises(ModelError, match="unsupported architecture 'gpt_neox'; supported: llama, mistral, opt, qwen2"):
         gguf_arch({"model_type": "gpt_neox"})
     with pytest.raises(ModelError, match="project_in"):
-        gguf_arch({"model_type": "opt", "hidden_size": 1024, "word_embed_proj_dim": 512})
-    assert gguf_arch({"model_type": "mistral"}).gguf == "llama"
+        gguf_arch({"model_type": "opt", "vocab_size": 64, "hidden_size": 1024, "ffn_dim": 64, "num_hidden_layers": 1,
+                   "num_attention_heads": 1, "word_embed_proj_dim": 512})
+    assert gguf_arch({"model_type": "mistral", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+                      "num_hidden_layers": 1, "num_attention_heads": 1}).gguf == "llama"
 
 
 def test_llama3_rope_scaling_matches_transformers():

@@ -8,6 +8,13 @@ from pbs2p_edge.errors import ModelError
 from pbs2p_edge.model.architectures import ARCHITECTURES, check_config, markdown_table, sliding_window
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+LLAMA_SIZES = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+               "num_attention_heads": 2}
+OPT_SIZES = {**LLAMA_SIZES, "ffn_dim": 64}
+
+
+def _c(model_type, **fields):
+    return {"model_type": model_type, **(OPT_SIZES if model_type == "opt" else LLAMA_SIZES), **fields}
 
 
 def test_readme_lists_exactly_the_table():
@@ -32,11 +39,16 @@ def test_check_config_refuses_before_any_weight():
     with pytest.raises(ModelError, match="unsupported architecture 'gemma3'; supported: llama, mistral, opt, qwen2"):
         check_config({"model_type": "gemma3"})
     with pytest.raises(ModelError, match="mixed attention layer types"):
-        check_config({"model_type": "qwen2", "layer_types": ["full_attention", "sliding_attention"]})
+        check_config(_c("qwen2", layer_types=["full_attention", "sliding_attention"]))
+    # a config without its sizes would be filled in by transformers' defaults (a 7B model): refused
+    with pytest.raises(ModelError, match="llama config: hidden_size must be a whole number >= 1, got None"):
+        check_config({"model_type": "llama", "vocab_size": 64})
+    with pytest.raises(ModelError, match="ffn_dim must be a whole number >= 1, got '64'"):
+        check_config(_c("opt", ffn_dim="64"))
     # compression alone (no output) takes what transformers runs: OPT with project_in, a yarn RoPE, gelu
-    opt_proj = {"model_type": "opt", "hidden_size": 1024, "word_embed_proj_dim": 512}
-    yarn = {"model_type": "llama", "rope_parameters": {"rope_type": "yarn", "factor": 2.0}}
-    gelu = {"model_type": "llama", "hidden_act": "gelu"}
+    opt_proj = _c("opt", hidden_size=1024, word_embed_proj_dim=512)
+    yarn = _c("llama", rope_parameters={"rope_type": "yarn", "factor": 2.0})
+    gelu = _c("llama", hidden_act="gelu")
     for config in (opt_proj, yarn, gelu):
         assert check_config(config) is ARCHITECTURES[config["model_type"]]
     with pytest.raises(ModelError, match="project_in"):
@@ -45,10 +57,10 @@ def test_check_config_refuses_before_any_weight():
         check_config(yarn, ".gguf")
     with pytest.raises(ModelError, match="ONNX export of llama supports hidden_act 'silu', not 'gelu'"):
         check_config(gelu, ".onnx")
-    assert check_config({"model_type": "opt", "activation_function": "gelu"}, ".gguf").gguf == "opt"
+    assert check_config(_c("opt", activation_function="gelu"), ".gguf").gguf == "opt"
     with pytest.raises(ModelError, match="ONNX export of opt supports activation_function 'relu', not 'gelu'"):
-        check_config({"model_type": "opt", "activation_function": "gelu"}, ".onnx")
-    linear = {"model_type": "mistral", "rope_scaling": {"type": "linear", "factor": 2.0}}
+        check_config(_c("opt", activation_function="gelu"), ".onnx")
+    linear = _c("mistral", rope_scaling={"type": "linear", "factor": 2.0})
     assert check_config(linear, ".gguf").gguf == "llama"
     with pytest.raises(ModelError, match="not 'linear'"):
         check_config(linear, ".onnx")
