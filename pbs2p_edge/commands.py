@@ -110,15 +110,26 @@ def check_source(source: str, output: str | None = None) -> None:
     check_config(config, output if output in EXPORT_FORMATS else None)
 
 
+def _gguf_keys(path) -> list[str]:
+    """The metadata keys of a GGUF file as libpbs2p's reader finds them, FormatError (one line) for a file it refuses.
+    Every GGUF a user names is opened by it before gguf-py reads it: its counts and lengths are checked against the
+    file's size first (gguf-py would walk a forged array of 2^40 elements until memory runs out)."""
+    from .runtime.gguf_file import GGUFFile
+
+    try:
+        with GGUFFile(path) as f:
+            return f.keys()
+    except NativeError as e:
+        raise FormatError(f"{path}: not a readable GGUF file ({e})") from None
+
+
 def _is_pbs2p_gguf(source: str) -> bool:
     """True when `source` names a GGUF file written by pbs2p-edge (it holds pbs2p.format_version); FormatError
     (one line) for a .gguf file that is not a readable GGUF, which no other loader would read either."""
-    from pbs2p_exporters.gguf_read import gguf_fields, open_gguf
-
     path = Path(source).expanduser()
     if not (path.is_file() and path.suffix.lower() == ".gguf"):
         return False
-    return "pbs2p.format_version" in gguf_fields(open_gguf(path), path)
+    return "pbs2p.format_version" in _gguf_keys(path)
 
 
 def _load_original(source: str, what: str, output: str | None = None):
@@ -443,6 +454,10 @@ def inspect(path: str) -> dict:
 
     if not os.path.exists(path):
         raise FormatError(f"{path}: no such file or directory")
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            if f.read(4) == b"GGUF":
+                _gguf_keys(path)  # validated by libpbs2p's reader before gguf-py reads it
     described = inspect_file(path)
     if described["format"] == "gguf":
         from .runtime.model import Model

@@ -113,7 +113,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     tensors.sort(key=lambda t: sort_key(t[0]))
 
     cc = ck.compress_config
-    name = (ck.meta.get("extra") or {}).get("model_id") or config.get("_name_or_path") or config["model_type"]
+    name = ck.model_name
 
     with atomic_file(out_path) as tmp:
         w = gguf.GGUFWriter(str(tmp), arch.gguf)

@@ -54,7 +54,7 @@ def build_onnx_model(checkpoint_dir, flavor: str = "custom") -> onnx.ModelProto:
     weights = sum(p.meta.rows * p.meta.cols for p in ck.layers.values()) + sum(g.rows * g.cols for g in ck.grids.values())
     linear_tiers = ck.linear_tiers()  # model order, as GGUF's pbs2p.linear.* arrays
     cc = ck.compress_config
-    name = (ck.meta.get("extra") or {}).get("model_id") or ck.config.get("_name_or_path") or ck.config["model_type"]
+    name = ck.model_name
     recipe = "tiers" if ck.grids else f"{cc['method']}-{cc['n']}of{cc['m']}"
     props = {
         "pbs2p.format_version": str(FORMAT_VERSION),

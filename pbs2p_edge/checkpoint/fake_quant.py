@@ -22,8 +22,8 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
     ckpt = load_checkpoint(path)
     try:
         config = AutoConfig.from_pretrained(str(ckpt.path))
-    except (OSError, ValueError, KeyError) as e:
-        raise FormatError(f"{ckpt.path}: config.json is not a usable model config ({e})") from None
+    except Exception as e:  # transformers raises OSError / ValueError / KeyError / its strict field validation errors
+        raise FormatError(f"{ckpt.path}: config.json is not a usable model config ({one_line(e)})") from None
     state = {k: torch.from_numpy(v) for k, v in ckpt.dense.items()}
     for name, p in ckpt.layers.items():
         state[f"{name}.weight"] = torch.from_numpy(unpack_layer(p))
@@ -32,8 +32,13 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
     if embed_tier := ckpt.embed_tier:  # as the GGUF export will store them
         for key in _embedding_keys(ckpt):
             state[key] = torch.from_numpy(tiers.round_trip(embed_tier, ckpt.dense[key]))
-    with torch.device("meta"):  # the shapes the config implies, before allocating what it says
-        shapes = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config, dtype=dtype).state_dict().items()}
+    try:
+        with torch.device("meta"):  # the shapes the config implies, before allocating what it says
+            skeleton = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    except Exception as e:  # transformers' modules assert on impossible values (a padding id past the vocabulary)
+        raise FormatError(f"{ckpt.path}: config.json does not describe a model ({type(e).__name__}: {one_line(e)})") \
+            from None
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     missing = [k for k in shapes if k not in state and k not in ckpt.tied]
     unexpected = [k for k in state if k not in shapes]
     wrong = [k for k in state if k in shapes and tuple(state[k].shape) != shapes[k]]

@@ -52,4 +52,5 @@ def perplexity(
         total += F.cross_entropy(logits, x[0, 1:], reduction="sum").double().item()
     tokens = windows.shape[0] * (seqlen - 1)
     nll = total / tokens
-    return PplResult(ppl=math.exp(nll), windows=windows.shape[0], tokens=tokens, nll=nll)
+    ppl = math.exp(nll) if nll < 709.0 else math.inf  # exp overflows a double past ~709.78: the caller sees inf
+    return PplResult(ppl=ppl, windows=windows.shape[0], tokens=tokens, nll=nll)

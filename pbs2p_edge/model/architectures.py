@@ -8,6 +8,7 @@ to the end fails in a second, naming what is supported, and not after an hour of
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ModelError
@@ -51,10 +52,42 @@ ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
 
 # per layout: the config's size fields (every real config.json has them; transformers' defaults describe a 7B model,
 # so a config without them is refused, not filled in) and the state-dict names of the decoder blocks and embedding
-SIZE_KEYS = {"llama": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"),
-             "opt": ("vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads")}
+SIZE_KEYS = {"llama": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                       "max_position_embeddings"),
+             "opt": ("vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads",
+                     "max_position_embeddings")}
 BLOCKS = {"llama": "model.layers", "opt": "model.decoder.layers"}
 EMBEDDING = {"llama": "model.embed_tokens.weight", "opt": "model.decoder.embed_tokens.weight"}
+# other fields the exporters read, by the kind of value they must hold when present (None: absent)
+FIELD_KINDS = {
+    "head_dim": int, "num_key_value_heads": int, "max_position_embeddings": int, "word_embed_proj_dim": int,
+    "sliding_window": int, "max_window_layers": int, "ffn_dim": int,
+    "rms_norm_eps": float, "rope_theta": float,
+    "tie_word_embeddings": bool, "do_layer_norm_before": bool, "use_sliding_window": bool,
+    "hidden_act": str, "activation_function": str,
+    "rope_scaling": dict, "rope_parameters": dict, "layer_types": list,
+}
+
+
+# fields of FIELD_KINDS a layout cannot do without
+REQUIRED = {"llama": ("rms_norm_eps",), "opt": ()}
+
+
+def _check_kinds(config: dict, model_type: str, layout: str) -> None:
+    for key, kind in FIELD_KINDS.items():
+        value = config.get(key)
+        if value is None and key in REQUIRED[layout]:
+            raise ModelError(f"{model_type} config: {key} is missing")
+        if value is None:
+            continue
+        ok = (type(value) is int and value >= 0 if kind is int else
+              type(value) in (int, float) and math.isfinite(value) and value > 0 if kind is float else
+              isinstance(value, kind) and (kind is not list or all(isinstance(v, str) for v in value)))
+        if not ok:
+            raise ModelError(f"{model_type} config: {key} = {value!r} is not a "
+                             f"{ {int: 'whole number >= 0', float: 'positive number'}.get(kind, kind.__name__)}")
+
+
 # the ONNX graph's activations per layout (docs/ONNX.md §2)
 ONNX_ACTIVATIONS = {"llama": ("silu",), "opt": ("relu",)}
 # RoPE scalings each format computes (model/arch: transformers computes any)
@@ -68,7 +101,7 @@ def supported() -> str:
 def architecture(config: dict) -> Architecture:
     """The record of a config (a dict, as config.json); ModelError naming the supported ones otherwise."""
     model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise ModelError(f"unsupported architecture {model_type!r}; supported: {supported()}")
     return ARCHITECTURES[model_type]
 
@@ -94,10 +127,18 @@ def rope_config(config: dict) -> tuple[float, dict | None]:
     """(theta, scaling dict with its rope_type, or None) from transformers 4 (rope_theta / rope_scaling) or 5
     (rope_parameters) configs."""
     params = config.get("rope_parameters") or {}
-    theta = float(params.get("rope_theta", config.get("rope_theta", 10000.0)))
+    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
     scaling = config.get("rope_scaling") or params
     rtype = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
-    return theta, (None if rtype in ("default", None) else {**scaling, "rope_type": rtype})
+    numbers = {"rope_theta": theta, **{k: scaling.get(k) for k in ("factor", "low_freq_factor", "high_freq_factor",
+                                                                  "original_max_position_embeddings")}}
+    for key, value in numbers.items():
+        if (value is not None or key == "rope_theta") and not (type(value) in (int, float) and math.isfinite(value)
+                                                                and value > 0):
+            raise ModelError(f"{config.get('model_type')} config: RoPE {key} = {value!r} is not a positive number")
+    if not isinstance(rtype, str):
+        raise ModelError(f"{config.get('model_type')} config: RoPE type {rtype!r} is not a name")
+    return float(theta), (None if rtype == "default" else {**scaling, "rope_type": rtype})
 
 
 def check_config(config: dict, output: str | None = None) -> Architecture:
@@ -109,6 +150,9 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
         value = config.get(key)
         if type(value) is not int or value < 1:
             raise ModelError(f"{arch.model_type} config: {key} must be a whole number >= 1, got {value!r}")
+    _check_kinds(config, arch.model_type, arch.layout)
+    if arch.layout == "llama":
+        rope_config(config)
     sliding_window(config)
     if output is None:
         return arch

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from ..errors import ModelError, one_line
+from ..errors import ModelError, Pbs2pError, one_line
 from .arch import arch_for
 from .architectures import check_config
 from .sources import ModelSource, resolve_source
@@ -33,7 +33,9 @@ def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtyp
         check_config(AutoConfig.from_pretrained(src.location, **kwargs).to_dict(), output)
         model = AutoModelForCausalLM.from_pretrained(src.location, dtype=dtype, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(src.location, **kwargs)
-    except (OSError, ValueError, ImportError, KeyError, RuntimeError) as exc:
+    except Pbs2pError:
+        raise
+    except Exception as exc:  # transformers raises anything on a bad directory or config (asserts included)
         where = "the hub (offline or unknown id?)" if src.kind == "hub" else src.location
         raise ModelError(f"cannot load model {src.text!r} from {where}: {one_line(exc)}") from exc
     arch_for(model)  # the layout of what was loaded

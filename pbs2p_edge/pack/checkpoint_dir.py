@@ -49,6 +49,13 @@ class Checkpoint:
         return dict(self.meta.get("tiers") or {n: "pbs2p" for n in self.layers})
 
     @property
+    def model_name(self) -> str:
+        """The name the exporters record: extra.model_id, else config.json's _name_or_path, else its model_type."""
+        extra = self.meta.get("extra") or {}
+        names = (extra.get("model_id"), self.config.get("_name_or_path"), self.config["model_type"])
+        return next(v for v in names if isinstance(v, str) and v)
+
+    @property
     def blocks(self) -> tuple[int, int] | None:
         """(compressed, total) decoder blocks; None for a checkpoint written before the count was recorded (all)."""
         b = self.meta.get("blocks")
@@ -185,6 +192,8 @@ def load_checkpoint(path) -> Checkpoint:
         raise FormatError(f"{path / META_JSON}: bad 'blocks' {b!r} (compressed <= total, whole numbers)")
     if meta.get("embed_tier") not in (None, *EMBED_TIERS):
         raise FormatError(f"{path}: unknown embedding tier {meta.get('embed_tier')!r}")
+    if not isinstance(meta.get("extra") or {}, dict):
+        raise FormatError(f"{path / META_JSON}: 'extra' is not a table")
     tied = meta.get("tied", {})
     if not isinstance(tied, dict):
         raise FormatError(f"{path / META_JSON}: 'tied' is not a table")

@@ -103,6 +103,12 @@ class LayerMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerMeta":
+        if not isinstance(d, dict):
+            raise FormatError(f"layer metadata is a {type(d).__name__}, not a table")
+        for k, f in cls.__dataclass_fields__.items():  # JSON types exactly: a string or list is never a count
+            want = bool if f.type in (bool, "bool") else int
+            if k in d and type(d[k]) is not want:
+                raise FormatError(f"bad layer metadata: {k} = {d[k]!r} is not {'a bool' if want is bool else 'an integer'}")
         try:
             return cls(**{k: d[k] for k in cls.__dataclass_fields__})
         except KeyError as e:
@@ -137,7 +143,8 @@ def expected_arrays(meta: LayerMeta) -> dict[str, tuple[tuple[int, ...], np.dtyp
 
 
 def check_arrays(name: str, meta: LayerMeta, arrays: dict[str, np.ndarray]) -> None:
-    """Raise FormatError unless `arrays` holds exactly the arrays `meta` requires, with their shapes and dtypes."""
+    """Raise FormatError unless `arrays` holds exactly the arrays `meta` requires, with their shapes and dtypes, and
+    finite scales."""
     want = expected_arrays(meta)
     missing, extra = set(want) - set(arrays), set(arrays) - set(want)
     if missing or extra:
@@ -146,3 +153,5 @@ def check_arrays(name: str, meta: LayerMeta, arrays: dict[str, np.ndarray]) -> N
         a = arrays[key]
         if a.shape != shape or a.dtype != dtype:
             raise FormatError(f"{name}.{key}: expected {dtype} {shape}, found {a.dtype} {a.shape}")
+        if a.dtype == np.float16 and not np.isfinite(a).all():  # scales: a NaN / Inf one is a damaged layer
+            raise FormatError(f"{name}.{key}: a scale is not finite")

@@ -28,9 +28,10 @@ def test_tensor_names():
         gguf_arch({"model_type": "gpt_neox"})
     with pytest.raises(ModelError, match="project_in"):
         gguf_arch({"model_type": "opt", "vocab_size": 64, "hidden_size": 1024, "ffn_dim": 64, "num_hidden_layers": 1,
-                   "num_attention_heads": 1, "word_embed_proj_dim": 512})
+                   "num_attention_heads": 1, "max_position_embeddings": 64, "word_embed_proj_dim": 512})
     assert gguf_arch({"model_type": "mistral", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
-                      "num_hidden_layers": 1, "num_attention_heads": 1}).gguf == "llama"
+                      "num_hidden_layers": 1, "num_attention_heads": 1,
+                      "max_position_embeddings": 64, "rms_norm_eps": 1e-6}).gguf == "llama"
 
 
 def test_llama3_rope_scaling_matches_transformers():

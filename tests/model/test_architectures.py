@@ -9,7 +9,7 @@ from pbs2p_edge.model.architectures import ARCHITECTURES, check_config, markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 LLAMA_SIZES = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-               "num_attention_heads": 2}
+               "num_attention_heads": 2, "max_position_embeddings": 128, "rms_norm_eps": 1e-6}
 OPT_SIZES = {**LLAMA_SIZES, "ffn_dim": 64}
 
 
