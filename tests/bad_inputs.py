@@ -51,6 +51,11 @@ def corrupt_ggufs(src, root):
     b = bytearray(data)
     b[token.__array_interface__["data"][0] - base] = 0xFF
     put("token-not-utf8", b)
+    b = bytearray(data)  # an array of 2^60 elements in a 100 KB file (gguf-py would walk it until memory runs out)
+    key = b"pbs2p.linear.honest_bits"
+    at = b.find(struct.pack("<Q", len(key)) + key)
+    struct.pack_into("<Q", b, at + 8 + len(key) + 4 + 4, 1 << 60)  # after the value type and the element type
+    put("huge-array-count", b)
     return out
 
 
@@ -79,6 +84,7 @@ def corrupt_checkpoints(src, root):
         "format": "pbs2p-something", "format_version": 99, "compress_config": "pbs2p", "layers": [],
         "layer-rows": {**meta["layers"], first: {**meta["layers"][first], "rows": 3}},
         "layer-not-a-table": {**meta["layers"], first: 7},
+        "layer-has-mu": {**meta["layers"], first: {**meta["layers"][first], "has_mu": "x"}}, "extra": True,
         "tiers": {first: "q9_9"}, "tied": {"lm_head.weight": "model.nothing.weight"},
         "blocks": {"compressed": 5, "total": 2}, "embed_tier": "q9_9", "grid_layers": [1, 2],
     }
@@ -90,4 +96,31 @@ def corrupt_checkpoints(src, root):
     (copy("config-gpt2") / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
     (copy("config-no-sizes") / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (copy("config-list") / "config.json").write_text("[1, 2, 3]")
+    for name, edit in [("theta-none", {"rope_theta": None, "rope_parameters": {"rope_type": "default", "rope_theta": None}}),
+                       ("eps-text", {"rms_norm_eps": "x"}), ("eps-none", {"rms_norm_eps": None}),
+                       ("type-table", {"model_type": {"a": 1}}), ("positions-none", {"max_position_embeddings": None}),
+                       ("pad-past-vocab", {"pad_token_id": 1 << 40})]:
+        (copy(f"config-{name}") / "config.json").write_text(json.dumps({**config, **edit}))
+    alpha = next(k for k in _safetensors_names(src / "packed.safetensors") if k.endswith(".alpha"))
+    nan = copy("nan-scale")
+    arrays = _load(nan / "packed.safetensors")
+    arrays[alpha] = arrays[alpha].copy()
+    arrays[alpha].reshape(-1)[0] = float("nan")
+    _save(arrays, nan / "packed.safetensors")
     return out
+
+
+def _safetensors_names(path) -> list[str]:
+    return list(_load(path))
+
+
+def _load(path):
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def _save(arrays, path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file(arrays, str(path))

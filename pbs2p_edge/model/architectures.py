@@ -151,6 +151,13 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
         if type(value) is not int or value < 1:
             raise ModelError(f"{arch.model_type} config: {key} must be a whole number >= 1, got {value!r}")
     _check_kinds(config, arch.model_type, arch.layout)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # an int or a list of them, inside the vocabulary
+        value = config.get(key)
+        ids = value if isinstance(value, list) else [value]
+        if value is not None and not all(type(i) is int and (0 <= i < config["vocab_size"] or
+                                                             (key == "pad_token_id" and i == -1)) for i in ids):
+            raise ModelError(f"{arch.model_type} config: {key} = {value!r} is not a token of its "
+                             f"{config['vocab_size']}-token vocabulary")
     if arch.layout == "llama":
         rope_config(config)
     sliding_window(config)
