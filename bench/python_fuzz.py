@@ -1,0 +1,240 @@
+"""Bad input through the Python entry points: how many inputs each took, and how many ended in anything but a clean
+refusal or a clean run.
+
+A tiny random Llama (tests/conftest.py's) is compressed and exported; then each entry point gets
+  - the families of tests/bad_inputs.py (corrupted GGUF files and checkpoints, each kind of damage once), and
+  - random mutations (seeded): GGUF files with 1-16 bytes overwritten at random offsets, cut at a random length,
+    or with random bytes inserted; checkpoints with a random pbs2p.json / config.json leaf replaced by a value of
+    another kind, or 1-16 bytes overwritten in a safetensors file.
+Each input runs through `pbs2p-edge inspect`, `eval` and `run` (GGUF) or `inspect`, `eval` and `export`
+(checkpoints) in-process (pbs2p_edge.cli.main), and through the Python API (Model, load_checkpoint). Outcomes: exit 2
+with one error line ("refused"), exit 0 ("ran": a mutation the file survives, e.g. in a weight), or anything else
+("broken": an exception escaping main, another status, an error of several lines; for the API, an exception that is
+not a Pbs2pError). The table is written to OUT/fuzz_python.md (+ .json).
+
+    python bench/python_fuzz.py --out bench/results [--mutations 300] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of "
+        "a wife. However little known the feelings or views of such a man may be on his first entering a "
+        "neighbourhood, this truth is so well fixed in the minds of the surrounding families. ") * 20
+
+
+def _main(argv: list[str]) -> tuple[int | None, str, str, str | None]:
+    """(exit status, stdout, stderr, name of an exception that escaped main) of pbs2p-edge ARGV, in-process."""
+    from pbs2p_edge import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc, escaped = cli.main([str(a) for a in argv]), None
+        except SystemExit as e:
+            rc, escaped = e.code if isinstance(e.code, int) else 1, None
+        except BaseException as e:  # noqa: BLE001 - anything escaping main is what this benchmark counts
+            rc, escaped = None, type(e).__name__
+    return rc, out.getvalue(), err.getvalue(), escaped
+
+
+def _outcome(rc, stdout, stderr, escaped) -> str:
+    if escaped is None and rc == 2 and stdout == "" and stderr.count("\n") == 1 and stderr.startswith("pbs2p-edge: error:"):
+        return "refused"
+    if escaped is None and rc == 0:
+        return "ran"
+    return "broken"
+
+
+def _api(call) -> str:
+    from pbs2p_edge.errors import Pbs2pError
+
+    try:
+        call()
+        return "ran"
+    except Pbs2pError:
+        return "refused"
+    except Exception:  # noqa: BLE001
+        return "broken"
+
+
+def _mutate_gguf(data: bytes, rng: random.Random) -> bytes:
+    b = bytearray(data)
+    kind = rng.randrange(3)
+    if kind == 0:
+        for _ in range(rng.randint(1, 16)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b)
+    if kind == 1:
+        return bytes(b[: rng.randrange(len(b))])
+    at = rng.randrange(len(b))
+    return bytes(b[:at] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 64))) + b[at:])
+
+
+_ODD = [None, -1, 0, 2**40, 1.5, "x", "", [], {}, [1, 2], {"a": 1}, True]
+
+
+def _mutate_json(obj, rng: random.Random):
+    """A copy of obj with one random leaf (or a whole table) replaced by a value of another kind."""
+    paths = []
+
+    def walk(o, path):
+        paths.append(path)
+        if isinstance(o, dict):
+            for k, v in o.items():
+                walk(v, (*path, k))
+        elif isinstance(o, list):
+            for i, v in enumerate(o):
+                walk(v, (*path, i))
+
+    walk(obj, ())
+    path = rng.choice(paths[1:])
+    out = json.loads(json.dumps(obj))
+    target = out
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = rng.choice([v for v in _ODD if type(v) is not type(target[path[-1]])])
+    return out
+
+
+def _mutate_checkpoint(src: Path, dst: Path, rng: random.Random) -> None:
+    shutil.copytree(src, dst)
+    kind = rng.choice(["pbs2p.json", "config.json", "packed.safetensors", "dense.safetensors"])
+    f = dst / kind
+    if kind.endswith(".json"):
+        f.write_text(json.dumps(_mutate_json(json.loads(f.read_text()), rng)))
+    else:
+        f.write_bytes(_mutate_gguf(f.read_bytes(), rng) if rng.random() < 0.5 else
+                      bytes(_flip(f.read_bytes(), rng)))
+
+
+def _flip(data: bytes, rng: random.Random) -> bytearray:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 16)):
+        b[rng.randrange(min(len(b), 4096))] = rng.randrange(256)  # the header and the first tensors
+    return b
+
+
+def run(args) -> dict:
+    from bad_inputs import corrupt_checkpoints, corrupt_ggufs
+    from conftest import make_tiny_llama, make_tiny_tokenizer
+    from saved_models import save_hf_dir
+
+    from pbs2p_edge.checkpoint import load_checkpoint
+    from pbs2p_edge.runtime import Model
+
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="pbs2p-fuzz-"))
+    try:
+        text = work / "text.txt"
+        text.write_text(TEXT)
+        src = save_hf_dir(make_tiny_llama(), make_tiny_tokenizer(), work / "src")
+        ck, gg = work / "ck", work / "m.gguf"
+        calib = ["--calib", text, "--nsamples", "2", "--seqlen", "32", "--block-size", "64", "--quiet", "--threads", "1"]
+        assert _main(["compress", src, ck, "--method", "pbs2p", "--nm", "4:8", *calib])[0] == 0
+        assert _main(["export", ck, gg])[0] == 0
+        ggufs = dict(corrupt_ggufs(gg, (work / "g").mkdir() or work / "g"))
+        for i in range(args.mutations):
+            p = work / "g" / f"random-{i}.gguf"
+            p.write_bytes(_mutate_gguf(gg.read_bytes(), rng))
+            ggufs[p.stem] = p
+        ckpts = dict(corrupt_checkpoints(ck, (work / "c").mkdir() or work / "c"))
+        for i in range(args.mutations):
+            _mutate_checkpoint(ck, work / "c" / f"random-{i}", rng)
+            ckpts[f"random-{i}"] = work / "c" / f"random-{i}"
+        points = {
+            "inspect GGUF": lambda p: ["inspect", p],
+            "eval GGUF": lambda p: ["eval", p, "--data", text, "--seqlen", "32", "--max-windows", "2", "--threads", "1"],
+            "run GGUF": lambda p: ["run", p, "-p", "It is a truth", "-n", "4", "-t", "1"],
+            "inspect checkpoint": lambda p: ["inspect", p],
+            "eval checkpoint": lambda p: ["eval", p, "--data", text, "--seqlen", "32", "--max-windows", "2",
+                                          "--threads", "1"],
+            "export checkpoint": lambda p: ["export", p, work / "out.gguf"],
+        }
+        rows, broken = [], []
+        for point, argv in points.items():
+            inputs = ggufs if point.endswith("GGUF") else ckpts
+            counts = {"refused": 0, "ran": 0, "broken": 0}
+            t0 = time.perf_counter()
+            for name, path in inputs.items():
+                if args.trace:
+                    print(point, name, file=sys.stderr, flush=True)
+                res = _outcome(*_main(argv(path)))
+                counts[res] += 1
+                if res == "broken":
+                    broken.append(f"{point}: {name}")
+                (work / "out.gguf").unlink(missing_ok=True)
+            rows.append({"entry point": point, "inputs": len(inputs), **counts,
+                         "seconds": round(time.perf_counter() - t0, 1)})
+        for point, inputs, call in [("Model(path) + eval (API)", ggufs, lambda p: _model_eval(Model, p)),
+                                    ("load_checkpoint (API)", ckpts, load_checkpoint)]:
+            counts = {"refused": 0, "ran": 0, "broken": 0}
+            t0 = time.perf_counter()
+            for name, path in inputs.items():
+                if args.trace:
+                    print(point, name, file=sys.stderr, flush=True)
+                res = _api(lambda: call(path))
+                counts[res] += 1
+                if res == "broken":
+                    broken.append(f"{point}: {name}")
+            rows.append({"entry point": point, "inputs": len(inputs), **counts,
+                         "seconds": round(time.perf_counter() - t0, 1)})
+        return {"rows": rows, "broken": broken, "mutations": args.mutations, "seed": args.seed,
+                "families": {"gguf": len(ggufs) - args.mutations, "checkpoint": len(ckpts) - args.mutations}}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _model_eval(Model, path) -> None:
+    with Model(path, n_ctx=16) as m:
+        m.eval([1, 2, 3])
+
+
+def write(res: dict, out: Path, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fuzz_python.json").write_text(json.dumps(res, indent=1) + "\n")
+    lines = ["# Bad input through the Python entry points", "",
+             f"Made by `{command}` (bench/python_fuzz.py; its docstring says what each outcome means). Inputs: "
+             f"{res['families']['gguf']} damaged GGUF files and {res['families']['checkpoint']} damaged checkpoints "
+             f"of tests/bad_inputs.py's families, plus {res['mutations']} random mutations of each kind (seed "
+             f"{res['seed']}), from a compressed tiny random Llama. **broken** (a traceback, another exit status, "
+             "an error of several lines) must be 0.", "",
+             "| entry point | inputs | refused (exit 2, one line) | ran (exit 0) | broken | seconds |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['entry point']} | {r['inputs']} | {r['refused']} | {r['ran']} | **{r['broken']}** "
+                     f"| {r['seconds']} |")
+    lines += ["", "Broken inputs: " + (", ".join(res["broken"]) if res["broken"] else "none.")]
+    (out / "fuzz_python.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--mutations", type=int, default=300, help="random mutations per input kind")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trace", action="store_true", help="name each input on stderr before it runs")
+    args = p.parse_args()
+    res = run(args)
+    write(res, args.out, "python bench/python_fuzz.py --out " + str(args.out) +
+          ("" if args.mutations == 300 else f" --mutations {args.mutations}") +
+          ("" if args.seed == 0 else f" --seed {args.seed}"))
+    print(json.dumps(res["rows"], indent=1))
+    return 1 if res["broken"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
