@@ -104,9 +104,10 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                         f"full-precision block's output (0: off; default with the bit budget: {RECOVER_STEPS} below "
                         f"{RECOVER_BELOW_BPW:g} bits per parameter, else 0; 0 with --method/--nm/structure options)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
-    g.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads for torch (default: the cores other processes leave free, measured again "
-                        "before each block)")
+    g.add_argument("--threads", type=_threads_or_auto, default=None,
+                   help="CPU threads for torch (default: torch's choice), or auto: the cores other processes leave "
+                        "free, measured again before each block (fast on a busy machine; torch's sums, and so the "
+                        "last bits of the result, may then differ from run to run)")
     g.add_argument("--resume", action="store_true",
                    help="go on from the blocks a killed run with the same options finished (each finished block is "
                         "kept in .<output name>.progress beside the output until the output is written)")
@@ -290,10 +291,15 @@ def _quiet_transformers(progress: bool):
             hub_utils.enable_progress_bars()
 
 
+def _threads_or_auto(text: str):
+    """argparse type of compress/export --threads: a positive count, or "auto"."""
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import commands
 
-    if getattr(args, "threads", None):
+    if getattr(args, "threads", None) and args.threads != "auto":
         import torch
 
         before = torch.get_num_threads()
@@ -326,7 +332,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.compress(
                 args.model, args.out_dir, cfg, calib=args.calib, nsamples=args.nsamples,
                 seqlen=args.seqlen, device=args.device, progress=not args.quiet, blocks=args.blocks,
-                adapt_threads=args.threads is None, resume=args.resume, **_budget_from_args(args),
+                adapt_threads=args.threads == "auto", resume=args.resume, **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))
     elif args.command == "eval":
@@ -345,7 +351,7 @@ def _run_command(commands, args: argparse.Namespace) -> int:
             summary = commands.export(
                 args.model, args.out, cfg, calib=args.calib, nsamples=args.nsamples, seqlen=args.seqlen,
                 device=args.device, progress=not args.quiet, embed_type=args.embed_type,
-                onnx_flavor=args.onnx_flavor, adapt_threads=args.threads is None, resume=args.resume,
+                onnx_flavor=args.onnx_flavor, adapt_threads=args.threads == "auto", resume=args.resume,
                 **_budget_from_args(args),
             )
         print(json.dumps(summary, indent=2))

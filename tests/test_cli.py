@@ -133,6 +133,9 @@ def test_blocks_compresses_the_first_k_and_export_refuses_the_checkpoint(capsys,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]
     rc, _, err = run_cli(capsys, "compress", work.llama, tmp_path / "x", "--calib", work.text, "--blocks", "3", *CALIB)
     assert rc == 2 and "--blocks 3: this model has 2 decoder blocks" in err
+    rc, stdout, err = run_cli(capsys, "compress", work.llama, tmp_path / "auto", "--method", "rtn", "--calib", work.text,
+                              "--blocks", "1", "--threads", "auto", *CALIB)  # threads follow the free cores
+    assert (rc, err) == (0, "") and json.loads(stdout)["blocks"] == {"compressed": 1, "total": 2}
 
 
 @pytest.mark.parametrize("method,arch", [
