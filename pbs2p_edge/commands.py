@@ -162,7 +162,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     output: the format (".gguf" / ".onnx") the checkpoint is for, whose architecture checks run before loading.
     blocks: compress only the first `blocks` decoder blocks (cost measurements, quick looks: the checkpoint
     evaluates, but does not export); None: all. adapt_threads: torch's threads follow the cores other processes
-    leave free, re-measured before the plan and each block (free_cores.py; the CLI's default), else they stay.
+    leave free, re-measured before the plan and each block (free_cores.py; the CLI's --threads auto), else they stay.
     Every finished block is saved in progress_path (default: model.progress.progress_dir(out_dir)), removed once
     the checkpoint is written; resume: go on from the blocks a killed run of the same options left there."""
     check_source(source, output)

@@ -3,9 +3,10 @@
 Why: torch's OpenMP workers wait for each other at the end of every parallel region. When another busy process
 shares the cores, a worker that loses its core holds every region up until the scheduler gives it back, and the
 GPTQ loops run thousands of small regions per layer: SmolLM2 blocks took 30x longer with two threads beside a C++
-build than with one thread. The user who passes --threads gets that count; by default, compression re-measures the
-free cores between blocks (Linux /proc/stat: the machine's busy time minus this process's own) and uses that many
-threads, at least one and at most the CPUs this process may run on.
+build than with one thread. With --threads auto, compression re-measures the free cores between blocks (Linux
+/proc/stat: the machine's busy time minus this process's own) and uses that many threads, at least one and at most
+the CPUs this process may run on. It is not the default: torch's sums depend on the thread count, so the last bits
+of a result would then depend on the machine's load.
 """
 
 from __future__ import annotations
