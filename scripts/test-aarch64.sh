@@ -50,26 +50,29 @@ fi
 
 # The same model's forward on both architectures. NEON and AVX2/AVX-512 sum in a different order (float32), so the
 # logits agree to rounding, not bit for bit: the bound is relative to the spread of the logits.
-gguf="$build/tiny_llama.gguf"
-"$PY" scripts/tiny_llama_gguf.py "$gguf" >/dev/null
 host=build/aarch64-x86-reference
 cmake -S . -B "$host" -DCMAKE_BUILD_TYPE=Release -DPBS2P_BUILD_TESTS=ON -DPBS2P_BUILD_STATIC=ON \
     -DPBS2P_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$host" -j "$(nproc)" --target model_logits >/dev/null
 tokens=(0 5 17 42 99 200 319 1)
-"$host/native/model_logits" "$gguf" "$build/logits-x86.f32" "${tokens[@]}" >/dev/null
 qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64)
-"$qemu" -L /usr/aarch64-linux-gnu "$build/native/model_logits" "$gguf" "$build/logits-aarch64.f32" "${tokens[@]}" \
-    >/dev/null
-"$PY" - "$build/logits-x86.f32" "$build/logits-aarch64.f32" <<'PY'
+# The packed model, then one with every tier (the integer dense products of the grid tiers and a Q4_0 head).
+for kind in packed tiered; do
+    gguf="$build/tiny_llama_$kind.gguf"
+    "$PY" scripts/tiny_llama_gguf.py "$gguf" $([ "$kind" = tiered ] && echo --tiered) >/dev/null
+    "$host/native/model_logits" "$gguf" "$build/logits-x86.f32" "${tokens[@]}" >/dev/null
+    "$qemu" -L /usr/aarch64-linux-gnu "$build/native/model_logits" "$gguf" "$build/logits-aarch64.f32" "${tokens[@]}" \
+        >/dev/null
+    "$PY" - "$build/logits-x86.f32" "$build/logits-aarch64.f32" "$kind" <<'PY'
 import sys
 import numpy as np
 x86, arm = (np.fromfile(p, dtype="<f4").astype(np.float64) for p in sys.argv[1:3])
 assert x86.size == arm.size and x86.size > 0, (x86.size, arm.size)
 span = x86.max() - x86.min()
 diff = float(np.abs(x86 - arm).max())
-print(f"test-aarch64: logits of {x86.size} values, max |x86 - aarch64| = {diff:.3g} "
+print(f"test-aarch64: {sys.argv[3]} model, logits of {x86.size} values, max |x86 - aarch64| = {diff:.3g} "
       f"({diff / span:.3g} of the logit range {span:.3g}; bound 1e-5)")
 sys.exit(0 if np.isfinite(x86).all() and diff <= 1e-5 * span else 1)
 PY
+done
 echo "test-aarch64: the AArch64 forward matches x86: ok"

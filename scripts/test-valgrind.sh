@@ -25,6 +25,7 @@ run="$build/native/pbs2p-run"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PY" scripts/tiny_llama_gguf.py "$work/tiny.gguf"
+"$PY" scripts/tiny_llama_gguf.py "$work/tiered.gguf" --tiered  # the integer dense products (grid tiers, Q4_0 head)
 printf 'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.\n%.0s' {1..6} >"$work/text.txt"
 printf 'x' >"$work/short.txt"
 
@@ -32,8 +33,10 @@ export PBS2P_KERNEL="${PBS2P_KERNEL:-avx2}"
 if [ "$(uname -m)" != "x86_64" ]; then export PBS2P_KERNEL=ref; fi
 vg=(valgrind --quiet --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=99
     --track-origins=yes)
+runs=0
 check() {  # expected exit status, then the pbs2p-run arguments
     local want=$1
+    runs=$((runs + 1))
     shift
     local rc=0
     "${vg[@]}" "$run" "$@" >"$work/out" 2>"$work/err" || rc=$?
@@ -47,8 +50,10 @@ check 0 -m "$work/tiny.gguf" -p "hello world" -n 12 -t 2 --json
 check 0 -m "$work/tiny.gguf" -p "hello world" -n 12 -t 1 --temp 0.9 --top-k 20 --top-p 0.9 --seed 3 --no-eos
 check 0 -m "$work/tiny.gguf" --perplexity "$work/text.txt" --ctx 32 -t 2 --json
 check 0 -m "$work/tiny.gguf" --tokenize "$work/text.txt"
+check 0 -m "$work/tiered.gguf" -p "hello world" -n 12 -t 2 --json
+check 0 -m "$work/tiered.gguf" --perplexity "$work/text.txt" --ctx 32 -t 2 --json
 check 2 -m "$work/tiny.gguf" --perplexity "$work/short.txt" --ctx 32            # text shorter than one window
 check 2 -m "$work/tiny.gguf" -p "$(printf 'word %.0s' {1..100})" -n 4 --ctx 16   # prompt longer than the context
 check 2 -m "$work/missing.gguf" -p "hi"                                          # missing file
 check 2 -m "$work/text.txt" -p "hi"                                              # not a GGUF
-echo "test-valgrind: pbs2p-run under valgrind ($PBS2P_KERNEL kernels): no errors, no leaks in 8 runs"
+echo "test-valgrind: pbs2p-run under valgrind ($PBS2P_KERNEL kernels): no errors, no leaks in $runs runs"

@@ -1,43 +1,17 @@
-/* dense_avx2.c — AVX2 row dots of the dense matrices (head, embedding, grid-tier linears): F16C conversion, FMA.
- * Built with -ffp-contract=off: a decoded weight equals the reference's bit for bit. */
+/* dense_avx2.c — AVX2 row dots of the F16 matrices (head, embedding): F16C conversion, FMA. The other dense types
+ * are integer products (qdense_avx2.c). */
 #include "internal.h"
-#include "dense_codes_x86.h"
 
 #include <immintrin.h>
-
-/* out[0..16) = d * (codes - offset) [+ m]: the 16 byte codes widened in two halves of eight. */
-static inline void store16(float *out, __m128i codes, float d, float m, int offset, int has_m) {
-    for (int h = 0; h < 2; h++) {
-        __m256i q = _mm256_cvtepu8_epi32(h ? _mm_srli_si128(codes, 8) : codes);
-        __m256 v = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset))));
-        if (has_m) v = _mm256_add_ps(v, _mm256_set1_ps(m));
-        _mm256_storeu_ps(out + 8 * h, v);
-    }
-}
-
-static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
-
-#include "dense_tiers.h"
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
     const uint8_t *p = W->data + (size_t)r * W->row_bytes;
     const int32_t K = W->cols;
-    if (W->type == PBS2P_GGML_F16) {
-        int32_t j = 0;
-        for (; j + 8 <= K; j += 8)
-            _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * (size_t)j))));
-        for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
-        return;
-    }
-    if (decode_tier_row(W, p, out)) return;
-    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
-        const __m256 d = _mm256_set1_ps(pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)));
-        for (int e = 0; e < 4; e++) {
-            const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 2 + 8 * e)));
-            _mm256_storeu_ps(out + b * PBS2P_Q8_0_BLOCK + 8 * e, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
-        }
-    }
+    int32_t j = 0;
+    for (; j + 8 <= K; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * (size_t)j))));
+    for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
 }
 
 static inline float hsum(__m256 v) {

@@ -1,42 +1,17 @@
-/* dense_avx512.c — AVX-512 row dots of the dense matrices (head, embedding, grid-tier linears): hardware float16
- * conversion, FMA. Built with -ffp-contract=off: a decoded
- * weight equals the reference's bit for bit. */
+/* dense_avx512.c — AVX-512 row dots of the F16 matrices (head, embedding): hardware float16 conversion, FMA. The
+ * other dense types are integer products (qdense_avx2.c serves this variant too). */
 #include "internal.h"
-#include "dense_codes_x86.h"
 
 #include <immintrin.h>
-
-/* out[0..16) = d * (codes - offset) [+ m]. */
-static inline void store16(float *out, __m128i codes, float d, float m, int offset, int has_m) {
-    const __m512i q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), _mm512_set1_epi32(offset));
-    __m512 v = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(q));
-    if (has_m) v = _mm512_add_ps(v, _mm512_set1_ps(m));
-    _mm512_storeu_ps(out, v);
-}
-
-static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
-
-#include "dense_tiers.h"
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
     const uint8_t *p = W->data + (size_t)r * W->row_bytes;
     const int32_t K = W->cols;
-    if (W->type == PBS2P_GGML_F16) {
-        int32_t j = 0;
-        for (; j + 16 <= K; j += 16)
-            _mm512_storeu_ps(out + j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (size_t)j))));
-        for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
-        return;
-    }
-    if (decode_tier_row(W, p, out)) return;
-    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
-        const __m512 d = _mm512_set1_ps(pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)));
-        for (int h = 0; h < 2; h++) {
-            const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * h)));
-            _mm512_storeu_ps(out + b * PBS2P_Q8_0_BLOCK + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
-        }
-    }
+    int32_t j = 0;
+    for (; j + 16 <= K; j += 16)
+        _mm512_storeu_ps(out + j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (size_t)j))));
+    for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
 }
 
 /* Two 16-lane running sums (k = 32i + lane, 32i + 16 + lane), a masked tail, one reduction. */
@@ -86,25 +61,6 @@ static void f16_rows4(const uint8_t *p, size_t row_bytes, const float *x, int32_
     for (int i = 0; i < 4; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
 }
 
-/* Four Q8_0 rows against one token: w = d * q formed in registers exactly as decode_row forms it, summed as dot()
- * sums it (a0 takes columns 32i..32i+15, a1 32i+16..32i+31; Q8_0 rows have no tail). */
-static void q8_rows4(const uint8_t *p, size_t row_bytes, const float *x, int32_t K, float *y) {
-    __m512 a[4][2];
-    for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
-    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++) {
-        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
-        for (int i = 0; i < 4; i++) {
-            const uint8_t *q = p + (size_t)i * row_bytes + (size_t)b * PBS2P_Q8_0_BYTES;
-            const __m512 d = _mm512_set1_ps(pbs2p_half_to_float((uint16_t)(q[0] | q[1] << 8)));
-            const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 2)));
-            const __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 18)));
-            a[i][0] = _mm512_fmadd_ps(x0, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0)), a[i][0]);
-            a[i][1] = _mm512_fmadd_ps(x1, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1)), a[i][1]);
-        }
-    }
-    for (int i = 0; i < 4; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
-}
-
 /* TILE_R rows (decoded, K apart) x TILE_T tokens: each of the 12 sums formed exactly as dot() forms it (a0 takes
  * columns 32i..32i+15 and the masked tail, a1 32i+16..32i+31, one reduction of a0 + a1). */
 #define TILE_R 4
@@ -145,12 +101,10 @@ static void tile(const float *w, int32_t K, const float *x, size_t ldx, float *y
 void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
                              float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch) {
     int32_t r = row0;
-    if (n_tokens == 1 && (W->type == PBS2P_GGML_F16 || W->type == PBS2P_GGML_Q8_0)) /* decoding: one pass over the
-                                                                                        rows, no scratch round trip */
+    if (n_tokens == 1) /* decoding: one pass over the rows, no scratch round trip */
         for (; r + 4 <= row1; r += 4) {
             float y[4];
-            if (W->type == PBS2P_GGML_F16) f16_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);
-            else q8_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);
+            f16_rows4(W->data + (size_t)r * W->row_bytes, W->row_bytes, X, W->cols, y);
             for (int i = 0; i < 4; i++) Y[r + i] = y[i];
         }
     dense_rows(W, X, n_tokens, ldx, Y, ldy, r, row1, scratch);

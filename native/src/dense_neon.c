@@ -1,71 +1,19 @@
-/* dense_neon.c — NEON row dots of the dense matrices (head, embedding, grid-tier linears) on AArch64: fp16
- * conversion, FMA. Built with -ffp-contract=off: a decoded
- * weight equals the reference's bit for bit. */
+/* dense_neon.c — NEON row dots of the F16 matrices (head, embedding) on AArch64: fp16 conversion, FMA. The other
+ * dense types are integer products (qdense_neon.c). */
 #include "internal.h"
 
 #include <arm_neon.h>
-
-/* out[0..16) = d * (codes - offset) [+ m] for 16 byte codes. */
-static inline void store16(float *out, uint8x16_t codes, float d, float m, int offset, int has_m) {
-    const int16x8_t lo = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(codes))), vdupq_n_s16((int16_t)offset));
-    const int16x8_t hi = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(codes))), vdupq_n_s16((int16_t)offset));
-    const int32x4_t q[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_s16(vget_high_s16(lo)), vmovl_s16(vget_low_s16(hi)),
-                            vmovl_s16(vget_high_s16(hi))};
-    for (int e = 0; e < 4; e++) {
-        float32x4_t v = vmulq_n_f32(vcvtq_f32_s32(q[e]), d);
-        if (has_m) v = vaddq_f32(v, vdupq_n_f32(m));
-        vst1q_f32(out + 4 * e, v);
-    }
-}
-
-static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
-
-/* Q4_0: codes 16h .. 16h + 15 of a block whose qs are at p (h = 0: low nibbles, 1: high nibbles). */
-static inline uint8x16_t q4_0_codes(const uint8_t *qs, int h) {
-    const uint8x16_t v = vld1q_u8(qs);
-    return h ? vshrq_n_u8(v, 4) : vandq_u8(v, vdupq_n_u8(15));
-}
-
-/* Codes 16s .. 16s + 15 of one of our blocks of 64; qh NULL for q2_g64. */
-static inline uint8x16_t g64_codes(const uint8_t *qs, const uint8_t *qh, int s) {
-    const uint8x16_t v = vld1q_u8(qs);
-    uint8x16_t q = vandq_u8(vshlq_u8(v, vdupq_n_s8((int8_t)(-2 * s))), vdupq_n_u8(3));
-    if (qh) {
-        static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-        const uint8x16_t bytes = vcombine_u8(vdup_n_u8(qh[2 * s]), vdup_n_u8(qh[2 * s + 1]));
-        q = vorrq_u8(q, vandq_u8(vtstq_u8(bytes, vld1q_u8(bits)), vdupq_n_u8(4)));
-    }
-    return q;
-}
-
-#include "dense_tiers.h"
 
 /* Row r as float32 into out (exactly pbs2p_dense_row's values). */
 static void decode_row(const pbs2p_dense *W, int32_t r, float *out) {
     const uint8_t *p = W->data + (size_t)r * W->row_bytes;
     const int32_t K = W->cols;
-    if (W->type == PBS2P_GGML_F16) {
-        int32_t j = 0;
-        for (; j + 4 <= K; j += 4) {
-            uint16x4_t h = vld1_u16((const uint16_t *)(const void *)(p + 2 * (size_t)j)); /* little-endian AArch64 */
-            vst1q_f32(out + j, vcvt_f32_f16(vreinterpret_f16_u16(h)));
-        }
-        for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
-        return;
+    int32_t j = 0;
+    for (; j + 4 <= K; j += 4) {
+        uint16x4_t h = vld1_u16((const uint16_t *)(const void *)(p + 2 * (size_t)j)); /* little-endian AArch64 */
+        vst1q_f32(out + j, vcvt_f32_f16(vreinterpret_f16_u16(h)));
     }
-    if (decode_tier_row(W, p, out)) return;
-    for (int32_t b = 0; b < K / PBS2P_Q8_0_BLOCK; b++, p += PBS2P_Q8_0_BYTES) {
-        const float d = pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8));
-        for (int e = 0; e < 2; e++) {
-            const int8x16_t q = vld1q_s8((const int8_t *)(p + 2 + 16 * e));
-            const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));
-            float *o = out + b * PBS2P_Q8_0_BLOCK + 16 * e;
-            vst1q_f32(o, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
-            vst1q_f32(o + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo))), d));
-            vst1q_f32(o + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
-            vst1q_f32(o + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi))), d));
-        }
-    }
+    for (; j < K; j++) out[j] = pbs2p_half_to_float((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
 }
 
 /* Two 4-lane running sums (k = 8i + lane, 8i + 4 + lane), one reduction, the tail in order. */

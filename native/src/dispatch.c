@@ -12,6 +12,7 @@ typedef struct variant {
     const char *name;
     pbs2p_rows_fn gemv, gemm;
     pbs2p_dense_fn dense;
+    pbs2p_qdense_fn qdense;
     pbs2p_attend_fn attend;
     int (*cpu_has)(void);
 } variant;
@@ -30,25 +31,34 @@ static int has_avx2(void) {
 }
 static int has_avx512(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+#ifdef PBS2P_HAVE_AVX2
+           && has_avx2() /* its integer dense products are the AVX2 ones */
+#endif
+        ;
 }
 #endif
 
 /* Compiled variants, fastest first: the automatic choice is the first this CPU runs. */
 static const variant variants[] = {
 #ifdef PBS2P_HAVE_AVX512
-    {"avx512", pbs2p_rows_avx512, pbs2p_gemm_rows_avx512, pbs2p_dense_rows_avx512, pbs2p_attend_avx512,
-     has_avx512},
+    {"avx512", pbs2p_rows_avx512, pbs2p_gemm_rows_avx512, pbs2p_dense_rows_avx512,
+#ifdef PBS2P_HAVE_AVX2 /* the integer dense products are AVX2's (256-bit) for now */
+     pbs2p_qdense_rows_avx2,
+#else
+     pbs2p_qdense_rows_ref,
+#endif
+     pbs2p_attend_avx512, has_avx512},
 #endif
 #ifdef PBS2P_HAVE_AVX2
-    {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_attend_avx2,
+    {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_qdense_rows_avx2, pbs2p_attend_avx2,
      has_avx2},
 #endif
 #ifdef PBS2P_HAVE_NEON
-    {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_attend_neon,
+    {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_qdense_rows_neon, pbs2p_attend_neon,
      always},
 #endif
-    {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_attend_ref,
+    {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_qdense_rows_ref, pbs2p_attend_ref,
      always},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
@@ -108,7 +118,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
                        "is not available on this CPU/build", unavailable);
     }
     pthread_mutex_unlock(&lock);
-    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->attend = v->attend; }
+    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->qdense = v->qdense; out->attend = v->attend; }
     return v != NULL;
 }
 

@@ -141,9 +141,10 @@ void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out);
 /* Rows of a dense matrix a variant decodes at once (dense_tile.h): its scratch holds PBS2P_DENSE_ROWS * cols floats. */
 #define PBS2P_DENSE_ROWS 4
 
-/* Y[t * ldy + r] = <X[t * ldx .. + cols), row r of W> for t < n_tokens, r in [row0, row1).
- * scratch: PBS2P_DENSE_ROWS * cols floats. Every variant decodes a row exactly (pbs2p_dense_row) and then forms each
- * dot product in a fixed order of its own, so a result depends neither on threads nor on the other tokens. */
+/* Y[t * ldy + r] = <X[t * ldx .. + cols), row r of W> for t < n_tokens, r in [row0, row1), W an F16 matrix (the
+ * reference takes any type). scratch: PBS2P_DENSE_ROWS * cols floats. Every variant decodes a row exactly
+ * (pbs2p_dense_row) and then forms each dot product in a fixed order of its own, so a result depends neither on
+ * threads nor on the other tokens. The other types run as integer products (below). */
 typedef void (*pbs2p_dense_fn)(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
                                float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
 
@@ -160,6 +161,45 @@ void pbs2p_dense_rows_avx512(const pbs2p_dense *W, const float *X, size_t n_toke
 #ifdef PBS2P_HAVE_NEON
 void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens, size_t ldx,
                            float *Y, size_t ldy, int32_t row0, int32_t row1, float *scratch);
+#endif
+
+/* ---- integer dense products (acts_q8.c, qdense_ref.c, qdense_<variant>.c): every block type but F16 ----
+ * The activations of a product are quantized once, in blocks of 32 (acts_q8.c), and each output is
+ *   y = sum over activation blocks b of  term_b,   term_b = (dw * d_b) * I_b  [+ m * s_b for our blocks of 64]
+ * with I_b the exact integer dot of the weight codes (Q4_0: q - 8) and the activation codes of block b, dw (and m)
+ * the scale (and min) of the weight block holding b, d_b and s_b = d_b * sum of codes the activation block's. The
+ * terms are summed in a fixed order: acc[b % 8] += term_b for b = 0, 1, ..., then
+ * ((acc0 + acc1) + (acc2 + acc3)) + ((acc4 + acc5) + (acc6 + acc7)), each operation one float32 rounding. Every
+ * variant forms exactly these operations, so every variant gives the same bits, alone or in a batch. */
+#define PBS2P_ACT_BLOCK 32
+
+typedef struct pbs2p_q8_acts {
+    const int8_t *q;      /* (T, cols) codes */
+    const float *d, *s;   /* (T, blocks): scale, scale * code sum */
+    const int32_t *sum;   /* (T, blocks): code sum */
+    int32_t cols, blocks; /* blocks = cols / 32 */
+} pbs2p_q8_acts;
+
+/* Bytes of the quantized activations of (n_tokens, cols) floats; cols a multiple of 32. */
+size_t pbs2p_q8_acts_bytes(size_t n_tokens, int32_t cols);
+/* Quantizes X (n_tokens, cols) into mem (pbs2p_q8_acts_bytes, float-aligned) and describes it in *A. A block holding
+ * a NaN or an infinity gets d = NaN, so what it multiplies is NaN, as float products would be. */
+void pbs2p_q8_acts_quantize(const float *X, size_t n_tokens, int32_t cols, void *mem, pbs2p_q8_acts *A);
+/* The activations from token t on. */
+pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t);
+
+/* Y[t * ldy + r] = the product of token t and row r of W (any type but F16) for t < n_tokens, r in [row0, row1). */
+typedef void (*pbs2p_qdense_fn)(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                                int32_t row0, int32_t row1);
+void pbs2p_qdense_rows_ref(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                           int32_t row0, int32_t row1);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_qdense_rows_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                            int32_t row0, int32_t row1);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_qdense_rows_neon(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                            int32_t row0, int32_t row1);
 #endif
 
 /* Causal attention of one query q (hd,) and one head: out (hd,) = softmax(scale * q . key p) summed over value rows p
@@ -185,7 +225,8 @@ void pbs2p_attend_neon(const float *q, const float *kt, size_t ldk, const float 
 /* The selected variant's kernels, or 0 (with pbs2p_last_error set) when the forced one is unavailable. */
 typedef struct pbs2p_kernels {
     pbs2p_rows_fn gemv, gemm;
-    pbs2p_dense_fn dense;
+    pbs2p_dense_fn dense;   /* F16 matrices */
+    pbs2p_qdense_fn qdense; /* every other dense type */
     pbs2p_attend_fn attend;
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);

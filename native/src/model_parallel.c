@@ -18,12 +18,14 @@ static int threads_for(pbs2p_pool *pool, size_t work, int n_max) {
  * Dense matrices (the head, grid-tier linears): Y (T, R) = X (T, K) W^T, rows split across threads */
 
 typedef struct dense_job {
-    pbs2p_dense_fn dense;
-    const pbs2p_dense *w; /* (R, K) */
-    const float *X;       /* (T, K) */
-    float *Y;             /* (T, R) */
+    pbs2p_dense_fn dense;       /* F16 */
+    pbs2p_qdense_fn qdense;     /* the other types, on A */
+    const pbs2p_dense *w;       /* (R, K) */
+    const float *X;             /* (T, K) */
+    const pbs2p_q8_acts *A;     /* X quantized, or NULL for F16 */
+    float *Y;                   /* (T, R) */
     int32_t T, r0, r1;
-    float *rows;          /* (PBS2P_DENSE_ROWS, K) this job's decoded rows */
+    float *rows;                /* (PBS2P_DENSE_ROWS, K) this job's decoded rows (F16) */
 } dense_job;
 
 /* Tokens per pass over a job's rows: each row is decoded once per pass and its dots read a (DENSE_TOKENS, K) block
@@ -37,7 +39,12 @@ static void run_dense(void *arg) {
     const size_t K = (size_t)j->w->cols, R = (size_t)j->w->rows;
     for (int32_t t0 = 0; t0 < j->T; t0 += DENSE_TOKENS) {
         const int32_t n = j->T - t0 < DENSE_TOKENS ? j->T - t0 : DENSE_TOKENS;
-        j->dense(j->w, j->X + (size_t)t0 * K, (size_t)n, K, j->Y + (size_t)t0 * R, R, j->r0, j->r1, j->rows);
+        if (j->A) {
+            const pbs2p_q8_acts At = pbs2p_q8_acts_at(j->A, (size_t)t0);
+            j->qdense(j->w, &At, (size_t)n, j->Y + (size_t)t0 * R, R, j->r0, j->r1);
+        } else {
+            j->dense(j->w, j->X + (size_t)t0 * K, (size_t)n, K, j->Y + (size_t)t0 * R, R, j->r0, j->r1, j->rows);
+        }
     }
 }
 
@@ -46,15 +53,21 @@ pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X
     pbs2p_kernels k;
     if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
     const int nt = threads_for(pool, (size_t)R * (size_t)K * (size_t)T, PBS2P_MODEL_MAX_THREADS);
-    const size_t per_job = (size_t)PBS2P_DENSE_ROWS * (size_t)K;
-    float *rows = malloc((size_t)nt * per_job * sizeof *rows); /* (nt, PBS2P_DENSE_ROWS, K) */
-    if (!rows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
+    const int integer = W->type != PBS2P_GGML_F16;
+    /* F16: each job's decoded rows; the other types: the activations quantized once, read by every job */
+    const size_t bytes = integer ? pbs2p_q8_acts_bytes((size_t)T, K)
+                                 : (size_t)nt * PBS2P_DENSE_ROWS * (size_t)K * sizeof(float);
+    float *mem = malloc(bytes);
+    if (!mem) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
+    pbs2p_q8_acts A;
+    if (integer) pbs2p_q8_acts_quantize(X, (size_t)T, K, mem, &A);
     dense_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++) /* rows split on multiples of 4: the SIMD variants take rows by four */
-        jobs[b] = (dense_job){k.dense, W, X, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),
-                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4), rows + (size_t)b * per_job};
+        jobs[b] = (dense_job){k.dense, k.qdense, W, X, integer ? &A : NULL, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),
+                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4),
+                              integer ? NULL : mem + (size_t)b * PBS2P_DENSE_ROWS * (size_t)K};
     pbs2p_pool_run(pool, run_dense, jobs, sizeof jobs[0], nt);
-    free(rows);
+    free(mem);
     return PBS2P_OK;
 }
 

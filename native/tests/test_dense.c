@@ -1,5 +1,7 @@
-/* test_dense.c — ctest: every compiled variant's dense row dots (F16, Q8_0, Q4_0, q2_g64, q3_g64) against exact
- * decoding and a double-precision reference, the block layouts pinned by hand; one-hot activations read back each decoded weight bit for bit; batch invariance. */
+/* test_dense.c — ctest: the block layouts pinned by hand; every compiled variant's F16 row dots against exact decoding
+ * and a double-precision reference (one-hot activations read back each decoded weight bit for bit; batch invariance);
+ * the integer products of Q8_0, Q4_0, q2_g64 and q3_g64 bit for bit against the reference, against W . x' in double
+ * precision, x' within half a quantization step of x, batch invariance and NaN propagation. */
 #include "internal.h"
 #define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
 #include "check.h"
@@ -105,24 +107,93 @@ static void check_variant(const char *name, int32_t type, int32_t rows, int32_t 
     free(data); free(X); free(Y); free(Y1); free(row); free(scratch);
 }
 
+/* The integer products of every type but F16: each variant gives the reference's bits, alone or in a batch; the result
+ * is W . x' in exact arithmetic up to float32 rounding, x' the activations as quantized (d * q per block of 32), and
+ * x' is x within half a step per block; a NaN in a block makes the products that read it NaN. */
+static void check_qdense(const char *name, int32_t type, int32_t rows, int32_t cols, size_t T) {
+    size_t rb;
+    uint8_t *data = make_matrix(type, rows, cols, &rb);
+    pbs2p_dense W = {data, type, rb, rows, cols};
+    pbs2p_kernels k;
+    CHECK(pbs2p_kernel_select(name) == PBS2P_OK && pbs2p_kernel_current(&k), "select %s", name);
+    float *X = malloc(sizeof(float) * T * cols), *Y = malloc(sizeof(float) * T * rows);
+    float *Yref = malloc(sizeof(float) * T * rows), *Y1 = malloc(sizeof(float) * rows), *row = malloc(sizeof(float) * cols);
+    for (size_t i = 0; i < T * (size_t)cols; i++) X[i] = (i % 37 == 5) ? 0.0f : rnd_unit() * (float)(1 + i % 5);
+    void *mem = malloc(pbs2p_q8_acts_bytes(T, cols));
+    pbs2p_q8_acts A;
+    pbs2p_q8_acts_quantize(X, T, cols, mem, &A);
+    k.qdense(&W, &A, T, Y, rows, 0, rows);
+    pbs2p_qdense_rows_ref(&W, &A, T, Yref, rows, 0, rows);
+    CHECK(memcmp(Y, Yref, sizeof(float) * T * rows) == 0, "%s type %d %dx%d T=%zu: differs from the reference",
+          name, type, rows, cols, T);
+    double worst = 0, worst_q = 0;
+    for (int32_t r = 0; r < rows; r++) {
+        pbs2p_dense_row(&W, r, row);
+        for (size_t t = 0; t < T; t++) {
+            double exact = 0, mag = 0, exact_x = 0, bound = 0;
+            for (int32_t j = 0; j < cols; j++) {
+                const size_t b = t * (size_t)A.blocks + (size_t)j / 32;
+                const double xq = (double)A.d[b] * A.q[t * cols + j], w = row[j];
+                exact += xq * w;
+                mag += fabs(xq * w);
+                exact_x += (double)X[t * cols + j] * w;
+                bound += fabs(w) * (double)A.d[b] * 0.5000001 + fabs(X[t * cols + j] * w) * 0x1p-22;
+            }
+            double err = fabs(Y[t * rows + r] - exact) / (mag + 1e-30);
+            if (err > worst) worst = err;
+            double err_q = fabs(exact - exact_x) / (bound + 1e-30);
+            if (err_q > worst_q) worst_q = err_q;
+        }
+    }
+    /* terms of at most two roundings each, summed in eight lanes of cols / 256 + 3 additions */
+    CHECK(worst <= (cols / 32 + 8) * 0x1p-23, "%s type %d %dx%d T=%zu: relative error %g", name, type, rows, cols, T, worst);
+    CHECK(worst_q <= 1.0, "%s type %d: quantized activations off by %g of half a step", name, type, worst_q);
+    for (size_t t = 0; t < T; t++) { /* one token alone == the same token in the batch, bit for bit */
+        pbs2p_q8_acts At = pbs2p_q8_acts_at(&A, t);
+        k.qdense(&W, &At, 1, Y1, rows, 0, rows);
+        CHECK(memcmp(Y1, Y + t * rows, sizeof(float) * rows) == 0, "%s type %d %dx%d: token %zu differs alone",
+              name, type, rows, cols, t);
+    }
+    X[cols - 1] = NAN; /* the last block of token 0 */
+    pbs2p_q8_acts_quantize(X, 1, cols, mem, &A);
+    k.qdense(&W, &A, 1, Y1, rows, 0, rows);
+    for (int32_t r = 0; r < rows; r++) CHECK(isnan(Y1[r]), "%s type %d: a NaN activation gave %g", name, type, Y1[r]);
+    free(data); free(X); free(Y); free(Yref); free(Y1); free(row); free(mem);
+}
+
+/* Quantization of activations pinned by hand: d = max|x| / 127, ties to even, the code sum and d * sum. */
+static void check_acts(void) {
+    float x[64] = {0};
+    x[0] = 127.0f; x[1] = -63.5f; x[2] = 0.5f; x[3] = 1.5f; x[4] = -2.5f; /* block 0: d = 1 */
+    void *mem = malloc(pbs2p_q8_acts_bytes(2, 32));
+    pbs2p_q8_acts A;
+    pbs2p_q8_acts_quantize(x, 2, 32, mem, &A);
+    CHECK(A.blocks == 1 && A.d[0] == 1.0f && A.q[0] == 127 && A.q[1] == -64 && A.q[2] == 0 && A.q[3] == 2 && A.q[4] == -2,
+          "acts: d %g q %d %d %d %d %d", A.d[0], A.q[0], A.q[1], A.q[2], A.q[3], A.q[4]);
+    CHECK(A.sum[0] == 63 && A.s[0] == 63.0f, "acts: sum %d s %g", A.sum[0], A.s[0]);
+    CHECK(A.d[1] == 0.0f && A.sum[1] == 0 && A.q[32] == 0, "acts: an all-zero block has d 0, codes 0");
+    free(mem);
+}
+
 int main(void) {
     const char *names[8];
     size_t nv = pbs2p_kernel_variants(names, 8);
     static const int32_t f16_cols[] = {1, 7, 15, 16, 33, 576, 1000};
-    static const int32_t q8_cols[] = {32, 64, 96, 576, 1024};
-    static const int32_t g64_cols[] = {64, 128, 576, 1536};
+    static const int32_t q8_cols[] = {32, 64, 96, 256, 288, 576, 1024};
+    static const int32_t g64_cols[] = {64, 128, 320, 576, 1536};
     check_layouts();
+    check_acts();
     for (size_t v = 0; v < nv; v++) {
         if (!pbs2p_kernel_available(names[v])) continue;
         for (size_t c = 0; c < sizeof f16_cols / sizeof f16_cols[0]; c++)
             check_variant(names[v], PBS2P_GGML_F16, 1 + (int32_t)(c * 7) % 40, f16_cols[c], 1 + (c * 5) % 8);
         for (size_t c = 0; c < sizeof q8_cols / sizeof q8_cols[0]; c++)
-            check_variant(names[v], PBS2P_GGML_Q8_0, 3 + (int32_t)(c * 5) % 30, q8_cols[c], 1 + (c * 5) % 8);
+            check_qdense(names[v], PBS2P_GGML_Q8_0, 3 + (int32_t)(c * 5) % 30, q8_cols[c], 1 + (c * 5) % 8);
         for (size_t c = 0; c < sizeof q8_cols / sizeof q8_cols[0]; c++)
-            check_variant(names[v], PBS2P_GGML_Q4_0, 1 + (int32_t)(c * 9) % 31, q8_cols[c], 1 + (c * 5) % 8);
+            check_qdense(names[v], PBS2P_GGML_Q4_0, 1 + (int32_t)(c * 9) % 31, q8_cols[c], 1 + (c * 11) % 20);
         for (size_t c = 0; c < sizeof g64_cols / sizeof g64_cols[0]; c++) {
-            check_variant(names[v], PBS2P_DENSE_Q2_G64, c ? 7 + (int32_t)c * 40 : 1, g64_cols[c], 1 + (c * 5) % 8);
-            check_variant(names[v], PBS2P_DENSE_Q3_G64, c ? 129 - (int32_t)c * 30 : 1, g64_cols[c], 4 + c);
+            check_qdense(names[v], PBS2P_DENSE_Q2_G64, c ? 7 + (int32_t)c * 40 : 1, g64_cols[c], 1 + (c * 5) % 8);
+            check_qdense(names[v], PBS2P_DENSE_Q3_G64, c ? 129 - (int32_t)c * 30 : 1, g64_cols[c], 4 + c * 6);
         }
         printf("dense rows %s: ok\n", names[v]);
     }

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint.tiny_compressed import compress, tiny_model
+from int8_acts import emulate_int8_activations
 
 from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
@@ -62,7 +63,8 @@ def _export(root, tokenizer, name, model, embed_type="f16", **kw):
 
 
 def _reference(ck, path):
-    """The fake-quant PyTorch model with token_embd / position_embd / output exactly as the GGUF stores them."""
+    """The fake-quant PyTorch model with token_embd / position_embd / output exactly as the GGUF stores them, and the
+    head's input quantized as libpbs2p quantizes it when the head is in a block type (int8_acts.py)."""
     model, _ = to_fake_quant_model(ck)
     tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
     params = [("token_embd.weight", model.get_input_embeddings().weight),
@@ -75,6 +77,7 @@ def _reference(ck, path):
                 t = tensors[gname]
                 w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(param.shape)
                 param.copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
+    emulate_int8_activations(model, ck, path)
     return model
 
 

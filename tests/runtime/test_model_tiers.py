@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint.tiny_compressed import compress_tiered, tiny_model
+from int8_acts import emulate_int8_activations
 
 from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
@@ -33,7 +34,10 @@ def tiered(tmp_path_factory, tiny_tokenizer):
     ck = save_checkpoint(root / "ck", model, copy.deepcopy(tiny_tokenizer), compress_tiered(model),
                          CompressConfig(n=4, m=8), {}, {"model_id": "tiered"}, embed_tier="q4_0")
     ref, _ = to_fake_quant_model(ck)  # the Q4_0 embedding and head as the file holds them
-    return export_gguf(ck, root / "m.gguf"), ref
+    path = export_gguf(ck, root / "m.gguf")
+    float_ref = copy.deepcopy(ref)
+    emulate_int8_activations(ref, ck, path)  # the integer products' inputs as libpbs2p quantizes them
+    return path, ref, float_ref
 
 
 def _logits(model, ids):
@@ -43,7 +47,7 @@ def _logits(model, ids):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_mixed_tiers_give_pytorchs_logits(tiered, threads):
-    path, ref = tiered
+    path, ref, _ = tiered
     want = _logits(ref, PROMPT)
     with Model(path, n_threads=threads) as m:
         got = m.eval(PROMPT)
@@ -51,7 +55,7 @@ def test_mixed_tiers_give_pytorchs_logits(tiered, threads):
 
 
 def test_every_kernel_variant_agrees(tiered):
-    path, ref = tiered
+    path, ref, _ = tiered
     want = _logits(ref, PROMPT)
     try:
         for variant in available_kernels():
@@ -61,6 +65,23 @@ def test_every_kernel_variant_agrees(tiered):
             assert np.abs(got - want).max() <= REL_TOL * float(want.max() - want.min()), variant
     finally:
         select_kernel(None)
+
+
+def test_int8_activations_cost_little(tiered):
+    """Against PyTorch's float activations (no emulation) the integer products move the logits by a small fraction
+    of their range, and the perplexity by well under 0.5 %."""
+    path, ref, float_ref = tiered
+    want, emulated = _logits(float_ref, PROMPT), _logits(ref, PROMPT)
+    with Model(path) as m:
+        got = m.eval(PROMPT)
+    span = float(want.max() - want.min())
+    assert 1e-5 * span < np.abs(got - want).max() <= 0.02 * span  # the quantization shows, and stays small
+    assert np.abs(got - emulated).max() <= REL_TOL * span
+
+    def nll(logits):
+        logp = torch.log_softmax(torch.from_numpy(np.asarray(logits, dtype=np.float64)), -1)[:-1]
+        return -logp.gather(1, torch.tensor(PROMPT[1:])[:, None]).mean().item()
+    assert abs(np.exp(nll(got)) / np.exp(nll(want)) - 1) <= 0.005
 
 
 def _patched(path, tmp_path, old: bytes, new: bytes):

@@ -1,0 +1,153 @@
+/* qdense_avx2.c — AVX2 integer dense products (internal.h: "integer dense products"): the codes of eight activation
+ * blocks against eight blocks of int8 activations with maddubs, their eight integer dots reduced side by side into
+ * one vector (lane k = block 8g + k: the reference's acc[b % 8]), scaled and summed as float32 vectors; a last group of
+ * fewer than eight blocks leaves its other lanes +0, which adds nothing. The codes of a row's eight blocks are
+ * unpacked once and reused by up to TOKENS tokens. Each type gets its own loops (always-inlined with a constant
+ * type). Built with -ffp-contract=off. */
+#include "internal.h"
+#include "dense_codes_x86.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define TOKENS 4 /* tokens per pass over a row: the codes of eight blocks are unpacked once for them */
+#define INLINE static inline __attribute__((always_inline))
+
+static inline uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The 32 weight codes of activation block b of a row, one byte each (Q8_0 signed, the others unsigned). Our blocks
+ * of 64 (FORMAT.md §10): code 16s + i has its low bits at bits 2s of qs[i] and its high bit (q3) at bit 16s + i of
+ * the 64-bit qh; block b is half h = b % 2 of its weight block, codes 32h .. 32h + 31 = s = 2h (low 128 bits) and
+ * s = 2h + 1 (high). */
+INLINE __m256i codes32(int32_t type, const uint8_t *row, int32_t b) {
+    if (type == PBS2P_GGML_Q8_0) return _mm256_loadu_si256((const __m256i *)(row + (size_t)b * PBS2P_Q8_0_BYTES + 2));
+    if (type == PBS2P_GGML_Q4_0) {
+        const uint8_t *qs = row + (size_t)b * PBS2P_Q4_0_BYTES + 2;
+        return _mm256_set_m128i(q4_0_codes(qs, 1), q4_0_codes(qs, 0));
+    }
+    const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
+    const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    const __m256i qs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 4)));
+    __m256i q = _mm256_and_si256(_mm256_srlv_epi32(qs, _mm256_setr_epi32(4 * h, 4 * h, 4 * h, 4 * h, 4 * h + 2, 4 * h + 2,
+                                                                          4 * h + 2, 4 * h + 2)),
+                                 _mm256_set1_epi8(3)); /* 32-bit shifts: the mask drops what crosses into a byte */
+    if (q3) { /* the 32 high bits of this half, bit i to byte i, as 4 */
+        uint32_t bits;
+        memcpy(&bits, p + 20 + 4 * h, 4);
+        const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                                   _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(4)));
+    }
+    return q;
+}
+
+/* Eight int32 partial sums of codes . x (Q4_0 without its offset of 8: see I_of). Q8_0's signed codes go through
+ * maddubs as |w| and x with w's sign; products and pair sums fit int16 (at most 2 * 128 * 127). */
+INLINE __m256i dot32(int32_t type, __m256i w, const int8_t *x) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    const __m256i pairs = type == PBS2P_GGML_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w))
+                                                  : _mm256_maddubs_epi16(w, xv);
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+/* Lane k = the total of v[k]: integer sums, exact in any order. */
+INLINE __m256i hsum8(const __m256i v[8]) {
+    const __m256i t0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i t1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_permute2x128_si256(t0, t1, 0x31));
+}
+
+/* Byte offset of the weight block holding activation block b. */
+INLINE size_t block_at(int32_t type, int32_t b) {
+    switch (type) {
+    case PBS2P_GGML_Q8_0: return (size_t)b * PBS2P_Q8_0_BYTES;
+    case PBS2P_GGML_Q4_0: return (size_t)b * PBS2P_Q4_0_BYTES;
+    case PBS2P_DENSE_Q3_G64: return (size_t)(b / 2) * PBS2P_Q3_G64_BYTES;
+    default: return (size_t)(b / 2) * PBS2P_Q2_G64_BYTES;
+    }
+}
+
+/* The scales (off 0) or mins (off 2) of activation blocks b0 .. b0 + n - 1 as float32, +0 in lanes n..7 (one 16-bit
+ * insert each: eight narrow stores and one wide load would stall on store forwarding). */
+INLINE __m256 halves8(int32_t type, const uint8_t *row, int32_t b0, int n, int off) {
+    __m128i h = _mm_setzero_si128();
+#define PUT(k) if (n > (k)) h = _mm_insert_epi16(h, half_bits(row + block_at(type, b0 + (k)) + off), (k))
+    PUT(0); PUT(1); PUT(2); PUT(3); PUT(4); PUT(5); PUT(6); PUT(7);
+#undef PUT
+    return _mm256_cvtph_ps(h);
+}
+
+/* The activation side of a group: lanes 0..n-1 of its scales, code sums and scale * sums; 0 beyond. */
+typedef struct group_x {
+    const int8_t *q;
+    __m256 d, s;
+    __m256i sum;
+} group_x;
+
+INLINE group_x group_acts(const pbs2p_q8_acts *A, size_t t, int32_t b0, int n) {
+    const size_t tb = t * (size_t)A->blocks + (size_t)b0;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    group_x g = {A->q + t * (size_t)A->cols + 32 * (size_t)b0, _mm256_maskload_ps(A->d + tb, mask),
+                 _mm256_maskload_ps(A->s + tb, mask), _mm256_maskload_epi32(A->sum + tb, mask)};
+    return g;
+}
+
+/* The terms of blocks b0 .. b0 + n - 1 of one row (codes w, scales dw, mins mw) and one token's activations. */
+INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __m256 mw, const group_x *x) {
+    __m256i p[8];
+    for (int k = 0; k < 8; k++) p[k] = k < n ? dot32(type, w[k], x->q + 32 * k) : _mm256_setzero_si256();
+    __m256i I = hsum8(p);
+    if (type == PBS2P_GGML_Q4_0) I = _mm256_sub_epi32(I, _mm256_slli_epi32(x->sum, 3)); /* codes - 8 */
+    __m256 term = _mm256_mul_ps(_mm256_mul_ps(dw, x->d), _mm256_cvtepi32_ps(I));
+    if (type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64) term = _mm256_add_ps(term, _mm256_mul_ps(mw, x->s));
+    return term;
+}
+
+/* y[t * ldy] for tokens t0 .. t0 + NT - 1 and one row: its groups of eight blocks, then the last nb % 8. */
+INLINE void row_tokens(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, size_t t0, int NT, float *y, size_t ldy) {
+    const int mins = type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64;
+    __m256 acc[TOKENS];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int32_t b0 = 0; b0 < A->blocks; b0 += 8) {
+        const int n = A->blocks - b0 < 8 ? A->blocks - b0 : 8;
+        __m256i w[8];
+        for (int k = 0; k < 8; k++) w[k] = k < n ? codes32(type, row, b0 + k) : _mm256_setzero_si256();
+        const __m256 dw = halves8(type, row, b0, n, 0), mw = mins ? halves8(type, row, b0, n, 2) : dw;
+        for (int t = 0; t < NT; t++) {
+            const group_x x = group_acts(A, t0 + (size_t)t, b0, n);
+            acc[t] = _mm256_add_ps(acc[t], n == 8 ? group_terms(type, w, 8, dw, mw, &x) : group_terms(type, w, n, dw, mw, &x));
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float a[8];
+        _mm256_storeu_ps(a, acc[t]);
+        y[(size_t)t * ldy] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    }
+}
+
+INLINE void rows_of(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                    int32_t row0, int32_t row1) {
+    for (int32_t r = row0; r < row1; r++) {
+        const uint8_t *row = W->data + (size_t)r * W->row_bytes;
+        size_t t = 0;
+        for (; t + TOKENS <= n_tokens; t += TOKENS) row_tokens(type, row, A, t, TOKENS, Y + t * ldy + (size_t)r, ldy);
+        switch (n_tokens - t) {
+        case 3: row_tokens(type, row, A, t, 3, Y + t * ldy + (size_t)r, ldy); break;
+        case 2: row_tokens(type, row, A, t, 2, Y + t * ldy + (size_t)r, ldy); break;
+        case 1: row_tokens(type, row, A, t, 1, Y + t * ldy + (size_t)r, ldy); break;
+        default: break;
+        }
+    }
+}
+
+void pbs2p_qdense_rows_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                            int32_t row0, int32_t row1) {
+    switch (W->type) {
+    case PBS2P_GGML_Q8_0: rows_of(PBS2P_GGML_Q8_0, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_GGML_Q4_0: rows_of(PBS2P_GGML_Q4_0, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q3_G64: rows_of(PBS2P_DENSE_Q3_G64, W, A, n_tokens, Y, ldy, row0, row1); break;
+    default: rows_of(PBS2P_DENSE_Q2_G64, W, A, n_tokens, Y, ldy, row0, row1);
+    }
+}

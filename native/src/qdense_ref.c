@@ -1,0 +1,49 @@
+/* qdense_ref.c — the scalar reference of the integer dense products (internal.h: "integer dense products"): the exact
+ * integer dot of each activation block, one float term per block, the terms summed in eight lanes. Compiled with
+ * -ffp-contract=off: every variant rounds each multiply and add on its own, as this file does. */
+#include "internal.h"
+
+static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
+
+/* Code j (0..63) of one of our blocks of 64 at p (FORMAT.md §10). */
+static inline int32_t g64_code(const uint8_t *p, int q3, int j) {
+    int32_t q = (p[4 + (j & 15)] >> (2 * (j >> 4))) & 3;
+    return q3 ? q | ((p[20 + (j >> 3)] >> (j & 7)) & 1) << 2 : q;
+}
+
+/* term_b of row p (its bytes) and the activation blocks of one token. */
+static float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, int32_t b) {
+    const int8_t *x = A->q + (size_t)b * PBS2P_ACT_BLOCK;
+    int32_t I = 0;
+    switch (type) {
+    case PBS2P_GGML_Q8_0: {
+        const uint8_t *p = row + (size_t)b * PBS2P_Q8_0_BYTES;
+        for (int j = 0; j < 32; j++) I += (int8_t)p[2 + j] * x[j];
+        return (half_at(p) * A->d[b]) * (float)I;
+    }
+    case PBS2P_GGML_Q4_0: {
+        const uint8_t *p = row + (size_t)b * PBS2P_Q4_0_BYTES;
+        for (int j = 0; j < 16; j++) I += ((p[2 + j] & 15) - 8) * x[j] + ((p[2 + j] >> 4) - 8) * x[j + 16];
+        return (half_at(p) * A->d[b]) * (float)I;
+    }
+    default: { /* ours: activation block b is half b % 2 of weight block b / 2 */
+        const int q3 = type == PBS2P_DENSE_Q3_G64;
+        const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+        for (int j = 0; j < 32; j++) I += g64_code(p, q3, 32 * (b % 2) + j) * x[j];
+        return (half_at(p) * A->d[b]) * (float)I + half_at(p + 2) * A->s[b];
+    }
+    }
+}
+
+void pbs2p_qdense_rows_ref(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                           int32_t row0, int32_t row1) {
+    for (size_t t = 0; t < n_tokens; t++) {
+        const pbs2p_q8_acts At = pbs2p_q8_acts_at(A, t);
+        for (int32_t r = row0; r < row1; r++) {
+            const uint8_t *row = W->data + (size_t)r * W->row_bytes;
+            float acc[8] = {0};
+            for (int32_t b = 0; b < At.blocks; b++) acc[b % 8] += term(W->type, row, &At, b);
+            Y[t * ldy + (size_t)r] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        }
+    }
+}

@@ -1,0 +1,34 @@
+"""PyTorch's side of libpbs2p's integer dense products: the input of every linear the runtime multiplies in integers
+(the grid tiers but f16, and the head when the file stores it in a block type) is replaced by its round trip through
+native/src/acts_q8.c's quantization (blocks of 32, d = max|x| / 127, codes x * (127 / max|x|) clamped to +-127 and
+rounded to nearest, ties to even). The runtime's result is then this model's up to float32 rounding."""
+
+import gguf
+import torch
+
+from pbs2p_edge.checkpoint import load_checkpoint
+
+FLOAT_TYPES = (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32)
+
+
+def q8_round_trip(x: torch.Tensor) -> torch.Tensor:
+    blocks = x.float().reshape(*x.shape[:-1], -1, 32)
+    amax = blocks.abs().amax(-1, keepdim=True)
+    inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    codes = torch.round((blocks * inv).clamp(-127, 127))  # torch.round: ties to even, as the C rounding
+    return (codes * (amax / 127.0)).reshape(x.shape)
+
+
+def head_is_integer(path) -> bool:
+    tensors = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
+    return tensors.get("output.weight", tensors["token_embd.weight"]) not in FLOAT_TYPES
+
+
+def emulate_int8_activations(model, ck, path):
+    """Hooks on `model` (the checkpoint's fake-quant reference of the GGUF at `path`); returns the hook handles."""
+    if not hasattr(ck, "linear_tiers"):  # a checkpoint directory
+        ck = load_checkpoint(ck)
+    modules = [model.get_submodule(n) for n, t in ck.linear_tiers().items() if t not in ("pbs2p", "f16")]
+    if head_is_integer(path):
+        modules.append(model.get_output_embeddings())
+    return [m.register_forward_pre_hook(lambda _m, args: (q8_round_trip(args[0]),)) for m in modules]
