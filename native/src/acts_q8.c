@@ -1,11 +1,16 @@
 /* acts_q8.c — the activations of an integer dense product (the head, grid-tier linears), quantized once per product
  * as llama.cpp's Q8_0 quantizes them: blocks of 32, d = max|x| / 127, q = x * (127 / max|x|) rounded to nearest,
  * ties to even (-127..127),
- * with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks of 64). Plain C shared by
- * every kernel variant, so all of them multiply the same integers. */
+ * with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks of 64). Shared by every
+ * kernel variant, so all of them multiply the same integers; SSE2 (every x86-64) where there is SSE2, plain C
+ * elsewhere, the same IEEE operations in both. */
 #include "internal.h"
 
 #include <math.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* 1.5 * 2^23: adding and subtracting it rounds a float of magnitude below 2^22 to an integer, ties to even, in the
  * default rounding mode, without a call into libm; the loop vectorizes. */
@@ -16,38 +21,85 @@ size_t pbs2p_q8_acts_bytes(size_t n_tokens, int32_t cols) {
     return n_tokens * (blocks * (2 * sizeof(float) + sizeof(int32_t)) + (size_t)cols);
 }
 
-void pbs2p_q8_acts_quantize(const float *X, size_t n_tokens, int32_t cols, void *mem, pbs2p_q8_acts *A) {
+void pbs2p_q8_acts_init(void *mem, size_t n_tokens, int32_t cols, pbs2p_q8_acts *A) {
     const size_t nb = (size_t)cols / PBS2P_ACT_BLOCK, nt = n_tokens;
     float *d = mem, *s = d + nt * nb;
     int32_t *sum = (int32_t *)(s + nt * nb);
-    int8_t *q = (int8_t *)(sum + nt * nb);
-    *A = (pbs2p_q8_acts){q, d, s, sum, cols, (int32_t)nb};
-    for (size_t b = 0; b < nt * nb; b++) {
+    *A = (pbs2p_q8_acts){(int8_t *)(sum + nt * nb), d, s, sum, cols, (int32_t)nb};
+}
+
+/* max |x| over a block, and whether every x is finite. */
+static inline float block_amax(const float *x, int *finite) {
+#ifdef __SSE2__
+    const __m128 abs = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF)), zero = _mm_setzero_ps();
+    __m128 m = zero, probe = zero;
+    for (int j = 0; j < PBS2P_ACT_BLOCK; j += 4) {
+        const __m128 v = _mm_loadu_ps(x + j);
+        m = _mm_max_ps(_mm_and_ps(v, abs), m);
+        probe = _mm_add_ps(probe, _mm_mul_ps(v, zero)); /* NaN once any x is a NaN or an infinity */
+    }
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ps(m, _mm_shuffle_ps(m, m, 1));
+    *finite = _mm_movemask_ps(_mm_cmpeq_ps(probe, zero)) == 15;
+    return _mm_cvtss_f32(m);
+#else
+    float amax = 0.0f, probe = 0.0f;
+    for (int j = 0; j < PBS2P_ACT_BLOCK; j++) {
+        const float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+        probe += x[j] * 0.0f; /* NaN once any x is a NaN or an infinity */
+    }
+    *finite = probe == 0.0f;
+    return amax;
+#endif
+}
+
+/* Codes of a finite block (id = 127 / max|x|, or 0) into q; returns their sum. The same IEEE operations either way:
+ * x * id, clamped to +-127, rounded by ROUND. */
+static inline int32_t block_codes(const float *x, float id, int8_t *q) {
+#ifdef __SSE2__
+    const __m128 vid = _mm_set1_ps(id), hi = _mm_set1_ps(127.0f), lo = _mm_set1_ps(-127.0f), round = _mm_set1_ps(ROUND);
+    __m128i c[8];
+    for (int k = 0; k < 8; k++) {
+        __m128 v = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(x + 4 * k), vid), lo), hi);
+        c[k] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, round), round));
+    }
+    const __m128i w0 = _mm_packs_epi32(c[0], c[1]), w1 = _mm_packs_epi32(c[2], c[3]);
+    const __m128i w2 = _mm_packs_epi32(c[4], c[5]), w3 = _mm_packs_epi32(c[6], c[7]);
+    _mm_storeu_si128((__m128i *)q, _mm_packs_epi16(w0, w1));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm_packs_epi16(w2, w3));
+    __m128i t = _mm_madd_epi16(_mm_add_epi16(_mm_add_epi16(w0, w1), _mm_add_epi16(w2, w3)), _mm_set1_epi16(1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
+#else
+    int32_t total = 0;
+    for (int j = 0; j < PBS2P_ACT_BLOCK; j++) {
+        float v = x[j] * id;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        v = (v + ROUND) - ROUND; /* to nearest, ties to even: |v| <= 127 < 2^22 */
+        q[j] = (int8_t)(int32_t)v;
+        total += q[j];
+    }
+    return total;
+#endif
+}
+
+void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A) {
+    const size_t nb = (size_t)A->blocks;
+    for (size_t b = t0 * nb; b < t1 * nb; b++) {
         const float *x = X + b * PBS2P_ACT_BLOCK; /* block b of token b / nb: rows of X are cols = 32 nb apart */
-        int8_t *qb = q + b * PBS2P_ACT_BLOCK;
-        float amax = 0.0f, probe = 0.0f;
-        for (int j = 0; j < PBS2P_ACT_BLOCK; j++) {
-            const float a = fabsf(x[j]);
-            amax = a > amax ? a : amax;
-            probe += x[j] * 0.0f; /* NaN once any x is a NaN or an infinity */
-        }
-        int32_t total = 0;
-        if (probe != 0.0f || !isfinite(amax)) { /* codes 0 and d NaN: every product with this block is NaN */
-            for (int j = 0; j < PBS2P_ACT_BLOCK; j++) qb[j] = 0;
-            d[b] = NAN;
+        int8_t *q = A->q + b * PBS2P_ACT_BLOCK;
+        int finite;
+        const float amax = block_amax(x, &finite);
+        if (!finite) { /* codes 0 and d NaN: every product with this block is NaN */
+            memset(q, 0, PBS2P_ACT_BLOCK);
+            A->d[b] = NAN;
+            A->sum[b] = 0;
         } else {
-            d[b] = amax / 127.0f;
-            const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            for (int j = 0; j < PBS2P_ACT_BLOCK; j++) {
-                float v = x[j] * id;
-                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                v = (v + ROUND) - ROUND; /* to nearest, ties to even: |v| <= 127 < 2^22 */
-                qb[j] = (int8_t)(int32_t)v;
-            }
-            for (int j = 0; j < PBS2P_ACT_BLOCK; j++) total += qb[j];
+            A->d[b] = amax / 127.0f;
+            A->sum[b] = block_codes(x, amax > 0.0f ? 127.0f / amax : 0.0f, q);
         }
-        sum[b] = total;
-        s[b] = d[b] * (float)total;
+        A->s[b] = A->d[b] * (float)A->sum[b];
     }
 }
 

@@ -174,17 +174,19 @@ void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens
 #define PBS2P_ACT_BLOCK 32
 
 typedef struct pbs2p_q8_acts {
-    const int8_t *q;      /* (T, cols) codes */
-    const float *d, *s;   /* (T, blocks): scale, scale * code sum */
-    const int32_t *sum;   /* (T, blocks): code sum */
+    int8_t *q;            /* (T, cols) codes */
+    float *d, *s;         /* (T, blocks): scale, scale * code sum */
+    int32_t *sum;         /* (T, blocks): code sum */
     int32_t cols, blocks; /* blocks = cols / 32 */
 } pbs2p_q8_acts;
 
 /* Bytes of the quantized activations of (n_tokens, cols) floats; cols a multiple of 32. */
 size_t pbs2p_q8_acts_bytes(size_t n_tokens, int32_t cols);
-/* Quantizes X (n_tokens, cols) into mem (pbs2p_q8_acts_bytes, float-aligned) and describes it in *A. A block holding
- * a NaN or an infinity gets d = NaN, so what it multiplies is NaN, as float products would be. */
-void pbs2p_q8_acts_quantize(const float *X, size_t n_tokens, int32_t cols, void *mem, pbs2p_q8_acts *A);
+/* *A = the quantized activations of n_tokens tokens in mem (pbs2p_q8_acts_bytes, float-aligned), still to be filled. */
+void pbs2p_q8_acts_init(void *mem, size_t n_tokens, int32_t cols, pbs2p_q8_acts *A);
+/* Quantizes tokens [t0, t1) of X (n_tokens, cols) into A; each token on its own, so threads may fill disjoint ranges.
+ * A block holding a NaN or an infinity gets d = NaN, so what it multiplies is NaN, as float products would be. */
+void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
 /* The activations from token t on. */
 pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t);
 

@@ -48,6 +48,17 @@ static void run_dense(void *arg) {
     }
 }
 
+typedef struct quantize_jobs {
+    const float *X;
+    const pbs2p_q8_acts *A;
+    size_t t0, t1;
+} quantize_jobs;
+
+static void run_quantize(void *arg) {
+    const quantize_jobs *j = arg;
+    pbs2p_q8_acts_quantize(j->X, j->t0, j->t1, j->A);
+}
+
 pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y) {
     const int32_t R = W->rows, K = W->cols;
     pbs2p_kernels k;
@@ -60,7 +71,14 @@ pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X
     float *mem = malloc(bytes);
     if (!mem) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
     pbs2p_q8_acts A;
-    if (integer) pbs2p_q8_acts_quantize(X, (size_t)T, K, mem, &A);
+    if (integer) {
+        pbs2p_q8_acts_init(mem, (size_t)T, K, &A);
+        quantize_jobs qj[PBS2P_MODEL_MAX_THREADS];
+        const int nq = T >= 4 * nt ? nt : 1; /* a prompt's tokens split over the threads; one token alone */
+        for (int b = 0; b < nq; b++)
+            qj[b] = (quantize_jobs){X, &A, (size_t)T * (size_t)b / (size_t)nq, (size_t)T * (size_t)(b + 1) / (size_t)nq};
+        pbs2p_pool_run(pool, run_quantize, qj, sizeof qj[0], nq);
+    }
     dense_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++) /* rows split on multiples of 4: the SIMD variants take rows by four */
         jobs[b] = (dense_job){k.dense, k.qdense, W, X, integer ? &A : NULL, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),

@@ -10,7 +10,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define TOKENS 4 /* tokens per pass over a row: the codes of eight blocks are unpacked once for them */
+#define TOKENS 8 /* tokens per pass over a row: the codes of eight blocks are unpacked once for them */
 #define INLINE static inline __attribute__((always_inline))
 
 static inline uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -59,6 +59,15 @@ INLINE __m256i hsum8(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_permute2x128_si256(t0, t1, 0x31));
 }
 
+/* Lane k = the total of the 16 int16 of v[k] (each total within int16 in each 128-bit half). */
+INLINE __m256i hsum8_16(const __m256i v[8]) {
+    const __m256i h0 = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+    const __m256i h1 = _mm256_hadd_epi16(_mm256_hadd_epi16(v[4], v[5]), _mm256_hadd_epi16(v[6], v[7]));
+    const __m256i h = _mm256_hadd_epi16(h0, h1); /* each 128-bit half: the eight sums of its half of the codes */
+    return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
+                            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
+}
+
 /* Byte offset of the weight block holding activation block b. */
 INLINE size_t block_at(int32_t type, int32_t b) {
     switch (type) {
@@ -96,9 +105,19 @@ INLINE group_x group_acts(const pbs2p_q8_acts *A, size_t t, int32_t b0, int n) {
 
 /* The terms of blocks b0 .. b0 + n - 1 of one row (codes w, scales dw, mins mw) and one token's activations. */
 INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __m256 mw, const group_x *x) {
-    __m256i p[8];
-    for (int k = 0; k < 8; k++) p[k] = k < n ? dot32(type, w[k], x->q + 32 * k) : _mm256_setzero_si256();
-    __m256i I = hsum8(p);
+    __m256i I;
+    if (type == PBS2P_GGML_Q8_0) {
+        __m256i p[8];
+        for (int k = 0; k < 8; k++) p[k] = k < n ? dot32(type, w[k], x->q + 32 * k) : _mm256_setzero_si256();
+        I = hsum8(p);
+    } else { /* codes <= 15: a pair of products is at most 3810 in magnitude, and eight pairs 30480, so the int16
+              * sums of maddubs add up in int16 before widening */
+        __m256i p[8];
+        for (int k = 0; k < 8; k++)
+            p[k] = k < n ? _mm256_maddubs_epi16(w[k], _mm256_loadu_si256((const __m256i *)(x->q + 32 * k)))
+                         : _mm256_setzero_si256();
+        I = hsum8_16(p);
+    }
     if (type == PBS2P_GGML_Q4_0) I = _mm256_sub_epi32(I, _mm256_slli_epi32(x->sum, 3)); /* codes - 8 */
     __m256 term = _mm256_mul_ps(_mm256_mul_ps(dw, x->d), _mm256_cvtepi32_ps(I));
     if (type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64) term = _mm256_add_ps(term, _mm256_mul_ps(mw, x->s));
@@ -133,12 +152,8 @@ INLINE void rows_of(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, 
         const uint8_t *row = W->data + (size_t)r * W->row_bytes;
         size_t t = 0;
         for (; t + TOKENS <= n_tokens; t += TOKENS) row_tokens(type, row, A, t, TOKENS, Y + t * ldy + (size_t)r, ldy);
-        switch (n_tokens - t) {
-        case 3: row_tokens(type, row, A, t, 3, Y + t * ldy + (size_t)r, ldy); break;
-        case 2: row_tokens(type, row, A, t, 2, Y + t * ldy + (size_t)r, ldy); break;
-        case 1: row_tokens(type, row, A, t, 1, Y + t * ldy + (size_t)r, ldy); break;
-        default: break;
-        }
+        if (n_tokens - t == 1) row_tokens(type, row, A, t, 1, Y + t * ldy + (size_t)r, ldy); /* decoding */
+        else if (t < n_tokens) row_tokens(type, row, A, t, (int)(n_tokens - t), Y + t * ldy + (size_t)r, ldy);
     }
 }
 

@@ -121,7 +121,9 @@ static void check_qdense(const char *name, int32_t type, int32_t rows, int32_t c
     for (size_t i = 0; i < T * (size_t)cols; i++) X[i] = (i % 37 == 5) ? 0.0f : rnd_unit() * (float)(1 + i % 5);
     void *mem = malloc(pbs2p_q8_acts_bytes(T, cols));
     pbs2p_q8_acts A;
-    pbs2p_q8_acts_quantize(X, T, cols, mem, &A);
+    pbs2p_q8_acts_init(mem, T, cols, &A);
+    pbs2p_q8_acts_quantize(X, 0, T / 2, &A); /* in two ranges, as threads fill it */
+    pbs2p_q8_acts_quantize(X, T / 2, T, &A);
     k.qdense(&W, &A, T, Y, rows, 0, rows);
     pbs2p_qdense_rows_ref(&W, &A, T, Yref, rows, 0, rows);
     CHECK(memcmp(Y, Yref, sizeof(float) * T * rows) == 0, "%s type %d %dx%d T=%zu: differs from the reference",
@@ -155,7 +157,8 @@ static void check_qdense(const char *name, int32_t type, int32_t rows, int32_t c
               name, type, rows, cols, t);
     }
     X[cols - 1] = NAN; /* the last block of token 0 */
-    pbs2p_q8_acts_quantize(X, 1, cols, mem, &A);
+    pbs2p_q8_acts_init(mem, 1, cols, &A);
+    pbs2p_q8_acts_quantize(X, 0, 1, &A);
     k.qdense(&W, &A, 1, Y1, rows, 0, rows);
     for (int32_t r = 0; r < rows; r++) CHECK(isnan(Y1[r]), "%s type %d: a NaN activation gave %g", name, type, Y1[r]);
     free(data); free(X); free(Y); free(Yref); free(Y1); free(row); free(mem);
@@ -167,7 +170,8 @@ static void check_acts(void) {
     x[0] = 127.0f; x[1] = -63.5f; x[2] = 0.5f; x[3] = 1.5f; x[4] = -2.5f; /* block 0: d = 1 */
     void *mem = malloc(pbs2p_q8_acts_bytes(2, 32));
     pbs2p_q8_acts A;
-    pbs2p_q8_acts_quantize(x, 2, 32, mem, &A);
+    pbs2p_q8_acts_init(mem, 2, 32, &A);
+    pbs2p_q8_acts_quantize(x, 0, 2, &A);
     CHECK(A.blocks == 1 && A.d[0] == 1.0f && A.q[0] == 127 && A.q[1] == -64 && A.q[2] == 0 && A.q[3] == 2 && A.q[4] == -2,
           "acts: d %g q %d %d %d %d %d", A.d[0], A.q[0], A.q[1], A.q[2], A.q[3], A.q[4]);
     CHECK(A.sum[0] == 63 && A.s[0] == 63.0f, "acts: sum %d s %g", A.sum[0], A.s[0]);
