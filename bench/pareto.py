@@ -215,6 +215,15 @@ def row_file(rows_dir: Path, name: str, data: str, args) -> Path:
     return rows_dir / f"{slug}{text}.w{windows_of(args, data)}.s{args.seqlen}.json"
 
 
+def _commit() -> str:
+    """The checkout's short commit, '+' when it has uncommitted changes: which libpbs2p measured a row."""
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def collect(args, data: str) -> list[dict]:
     """Every row on the text `data`: llama.cpp's files, our GGUF files and, on the main text, the torch rows."""
     describe = _bench_module("peer").describe
@@ -252,6 +261,7 @@ def collect(args, data: str) -> list[dict]:
             if kind == "pbs2p":
                 row["file_bytes"] = os.path.getsize(path)
                 row["tiers"] = info["tiers"]
+                row["measured_at"] = _commit()  # the runtime's arithmetic changes with the code (e.g. a4f4f1b)
             tmp = f.with_name(f".{f.name}.tmp")
             tmp.write_text(json.dumps(row, indent=1) + "\n")
             os.replace(tmp, f)
@@ -312,8 +322,11 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
              f"PPL (other): the same file's perplexity on the first {meta.get('other_windows', meta['windows'])} windows of "
              f"`{meta.get('other_data') or '-'}`, a text of another kind (calibration is on Austen's Emma; - where "
              "not evaluated).", "",
-             "| engine | model | file MB | bits/param | bits/weight | PPL | PPL (other) | windows | front |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "measured at: the commit whose libpbs2p computed our file's row (from a4f4f1b on, the grid tiers' and a "
+             "block-type head's products run on int8-quantized activations, as llama.cpp's do; rows measured before "
+             "it used float activations and differ by about 0.3 % in perplexity).", "",
+             "| engine | model | file MB | bits/param | bits/weight | PPL | PPL (other) | windows | front | measured at |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     params = 134_515_008
     other_ppl = {p["name"]: p["ppl"] for p in other}
     for p in sorted(points, key=lambda p: (p.get("file_bytes") or 1e18, p["bits_per_weight"])):
@@ -321,7 +334,7 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
         mb, bpp = (f"{size / 1e6:.1f}", f"{8 * size / params:.2f}") if size else ("-", "-")
         o = f"{other_ppl[p['name']]:.2f}" if p["name"] in other_ppl else "-"
         lines.append(f"| {p['engine']} | {p['name']} | {mb} | {bpp} | {p['bits_per_weight']:.3f} | {p['ppl']:.2f} | "
-                     f"{o} | {p['windows']} | {'*' if p['name'] in front else ''} |")
+                     f"{o} | {p['windows']} | {'*' if p['name'] in front else ''} | {p.get('measured_at', '-')} |")
     from pbs2p_edge.report import binary_tier, dominance
 
     lines += ["", f"Dominance on `{meta['data']}` (lower perplexity at no larger file):", *dominance(points)]
