@@ -1,6 +1,7 @@
 /* gguf.c — opening a GGUF file: map it read-only, then validate the header, every key-value and every tensor
  * info against the file size before anything is used (layout and limits: pbs2p.h, "GGUF files"). */
 #define _POSIX_C_SOURCE 200809L /* O_CLOEXEC, XSI strerror_r */
+#define _DEFAULT_SOURCE         /* madvise, MADV_DONTNEED (posix_madvise's DONTNEED is a no-op in glibc) */
 #include "gguf_internal.h"
 
 #include <errno.h>
@@ -499,6 +500,19 @@ pbs2p_status pbs2p_gguf_open(const char *path, pbs2p_gguf **out) {
     f->size = len;
     f->map_len = len;
     return finish_open(f, out);
+}
+
+void pbs2p_gguf_release(const pbs2p_gguf *f, const void *p, size_t len) {
+#ifdef MADV_DONTNEED
+    if (!f->map_len || !p || !len) return; /* a caller's buffer is the caller's */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)f->base, hi = lo + f->map_len;
+    uintptr_t a = (uintptr_t)p & ~(page - 1), b = (uintptr_t)p + len;
+    if (a < lo || b > hi || b <= a) return;
+    /* a read-only private file mapping: a dropped page comes back from the file if anything reads it again */
+    madvise((void *)a, b - a, MADV_DONTNEED);
+#else
+    (void)f; (void)p; (void)len;
+#endif
 }
 
 void pbs2p_gguf_close(pbs2p_gguf *f) {

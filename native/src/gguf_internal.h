@@ -39,6 +39,10 @@ struct pbs2p_gguf {
     char *names;              /* pool of NUL-terminated keys and tensor names */
 };
 
+/* Gives the pages holding [p, p + len) of f's file mapping back to the system (the kernel reads them from the file
+ * again if they are touched): for bytes a prepared copy has replaced. Nothing for a caller's buffer. */
+void pbs2p_gguf_release(const pbs2p_gguf *f, const void *p, size_t len);
+
 /* The entry named `name` in `ix` (n entries sorted by name), or NULL. */
 const gguf_name_ix *pbs2p_gguf_lookup(const gguf_name_ix *ix, uint64_t n, const char *name);
 

@@ -1,5 +1,6 @@
 /* model_load.c — opening a pbs2p GGUF as a model (docs/GGUF.md): keys, tensors, weights, KV cache; freeing them. */
 #include "model_internal.h"
+#include "gguf_internal.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -109,6 +110,23 @@ static void free_linear(linear *l) {
     l->bias = NULL;
 }
 
+/* The packed streams of a prepared layer leave memory: the prepared copy replaces them, so the model's resident
+ * memory is the prepared layers plus the dense tensors it reads in place, not both copies of every packed layer. */
+static void release_streams(const pbs2p_gguf *f, const pbs2p_layer_desc *d) {
+    pbs2p_layer_sizes z;
+    if (pbs2p_layer_sizes_of(d, &z) != PBS2P_OK) return;
+    const size_t R = (size_t)d->rows;
+    pbs2p_gguf_release(f, d->mask, R * z.mask_row_bytes);
+    pbs2p_gguf_release(f, d->signs, R * z.signs_row_bytes);
+    pbs2p_gguf_release(f, d->signs2, R * z.signs2_row_bytes);
+    pbs2p_gguf_release(f, d->salient, z.salient_bytes);
+    pbs2p_gguf_release(f, d->groups, R * z.groups_row_bytes);
+    pbs2p_gguf_release(f, d->alpha, 2 * z.alpha_count);
+    pbs2p_gguf_release(f, d->alpha2, 2 * z.alpha2_count);
+    pbs2p_gguf_release(f, d->mu, 2 * z.mu_count);
+    pbs2p_gguf_release(f, d->col_scale, 2 * z.col_scale_count);
+}
+
 /* blk.<i>.<name>: the linear of shape (rows, cols), packed or dense by its tier, and its optional F32 bias. */
 static pbs2p_status build_linear(const pbs2p_gguf *f, int32_t i, const char *name, int32_t rows, int32_t cols,
                                  linear *l) {
@@ -147,6 +165,7 @@ static pbs2p_status build_linear(const pbs2p_gguf *f, int32_t i, const char *nam
         free_linear(l);
         return st;
     }
+    release_streams(f, &d);
     return PBS2P_OK;
 }
 
