@@ -6,6 +6,7 @@ numpy + gguf + tokenizers + safetensors.numpy + pbs2p_edge.pack only: never impo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
 from .atomic_file import atomic_file
 from .gguf_names import arch_keys, extra_tensors, gguf_arch, gguf_tensor_name, sort_key
-from .gguf_tokenizer import read_tokenizer
+from .gguf_tokenizer import TokenizerKeys, read_tokenizer
 
 ALIGNMENT = 64
 EMBED_TYPES = tiers.EMBED_TIERS
@@ -61,6 +62,63 @@ def _grid_tensor(base: str, g: tiers.GridLayer):
     return f"{base}.weight", g.blocks, gguf.GGMLQuantizationType[t.ggml_type]
 
 
+@dataclass(frozen=True)
+class LinearKeys:
+    """One compressed linear's entries in the pbs2p.linear.* arrays (docs/GGUF.md §4)."""
+
+    name: str  # GGUF base name, e.g. blk.0.attn_q
+    source_name: str  # Hugging Face module name, e.g. model.layers.0.self_attn.q_proj
+    tier: str  # tiers.BINARY for a packed layer
+    fields: dict[str, int]  # LINEAR_FIELDS -> value
+    honest_bits: int
+
+
+def add_pbs2p_keys(w, m: int, cc: dict, linears: list[LinearKeys]) -> None:
+    """The pbs2p.* keys (docs/GGUF.md §4) of a file whose compressed linears are `linears`, in file order; a writer
+    other than export_gguf (bench/random_gguf.py) calls this so the key set lives in one place."""
+    import gguf
+
+    V = gguf.GGUFValueType
+    bits = [lin.honest_bits for lin in linears]
+    weights = sum(lin.fields["rows"] * lin.fields["cols"] for lin in linears)
+    w.add_uint32("pbs2p.format_version", FORMAT_VERSION)
+    w.add_uint32("pbs2p.m", m)
+    w.add_uint32("pbs2p.n", int(cc["n"]))
+    w.add_string("pbs2p.method", str(cc["method"]))
+    w.add_string("pbs2p.compress_config", json.dumps(cc, sort_keys=True))
+    w.add_string("pbs2p.rope.pairing", "half")
+    w.add_float32("pbs2p.bits_per_weight", sum(bits) / weights)
+    w.add_key_value("pbs2p.linear.names", [lin.name for lin in linears], V.ARRAY, V.STRING)
+    w.add_key_value("pbs2p.linear.source_names", [lin.source_name for lin in linears], V.ARRAY, V.STRING)
+    for f in LINEAR_FIELDS:
+        w.add_key_value(f"pbs2p.linear.{f}", [lin.fields[f] for lin in linears], V.ARRAY, V.UINT32)
+    w.add_key_value("pbs2p.linear.honest_bits", bits, V.ARRAY, V.UINT64)
+    if any(lin.tier != tiers.BINARY for lin in linears):  # absent: every linear is packed (docs/FORMAT.md §10)
+        w.add_key_value("pbs2p.linear.tier", [lin.tier for lin in linears], V.ARRAY, V.STRING)
+
+
+def add_tokenizer_keys(w, tk: TokenizerKeys) -> None:
+    """tokenizer.ggml.* and tokenizer.chat_template (docs/GGUF.md §5)."""
+    w.add_tokenizer_model(tk.model)
+    w.add_tokenizer_pre(tk.pre)
+    w.add_token_list(tk.tokens)
+    w.add_token_types(tk.token_types)
+    if tk.scores is not None:
+        w.add_token_scores(tk.scores)
+    if tk.merges:
+        w.add_token_merges(tk.merges)
+    adders = {"bos": w.add_bos_token_id, "eos": w.add_eos_token_id, "unk": w.add_unk_token_id,
+              "pad": w.add_pad_token_id, "sep": w.add_sep_token_id}  # gguf-py's key spellings
+    for role, tid in tk.special_ids.items():
+        adders[role](tid)
+    w.add_add_bos_token(tk.add_bos)
+    w.add_add_eos_token(tk.add_eos)
+    if tk.add_space_prefix is not None:
+        w.add_add_space_prefix(tk.add_space_prefix)
+    if tk.chat_template:
+        w.add_chat_template(tk.chat_template)
+
+
 def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path:
     """Write the checkpoint as GGUF; returns out_path. Same checkpoint -> byte-identical file.
     embed_type: tier of the token embedding / head; None = the checkpoint's embedding tier, else f16."""
@@ -88,28 +146,22 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
         tensors.append((g, *_dense_tensor(g, a, embed_type)))
     for g, a in extra_tensors(arch, config).items():
         tensors.append((g, a, None))
-    linear_names, source_names, linear_tiers, fields, bits = [], [], [], {f: [] for f in LINEAR_FIELDS}, []
-    weights = 0
+    linears: list[LinearKeys] = []
     for hf_name, tier_name in ck.linear_tiers().items():
         base = gguf_tensor_name(arch, f"{hf_name}.weight").removesuffix(".weight")
-        linear_names.append(base)
-        source_names.append(hf_name)
-        linear_tiers.append(tier_name)
         if tier_name == tiers.BINARY:
             p = ck.layers[hf_name]
             for k, a in p.arrays.items():  # uint8 streams travel as I8, scales as F16
                 tensors.append((f"{base}{PACKED_INFIX}{k}", a.view(np.int8) if a.dtype == np.uint8 else a, None))
             meta = p.meta.to_dict()
-            bits.append(honest_bits(p))
+            bits = honest_bits(p)
         else:
             g = ck.grids[hf_name]
             tensors.append(_grid_tensor(base, g))
             meta = {"n": M, "rows": g.rows, "cols": g.cols, "group_size": tiers.tier(g.tier).block, "split": 0,
                     "n_salient": 0, "has_mu": 0, "has_col_scale": 0}
-            bits.append(g.honest_bits)
-        for f in LINEAR_FIELDS:
-            fields[f].append(int(meta[f]))
-        weights += int(meta["rows"]) * int(meta["cols"])
+            bits = g.honest_bits
+        linears.append(LinearKeys(base, hf_name, tier_name, {f: int(meta[f]) for f in LINEAR_FIELDS}, bits))
     tensors.sort(key=lambda t: sort_key(t[0]))
 
     cc = ck.compress_config
@@ -126,40 +178,8 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
             w.add_string("general.quantized_by", "pbs2p-edge")
             for key, vtype, value in arch_keys(arch, config):
                 w.add_key_value(key, value, V[vtype])
-            # pbs2p.* (docs/GGUF.md §4)
-            w.add_uint32("pbs2p.format_version", FORMAT_VERSION)
-            w.add_uint32("pbs2p.m", M)
-            w.add_uint32("pbs2p.n", int(cc["n"]))
-            w.add_string("pbs2p.method", str(cc["method"]))
-            w.add_string("pbs2p.compress_config", json.dumps(cc, sort_keys=True))
-            w.add_string("pbs2p.rope.pairing", "half")
-            w.add_float32("pbs2p.bits_per_weight", sum(bits) / weights)
-            w.add_key_value("pbs2p.linear.names", linear_names, V.ARRAY, V.STRING)
-            w.add_key_value("pbs2p.linear.source_names", source_names, V.ARRAY, V.STRING)
-            for f in LINEAR_FIELDS:
-                w.add_key_value(f"pbs2p.linear.{f}", fields[f], V.ARRAY, V.UINT32)
-            w.add_key_value("pbs2p.linear.honest_bits", bits, V.ARRAY, V.UINT64)
-            if ck.grids:  # absent: every linear is packed (docs/FORMAT.md §10), as in files before tiers
-                w.add_key_value("pbs2p.linear.tier", linear_tiers, V.ARRAY, V.STRING)
-            # tokenizer.ggml.*
-            w.add_tokenizer_model(tk.model)
-            w.add_tokenizer_pre(tk.pre)
-            w.add_token_list(tk.tokens)
-            w.add_token_types(tk.token_types)
-            if tk.scores is not None:
-                w.add_token_scores(tk.scores)
-            if tk.merges:
-                w.add_token_merges(tk.merges)
-            adders = {"bos": w.add_bos_token_id, "eos": w.add_eos_token_id, "unk": w.add_unk_token_id,
-                      "pad": w.add_pad_token_id, "sep": w.add_sep_token_id}  # gguf-py's key spellings
-            for role, tid in tk.special_ids.items():
-                adders[role](tid)
-            w.add_add_bos_token(tk.add_bos)
-            w.add_add_eos_token(tk.add_eos)
-            if tk.add_space_prefix is not None:
-                w.add_add_space_prefix(tk.add_space_prefix)
-            if tk.chat_template:
-                w.add_chat_template(tk.chat_template)
+            add_pbs2p_keys(w, M, cc, linears)
+            add_tokenizer_keys(w, tk)
             for g, a, raw in tensors:
                 w.add_tensor(g, a, raw_dtype=raw)
             w.write_header_to_file()
