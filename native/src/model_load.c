@@ -215,7 +215,26 @@ static void free_weights(weights *w, int32_t n_layer) {
     memset(w, 0, sizeof *w);
 }
 
-static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, weights *w) {
+typedef struct block_job {
+    const pbs2p_gguf *f;
+    const config *c;
+    weights *w;
+    int32_t first, step, failed_at; /* failed_at: the block that failed (n_layer: none) */
+    pbs2p_status status;
+    char error[256];                /* its message: pbs2p_last_error() is per thread */
+} block_job;
+
+static void run_block_job(void *arg) {
+    block_job *j = arg;
+    for (int32_t i = j->first; i < j->c->n_layer; i += j->step)
+        if ((j->status = build_block(j->f, j->c, i, &j->w->blocks[i])) != PBS2P_OK) {
+            j->failed_at = i;
+            snprintf(j->error, sizeof j->error, "%s", pbs2p_last_error());
+            return;
+        }
+}
+
+static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_pool *pool, weights *w) {
     pbs2p_status st;
     if ((st = read_rows(f, "token_embd.weight", c->n_vocab, c->n_embd, &w->token_embd)) != PBS2P_OK) return st;
     st = read_rows(f, "output.weight", c->n_vocab, c->n_embd, &w->output);
@@ -229,9 +248,16 @@ static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, weights 
     if (c->arch == ARCH_OPT && (st = opt_read_positions(f, c, &w->position_embd)) != PBS2P_OK) return st;
     w->blocks = calloc((size_t)c->n_layer, sizeof *w->blocks);
     if (!w->blocks) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %d blocks", c->n_layer);
-    for (int32_t i = 0; i < c->n_layer; i++)
-        if ((st = build_block(f, c, i, &w->blocks[i])) != PBS2P_OK) return st;
-    return PBS2P_OK;
+    /* the blocks on the pool's threads: preparing the packed layers is most of a load (14.6 s of a Llama-3.2-1B
+     * shape on one thread); job j builds blocks j, j + n, ... and stops at its first failure */
+    const int nt = pbs2p_pool_threads(pool) < c->n_layer ? pbs2p_pool_threads(pool) : c->n_layer;
+    block_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int j = 0; j < nt; j++) jobs[j] = (block_job){f, c, w, j, nt, c->n_layer, PBS2P_OK, ""};
+    pbs2p_pool_run(pool, run_block_job, jobs, sizeof jobs[0], nt);
+    const block_job *first = NULL; /* the failure of the lowest block, as a sequential load would report it */
+    for (int j = 0; j < nt; j++)
+        if (jobs[j].status != PBS2P_OK && (!first || jobs[j].failed_at < first->failed_at)) first = &jobs[j];
+    return first ? pbs2p_fail(first->status, "%s", first->error) : PBS2P_OK;
 }
 
 static void free_cache(kv_cache *kv) {
@@ -373,9 +399,9 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
     m->n_ctx = n_ctx;
     m->n_threads = n_threads;
 
-    if ((st = build_weights(f, c, &m->w)) != PBS2P_OK) return st;
-    if ((st = build_cache(c, n_ctx, &m->kv)) != PBS2P_OK) return st;
     if (n_threads > 1 && (st = pbs2p_pool_new(n_threads, &m->pool)) != PBS2P_OK) return st;
+    if ((st = build_weights(f, c, m->pool, &m->w)) != PBS2P_OK) return st;
+    if ((st = build_cache(c, n_ctx, &m->kv)) != PBS2P_OK) return st;
     /* A file without a tokenizer, or with one of a kind this library cannot read, still runs from token ids;
      * a tokenizer that is present but malformed makes the file invalid. */
     st = pbs2p_tokenizer_load(f, &m->tok);
