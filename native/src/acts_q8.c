@@ -1,7 +1,7 @@
 /* acts_q8.c — the activations of an integer dense product (the head, grid-tier linears), quantized once per product
  * as llama.cpp's Q8_0 quantizes them: blocks of 32, d = max|x| / 127, q = x * (127 / max|x|) rounded to nearest,
- * ties to even (-127..127),
- * with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks of 64). Shared by every
+ * ties to even (-127..127), with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks
+ * of 64). Shared by every
  * kernel variant, so all of them multiply the same integers; SSE2 (every x86-64) where there is SSE2, plain C
  * elsewhere, the same IEEE operations in both. */
 #include "internal.h"

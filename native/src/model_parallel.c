@@ -48,14 +48,14 @@ static void run_dense(void *arg) {
     }
 }
 
-typedef struct quantize_jobs {
+typedef struct quantize_job {
     const float *X;
     const pbs2p_q8_acts *A;
     size_t t0, t1;
-} quantize_jobs;
+} quantize_job;
 
 static void run_quantize(void *arg) {
-    const quantize_jobs *j = arg;
+    const quantize_job *j = arg;
     pbs2p_q8_acts_quantize(j->X, j->t0, j->t1, j->A);
 }
 
@@ -73,10 +73,10 @@ pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X
     pbs2p_q8_acts A;
     if (integer) {
         pbs2p_q8_acts_init(mem, (size_t)T, K, &A);
-        quantize_jobs qj[PBS2P_MODEL_MAX_THREADS];
+        quantize_job qj[PBS2P_MODEL_MAX_THREADS];
         const int nq = T >= 4 * nt ? nt : 1; /* a prompt's tokens split over the threads; one token alone */
         for (int b = 0; b < nq; b++)
-            qj[b] = (quantize_jobs){X, &A, (size_t)T * (size_t)b / (size_t)nq, (size_t)T * (size_t)(b + 1) / (size_t)nq};
+            qj[b] = (quantize_job){X, &A, (size_t)T * (size_t)b / (size_t)nq, (size_t)T * (size_t)(b + 1) / (size_t)nq};
         pbs2p_pool_run(pool, run_quantize, qj, sizeof qj[0], nq);
     }
     dense_job jobs[PBS2P_MODEL_MAX_THREADS];

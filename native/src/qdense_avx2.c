@@ -43,13 +43,11 @@ INLINE __m256i codes32(int32_t type, const uint8_t *row, int32_t b) {
     return q;
 }
 
-/* Eight int32 partial sums of codes . x (Q4_0 without its offset of 8: see I_of). Q8_0's signed codes go through
- * maddubs as |w| and x with w's sign; products and pair sums fit int16 (at most 2 * 128 * 127). */
-INLINE __m256i dot32(int32_t type, __m256i w, const int8_t *x) {
+/* Eight int32 partial sums of Q8_0 codes . x: the signed codes go through maddubs as |w| and x with w's sign;
+ * products and pair sums fit int16 (at most 2 * 128 * 127), their sums need int32. */
+INLINE __m256i q8_dot32(__m256i w, const int8_t *x) {
     const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
-    const __m256i pairs = type == PBS2P_GGML_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w))
-                                                  : _mm256_maddubs_epi16(w, xv);
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), _mm256_set1_epi16(1));
 }
 
 /* Lane k = the total of v[k]: integer sums, exact in any order. */
@@ -108,7 +106,7 @@ INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __
     __m256i I;
     if (type == PBS2P_GGML_Q8_0) {
         __m256i p[8];
-        for (int k = 0; k < 8; k++) p[k] = k < n ? dot32(type, w[k], x->q + 32 * k) : _mm256_setzero_si256();
+        for (int k = 0; k < 8; k++) p[k] = k < n ? q8_dot32(w[k], x->q + 32 * k) : _mm256_setzero_si256();
         I = hsum8(p);
     } else { /* codes <= 15: a pair of products is at most 3810 in magnitude, and eight pairs 30480, so the int16
               * sums of maddubs add up in int16 before widening */
@@ -136,6 +134,7 @@ INLINE void row_tokens(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A,
         const __m256 dw = halves8(type, row, b0, n, 0), mw = mins ? halves8(type, row, b0, n, 2) : dw;
         for (int t = 0; t < NT; t++) {
             const group_x x = group_acts(A, t0 + (size_t)t, b0, n);
+            /* n a constant 8 in the full groups' copy of group_terms, so its lane checks vanish */
             acc[t] = _mm256_add_ps(acc[t], n == 8 ? group_terms(type, w, 8, dw, mw, &x) : group_terms(type, w, n, dw, mw, &x));
         }
     }

@@ -62,12 +62,25 @@ static void check_layouts(void) {
     CHECK(out[48] == -0.25f && out[1] == -1.0f && out[63] == -1.0f, "q2_g64 layout: %g %g %g", out[48], out[1], out[63]);
 }
 
-static void check_variant(const char *name, int32_t type, int32_t rows, int32_t cols, size_t T) {
+/* A random matrix of `type` (make_matrix), its bytes to be freed with free_matrix. */
+static pbs2p_dense random_matrix(int32_t type, int32_t rows, int32_t cols) {
     size_t rb;
     uint8_t *data = make_matrix(type, rows, cols, &rb);
-    pbs2p_dense W = {data, type, rb, rows, cols};
-    pbs2p_kernels k;
+    return (pbs2p_dense){data, type, rb, rows, cols};
+}
+
+static void free_matrix(pbs2p_dense *W) { free((void *)W->data); }
+
+/* The kernels of variant `name`, selected. */
+static pbs2p_kernels selected(const char *name) {
+    pbs2p_kernels k = {0};
     CHECK(pbs2p_kernel_select(name) == PBS2P_OK && pbs2p_kernel_current(&k), "select %s", name);
+    return k;
+}
+
+static void check_variant(const char *name, int32_t type, int32_t rows, int32_t cols, size_t T) {
+    pbs2p_dense W = random_matrix(type, rows, cols);
+    const pbs2p_kernels k = selected(name);
     float *X = malloc(sizeof(float) * T * cols), *Y = malloc(sizeof(float) * T * rows);
     float *Y1 = malloc(sizeof(float) * rows), *row = malloc(sizeof(float) * cols), *scratch = malloc(sizeof(float) * PBS2P_DENSE_ROWS * cols);
     for (size_t i = 0; i < T * (size_t)cols; i++) X[i] = rnd_unit();
@@ -104,18 +117,15 @@ static void check_variant(const char *name, int32_t type, int32_t rows, int32_t 
         }
         X[j] = 0.0f;
     }
-    free(data); free(X); free(Y); free(Y1); free(row); free(scratch);
+    free_matrix(&W); free(X); free(Y); free(Y1); free(row); free(scratch);
 }
 
 /* The integer products of every type but F16: each variant gives the reference's bits, alone or in a batch; the result
  * is W . x' in exact arithmetic up to float32 rounding, x' the activations as quantized (d * q per block of 32), and
  * x' is x within half a step per block; a NaN in a block makes the products that read it NaN. */
 static void check_qdense(const char *name, int32_t type, int32_t rows, int32_t cols, size_t T) {
-    size_t rb;
-    uint8_t *data = make_matrix(type, rows, cols, &rb);
-    pbs2p_dense W = {data, type, rb, rows, cols};
-    pbs2p_kernels k;
-    CHECK(pbs2p_kernel_select(name) == PBS2P_OK && pbs2p_kernel_current(&k), "select %s", name);
+    pbs2p_dense W = random_matrix(type, rows, cols);
+    const pbs2p_kernels k = selected(name);
     float *X = malloc(sizeof(float) * T * cols), *Y = malloc(sizeof(float) * T * rows);
     float *Yref = malloc(sizeof(float) * T * rows), *Y1 = malloc(sizeof(float) * rows), *row = malloc(sizeof(float) * cols);
     for (size_t i = 0; i < T * (size_t)cols; i++) X[i] = (i % 37 == 5) ? 0.0f : rnd_unit() * (float)(1 + i % 5);
@@ -161,7 +171,7 @@ static void check_qdense(const char *name, int32_t type, int32_t rows, int32_t c
     pbs2p_q8_acts_quantize(X, 0, 1, &A);
     k.qdense(&W, &A, 1, Y1, rows, 0, rows);
     for (int32_t r = 0; r < rows; r++) CHECK(isnan(Y1[r]), "%s type %d: a NaN activation gave %g", name, type, Y1[r]);
-    free(data); free(X); free(Y); free(Yref); free(Y1); free(row); free(mem);
+    free_matrix(&W); free(X); free(Y); free(Yref); free(Y1); free(row); free(mem);
 }
 
 /* Quantization of activations pinned by hand: d = max|x| / 127, ties to even, the code sum and d * sum. */
