@@ -37,7 +37,7 @@ def child(n: int, blocks: int, windows: int, seed: int, threads: int) -> dict:
     from pbs2p_edge.model.sequential import compress_model
 
     torch.set_num_threads(threads)
-    model, tok = commands._load_original("smollm2-135m", "compress")
+    model, tok, _ = commands._load_original("smollm2-135m", "compress")
     calib = calibration_windows(commands._tokenize(tok, load_text("austen:emma", split="train")), 32, 512, seed)
     run = compress_model(model, calib, CompressConfig(method="pbs2p", n=n, m=8, cfs=False), progress=False,
                          num_blocks=blocks)

@@ -132,11 +132,13 @@ def _is_pbs2p_gguf(source: str) -> bool:
     return "pbs2p.format_version" in _gguf_keys(path)
 
 
-def _load_original(source: str, what: str, output: str | None = None):
-    """(model, tokenizer) of an uncompressed model source; a clear ModelError for one of our own outputs, or for an
-    architecture the `output` format (".gguf" / ".onnx") cannot carry."""
+def _load_original(source: str, what: str, output: str | None = None, stream: bool = False):
+    """(model, tokenizer, weights) of an uncompressed model source; a clear ModelError for one of our own outputs, or
+    for an architecture the `output` format (".gguf" / ".onnx") cannot carry. weights: with `stream`, a directory of
+    safetensors shards opens on the meta device with its StreamedWeights (model/stream.py); None for a model loaded
+    whole (any other source, or stream False)."""
     from .pack.checkpoint_dir import is_checkpoint
-    from .model.load import load_model
+    from .model.load import load_model, open_model_streamed
 
     if is_checkpoint(source):
         raise ModelError(f"{source} is a compressed checkpoint; {what} needs the original model")
@@ -145,7 +147,39 @@ def _load_original(source: str, what: str, output: str | None = None):
     if _is_pbs2p_gguf(source):
         raise ModelError(f"{source} is a pbs2p GGUF (run it with libpbs2p); {what} needs the original "
                          "model or a checkpoint directory")
-    return load_model(source, device="cpu", output=output)
+    opened = open_model_streamed(source, output) if stream else None
+    return opened if opened is not None else (*load_model(source, device="cpu", output=output), None)
+
+
+# [choice] a bit budget's plan (model/budget.py) holds the whole model at float32, a gradient and a Fisher accumulator
+# of every weight it plans: three times the float32 weights, before activations
+_BUDGET_COPIES = 3
+
+
+def _available_memory() -> int | None:
+    """Bytes this machine can still give a process (MemAvailable + SwapFree of /proc/meminfo); None off Linux."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return sum(int(fields[k].split()[0]) * 1024 for k in ("MemAvailable", "SwapFree"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _check_budget_memory(source: str) -> None:
+    """ConfigError, before any weight is read, when a bit budget's whole-model plan cannot fit in this machine's
+    memory (a directory of safetensors shards, whose size the headers give; other sources are not checked)."""
+    from .model.sources import resolve_source
+    from .model.stream import stored_parameters
+
+    src = resolve_source(source)
+    available = _available_memory()
+    if src.kind != "hf_dir" or available is None:
+        return
+    need = _BUDGET_COPIES * 4 * stored_parameters(Path(src.location))
+    if need > available:
+        raise ConfigError(f"a bit budget plans on the whole model in memory: about {need / 1e9:.0f} GB for this "
+                          f"model, and {available / 1e9:.0f} GB are available; compress it with --method pbs2p (or "
+                          "another method), which reads one block at a time, or on a machine with more memory")
 
 
 def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqlen: int,
@@ -169,6 +203,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
+    from .checkpoint.save import dense_of_streamed, stored_result
     from .free_cores import ThreadGovernor
     from .model.arch import check_seqlen, decoder_blocks
     from .model.progress import Progress, progress_dir
@@ -180,7 +215,12 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     _check_checkpoint_target(out_dir)
     text = load_text(calib, split="train")  # before the model: unknown corpus / empty / not UTF-8 fail fast
     governor = ThreadGovernor() if adapt_threads else None  # its first measure spans the model's loading
-    model, tokenizer = _load_original(source, "compress", output)
+    budgeted = bpw is not None or size_bytes is not None
+    if budgeted:
+        _check_budget_memory(source)
+    # [choice] a budget's plan takes gradients through the whole model (model/budget.py), so it loads whole; every
+    # other compression streams a model stored as safetensors shards, one block in memory at a time
+    model, tokenizer, weights = _load_original(source, "compress", output, stream=not budgeted)
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
     _check_widths(model, cfg.m)
@@ -188,7 +228,6 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     n_blocks = len(decoder_blocks(model))
     if blocks is not None and not 1 <= blocks <= n_blocks:
         raise ConfigError(f"--blocks {blocks}: this model has {n_blocks} decoder blocks")
-    budgeted = bpw is not None or size_bytes is not None
     if budgeted:
         import dataclasses
 
@@ -223,7 +262,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
                 store.save_plan(dataclasses.asdict(plan))
             plan_seconds = time.perf_counter() - t0
         run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,
-                             plan=None if plan is None else plan.linears, governor=governor, progress_store=store)
+                             plan=None if plan is None else plan.linears, governor=governor, progress_store=store,
+                             weights=weights, compact=stored_result)
     finally:
         if governor is not None:
             governor.close()
@@ -235,11 +275,14 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     if plan is not None:
         stats["plan"] = {**plan.to_dict(), "seconds": round(plan_seconds, 2)}
     save_checkpoint(out_dir, model, tokenizer, run.results, cfg, run.layer_n, stats,
-                    embed_tier=None if plan is None else plan.embed)
+                    embed_tier=None if plan is None else plan.embed,
+                    dense=None if weights is None else dense_of_streamed(model, weights, run.block_params,
+                                                                          {f"{n}.weight" for n in run.results}))
     store.remove()
     summary = {"checkpoint": str(Path(out_dir).resolve()), "layers": len(run.results), "seconds": stats["seconds"],
                "peak_memory_bytes": run.peak_memory_bytes,
-               "blocks": {"compressed": blocks or n_blocks, "total": n_blocks}, "resumed_blocks": resumed}
+               "blocks": {"compressed": blocks or n_blocks, "total": n_blocks}, "resumed_blocks": resumed,
+               "block_seconds": run.block_seconds, "streamed": weights is not None}
     if run.recovery:
         summary["recovered_blocks"] = sum(r["kept"] for r in run.recovery)
     if plan is None:
@@ -251,9 +294,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
 
 
 def _weighted_mean_n(run) -> float:
-    binary = {k: r for k, r in run.results.items() if run.tiers[k] == "pbs2p"}
-    total = sum(r.mask.numel() for r in binary.values())
-    return sum(run.layer_n[k] * r.mask.numel() for k, r in binary.items()) / max(total, 1)
+    binary = {k: r.shape[0] * r.shape[1] for k, r in run.results.items() if run.tiers[k] == "pbs2p"}
+    return sum(run.layer_n[k] * w for k, w in binary.items()) / max(sum(binary.values()), 1)
 
 
 def _load_for_eval(source: str, device: str):
@@ -262,7 +304,7 @@ def _load_for_eval(source: str, device: str):
     if is_checkpoint(source):
         model, tokenizer = to_fake_quant_model(source)
     else:
-        model, tokenizer = _load_original(source, "eval")
+        model, tokenizer, _ = _load_original(source, "eval")
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; the evaluation text cannot be tokenized")
     return model.to(device), tokenizer

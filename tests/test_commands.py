@@ -61,6 +61,7 @@ def test_compress_checks_the_text_before_loading_the_model(monkeypatch, tmp_path
         calib = str(tmp_path / "empty.txt")
         Path(calib).write_text("\n \n")
     _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
+    _forbid(monkeypatch, "pbs2p_edge.model.load.open_model_streamed", "open_model_streamed")
     with pytest.raises(error):
         commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=calib, **CALIB)
     assert not (tmp_path / "out").exists()
@@ -71,6 +72,7 @@ def test_compress_refuses_a_foreign_directory_before_loading(monkeypatch, tmp_pa
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
     _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
+    _forbid(monkeypatch, "pbs2p_edge.model.load.open_model_streamed", "open_model_streamed")
     with pytest.raises(OutputError, match="refusing to replace"):
         commands.compress(str(tiny_llama_dir), str(target), RTN, calib=str(text), **CALIB)
     assert _listing(target) == ["notes.txt"]
@@ -311,3 +313,18 @@ def test_resume_takes_the_kept_blocks_and_refuses_another_run(monkeypatch, tmp_p
     for name in ("packed.safetensors", "dense.safetensors", "config.json"):
         assert (out / name).read_bytes() == (ref / name).read_bytes()
     assert _listing(tmp_path) == ["ck", "ref"]
+
+
+def test_a_budget_that_cannot_fit_in_memory_is_refused_before_loading(monkeypatch, tmp_path, tiny_llama_dir, text):
+    """The plan holds the whole model three times at float32: the tiny Llama's 115,008 stored parameters need 1,380,096
+    bytes, so one byte less of available memory refuses the run, naming the streamed way."""
+    from pbs2p_edge.model.stream import stored_parameters
+
+    assert stored_parameters(tiny_llama_dir) == 2 * 320 * 64 + 2 * (64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3 + 2 * 64) + 64
+    _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
+    _forbid(monkeypatch, "pbs2p_edge.model.load.open_model_streamed", "open_model_streamed")
+    monkeypatch.setattr(commands, "_available_memory", lambda: 3 * 4 * 115_008 - 1)
+    with pytest.raises(ConfigError, match=r"about 0 GB for this model, and 0 GB are available; compress it with "
+                                          r"--method pbs2p"):
+        commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=str(text), bpw=8.0, **CALIB)
+    assert not (tmp_path / "out").exists()

@@ -126,8 +126,8 @@ def _check(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int) -> Non
         raise ConfigError(f"method {cfg.method} does not prune: its layer N must equal M={cfg.m}, got {n}")
 
 
-def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig,
-                          n: int) -> tuple[LayerResult, torch.Tensor]:
+def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int,
+                          overwrite_h: bool = False) -> tuple[LayerResult, torch.Tensor]:
     """compress_layer, also returning the (R, K) Q the GPTQ loop compensated for
     (equal, bit for bit, to the result's dequantize())."""
     _check(W, H, cfg, n)
@@ -135,12 +135,12 @@ def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig,
     cfg = cfg.resolved()
     method = METHOD_TABLE[cfg.method]
     R, K = W.shape
+    x_norm = input_norms(H.detach().to(torch.float32))  # of the undamped H: before prepare_hessian may damp it
     if method.uses_hessian:
-        prep = prepare_hessian(W, H, cfg.percdamp)
+        prep = prepare_hessian(W, H, cfg.percdamp, overwrite_h)
         Wc, Hd, U = prep.W, prep.H, prep.U
     else:
         Wc, Hd, U = W.detach().to(torch.float32, copy=True), None, None
-    x_norm = input_norms(H.detach().to(torch.float32))
 
     def fit_block(s: int, e: int) -> BlockFit:
         blk = Block(W=Wc[:, s:e], S=None if Hd is None else Hd[s:e, s:e],
@@ -154,10 +154,12 @@ def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig,
     return result, out.Q
 
 
-def compress_layer(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int) -> LayerResult:
-    """Compresses one linear layer on W's device. W (R, K) and H (K, K) are read, never modified.
+def compress_layer(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int,
+                   overwrite_h: bool = False) -> LayerResult:
+    """Compresses one linear layer on W's device. W (R, K) and H (K, K) are read, never modified (but with
+    overwrite_h, a float32 H on W's device is used as the working copy, damped in place: the caller's last use).
 
     n is this layer's N_l (from the CFS coarse stage for pbs2p, cfg.n otherwise; M for the methods
     that do not prune). Raises ConfigError when K is not a multiple of M or n is out of range.
     """
-    return compress_layer_with_q(W, H, cfg, n)[0]
+    return compress_layer_with_q(W, H, cfg, n, overwrite_h)[0]

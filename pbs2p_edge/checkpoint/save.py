@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError
 from ..pack import FORMAT_VERSION, PackedLayer, honest_bits, pack_layer, tiers
-from ..pack.checkpoint_dir import CHECKPOINT_KIND, CONFIG_JSON, DENSE, GRID, META_JSON, PACKED, is_checkpoint
+from ..pack import checkpoint_dir
+from ..pack.checkpoint_dir import CHECKPOINT_KIND, CONFIG_JSON, DENSE, GRID, META_JSON, PACKED, dense_shard_name, is_checkpoint
 from .atomic_dir import atomic_dir
 
 
@@ -38,6 +41,23 @@ def grid_layer(result: GridResult | FloatResult) -> tiers.GridLayer:
     return tiers.GridLayer(result.tier.name, *q.shape, tiers.pack(result.tier.name, q, np_(result.d), np_(result.m)))
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """One compressed linear in the form the checkpoint stores it (a few bits per weight, where a LayerResult holds
+    bytes per weight), with what the checkpoint records of it: a compression keeps these for its finished blocks."""
+    stored: PackedLayer | tiers.GridLayer
+    loss: float
+    shape: tuple[int, int]
+
+
+def stored_result(result: LayerResult | GridResult | FloatResult | StoredResult) -> StoredResult:
+    """`result` packed as save_checkpoint packs it (the same bytes)."""
+    if isinstance(result, StoredResult):
+        return result
+    stored = pack_result(result) if isinstance(result, LayerResult) else grid_layer(result)
+    return StoredResult(stored, float(result.loss), tuple(result.shape))
+
+
 def _compressed_blocks(model, results: dict) -> dict:
     """{"compressed": K, "total": L}: the first K of the model's L decoder blocks have every linear in `results`
     (compress --blocks K stops there; the rest keep their full-precision weights)."""
@@ -59,20 +79,91 @@ def _dense_numpy(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy())
 
 
-def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | GridResult | FloatResult],
-                    cfg: CompressConfig, layer_n: dict[str, int], extra: dict, embed_tier: str | None = None) -> Path:
+@dataclass(frozen=True)
+class DenseTensors:
+    """The state-dict tensors a checkpoint stores as they are (dense.safetensors): all but the compressed linears.
+
+    names: in state-dict order, tied copies left out; tied: a tied copy -> the name it shares storage with;
+    nbytes: each name's size as stored (float32 for bfloat16); read(names) -> name -> tensor, for a group at a time.
+    """
+
+    names: list[str]
+    tied: dict[str, str]
+    nbytes: dict[str, int]
+    read: Callable[[list[str]], dict[str, torch.Tensor]]
+
+
+def _stored_size(t: torch.Tensor) -> int:
+    return t.numel() * (4 if t.dtype == torch.bfloat16 else t.element_size())
+
+
+def dense_of_model(model, compressed: set[str]) -> DenseTensors:
+    """The DenseTensors of a model held in memory: a tensor sharing storage with an earlier one is a tied copy."""
+    state = model.state_dict()
+    names: list[str] = []
+    tied: dict[str, str] = {}
+    first_of_storage: dict[tuple, str] = {}
+    for key, t in state.items():
+        if key in compressed:
+            continue
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if t.numel() and ident in first_of_storage:
+            tied[key] = first_of_storage[ident]
+            continue
+        first_of_storage[ident] = key
+        names.append(key)
+    return DenseTensors(names, tied, {k: _stored_size(state[k]) for k in names}, lambda group: {k: state[k] for k in group})
+
+
+def dense_of_streamed(model, weights, block_params: dict[str, torch.Tensor], compressed: set[str]) -> DenseTensors:
+    """The DenseTensors of a streamed model (model/stream.py: built on the meta device, `weights` its shards): the
+    compressed blocks' other parameters from block_params (recovery may have changed them), the rest read from the
+    shards when their group is written."""
+    state = model.state_dict()  # meta tensors: names and shapes
+    names = [k for k in state if k not in compressed and k not in weights.tied]
+
+    def read(group: list[str]) -> dict[str, torch.Tensor]:
+        found = weights.read([k for k in group if k not in block_params])
+        return {k: block_params[k] if k in block_params else found[k] for k in group}
+
+    return DenseTensors(names, dict(weights.tied), {k: _stored_size(state[k]) for k in names}, read)
+
+
+def dense_shards(dense: DenseTensors, limit: int | None = None) -> list[list[str]]:
+    """dense.names cut, in order, into groups of at most `limit` bytes (default checkpoint_dir.DENSE_SHARD_BYTES; a
+    larger tensor is a group alone)."""
+    limit = checkpoint_dir.DENSE_SHARD_BYTES if limit is None else limit
+    groups: list[list[str]] = [[]]
+    size = 0
+    for k in dense.names:
+        if groups[-1] and size + dense.nbytes[k] > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(k)
+        size += dense.nbytes[k]
+    return groups
+
+
+def save_checkpoint(out_dir, model, tokenizer,
+                    results: dict[str, LayerResult | GridResult | FloatResult | StoredResult], cfg: CompressConfig, layer_n: dict[str, int], extra: dict, embed_tier: str | None = None,
+                    dense: DenseTensors | None = None) -> Path:
     """Write `model` with each linear named in `results` replaced by its packed form.
 
     results: linear module name (e.g. "model.layers.0.self_attn.q_proj") -> LayerResult (binary tier, to
-    packed.safetensors) or GridResult / FloatResult (grid and f16 tiers, to grid.safetensors as the file's blocks).
+    packed.safetensors) or GridResult / FloatResult (grid and f16 tiers, to grid.safetensors as the file's blocks),
+    or any of them already packed (StoredResult).
     embed_tier: the tier the exporters give the token embedding and head unless told otherwise (None: theirs).
-    Every other state-dict tensor goes to dense.safetensors; a tensor sharing storage with an
-    earlier one (tied embeddings) is stored once and recorded under "tied".
+    Every other state-dict tensor goes to dense.safetensors (default: dense_of_model(model), for a model held in
+    memory; a streamed model's are read from its shards); a tied copy (tied embeddings) is stored once and recorded
+    under "tied". Dense tensors of more than DENSE_SHARD_BYTES are written in shards (docs/FORMAT.md §9), one
+    shard's tensors in memory at a time.
     """
     from safetensors.numpy import save_file
 
-    state = model.state_dict()
+    state = model.state_dict()  # on a streamed model: tensors on the meta device, for their names and shapes
     blocks = _compressed_blocks(model, results)
+    compressed = {f"{name}.weight" for name in results}
+    dense = dense if dense is not None else dense_of_model(model, compressed)
     if embed_tier is not None and embed_tier not in tiers.EMBED_TIERS:
         raise ConfigError(f"embedding tier must be one of {', '.join(tiers.EMBED_TIERS)}, got {embed_tier!r}")
     packed: dict[str, PackedLayer] = {}
@@ -83,26 +174,11 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | 
             raise ConfigError(f"compressed layer {name!r} is not a linear of this model")
         if tuple(state[key].shape) != tuple(result.shape):
             raise ConfigError(f"{name}: result shape {tuple(result.shape)} != weight shape {tuple(state[key].shape)}")
-        if isinstance(result, LayerResult):
-            packed[name] = pack_result(result)
+        stored = stored_result(result).stored
+        if isinstance(stored, PackedLayer):
+            packed[name] = stored
         else:
-            grids[name] = grid_layer(result)
-
-    compressed = {f"{name}.weight" for name in results}
-    dense: dict[str, np.ndarray] = {}
-    dtypes: dict[str, str] = {}
-    tied: dict[str, str] = {}
-    first_of_storage: dict[tuple, str] = {}
-    for key, t in state.items():
-        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-        if key in compressed:
-            continue
-        if t.numel() and ident in first_of_storage:
-            tied[key] = first_of_storage[ident]
-            continue
-        first_of_storage[ident] = key
-        dense[key] = _dense_numpy(t)
-        dtypes[key] = str(t.dtype).removeprefix("torch.")
+            grids[name] = stored
 
     layers_json = {}
     total_bits = total_weights = 0
@@ -126,8 +202,8 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | 
         "tiers": {name: ("pbs2p" if name in packed else grids[name].tier) for name in results},
         "embed_tier": embed_tier,
         "layer_n": {str(k): int(v) for k, v in layer_n.items()},
-        "tied": tied,
-        "dense_dtypes": dtypes,
+        "tied": dense.tied,
+        "dense_dtypes": {k: str(state[k].dtype).removeprefix("torch.") for k in dense.names},
         "bits_per_weight": total_bits / total_weights if total_weights else None,
         "blocks": blocks,
         "extra": extra,
@@ -142,7 +218,11 @@ def save_checkpoint(out_dir, model, tokenizer, results: dict[str, LayerResult | 
     with atomic_dir(out_dir, is_checkpoint) as tmp:
         model.config.to_json_file(str(tmp / CONFIG_JSON))
         save_file(arrays, str(tmp / PACKED), metadata=tag)
-        save_file(dense, str(tmp / DENSE), metadata=tag)
+        shards = dense_shards(dense)
+        for k, group in enumerate(shards):
+            values = {name: _dense_numpy(t) for name, t in dense.read(group).items()}
+            save_file(values, str(tmp / (DENSE if len(shards) == 1 else dense_shard_name(k, len(shards)))), metadata=tag)
+            del values
         save_file({name: g.blocks for name, g in grids.items()}, str(tmp / GRID), metadata=tag)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))

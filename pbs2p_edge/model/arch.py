@@ -73,8 +73,8 @@ def block_linears(block: nn.Module, spec: ArchSpec) -> dict[str, nn.Linear]:
     return out
 
 
-def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:
-    """The modules run before block 0 that exist in this model (OPT's project_in is often None)."""
+def named_embed_modules(model: nn.Module, spec: ArchSpec) -> list[tuple[str, nn.Module]]:
+    """(path, module) of the modules run before block 0 that exist in this model (OPT's project_in is often None)."""
     found = []
     for path in spec.embeds:
         try:
@@ -82,8 +82,13 @@ def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:
         except AttributeError:
             continue
         if module is not None:
-            found.append(module)
+            found.append((path, module))
     return found
+
+
+def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:
+    """The modules run before block 0 that exist in this model."""
+    return [m for _, m in named_embed_modules(model, spec)]
 
 
 def run_block(block: nn.Module, x: torch.Tensor, kwargs: dict,

@@ -14,6 +14,34 @@ from .sources import ModelSource, resolve_source
 log = logging.getLogger(__name__)
 
 
+def open_model_streamed(source: str | ModelSource, output: str | None = None):
+    """(model on the meta device, tokenizer, StreamedWeights) for a Hugging Face directory of safetensors shards
+    (model/stream.py), after the same config check as load_model; None for any other source, or a directory whose
+    shards do not cover the model (load it whole with load_model)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .stream import open_streamed
+
+    src = source if isinstance(source, ModelSource) else resolve_source(source)
+    if src.kind != "hf_dir":
+        return None
+    try:
+        config = AutoConfig.from_pretrained(src.location)
+        check_config(config.to_dict(), output)
+        opened = open_streamed(src.location, config)
+        if opened is None:
+            return None
+        tokenizer = AutoTokenizer.from_pretrained(src.location)  # as load_model: the same tokenizer_config.json out
+    except Pbs2pError:
+        raise
+    except Exception as exc:  # transformers raises anything on a bad directory or config (asserts included)
+        raise ModelError(f"cannot load model {src.text!r} from {src.location}: {one_line(exc)}") from exc
+    model, weights = opened
+    arch_for(model)
+    log.info("streaming %s (%s) from its shards", src.text, model.config.model_type)
+    return model, tokenizer, weights
+
+
 def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtype = torch.float32, offline: bool = False,
                output: str | None = None):
     """(model, tokenizer) for `source`, on `device`, weights in `dtype`, eval mode.

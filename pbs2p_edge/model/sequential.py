@@ -18,8 +18,11 @@ from ..algo.result import LayerResult
 from ..pack.tiers import BINARY, tier
 from ..calib.hessian import accumulate_hessians
 from ..errors import ConfigError
-from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, run_block
-from .capture import capture_block_inputs
+from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, named_embed_modules, run_block
+from .architectures import EMBEDDING
+from .capture import BlockInputs, capture_block_inputs
+from .heap import release_free_heap
+from .stream import StreamedWeights
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ class CompressionRun:
                 first cfg.cfs_windows windows ([] when CFS is off); block_n: N_l per block.
     recovery: per block, block-wise recovery's error on all windows before and after and whether it was kept
               ([] when cfg.recover_steps is 0).
+    block_params: a streamed model's compressed blocks' other parameters (norms, biases; recovery changes them), by
+                  state-dict name, on CPU: the blocks themselves are released ({} for a model held in memory).
+    block_seconds: wall seconds of each block this run compressed (not those a resumed run loaded).
     seconds: wall time of compress_model; peak_memory_bytes: CUDA peak allocated on a CUDA device,
              else the process's peak resident set size (includes the model itself).
     config: the resolved config that was used.
@@ -50,6 +56,8 @@ class CompressionRun:
     peak_memory_bytes: int
     config: CompressConfig
     recovery: list[dict] = dataclasses.field(default_factory=list)
+    block_params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    block_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
 def _peak_memory(device: torch.device) -> int:
@@ -74,6 +82,31 @@ def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+def _fetch(block: nn.Module, name: str, device: torch.device, weights: StreamedWeights | None) -> torch.device | None:
+    """Block `name` on `device`: read from the shards of a streamed model (returns None), else moved there from where
+    it was (returned, for _put_back)."""
+    if weights is not None:
+        weights.load(block, name, device)
+        return None
+    home = _device_of(block)
+    block.to(device)
+    return home
+
+
+def _put_back(block: nn.Module, home: torch.device | None) -> None:
+    """Undo _fetch: a streamed block is released, any other goes home."""
+    if home is None:
+        StreamedWeights.release(block)
+    else:
+        block.to(home)
+
+
+def _other_params(block: nn.Module, linears: dict) -> dict[str, torch.Tensor]:
+    """The block's parameters other than its linears' weights (norms, biases), by their name in the block, on CPU."""
+    weights = {f"{name}.weight" for name in linears}
+    return {k: p.detach().cpu().clone() for k, p in block.named_parameters() if k not in weights}
+
+
 def _to_cpu(result, device: str | torch.device = "cpu"):
     """The result with its tensors on `device` (CPU unless told)."""
     moved = {
@@ -96,20 +129,42 @@ def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor 
 
 
 @torch.no_grad()
-def _block_importances(blocks: nn.ModuleList, x: torch.Tensor, kwargs: dict, device) -> list[float]:
+def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, kwargs: dict, device,
+                       weights: StreamedWeights | None) -> list[float]:
     """CFS importance of every block of the full-precision model, one pass over all windows."""
     from ..algo.cfs import block_importance
 
     importance = []
     h = x.clone()
-    for block in blocks:
-        home = _device_of(block)
-        block.to(device)
+    for i, block in enumerate(blocks):
+        home = _fetch(block, f"{prefix}.{i}", device, weights)
         out = _run_all(block, h, kwargs, torch.empty_like(h))
-        block.to(home)
+        _put_back(block, home)
         importance.append(float(block_importance(h, out)))
         h = out
     return importance
+
+
+def _capture(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: torch.device,
+             weights: StreamedWeights | None) -> BlockInputs:
+    """Block 0's inputs on every window. A streamed model's token embedding is stood in for by the rows the windows
+    use (the same values: a lookup is a copy), its other embedding modules (OPT's positions) are read, and all are
+    released after."""
+    if weights is None:
+        return capture_block_inputs(model, ids, spec, device)
+    table = model.get_input_embeddings()
+    used = torch.unique(ids)  # sorted
+    rows = weights.read_rows(EMBEDDING[spec.family], used).to(device)
+    others = [(path, m) for path, m in named_embed_modules(model, spec) if m is not table]
+    for path, m in others:
+        weights.load(m, path, device)
+    model.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=True))
+    try:
+        return capture_block_inputs(model, torch.searchsorted(used, ids), spec, device)
+    finally:
+        model.set_input_embeddings(table)
+        for _, m in others:
+            StreamedWeights.release(m)
 
 
 def _allocate(blocks: nn.ModuleList, spec: ArchSpec, importance: list[float], cfg: CompressConfig) -> list[int]:
@@ -131,6 +186,8 @@ def compress_model(
     plan: dict[str, str] | None = None,
     governor=None,
     progress_store=None,
+    weights: StreamedWeights | None = None,
+    compact=None,
 ) -> CompressionRun:
     """Compress every linear of every decoder block of `model` in place (weights ← dequantized result).
 
@@ -145,6 +202,12 @@ def compress_model(
     pass and each block (None: the threads stay as they are).
     progress_store: a model.progress.Progress: every finished block is saved there, and the blocks it already holds
     are loaded instead of compressed again (a resumed run).
+    weights: the shards of a model built on the meta device (model/stream.py): each block (and the embedding, for
+    the capture) is read from them when its turn comes and released after, so memory holds one block at a time;
+    None: the model is in memory.
+    compact: applied to each linear's result once its block is finished (and saved in progress_store), the value
+    kept in the run's results: checkpoint.save.stored_result keeps them packed, a few bits per weight instead of the
+    bytes per weight of a LayerResult (26 GB for a 7B model's); None: results stay as the math made them.
 
     Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
@@ -171,7 +234,7 @@ def compress_model(
         torch.cuda.reset_peak_memory_stats(device)
     model.eval()
 
-    inputs = capture_block_inputs(model, calib_ids, spec, device)
+    inputs = _capture(model, calib_ids, spec, device, weights)
     x, kwargs = inputs.hidden, inputs.kwargs
     plan = dict(plan or {})
     for t in set(plan.values()) - {BINARY}:
@@ -182,7 +245,7 @@ def compress_model(
         importance, block_n = kept["importance"], kept["block_n"]
     elif uses_cfs(cfg) and not plan:
         adjust()
-        importance = _block_importances(blocks, x[: cfg.cfs_windows], kwargs, device)
+        importance = _block_importances(blocks, spec.blocks, x[: cfg.cfs_windows], kwargs, device, weights)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
         importance, block_n = [], [cfg.n] * len(blocks)
@@ -193,21 +256,26 @@ def compress_model(
     tiers: dict[str, str] = {}
     layer_n: dict[str, int] = {}
     recovery: list[dict] = []
+    block_params: dict[str, torch.Tensor] = {}
+    block_seconds: list[float] = []
     x_fp = x.clone() if cfg.recover_steps else None  # the full-precision model's activations, recovery's targets
     total = num_blocks or len(blocks)
     done = min(progress_store.finished(), total) if progress_store is not None else 0
+    keep = compact if compact is not None else (lambda r: r)
     for i in range(done):
-        _restore_block(blocks[i], spec, i, progress_store.block(i), results, tiers, layer_n, recovery)
+        _restore_block(blocks[i], spec, i, progress_store.block(i), results, tiers, layer_n, recovery,
+                       block_params if weights is not None else None)
+        results.update({n: keep(results[n]) for n in _names(spec, i)})
     if done:
         x, saved_fp = (t.to(device) if t is not None else None for t in progress_store.activations(done - 1))
         x_fp = saved_fp if x_fp is not None else None
     bar = tqdm(range(done, total), desc=f"compress {cfg.method}", unit="block", disable=not progress, initial=done,
                total=total)
     for i in bar:
+        t0 = time.perf_counter()
         threads = adjust()
         block = blocks[i]
-        home = _device_of(block)
-        block.to(device)
+        home = _fetch(block, f"{spec.blocks}.{i}", device, weights)
         linears = block_linears(block, spec)
         with accumulate_hessians(linears) as hessians:
             _run_all(block, x, kwargs, None)
@@ -217,8 +285,8 @@ def compress_model(
             full = f"{spec.blocks}.{i}.{name}"
             t = plan.get(full, BINARY)
             W = lin.weight.detach().float()
-            if t == BINARY:
-                result = compress_layer(W, hessians[name].H, cfg, block_n[i])
+            if t == BINARY:  # H is not needed after: compress_layer may damp it in place
+                result = compress_layer(W, hessians[name].H, cfg, block_n[i], overwrite_h=True)
             elif t == "f16":
                 result = round_f16(W)
             else:
@@ -229,14 +297,21 @@ def compress_model(
             results[full] = _to_cpu(result)
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
-        del hessians
+            del hessians[name]  # one H fewer in memory: down_proj's alone is 0.5 GB at a 7B model's width
+            release_free_heap()
         if x_fp is not None:
             recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
         _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only
-        block.to(home)
+        params = _other_params(block, linears)
+        if weights is not None:
+            block_params.update({f"{spec.blocks}.{i}.{k}": p for k, p in params.items()})
+        _put_back(block, home)
+        release_free_heap()
         if progress_store is not None:
-            progress_store.save_block(i, _block_record(block, linears, spec.blocks, i, results, tiers, layer_n,
+            progress_store.save_block(i, _block_record(linears, spec.blocks, i, params, results, tiers, layer_n,
                                                        recovery[-1] if x_fp is not None else None), x, x_fp)
+        results.update({n: keep(results[n]) for n in _names(spec, i)})
+        block_seconds.append(round(time.perf_counter() - t0, 2))
         bar.set_postfix(N=block_n[i], threads=threads, peak=f"{_peak_memory(device) / 2**30:.2f}GiB")
 
     return CompressionRun(
@@ -249,29 +324,38 @@ def compress_model(
         peak_memory_bytes=_peak_memory(device),
         config=cfg,
         recovery=recovery,
+        block_params=block_params,
+        block_seconds=block_seconds,
     )
 
 
-def _block_record(block: nn.Module, linears: dict, prefix: str, i: int, results: dict, tiers: dict, layer_n: dict,
+def _names(spec: ArchSpec, i: int) -> list[str]:
+    """Full names of block i's linears."""
+    return [f"{spec.blocks}.{i}.{name}" for name in spec.linears]
+
+
+def _block_record(linears: dict, prefix: str, i: int, params: dict, results: dict, tiers: dict, layer_n: dict,
                   recovery: dict | None) -> dict:
     """What model.progress keeps of finished block i: its linears' results, tiers and N, its recovery entry, and its
     other parameters (norms, biases: recovery changes them); the linears' weights are their results' values."""
     names = [f"{prefix}.{i}.{name}" for name in linears]
-    weights = {f"{name}.weight" for name in linears}
     return {"results": {n: results[n] for n in names}, "tiers": {n: tiers[n] for n in names},
-            "layer_n": {n: layer_n[n] for n in names}, "recovery": recovery,
-            "params": {k: p.detach().cpu().clone() for k, p in block.named_parameters() if k not in weights}}
+            "layer_n": {n: layer_n[n] for n in names}, "recovery": recovery, "params": params}
 
 
 @torch.no_grad()
 def _restore_block(block: nn.Module, spec: ArchSpec, i: int, record: dict, results: dict, tiers: dict, layer_n: dict,
-                   recovery: list) -> None:
-    """Block i as the run that saved `record` left it, and its entries in the run's tables."""
+                   recovery: list, block_params: dict | None) -> None:
+    """Block i as the run that saved `record` left it, and its entries in the run's tables. block_params: a streamed
+    model's table of released blocks' parameters, which takes the record's (the block itself stays unread)."""
     results.update(record["results"])
     tiers.update(record["tiers"])
     layer_n.update(record["layer_n"])
     if record["recovery"] is not None:
         recovery.append(record["recovery"])
+    if block_params is not None:
+        block_params.update({f"{spec.blocks}.{i}.{k}": t for k, t in record["params"].items()})
+        return
     for name, lin in block_linears(block, spec).items():
         lin.weight.copy_(record["results"][f"{spec.blocks}.{i}.{name}"].dequantize().to(lin.weight.dtype))
     for k, t in record["params"].items():

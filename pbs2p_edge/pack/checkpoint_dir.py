@@ -20,6 +20,9 @@ CONFIG_JSON = "config.json"  # the Hugging Face model config
 META_JSON = "pbs2p.json"  # format version, compress config, per-linear metadata, stats
 PACKED = "packed.safetensors"  # "<linear module name>.<array>" -> uint8 streams / float16 scales
 DENSE = "dense.safetensors"  # every other state-dict tensor (tied copies stored once)
+# [choice] dense tensors of more than this many bytes are written as dense-00001-of-0000N.safetensors instead of
+# DENSE, so that writing a large model's (a streamed compression, a partial one) holds one shard in memory at a time
+DENSE_SHARD_BYTES = 1 << 30
 GRID = "grid.safetensors"  # "<linear module name>" -> uint8 blocks of a linear on a grid or f16 tier (tiers.py)
 CHECKPOINT_KIND = "pbs2p-checkpoint"
 
@@ -96,6 +99,33 @@ def _read_grids(path: Path, described) -> dict[str, GridLayer]:
     return grids
 
 
+def dense_shard_name(k: int, n: int) -> str:
+    """The file name of dense shard k (0-based) of n."""
+    return f"dense-{k + 1:05d}-of-{n:05d}.safetensors"
+
+
+def _read_dense(path: Path) -> dict[str, np.ndarray]:
+    """The dense tensors: DENSE, or every shard dense-K-of-N.safetensors for K = 1..N (all must be there)."""
+    shards = sorted(path.glob("dense-*-of-*.safetensors"))
+    if (path / DENSE).is_file() or not shards:
+        if shards:
+            raise FormatError(f"{path}: holds both {DENSE} and dense shards ({shards[0].name})")
+        return _read_safetensors(path / DENSE)
+    n = len(shards)
+    expected = [dense_shard_name(k, n) for k in range(n)]
+    if [s.name for s in shards] != expected:
+        raise FormatError(f"{path}: dense shards are not {expected[0]} .. {expected[-1]} (found {shards[0].name} .. "
+                          f"{shards[-1].name}); the checkpoint is incomplete")
+    dense: dict[str, np.ndarray] = {}
+    for s in shards:
+        part = _read_safetensors(s)
+        again = set(part) & set(dense)
+        if again:
+            raise FormatError(f"{s}: {sorted(again)[0]} is stored in two dense shards")
+        dense.update(part)
+    return dense
+
+
 def is_checkpoint(path) -> bool:
     """True when `path` is a directory holding a pbs2p.json of ours (contents not validated)."""
     p = Path(path) / META_JSON
@@ -168,7 +198,7 @@ def load_checkpoint(path) -> Checkpoint:
         raise FormatError(f"{path / META_JSON}: bad compress_config ({e})") from None
     config = _read_json(path / CONFIG_JSON)
     arrays = _read_safetensors(path / PACKED)
-    dense = _read_safetensors(path / DENSE)
+    dense = _read_dense(path)
     layer_meta = meta.get("layers")
     if not isinstance(layer_meta, dict):
         raise FormatError(f"{path / META_JSON}: no 'layers' table")

@@ -30,3 +30,21 @@ def test_not_positive_definite_is_a_config_error():
         assert "percdamp" in str(e)
     else:
         raise AssertionError("expected ConfigError")
+
+
+def test_overwrite_h_damps_the_callers_h_in_place_and_factors_the_same():
+    from pbs2p_edge.algo.compress_layer import compress_layer
+    from pbs2p_edge.algo.config import CompressConfig
+
+    W, H = make_layer(16, 64)
+    H[3, :] = 0
+    H[:, 3] = 0
+    copy = prepare_hessian(W, H, 0.01)
+    mine = H.clone()
+    owned = prepare_hessian(W, mine, 0.01, overwrite_h=True)
+    assert owned.H.data_ptr() == mine.data_ptr()  # no copy: the caller's tensor is the working one
+    assert torch.equal(owned.H, copy.H) and torch.equal(owned.U, copy.U) and torch.equal(owned.W, copy.W)
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, seed=0)
+    a = compress_layer(W, H, cfg, 4)
+    b = compress_layer(W, H.clone(), cfg, 4, overwrite_h=True)  # the column norms come from the undamped H
+    assert torch.equal(a.dequantize(), b.dequantize()) and a.loss == b.loss

@@ -86,9 +86,9 @@ def test_block_hessians_come_from_the_compressed_previous_block(tiny_llama, cali
     seen = {}
     real = cl.compress_layer
 
-    def recording(W, H, cfg, n):
+    def recording(W, H, cfg, n, **kw):
         seen.setdefault(tuple(W.shape), []).append(H.clone())
-        return real(W, H, cfg, n)
+        return real(W, H, cfg, n, **kw)
 
     monkeypatch.setattr(cl, "compress_layer", recording)
     compress_model(tiny_llama, calib, CompressConfig(method="rtn"), progress=False)

@@ -1,0 +1,177 @@
+"""A model whose weights stay in its safetensors shards until one part of it is needed (block streaming).
+
+open_streamed builds the model on the meta device (no weight memory; buffers such as RoPE's inverse frequencies
+are real) and indexes the shards' tensors from their headers alone. The compression then materializes one
+decoder block at a time, at float32 on the compute device, and releases it when the block is done: peak memory is
+one block, the calibration activations and the results, whatever the model's depth. The embedding is read for
+the calibration capture and released; the checkpoint's dense tensors are read one shard's worth at a time.
+
+[choice] Only Hugging Face directories of safetensors shards stream (what the hub serves for current models); a
+GGUF source, a PyTorch-pickle directory, or one whose stored names do not cover the model's parameters loads whole,
+as before. The values are those from_pretrained(dtype=float32) gives (a stored bfloat16 or float16 widens exactly),
+so a streamed compression writes the same checkpoint bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelError, one_line
+
+log = logging.getLogger(__name__)
+
+INDEX_JSON = "model.safetensors.index.json"
+# [choice] elements read at a time from a tensor larger than this (an embedding: 128256 x 4096 at Llama-3's size):
+# 64 MiB as bfloat16
+READ_CHUNK = 1 << 25
+
+
+def shard_index(directory: Path) -> dict[str, str]:
+    """Stored tensor name -> shard file name, from the index file or the shards' own headers; {} when the directory
+    holds no safetensors. ModelError for an index that names a missing shard or a shard that cannot be read."""
+    from safetensors import safe_open
+
+    index = directory / INDEX_JSON
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{index}: not a safetensors index ({one_line(exc)})") from exc
+        if not isinstance(weight_map, dict):
+            raise ModelError(f"{index}: weight_map is not a mapping")
+        missing = sorted({f for f in weight_map.values() if not (directory / str(f)).is_file()})
+        if missing:
+            raise ModelError(f"{index} names shards that are not there: {', '.join(missing[:3])}")
+        return {str(k): str(v) for k, v in weight_map.items()}
+    found: dict[str, str] = {}
+    for shard in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                found.update({k: shard.name for k in f.keys()})
+        except Exception as exc:  # safetensors raises its own error kinds on a damaged header
+            raise ModelError(f"{shard}: cannot read its safetensors header ({one_line(exc)})") from exc
+    return found
+
+
+def stored_parameters(directory: Path) -> int:
+    """Elements of every tensor in a directory's safetensors shards, from their headers (0 when it holds none)."""
+    from safetensors import safe_open
+
+    index = shard_index(directory)
+    total = 0
+    for shard in sorted(set(index.values())):
+        with safe_open(str(directory / shard), framework="pt") as f:
+            total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return total
+
+
+def _stored_name(name: str, index: dict[str, str], prefix: str) -> str | None:
+    """The stored name of state-dict entry `name`: itself, or without the base model's prefix (older checkpoints,
+    e.g. OPT's "decoder.*", were saved from the base model)."""
+    if name in index:
+        return name
+    if prefix and name.startswith(prefix + ".") and name[len(prefix) + 1:] in index:
+        return name[len(prefix) + 1:]
+    return None
+
+
+class StreamedWeights:
+    """The shards of one model directory, read tensor by tensor at float32.
+
+    stored: state-dict name of the meta model -> stored name, for every entry that is not a tied copy;
+    tied: a tied copy's state-dict name -> the name it shares storage with (the head of a tied embedding).
+    """
+
+    def __init__(self, directory: Path, index: dict[str, str], stored: dict[str, str], tied: dict[str, str]):
+        self.directory, self.index, self.stored, self.tied = directory, index, stored, tied
+
+    def read(self, names: Iterable[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """name -> its float32 tensor on `device`, every name read from its shard (tied names from their source)."""
+        return {n: self._read(self.stored[self.tied.get(n, n)], device) for n in names}
+
+    def read_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
+        """Rows `rows` (1-D int64) of 2-D tensor `name`, float32 on CPU: a few rows of an embedding without the rest."""
+        from safetensors import safe_open
+
+        stored = self.stored[self.tied.get(name, name)]
+        with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
+            part = f.get_slice(stored)
+            return torch.cat([part[int(r): int(r) + 1] for r in rows]).float() if len(rows) else torch.empty(0)
+
+    def _read(self, stored: str, device: str | torch.device) -> torch.Tensor:
+        """One stored tensor at float32. The shard is mapped while it is read and unmapped after (a mapped page counts
+        in the process's resident memory); a large tensor is read in pieces of READ_CHUNK elements, each with the shard
+        mapped anew, so memory holds the float32 result and one piece as stored, not the whole tensor twice."""
+        from safetensors import safe_open
+
+        path = str(self.directory / self.index[stored])
+        with safe_open(path, framework="pt") as f:
+            part = f.get_slice(stored)
+            shape = part.get_shape()
+            if not shape or math.prod(shape) <= READ_CHUNK:
+                return f.get_tensor(stored).to(device=device, dtype=torch.float32)
+        out = torch.empty(shape, dtype=torch.float32, device=device)
+        step = max(1, READ_CHUNK // math.prod(shape[1:]))
+        for r in range(0, shape[0], step):
+            with safe_open(path, framework="pt") as f:
+                out[r: r + step] = f.get_slice(stored)[r: r + step].to(device=device, dtype=torch.float32)
+        return out
+
+    def load(self, module: nn.Module, prefix: str, device: str | torch.device) -> None:
+        """Materialize every parameter of `module` (state-dict prefix `prefix`) from the shards onto `device`."""
+        from accelerate.utils import set_module_tensor_to_device
+
+        names = [k for k, _ in module.named_parameters(recurse=True)]
+        values = self.read([f"{prefix}.{k}" for k in names], device)
+        for k in names:
+            set_module_tensor_to_device(module, k, device, value=values[f"{prefix}.{k}"])
+
+    @staticmethod
+    def release(module: nn.Module) -> None:
+        """Every parameter of `module` back on the meta device: its memory is freed."""
+        from accelerate.utils import set_module_tensor_to_device
+
+        for k, _ in list(module.named_parameters(recurse=True)):
+            set_module_tensor_to_device(module, k, "meta")
+
+
+def open_streamed(directory: str | Path, config) -> tuple[nn.Module, StreamedWeights] | None:
+    """(the model on the meta device, its StreamedWeights) for a directory of safetensors shards whose stored names
+    cover every parameter of the model `config` describes; None when the directory does not stream (no safetensors,
+    or names that do not match: the caller loads it whole and transformers deals with it)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    directory = Path(directory)
+    index = shard_index(directory)
+    if not index:
+        return None
+    with init_empty_weights():  # parameters on meta; buffers (RoPE's inv_freq) computed for real
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.tie_weights()
+    prefix = getattr(model, "base_model_prefix", "")
+    stored: dict[str, str] = {}
+    tied: dict[str, str] = {}
+    first: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            tied[name] = first[id(p)]
+            continue
+        first[id(p)] = name
+        s = _stored_name(name, index, prefix)
+        if s is None:
+            log.info("%s does not stream: %s is not in its shards", directory, name)
+            return None
+        stored[name] = s
+    persistent = set(model.state_dict()) - {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    if persistent or any(b.is_meta for b in model.buffers()):  # a stored buffer: not a case the table has
+        return None
+    model.eval()
+    return model, StreamedWeights(directory, index, stored, tied)
