@@ -1,0 +1,266 @@
+"""Compression at the sizes people binarize, without their weights: peak memory and seconds per block of a streamed
+`pbs2p-edge compress` on random-weight Llama models of real shapes, stored as bf16 safetensors shards.
+
+Each shape is written to disk as a Hugging Face directory (config.json, one bf16 shard per decoder block plus one for
+the embedding, norm and head, an index; a byte-level BPE tokenizer trained on Emma, as large as the text allows up
+to the shape's vocabulary), one tensor in memory at a time. Then `pbs2p-edge compress DIR OUT --blocks K --method
+pbs2p` (32 x 512 calibration tokens of Emma, the issue's command) runs under /usr/bin/time -v: its peak RSS, and
+the seconds of each block from its JSON summary. The model directory and the checkpoint (which holds the
+uncompressed blocks at float32) are deleted after each row. Full-model hours are projected from the measured seconds
+per block x depth; shapes not run are projected from the 7B shape's seconds per block scaled by sum(rows x cols^2)
+over a block's linears (the order of the GPTQ loop's cost), and labelled so.
+
+    python bench/compress_large.py --out bench/results                       # the committed table (~1.5 h)
+    python bench/compress_large.py --out /tmp/c --quick                      # a 1B shape cut to 2 blocks, 4 x 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# name -> LlamaConfig fields (the published configs' sizes)
+SHAPES = {
+    "Llama-3.2-1B": dict(hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8,
+                         num_hidden_layers=16, vocab_size=128256, tie_word_embeddings=True, rope_theta=500000.0),
+    "Llama-2-7B": dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32, num_key_value_heads=32,
+                       num_hidden_layers=32, vocab_size=32000, tie_word_embeddings=False, rope_theta=10000.0),
+    "Llama-3-8B": dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
+                       num_hidden_layers=32, vocab_size=128256, tie_word_embeddings=False, rope_theta=500000.0),
+    "Llama-2-13B": dict(hidden_size=5120, intermediate_size=13824, num_attention_heads=40, num_key_value_heads=40,
+                        num_hidden_layers=40, vocab_size=32000, tie_word_embeddings=False, rope_theta=10000.0),
+    "Llama-2-70B": dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8,
+                        num_hidden_layers=80, vocab_size=32000, tie_word_embeddings=False, rope_theta=10000.0),
+}
+# (shape, --blocks, --threads) of the committed table
+RUNS = [("Llama-3.2-1B", 2, 2), ("Llama-3.2-1B", 8, 2), ("Llama-2-7B", 2, 2), ("Llama-3-8B", 2, 2)]
+PROJECTED = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B"]
+PAPER_NOTE = "PBS2P's paper reports its runs on one GPU and gives no CPU time"
+
+
+def block_linears(f: dict) -> dict[str, tuple[int, int]]:
+    """name -> (rows, cols) of one decoder block's linears."""
+    h, i, kv = f["hidden_size"], f["intermediate_size"], f["num_key_value_heads"]
+    d = h // f["num_attention_heads"]
+    return {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv * d, h), "self_attn.v_proj": (kv * d, h),
+            "self_attn.o_proj": (h, h), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+
+
+def block_cost(f: dict) -> float:
+    return float(sum(r * c * c for r, c in block_linears(f).values()))
+
+
+def write_model(path: Path, f: dict, text: str, seed: int = 0) -> int:
+    """A random-weight Llama of shape f as bf16 safetensors shards in `path`; returns the bytes written."""
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    path.mkdir(parents=True)
+    LlamaConfig(max_position_embeddings=4096, rms_norm_eps=1e-5, **f).to_json_file(str(path / "config.json"))
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([text], trainers.BpeTrainer(vocab_size=min(f["vocab_size"], 32000), special_tokens=["<s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                        show_progress=False))
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<s>").save_pretrained(str(path))
+    gen = torch.Generator().manual_seed(seed)
+    rand = lambda *shape: (torch.randn(*shape, generator=gen) * 0.02).to(torch.bfloat16)  # noqa: E731
+    ones = lambda: torch.ones(f["hidden_size"], dtype=torch.bfloat16)  # noqa: E731
+
+    def shard(i: int) -> dict:  # -1: the embedding, final norm and head; else decoder block i
+        if i < 0:
+            head = {} if f["tie_word_embeddings"] else {"lm_head.weight": rand(f["vocab_size"], f["hidden_size"])}
+            return {"model.embed_tokens.weight": rand(f["vocab_size"], f["hidden_size"]), "model.norm.weight": ones(),
+                    **head}
+        return {**{f"model.layers.{i}.{k}.weight": rand(*rc) for k, rc in block_linears(f).items()},
+                f"model.layers.{i}.input_layernorm.weight": ones(),
+                f"model.layers.{i}.post_attention_layernorm.weight": ones()}
+
+    weight_map: dict[str, str] = {}
+    total = 0
+    for i in range(-1, f["num_hidden_layers"]):
+        name, tensors = ("model-embed.safetensors" if i < 0 else f"model-{i:05d}.safetensors"), shard(i)
+        save_file(tensors, str(path / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in tensors})
+        total += sum(t.numel() * 2 for t in tensors.values())
+        del tensors
+    (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                   "weight_map": weight_map}))
+    return total
+
+
+def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work: Path) -> dict:
+    from pbs2p_edge.calib.text import load_text
+
+    fields = dict(SHAPES[shape])
+    model, out = work / "model", work / "ckpt"
+    stored = write_model(model, fields, load_text("austen:emma", split="train"))
+    cli = Path(sys.executable).with_name("pbs2p-edge")
+    cmd = [str(cli), "compress", str(model), str(out), "--blocks", str(blocks), "--method", "pbs2p",
+           "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--threads", str(threads), "--quiet"]
+    try:
+        res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{shape}: compress failed ({res.returncode}):\n{res.stderr[-3000:]}")
+        summary = json.loads(res.stdout)
+        peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr).group(1))
+        wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", res.stderr).group(1)
+        ckpt_bytes = sum(p.stat().st_size for p in out.iterdir())
+    finally:
+        shutil.rmtree(model, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+    per_block = sorted(summary["block_seconds"])[(len(summary["block_seconds"]) - 1) // 2]
+    return {"shape": shape, "blocks": blocks, "depth": fields["num_hidden_layers"], "threads": threads,
+            "stored_gb": stored / 1e9, "fp32_gb": stored * 2 / 1e9, "peak_rss_gib": peak_kib / 2**20,
+            "block_seconds": summary["block_seconds"], "seconds_per_block": per_block, "wall": wall,
+            "streamed": summary["streamed"], "checkpoint_gb": ckpt_bytes / 1e9,
+            "full_model_hours": per_block * fields["num_hidden_layers"] / 3600}
+
+
+def checkpoint_digests(d: Path) -> dict[str, str]:
+    """sha256 of every file of a checkpoint, pbs2p.json without its run metadata (wall time, peak memory)."""
+    import hashlib
+
+    out = {}
+    for p in sorted(d.iterdir()):
+        data = p.read_bytes()
+        if p.name == "pbs2p.json":
+            meta = json.loads(data)
+            for k in ("seconds", "peak_memory_bytes"):
+                meta["extra"].pop(k, None)
+            data = json.dumps(meta, sort_keys=True).encode()
+        out[p.name] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def resume_check(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work: Path) -> dict:
+    """An uninterrupted run against one SIGKILLed once block 0 is finished and then run again with --resume: whether
+    the two checkpoints hold the same bytes."""
+    import signal
+    import time
+
+    from pbs2p_edge.calib.text import load_text
+
+    model = work / "model"
+    write_model(model, dict(SHAPES[shape]), load_text("austen:emma", split="train"))
+    cli = str(Path(sys.executable).with_name("pbs2p-edge"))
+    base = ["compress", str(model), "", "--blocks", str(blocks), "--method", "pbs2p", "--nsamples", str(nsamples),
+            "--seqlen", str(seqlen), "--threads", str(threads), "--quiet"]
+    whole, resumed = work / "whole", work / "resumed"
+    argv = lambda out: [cli, *base[:2], str(out), *base[3:]]  # noqa: E731
+    subprocess.run(argv(whole), check=True, capture_output=True)
+    proc = subprocess.Popen(argv(resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = work / ".resumed.progress"
+    while proc.poll() is None and not (progress / "act-0.pt").is_file():
+        time.sleep(0.5)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*argv(resumed), "--resume"], check=True, capture_output=True)
+    same = checkpoint_digests(whole) == checkpoint_digests(resumed)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"shape": shape, "blocks": blocks, "killed_after_block_0": killed, "identical": same}
+
+
+def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
+    checks = [r for r in rows if "identical" in r]
+    rows = [r for r in rows if "identical" not in r]
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown CPU")
+    lines = ["# Compression at large shapes: streamed from safetensors shards, random weights", "",
+             f"Command: `{command}`", "",
+             f"CPU: {cpu}, {os.cpu_count()} cores. Random-weight Llama models of the published shapes (bf16 shards, "
+             f"weights N(0, 0.02), RMSNorm weights 1; **not real models**: seconds and memory depend on the shapes, "
+             f"not the values). `pbs2p-edge compress DIR OUT --blocks K --method pbs2p`, {nsamples} x {seqlen} "
+             "calibration tokens of Emma; peak RSS from `/usr/bin/time -v` for the whole command (load, calibration, "
+             "K blocks, writing the checkpoint, which holds the K compressed blocks and the others at float32).", "",
+             "| shape | blocks run | threads | shards GB (bf16) | whole model at fp32 GB | peak RSS GiB | s / block "
+             "(median) | each block s | full model h (est.) | wall |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['shape']} shape | {r['blocks']} / {r['depth']} | {r['threads']} | {r['stored_gb']:.1f} | "
+                     f"{r['fp32_gb']:.1f} | {r['peak_rss_gib']:.2f} | {r['seconds_per_block']:.0f} | "
+                     f"{', '.join(f'{s:.0f}' for s in r['block_seconds'])} | {r['full_model_hours']:.1f} | "
+                     f"{r['wall']} |")
+    base = next((r for r in rows if r["shape"] == "Llama-2-7B"), None)
+    if base is not None:
+        lines += ["", f"Projected full-model hours at {base['threads']} threads on this CPU (**projection**: the "
+                  "Llama-2-7B shape's measured seconds per block x sum(rows x cols^2) of the shape's block / the 7B "
+                  f"block's x depth). {PAPER_NOTE}.", "", "| shape | depth | s / block | full model h |",
+                  "|---|---:|---:|---:|"]
+        for shape in PROJECTED:
+            f = SHAPES[shape]
+            s = base["seconds_per_block"] * block_cost(f) / block_cost(SHAPES["Llama-2-7B"])
+            lines.append(f"| {shape} | {f['num_hidden_layers']} | {s:.0f} | {s * f['num_hidden_layers'] / 3600:.1f} |")
+    for r in checks:
+        lines += ["", f"Resume: `compress --blocks {r['blocks']}` of the {r['shape']} shape SIGKILLed after block 0 "
+                  f"({'killed' if r['killed_after_block_0'] else 'NOT killed: it finished first'}) and run again "
+                  f"with `--resume` writes {'the same bytes as' if r['identical'] else 'OTHER bytes than'} the "
+                  "uninterrupted run (every file; pbs2p.json without its wall time and peak memory)."]
+    small = {r["blocks"]: r for r in rows if r["shape"] == "Llama-3.2-1B"}
+    if 2 in small and 8 in small:
+        lines += ["", f"Depth: the Llama-3.2-1B shape's peak RSS is {small[2]['peak_rss_gib']:.2f} GiB after 2 blocks "
+                  f"and {small[8]['peak_rss_gib']:.2f} GiB after 8."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--runs", default=None, help="SHAPE:BLOCKS:THREADS,... (default: the committed table's)")
+    p.add_argument("--nsamples", type=int, default=32)
+    p.add_argument("--calib-seqlen", type=int, default=512)
+    p.add_argument("--work", type=Path, default=None, help="where the model and checkpoint go (default: a temp dir)")
+    p.add_argument("--resume-check", default=None, metavar="SHAPE:BLOCKS:THREADS",
+                   help="also kill a run of this shape after its first block, resume it and compare the bytes")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    runs = RUNS
+    if args.runs:
+        runs = [(s, int(b), int(t)) for s, b, t in (r.rsplit(":", 2) for r in args.runs.split(","))]
+    if args.quick:
+        SHAPES["Llama-3.2-1B"] = {**SHAPES["Llama-3.2-1B"], "num_hidden_layers": 2}
+        runs, args.nsamples, args.calib_seqlen = [("Llama-3.2-1B", 1, 2)], 4, 64
+    unknown = {s for s, _, _ in runs} - set(SHAPES)
+    if unknown:
+        p.error(f"unknown shapes {sorted(unknown)}; known: {list(SHAPES)}")
+    command = shlex.join(["python", "bench/compress_large.py", *(argv if argv is not None else sys.argv[1:])])
+    rows: list[dict] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every row: a long run keeps what it measured
+        for name, text in (("compress_large.json", json.dumps({"command": command, "rows": rows}, indent=1) + "\n"),
+                           ("compress_large.md", table(rows, command, args.nsamples, args.calib_seqlen))):
+            tmp = args.out / f".{name}.tmp{os.getpid()}"
+            tmp.write_text(text)
+            os.replace(tmp, args.out / name)
+
+    for shape, blocks, threads in runs:
+        with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
+            rows.append(run(shape, blocks, threads, args.nsamples, args.calib_seqlen, Path(tmp)))
+        print(json.dumps(rows[-1])[:300], file=sys.stderr, flush=True)
+        save()
+    if args.resume_check:
+        shape, blocks, threads = args.resume_check.rsplit(":", 2)
+        with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
+            rows.append(resume_check(shape, int(blocks), int(threads), args.nsamples, args.calib_seqlen,
+                                     Path(tmp) / "w"))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        save()
+    print(args.out / "compress_large.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
