@@ -246,17 +246,17 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(text)
             os.replace(tmp, args.out / name)
 
-    for shape, blocks, threads in runs:
-        with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
-            rows.append(run(shape, blocks, threads, args.nsamples, args.calib_seqlen, Path(tmp)))
-        print(json.dumps(rows[-1])[:300], file=sys.stderr, flush=True)
-        save()
-    if args.resume_check:
+    if args.resume_check:  # first: short, and a long run's later rows may be cut by the time a session has
         shape, blocks, threads = args.resume_check.rsplit(":", 2)
         with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
             rows.append(resume_check(shape, int(blocks), int(threads), args.nsamples, args.calib_seqlen,
                                      Path(tmp) / "w"))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        save()
+    for shape, blocks, threads in runs:
+        with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
+            rows.append(run(shape, blocks, threads, args.nsamples, args.calib_seqlen, Path(tmp)))
+        print(json.dumps(rows[-1])[:300], file=sys.stderr, flush=True)
         save()
     print(args.out / "compress_large.md")
     return 0

@@ -245,7 +245,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
     run_key = {"source": os.path.abspath(source) if os.path.exists(source) else source, "calib": calib,
                "nsamples": nsamples, "seqlen": seqlen, "config": cfg.to_dict(), "blocks": blocks, "device": device,
-               "bpw": bpw, "tiers": list(linear_tiers) if budgeted else None, "progress_format": 1}
+               "bpw": bpw, "tiers": list(linear_tiers) if budgeted else None, "progress_format": 2}
     store = Progress.open(Path(progress_path) if progress_path else progress_dir(out_dir), run_key, resume)
     resumed = store.finished()
     try:

@@ -14,9 +14,10 @@ from ..algo.config import CompressConfig
 from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError
-from ..pack import FORMAT_VERSION, PackedLayer, honest_bits, pack_layer, tiers
+from ..pack import FORMAT_VERSION, LayerMeta, PackedLayer, honest_bits, pack_layer, tiers, unpack_layer
 from ..pack import checkpoint_dir
-from ..pack.checkpoint_dir import CHECKPOINT_KIND, CONFIG_JSON, DENSE, GRID, META_JSON, PACKED, dense_shard_name, is_checkpoint
+from ..pack.checkpoint_dir import (CHECKPOINT_KIND, CONFIG_JSON, DENSE, GRID, META_JSON, PACKED, dense_shard_name,
+                                   is_checkpoint)
 from .atomic_dir import atomic_dir
 
 
@@ -44,10 +45,30 @@ def grid_layer(result: GridResult | FloatResult) -> tiers.GridLayer:
 @dataclass(frozen=True)
 class StoredResult:
     """One compressed linear in the form the checkpoint stores it (a few bits per weight, where a LayerResult holds
-    bytes per weight), with what the checkpoint records of it: a compression keeps these for its finished blocks."""
+    bytes per weight), with what the checkpoint records of it: a compression keeps these for its finished linears."""
     stored: PackedLayer | tiers.GridLayer
     loss: float
     shape: tuple[int, int]
+
+    def dequantize(self) -> torch.Tensor:
+        """W_hat (R, K) float32: the values the result it was packed from dequantizes to, bit for bit."""
+        s = self.stored
+        return torch.from_numpy(unpack_layer(s) if isinstance(s, PackedLayer) else s.decode())
+
+    def to_tensors(self) -> dict:
+        """Plain values and tensors (what torch.load(weights_only=True) reads back; model/progress.py keeps these)."""
+        s = self.stored
+        body = ({"meta": s.meta.to_dict(), "arrays": {k: torch.from_numpy(v) for k, v in s.arrays.items()}}
+                if isinstance(s, PackedLayer) else
+                {"tier": s.tier, "rows": s.rows, "cols": s.cols, "blocks": torch.from_numpy(s.blocks)})
+        return {"stored_result": body, "loss": self.loss, "shape": list(self.shape)}
+
+    @classmethod
+    def from_tensors(cls, d: dict) -> StoredResult:
+        b = d["stored_result"]
+        stored = (PackedLayer(LayerMeta.from_dict(b["meta"]), {k: v.numpy() for k, v in b["arrays"].items()})
+                  if "meta" in b else tiers.GridLayer(b["tier"], b["rows"], b["cols"], b["blocks"].numpy()))
+        return cls(stored, float(d["loss"]), tuple(d["shape"]))
 
 
 def stored_result(result: LayerResult | GridResult | FloatResult | StoredResult) -> StoredResult:

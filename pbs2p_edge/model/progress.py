@@ -5,7 +5,8 @@ The directory `.<checkpoint name>.progress` beside the checkpoint holds:
                      the same run, or it is refused
   plan.json          the bit budget's plan, when there is one (measured once)
   start.pt           the CFS importances and N per block, computed once before block 0
-  block-<i>.pt       block i's results (each linear's LayerResult / GridResult / FloatResult), tiers, N and
+  block-<i>.pt       block i's results (each linear's LayerResult / GridResult / FloatResult, or its packed form
+                     checkpoint.save.StoredResult as plain tensors), tiers, N and
                      recovery entry, and the block's parameters other than its linears' weights (norms and biases,
                      which recovery changes); the linear weights are the results' dequantized values
   act-<i>.pt         the activations after block i (and the full-precision ones recovery targets); only the
@@ -106,7 +107,8 @@ class Progress:
 
     def save_block(self, i: int, block: dict, x: torch.Tensor, x_fp: torch.Tensor | None) -> None:
         """block: {"results", "tiers", "layer_n", "recovery", "params"} of block i; x, x_fp: the activations after it."""
-        self._save(f"block-{i}.pt", block)
+        results = {k: r.to_tensors() if hasattr(r, "to_tensors") else r for k, r in block["results"].items()}
+        self._save(f"block-{i}.pt", {**block, "results": results})
         self._save(f"act-{i}.pt", {"x": x.cpu(), "x_fp": None if x_fp is None else x_fp.cpu()})
         (self.path / f"act-{i - 1}.pt").unlink(missing_ok=True)
 
@@ -135,7 +137,11 @@ class Progress:
         return k
 
     def block(self, i: int) -> dict:
-        return self._load(f"block-{i}.pt")
+        from ..checkpoint.save import StoredResult
+
+        b = self._load(f"block-{i}.pt")
+        packed = lambda r: isinstance(r, dict) and "stored_result" in r  # noqa: E731
+        return {**b, "results": {k: StoredResult.from_tensors(r) if packed(r) else r for k, r in b["results"].items()}}
 
     def activations(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         a = self._load(f"act-{i}.pt")

@@ -205,9 +205,10 @@ def compress_model(
     weights: the shards of a model built on the meta device (model/stream.py): each block (and the embedding, for
     the capture) is read from them when its turn comes and released after, so memory holds one block at a time;
     None: the model is in memory.
-    compact: applied to each linear's result once its block is finished (and saved in progress_store), the value
-    kept in the run's results: checkpoint.save.stored_result keeps them packed, a few bits per weight instead of the
-    bytes per weight of a LayerResult (26 GB for a 7B model's); None: results stay as the math made them.
+    compact: applied to each linear's result as soon as nothing needs it whole (at once; after the block's recovery
+    when there is one), the value kept in the run's results: checkpoint.save.stored_result keeps them packed, a few
+    bits per weight instead of the bytes per weight of a LayerResult (26 GB for a 7B model's; 0.6 GB within one 7B
+    block); None: results stay as the math made them.
 
     Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
@@ -294,7 +295,7 @@ def compress_model(
             tiers[full] = t
             with torch.no_grad():
                 lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
-            results[full] = _to_cpu(result)
+            results[full] = _to_cpu(result) if x_fp is not None else keep(_to_cpu(result))  # recovery needs them whole
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
             del hessians[name]  # one H fewer in memory: down_proj's alone is 0.5 GB at a 7B model's width

@@ -204,3 +204,32 @@ def test_recovery_fits_every_block_and_the_model_holds_what_it_reports(name, req
     fake, _ = to_fake_quant_model(tmp_path / "ck")
     with torch.no_grad():
         torch.testing.assert_close(fake(calib[:1]).logits, model(calib[:1]).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("plan", [None, {"model.layers.0.mlp.down_proj": "q4_0", "model.layers.1.mlp.up_proj": "q2_g64",
+                                         "model.layers.0.self_attn.o_proj": "f16"}])
+def test_packed_results_restore_a_resumed_run_bit_for_bit(tiny_llama, calib, tmp_path, plan):
+    """compact packs each result as soon as no recovery needs it; a run resumed from the packed block records (the
+    in-memory path copies their dequantized values into the model) makes the uninterrupted run's results."""
+    from pbs2p_edge.checkpoint.save import StoredResult, stored_result
+    from pbs2p_edge.model.progress import Progress
+
+    twin = copy.deepcopy(tiny_llama)
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, seed=0)
+    run = {"test": 1}
+    whole = compress_model(tiny_llama, calib, cfg, progress=False, plan=plan, compact=stored_result,
+                           progress_store=Progress.open(tmp_path / "p", run, resume=False))
+    assert all(isinstance(r, StoredResult) for r in whole.results.values())
+    for name in ("block-1.pt", "act-1.pt"):  # as if killed before block 1 was kept
+        (tmp_path / "p" / name).unlink()
+    resumed = compress_model(twin, calib, cfg, progress=False, plan=plan, compact=stored_result,
+                             progress_store=Progress.open(tmp_path / "p", run, resume=True))
+    assert whole.results.keys() == resumed.results.keys()
+    for name, r in whole.results.items():
+        s = resumed.results[name]
+        assert r.loss == s.loss and r.shape == s.shape, name
+        a, b = (vars(x.stored) for x in (r, s))
+        arrays = lambda d: d.get("arrays") or {"blocks": d["blocks"]}  # noqa: E731
+        assert all((arrays(a)[k] == arrays(b)[k]).all() for k in arrays(a)), name
+        assert torch.equal(tiny_llama.get_submodule(name).weight, twin.get_submodule(name).weight)
+        assert torch.equal(r.dequantize(), tiny_llama.get_submodule(name).weight)  # the packed form is the result
