@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+DEQUANT_ROWS_ELEMENTS = 1 << 22  # [choice] weights dequantized at a time: 4 Mi (its index tensors about 100 MB)
+
 
 @dataclass(frozen=True)
 class LayerResult:
@@ -55,18 +57,29 @@ class LayerResult:
         return self.alpha.shape[1] - 1
 
     def dequantize(self) -> torch.Tensor:
-        """W_hat (R, K) float32, in the fixed order of the module docstring."""
+        """W_hat (R, K) float32, in the fixed order of the module docstring; computed DEQUANT_ROWS_ELEMENTS at a time
+        (the index tensors of the whole layer would take 5x its float32 size: 0.9 GB for a 7B model's MLP)."""
         R, K = self.mask.shape
+        out = torch.empty(R, K, dtype=torch.float32, device=self.mask.device)
+        step = max(1, DEQUANT_ROWS_ELEMENTS // K)
+        for r0 in range(0, R, step):
+            out[r0: r0 + step] = self._rows(r0, min(R, r0 + step))
+        return out
+
+    def _rows(self, r0: int, r1: int) -> torch.Tensor:
+        """Rows r0 .. r1 - 1 of W_hat (elementwise: any cut of the rows gives the same bits)."""
+        K = self.mask.shape[1]
+        R = r1 - r0
         cols = torch.arange(K, device=self.mask.device)
         g = (cols // self.group_size).expand(R, K)
-        region = torch.where(self.salient.expand(R, K), 0, 1 + self.group.long())
-        rows = torch.arange(R, device=self.mask.device)[:, None].expand(R, K)
-        s0 = self.signs[0].float() * 2 - 1
+        region = torch.where(self.salient.expand(R, K), 0, 1 + self.group[r0:r1].long())
+        rows = torch.arange(r0, r1, device=self.mask.device)[:, None].expand(R, K)
+        s0 = self.signs[0, r0:r1].float() * 2 - 1
         v = self.alpha[0][region, rows, g] * s0
         if self.signs.shape[0] > 1:
-            s1 = self.signs[1].float() * 2 - 1
+            s1 = self.signs[1, r0:r1].float() * 2 - 1
             v = torch.where(self.salient.expand(R, K), v + self.alpha[1, 0][rows, g] * s1, v)
         v = v + self.mu[region, rows, g]
         if self.col_scale is not None:
             v = v * self.col_scale[region, cols.expand(R, K)]
-        return torch.where(self.mask, v, torch.zeros((), dtype=v.dtype, device=v.device))
+        return torch.where(self.mask[r0:r1], v, torch.zeros((), dtype=v.dtype, device=v.device))

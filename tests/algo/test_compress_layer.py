@@ -119,3 +119,22 @@ def test_config_errors():
         compress_layer(W, H, CompressConfig(method="pbs2p"), 9)
     with pytest.raises(ConfigError, match="Hessian shape"):
         compress_layer(W, H[:8, :8], CompressConfig(method="pbs2p"), 4)
+
+
+def test_dequantize_by_rows_gives_the_same_bits_for_any_cut(monkeypatch):
+    """LayerResult.dequantize works DEQUANT_ROWS_ELEMENTS at a time (bounded memory at a 7B model's width); the values
+    are elementwise, so every cut of the rows, one row included, gives the bits of the whole layer at once."""
+    from pbs2p_edge.algo import result as res
+    from pbs2p_edge.algo.result import LayerResult
+
+    g = torch.Generator().manual_seed(1)
+    for R, K, gs, col_scale in [(37, 64, 16, True), (300, 128, 32, False)]:
+        rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+        r = LayerResult(mask=rand(R, K) < 0.5, signs=rand(2, R, K) < 0.5, salient=rand(K) < 0.2,
+                        group=(rand(R, K) < 0.5).to(torch.uint8), alpha=rand(2, 3, R, K // gs) - 0.5,
+                        mu=rand(3, R, K // gs) - 0.5, col_scale=rand(3, K) + 0.5 if col_scale else None, n=4, m=8,
+                        group_size=gs, loss=0.0)
+        whole = r._rows(0, R)
+        for elements in (1, 7 * K, 64 * K + 5, 1 << 22):
+            monkeypatch.setattr(res, "DEQUANT_ROWS_ELEMENTS", elements)
+            assert torch.equal(r.dequantize(), whole), (R, K, elements)
