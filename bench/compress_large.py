@@ -60,6 +60,18 @@ def block_weights(f: dict) -> int:
     return sum(r * c for r, c in block_linears(f).values())
 
 
+def block_rows_cols2(f: dict) -> int:
+    """sum(rows x cols^2) over a block's linears: the order of the GPTQ loop's arithmetic."""
+    return sum(r * c * c for r, c in block_linears(f).values())
+
+
+def compress_argv(model: Path, out: Path, blocks: int, threads: int, nsamples: int, seqlen: int) -> list[str]:
+    """The issue's command: `pbs2p-edge compress MODEL OUT --blocks K --method pbs2p`, this venv's CLI."""
+    return [str(Path(sys.executable).with_name("pbs2p-edge")), "compress", str(model), str(out), "--blocks", str(blocks),
+            "--method", "pbs2p", "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--threads", str(threads),
+            "--quiet"]
+
+
 def write_model(path: Path, f: dict, text: str, seed: int = 0) -> int:
     """A random-weight Llama of shape f as bf16 safetensors shards in `path`; returns the bytes written."""
     import torch
@@ -108,11 +120,9 @@ def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work:
     fields = dict(SHAPES[shape])
     model, out = work / "model", work / "ckpt"
     stored = write_model(model, fields, load_text("austen:emma", split="train"))
-    cli = Path(sys.executable).with_name("pbs2p-edge")
-    cmd = [str(cli), "compress", str(model), str(out), "--blocks", str(blocks), "--method", "pbs2p",
-           "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--threads", str(threads), "--quiet"]
     try:
-        res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+        res = subprocess.run(["/usr/bin/time", "-v", *compress_argv(model, out, blocks, threads, nsamples, seqlen)],
+                             capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{shape}: compress failed ({res.returncode}):\n{res.stderr[-3000:]}")
         summary = json.loads(res.stdout)
@@ -153,18 +163,15 @@ def resume_check(shape: str, blocks: int, threads: int, nsamples: int, seqlen: i
     import time
 
     from pbs2p_edge.calib.text import load_text
+    from pbs2p_edge.model.progress import progress_dir
 
     model = work / "model"
     write_model(model, dict(SHAPES[shape]), load_text("austen:emma", split="train"))
-    cli = str(Path(sys.executable).with_name("pbs2p-edge"))
-    base = ["compress", str(model), "", "--blocks", str(blocks), "--method", "pbs2p", "--nsamples", str(nsamples),
-            "--seqlen", str(seqlen), "--threads", str(threads), "--quiet"]
     whole, resumed = work / "whole", work / "resumed"
-    argv = lambda out: [cli, *base[:2], str(out), *base[3:]]  # noqa: E731
+    argv = lambda out: compress_argv(model, out, blocks, threads, nsamples, seqlen)  # noqa: E731
     subprocess.run(argv(whole), check=True, capture_output=True)
     proc = subprocess.Popen(argv(resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    progress = work / ".resumed.progress"
-    while proc.poll() is None and not (progress / "act-0.pt").is_file():
+    while proc.poll() is None and not (progress_dir(resumed) / "act-0.pt").is_file():
         time.sleep(0.5)
     killed = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
@@ -204,7 +211,7 @@ def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
             f"{base['seconds_per_block'] / small['seconds_per_block']:.2f}, their blocks' weights "
             f"{block_weights(seven) / block_weights(SHAPES['Llama-3.2-1B']):.2f}: time follows the weights (the column "
             "loops' overhead), not the GPTQ loop's rows x cols^2 (ratio "
-            f"{sum(r * c * c for r, c in block_linears(seven).values()) / sum(r * c * c for r, c in block_linears(SHAPES['Llama-3.2-1B']).values()):.2f}).")
+            f"{block_rows_cols2(seven) / block_rows_cols2(SHAPES['Llama-3.2-1B']):.2f}).")
         lines += ["", f"Projected full-model hours at {base['threads']} threads on this CPU (**projection**: the "
                   "Llama-2-7B shape's measured seconds per block x the shape's block weights / the 7B block's, x "
                   f"depth).{check} {PAPER_NOTE}.", "", "| shape | depth | s / block | full model h |",

@@ -2,11 +2,13 @@
 
 Every model is built with torch.manual_seed(0) from a transformers config (no download) and saved
 with the conftest `tiny_tokenizer` (320 byte-level BPE tokens), so `pbs2p-edge MODEL_DIR` loads it
-exactly as it would a real model directory.
+exactly as it would a real model directory. checkpoint_snapshot gives what two runs of one compression
+must agree on byte for byte.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -74,3 +76,15 @@ def tiny_gpt2():
                         eos_token_id=0)
     torch.manual_seed(0)
     return GPT2LMHeadModel(config).eval()
+
+
+def checkpoint_snapshot(d: Path) -> dict[str, bytes]:
+    """{file name: bytes} of a checkpoint directory, run metadata (wall time, peak memory, planning time) dropped:
+    what two runs of the same compression must agree on byte for byte."""
+    files = {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+    meta = json.loads(files["pbs2p.json"])
+    for k in ("seconds", "peak_memory_bytes"):
+        meta["extra"].pop(k)
+    meta["extra"].get("plan", {}).pop("seconds", None)  # the bit budget's planning time
+    files["pbs2p.json"] = json.dumps(meta, sort_keys=True).encode()
+    return files

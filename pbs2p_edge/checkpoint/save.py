@@ -166,7 +166,8 @@ def dense_shards(dense: DenseTensors, limit: int | None = None) -> list[list[str
 
 
 def save_checkpoint(out_dir, model, tokenizer,
-                    results: dict[str, LayerResult | GridResult | FloatResult | StoredResult], cfg: CompressConfig, layer_n: dict[str, int], extra: dict, embed_tier: str | None = None,
+                    results: dict[str, LayerResult | GridResult | FloatResult | StoredResult], cfg: CompressConfig,
+                    layer_n: dict[str, int], extra: dict, embed_tier: str | None = None,
                     dense: DenseTensors | None = None) -> Path:
     """Write `model` with each linear named in `results` replaced by its packed form.
 

@@ -309,7 +309,7 @@ def compress_model(
         _put_back(block, home)
         release_free_heap()
         if progress_store is not None:
-            progress_store.save_block(i, _block_record(linears, spec.blocks, i, params, results, tiers, layer_n,
+            progress_store.save_block(i, _block_record(_names(spec, i), params, results, tiers, layer_n,
                                                        recovery[-1] if x_fp is not None else None), x, x_fp)
         results.update({n: keep(results[n]) for n in _names(spec, i)})
         block_seconds.append(round(time.perf_counter() - t0, 2))
@@ -335,11 +335,11 @@ def _names(spec: ArchSpec, i: int) -> list[str]:
     return [f"{spec.blocks}.{i}.{name}" for name in spec.linears]
 
 
-def _block_record(linears: dict, prefix: str, i: int, params: dict, results: dict, tiers: dict, layer_n: dict,
+def _block_record(names: list[str], params: dict, results: dict, tiers: dict, layer_n: dict,
                   recovery: dict | None) -> dict:
-    """What model.progress keeps of finished block i: its linears' results, tiers and N, its recovery entry, and its
-    other parameters (norms, biases: recovery changes them); the linears' weights are their results' values."""
-    names = [f"{prefix}.{i}.{name}" for name in linears]
+    """What model.progress keeps of a finished block (its linears' full `names`): their results, tiers and N, its
+    recovery entry, and its other parameters (norms, biases: recovery changes them); the linears' weights are their
+    results' values."""
     return {"results": {n: results[n] for n in names}, "tiers": {n: tiers[n] for n in names},
             "layer_n": {n: layer_n[n] for n in names}, "recovery": recovery, "params": params}
 

@@ -14,12 +14,12 @@ Byte-identity holds for every file but pbs2p.json, whose "extra" records the run
 the bit budget's planning time): those values are dropped before comparing; everything else in it must match.
 """
 
-import json
 import re
 import shutil
 
 import pytest
 from kill_runner import KillRunner, kill_sweep
+from saved_models import checkpoint_snapshot as snapshot
 from saved_models import english_text
 
 TEMP = re.compile(r"^\.ck\.((tmp|old)-\d+-\w+|progress)$")  # progress: the finished blocks (--resume)
@@ -30,17 +30,6 @@ def runner():
     r = KillRunner()
     yield r
     r.close()
-
-
-def snapshot(d):
-    """{file name: bytes} of a checkpoint directory, run metadata (wall time, peak memory) dropped."""
-    files = {p.name: p.read_bytes() for p in sorted(d.iterdir())}
-    meta = json.loads(files["pbs2p.json"])
-    for k in ("seconds", "peak_memory_bytes"):
-        meta["extra"].pop(k)
-    meta["extra"].get("plan", {}).pop("seconds", None)  # the bit budget's planning time
-    files["pbs2p.json"] = json.dumps(meta, sort_keys=True).encode()
-    return files
 
 
 def test_sigkill_leaves_old_new_or_none_never_partial(runner, tmp_path, tiny_llama_dir):

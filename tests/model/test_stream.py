@@ -18,11 +18,11 @@ from pbs2p_edge.pack import checkpoint_dir
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
 from conftest import make_tiny_llama, make_tiny_opt
+from saved_models import checkpoint_snapshot as snapshot
 from saved_models import english_text, save_hf_dir
 
 CALIB = {"nsamples": 3, "seqlen": 24, "progress": False}
 PBS2P = CompressConfig(method="pbs2p", n=4, m=8, seed=0)
-RUN_METADATA = ("seconds", "peak_memory_bytes")
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +30,6 @@ def text(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("text") / "english.txt"
     path.write_text(english_text(12))
     return path
-
-
-def snapshot(d: Path) -> dict[str, bytes]:
-    """{file name: bytes} of a checkpoint, its run metadata (wall time, peak memory) dropped."""
-    files = {p.name: p.read_bytes() for p in sorted(d.iterdir())}
-    meta = json.loads(files["pbs2p.json"])
-    for k in RUN_METADATA:
-        meta["extra"].pop(k)
-    files["pbs2p.json"] = json.dumps(meta, sort_keys=True).encode()
-    return files
 
 
 def compress_both(monkeypatch, src: Path, out: Path, text: Path, cfg=PBS2P, **kw) -> tuple[dict, dict]:
