@@ -15,6 +15,7 @@ typedef struct variant {
     pbs2p_qdense_fn qdense;
     pbs2p_attend_fn attend;
     int (*cpu_has)(void);
+    pbs2p_qdense_fn qdense_vnni; /* replaces qdense where the CPU has AVX-512 VNNI; NULL: none */
 } variant;
 
 static int always(void) { return 1; }
@@ -38,28 +39,40 @@ static int has_avx512(void) {
         ;
 }
 #endif
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+static int has_avx512_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
+#endif
 
 /* Compiled variants, fastest first: the automatic choice is the first this CPU runs. */
 static const variant variants[] = {
 #ifdef PBS2P_HAVE_AVX512
     {"avx512", pbs2p_rows_avx512, pbs2p_gemm_rows_avx512, pbs2p_dense_rows_avx512,
-#ifdef PBS2P_HAVE_AVX2 /* the integer dense products are AVX2's (256-bit) for now */
+#ifdef PBS2P_HAVE_AVX2 /* the integer dense products: AVX2's (256-bit) unless the CPU has VNNI */
      pbs2p_qdense_rows_avx2,
 #else
      pbs2p_qdense_rows_ref,
 #endif
-     pbs2p_attend_avx512, has_avx512},
+     pbs2p_attend_avx512, has_avx512,
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+     pbs2p_qdense_rows_avx512
+#else
+     NULL
+#endif
+    },
 #endif
 #ifdef PBS2P_HAVE_AVX2
     {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_qdense_rows_avx2, pbs2p_attend_avx2,
-     has_avx2},
+     has_avx2, NULL},
 #endif
 #ifdef PBS2P_HAVE_NEON
     {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_qdense_rows_neon, pbs2p_attend_neon,
-     always},
+     always, NULL},
 #endif
     {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_qdense_rows_ref, pbs2p_attend_ref,
-     always},
+     always, NULL},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -118,7 +131,13 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
                        "is not available on this CPU/build", unavailable);
     }
     pthread_mutex_unlock(&lock);
-    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->qdense = v->qdense; out->attend = v->attend; }
+    if (v) {
+        out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->attend = v->attend;
+        out->qdense = v->qdense;
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+        if (v->qdense_vnni && has_avx512_vnni()) out->qdense = v->qdense_vnni;
+#endif
+    }
     return v != NULL;
 }
 

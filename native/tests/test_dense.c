@@ -138,6 +138,19 @@ static void check_qdense(const char *name, int32_t type, int32_t rows, int32_t c
     pbs2p_qdense_rows_ref(&W, &A, T, Yref, rows, 0, rows);
     CHECK(memcmp(Y, Yref, sizeof(float) * T * rows) == 0, "%s type %d %dx%d T=%zu: differs from the reference",
           name, type, rows, cols, T);
+    if (rows > 2) { /* a range of rows that starts and ends off any vector of rows writes those rows only */
+        for (size_t i = 0; i < T * (size_t)rows; i++) Y[i] = -1.0f;
+        k.qdense(&W, &A, T, Y, rows, 1, rows - 1);
+        for (size_t t = 0; t < T; t++)
+            for (int32_t r = 0; r < rows; r++) {
+                const size_t i = t * (size_t)rows + (size_t)r;
+                const int inside = r >= 1 && r < rows - 1;
+                CHECK(inside ? memcmp(&Y[i], &Yref[i], sizeof(float)) == 0 : Y[i] == -1.0f,
+                      "%s type %d %dx%d T=%zu: rows 1..%d: row %d token %zu %s", name, type, rows, cols, T, rows - 2, r,
+                      t, inside ? "differs" : "written");
+            }
+        k.qdense(&W, &A, T, Y, rows, 0, rows);
+    }
     double worst = 0, worst_q = 0;
     for (int32_t r = 0; r < rows; r++) {
         pbs2p_dense_row(&W, r, row);
@@ -209,6 +222,11 @@ int main(void) {
             check_qdense(names[v], PBS2P_DENSE_Q2_G64, c ? 7 + (int32_t)c * 40 : 1, g64_cols[c], 1 + (c * 5) % 8);
             check_qdense(names[v], PBS2P_DENSE_Q3_G64, c ? 129 - (int32_t)c * 30 : 1, g64_cols[c], 4 + c * 6);
         }
+        /* a prompt's shapes: more rows than a vector of 16 with a partial last one, and tokens past a pass of 16 */
+        check_qdense(names[v], PBS2P_GGML_Q8_0, 53, 576, 37);
+        check_qdense(names[v], PBS2P_GGML_Q4_0, 64, 1536, 48);
+        check_qdense(names[v], PBS2P_DENSE_Q2_G64, 35, 576, 17);
+        check_qdense(names[v], PBS2P_DENSE_Q3_G64, 70, 320, 33);
         printf("dense rows %s: ok\n", names[v]);
     }
     pbs2p_kernel_select(NULL);

@@ -1,0 +1,154 @@
+/* qdense_avx512.c — AVX-512 VNNI integer dense products (internal.h: "integer dense products"), for prompts: the
+ * lanes of a vector are sixteen rows, not sixteen columns. For one activation block b, vector j holds weight codes
+ * 4j .. 4j + 3 of block b of each of the sixteen rows (gathered: one 32-bit load per row), so eight vpdpbusd against
+ * the token's activation codes 4j .. 4j + 3 (broadcast) leave each row's exact integer dot I_b in its own lane: no
+ * horizontal sums. The weight codes of a block are gathered once for up to TOKENS tokens; each token keeps the
+ * reference's eight sums acc[b % 8] per row, sixteen rows a vector, and the term of block b goes to acc[b % 8] in
+ * block order, so every output has the reference's bits. Built with -ffp-contract=off.
+ *
+ * vpdpbusd multiplies unsigned by signed bytes: the codes of Q4_0 and of our blocks of 64 are unsigned; Q8_0's signed
+ * codes w go in as w + 128 (w ^ 0x80) and 128 * (code sum of the activation block) comes off the integer dot, which
+ * is exact (|sum| <= 32 * 255 * 127). Below VNNI_MIN_TOKENS tokens (decoding) the gathers cost more than they save,
+ * and the AVX2 kernel, which gives the same bits, does the work. */
+#include "internal.h"
+
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+#include <immintrin.h>
+
+#define ROWS 16            /* rows per vector */
+#define TOKENS 16          /* tokens per pass over a group of rows: its codes are gathered once for them */
+#define VNNI_MIN_TOKENS 4  /* fewer tokens: the AVX2 kernel */
+#define INLINE static inline __attribute__((always_inline))
+
+/* One activation block of sixteen rows: codes as bytes for vpdpbusd (w[j]: codes 4j .. 4j + 3 of each row, unsigned;
+ * Q8_0's biased by 128), the scales dw and (our blocks of 64) the mins mw. Rows outside the group's mask read nothing
+ * and hold code 0 and scale 0. */
+typedef struct block_codes {
+    __m512i w[8];
+    __m512 dw, mw;
+} block_codes;
+
+INLINE __m512i gather(__mmask16 rows, __m512i at, const uint8_t *base) {
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows, at, base, 1);
+}
+
+/* The float16 in the low (high = 0) or high (1) half of each 32-bit lane, as float32. */
+INLINE __m512 half_lanes(__m512i v, int high) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(high ? _mm512_srli_epi32(v, 16) : v));
+}
+
+/* Activation block b of the rows at `rows` (row k at base + at[k], k in mask). */
+INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m512i at, __mmask16 rows, int32_t b) {
+    block_codes c;
+    const __m512i low2 = _mm512_set1_epi8(3), nibble = _mm512_set1_epi8(15);
+    if (type == PBS2P_GGML_Q8_0) {
+        const uint8_t *p = base + (size_t)b * PBS2P_Q8_0_BYTES;
+        for (int j = 0; j < 8; j++)
+            c.w[j] = _mm512_xor_si512(gather(rows, at, p + 2 + 4 * j), _mm512_set1_epi8((char)0x80));
+        c.dw = half_lanes(gather(rows, at, p), 0);
+        c.mw = c.dw;
+        return c;
+    }
+    if (type == PBS2P_GGML_Q4_0) { /* codes 4j.. of the low nibbles (j < 4), then of the high nibbles */
+        const uint8_t *p = base + (size_t)b * PBS2P_Q4_0_BYTES;
+        for (int j = 0; j < 4; j++) {
+            const __m512i qs = gather(rows, at, p + 2 + 4 * j);
+            c.w[j] = _mm512_and_si512(qs, nibble);
+            c.w[j + 4] = _mm512_and_si512(_mm512_srli_epi32(qs, 4), nibble); /* the mask drops what crosses a byte */
+        }
+        c.dw = half_lanes(gather(rows, at, p), 0);
+        c.mw = c.dw;
+        return c;
+    }
+    /* our blocks of 64: activation block b is half h of weight block b / 2, codes 32h + 16(s - 2h) + i with s = 2h
+     * (j < 4) and 2h + 1, i = 4(j % 4) .. 4(j % 4) + 3: bits 2s of qs[i]; q3's bit 2 is bit 32h + 4j + k of qh */
+    const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
+    const uint8_t *p = base + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    for (int i = 0; i < 4; i++) {
+        const __m512i qs = gather(rows, at, p + 4 + 4 * i);
+        c.w[i] = _mm512_and_si512(_mm512_srli_epi32(qs, 4 * h), low2);
+        c.w[i + 4] = _mm512_and_si512(_mm512_srli_epi32(qs, 4 * h + 2), low2);
+    }
+    if (q3) {
+        const __m512i qh = gather(rows, at, p + 20 + 4 * h), four = _mm512_set1_epi8(4);
+        /* byte k of row lane d of a 128-bit lane: byte j / 2 of that row's qh, tested against bit 4(j % 2) + k */
+        const __m512i row_bytes = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0x00000000);
+        for (int j = 0; j < 8; j++) {
+            const __m512i spread = _mm512_shuffle_epi8(qh, _mm512_add_epi8(row_bytes, _mm512_set1_epi8((char)(j / 2))));
+            const __mmask64 set = _mm512_test_epi8_mask(spread, _mm512_set1_epi32((int)(0x08040201u << (4 * (j % 2)))));
+            c.w[j] = _mm512_mask_add_epi8(c.w[j], set, c.w[j], four);
+        }
+    }
+    const __m512i dm = gather(rows, at, p);
+    c.dw = half_lanes(dm, 0);
+    c.mw = half_lanes(dm, 1);
+    return c;
+}
+
+/* Adds the terms of block b for tokens t0 .. t0 + nt - 1 to acc[t][b % 8]. */
+INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts *A, size_t t0, int nt, int32_t b,
+                        __m512 acc[][8]) {
+    const size_t nb = (size_t)A->blocks;
+    for (int t = 0; t < nt; t++) {
+        const int8_t *x = A->q + (t0 + (size_t)t) * (size_t)A->cols + (size_t)b * PBS2P_ACT_BLOCK;
+        const size_t xb = (t0 + (size_t)t) * nb + (size_t)b;
+        __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512(); /* two chains of four */
+        for (int j = 0; j < 4; j++) { /* broadcasts from memory: load ports, not the shuffle port */
+            i0 = _mm512_dpbusd_epi32(i0, c->w[j], _mm512_broadcastd_epi32(_mm_loadu_si32(x + 4 * j)));
+            i1 = _mm512_dpbusd_epi32(i1, c->w[j + 4], _mm512_broadcastd_epi32(_mm_loadu_si32(x + 16 + 4 * j)));
+        }
+        __m512i I = _mm512_add_epi32(i0, i1);
+        if (type == PBS2P_GGML_Q8_0) I = _mm512_sub_epi32(I, _mm512_set1_epi32(A->sum[xb] * 128));
+        if (type == PBS2P_GGML_Q4_0) I = _mm512_sub_epi32(I, _mm512_set1_epi32(A->sum[xb] * 8));
+        __m512 term = _mm512_mul_ps(_mm512_mul_ps(c->dw, _mm512_set1_ps(A->d[xb])), _mm512_cvtepi32_ps(I));
+        if (type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64)
+            term = _mm512_add_ps(term, _mm512_mul_ps(c->mw, _mm512_set1_ps(A->s[xb])));
+        acc[t][b % 8] = _mm512_add_ps(acc[t][b % 8], term);
+    }
+}
+
+/* Rows r .. r + n - 1 (n <= 16) for tokens t0 .. t0 + nt - 1 (nt <= TOKENS). */
+INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t t0, int nt, float *Y,
+                         size_t ldy, int32_t r, int n) {
+    const __mmask16 rows = (__mmask16)((1u << n) - 1);
+    const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32((int)W->row_bytes));
+    const uint8_t *base = W->data + (size_t)r * W->row_bytes;
+    __m512 acc[TOKENS][8];
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < 8; k++) acc[t][k] = _mm512_setzero_ps();
+    for (int32_t b = 0; b < A->blocks; b++) {
+        const block_codes c = gather_block(type, base, at, rows, b);
+        block_terms(type, &c, A, t0, nt, b, acc);
+    }
+    for (int t = 0; t < nt; t++) {
+        const __m512 *a = acc[t];
+        const __m512 y = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+                                       _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
+        _mm512_mask_storeu_ps(Y + (t0 + (size_t)t) * ldy + (size_t)r, rows, y);
+    }
+}
+
+INLINE void rows_of(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                    int32_t row0, int32_t row1) {
+    for (int32_t r = row0; r < row1; r += ROWS) {
+        const int n = row1 - r < ROWS ? row1 - r : ROWS;
+        for (size_t t = 0; t < n_tokens; t += TOKENS)
+            group_tokens(type, W, A, t, n_tokens - t < TOKENS ? (int)(n_tokens - t) : TOKENS, Y, ldy, r, n);
+    }
+}
+
+void pbs2p_qdense_rows_avx512(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                              int32_t row0, int32_t row1) {
+    if (n_tokens < VNNI_MIN_TOKENS) {
+        pbs2p_qdense_rows_avx2(W, A, n_tokens, Y, ldy, row0, row1);
+        return;
+    }
+    switch (W->type) {
+    case PBS2P_GGML_Q8_0: rows_of(PBS2P_GGML_Q8_0, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_GGML_Q4_0: rows_of(PBS2P_GGML_Q4_0, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q3_G64: rows_of(PBS2P_DENSE_Q3_G64, W, A, n_tokens, Y, ldy, row0, row1); break;
+    default: rows_of(PBS2P_DENSE_Q2_G64, W, A, n_tokens, Y, ldy, row0, row1);
+    }
+}
+#endif
