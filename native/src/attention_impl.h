@@ -1,5 +1,6 @@
 /* attention_impl.h — causal attention of one query and one head over the KV cache, in plain C shaped for the
- * compiler's vectorizer: every inner loop runs along contiguous memory with no reduction across its iterations.
+ * compiler's vectorizer (e^x too: exp_approx.h): every inner loop runs along contiguous memory with no reduction across
+ * its iterations (the softmax's max and sum keep LANES running values).
  * The keys are stored transposed (key dimension d of position p at kt[d * ldk + p]), so the scores of all positions
  * grow together, four key dimensions per pass; the output grows four positions per pass over the value rows. Each
  * attention_<variant>.c includes this file and is compiled with its variant's flags and FMA contraction, so the same
@@ -8,6 +9,10 @@
 #define PBS2P_ATTENTION_IMPL_H
 
 #include <math.h>
+
+#include "exp_approx.h"
+
+#define LANES 16 /* running maxima and sums of the softmax: one AVX-512 vector, two AVX2 or four NEON vectors */
 
 static void attend(const float *restrict q, const float *restrict kt, size_t ldk, const float *restrict v, size_t ldv,
                    int32_t n, int32_t hd, float scale, float *restrict s, float *restrict out) {
@@ -24,16 +29,26 @@ static void attend(const float *restrict q, const float *restrict kt, size_t ldk
         const float qd = q[d], *restrict k = kt + (size_t)d * ldk;
         for (int32_t p = 0; p < n; p++) s[p] += qd * k[p];
     }
-    /* softmax(scale * s) */
-    float mx = -INFINITY, sum = 0.0f;
-    for (int32_t p = 0; p < n; p++) {
+    /* softmax(scale * s); the max and the sum run in LANES independent lanes, so they vectorize too */
+    float lane[LANES], mx = -INFINITY, sum = 0.0f;
+    for (int k = 0; k < LANES; k++) lane[k] = -INFINITY;
+    int32_t p0 = 0;
+    for (; p0 + LANES <= n; p0 += LANES)
+        for (int k = 0; k < LANES; k++) {
+            s[p0 + k] *= scale;
+            lane[k] = s[p0 + k] > lane[k] ? s[p0 + k] : lane[k];
+        }
+    for (int32_t p = p0; p < n; p++) {
         s[p] *= scale;
         mx = s[p] > mx ? s[p] : mx;
     }
-    for (int32_t p = 0; p < n; p++) {
-        s[p] = expf(s[p] - mx);
-        sum += s[p];
-    }
+    for (int k = 0; k < LANES; k++) mx = lane[k] > mx ? lane[k] : mx;
+    for (int32_t p = 0; p < n; p++) s[p] = exp_approx(s[p] - mx);
+    for (int k = 0; k < LANES; k++) lane[k] = 0.0f;
+    for (int32_t p = 0; p + LANES <= n; p += LANES)
+        for (int k = 0; k < LANES; k++) lane[k] += s[p + k];
+    for (int32_t p = p0; p < n; p++) sum += s[p];
+    for (int k = 0; k < LANES; k++) sum += lane[k];
     const float inv = 1.0f / sum;
     /* out = sum_p s[p] inv value p */
     for (int32_t j = 0; j < hd; j++) out[j] = 0.0f;

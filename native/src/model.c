@@ -59,8 +59,8 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
             rope(s->q + (size_t)t * QD, c->n_head, c->head_dim, n_past + t, m->w.inv_freq);
             rope(s->k + (size_t)t * KVD, c->n_head_kv, c->head_dim, n_past + t, m->w.inv_freq);
         }
-        float *key = m->kv.key + (size_t)l * KVD * (size_t)m->n_ctx + (size_t)(n_past + t); /* transposed */
-        for (size_t i = 0; i < KVD; i++) key[i * (size_t)m->n_ctx] = s->k[(size_t)t * KVD + i];
+        float *key = m->kv.key + (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
+        for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = s->k[(size_t)t * KVD + i];
         memcpy(m->kv.value + cache_row, s->v + (size_t)t * KVD, KVD * sizeof(float));
     }
     if ((st = attention(m, s, l, T, n_past)) != PBS2P_OK) return st;

@@ -77,9 +77,18 @@ typedef struct weights {
 } weights;
 
 typedef struct kv_cache {
-    float *key;         /* (L, Hkv*hd, n_ctx): transposed, a key dimension's positions contiguous (attend) */
+    float *key;         /* (L, Hkv*hd, ldk): transposed, a key dimension's positions contiguous (attend) */
     float *value;       /* (L, n_ctx, Hkv*hd) */
+    size_t ldk;         /* kv_key_stride(n_ctx) */
 } kv_cache;
+
+/* Floats from one key dimension's positions to the next: n_ctx rounded up to an odd number of 64-byte lines. attend
+ * reads the positions of every key dimension of a head together; with rows a multiple of 4 KiB apart (n_ctx 2048)
+ * they would all fall in the same few L1 cache sets and evict each other. */
+static inline size_t kv_key_stride(int32_t n_ctx) {
+    const size_t lines = ((size_t)n_ctx + 15) / 16;
+    return 16 * (lines % 2 ? lines : lines + 1);
+}
 
 struct pbs2p_model {
     pbs2p_gguf *file;   /* keeps token_embd / position_embd / output mapped */

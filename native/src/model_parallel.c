@@ -113,12 +113,13 @@ static void run_attention(void *arg) {
     const config *c = &j->m->c;
     const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
     const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
-    const float *kc = j->m->kv.key + (size_t)j->l * KVD * n_ctx, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
+    const size_t ldk = j->m->kv.ldk;
+    const float *kc = j->m->kv.key + (size_t)j->l * KVD * ldk, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
     for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
         const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
         const int32_t start = c->window && end > c->window ? end - c->window : 0;   /* visible from start */
         const size_t kv_off = (size_t)(h / group) * hd;
-        j->attend(j->s->q + (size_t)t * QD + (size_t)h * hd, kc + kv_off * n_ctx + start, n_ctx,
+        j->attend(j->s->q + (size_t)t * QD + (size_t)h * hd, kc + kv_off * ldk + start, ldk,
                   vc + (size_t)start * KVD + kv_off, KVD, end - start, hd, c->score_scale, j->scores,
                   j->s->att_out + (size_t)t * QD + (size_t)h * hd);
     }
