@@ -39,7 +39,7 @@ static int has_avx512(void) {
         ;
 }
 #endif
-#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+#ifdef PBS2P_HAVE_AVX512_VNNI
 static int has_avx512_vnni(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512vnni");
@@ -56,7 +56,7 @@ static const variant variants[] = {
      pbs2p_qdense_rows_ref,
 #endif
      pbs2p_attend_avx512, has_avx512,
-#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+#ifdef PBS2P_HAVE_AVX512_VNNI
      pbs2p_qdense_rows_avx512
 #else
      NULL
@@ -134,7 +134,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     if (v) {
         out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->attend = v->attend;
         out->qdense = v->qdense;
-#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+#ifdef PBS2P_HAVE_AVX512_VNNI
         if (v->qdense_vnni && has_avx512_vnni()) out->qdense = v->qdense_vnni;
 #endif
     }

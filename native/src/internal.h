@@ -199,8 +199,8 @@ void pbs2p_qdense_rows_ref(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t 
 void pbs2p_qdense_rows_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                             int32_t row0, int32_t row1);
 #endif
-#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
-/* AVX-512 VNNI (F, BW, VNNI): the avx512 variant's on CPUs that have VNNI; few tokens go to the AVX2 kernel. */
+#ifdef PBS2P_HAVE_AVX512_VNNI
+/* AVX-512 VNNI (F, BW, VNNI): the avx512 variant's on CPUs that have VNNI. */
 void pbs2p_qdense_rows_avx512(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                               int32_t row0, int32_t row1);
 #endif
