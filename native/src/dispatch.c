@@ -7,6 +7,10 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#ifdef PBS2P_HAVE_NEON_DOTPROD
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 typedef struct variant {
     const char *name;
@@ -15,7 +19,8 @@ typedef struct variant {
     pbs2p_qdense_fn qdense;
     pbs2p_attend_fn attend;
     int (*cpu_has)(void);
-    pbs2p_qdense_fn qdense_vnni; /* replaces qdense where the CPU has AVX-512 VNNI; NULL: none */
+    pbs2p_qdense_fn qdense_ext;  /* replaces qdense where ext_has() (an extension beyond cpu_has's); NULL: none */
+    int (*ext_has)(void);
 } variant;
 
 static int always(void) { return 1; }
@@ -46,6 +51,11 @@ static int has_avx512_vnni(void) {
 }
 #endif
 
+#ifdef PBS2P_HAVE_NEON_DOTPROD
+/* Armv8.2's dot product instructions (sdot), as Linux reports them. */
+static int has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#endif
+
 /* Compiled variants, fastest first: the automatic choice is the first this CPU runs. */
 static const variant variants[] = {
 #ifdef PBS2P_HAVE_AVX512
@@ -57,22 +67,28 @@ static const variant variants[] = {
 #endif
      pbs2p_attend_avx512, has_avx512,
 #ifdef PBS2P_HAVE_AVX512_VNNI
-     pbs2p_qdense_rows_avx512
+     pbs2p_qdense_rows_avx512, has_avx512_vnni
 #else
-     NULL
+     NULL, NULL
 #endif
     },
 #endif
 #ifdef PBS2P_HAVE_AVX2
     {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_qdense_rows_avx2, pbs2p_attend_avx2,
-     has_avx2, NULL},
+     has_avx2, NULL, NULL},
 #endif
 #ifdef PBS2P_HAVE_NEON
     {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_qdense_rows_neon, pbs2p_attend_neon,
-     always, NULL},
+     always,
+#ifdef PBS2P_HAVE_NEON_DOTPROD
+     pbs2p_qdense_rows_dotprod, has_dotprod
+#else
+     NULL, NULL
+#endif
+    },
 #endif
     {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_qdense_rows_ref, pbs2p_attend_ref,
-     always, NULL},
+     always, NULL, NULL},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -134,9 +150,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     if (v) {
         out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->attend = v->attend;
         out->qdense = v->qdense;
-#ifdef PBS2P_HAVE_AVX512_VNNI
-        if (v->qdense_vnni && has_avx512_vnni()) out->qdense = v->qdense_vnni;
-#endif
+        if (v->qdense_ext && v->ext_has()) out->qdense = v->qdense_ext;
     }
     return v != NULL;
 }

@@ -208,6 +208,11 @@ void pbs2p_qdense_rows_avx512(const pbs2p_dense *W, const pbs2p_q8_acts *A, size
 void pbs2p_qdense_rows_neon(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                             int32_t row0, int32_t row1);
 #endif
+#ifdef PBS2P_HAVE_NEON_DOTPROD
+/* Armv8.2 dot product (sdot): the neon variant's on CPUs that have it (Linux: HWCAP_ASIMDDP). */
+void pbs2p_qdense_rows_dotprod(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                               int32_t row0, int32_t row1);
+#endif
 
 /* Causal attention of one query q (hd,) and one head: out (hd,) = softmax(scale * q . key p) summed over value rows p
  * < n. Keys transposed: dimension d of position p at kt[d * ldk + p]; value p at v + p * ldv. scores: n floats of
