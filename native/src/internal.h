@@ -204,6 +204,11 @@ void pbs2p_qdense_rows_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t
 void pbs2p_qdense_rows_avx512(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                               int32_t row0, int32_t row1);
 #endif
+#ifdef PBS2P_HAVE_AVX2
+/* The AVX2 products for several tokens (pbs2p_qdense_rows_avx2 takes it from AVX2_LANES_MIN_TOKENS on). */
+void pbs2p_qdense_lanes_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                             int32_t row0, int32_t row1);
+#endif
 #ifdef PBS2P_HAVE_NEON
 void pbs2p_qdense_rows_neon(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                             int32_t row0, int32_t row1);
