@@ -18,6 +18,15 @@ static uint32_t field_at(const uint8_t *s, size_t k, int32_t w) {
 
 static uint32_t bit_at(const uint8_t *s, size_t t) { return (s[t >> 3] >> (t & 7)) & 1u; }
 
+/* field_at of a stream of `nbytes` bytes: four bytes at once (w + 7 <= 23 bits) where they are all inside it. */
+static inline uint32_t field_in(const uint8_t *s, size_t nbytes, size_t k, int32_t w) {
+    const size_t bit = k * (size_t)w, byte = bit >> 3;
+    if (byte + 4 > nbytes) return field_at(s, k, w);
+    const uint32_t v = (uint32_t)s[byte] | (uint32_t)s[byte + 1] << 8 | (uint32_t)s[byte + 2] << 16 |
+                       (uint32_t)s[byte + 3] << 24;
+    return (v >> (bit & 7)) & ((1u << w) - 1u);
+}
+
 static size_t bytes_for_bits(size_t bits) { return (bits + 7) / 8; }
 
 static int64_t binomial(int n, int k) {
@@ -138,31 +147,31 @@ pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *ro
     const uint8_t *signs = d->signs + (size_t)i * dec->sizes.signs_row_bytes;
     const uint8_t *signs2 = d->has_salient ? d->signs2 + (size_t)i * dec->sizes.signs2_row_bytes : NULL;
     const uint8_t *groups = dec->w_group ? d->groups + (size_t)i * dec->sizes.groups_row_bytes : NULL;
+    const size_t mask_bytes = dec->sizes.mask_row_bytes, group_bytes = dec->sizes.groups_row_bytes;
+    memset(row->kept, 0, (size_t)K);
+    memset(row->s0, 0, (size_t)K);
+    memset(row->s1, 0, (size_t)K);
+    memset(row->region, 0, (size_t)K);
     size_t k = 0; /* index of the next kept element in this row (signs / groups indexing) */
     for (int32_t q = 0; q < K / M; q++) {
-        int32_t b = full;
+        uint32_t b = (uint32_t)full;
         if (mask) {
-            uint32_t code = field_at(mask, (size_t)q, dec->w_mask);
+            uint32_t code = field_in(mask, mask_bytes, (size_t)q, dec->w_mask);
             if (code >= (uint32_t)dec->n_codes)
                 return pbs2p_fail(PBS2P_ERR_FORMAT, "row %d, M-group %d: mask code %u >= C(%d, %d) = %d",
                                   (int)i, (int)q, code, (int)M, (int)d->n, (int)dec->n_codes);
             b = dec->code_value[code];
         }
-        for (int32_t jj = 0; jj < M; jj++) {
-            int32_t j = q * M + jj;
-            int sal = dec->sal_rank && dec->sal_rank[j] >= 0;
-            row->kept[j] = (uint8_t)((b >> jj) & 1);
-            row->s0[j] = row->s1[j] = row->region[j] = 0;
-            if (!row->kept[j]) continue;
+        for (; b; b &= b - 1, k++) { /* the kept columns, in order */
+            const int32_t j = q * M + __builtin_ctz(b);
+            row->kept[j] = 1;
             row->s0[j] = (uint8_t)bit_at(signs, k);
-            uint32_t grp = groups ? field_at(groups, k, dec->w_group) : 0;
-            k++;
-            if (sal) {
+            const uint32_t grp = groups ? field_in(groups, group_bytes, k, dec->w_group) : 0;
+            if (dec->sal_rank && dec->sal_rank[j] >= 0) {
                 if (grp != 0)
                     return pbs2p_fail(PBS2P_ERR_FORMAT, "row %d, salient column %d has split group %u (must be 0)",
                                       (int)i, (int)j, grp);
                 row->s1[j] = (uint8_t)bit_at(signs2, (size_t)dec->sal_rank[j]);
-                row->region[j] = 0;
             } else {
                 if (grp >= (uint32_t)d->split)
                     return pbs2p_fail(PBS2P_ERR_FORMAT, "row %d, column %d: split group %u >= split %d",
