@@ -128,22 +128,10 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     }
 }
 
-INLINE void rows_of(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
-                    int32_t row0, int32_t row1) {
-    for (int32_t r = row0; r < row1; r += ROWS) {
-        const int n = row1 - r < ROWS ? row1 - r : ROWS;
-        for (size_t t = 0; t < n_tokens; t += TOKENS)
-            group_tokens(type, W, A, t, n_tokens - t < TOKENS ? (int)(n_tokens - t) : TOKENS, Y, ldy, r, n);
-    }
-}
+#include "qdense_lanes.h"
 
 void pbs2p_qdense_rows_avx512(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                               int32_t row0, int32_t row1) {
-    switch (W->type) {
-    case PBS2P_GGML_Q8_0: rows_of(PBS2P_GGML_Q8_0, W, A, n_tokens, Y, ldy, row0, row1); break;
-    case PBS2P_GGML_Q4_0: rows_of(PBS2P_GGML_Q4_0, W, A, n_tokens, Y, ldy, row0, row1); break;
-    case PBS2P_DENSE_Q3_G64: rows_of(PBS2P_DENSE_Q3_G64, W, A, n_tokens, Y, ldy, row0, row1); break;
-    default: rows_of(PBS2P_DENSE_Q2_G64, W, A, n_tokens, Y, ldy, row0, row1);
-    }
+    lanes_rows(W, A, n_tokens, Y, ldy, row0, row1);
 }
 #endif

@@ -11,22 +11,13 @@
 #ifdef PBS2P_HAVE_NEON_DOTPROD
 #include <arm_neon.h>
 
+#include "dense_codes_neon.h"
+
 #define ROWS 4
 #define TOKENS 8
 #define INLINE static inline __attribute__((always_inline))
 
 static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
-
-/* Codes 16s .. 16s + 15 of one of our blocks of 64; qh NULL for q2_g64. */
-INLINE int8x16_t g64_codes(const uint8_t *qs, const uint8_t *qh, int s) {
-    uint8x16_t q = vandq_u8(vshlq_u8(vld1q_u8(qs), vdupq_n_s8((int8_t)(-2 * s))), vdupq_n_u8(3));
-    if (qh) {
-        static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-        const uint8x16_t bytes = vcombine_u8(vdup_n_u8(qh[2 * s]), vdup_n_u8(qh[2 * s + 1]));
-        q = vorrq_u8(q, vandq_u8(vtstq_u8(bytes, vld1q_u8(bits)), vdupq_n_u8(4)));
-    }
-    return vreinterpretq_s8_u8(q);
-}
 
 /* The 32 codes of activation block b of one row: lo = codes 0..15, hi = 16..31; *dw, *mw its scale and min. */
 INLINE void row_codes(int32_t type, const uint8_t *row, int32_t b, int8x16_t *lo, int8x16_t *hi, float *dw, float *mw) {
@@ -114,22 +105,10 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     }
 }
 
-INLINE void rows_of(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
-                    int32_t row0, int32_t row1) {
-    for (int32_t r = row0; r < row1; r += ROWS) {
-        const int n = row1 - r < ROWS ? row1 - r : ROWS;
-        for (size_t t = 0; t < n_tokens; t += TOKENS)
-            group_tokens(type, W, A, t, n_tokens - t < TOKENS ? (int)(n_tokens - t) : TOKENS, Y, ldy, r, n);
-    }
-}
+#include "qdense_lanes.h"
 
 void pbs2p_qdense_rows_dotprod(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                                int32_t row0, int32_t row1) {
-    switch (W->type) {
-    case PBS2P_GGML_Q8_0: rows_of(PBS2P_GGML_Q8_0, W, A, n_tokens, Y, ldy, row0, row1); break;
-    case PBS2P_GGML_Q4_0: rows_of(PBS2P_GGML_Q4_0, W, A, n_tokens, Y, ldy, row0, row1); break;
-    case PBS2P_DENSE_Q3_G64: rows_of(PBS2P_DENSE_Q3_G64, W, A, n_tokens, Y, ldy, row0, row1); break;
-    default: rows_of(PBS2P_DENSE_Q2_G64, W, A, n_tokens, Y, ldy, row0, row1);
-    }
+    lanes_rows(W, A, n_tokens, Y, ldy, row0, row1);
 }
 #endif
