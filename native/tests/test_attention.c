@@ -1,7 +1,9 @@
 /* test_attention.c — ctest: every compiled variant's attention of one query and head (pbs2p_kernels.attend) against
  * a double-precision softmax(q.k) v, at head sizes and position counts that leave remainders of every loop; the
- * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache). */
+ * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); and the
+ * softmax's e^x (exp_approx.h) against libm's exp in double. */
 #include "internal.h"
+#include "exp_approx.h"
 #define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
 #include "check.h"
 
@@ -39,7 +41,25 @@ static void check(const char *name, pbs2p_attend_fn attend, int32_t hd, int32_t 
     free(q); free(kt); free(v); free(scores); free(out); free(w);
 }
 
+/* exp_approx.h: within one float32 ulp of e^x on its range (a ulp taken as e^x * 2^-23), exact at 0, NaN kept,
+ * clamped (finite, positive) outside [-87, 88]. */
+static void check_exp(void) {
+    double worst = 0.0;
+    for (int i = 0; i <= 350000; i++) {
+        const float x = -87.0f + (float)i * 0.0005f;
+        if (x > 88.0f) break; /* the last step's rounding lands just above the range */
+        const double e = exp((double)x), err = fabs((double)exp_approx(x) - e) / (e * 0x1p-23);
+        worst = err > worst ? err : worst;
+    }
+    CHECK(worst <= 1.0, "exp_approx: %g ulp from e^x", worst);
+    CHECK(exp_approx(0.0f) == 1.0f, "exp_approx(0) = %.9g", exp_approx(0.0f));
+    CHECK(isnan(exp_approx(NAN)), "exp_approx(NaN) is not NaN");
+    const float lo = exp_approx(-1000.0f), hi = exp_approx(1000.0f);
+    CHECK(lo > 0.0f && lo < 2e-38f && isfinite(hi) && hi > 1e38f, "exp_approx clamps: %g %g", lo, hi);
+}
+
 int main(void) {
+    check_exp();
     const char *names[8];
     size_t nv = pbs2p_kernel_variants(names, 8);
     static const int32_t hds[] = {1, 3, 4, 7, 64, 67, 128};
