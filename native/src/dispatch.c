@@ -95,6 +95,7 @@ static const variant variants[] = {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int initialised;
 static const variant *current;       /* NULL: the forced variant is unavailable */
+static pbs2p_qdense_fn current_qdense; /* current's qdense, or its qdense_ext where this CPU has the extension */
 static char unavailable[32];         /* name of that variant */
 
 static const variant *find(const char *name) {
@@ -106,6 +107,9 @@ static const variant *find(const char *name) {
 static int known_name(const char *name) {
     return !strcmp(name, "ref") || !strcmp(name, "avx2") || !strcmp(name, "avx512") || !strcmp(name, "neon");
 }
+
+/* The variant's integer dense products on this CPU: decided once, when the variant is chosen (not per product). */
+static pbs2p_qdense_fn qdense_of(const variant *v) { return v->qdense_ext && v->ext_has() ? v->qdense_ext : v->qdense; }
 
 /* Caller holds lock. name NULL or "" = automatic. */
 static pbs2p_status choose(const char *name) {
@@ -121,10 +125,12 @@ static pbs2p_status choose(const char *name) {
                               v ? "not supported by this CPU" : "not compiled into this library");
         }
         current = v;
+        current_qdense = qdense_of(v);
         return PBS2P_OK;
     }
     for (size_t v = 0; v < N_VARIANTS; v++)
         if (variants[v].cpu_has()) { current = &variants[v]; break; }
+    current_qdense = qdense_of(current); /* ref runs everywhere: there is always one */
     return PBS2P_OK;
 }
 
@@ -139,6 +145,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_lock(&lock);
     ensure_initialised();
     const variant *v = current;
+    const pbs2p_qdense_fn qdense = current_qdense;
     if (!v) {
         if (!known_name(unavailable))
             pbs2p_fail(PBS2P_ERR_NO_KERNEL, "PBS2P_KERNEL='%s' is not a kernel variant (use ref, avx2, avx512 or neon)", unavailable);
@@ -147,11 +154,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
                        "is not available on this CPU/build", unavailable);
     }
     pthread_mutex_unlock(&lock);
-    if (v) {
-        out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->attend = v->attend;
-        out->qdense = v->qdense;
-        if (v->qdense_ext && v->ext_has()) out->qdense = v->qdense_ext;
-    }
+    if (v) { out->gemv = v->gemv; out->gemm = v->gemm; out->dense = v->dense; out->qdense = qdense; out->attend = v->attend; }
     return v != NULL;
 }
 
