@@ -266,15 +266,24 @@ static void free_cache(kv_cache *kv) {
     kv->key = kv->value = NULL;
 }
 
+/* Floats of the KV cache for n_ctx positions: keys (transposed, rows kv_key_stride(n_ctx) apart) and values. */
+static void kv_floats(const config *c, int32_t n_ctx, uint64_t *keys, uint64_t *values) {
+    const uint64_t per_position = (uint64_t)c->n_layer * (uint64_t)c->n_head_kv * (uint64_t)c->head_dim;
+    *keys = per_position * kv_key_stride(n_ctx);
+    *values = per_position * (uint64_t)n_ctx;
+}
+
+/* The cache's sizes are within PBS2P_MODEL_MAX_STATE_BYTES: load() checks them first. */
 static pbs2p_status build_cache(const config *c, int32_t n_ctx, kv_cache *kv) {
-    const size_t per_position = (size_t)c->n_layer * (size_t)c->n_head_kv * (size_t)c->head_dim;
+    uint64_t keys, values;
+    kv_floats(c, n_ctx, &keys, &values);
     kv->ldk = kv_key_stride(n_ctx);
-    kv->key = calloc(per_position * kv->ldk, sizeof(float));
-    kv->value = calloc(per_position * (size_t)n_ctx, sizeof(float));
+    kv->key = calloc((size_t)keys, sizeof(float));
+    kv->value = calloc((size_t)values, sizeof(float));
     if (!kv->key || !kv->value) {
         free_cache(kv);
-        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a KV cache of %zu + %zu floats", per_position * kv->ldk,
-                          per_position * (size_t)n_ctx);
+        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a KV cache of %" PRIu64 " + %" PRIu64 " floats", keys,
+                          values);
     }
     return PBS2P_OK;
 }
@@ -392,8 +401,9 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
                           m->c.n_ctx_train);
     /* resource guard before the large allocations: KV cache + scratch of a full-context eval */
     const config *c = &m->c;
-    uint64_t kv_bytes = (uint64_t)c->n_layer * ((uint64_t)n_ctx + kv_key_stride(n_ctx)) * (uint64_t)c->n_head_kv *
-                        (uint64_t)c->head_dim * 4;
+    uint64_t kv_keys, kv_values;
+    kv_floats(c, n_ctx, &kv_keys, &kv_values);
+    const uint64_t kv_bytes = (kv_keys + kv_values) * 4;
     uint64_t run_bytes = (uint64_t)run_floats(c, (size_t)n_ctx, n_ctx, n_threads) * 4;
     if (kv_bytes + run_bytes > PBS2P_MODEL_MAX_STATE_BYTES)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d needs %" PRIu64 " MiB of KV cache and scratch, above the "
