@@ -34,19 +34,26 @@ def _f16(name: str, a: np.ndarray) -> np.ndarray:
     return h
 
 
+EMBEDDING_TENSORS = ("token_embd.weight", "output.weight")  # the tensors that take the embedding tier
+
+
 def _dense_tensor(gname: str, a: np.ndarray, embed_type: str):
-    """(array, raw ggml type or None) of an uncompressed tensor: 1-D -> F32, the embedding / head -> embed_type
-    (quantized to nearest by gguf-py), other matrices -> F16."""
+    """(name, array, raw ggml type or None) of an uncompressed tensor: 1-D -> F32, the embedding / head -> embed_type
+    (a ggml type quantized to nearest by gguf-py, or our blocks as I8 <base>.pbs2p.q by tiers.quantize_nearest),
+    other matrices -> F16."""
     import gguf
 
     if a.ndim == 1:
-        return np.ascontiguousarray(a, dtype=np.float32), None
-    if embed_type != "f16" and gname in ("token_embd.weight", "output.weight"):
+        return gname, np.ascontiguousarray(a, dtype=np.float32), None
+    if embed_type != "f16" and gname in EMBEDDING_TENSORS:
         t = tiers.tier(embed_type)
         t.check_cols(gname, a.shape[-1])
+        if t.ggml_type is None:
+            blocks = tiers.quantize_nearest(embed_type, a)
+            return f"{gname.removesuffix('.weight')}{PACKED_INFIX}q", blocks.view(np.int8), None
         qtype = gguf.GGMLQuantizationType[t.ggml_type]
-        return gguf.quants.quantize(np.asarray(a, dtype=np.float32), qtype), qtype
-    return np.ascontiguousarray(_f16(gname, a)), None
+        return gname, gguf.quants.quantize(np.asarray(a, dtype=np.float32), qtype), qtype
+    return gname, np.ascontiguousarray(_f16(gname, a)), None
 
 
 def _grid_tensor(base: str, g: tiers.GridLayer):
@@ -73,9 +80,10 @@ class LinearKeys:
     honest_bits: int
 
 
-def add_pbs2p_keys(w, m: int, cc: dict, linears: list[LinearKeys]) -> None:
+def add_pbs2p_keys(w, m: int, cc: dict, linears: list[LinearKeys], embed_type: str = "f16") -> None:
     """The pbs2p.* keys (docs/GGUF.md §4) of a file whose compressed linears are `linears`, in file order; a writer
-    other than export_gguf (bench/random_gguf.py) calls this so the key set lives in one place."""
+    other than export_gguf (bench/random_gguf.py) calls this so the key set lives in one place. embed_type: the tier
+    of token_embd / output (pbs2p.embedding.tier names it when it is one of our block tiers)."""
     import gguf
 
     V = gguf.GGUFValueType
@@ -95,6 +103,8 @@ def add_pbs2p_keys(w, m: int, cc: dict, linears: list[LinearKeys]) -> None:
     w.add_key_value("pbs2p.linear.honest_bits", bits, V.ARRAY, V.UINT64)
     if any(lin.tier != tiers.BINARY for lin in linears):  # absent: every linear is packed (docs/FORMAT.md §10)
         w.add_key_value("pbs2p.linear.tier", [lin.tier for lin in linears], V.ARRAY, V.STRING)
+    if tiers.tier(embed_type).ggml_type is None:  # our blocks: token_embd (and output) as I8 <base>.pbs2p.q
+        w.add_string("pbs2p.embedding.tier", embed_type)
 
 
 def add_tokenizer_keys(w, tk: TokenizerKeys) -> None:
@@ -143,7 +153,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     tensors: list[tuple[str, np.ndarray, object]] = []
     for hf_name, a in ck.dense.items():
         g = gguf_tensor_name(arch, hf_name)
-        tensors.append((g, *_dense_tensor(g, a, embed_type)))
+        tensors.append(_dense_tensor(g, a, embed_type))
     for g, a in extra_tensors(arch, config).items():
         tensors.append((g, a, None))
     linears: list[LinearKeys] = []
@@ -178,7 +188,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
             w.add_string("general.quantized_by", "pbs2p-edge")
             for key, vtype, value in arch_keys(arch, config):
                 w.add_key_value(key, value, V[vtype])
-            add_pbs2p_keys(w, M, cc, linears)
+            add_pbs2p_keys(w, M, cc, linears, embed_type)
             add_tokenizer_keys(w, tk)
             for g, a, raw in tensors:
                 w.add_tensor(g, a, raw_dtype=raw)

@@ -63,6 +63,7 @@ def read_gguf_linears(path) -> tuple[dict[str, PackedLayer], dict[str, tiers.Gri
             data = np.array(t.data)  # copy out of the memory map
             tensors.setdefault(base, {})[arr] = data.view(np.uint8) if data.dtype == np.int8 else data
     m = meta.get("pbs2p.m")
+    _check_embedding(path, meta, tensors, by_name)
 
     grids: dict[str, tiers.GridLayer] = {}
     for i, (base, name) in enumerate(zip(names, tier_of)):
@@ -92,6 +93,24 @@ def read_gguf_linears(path) -> tuple[dict[str, PackedLayer], dict[str, tiers.Gri
 
     binary = ((base, layer_meta(i)) for i, base in enumerate(names) if tier_of[i] == tiers.BINARY)
     return packed_layers(str(path), binary, tensors), grids, meta
+
+
+def _check_embedding(path, meta: dict, tensors: dict, by_name: dict) -> None:
+    """Takes token_embd / output stored in our blocks (pbs2p.embedding.tier, docs/GGUF.md §4) out of `tensors` after
+    checking them: the key names one of our block tiers, token_embd is stored that way and nothing else is."""
+    name = meta.get("pbs2p.embedding.tier")
+    if name is None:
+        return  # ggml-typed token_embd.weight; a stray token_embd.pbs2p.q is refused with the linears' tensors
+    t = tiers.TIERS.get(name) if isinstance(name, str) else None
+    if t is None or t.ggml_type is not None:
+        raise FormatError(f"{path}: pbs2p.embedding.tier {name!r} is not one of our block tiers")
+    for base in ("token_embd", "output"):
+        arrays = tensors.pop(base, {})
+        stored = by_name.get(f"{base}{PACKED_INFIX}q")
+        if set(arrays) - {"q"} or f"{base}.weight" in by_name or (base == "token_embd" and stored is None):
+            raise FormatError(f"{path}: {base} must be stored as {base}{PACKED_INFIX}q alone ({name} blocks)")
+        if stored is not None and (stored.tensor_type.name != "I8" or len(stored.shape) != 2):
+            raise FormatError(f"{path}: {stored.name} must be a 2-D I8 tensor")
 
 
 def read_gguf_packed(path) -> tuple[dict[str, PackedLayer], dict]:

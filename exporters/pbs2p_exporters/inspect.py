@@ -52,13 +52,19 @@ def _inspect_gguf(path: Path) -> dict:
     tensors = [{"name": t.name, "type": t.tensor_type.name, "shape": [int(x) for x in reversed(t.shape.tolist())],
                 "bytes": int(t.n_bytes), "elements": int(t.n_elements),
                 "packed": ".pbs2p." in t.name or t.name in compressed} for t in reader.tensors]
+    if embed_tier := meta.get("pbs2p.embedding.tier"):  # token_embd / output in our blocks: count their values
+        t = tiers.tier(embed_tier)
+        for d in tensors:
+            if d["name"] in ("token_embd.pbs2p.q", "output.pbs2p.q"):
+                d.update(type=embed_tier, elements=d["shape"][0] * d["shape"][1] // t.block_bytes * t.block,
+                         packed=False)
     rows = _layer_rows(layers, grids, meta["pbs2p.linear.names"], meta.get("pbs2p.m"))
     for r, src in zip(rows, meta.get("pbs2p.linear.source_names", [])):
         r["source_name"] = src
     out = _summary("gguf", path, meta.get("general.architecture"), rows, tensors, path.stat().st_size)
-    embd = next((t["type"] for t in tensors if t["name"] == "token_embd.weight"), None)
+    embd = next((t["type"].lower() for t in tensors if t["name"] == "token_embd.weight"), None)
     out.update(format_version=meta["pbs2p.format_version"], method=meta.get("pbs2p.method"), m=meta.get("pbs2p.m"),
-               n=meta.get("pbs2p.n"), embed_type=embd.lower() if embd else None)
+               n=meta.get("pbs2p.n"), embed_type=meta.get("pbs2p.embedding.tier", embd))
     return out
 
 

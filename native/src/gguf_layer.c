@@ -229,6 +229,54 @@ pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *
     return PBS2P_OK;
 }
 
+/* pbs2p.embedding.tier as one of our block tiers; *spec NULL when the key is absent (ggml-typed embedding). */
+static pbs2p_status embedding_tier(const pbs2p_gguf *f, const tier_spec **spec) {
+    const char *s;
+    size_t len;
+    *spec = NULL;
+    pbs2p_status st = pbs2p_gguf_get_str(f, "pbs2p.embedding.tier", &s, &len);
+    if (st == PBS2P_ERR_NOT_FOUND) return PBS2P_OK;
+    if (st != PBS2P_OK) return st;
+    for (size_t k = 0; k < sizeof TIERS / sizeof TIERS[0]; k++)
+        if (!TIERS[k].ggml && strlen(TIERS[k].name) == len && memcmp(TIERS[k].name, s, len) == 0) {
+            *spec = &TIERS[k];
+            return PBS2P_OK;
+        }
+    return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "pbs2p.embedding.tier '%.*s' is not a block tier this library knows",
+                      (int)(len < SHOWN ? len : SHOWN), s);
+}
+
+pbs2p_status pbs2p_gguf_embedding_blocks(const pbs2p_gguf *f, const char *base, int32_t cols, pbs2p_dense *out) {
+    if (!f || !base || !out) return pbs2p_fail(PBS2P_ERR_NULL, "GGUF handle, tensor name or output is NULL");
+    memset(out, 0, sizeof *out);
+    const tier_spec *spec;
+    pbs2p_status st = embedding_tier(f, &spec);
+    if (st != PBS2P_OK) return st;
+    if (!spec) return PBS2P_ERR_NOT_FOUND;
+    char name[PBS2P_GGUF_MAX_NAME + 32];
+    pbs2p_gguf_tensor t;
+    snprintf(name, sizeof name, "%.*s.weight", SHOWN, base);
+    if (pbs2p_gguf_find_tensor(f, name, &t) == PBS2P_OK)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s is in a file whose embedding tier is %s (%.*s" INFIX "q)",
+                          name, spec->name, SHOWN, base);
+    snprintf(name, sizeof name, "%.*s" INFIX "q", SHOWN, base);
+    if ((st = pbs2p_gguf_find_tensor(f, name, &t)) != PBS2P_OK) return st; /* NOT_FOUND: the caller decides */
+    int32_t block;
+    size_t bytes;
+    pbs2p_dense_block(spec->type, &block, &bytes);
+    if (cols < 1 || cols % block)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s: the %s tier needs a width divisible by %d, the model's is %d",
+                          name, spec->name, (int)block, (int)cols);
+    const size_t row_bytes = (size_t)cols / (size_t)block * bytes;
+    if (t.type != PBS2P_GGML_I8 || t.n_dims != 2 || t.ne[0] != row_bytes || t.ne[1] < 1)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s must be I8 of %zu bytes a row (%s, width %d), found %s with ne[0] "
+                          "%" PRIu64, name, row_bytes, spec->name, (int)cols,
+                          pbs2p_ggml_type_name(t.type) ? pbs2p_ggml_type_name(t.type) : "?", t.ne[0]);
+    if (t.ne[1] > INT32_MAX) return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s has %" PRIu64 " rows", name, t.ne[1]);
+    *out = (pbs2p_dense){t.data, spec->type, row_bytes, (int32_t)t.ne[1], cols};
+    return PBS2P_OK;
+}
+
 pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *base, pbs2p_layer_desc *out) {
     if (!f || !base || !out) return pbs2p_fail(PBS2P_ERR_NULL, "GGUF handle, linear name or output is NULL");
     memset(out, 0, sizeof *out);
@@ -332,6 +380,8 @@ pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears) 
         if ((st = pbs2p_gguf_linear_tier(f, name, &dense, &dense_matrix)) != PBS2P_OK) return st;
         if (!dense && (st = pbs2p_gguf_layer_desc(f, name, &d)) != PBS2P_OK) return st;
     }
+    const tier_spec *embedding;
+    if ((st = embedding_tier(f, &embedding)) != PBS2P_OK) return st;
     pbs2p_gguf_info info;
     pbs2p_gguf_get_info(f, &info);
     for (uint64_t i = 0; i < info.n_tensors; i++) { /* no packed tensor of an unlisted linear */
@@ -340,6 +390,8 @@ pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears) 
         const char *infix = strstr(t.name, INFIX);
         if (!infix) continue;
         size_t blen = (size_t)(infix - t.name);
+        if (embedding && (strcmp(t.name, "token_embd" INFIX "q") == 0 || strcmp(t.name, "output" INFIX "q") == 0))
+            continue; /* the embedding / head in our blocks, read by pbs2p_gguf_embedding_blocks */
         memcpy(name, t.name, blen); /* < PBS2P_GGUF_MAX_NAME: a prefix of a valid name */
         name[blen] = '\0';
         if ((st = find_linear(f, name, &first, &count)) == PBS2P_ERR_NOT_FOUND)

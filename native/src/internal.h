@@ -131,6 +131,12 @@ int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes);
  * PBS2P_ERR_UNSUPPORTED for a tier this library does not know. */
 pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *dense, pbs2p_dense *out);
 
+/* The token embedding / head `base` ("token_embd", "output") of a file whose pbs2p.embedding.tier names one of our
+ * block tiers: *out the matrix <base>.pbs2p.q in place, width `cols`, its type and row bytes checked.
+ * PBS2P_ERR_NOT_FOUND without the key (the embedding is <base>.weight of a ggml type) or without the tensor (an
+ * untied head is absent: tied); PBS2P_ERR_FORMAT for a <base>.weight beside the key, a wrong type or shape. */
+pbs2p_status pbs2p_gguf_embedding_blocks(const pbs2p_gguf *f, const char *base, int32_t cols, pbs2p_dense *out);
+
 /* x . y over n floats: 8 running sums over k = 8i + lane (a fixed order the compiler may vectorize), a pairwise
  * total, then the tail in order. The reference dense rows use it. */
 float pbs2p_dot_f32(const float *x, const float *y, int32_t n);

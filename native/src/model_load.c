@@ -97,6 +97,23 @@ pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int3
     return PBS2P_OK;
 }
 
+/* The token embedding / head `base` ("token_embd", "output"): <base>.weight of a ggml type, or our blocks when the
+ * file names an embedding tier (pbs2p_gguf_embedding_blocks); rows 0 takes any count. PBS2P_ERR_NOT_FOUND when
+ * absent. */
+static pbs2p_status read_embedding(const pbs2p_gguf *f, const char *base, int32_t rows, int32_t cols,
+                                   row_matrix *out) {
+    pbs2p_status st = pbs2p_gguf_embedding_blocks(f, base, cols, out);
+    if (st == PBS2P_ERR_NOT_FOUND) {
+        char name[32];
+        snprintf(name, sizeof name, "%s.weight", base);
+        return read_rows(f, name, rows, cols, out);
+    }
+    if (st != PBS2P_OK) return st;
+    if ((rows && out->rows != rows) || out->rows > MAX_VOCAB)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "%s has %d rows, expected %d", base, out->rows, rows);
+    return PBS2P_OK;
+}
+
 /* ----------------------------------------------------------------------------------------------------
  * Building and freeing the weights, the KV cache and the model */
 
@@ -236,8 +253,8 @@ static void run_block_job(void *arg) {
 
 static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_pool *pool, weights *w) {
     pbs2p_status st;
-    if ((st = read_rows(f, "token_embd.weight", c->n_vocab, c->n_embd, &w->token_embd)) != PBS2P_OK) return st;
-    st = read_rows(f, "output.weight", c->n_vocab, c->n_embd, &w->output);
+    if ((st = read_embedding(f, "token_embd", c->n_vocab, c->n_embd, &w->token_embd)) != PBS2P_OK) return st;
+    st = read_embedding(f, "output", c->n_vocab, c->n_embd, &w->output);
     w->tied = st == PBS2P_ERR_NOT_FOUND;
     if (w->tied) w->output = w->token_embd;
     else if (st != PBS2P_OK) return st;
@@ -386,7 +403,7 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
     /* n_vocab from the embedding's shape; <arch>.vocab_size, when present, must agree */
     row_matrix probe;
     char key[64];
-    if ((st = read_rows(f, "token_embd.weight", 0, m->c.n_embd, &probe)) != PBS2P_OK)
+    if ((st = read_embedding(f, "token_embd", 0, m->c.n_embd, &probe)) != PBS2P_OK)
         return st == PBS2P_ERR_NOT_FOUND ? pbs2p_fail(PBS2P_ERR_FORMAT, "the model lacks token_embd.weight") : st;
     if ((st = key_int(f, arch_key(&m->c, "vocab_size", key, sizeof key), probe.rows, 1, MAX_VOCAB, &m->c.n_vocab)) !=
         PBS2P_OK)

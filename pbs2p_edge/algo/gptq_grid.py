@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..pack.tiers import Tier
+from ..pack.tiers import CLIP, Tier
 from .hessian_prep import prepare_hessian
 
-CLIP = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)  # shrink factors of a block's range tried by the scale search
 LAZY = 128  # columns per lazy batch update
 
 

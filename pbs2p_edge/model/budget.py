@@ -149,9 +149,11 @@ def _tensors(model: nn.Module, linear_tiers, embed_tiers):
             else:
                 tiers.tier(t).check_cols(name, lin.in_features)
     embeds = _embedding_weights(model)
-    for t in embed_tiers:
-        tiers.tier(t).check_cols("the token embedding", embeds[0].shape[1])
-    return linears, embeds
+    width = embeds[0].shape[1]
+    fitting = tuple(t for t in embed_tiers if width % tiers.tier(t).block == 0)
+    if not fitting:  # the blocks of 64 leave out widths such as 96; f16 always fits
+        tiers.tier(embed_tiers[0]).check_cols("the token embedding", width)
+    return linears, embeds, fitting
 
 
 def _fixed_bits(model: nn.Module, tokenizer, linears: dict, embeds: list) -> int:
@@ -179,7 +181,7 @@ def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TI
     """ConfigError when `bpw` is no budget or is below the smallest file the tiers make; no gradient is taken."""
     if not bpw > 0:
         raise ConfigError(f"the bit budget must be > 0 bits per parameter, got {bpw}")
-    linears, embeds = _tensors(model, linear_tiers, embed_tiers)
+    linears, embeds, embed_tiers = _tensors(model, linear_tiers, embed_tiers)
     n_params = model_parameters(model)
     cheapest = _fixed_bits(model, tokenizer, linears, embeds)
     cheapest += sum(lin.weight.numel() * min(_bits_per_weight(t, lin.in_features) for t in linear_tiers)
@@ -194,7 +196,7 @@ def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TI
 def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LINEAR_TIERS,
             embed_tiers=EMBED_TIERS) -> Sensitivity:
     """Each tensor's options: its bits and estimated loss in every tier (the module docstring's proxy)."""
-    linears, embeds = _tensors(model, linear_tiers, embed_tiers)
+    linears, embeds, embed_tiers = _tensors(model, linear_tiers, embed_tiers)
     # diag H of every linear's input, from the same forward passes as the gradients
     hdiag = {name: torch.zeros(lin.in_features) for name, lin in linears.items()}
 

@@ -53,8 +53,12 @@ TIERS: dict[str, Tier] = {
     "q2_g64": Tier("q2_g64", 64, 20, 3, 0, True, None),
 }
 GRID_TIERS = tuple(n for n, t in TIERS.items() if t.grid)
-# tiers the token embedding / head may take (standard ggml types, read by llama.cpp-style tools too)
-EMBED_TIERS = ("f16", "q8_0", "q4_0")
+# tiers the token embedding / head may take: the standard ggml types, which llama.cpp-style tools read too, and our
+# blocks of 64 for files under 4 bits per parameter (the tied embedding is a fifth of a small model's parameters)
+EMBED_TIERS = ("f16", "q8_0", "q4_0", "q3_g64", "q2_g64")
+# shrink factors of a block's range tried by every scale search (GPTQ's in pbs2p_edge.algo.gptq_grid, and
+# quantize_nearest's below): the factor with the least (weighted) squared error is kept per row and block
+CLIP = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
 
 
 def tier(name: str) -> Tier:
@@ -167,9 +171,49 @@ def decode(name: str, blocks: np.ndarray, cols: int) -> np.ndarray:
     return v.reshape(R, cols).astype(np.float32)
 
 
+ROWS_AT_ONCE = 4096  # rows quantize_nearest searches at a time: bounds its temporaries for a 256k-token vocabulary
+
+
+def quantize_nearest(name: str, W: np.ndarray) -> np.ndarray:
+    """Blocks (R, row_bytes) uint8 of our asymmetric tier `name` holding W (R, K) without a Hessian (the token
+    embedding / head): per block, d = (hi - lo) / qmax and m = lo from the block's range (always holding 0) shrunk by
+    each factor of CLIP, both rounded to float16, codes to nearest; the factor with the least squared error is kept
+    (the first on ties). Deterministic: numpy float32, rounding half to even."""
+    t = tier(name)
+    if not t.grid or t.ggml_type is not None or not t.has_min:
+        raise ConfigError(f"quantize_nearest takes our asymmetric tiers, not {name}")
+    W = np.asarray(W, dtype=np.float32)
+    R, K = W.shape
+    t.check_cols(name, K)
+    out = np.empty((R, t.row_bytes(K)), dtype=np.uint8)
+    for r0 in range(0, R, ROWS_AT_ONCE):
+        Wb = W[r0:r0 + ROWS_AT_ONCE].reshape(-1, K // t.block, t.block)
+        lo0 = np.minimum(Wb.min(-1, keepdims=True), 0)
+        hi0 = np.maximum(Wb.max(-1, keepdims=True), 0)
+        best = None
+        for c in CLIP:
+            with np.errstate(over="ignore"):
+                d = (((hi0 * np.float32(c)) - (lo0 * np.float32(c))) / np.float32(t.qmax)).astype(np.float16)
+                m = (lo0 * np.float32(c)).astype(np.float16)
+            d, m = np.clip(d.astype(np.float32), 0, 65504), np.clip(m.astype(np.float32), -65504, 0)
+            inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
+            q = np.clip(np.rint((Wb - m) * inv), 0, t.qmax)
+            err = np.square(Wb - (d * q + m)).sum(-1, keepdims=True)
+            if best is None:
+                best = [err, q, d, m]
+            else:
+                better = err < best[0]
+                best = [np.where(better, a, b) for a, b in zip((err, q, d, m), best)]
+        _, q, d, m = best
+        n = Wb.shape[0]
+        out[r0:r0 + n] = pack(name, q.reshape(n, K), d.reshape(n, -1), m.reshape(n, -1))
+    return out
+
+
 def round_trip(name: str, W: np.ndarray) -> np.ndarray:
-    """W (R, K) as the file holds it in standard tier `name` when quantized to nearest, as the exporter does for
-    the token embedding / head (gguf-py's quantizer, ggml's rounding); float32."""
+    """W (R, K) as the file holds it in tier `name` when quantized without a Hessian, as the exporter does for the
+    token embedding / head: standard types by gguf-py's quantizer (ggml's rounding), ours by quantize_nearest;
+    float32."""
     import gguf
 
     t = tier(name)
@@ -177,7 +221,7 @@ def round_trip(name: str, W: np.ndarray) -> np.ndarray:
     if name == "f16":
         return W.astype(np.float16).astype(np.float32)
     if t.ggml_type is None:
-        raise ConfigError(f"tier {name} is not a standard ggml type")
+        return decode(name, quantize_nearest(name, W), W.shape[-1])
     t.check_cols(name, W.shape[-1])
     qtype = gguf.GGMLQuantizationType[t.ggml_type]
     return gguf.quants.dequantize(gguf.quants.quantize(W, qtype), qtype).reshape(W.shape)

@@ -12,7 +12,7 @@ from pbs2p_edge.checkpoint import load_checkpoint, save_checkpoint, to_fake_quan
 from pbs2p_edge.errors import ConfigError, FormatError
 from pbs2p_edge.pack import tiers, unpack_layer
 from pbs2p_exporters.gguf_export import export_gguf
-from pbs2p_exporters.gguf_read import gguf_fields
+from pbs2p_exporters.gguf_read import gguf_fields, read_gguf_linears
 from pbs2p_exporters.inspect import inspect_file
 
 
@@ -81,6 +81,35 @@ def test_gguf_stores_standard_tiers_as_ggml_types_and_ours_as_blocks(tiered_ckpt
     assert export_gguf(tiered_ckpt, tmp_path / "again.gguf").read_bytes() == out.read_bytes()
 
 
+@pytest.mark.parametrize("embed", ["q3_g64", "q2_g64"])
+def test_block_tier_embedding_is_stored_as_our_blocks(tiered_ckpt, tmp_path, embed):
+    """--embed-type q3_g64 / q2_g64: token_embd.pbs2p.q holds tiers.quantize_nearest's blocks of the checkpoint's
+    embedding, pbs2p.embedding.tier names the tier, and inspect counts its values as parameters."""
+    out = export_gguf(tiered_ckpt, tmp_path / "m.gguf", embed_type=embed)
+    ck = load_checkpoint(tiered_ckpt)
+    reader = gguf.GGUFReader(str(out))
+    names = {t.name: t for t in reader.tensors}
+    assert gguf_fields(reader)["pbs2p.embedding.tier"] == embed
+    assert "token_embd.weight" not in names and names["token_embd.pbs2p.q"].tensor_type == gguf.GGMLQuantizationType.I8
+    emb = ck.dense["model.embed_tokens.weight"]
+    stored = np.asarray(names["token_embd.pbs2p.q"].data).view(np.uint8)
+    np.testing.assert_array_equal(stored.reshape(emb.shape[0], -1), tiers.quantize_nearest(embed, emb))
+    described, f16 = inspect_file(out), inspect_file(export_gguf(tiered_ckpt, tmp_path / "f.gguf", embed_type="f16"))
+    assert described["embed_type"] == embed and described["params"] == f16["params"]
+    assert described["file_bits"] < f16["file_bits"] - emb.size * (16 - tiers.TIERS[embed].bits) + 8 * 4096
+
+
+def test_reader_refuses_a_block_embedding_beside_a_ggml_one(tiered_ckpt, tmp_path):
+    out = export_gguf(tiered_ckpt, tmp_path / "m.gguf", embed_type="q2_g64")
+    data = out.read_bytes()
+    bad = tmp_path / "bad.gguf"  # the linear tier key names q2_g64 too: patch the embedding key's value only
+    key = b"pbs2p.embedding.tier" + (8).to_bytes(4, "little") + (6).to_bytes(8, "little")
+    bad.write_bytes(data.replace(key + b"q2_g64", key + b"q4_0\0\0", 1))
+    with pytest.raises(FormatError, match="not one of our block tiers"):
+        read_gguf_linears(bad)
+    assert read_gguf_linears(out)[2]["pbs2p.embedding.tier"] == "q2_g64"
+
+
 def test_binary_only_files_carry_no_tier_key(llama_ckpt, tmp_path):
     fields = gguf_fields(gguf.GGUFReader(str(export_gguf(llama_ckpt, tmp_path / "b.gguf"))))
     assert "pbs2p.linear.tier" not in fields
@@ -91,7 +120,7 @@ def test_checkpoint_refuses_bad_tier_data(tmp_path, tiny_tokenizer):
     results = compress_tiered(model)
     with pytest.raises(ConfigError, match="embedding tier"):
         save_checkpoint(tmp_path / "a", model, copy.deepcopy(tiny_tokenizer), results, CompressConfig(), {}, {},
-                        embed_tier="q3_g64")
+                        embed_tier="pbs2p")
     out = save_checkpoint(tmp_path / "b", model, copy.deepcopy(tiny_tokenizer), results, CompressConfig(), {}, {})
     meta = (out / "pbs2p.json").read_text()
     (out / "pbs2p.json").write_text(meta.replace('"tier": "q4_0"', '"tier": "q5_9"', 1))

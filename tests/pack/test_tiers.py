@@ -96,3 +96,45 @@ def test_f16_tier_and_round_trip():
     qtype = gguf.GGMLQuantizationType.Q4_0
     np.testing.assert_array_equal(tiers.round_trip("q4_0", W), gguf.quants.dequantize(gguf.quants.quantize(W, qtype), qtype))
     assert np.abs(tiers.round_trip("q8_0", W) - W).max() < np.abs(W).max() / 127
+
+
+@pytest.mark.parametrize("name", ["q3_g64", "q2_g64"])
+def test_quantize_nearest_fits_each_block(name):
+    """Our blocks without a Hessian (the embedding): codes to nearest on the best of the CLIP ranges, each block's
+    squared error no larger than the full range's, and round_trip decodes exactly those blocks."""
+    t = tiers.TIERS[name]
+    rng = np.random.default_rng(4)
+    W = (rng.standard_normal((9, 192)) * np.array([0.02, 1.0, 300.0])[:, None].repeat(3, 0)).astype(np.float32)
+    W[0, :64] = 0  # an all-zero block: d = m = 0, stored exactly
+    W[1, 64:128] = np.abs(W[1, 64:128])  # a block of one sign: its range still holds 0
+    blocks = tiers.quantize_nearest(name, W)
+    assert blocks.shape == (9, t.row_bytes(192)) and blocks.dtype == np.uint8
+    q, d, m = tiers.codes(name, blocks, 192)
+    got = tiers.decode(name, blocks, 192)
+    np.testing.assert_array_equal(got, tiers.round_trip(name, W))
+    assert (got[0, :64] == 0).all()
+    Wb, qb = W.reshape(9, 3, 64), q.reshape(9, 3, 64).astype(np.float32)
+    # every code is the nearest on its block's grid (up to float rounding at a midpoint)
+    inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)[..., None]
+    nearest = np.clip(np.rint((Wb - m[..., None]) * inv), 0, t.qmax)
+    assert np.abs(nearest - qb).max() <= 1 and (nearest == qb).mean() > 0.999
+    # the search keeps a range no worse than the block's full one (CLIP's first factor)
+    lo, hi = np.minimum(Wb.min(-1), 0), np.maximum(Wb.max(-1), 0)
+    d1 = ((hi - lo) / t.qmax).astype(np.float16).astype(np.float32)
+    m1 = lo.astype(np.float16).astype(np.float32)
+    inv1 = np.divide(1, d1, out=np.zeros_like(d1), where=d1 != 0)[..., None]
+    full = d1[..., None] * np.clip(np.rint((Wb - m1[..., None]) * inv1), 0, t.qmax) + m1[..., None]
+    err = np.square(Wb - got.reshape(9, 3, 64)).sum(-1)
+    assert (err <= np.square(Wb - full).sum(-1) * (1 + 1e-6)).all()
+    assert (err < np.square(Wb - full).sum(-1) * 0.999).any()  # and the shrink factors do find better ranges
+    # same input, same bytes
+    np.testing.assert_array_equal(tiers.quantize_nearest(name, W.copy()), blocks)
+
+
+def test_quantize_nearest_refuses_other_tiers():
+    W = np.zeros((2, 64), dtype=np.float32)
+    for name in ("q4_0", "q8_0", "f16"):
+        with pytest.raises(ConfigError, match="asymmetric"):
+            tiers.quantize_nearest(name, W)
+    with pytest.raises(ConfigError, match="divisible by 64"):
+        tiers.quantize_nearest("q2_g64", np.zeros((2, 96), dtype=np.float32))

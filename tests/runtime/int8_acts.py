@@ -21,7 +21,8 @@ def q8_round_trip(x: torch.Tensor) -> torch.Tensor:
 
 def head_is_integer(path) -> bool:
     tensors = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
-    return tensors.get("output.weight", tensors["token_embd.weight"]) not in FLOAT_TYPES
+    head = tensors.get("output.weight", tensors.get("token_embd.weight"))
+    return head not in FLOAT_TYPES  # None: the embedding / head in our blocks (token_embd.pbs2p.q)
 
 
 def emulate_int8_activations(model, ck, path):

@@ -1,8 +1,11 @@
-"""libpbs2p runs mixed-tier files: every tier's linears and a Q4_0 embedding give PyTorch's logits, with any thread
-count and any kernel variant; a tier it does not know, or a tensor that is not its tier's, is refused at load."""
+"""libpbs2p runs mixed-tier files: every tier's linears and a Q4_0 or block-tier (q3_g64, q2_g64) embedding give
+PyTorch's logits, with any thread count and any kernel variant; a tier it does not know, or a tensor that is not its
+tier's, is refused at load."""
 
 import copy
+import struct
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -99,6 +102,74 @@ def _patched(path, tmp_path, old: bytes, new: bytes):
 ])
 def test_bad_tiers_are_refused_at_load(tiered, tmp_path, old, new, status, fragment):
     bad = _patched(tiered[0], tmp_path, old, new)
+    with pytest.raises(NativeError, match=fragment) as info:
+        Model(bad)
+    assert info.value.status == getattr(lib, f"PBS2P_ERR_{status}")
+
+
+def _block_embedding_file(root, tokenizer, tier: str, tie: bool):
+    """(GGUF path, int8-emulated reference, tier): the tiered model with its embedding (and head) in our blocks."""
+    torch.manual_seed(5)
+    model = tiny_model("llama", tie=tie)
+    ck = save_checkpoint(root / "ck", model, copy.deepcopy(tokenizer), compress_tiered(model),
+                         CompressConfig(n=4, m=8), {}, {"model_id": "tiered"}, embed_tier=tier)
+    ref, _ = to_fake_quant_model(ck)
+    path = export_gguf(ck, root / "m.gguf")
+    emulate_int8_activations(ref, ck, path)
+    return path, ref, tier
+
+
+@pytest.fixture(scope="module")
+def q2_embedding(tmp_path_factory, tiny_tokenizer):
+    return _block_embedding_file(tmp_path_factory.mktemp("emb-q2"), tiny_tokenizer, "q2_g64", False)
+
+
+@pytest.fixture(scope="module", params=["q3_g64-tied", "q2_g64-untied"])
+def block_embedding(request, tmp_path_factory, tiny_tokenizer, q2_embedding):
+    if request.param == "q2_g64-untied":
+        return q2_embedding
+    return _block_embedding_file(tmp_path_factory.mktemp("emb-q3"), tiny_tokenizer, "q3_g64", True)
+
+
+def test_block_tier_embedding_gives_pytorchs_logits(block_embedding):
+    path, ref, tier = block_embedding
+    want = _logits(ref, PROMPT)
+    reader = gguf.GGUFReader(str(path))
+    names = {t.name for t in reader.tensors}
+    assert "token_embd.pbs2p.q" in names and "token_embd.weight" not in names
+    assert reader.fields["pbs2p.embedding.tier"].contents() == tier
+    try:
+        for variant in available_kernels():
+            select_kernel(variant)
+            with Model(path, n_threads=2) as m:
+                got = m.eval(PROMPT)
+            assert np.abs(got - want).max() <= REL_TOL * float(want.max() - want.min()), variant
+    finally:
+        select_kernel(None)
+
+
+def _key_value(key: bytes, value: bytes) -> bytes:
+    """A GGUF string key-value pair as it lies in the file."""
+    return struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
+
+
+@pytest.mark.parametrize("old,new,status,fragment", [
+    # an embedding tier this library does not know
+    (_key_value(b"pbs2p.embedding.tier", b"q2_g64"), _key_value(b"pbs2p.embedding.tier", b"q2_g65"), "UNSUPPORTED",
+     "pbs2p.embedding.tier 'q2_g65'"),
+    # a ggml type named as the embedding's block tier
+    (_key_value(b"pbs2p.embedding.tier", b"q2_g64"), _key_value(b"pbs2p.embedding.tier", b"q4_0\0\0"),
+     "UNSUPPORTED", "not a block tier"),
+    # q2 blocks (20 bytes) read as q3 blocks (28)
+    (_key_value(b"pbs2p.embedding.tier", b"q2_g64"), _key_value(b"pbs2p.embedding.tier", b"q3_g64"), "FORMAT",
+     "I8 of 28 bytes a row"),
+    # without the key, token_embd.pbs2p.q belongs to nothing
+    (b"pbs2p.embedding.tier", b"pbs2p.embedding.tiex", "FORMAT", "belongs to no linear"),
+    # the key without its tensor
+    (b"token_embd.pbs2p.q", b"token_embd.pbs2p.x", "FORMAT", "belongs to no linear"),
+])
+def test_bad_block_embeddings_are_refused_at_load(q2_embedding, tmp_path, old, new, status, fragment):
+    bad = _patched(q2_embedding[0], tmp_path, old, new)
     with pytest.raises(NativeError, match=fragment) as info:
         Model(bad)
     assert info.value.status == getattr(lib, f"PBS2P_ERR_{status}")
