@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="sampling seed (same seed, same tokens)")
     p.add_argument("--ctx", type=_c_int, default=None,
                    help="KV cache positions (default min(2048, the model's context length))")
+    p.add_argument("--kv", choices=("f16", "f32"), default="f16",
+                   help="KV cache entries: float16 (default; half the memory, as llama.cpp) or float32")
     p.add_argument("--no-eos", action="store_true", help="keep generating past the end-of-sequence token")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (text, tokens, timings) instead of streaming the text")
@@ -383,7 +385,7 @@ def _generate(commands, args: argparse.Namespace) -> None:
 
     res = commands.run(args.model, args.prompt, prompt_file=args.prompt_file, n_predict=args.n_predict,
                        threads=args.n_threads, sampler=sampler, n_ctx=args.ctx, stop_at_eos=not args.no_eos,
-                       on_text=None if args.json else stream)
+                       on_text=None if args.json else stream, kv=args.kv)
     if args.json:
         print(json.dumps(res))
         return

@@ -385,10 +385,10 @@ def _prompt_text(prompt: str | None, prompt_file: str | None) -> str:
 
 def run(source: str, prompt: str | None = None, *, prompt_file: str | None = None, n_predict: int = 64,
         threads: int | None = None, sampler=None, n_ctx: int | None = None, stop_at_eos: bool = True,
-        on_text=None) -> dict:
+        on_text=None, kv: str = "f16") -> dict:
     """Generate up to n_predict tokens after the prompt with libpbs2p from one of our GGUF files.
 
-    sampler: runtime.sampling.SamplerParams (None: greedy). on_text(str) receives the generated text as it
+    sampler: runtime.sampling.SamplerParams (None: greedy). kv: the KV cache's entries, f16 or f32. on_text(str) receives the generated text as it
     comes, whole UTF-8 characters only. Returns the keys of the C CLI pbs2p-run's JSON (rates None when
     undefined, as its null).
     """
@@ -414,7 +414,7 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
             if chunk:
                 on_text(chunk)
 
-    with Model(path, n_threads=threads or default_threads(), n_ctx=n_ctx) as model:
+    with Model(path, n_threads=threads or default_threads(), n_ctx=n_ctx, kv=kv) as model:
         prompt_ids = model.tokenize(text)
         res = model.generate(prompt_ids, n_predict, stop_at_eos=stop_at_eos, on_token=on_token,
                              **dataclasses.asdict(sampler))
@@ -428,7 +428,7 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
             "prompt_tokens_per_second": res.prompt_tokens_per_second,
             "decode_tokens_per_second": res.decode_tokens_per_second, "prompt_seconds": res.prompt_seconds,
             "decode_seconds": res.decode_seconds, "model": source, "kernel": kernel, "threads": info.n_threads,
-            "ctx": info.n_ctx}
+            "ctx": info.n_ctx, "kv": info.kv}
 
 
 EXPORT_FORMATS = (".gguf", ".onnx")

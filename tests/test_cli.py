@@ -305,7 +305,7 @@ def test_an_unsupported_local_model_is_refused_before_torch_is_imported(tmp_path
 # ------------------------------------------------------------------------------------------------- run
 
 RUN_KEYS = {"text", "tokens", "prompt_ids", "prompt_tokens", "n_generated", "stop_reason", "prompt_tokens_per_second",
-            "decode_tokens_per_second", "prompt_seconds", "decode_seconds", "model", "kernel", "threads", "ctx"}
+            "decode_tokens_per_second", "prompt_seconds", "decode_seconds", "model", "kernel", "threads", "ctx", "kv"}
 
 
 def test_run_json_gives_the_greedy_tokens(capsys, llama_gguf):
@@ -322,8 +322,13 @@ def test_run_json_gives_the_greedy_tokens(capsys, llama_gguf):
         assert res["text"] == m.detokenize(res["tokens"])
     assert (res["prompt_ids"], res["prompt_tokens"], res["n_generated"], res["stop_reason"]) == (ids, len(ids), 7,
                                                                                                  "length")
-    assert (res["model"], res["threads"], res["ctx"]) == (str(llama_gguf[0]), 1, 256)
+    assert (res["model"], res["threads"], res["ctx"], res["kv"]) == (str(llama_gguf[0]), 1, 256, "f16")
     assert res["prompt_seconds"] > 0 and res["prompt_tokens_per_second"] > 0
+    rc, out, err = run_cli(capsys, "run", llama_gguf[0], "-p", prompt, "-n", "7", "-t", "1", "--no-eos", "--json",
+                           "--kv", "f32")
+    assert (rc, err) == (0, "") and json.loads(out)["kv"] == "f32"
+    with Model(llama_gguf[0], kv="f32") as m:
+        assert json.loads(out)["tokens"] == m.generate_greedy(ids, 7)
 
 
 def test_run_streams_the_text_then_one_speed_line(capsys, tmp_path, llama_gguf):

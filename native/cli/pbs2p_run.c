@@ -103,7 +103,7 @@ static int encode(const pbs2p_tokenizer *tok, const char *text, size_t len, int 
 /* ---- modes ------------------------------------------------------------------------------------------- */
 
 static int load_model(const run_args *a, pbs2p_model **m, const pbs2p_tokenizer **tok) {
-    const pbs2p_model_params params = {a->threads, a->ctx};
+    const pbs2p_model_params params = {a->threads, a->ctx, a->kv_type};
     pbs2p_status st = pbs2p_model_load(a->model, &params, m);
     if (st != PBS2P_OK) return lib_error(a->model, st);
     if ((st = pbs2p_model_tokenizer(*m, tok)) != PBS2P_OK) {
@@ -225,7 +225,8 @@ static int run_generate(const run_args *a) {
             printf(", \"kernel\": ");
             if (kernel) json_string(stdout, kernel, strlen(kernel));
             else printf("null");
-            printf(", \"threads\": %d, \"ctx\": %d}\n", (int)info.n_threads, (int)info.n_ctx);
+            printf(", \"threads\": %d, \"ctx\": %d, \"kv\": \"%s\"}\n", (int)info.n_threads, (int)info.n_ctx,
+                   info.kv_type == PBS2P_KV_F16 ? "f16" : "f32");
         } else {
             printf("\n");
             fflush(stdout);

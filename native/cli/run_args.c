@@ -14,8 +14,9 @@
 void run_args_usage(FILE *f) {
     fputs(
         "usage: pbs2p-run -m MODEL.gguf (-p PROMPT | -f PROMPT_FILE) [-n N] [-t THREADS] [--temp F] [--top-k K]\n"
-        "                 [--top-p P] [--seed S] [--ctx N] [--no-eos] [--json]\n"
-        "       pbs2p-run -m MODEL.gguf --perplexity TEXT_FILE [--ctx N] [--max-windows K] [-t THREADS] [--json]\n"
+        "                 [--top-p P] [--seed S] [--ctx N] [--kv f16|f32] [--no-eos] [--json]\n"
+        "       pbs2p-run -m MODEL.gguf --perplexity TEXT_FILE [--ctx N] [--kv f16|f32] [--max-windows K] [-t THREADS]\n"
+        "                 [--json]\n"
         "       pbs2p-run -m MODEL.gguf --tokenize TEXT_FILE\n"
         "       pbs2p-run --version | -h | --help\n"
         "\n"
@@ -32,6 +33,7 @@ void run_args_usage(FILE *f) {
         "  --top-p P             keep the most likely tokens up to probability P, in (0, 1] (default 1)\n"
         "  --seed S              sampler seed, 0..2^64-1 (default 0): same seed, same text\n"
         "  --ctx N               KV cache positions (default min(2048, the model's context length))\n"
+        "  --kv f16|f32          KV cache entries: float16 (default; half the memory, as llama.cpp) or float32\n"
         "  --no-eos              do not stop at the end-of-sequence token\n"
         "  --json                one JSON object on stdout instead of streamed text: text, tokens, prompt_ids,\n"
         "                        prompt_tokens, n_generated, stop_reason (length|eos|callback|context), timings,\n"
@@ -102,7 +104,7 @@ static int32_t default_threads(void) {
 static const char *const VALUE_OPTS[][2] = {
     {"--model", "-m"}, {"--prompt", "-p"}, {"--file", "-f"}, {"--n-predict", "-n"}, {"--threads", "-t"},
     {"--temp", NULL}, {"--top-k", NULL}, {"--top-p", NULL}, {"--seed", NULL}, {"--ctx", NULL},
-    {"--max-windows", NULL}, {"--perplexity", NULL}, {"--tokenize", NULL},
+    {"--kv", NULL}, {"--max-windows", NULL}, {"--perplexity", NULL}, {"--tokenize", NULL},
 };
 
 /* The long name of value option `arg` ("--x" or "--x=v" or its short form), or NULL. */
@@ -133,6 +135,9 @@ static int set_value(run_args *a, const char *opt, const char *v, char *err, siz
     } else if (!strcmp(opt, "--ctx")) {
         if (parse_int(v, 1, INT32_MAX, &x)) return fail(err, err_len, "--ctx expects an integer >= 1, got '%s'", v);
         a->ctx = (int32_t)x;
+    } else if (!strcmp(opt, "--kv")) {
+        if (strcmp(v, "f16") && strcmp(v, "f32")) return fail(err, err_len, "--kv expects f16 or f32, got '%s'", v);
+        a->kv_type = strcmp(v, "f16") ? PBS2P_KV_F32 : PBS2P_KV_F16;
     } else if (!strcmp(opt, "--max-windows")) {
         if (parse_int(v, 1, INT32_MAX, &x))
             return fail(err, err_len, "--max-windows expects an integer >= 1, got '%s'", v);

@@ -18,6 +18,7 @@ typedef struct run_args {
     int32_t n_predict;          /* -n, >= 0 */
     int32_t threads;            /* -t, 1..PBS2P_MODEL_MAX_THREADS */
     int32_t ctx;                /* --ctx: KV cache positions and perplexity window; 0 = the model's default */
+    int32_t kv_type;            /* --kv f16|f32: PBS2P_KV_F16 (default) or PBS2P_KV_F32 */
     int32_t max_windows;        /* --max-windows, 0 = all */
     int32_t top_k;              /* --top-k, >= 0 */
     float temperature;          /* --temp, finite; <= 0 greedy */

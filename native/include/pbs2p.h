@@ -295,9 +295,13 @@ PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n
 #define PBS2P_MODEL_MAX_THREADS 256
 #define PBS2P_MODEL_MAX_STATE_BYTES ((uint64_t)1 << 36) /* KV cache + scratch of a full-context eval: refuse above */
 
+#define PBS2P_KV_F16 0 /* the KV cache's keys and values rounded to float16 (llama.cpp's default): half the memory */
+#define PBS2P_KV_F32 1 /* float32: the keys and values exactly as computed */
+
 typedef struct pbs2p_model_params {
     int32_t n_threads;  /* 1..PBS2P_MODEL_MAX_THREADS; 0 = 1 */
     int32_t n_ctx;      /* positions the KV cache holds, 1..<arch>.context_length; 0 = PBS2P_MODEL_DEFAULT_CTX rule */
+    int32_t kv_type;    /* PBS2P_KV_F16 (0, the default) or PBS2P_KV_F32 */
 } pbs2p_model_params;
 
 typedef struct pbs2p_model_info {
@@ -306,6 +310,7 @@ typedef struct pbs2p_model_info {
     int32_t n_threads;
     int32_t n_cached;   /* positions 0..n_cached-1 of the KV cache hold valid keys and values */
     int32_t tied;       /* 1 when the head is token_embd (no output.weight) */
+    int32_t kv_type;    /* PBS2P_KV_F16 or PBS2P_KV_F32 */
 } pbs2p_model_info;
 
 typedef struct pbs2p_model pbs2p_model; /* opaque */

@@ -1,8 +1,23 @@
-/* attention_avx2.c — attention_impl.h compiled for the avx2 variant. */
+/* attention_avx2.c — attention_impl.h compiled for the avx2 variant, float32 and float16 caches. */
 #include "internal.h"
+#include <immintrin.h>
+
+/* float16 bits to float32, eight at a time (F16C, which the avx2 variant requires). */
+static inline void widen(const uint16_t *restrict src, float *restrict dst, int32_t n) {
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+
+#define PBS2P_ATTEND_F16
 #include "attention_impl.h"
 
 void pbs2p_attend_avx2(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
-                     float scale, float *scores, float *out) {
+                       float scale, float *scores, float *out) {
     attend(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
+}
+
+void pbs2p_attend_f16_avx2(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                           int32_t hd, float scale, float *scores, float *out) {
+    attend_f16(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
 }

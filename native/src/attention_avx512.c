@@ -1,8 +1,24 @@
-/* attention_avx512.c — attention_impl.h compiled for the avx512 variant. */
+/* attention_avx512.c — attention_impl.h compiled for the avx512 variant, float32 and float16 caches. */
 #include "internal.h"
+#include <immintrin.h>
+
+/* float16 bits to float32, sixteen at a time (AVX-512F's conversion). */
+static inline void widen(const uint16_t *restrict src, float *restrict dst, int32_t n) {
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    for (; i < n; i++) dst[i] = pbs2p_half_to_float(src[i]);
+}
+
+#define PBS2P_ATTEND_F16
 #include "attention_impl.h"
 
 void pbs2p_attend_avx512(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
-                     float scale, float *scores, float *out) {
+                         float scale, float *scores, float *out) {
     attend(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
+}
+
+void pbs2p_attend_f16_avx512(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                             int32_t hd, float scale, float *scores, float *out) {
+    attend_f16(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
 }

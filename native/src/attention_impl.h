@@ -4,7 +4,11 @@
  * The keys are stored transposed (key dimension d of position p at kt[d * ldk + p]), so the scores of all positions
  * grow together, four key dimensions per pass; the output grows four positions per pass over the value rows. Each
  * attention_<variant>.c includes this file and is compiled with its variant's flags and FMA contraction, so the same
- * lines become AVX2, AVX-512 or NEON code. The order of the sums is fixed by the code, not by the thread count. */
+ * lines become AVX2, AVX-512 or NEON code. The order of the sums is fixed by the code, not by the thread count.
+ * attend_f16 reads a float16 cache: the file including this one first defines widen(src, dst, n), float16 bits to
+ * float32 with its variant's conversion, and attend_f16 widens CHUNK positions of four key rows (four value rows) at a
+ * time into a buffer on the stack, then runs the same lines as attend on it: the same sums in the same order, so its
+ * result is attend's on the widened cache, bit for bit. */
 #ifndef PBS2P_ATTENTION_IMPL_H
 #define PBS2P_ATTENTION_IMPL_H
 
@@ -14,22 +18,31 @@
 
 #define LANES 16 /* running maxima and sums of the softmax: one AVX-512 vector, two AVX2 or four NEON vectors */
 
-static void attend(const float *restrict q, const float *restrict kt, size_t ldk, const float *restrict v, size_t ldv,
-                   int32_t n, int32_t hd, float scale, float *restrict s, float *restrict out) {
-    /* s[p] = q . key p */
-    for (int32_t p = 0; p < n; p++) s[p] = 0.0f;
-    int32_t d = 0;
-    for (; d + 4 <= hd; d += 4) {
-        const float q0 = q[d], q1 = q[d + 1], q2 = q[d + 2], q3 = q[d + 3];
-        const float *restrict k0 = kt + (size_t)d * ldk, *restrict k1 = k0 + ldk, *restrict k2 = k1 + ldk,
-                    *restrict k3 = k2 + ldk;
-        for (int32_t p = 0; p < n; p++) s[p] += q0 * k0[p] + q1 * k1[p] + q2 * k2[p] + q3 * k3[p];
-    }
-    for (; d < hd; d++) {
-        const float qd = q[d], *restrict k = kt + (size_t)d * ldk;
-        for (int32_t p = 0; p < n; p++) s[p] += qd * k[p];
-    }
-    /* softmax(scale * s); the max and the sum run in LANES independent lanes, so they vectorize too */
+#define CHUNK 256 /* positions (value columns) attend_f16 widens at a time: a multiple of LANES and of 4 */
+
+/* s[p] += q0 k0[p] + q1 k1[p] + q2 k2[p] + q3 k3[p] for p < n (one group of four key dimensions). */
+static inline void scores4(float q0, float q1, float q2, float q3, const float *restrict k0, const float *restrict k1,
+                           const float *restrict k2, const float *restrict k3, float *restrict s, int32_t n) {
+    for (int32_t p = 0; p < n; p++) s[p] += q0 * k0[p] + q1 * k1[p] + q2 * k2[p] + q3 * k3[p];
+}
+
+static inline void scores1(float qd, const float *restrict k, float *restrict s, int32_t n) {
+    for (int32_t p = 0; p < n; p++) s[p] += qd * k[p];
+}
+
+/* out[j] += a0 v0[j] + a1 v1[j] + a2 v2[j] + a3 v3[j] for j < m (four value rows). */
+static inline void values4(float a0, float a1, float a2, float a3, const float *restrict v0, const float *restrict v1,
+                           const float *restrict v2, const float *restrict v3, float *restrict out, int32_t m) {
+    for (int32_t j = 0; j < m; j++) out[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j];
+}
+
+static inline void values1(float a, const float *restrict vp, float *restrict out, int32_t m) {
+    for (int32_t j = 0; j < m; j++) out[j] += a * vp[j];
+}
+
+/* s[p] = e^(scale * s[p] - max) for p < n; returns 1 / their sum, the factor the caller applies with the values.
+ * The max and the sum run in LANES independent lanes, so they vectorize too. */
+static inline float softmax_weights(float *restrict s, int32_t n, float scale) {
     float lane[LANES], mx = -INFINITY, sum = 0.0f;
     for (int k = 0; k < LANES; k++) lane[k] = -INFINITY;
     int32_t p0 = 0;
@@ -49,20 +62,62 @@ static void attend(const float *restrict q, const float *restrict kt, size_t ldk
         for (int k = 0; k < LANES; k++) lane[k] += s[p + k];
     for (int32_t p = p0; p < n; p++) sum += s[p];
     for (int k = 0; k < LANES; k++) sum += lane[k];
-    const float inv = 1.0f / sum;
+    return 1.0f / sum;
+}
+
+static void attend(const float *restrict q, const float *restrict kt, size_t ldk, const float *restrict v, size_t ldv,
+                   int32_t n, int32_t hd, float scale, float *restrict s, float *restrict out) {
+    /* s[p] = q . key p */
+    for (int32_t p = 0; p < n; p++) s[p] = 0.0f;
+    int32_t d = 0;
+    for (; d + 4 <= hd; d += 4)
+        scores4(q[d], q[d + 1], q[d + 2], q[d + 3], kt + (size_t)d * ldk, kt + (size_t)(d + 1) * ldk,
+                kt + (size_t)(d + 2) * ldk, kt + (size_t)(d + 3) * ldk, s, n);
+    for (; d < hd; d++) scores1(q[d], kt + (size_t)d * ldk, s, n);
+    const float inv = softmax_weights(s, n, scale);
     /* out = sum_p s[p] inv value p */
     for (int32_t j = 0; j < hd; j++) out[j] = 0.0f;
     int32_t p = 0;
-    for (; p + 4 <= n; p += 4) {
-        const float a0 = s[p] * inv, a1 = s[p + 1] * inv, a2 = s[p + 2] * inv, a3 = s[p + 3] * inv;
-        const float *restrict v0 = v + (size_t)p * ldv, *restrict v1 = v0 + ldv, *restrict v2 = v1 + ldv,
-                    *restrict v3 = v2 + ldv;
-        for (int32_t j = 0; j < hd; j++) out[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j];
+    for (; p + 4 <= n; p += 4)
+        values4(s[p] * inv, s[p + 1] * inv, s[p + 2] * inv, s[p + 3] * inv, v + (size_t)p * ldv,
+                v + (size_t)(p + 1) * ldv, v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, out, hd);
+    for (; p < n; p++) values1(s[p] * inv, v + (size_t)p * ldv, out, hd);
+}
+
+#ifdef PBS2P_ATTEND_F16
+static void attend_f16(const float *restrict q, const uint16_t *restrict kt, size_t ldk, const uint16_t *restrict v,
+                       size_t ldv, int32_t n, int32_t hd, float scale, float *restrict s, float *restrict out) {
+    float buf[4 * CHUNK];
+    for (int32_t p = 0; p < n; p++) s[p] = 0.0f;
+    for (int32_t p0 = 0; p0 < n; p0 += CHUNK) { /* each position's sum runs over d in attend's order */
+        const int32_t len = n - p0 < CHUNK ? n - p0 : CHUNK;
+        int32_t d = 0;
+        for (; d + 4 <= hd; d += 4) {
+            for (int r = 0; r < 4; r++) widen(kt + (size_t)(d + r) * ldk + (size_t)p0, buf + r * CHUNK, len);
+            scores4(q[d], q[d + 1], q[d + 2], q[d + 3], buf, buf + CHUNK, buf + 2 * CHUNK, buf + 3 * CHUNK, s + p0,
+                    len);
+        }
+        for (; d < hd; d++) {
+            widen(kt + (size_t)d * ldk + (size_t)p0, buf, len);
+            scores1(q[d], buf, s + p0, len);
+        }
     }
-    for (; p < n; p++) {
-        const float a = s[p] * inv, *restrict vp = v + (size_t)p * ldv;
-        for (int32_t j = 0; j < hd; j++) out[j] += a * vp[j];
+    const float inv = softmax_weights(s, n, scale);
+    for (int32_t j = 0; j < hd; j++) out[j] = 0.0f;
+    for (int32_t j0 = 0; j0 < hd; j0 += CHUNK) { /* each output column's sum runs over p in attend's order */
+        const int32_t m = hd - j0 < CHUNK ? hd - j0 : CHUNK;
+        int32_t p = 0;
+        for (; p + 4 <= n; p += 4) {
+            for (int r = 0; r < 4; r++) widen(v + (size_t)(p + r) * ldv + (size_t)j0, buf + r * CHUNK, m);
+            values4(s[p] * inv, s[p + 1] * inv, s[p + 2] * inv, s[p + 3] * inv, buf, buf + CHUNK, buf + 2 * CHUNK,
+                    buf + 3 * CHUNK, out + j0, m);
+        }
+        for (; p < n; p++) {
+            widen(v + (size_t)p * ldv + (size_t)j0, buf, m);
+            values1(s[p] * inv, buf, out + j0, m);
+        }
     }
 }
+#endif
 
 #endif

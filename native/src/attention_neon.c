@@ -1,8 +1,23 @@
-/* attention_neon.c — attention_impl.h compiled for the neon variant. */
+/* attention_neon.c — attention_impl.h compiled for the neon variant, float32 and float16 caches. */
 #include "internal.h"
+#include <arm_neon.h>
+
+/* float16 bits to float32, four at a time (AArch64 has the conversion in its base NEON). */
+static inline void widen(const uint16_t *restrict src, float *restrict dst, int32_t n) {
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + i))));
+    for (; i < n; i++) dst[i] = pbs2p_half_to_float(src[i]);
+}
+
+#define PBS2P_ATTEND_F16
 #include "attention_impl.h"
 
 void pbs2p_attend_neon(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
-                     float scale, float *scores, float *out) {
+                       float scale, float *scores, float *out) {
     attend(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
+}
+
+void pbs2p_attend_f16_neon(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                           int32_t hd, float scale, float *scores, float *out) {
+    attend_f16(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
 }

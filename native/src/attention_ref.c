@@ -1,8 +1,20 @@
-/* attention_ref.c — attention_impl.h compiled for the ref variant. */
+/* attention_ref.c — attention_impl.h compiled for the ref variant, float32 and float16 caches. */
 #include "internal.h"
+
+/* float16 bits to float32, one at a time (the reference conversion, exact). */
+static inline void widen(const uint16_t *restrict src, float *restrict dst, int32_t n) {
+    for (int32_t i = 0; i < n; i++) dst[i] = pbs2p_half_to_float(src[i]);
+}
+
+#define PBS2P_ATTEND_F16
 #include "attention_impl.h"
 
 void pbs2p_attend_ref(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
-                     float scale, float *scores, float *out) {
+                      float scale, float *scores, float *out) {
     attend(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
+}
+
+void pbs2p_attend_f16_ref(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                          int32_t hd, float scale, float *scores, float *out) {
+    attend_f16(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
 }

@@ -245,12 +245,32 @@ void pbs2p_attend_neon(const float *q, const float *kt, size_t ldk, const float 
                        float scale, float *scores, float *out);
 #endif
 
+/* The same over a float16 cache (keys and values as float16 bits): bit for bit the float32 kernel of the variant on
+ * the widened values. */
+typedef void (*pbs2p_attend_f16_fn)(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv,
+                                    int32_t n, int32_t hd, float scale, float *scores, float *out);
+void pbs2p_attend_f16_ref(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                          int32_t hd, float scale, float *scores, float *out);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_attend_f16_avx2(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                           int32_t hd, float scale, float *scores, float *out);
+#endif
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_attend_f16_avx512(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                             int32_t hd, float scale, float *scores, float *out);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_attend_f16_neon(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
+                           int32_t hd, float scale, float *scores, float *out);
+#endif
+
 /* The selected variant's kernels, or 0 (with pbs2p_last_error set) when the forced one is unavailable. */
 typedef struct pbs2p_kernels {
     pbs2p_rows_fn gemv, gemm;
     pbs2p_dense_fn dense;   /* F16 matrices */
     pbs2p_qdense_fn qdense; /* every other dense type */
     pbs2p_attend_fn attend;
+    pbs2p_attend_f16_fn attend_f16;
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
@@ -307,6 +327,23 @@ void pbs2p_decoder_free(pbs2p_decoder *dec);
 pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *row);
 /* One malloc holding the four (K,) arrays; free(row->kept) releases it. */
 pbs2p_status pbs2p_row_alloc(pbs2p_row *row, size_t K);
+
+/* float32 -> float16 bits, rounded to nearest even; beyond the float16 range it saturates to +-65504 (a cache
+ * entry stays finite), NaN stays NaN. */
+static inline uint16_t pbs2p_float_to_half(float x) {
+    union { float f; uint32_t u; } v = { x };
+    const uint16_t sign = (uint16_t)((v.u >> 16) & 0x8000u);
+    const uint32_t a = v.u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint16_t)(sign | 0x7E00u);            /* NaN */
+    if (a >= 0x477FF000u) return (uint16_t)(sign | 0x7BFFu);           /* rounds past 65504 (or inf): saturate */
+    if (a < 0x38800000u) {                                             /* below 2^-14: a subnormal half or zero */
+        union { uint32_t u; float f; } w = { a };
+        /* w * 2^24 is the subnormal's integer mantissa; float arithmetic rounds it to nearest even */
+        return (uint16_t)(sign | (uint16_t)(int32_t)__builtin_rintf(w.f * 16777216.0f));
+    }
+    uint32_t m = a + 0xC8000FFFu + ((a >> 13) & 1u);                  /* rebias 127 -> 15, round to nearest even */
+    return (uint16_t)(sign | (m >> 13));
+}
 
 /* float16 bits -> float32, exact for every value (subnormals, inf, nan). */
 static inline float pbs2p_half_to_float(uint16_t h) {

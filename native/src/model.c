@@ -59,9 +59,17 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
             rope(s->q + (size_t)t * QD, c->n_head, c->head_dim, n_past + t, m->w.inv_freq);
             rope(s->k + (size_t)t * KVD, c->n_head_kv, c->head_dim, n_past + t, m->w.inv_freq);
         }
-        float *key = m->kv.key + (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
-        for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = s->k[(size_t)t * KVD + i];
-        memcpy(m->kv.value + cache_row, s->v + (size_t)t * KVD, KVD * sizeof(float));
+        const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
+        const float *k_new = s->k + (size_t)t * KVD, *v_new = s->v + (size_t)t * KVD;
+        if (m->kv.f16) {
+            uint16_t *key = (uint16_t *)m->kv.key + key_at, *value = (uint16_t *)m->kv.value + cache_row;
+            for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = pbs2p_float_to_half(k_new[i]);
+            for (size_t i = 0; i < KVD; i++) value[i] = pbs2p_float_to_half(v_new[i]);
+        } else {
+            float *key = (float *)m->kv.key + key_at;
+            for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = k_new[i];
+            memcpy((float *)m->kv.value + cache_row, v_new, KVD * sizeof(float));
+        }
     }
     if ((st = attention(m, s, l, T, n_past)) != PBS2P_OK) return st;
     return matmul(&b->lin[LIN_O], s->att_out, T, s->xb, pool);
@@ -192,6 +200,7 @@ pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out) {
     out->n_threads = m->n_threads;
     out->n_cached = m->n_cached;
     out->tied = m->w.tied;
+    out->kv_type = m->kv.f16 ? PBS2P_KV_F16 : PBS2P_KV_F32;
     return PBS2P_OK;
 }
 

@@ -77,9 +77,10 @@ typedef struct weights {
 } weights;
 
 typedef struct kv_cache {
-    float *key;         /* (L, Hkv*hd, ldk): transposed, a key dimension's positions contiguous (attend) */
-    float *value;       /* (L, n_ctx, Hkv*hd) */
+    void *key;          /* (L, Hkv*hd, ldk): transposed, a key dimension's positions contiguous (attend) */
+    void *value;        /* (L, n_ctx, Hkv*hd) */
     size_t ldk;         /* kv_key_stride(n_ctx) */
+    int f16;            /* entries are float16 bits (uint16_t), else float */
 } kv_cache;
 
 /* Floats from one key dimension's positions to the next: n_ctx rounded up to an odd number of 64-byte lines. attend

@@ -283,24 +283,27 @@ static void free_cache(kv_cache *kv) {
     kv->key = kv->value = NULL;
 }
 
-/* Floats of the KV cache for n_ctx positions: keys (transposed, rows kv_key_stride(n_ctx) apart) and values. */
-static void kv_floats(const config *c, int32_t n_ctx, uint64_t *keys, uint64_t *values) {
+/* Entries of the KV cache for n_ctx positions: keys (transposed, rows kv_key_stride(n_ctx) apart) and values. */
+static void kv_entries(const config *c, int32_t n_ctx, uint64_t *keys, uint64_t *values) {
     const uint64_t per_position = (uint64_t)c->n_layer * (uint64_t)c->n_head_kv * (uint64_t)c->head_dim;
     *keys = per_position * kv_key_stride(n_ctx);
     *values = per_position * (uint64_t)n_ctx;
 }
 
+static size_t kv_entry_bytes(int f16) { return f16 ? sizeof(uint16_t) : sizeof(float); }
+
 /* The cache's sizes are within PBS2P_MODEL_MAX_STATE_BYTES: load() checks them first. */
-static pbs2p_status build_cache(const config *c, int32_t n_ctx, kv_cache *kv) {
+static pbs2p_status build_cache(const config *c, int32_t n_ctx, int f16, kv_cache *kv) {
     uint64_t keys, values;
-    kv_floats(c, n_ctx, &keys, &values);
+    kv_entries(c, n_ctx, &keys, &values);
     kv->ldk = kv_key_stride(n_ctx);
-    kv->key = calloc((size_t)keys, sizeof(float));
-    kv->value = calloc((size_t)values, sizeof(float));
+    kv->f16 = f16;
+    kv->key = calloc((size_t)keys, kv_entry_bytes(f16));
+    kv->value = calloc((size_t)values, kv_entry_bytes(f16));
     if (!kv->key || !kv->value) {
         free_cache(kv);
-        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a KV cache of %" PRIu64 " + %" PRIu64 " floats", keys,
-                          values);
+        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a KV cache of %" PRIu64 " + %" PRIu64 " %s", keys,
+                          values, f16 ? "halves" : "floats");
     }
     return PBS2P_OK;
 }
@@ -388,7 +391,11 @@ static pbs2p_status check_block_count(const pbs2p_gguf *f, const config *c, uint
 static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs2p_model *m) {
     pbs2p_status st;
     int32_t n_threads = params ? params->n_threads : 0, n_ctx = params ? params->n_ctx : 0;
+    const int32_t kv_type = params ? params->kv_type : PBS2P_KV_F16;
     if (n_threads == 0) n_threads = 1;
+    if (kv_type != PBS2P_KV_F16 && kv_type != PBS2P_KV_F32)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "kv_type %d must be PBS2P_KV_F16 (%d) or PBS2P_KV_F32 (%d)", kv_type,
+                          PBS2P_KV_F16, PBS2P_KV_F32);
     if (n_threads < 1 || n_threads > PBS2P_MODEL_MAX_THREADS)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_threads %d must be in 1..%d (0 = 1)", n_threads,
                           PBS2P_MODEL_MAX_THREADS);
@@ -419,8 +426,8 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
     /* resource guard before the large allocations: KV cache + scratch of a full-context eval */
     const config *c = &m->c;
     uint64_t kv_keys, kv_values;
-    kv_floats(c, n_ctx, &kv_keys, &kv_values);
-    const uint64_t kv_bytes = (kv_keys + kv_values) * 4;
+    kv_entries(c, n_ctx, &kv_keys, &kv_values);
+    const uint64_t kv_bytes = (kv_keys + kv_values) * kv_entry_bytes(kv_type == PBS2P_KV_F16);
     uint64_t run_bytes = (uint64_t)run_floats(c, (size_t)n_ctx, n_ctx, n_threads) * 4;
     if (kv_bytes + run_bytes > PBS2P_MODEL_MAX_STATE_BYTES)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d needs %" PRIu64 " MiB of KV cache and scratch, above the "
@@ -431,7 +438,7 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
 
     if (n_threads > 1 && (st = pbs2p_pool_new(n_threads, &m->pool)) != PBS2P_OK) return st;
     if ((st = build_weights(f, c, m->pool, &m->w)) != PBS2P_OK) return st;
-    if ((st = build_cache(c, n_ctx, &m->kv)) != PBS2P_OK) return st;
+    if ((st = build_cache(c, n_ctx, kv_type == PBS2P_KV_F16, &m->kv)) != PBS2P_OK) return st;
     /* A file without a tokenizer, or with one of a kind this library cannot read, still runs from token ids;
      * a tokenizer that is present but malformed makes the file invalid. */
     st = pbs2p_tokenizer_load(f, &m->tok);

@@ -100,6 +100,7 @@ typedef struct attention_job {
     const pbs2p_model *m;
     run_state *s;
     pbs2p_attend_fn attend;
+    pbs2p_attend_f16_fn attend_f16;
     int32_t l, T, n_past;
     int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
     float *scores;         /* (n_ctx,) this job's attention weights */
@@ -113,15 +114,21 @@ static void run_attention(void *arg) {
     const config *c = &j->m->c;
     const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
     const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
-    const size_t ldk = j->m->kv.ldk;
-    const float *kc = j->m->kv.key + (size_t)j->l * KVD * ldk, *vc = j->m->kv.value + (size_t)j->l * n_ctx * KVD;
+    const kv_cache *kv = &j->m->kv;
+    const size_t ldk = kv->ldk, k_layer = (size_t)j->l * KVD * ldk, v_layer = (size_t)j->l * n_ctx * KVD;
     for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
         const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
         const int32_t start = c->window && end > c->window ? end - c->window : 0;   /* visible from start */
         const size_t kv_off = (size_t)(h / group) * hd;
-        j->attend(j->s->q + (size_t)t * QD + (size_t)h * hd, kc + kv_off * ldk + start, ldk,
-                  vc + (size_t)start * KVD + kv_off, KVD, end - start, hd, c->score_scale, j->scores,
-                  j->s->att_out + (size_t)t * QD + (size_t)h * hd);
+        const size_t k_at = k_layer + kv_off * ldk + (size_t)start, v_at = v_layer + (size_t)start * KVD + kv_off;
+        const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
+        float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
+        if (kv->f16)
+            j->attend_f16(q, (const uint16_t *)kv->key + k_at, ldk, (const uint16_t *)kv->value + v_at, KVD,
+                          end - start, hd, c->score_scale, j->scores, out);
+        else
+            j->attend(q, (const float *)kv->key + k_at, ldk, (const float *)kv->value + v_at, KVD, end - start, hd,
+                      c->score_scale, j->scores, out);
     }
 }
 
@@ -134,7 +141,7 @@ pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T,
     const int nt = threads_for(m->pool, work, T * c->n_head);
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
-        jobs[b] = (attention_job){m, s, k.attend, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
+        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
     pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
     return PBS2P_OK;
 }

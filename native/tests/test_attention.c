@@ -1,7 +1,9 @@
 /* test_attention.c — ctest: every compiled variant's attention of one query and head (pbs2p_kernels.attend) against
  * a double-precision softmax(q.k) v, at head sizes and position counts that leave remainders of every loop; the
- * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); and the
- * softmax's e^x (exp_approx.h) against libm's exp in double. */
+ * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); the
+ * float16-cache kernel (attend_f16) bit for bit the float32 one on the widened cache, past its chunk of 256 positions
+ * and columns; float32 -> float16 rounding (pbs2p_float_to_half) against every float16; and the softmax's e^x
+ * (exp_approx.h) against libm's exp in double. */
 #include "internal.h"
 #include "exp_approx.h"
 #define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
@@ -10,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void check(const char *name, pbs2p_attend_fn attend, int32_t hd, int32_t n) {
     const size_t ldk = (size_t)n + 3, ldv = (size_t)hd + 5;
@@ -41,6 +44,48 @@ static void check(const char *name, pbs2p_attend_fn attend, int32_t hd, int32_t 
     free(q); free(kt); free(v); free(scores); free(out); free(w);
 }
 
+/* attend_f16 on float16 keys and values equals attend on the same values widened, every bit. */
+static void check_f16(const char *name, const pbs2p_kernels *k, int32_t hd, int32_t n) {
+    const size_t ldk = (size_t)n + 3, ldv = (size_t)hd + 5;
+    uint16_t *kh = malloc(2 * (size_t)hd * ldk), *vh = malloc(2 * (size_t)n * ldv);
+    float *q = malloc(sizeof(float) * hd), *kt = malloc(sizeof(float) * hd * ldk), *v = malloc(sizeof(float) * n * ldv);
+    float *scores = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * hd), *got = malloc(sizeof(float) * hd);
+    for (int32_t d = 0; d < hd; d++) q[d] = 2.0f * rnd_unit();
+    for (size_t i = 0; i < (size_t)hd * ldk; i++) kt[i] = pbs2p_half_to_float(kh[i] = pbs2p_float_to_half(2.0f * rnd_unit()));
+    for (size_t i = 0; i < (size_t)n * ldv; i++) v[i] = pbs2p_half_to_float(vh[i] = pbs2p_float_to_half(rnd_unit()));
+    const float scale = 1.0f / sqrtf((float)hd);
+    k->attend(q, kt, ldk, v, ldv, n, hd, scale, scores, want);
+    k->attend_f16(q, kh, ldk, vh, ldv, n, hd, scale, scores, got);
+    int same = 1;
+    for (int32_t d = 0; d < hd; d++) same &= memcmp(&got[d], &want[d], sizeof(float)) == 0;
+    CHECK(same, "%s attend_f16 hd=%d n=%d differs from attend on the widened cache", name, hd, n);
+    free(kh); free(vh); free(q); free(kt); free(v); free(scores); free(want); free(got);
+}
+
+/* pbs2p_float_to_half: every float16 comes back exactly; a float between two neighbours rounds to the nearer, a tie
+ * to the even one; beyond 65504 (and infinities) saturates to +-65504; NaN stays NaN. */
+static void check_float_to_half(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        const float x = pbs2p_half_to_float((uint16_t)h);
+        const uint16_t back = pbs2p_float_to_half(x);
+        if (isnan(x)) bad += (back & 0x7C00u) != 0x7C00u || !(back & 0x3FFu);
+        else if (isinf(x)) bad += back != ((h & 0x8000u) | 0x7BFFu);
+        else bad += back != h;
+        if ((h & 0x7C00u) == 0x7C00u || (h & 0x7FFFu) == 0x7BFFu) continue; /* no finite upper neighbour */
+        /* between h and its upper neighbour (in magnitude): 1/4 of the way, the midpoint, 3/4 of the way */
+        const float y = pbs2p_half_to_float((uint16_t)(h + 1));
+        const float quarter = x + (y - x) * 0.25f, mid = x + (y - x) * 0.5f, three = x + (y - x) * 0.75f;
+        const uint16_t even = (h & 1u) ? (uint16_t)(h + 1) : (uint16_t)h;
+        bad += pbs2p_float_to_half(quarter) != h || pbs2p_float_to_half(three) != (uint16_t)(h + 1) ||
+               pbs2p_float_to_half(mid) != even;
+    }
+    CHECK(bad == 0, "pbs2p_float_to_half: %d wrong roundings", bad);
+    CHECK(pbs2p_float_to_half(65519.0f) == 0x7BFFu && pbs2p_float_to_half(65520.0f) == 0x7BFFu &&
+          pbs2p_float_to_half(-1e30f) == 0xFBFFu && pbs2p_float_to_half(1e-10f) == 0 &&
+          pbs2p_float_to_half(-0.0f) == 0x8000u, "pbs2p_float_to_half: saturation / underflow");
+}
+
 /* exp_approx.h: within one float32 ulp of e^x on its range (a ulp taken as e^x * 2^-23), exact at 0, NaN kept,
  * clamped (finite, positive) outside [-87, 88]. */
 static void check_exp(void) {
@@ -60,6 +105,7 @@ static void check_exp(void) {
 
 int main(void) {
     check_exp();
+    check_float_to_half();
     const char *names[8];
     size_t nv = pbs2p_kernel_variants(names, 8);
     static const int32_t hds[] = {1, 3, 4, 7, 64, 67, 128};
@@ -70,6 +116,9 @@ int main(void) {
         CHECK(pbs2p_kernel_select(names[i]) == PBS2P_OK && pbs2p_kernel_current(&k), "select %s", names[i]);
         for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
             for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) check(names[i], k.attend, hds[a], ns[b]);
+        static const int32_t hds16[] = {1, 3, 64, 67, 300}, ns16[] = {1, 5, 255, 256, 257, 600};
+        for (size_t a = 0; a < sizeof hds16 / sizeof hds16[0]; a++)
+            for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++) check_f16(names[i], &k, hds16[a], ns16[b]);
         printf("attention %s: ok\n", names[i]);
     }
     pbs2p_kernel_select(NULL);

@@ -104,11 +104,13 @@ pbs2p_status pbs2p_gguf_find_tensor(const pbs2p_gguf *f, const char *name, pbs2p
 pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *linear_base, pbs2p_layer_desc *out);
 pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 /* Models (model.c) */
-typedef struct pbs2p_model_params { int32_t n_threads; int32_t n_ctx; } pbs2p_model_params;
+#define PBS2P_KV_F16 0
+#define PBS2P_KV_F32 1
+typedef struct pbs2p_model_params { int32_t n_threads; int32_t n_ctx; int32_t kv_type; } pbs2p_model_params;
 typedef struct pbs2p_model_info {
     char arch[16];
     int32_t n_vocab, n_ctx, n_ctx_train, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
-    int32_t n_threads; int32_t n_cached; int32_t tied;
+    int32_t n_threads; int32_t n_cached; int32_t tied; int32_t kv_type;
 } pbs2p_model_info;
 typedef struct pbs2p_model pbs2p_model;
 pbs2p_status pbs2p_model_load(const char *path, const pbs2p_model_params *params, pbs2p_model **out);

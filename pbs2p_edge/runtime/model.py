@@ -34,6 +34,7 @@ class ModelInfo:
     n_threads: int
     n_cached: int     # positions 0..n_cached-1 of the cache are valid
     tied: bool        # the head is token_embd
+    kv: str           # the KV cache's entries: "f16" or "f32"
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,24 @@ def _rate(tokens: int, seconds: float) -> float | None:
     return tokens / seconds if tokens > 0 and seconds > 0 else None
 
 
+KV_TYPES = {"f16": lib.PBS2P_KV_F16, "f32": lib.PBS2P_KV_F32}  # Model(kv=...) -> pbs2p_model_params.kv_type
+
+
 class Model:
     """Load and validate `path` (NativeError with the C message otherwise); close() or use `with`.
 
-    n_ctx None: min(2048, the model's context length). eval() runs tokens at positions n_past.. over the KV
-    cache and returns their logits; n_past must not exceed the positions already cached. tokenize/detokenize use
+    n_ctx None: min(2048, the model's context length). kv: the KV cache's entries, "f16" (half the memory, as
+    llama.cpp) or "f32" (the keys and values exactly as computed). eval() runs tokens at positions n_past.. over the
+    KV cache and returns their logits; n_past must not exceed the positions already cached. tokenize/detokenize use
     the file's tokenizer; generate() and perplexity() run in C and take text (tokenized here) or token ids.
     """
 
-    def __init__(self, path, n_threads: int = 1, n_ctx: int | None = None):
+    def __init__(self, path, n_threads: int = 1, n_ctx: int | None = None, kv: str = "f16"):
         self.path = Path(path)
-        params = ffi.new("pbs2p_model_params *", {"n_threads": int(n_threads), "n_ctx": int(n_ctx or 0)})
+        if kv not in KV_TYPES:
+            raise ConfigError(f"kv must be one of {', '.join(KV_TYPES)}, got {kv!r}")
+        params = ffi.new("pbs2p_model_params *", {"n_threads": int(n_threads), "n_ctx": int(n_ctx or 0),
+                                                  "kv_type": KV_TYPES[kv]})
         out = ffi.new("pbs2p_model **")
         check(lib.pbs2p_model_load(c_path(self.path), params, out), f"load {self.path}")
         self._c = ffi.gc(out[0], lib.pbs2p_model_free)
@@ -130,7 +138,8 @@ class Model:
         i = ffi.new("pbs2p_model_info *")
         check(lib.pbs2p_model_get_info(self._handle(), i), "model info")
         return ModelInfo(ffi.string(i.arch).decode(), i.n_vocab, i.n_ctx, i.n_ctx_train, i.n_layer, i.n_embd, i.n_ff,
-                         i.n_head, i.n_head_kv, i.head_dim, i.n_threads, i.n_cached, bool(i.tied))
+                         i.n_head, i.n_head_kv, i.head_dim, i.n_threads, i.n_cached, bool(i.tied),
+                         "f16" if i.kv_type == lib.PBS2P_KV_F16 else "f32")
 
     def reset(self) -> None:
         """Forget the KV cache."""

@@ -107,7 +107,7 @@ def test_greedy_json_equals_python_runtime(model_path, tiny_tokenizer):
     assert out["tokens"] == want
     assert out["n_generated"] == 24 and out["stop_reason"] == "length"
     assert out["text"] == utf8_per_byte_replace(_token_bytes(tiny_tokenizer, want))
-    assert out["threads"] == 1 and out["ctx"] == 128 and out["model"] == str(model_path)
+    assert out["threads"] == 1 and out["ctx"] == 128 and out["model"] == str(model_path) and out["kv"] == "f16"
     assert out["kernel"] in ("ref", "avx2", "avx512", "neon")
     for key in ("prompt_seconds", "decode_seconds", "prompt_tokens_per_second", "decode_tokens_per_second"):
         assert out[key] > 0, key
@@ -229,7 +229,7 @@ def _not_pbs2p_gguf(path: Path) -> Path:
 
 @pytest.mark.parametrize("case", ["missing model", "directory", "not a GGUF", "not pbs2p", "prompt longer than ctx",
                                   "perplexity text too short", "missing text file", "bad top-p", "unknown option",
-                                  "bad integer", "two modes", "no mode"])
+                                  "bad integer", "two modes", "no mode", "bad kv"])
 def test_errors_exit_2_with_one_line(case, model_path, tmp_path):
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"this is not a GGUF file")
@@ -248,6 +248,7 @@ def test_errors_exit_2_with_one_line(case, model_path, tmp_path):
         "bad integer": ("-m", model_path, "-p", "hi", "-n", "12x"),
         "two modes": ("-m", model_path, "-p", "hi", "--tokenize", short),
         "no mode": ("-m", model_path),
+        "bad kv": ("-m", model_path, "-p", "hi", "--kv", "q8_0"),
     }[case]
     proc = run(*args, check=False)
     lines = proc.stderr.decode(errors="replace").splitlines()
@@ -258,6 +259,15 @@ def test_errors_exit_2_with_one_line(case, model_path, tmp_path):
         assert "longer than the context" in lines[0]
     if case == "perplexity text too short":
         assert "too short" in lines[0]
+    if case == "bad kv":
+        assert lines[0] == "pbs2p-run: --kv expects f16 or f32, got 'q8_0'"
+
+
+def test_kv_f32_runs_the_float32_cache(model_path):
+    out = run_json("-m", model_path, "-p", PROMPT, "-n", 24, "-t", 1, "--no-eos", "--kv", "f32")
+    assert out["kv"] == "f32"
+    with Model(model_path, kv="f32") as m:
+        assert out["tokens"] == m.generate_greedy(out["prompt_ids"], 24)
 
 
 def test_both_clis_agree_on_temperature_and_text_files(model_path, tmp_path):

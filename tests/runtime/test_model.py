@@ -2,6 +2,7 @@
 generation, sampling, perplexity and tokenization through the C library agree with PyTorch and Hugging Face."""
 
 import copy
+import functools
 import re
 import struct
 import subprocess
@@ -18,10 +19,14 @@ from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
 from pbs2p_edge.errors import ConfigError, DataError, NativeError
 from pbs2p_edge.eval.perplexity import perplexity
-from pbs2p_edge.runtime._ffi import lib
-from pbs2p_edge.runtime.model import GenerateResult, Model
+from pbs2p_edge.runtime._ffi import ffi, lib
+from pbs2p_edge.runtime.model import GenerateResult, Model as NativeModel
 from pbs2p_edge.runtime.gguf_file import GGUFFile
 from pbs2p_exporters.gguf_export import export_gguf
+
+# These tests hold libpbs2p to PyTorch's float32 keys and values: the float32 KV cache (the float16 default is tested
+# against it in test_model.py's test_f16_kv_cache_*).
+Model = functools.partial(NativeModel, kv="f32")
 
 PROMPT = [5, 17, 200, 3, 99, 42, 7, 311, 64, 128, 0, 250]  # 12 tokens < vocab 320
 EXTRA = [13, 77, 301]
@@ -591,3 +596,33 @@ def test_a_path_with_a_nul_byte_is_refused_not_cut(exported):
     for make in (Model, GGUFFile):
         with pytest.raises(ConfigError, match="NUL byte"):
             make(path + "\0junk")
+
+
+@pytest.mark.parametrize("name", ["tied", "opt_untied"])
+def test_f16_kv_cache_is_the_default_and_close_to_f32(exported, tiny_ids, name):
+    """The float16 cache (the C default, as llama.cpp's): logits within 1e-3 of their range of the float32 cache's
+    (the rounding shows), token-by-token decoding reads back what the batch wrote, perplexity within 0.1 %.
+    test_attention.c holds its kernel bit for bit to the float32 one on the widened cache."""
+    _, path, _ = exported[name]
+    ids = PROMPT + EXTRA
+    with NativeModel(path, n_ctx=32) as h, Model(path, n_ctx=32) as f:
+        assert (h.info.kv, f.info.kv) == ("f16", "f32")
+        got, want = h.eval(ids), f.eval(ids)
+        span = float(want.max() - want.min())
+        assert 0 < np.abs(got - want).max() <= 1e-3 * span
+        h.reset()
+        rows = [h.eval(PROMPT, 0)] + [h.eval([t], len(PROMPT) + i) for i, t in enumerate(EXTRA)]
+        _assert_close(np.concatenate(rows), got)
+        a = h.perplexity(tiny_ids.numpy(), 32, max_windows=3)
+        b = f.perplexity(tiny_ids.numpy(), 32, max_windows=3)
+        assert a.ppl == pytest.approx(b.ppl, rel=1e-3) and a.ppl != b.ppl
+
+
+def test_kv_type_is_checked(exported):
+    path = exported["tied"][1]
+    with pytest.raises(ConfigError, match="kv must be one of f16, f32"):
+        NativeModel(path, kv="q8")
+    params = ffi.new("pbs2p_model_params *", {"n_threads": 1, "n_ctx": 0, "kv_type": 2})
+    out = ffi.new("pbs2p_model **")
+    assert lib.pbs2p_model_load(str(path).encode(), params, out) == lib.PBS2P_ERR_ARGUMENT
+    assert out[0] == ffi.NULL

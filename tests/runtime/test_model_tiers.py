@@ -3,6 +3,7 @@ PyTorch's logits, with any thread count and any kernel variant; a tier it does n
 tier's, is refused at load."""
 
 import copy
+import functools
 import struct
 
 import gguf
@@ -17,8 +18,12 @@ from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
 from pbs2p_edge.errors import NativeError
 from pbs2p_edge.runtime._ffi import lib
 from pbs2p_edge.runtime.kernels import available_kernels, select_kernel
-from pbs2p_edge.runtime.model import Model
+from pbs2p_edge.runtime.model import Model as NativeModel
 from pbs2p_exporters.gguf_export import export_gguf
+
+# These tests hold libpbs2p to PyTorch's float32 keys and values: the float32 KV cache (the float16 default is tested
+# against it in test_model.py's test_f16_kv_cache_*).
+Model = functools.partial(NativeModel, kv="f32")
 
 PROMPT = [5, 17, 200, 3, 99, 42, 7, 311, 64, 128, 0, 250]
 REL_TOL = 1e-5  # of the logit range, as tests/runtime/test_model.py
