@@ -170,6 +170,8 @@ def make_budget_models(args) -> list[str]:
         print(f"{name}: exit {proc.returncode} in {time.perf_counter() - t0:.0f} s {last}", file=sys.stderr, flush=True)
         if proc.returncode:
             failed.append(f"{name}: {last.removeprefix('pbs2p-edge: error: ')}")
+        if not args.quick:
+            keep_refusal(args.out, name, last.removeprefix("pbs2p-edge: error: ") if proc.returncode == 2 else None)
 
     for name, opts in jobs:
         path = models / f"{name}{'.quick' if args.quick else ''}.gguf"
@@ -184,6 +186,24 @@ def make_budget_models(args) -> list[str]:
     while running:
         wait_one()
     return failed
+
+
+def refusals_file(out: Path) -> Path:
+    return out / "quality_vs_size" / "refused.json"
+
+
+def keep_refusal(out: Path, name: str, why: str | None) -> None:
+    """Records (or, why None, forgets) that the export `name` was refused (exit 2: a budget below the smallest file
+    its tiers make), so a --cached table still says which budgets make no file."""
+    f = refusals_file(out)
+    kept = json.loads(f.read_text()) if f.exists() else {}
+    kept.pop(name, None)
+    if why is not None:
+        kept[name] = why
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(dict(sorted(kept.items())), indent=1) + "\n")
+    os.replace(tmp, f)
 
 
 def peer_bytes(peer_dir: Path) -> dict[str, int]:
@@ -340,13 +360,13 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
     lines += ["", f"Dominance on `{meta['data']}` (lower perplexity at no larger file):", *dominance(points)]
     if other:
         lines += ["", f"Dominance on `{meta['other_data']}`:", *dominance(other)]
-    earn = binary_tier(points, other)
+    earn = binary_tier(points, other, meta.get("refused"))
     if earn:
         lines += ["", "Does the binary tier earn its place? At each bit budget, our best file with PBS2P layers "
                   "against our best without (the allocator's own choice, recovery and the ablation without the tier):",
                   "", *earn]
     if meta.get("refused"):
-        lines += ["", "Budgets that make no file:", *(f"- {r}" for r in meta["refused"])]
+        lines += ["", "Budgets that make no file:", *(f"- {name}: {why}" for name, why in meta["refused"].items())]
     path = out / "quality_vs_size.md"
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text("\n".join(lines) + "\n")
@@ -390,12 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     args.quality_dir = args.quality_dir or args.out / "quality-16w"
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
-    failed = [] if args.cached else make_budget_models(args)
+    if not args.cached:
+        make_budget_models(args)
+    kept = json.loads(refusals_file(args.out).read_text()) if refusals_file(args.out).exists() else {}
+    refused = {name: kept[name] for name, _ in budget_jobs(args) if name in kept} if not args.quick else {}
     points = collect(args, args.data)
     other = collect(args, args.other_data) if args.other_data else []
     meta = {"command": command, "data": args.data, "other_data": args.other_data, "seqlen": args.seqlen,
             "windows": args.windows, "other_windows": args.other_windows, "threads": args.threads, "quick": args.quick,
-            "refused": failed}
+            "refused": refused}
     print(write_results(args.out, points, meta, other))
     return 0
 

@@ -196,11 +196,13 @@ def dominance(points: list[dict]) -> list[str]:
     return lines
 
 
-def binary_tier(points: list[dict], other: list[dict] = ()) -> list[str]:
+def binary_tier(points: list[dict], other: list[dict] = (), refused: dict[str, str] | None = None) -> list[str]:
     """Table lines: for each recipe of our files (`ours budget-B[-no-pbs2p][-recoverS] (libpbs2p)`, the default export
     as budget-DEFAULT_BPW), the lowest-perplexity file with PBS2P layers against the lowest without, the same budget
     and recovery (a file's name less `-no-pbs2p`), with each file's perplexity on the other text (`other`: rows of
-    the same names). Files whose tiers are not recorded are left out; [] when no recipe has both."""
+    the same names). refused: export name (`budget-B-no-pbs2p[-recoverS]`) -> why no file could be made; a recipe
+    with binary files whose file without the tier was refused gets a line too (only the binary tier reaches that
+    size). Files whose tiers are not recorded are left out; [] when no recipe has both."""
     from .cli import DEFAULT_BPW
     from .pack.tiers import BINARY
 
@@ -231,9 +233,13 @@ def binary_tier(points: list[dict], other: list[dict] = ()) -> list[str]:
     for r in sorted(groups, key=order):
         binary = [p for p in groups[r] if p["tiers"].get(BINARY, 0) > 0]
         plain = [p for p in groups[r] if p["tiers"].get(BINARY, 0) == 0]
+        without = r.replace("-recover", "-no-pbs2p-recover") if "-recover" in r else f"{r}-no-pbs2p"
         if binary and plain:
             a, b = (min(g, key=lambda p: p["ppl"]) for g in (binary, plain))
             lines.append(f"| {r} | {cell(a)} | {cell(b)} | {'binary' if a['ppl'] < b['ppl'] else 'no binary'} |")
+        elif binary and without in (refused or {}):
+            a = min(binary, key=lambda p: p["ppl"])
+            lines.append(f"| {r} | {cell(a)} | {without}: refused ({refused[without]}) | - | - | - | binary only |")
     if not lines:
         return []
     return ["| recipe | with PBS2P layers | MB | PPL | PPL (other) | without | MB | PPL | PPL (other) | better |",

@@ -146,3 +146,9 @@ def test_binary_tier_pairs_files_with_and_without_pbs2p_layers_of_the_same_recip
     lines = binary_tier(rows)
     assert "| budget-5 | budget-5 | 83.0 | 25.00 | - | default | 83.8 | 26.70 | - | binary |" in lines
     assert binary_tier([row("budget-4", 67.0, 40.0, False)]) == []
+    # below the smallest file without the binary tier: the refusal stands in for the file
+    refused = {"budget-2-no-pbs2p-recover64": "smallest file 43.1 MB", "budget-9-no-pbs2p": "x"}
+    lines = binary_tier([row("budget-2-recover64", 33.6, 900.0, True)], refused=refused)
+    assert lines[2] == ("| budget-2-recover64 | budget-2-recover64 | 33.6 | 900.00 | - | budget-2-no-pbs2p-recover64: "
+                        "refused (smallest file 43.1 MB) | - | - | - | binary only |")
+    assert binary_tier([row("budget-2-recover64", 33.6, 900.0, True)]) == []
