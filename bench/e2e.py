@@ -11,6 +11,7 @@ C CLI is timed too, on the text of the same prompt (its own JSON rates; no inter
 
     python bench/e2e.py --out bench/results                          # writes OUT/e2e.md, OUT/e2e.json
     python bench/e2e.py --out /tmp/e --quick                         # 1 rep, 32 + 8 tokens, F16 + Q4_0
+    python bench/e2e.py --out /tmp/l --prompt 1792 --decode 64 --kv f16,f32   # long context, both KV caches
 
 Our models default to OUT/models/pbs2p_compact_4of8.gguf and pbs2p_4of8.gguf, exported first when
 missing (SmolLM2-135M, 32 x 512 Emma calibration: the quality table's protocol); --ours NAME=PATH
@@ -55,7 +56,7 @@ def rss_kib() -> int:
 
 # ---- child: one timed run in this process --------------------------------------------------------
 
-def child_run(engine: str, path: str, ids: list[int], n_decode: int, threads: int) -> dict:
+def child_run(engine: str, path: str, ids: list[int], n_decode: int, threads: int, kv: str = "f16") -> dict:
     import numpy as np
 
     before = rss_kib()
@@ -63,7 +64,7 @@ def child_run(engine: str, path: str, ids: list[int], n_decode: int, threads: in
     if engine == "pbs2p":
         from pbs2p_edge.runtime.model import Model
 
-        m = Model(path, n_threads=threads, n_ctx=n_ctx)
+        m = Model(path, n_threads=threads, n_ctx=n_ctx, kv=kv)
     else:
         sys.path.insert(0, str(HERE))
         from peer_runner import LlamaRunner
@@ -114,7 +115,7 @@ def run_once(eng: dict, ids: list[int], args) -> dict:
         json.dump(ids, f)
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", eng["engine"], eng["file"], "--ids-file",
-               f.name, "--decode", str(args.decode), "--threads", str(args.threads)]
+               f.name, "--decode", str(args.decode), "--threads", str(args.threads), "--kv", eng.get("kv", "f16")]
         out, _, peak = _spawn(cmd)
     finally:
         os.unlink(f.name)
@@ -180,7 +181,8 @@ def engines(args, prompt_text: str, tmp: Path) -> list[dict]:
         info = commands.inspect(str(path))
         base = {"name": name, "file": str(path), "file_bytes": path.stat().st_size,
                 "bits_per_weight": info["bits_per_weight"]}
-        out.append({**base, "engine": "pbs2p"})
+        for kv in args.kv:  # our KV cache's entries; llama.cpp's default is f16
+            out.append({**base, "engine": "pbs2p", "kv": kv, **({} if kv == "f16" else {"name": f"{name} (kv {kv})"})})
         if binary:
             out.append({**base, "engine": "pbs2p-run", "binary": binary, "prompt_file": str(prompt_file)})
     peer_rows = json.loads((args.peer_dir / "peer.json").read_text()) if (args.peer_dir / "peer.json").exists() else []
@@ -271,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt", type=int, default=256)
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--kv", type=lambda t: t.split(","), default=["f16"],
+                   help="our KV cache's entries, each a row: f16 (the default, as llama.cpp's), f32 or f16,f32")
     p.add_argument("--no-cli", action="store_true", help="do not time the pbs2p-run binary even when found")
     p.add_argument("--quick", action="store_true", help="1 rep, 32 + 8 tokens, F16 and Q4_0, one quick export of ours")
     p.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.child:
         ids = json.loads(Path(args.ids_file).read_text())
-        print(json.dumps(child_run(args.child[0], args.child[1], ids, args.decode, args.threads)))
+        print(json.dumps(child_run(args.child[0], args.child[1], ids, args.decode, args.threads, args.kv[0])))
         return 0
     if args.quick:
         args.reps, args.prompt, args.decode = 1, 32, 8
