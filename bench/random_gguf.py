@@ -24,7 +24,7 @@ from pbs2p_edge.pack.layout import LayerMeta, expected_arrays, mask_width
 from pbs2p_exporters.atomic_file import atomic_file
 from pbs2p_exporters.gguf_export import (ALIGNMENT, LINEAR_FIELDS, PACKED_INFIX, LinearKeys, add_pbs2p_keys,
                                          add_tokenizer_keys)
-from pbs2p_exporters.gguf_names import arch_keys, gguf_arch, gguf_tensor_name, sort_key
+from pbs2p_exporters.gguf_names import add_arch_keys, gguf_arch, gguf_tensor_name, sort_key
 from pbs2p_exporters.gguf_tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, TokenizerKeys
 
 STD = 0.02  # of the random weights: small, so no activation overflows float16 in llama.cpp
@@ -144,8 +144,7 @@ def _write(path: Path, config: dict, add_keys: Callable, tensors: list[Tensor]) 
         w = gguf.GGUFWriter(str(tmp), arch.gguf)
         try:
             w.add_type("model")
-            for key, vtype, value in arch_keys(arch, config):
-                w.add_key_value(key, value, gguf.GGUFValueType[vtype])
+            add_arch_keys(w, arch, config)
             add_keys(w)
             for t in tensors:
                 w.add_tensor_info(t.name, t.shape, t.dtype, t.nbytes, raw_dtype=t.raw)

@@ -5,6 +5,8 @@ Fixtures (function scope unless noted; every model is built with torch.manual_se
                      MLP 128, vocab 320, untied lm_head. Linears per block: q 64x64, k 32x64, v 32x64,
                      o 64x64, gate 128x64, up 128x64, down 64x128.
   tiny_opt           OPTForCausalLM: hidden 64, 2 layers, 4 heads, FFN 128, vocab 320, max positions 256.
+  tiny_gemma3        Gemma3ForCausalLM: hidden 64, 4 layers mixing sliding (window 8) and global attention, 4 heads /
+                     2 KV heads of head_dim 32, vocab 320, tied head (make_tiny_gemma3).
   tiny_tokenizer     (session) PreTrainedTokenizerFast, byte-level BPE with 320 tokens trained on
                      TINY_TEXT (ids always < 320, so it matches both models).
   tiny_llama_dir     (session) a saved Hugging Face directory (config.json, safetensors, tokenizer)
@@ -45,6 +47,23 @@ def make_tiny_llama(seed: int = 0):
     return LlamaForCausalLM(config).eval()
 
 
+def make_tiny_gemma3(seed: int = 0):
+    """Gemma 3 text model: hidden 64, 4 layers (sliding, sliding, global, sliding; window 8), 4 heads / 2 KV heads of
+    head_dim 32 (not hidden / heads), query_pre_attn_scalar 24, GELU-tanh MLP 128, vocab 320, tied head."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=256, sliding_window=8, query_pre_attn_scalar=24,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
+        bos_token_id=0, eos_token_id=0, pad_token_id=1,
+    )
+    torch.manual_seed(seed)
+    return Gemma3ForCausalLM(config).eval()
+
+
 def make_tiny_opt(seed: int = 0):
     from transformers import OPTConfig, OPTForCausalLM
 
@@ -79,6 +98,11 @@ def tiny_llama():
 @pytest.fixture
 def tiny_opt():
     return make_tiny_opt()
+
+
+@pytest.fixture
+def tiny_gemma3():
+    return make_tiny_gemma3()
 
 
 @pytest.fixture(scope="session")

@@ -264,7 +264,7 @@ def test_llama_layout_architectures_go_through_the_whole_chain(capsys, tmp_path,
 
 
 @pytest.mark.parametrize("what, edit, out, message", [
-    ("gpt2", None, "m.gguf", "unsupported architecture 'gpt2'; supported: llama, mistral, opt, qwen2"),
+    ("gpt2", None, "m.gguf", "unsupported architecture 'gpt2'; supported: gemma3_text, llama, mistral, opt, qwen2"),
     ("llama", {"hidden_act": "gelu"}, "m.gguf", "GGUF export of llama supports hidden_act 'silu', not 'gelu'"),
     ("llama", {"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}}, "m.onnx",
      "ONNX export supports RoPE scaling llama3 (or none), not 'yarn'"),
@@ -299,7 +299,7 @@ def test_an_unsupported_local_model_is_refused_before_torch_is_imported(tmp_path
     for argv in (["export", src, tmp_path / "m.gguf"], ["compress", src, tmp_path / "ck"], ["eval", src]):
         r = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, timeout=120)
         assert r.stdout.split("\n")[0] == "2 []", (argv, r.stdout, r.stderr)
-        assert r.stderr == "pbs2p-edge: error: unsupported architecture 'gpt2'; supported: llama, mistral, opt, qwen2\n"
+        assert r.stderr == "pbs2p-edge: error: unsupported architecture 'gpt2'; supported: gemma3_text, llama, mistral, opt, qwen2\n"
 
 
 # ------------------------------------------------------------------------------------------------- run

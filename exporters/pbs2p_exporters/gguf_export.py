@@ -16,7 +16,7 @@ from pbs2p_edge.pack import FORMAT_VERSION, honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
 from .atomic_file import atomic_file
-from .gguf_names import arch_keys, extra_tensors, gguf_arch, gguf_tensor_name, sort_key
+from .gguf_names import add_arch_keys, extra_tensors, gguf_arch, gguf_tensor_name, gguf_tensor_value, sort_key
 from .gguf_tokenizer import TokenizerKeys, read_tokenizer
 
 ALIGNMENT = 64
@@ -153,7 +153,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     tensors: list[tuple[str, np.ndarray, object]] = []
     for hf_name, a in ck.dense.items():
         g = gguf_tensor_name(arch, hf_name)
-        tensors.append(_dense_tensor(g, a, embed_type))
+        tensors.append(_dense_tensor(g, gguf_tensor_value(arch, g, a), embed_type))
     for g, a in extra_tensors(arch, config).items():
         tensors.append((g, a, None))
     linears: list[LinearKeys] = []
@@ -180,14 +180,12 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     with atomic_file(out_path) as tmp:
         w = gguf.GGUFWriter(str(tmp), arch.gguf)
         try:
-            V = gguf.GGUFValueType
             w.add_custom_alignment(ALIGNMENT)
             w.add_type("model")
             recipe = "tiers" if ck.grids else f"{cc['method']}-{cc['n']}of{cc['m']}"
             w.add_name(f"{Path(str(name)).name}-pbs2p-{recipe}")
             w.add_string("general.quantized_by", "pbs2p-edge")
-            for key, vtype, value in arch_keys(arch, config):
-                w.add_key_value(key, value, V[vtype])
+            add_arch_keys(w, arch, config)
             add_pbs2p_keys(w, M, cc, linears, embed_type)
             add_tokenizer_keys(w, tk)
             for g, a, raw in tensors:

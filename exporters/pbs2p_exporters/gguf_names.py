@@ -8,7 +8,8 @@ import re
 import numpy as np
 
 from pbs2p_edge.errors import FormatError
-from pbs2p_edge.model.architectures import Architecture, check_config, rope_config, sliding_window
+from pbs2p_edge.model.architectures import (Architecture, check_config, gemma_rope_bases, rope_config, sliding_layers,
+                                             sliding_window)
 
 # per layout (Architecture.layout): (regex on the HF state-dict name, GGUF name template); {0} is the block index.
 _LLAMA = [
@@ -39,7 +40,16 @@ _OPT = [
     (r"model\.decoder\.layers\.(\d+)\.fc1\.(weight|bias)", "blk.{0}.ffn_up.{1}"),
     (r"model\.decoder\.layers\.(\d+)\.fc2\.(weight|bias)", "blk.{0}.ffn_down.{1}"),
 ]
-_RULES = {"llama": [(re.compile(p), t) for p, t in _LLAMA], "opt": [(re.compile(p), t) for p, t in _OPT]}
+# Gemma 3 (llama.cpp's names): its post_attention_layernorm follows attention, pre_feedforward_layernorm leads the MLP
+_GEMMA3 = [r for r in _LLAMA if "post_attention_layernorm" not in r[0]] + [
+    (r"model\.layers\.(\d+)\.post_attention_layernorm\.weight", "blk.{0}.post_attention_norm.weight"),
+    (r"model\.layers\.(\d+)\.pre_feedforward_layernorm\.weight", "blk.{0}.ffn_norm.weight"),
+    (r"model\.layers\.(\d+)\.post_feedforward_layernorm\.weight", "blk.{0}.post_ffw_norm.weight"),
+    (r"model\.layers\.(\d+)\.self_attn\.q_norm\.weight", "blk.{0}.attn_q_norm.weight"),
+    (r"model\.layers\.(\d+)\.self_attn\.k_norm\.weight", "blk.{0}.attn_k_norm.weight"),
+]
+_RULES = {layout: [(re.compile(p), t) for p, t in rules]
+          for layout, rules in (("llama", _LLAMA), ("opt", _OPT), ("gemma3", _GEMMA3))}
 
 
 def gguf_arch(config: dict) -> Architecture:
@@ -54,6 +64,14 @@ def gguf_tensor_name(arch: Architecture, hf_name: str) -> str:
         if mt:
             return template.format(*mt.groups())
     raise FormatError(f"no GGUF name for tensor {hf_name!r} of a {arch.model_type} model")
+
+
+def gguf_tensor_value(arch: Architecture, gguf_name: str, a: np.ndarray) -> np.ndarray:
+    """The values the file holds for tensor `gguf_name`: Gemma's RMSNorm scales by (1 + w), so its norm weights are
+    stored as 1 + w in float32 (as Hugging Face computes them; llama.cpp's converter does the same)."""
+    if arch.layout == "gemma3" and gguf_name.endswith("norm.weight"):
+        return np.asarray(a, dtype=np.float32) + np.float32(1.0)
+    return a
 
 
 def sort_key(gguf_name: str) -> tuple:
@@ -116,6 +134,30 @@ def arch_keys(arch: Architecture, config: dict) -> list[tuple[str, str, object]]
         if window:
             keys.append((f"{p}.attention.sliding_window", "UINT32", window))
         return keys
+    if arch.layout == "gemma3":
+        heads, head_dim = c["num_attention_heads"], c["head_dim"]
+        theta, theta_swa = gemma_rope_bases(c)
+        keys = [
+            (f"{p}.vocab_size", "UINT32", c["vocab_size"]),
+            (f"{p}.context_length", "UINT32", c["max_position_embeddings"]),
+            (f"{p}.embedding_length", "UINT32", c["hidden_size"]),
+            (f"{p}.block_count", "UINT32", c["num_hidden_layers"]),
+            (f"{p}.feed_forward_length", "UINT32", c["intermediate_size"]),
+            (f"{p}.attention.head_count", "UINT32", heads),
+            (f"{p}.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
+            (f"{p}.attention.key_length", "UINT32", head_dim),
+            (f"{p}.attention.value_length", "UINT32", head_dim),
+            (f"{p}.rope.dimension_count", "UINT32", head_dim),
+            (f"{p}.rope.freq_base", "FLOAT32", theta),
+            (f"{p}.rope.freq_base_swa", "FLOAT32", theta_swa),
+            (f"{p}.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
+            (f"{p}.attention.scale", "FLOAT32", float(c["query_pre_attn_scalar"]) ** -0.5),
+        ]
+        window = sliding_window(c)
+        if window:
+            keys.append((f"{p}.attention.sliding_window", "UINT32", window))
+            keys.append((f"{p}.attention.sliding_window_pattern", "ARRAY_BOOL", sliding_layers(c)))
+        return keys
     if arch.layout == "opt":
         heads = c["num_attention_heads"]
         return [
@@ -132,6 +174,18 @@ def arch_keys(arch: Architecture, config: dict) -> list[tuple[str, str, object]]
             ("opt.layer_norm_before", "BOOL", bool(c.get("do_layer_norm_before", True))),
         ]
     raise FormatError(f"no GGUF keys for the {arch.layout!r} layout")
+
+
+def add_arch_keys(w, arch: Architecture, config: dict) -> None:
+    """arch_keys onto a gguf.GGUFWriter; a type "ARRAY_<T>" is an array of T."""
+    import gguf
+
+    V = gguf.GGUFValueType
+    for key, vtype, value in arch_keys(arch, config):
+        if vtype.startswith("ARRAY_"):
+            w.add_key_value(key, value, V.ARRAY, V[vtype.removeprefix("ARRAY_")])
+        else:
+            w.add_key_value(key, value, V[vtype])
 
 
 def extra_tensors(arch: Architecture, config: dict) -> dict[str, np.ndarray]:

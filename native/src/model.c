@@ -53,11 +53,21 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
         return st;
     if (c->q_scale != 1.0f)
         for (size_t i = 0; i < (size_t)T * QD; i++) s->q[i] *= c->q_scale;
+    if (b->q_norm) /* Gemma: RMSNorm of every query and key head, before RoPE */
+        for (size_t h = 0; h < (size_t)T * (size_t)c->n_head; h++) {
+            float *q = s->q + h * (size_t)c->head_dim;
+            norm_row(q, q, b->q_norm, NULL, c->head_dim, NORM_RMS, c->eps);
+        }
+    if (b->k_norm)
+        for (size_t h = 0; h < (size_t)T * (size_t)c->n_head_kv; h++) {
+            float *k = s->k + h * (size_t)c->head_dim;
+            norm_row(k, k, b->k_norm, NULL, c->head_dim, NORM_RMS, c->eps);
+        }
     for (int32_t t = 0; t < T; t++) {
         const size_t cache_row = ((size_t)l * m->n_ctx + (size_t)(n_past + t)) * KVD;
-        if (m->w.inv_freq) {
-            rope(s->q + (size_t)t * QD, c->n_head, c->head_dim, n_past + t, m->w.inv_freq);
-            rope(s->k + (size_t)t * KVD, c->n_head_kv, c->head_dim, n_past + t, m->w.inv_freq);
+        if (b->inv_freq) {
+            rope(s->q + (size_t)t * QD, c->n_head, c->head_dim, n_past + t, b->inv_freq);
+            rope(s->k + (size_t)t * KVD, c->n_head_kv, c->head_dim, n_past + t, b->inv_freq);
         }
         const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
         const float *k_new = s->k + (size_t)t * KVD, *v_new = s->v + (size_t)t * KVD;
@@ -94,7 +104,8 @@ static pbs2p_status mlp(pbs2p_model *m, run_state *s, const block *b, const floa
 
 /* One decoder block over the T tokens of s->x (updated in place).
  * pre-LN (Llama, most OPT):  x += attn(norm1(x)); x += mlp(norm2(x))
- * post-LN (OPT-350m):        x = norm1(x + attn(x)); x = norm2(x + mlp(x)) */
+ * post-LN (OPT-350m):        x = norm1(x + attn(x)); x = norm2(x + mlp(x))
+ * Gemma 3 (sandwich):        x += post1(attn(norm1(x))); x += post2(mlp(norm2(x))) */
 static pbs2p_status forward_block(pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
     const config *c = &m->c;
     const block *b = &m->w.blocks[l];
@@ -104,11 +115,13 @@ static pbs2p_status forward_block(pbs2p_model *m, run_state *s, int32_t l, int32
     if (c->norm_before) norm_rows(c, s->xb, s->x, T, b->attn_norm, b->attn_norm_bias);
     /* self_attention overwrites s->xb only after its q, k, v projections have read it */
     if ((st = self_attention(m, s, b, l, c->norm_before ? s->xb : s->x, T, n_past)) != PBS2P_OK) return st;
+    if (b->attn_post_norm) norm_rows(c, s->xb, s->xb, T, b->attn_post_norm, NULL);
     for (size_t i = 0; i < TD; i++) s->x[i] += s->xb[i];
     if (!c->norm_before) norm_rows(c, s->x, s->x, T, b->attn_norm, b->attn_norm_bias);
 
     if (c->norm_before) norm_rows(c, s->xb, s->x, T, b->ffn_norm, b->ffn_norm_bias);
     if ((st = mlp(m, s, b, c->norm_before ? s->xb : s->x, T)) != PBS2P_OK) return st;
+    if (b->ffn_post_norm) norm_rows(c, s->xb, s->xb, T, b->ffn_post_norm, NULL);
     for (size_t i = 0; i < TD; i++) s->x[i] += s->xb[i];
     if (!c->norm_before) norm_rows(c, s->x, s->x, T, b->ffn_norm, b->ffn_norm_bias);
     return PBS2P_OK;
@@ -123,6 +136,8 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
     for (int32_t t = 0; t < T; t++) {
         float *x = s->x + (size_t)t * D, *pos = s->xb + (size_t)t * D;
         pbs2p_dense_row(&m->w.token_embd, tokens[t], x);
+        if (c->embd_scale != 1.0f)
+            for (int32_t j = 0; j < D; j++) x[j] *= c->embd_scale;
         if (!m->w.position_embd.data) continue;
         pbs2p_dense_row(&m->w.position_embd, n_past + t + c->pos_offset, pos);
         for (int32_t j = 0; j < D; j++) x[j] += pos[j];

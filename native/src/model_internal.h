@@ -18,7 +18,7 @@
 /* ----------------------------------------------------------------------------------------------------
  * Model structs: hyper-parameters, weights, KV cache */
 
-typedef enum arch_kind { ARCH_LLAMA, ARCH_OPT } arch_kind;
+typedef enum arch_kind { ARCH_LLAMA, ARCH_OPT } arch_kind; /* ARCH_LLAMA also runs the gemma3 layout (config.gemma) */
 typedef enum norm_kind { NORM_RMS, NORM_LAYER } norm_kind; /* RMSNorm (weight); LayerNorm (weight, bias) */
 typedef enum act_kind { ACT_SILU, ACT_RELU, ACT_GELU, ACT_GELU_TANH } act_kind; /* GELU: erf; GELU_TANH: tanh approx. */
 
@@ -42,6 +42,8 @@ typedef struct config {
     float score_scale;  /* score = (q . k) * score_scale (Llama: hd^-0.5) */
     int32_t pos_offset; /* learned positions: position p reads row p + pos_offset of position_embd */
     int32_t window;     /* sliding window: a query sees itself and the window - 1 positions before it; 0: all */
+    int gemma;          /* Gemma 3: embedding x embd_scale, QK-norm, norms after each sublayer, per-layer window */
+    float embd_scale;   /* the token embedding is multiplied by it (Gemma: sqrt(D)); 1 otherwise */
 } config;
 
 /* A compressed linear: y (rows,) = W_hat x (cols,) [+ bias]; packed (binary tier) or dense (a grid tier). */
@@ -57,6 +59,10 @@ enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LIN };
 typedef struct block {
     float *attn_norm, *attn_norm_bias; /* (D,); bias only for LayerNorm */
     float *ffn_norm, *ffn_norm_bias;   /* (D,); bias only for LayerNorm */
+    float *attn_post_norm, *ffn_post_norm; /* (D,) RMSNorm of a sublayer's output before the residual (Gemma); or NULL */
+    float *q_norm, *k_norm;            /* (hd,) RMSNorm of each query / key head before RoPE (Gemma); or NULL */
+    int32_t window;                    /* this layer's sliding window (config.window or 0: all positions) */
+    const float *inv_freq;             /* this layer's RoPE angles (weights.inv_freq or inv_freq_swa); NULL: none */
     linear lin[N_LIN];  /* q (H*hd, D), k (Hkv*hd, D), v (Hkv*hd, D), o (D, H*hd), gate/up (F, D), down (D, F);
                          * gate only when has_gate (layer NULL otherwise) */
 } block;
@@ -74,6 +80,7 @@ typedef struct weights {
     float *output_norm_bias;  /* (D,) LayerNorm only */
     block *blocks;            /* (L,) */
     float *inv_freq;          /* (hd/2,) RoPE angle per position, radians, scaling included; NULL without RoPE */
+    float *inv_freq_swa;      /* (hd/2,) the sliding layers' own (Gemma: rope.freq_base_swa); NULL: inv_freq */
 } weights;
 
 typedef struct kv_cache {
@@ -135,7 +142,9 @@ size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
 
 /* model_llama.c: the Llama keys after the common ones (norm, heads, RoPE), and the RoPE frequencies. */
 pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c);
-pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **inv_freq);
+pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **inv_freq, float **inv_freq_swa);
+/* The sliding window of each of the c->n_layer layers into windows (c->window, or 0 for a global Gemma layer). */
+pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, int32_t *windows);
 
 /* model_opt.c: the OPT keys after the common ones (norm, activation, positions), and the learned positions. */
 pbs2p_status opt_read_config(const pbs2p_gguf *f, config *c);

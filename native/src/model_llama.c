@@ -1,7 +1,11 @@
-/* model_llama.c — the model runtime's Llama-layout part (Llama, Mistral, Qwen2): its keys (RMSNorm, GQA, RoPE,
- * sliding window) and RoPE frequencies. Keys are read under general.architecture's prefix ("llama." or "qwen2."). */
+/* model_llama.c — the model runtime's Llama-layout part (Llama, Mistral, Qwen2, Gemma 3): its keys (RMSNorm, GQA,
+ * RoPE, sliding window) and RoPE frequencies. Keys are read under general.architecture's prefix ("llama.", "qwen2.",
+ * "gemma3."). Gemma 3 adds: the embedding times sqrt(D), QK-norm and a norm after each sublayer (tensors, read by
+ * model_load.c), GELU-tanh GeGLU, attention.scale, and sliding / global layers (attention.sliding_window_pattern)
+ * with their own RoPE base (rope.freq_base_swa). Its (1 + w) norm scales are stored as 1 + w. */
 #include "model_internal.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,21 +41,62 @@ pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c) {
                           c->head_dim);
     c->norm = NORM_RMS;
     c->norm_before = 1;
-    c->act = ACT_SILU;
+    c->gemma = strcmp(c->arch_name, "gemma3") == 0;
+    c->act = c->gemma ? ACT_GELU_TANH : ACT_SILU;
     c->has_gate = 1;
     c->q_scale = 1.0f;
-    c->score_scale = 1.0f / sqrtf((float)c->head_dim);
+    c->embd_scale = c->gemma ? sqrtf((float)c->n_embd) : 1.0f; /* Hugging Face: float32(hidden_size ** 0.5) */
     c->pos_offset = 0;
+    char scale_key[64];
+    return key_pos_float(f, arch_key(c, "attention.scale", scale_key, sizeof scale_key),
+                         1.0f / sqrtf((float)c->head_dim), &c->score_scale);
+}
+
+pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, int32_t *windows) {
+    char key[64];
+    const void *data;
+    uint64_t n;
+    for (int32_t l = 0; l < c->n_layer; l++) windows[l] = c->window;
+    if (!c->gemma || !c->window) return PBS2P_OK;
+    pbs2p_status st = pbs2p_gguf_get_arr(f, arch_key(c, "attention.sliding_window_pattern", key, sizeof key),
+                                         PBS2P_GGUF_BOOL, &data, &n);
+    if (st == PBS2P_ERR_NOT_FOUND)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "a gemma3 model with a sliding window lacks %s", key);
+    if (st != PBS2P_OK) return st;
+    if (n != (uint64_t)c->n_layer)
+        return pbs2p_fail(PBS2P_ERR_FORMAT, "%s has %" PRIu64 " entries for %d layers", key, n, c->n_layer);
+    for (int32_t l = 0; l < c->n_layer; l++) windows[l] = ((const uint8_t *)data)[l] ? c->window : 0; /* 0 or 1 */
     return PBS2P_OK;
 }
 
-/* RoPE angle per position of each rotated pair (d, d + hd/2): base^(-2d/hd), divided by the scaling. */
-pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **out) {
+/* inv_freq[d] = base^(-2d/hd) / (divisors ? divisors[d] : factor) for d < hd/2 (Hugging Face: 1 / base^(2d / hd) in
+ * float32); *out NULL with an error on a divisor that is not finite and > 0 or no memory. */
+static pbs2p_status rope_table(float base, float factor, const float *divisors, int32_t hd, float **out) {
+    const int32_t half = hd / 2;
+    float *inv_freq = malloc((size_t)half * sizeof *inv_freq);
+    *out = NULL;
+    if (!inv_freq) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for RoPE frequencies");
+    for (int32_t d = 0; d < half; d++) {
+        float dv = divisors ? divisors[d] : factor;
+        if (!(isfinite(dv) && dv > 0)) {
+            free(inv_freq);
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "rope_freqs.weight[%d] = %g must be finite and > 0", d, dv);
+        }
+        inv_freq[d] = (float)(1.0 / pow((double)base, (double)(2 * d) / (double)hd)) / dv;
+    }
+    *out = inv_freq;
+    return PBS2P_OK;
+}
+
+/* RoPE angle per position of each rotated pair (d, d + hd/2): base^(-2d/hd), divided by the scaling; Gemma's sliding
+ * layers get their own table from rope.freq_base_swa (unscaled), others *inv_freq_swa NULL. */
+pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **out, float **inv_freq_swa) {
     const int32_t half = c->head_dim / 2;
-    float base, factor = 1.0f, *divisors = NULL;
-    char type[32], k[3][64];
+    float base, base_swa, factor = 1.0f, *divisors = NULL;
+    char type[32], k[4][64];
     int has_type;
     pbs2p_status st;
+    *inv_freq_swa = NULL;
     if ((st = key_pos_float(f, arch_key(c, "rope.freq_base", k[0], 64), 10000.0f, &base)) != PBS2P_OK ||
         (st = key_str(f, arch_key(c, "rope.scaling.type", k[1], 64), type, sizeof type, &has_type)) != PBS2P_OK)
         return st;
@@ -64,22 +109,13 @@ pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **out)
     } else if ((st = read_f32(f, "rope_freqs.weight", half, 0, &divisors)) != PBS2P_OK) {
         return st; /* llama.cpp applies rope_freqs whenever the file has it */
     }
-    float *inv_freq = malloc((size_t)half * sizeof *inv_freq);
-    if (!inv_freq) {
-        free(divisors);
-        return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for RoPE frequencies");
-    }
-    for (int32_t d = 0; d < half; d++) {
-        float dv = divisors ? divisors[d] : factor;
-        if (!(isfinite(dv) && dv > 0)) {
-            free(divisors);
-            free(inv_freq);
-            return pbs2p_fail(PBS2P_ERR_FORMAT, "rope_freqs.weight[%d] = %g must be finite and > 0", d, dv);
-        }
-        /* Hugging Face: 1 / base^(2d / hd) in float32 */
-        inv_freq[d] = (float)(1.0 / pow((double)base, (double)(2 * d) / (double)c->head_dim)) / dv;
-    }
+    st = rope_table(base, factor, divisors, c->head_dim, out);
     free(divisors);
-    *out = inv_freq;
-    return PBS2P_OK;
+    if (st != PBS2P_OK || !c->gemma) return st;
+    if ((st = key_pos_float(f, arch_key(c, "rope.freq_base_swa", k[3], 64), 10000.0f, &base_swa)) != PBS2P_OK ||
+        (st = rope_table(base_swa, 1.0f, NULL, c->head_dim, inv_freq_swa)) != PBS2P_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
 }

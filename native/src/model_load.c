@@ -203,6 +203,10 @@ static void free_block(block *b) {
     free(b->attn_norm_bias);
     free(b->ffn_norm);
     free(b->ffn_norm_bias);
+    free(b->attn_post_norm);
+    free(b->ffn_post_norm);
+    free(b->q_norm);
+    free(b->k_norm);
     for (int k = 0; k < N_LIN; k++) free_linear(&b->lin[k]);
 }
 
@@ -215,6 +219,14 @@ static pbs2p_status build_block(const pbs2p_gguf *f, const config *c, int32_t i,
     if ((st = build_norm(f, c, name, 1, &b->attn_norm, &b->attn_norm_bias)) != PBS2P_OK) return st;
     snprintf(name, sizeof name, "blk.%d.ffn_norm", i);
     if ((st = build_norm(f, c, name, 1, &b->ffn_norm, &b->ffn_norm_bias)) != PBS2P_OK) return st;
+    if (c->gemma) { /* the norms after each sublayer and of each query / key head */
+        static const char *const extra[4] = {"post_attention_norm", "post_ffw_norm", "attn_q_norm", "attn_k_norm"};
+        float **out[4] = {&b->attn_post_norm, &b->ffn_post_norm, &b->q_norm, &b->k_norm};
+        for (int k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", i, extra[k]);
+            if ((st = read_f32(f, name, k < 2 ? D : c->head_dim, 1, out[k])) != PBS2P_OK) return st;
+        }
+    }
     for (int k = 0; k < N_LIN; k++)
         if ((k != LIN_GATE || c->has_gate) &&
             (st = build_linear(f, i, LIN_NAMES[k], shape[k][0], shape[k][1], &b->lin[k])) != PBS2P_OK)
@@ -229,6 +241,7 @@ static void free_weights(weights *w, int32_t n_layer) {
     free(w->output_norm);
     free(w->output_norm_bias);
     free(w->inv_freq);
+    free(w->inv_freq_swa);
     memset(w, 0, sizeof *w);
 }
 
@@ -261,7 +274,8 @@ static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_po
     /* Llama always has a final norm; OPT only when pre-LN (Hugging Face's final_layer_norm may be None) */
     st = build_norm(f, c, "output_norm", c->arch == ARCH_LLAMA, &w->output_norm, &w->output_norm_bias);
     if (st != PBS2P_OK) return st;
-    if (c->arch == ARCH_LLAMA && (st = llama_build_rope(f, c, &w->inv_freq)) != PBS2P_OK) return st;
+    if (c->arch == ARCH_LLAMA && (st = llama_build_rope(f, c, &w->inv_freq, &w->inv_freq_swa)) != PBS2P_OK)
+        return st;
     if (c->arch == ARCH_OPT && (st = opt_read_positions(f, c, &w->position_embd)) != PBS2P_OK) return st;
     w->blocks = calloc((size_t)c->n_layer, sizeof *w->blocks);
     if (!w->blocks) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %d blocks", c->n_layer);
@@ -274,7 +288,18 @@ static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_po
     const block_job *first = NULL; /* the failure of the lowest block, as a sequential load would report it */
     for (int j = 0; j < nt; j++)
         if (jobs[j].status != PBS2P_OK && (!first || jobs[j].failed_at < first->failed_at)) first = &jobs[j];
-    return first ? pbs2p_fail(first->status, "%s", first->error) : PBS2P_OK;
+    if (first) return pbs2p_fail(first->status, "%s", first->error);
+    /* each layer's window and RoPE table: Gemma's global layers see every position with the global base */
+    int32_t *windows = malloc((size_t)c->n_layer * sizeof *windows);
+    if (!windows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %d layer windows", c->n_layer);
+    if (c->arch == ARCH_LLAMA) st = llama_layer_windows(f, c, windows);
+    else for (int32_t l = 0; l < c->n_layer; l++) windows[l] = c->window;
+    for (int32_t l = 0; st == PBS2P_OK && l < c->n_layer; l++) {
+        w->blocks[l].window = windows[l];
+        w->blocks[l].inv_freq = windows[l] && w->inv_freq_swa ? w->inv_freq_swa : w->inv_freq;
+    }
+    free(windows);
+    return st;
 }
 
 static void free_cache(kv_cache *kv) {
@@ -311,7 +336,7 @@ static pbs2p_status build_cache(const config *c, int32_t n_ctx, int f16, kv_cach
 /* general.architecture -> the forward that runs it; the names are pbs2p_edge/model/architectures.py's GGUF names
  * (tests/runtime/test_model.py checks that the two lists are the same). */
 static const struct { const char *name; arch_kind arch; } ARCHS[] = {
-    {"llama", ARCH_LLAMA}, {"qwen2", ARCH_LLAMA}, {"opt", ARCH_OPT}};
+    {"llama", ARCH_LLAMA}, {"qwen2", ARCH_LLAMA}, {"gemma3", ARCH_LLAMA}, {"opt", ARCH_OPT}};
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
 
 static pbs2p_status read_arch(const pbs2p_gguf *f, config *c) {
@@ -344,6 +369,7 @@ static pbs2p_status read_config(const pbs2p_gguf *f, config *c) {
             PBS2P_OK ||
         (st = key_int(f, arch_key(c, "context_length", k[5], 64), -1, 1, MAX_CTX, &c->n_ctx_train)) != PBS2P_OK)
         return st;
+    c->embd_scale = 1.0f;
     return c->arch == ARCH_LLAMA ? llama_read_config(f, c) : opt_read_config(f, c);
 }
 

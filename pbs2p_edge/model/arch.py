@@ -43,8 +43,10 @@ _OPT = ArchSpec(
     embeds=("model.decoder.embed_tokens", "model.decoder.embed_positions", "model.decoder.project_in"),
 )
 
+_GEMMA3 = ArchSpec(family="gemma3", blocks=BLOCKS["gemma3"], linears=_LLAMA.linears, embeds=_LLAMA.embeds)
+
 # layout (architectures.Architecture.layout) -> where its blocks and linears are
-LAYOUTS: dict[str, ArchSpec] = {"llama": _LLAMA, "opt": _OPT}
+LAYOUTS: dict[str, ArchSpec] = {"llama": _LLAMA, "opt": _OPT, "gemma3": _GEMMA3}
 # config.model_type -> layout, for every architecture of the table
 ARCHS: dict[str, ArchSpec] = {t: LAYOUTS[a.layout] for t, a in ARCHITECTURES.items()}
 

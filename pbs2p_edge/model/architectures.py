@@ -20,11 +20,14 @@ class Architecture:
 
     model_type: config.model_type. gguf: general.architecture (llama.cpp's name), the prefix of its keys.
     layout: the block layout and tensor names, shared by a family ("llama": pre-RMSNorm, SwiGLU, rotate-half RoPE;
-            "opt": LayerNorm, learned positions). norm, position: for the README. activation: the config field that
-            names the MLP activation, its default, and the values the runtime has. biases: which linears may have one.
+            "opt": LayerNorm, learned positions; "gemma3": (1 + w) RMSNorm before and after each sublayer, QK-norm,
+            GeGLU, embedding x sqrt(hidden), sliding and global layers with their own RoPE base). norm, position: for
+            the README. activation: the config field that names the MLP activation, its default, and the values the
+            runtime has. biases: which linears may have one.
     sliding_window: how the config states a sliding attention window: "" (never), "sliding_window" (the field
             applies to every layer when set), "layer_types" (the field applies where layer_types says
-            sliding_attention; only uniform layer types are supported).
+            sliding_attention; uniform layer types only, but for the gemma3 layout, whose layers mix them).
+    onnx: whether the ONNX graph builds it (GGUF and libpbs2p run every row).
     """
 
     model_type: str
@@ -35,6 +38,7 @@ class Architecture:
     activation: tuple[str, str, tuple[str, ...]]
     biases: str
     sliding_window: str = ""
+    onnx: bool = True
 
 
 _SILU = ("hidden_act", "silu", ("silu",))
@@ -48,29 +52,35 @@ ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
                  sliding_window="layer_types"),
     Architecture("opt", "opt", "opt", "LayerNorm (pre or post)", "learned (offset 2)",
                  ("activation_function", "relu", ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh")), "all linears"),
+    Architecture("gemma3_text", "gemma3", "gemma3", "RMSNorm (1 + w), before and after each sublayer; QK-norm",
+                 "RoPE (rotate-half), a base for sliding and one for global layers",
+                 ("hidden_activation", "gelu_pytorch_tanh", ("gelu_pytorch_tanh",)), "none",
+                 sliding_window="layer_types", onnx=False),
 )}
 
 # per layout: the config's size fields (every real config.json has them; transformers' defaults describe a 7B model,
 # so a config without them is refused, not filled in) and the state-dict names of the decoder blocks and embedding
-SIZE_KEYS = {"llama": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                       "max_position_embeddings"),
+_LLAMA_SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "max_position_embeddings")
+SIZE_KEYS = {"llama": _LLAMA_SIZES, "gemma3": _LLAMA_SIZES,
              "opt": ("vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads",
                      "max_position_embeddings")}
-BLOCKS = {"llama": "model.layers", "opt": "model.decoder.layers"}
-EMBEDDING = {"llama": "model.embed_tokens.weight", "opt": "model.decoder.embed_tokens.weight"}
+BLOCKS = {"llama": "model.layers", "gemma3": "model.layers", "opt": "model.decoder.layers"}
+EMBEDDING = {"llama": "model.embed_tokens.weight", "gemma3": "model.embed_tokens.weight",
+             "opt": "model.decoder.embed_tokens.weight"}
 # other fields the exporters read, by the kind of value they must hold when present (None: absent)
 FIELD_KINDS = {
     "head_dim": int, "num_key_value_heads": int, "max_position_embeddings": int, "word_embed_proj_dim": int,
     "sliding_window": int, "max_window_layers": int, "ffn_dim": int,
-    "rms_norm_eps": float, "rope_theta": float,
+    "rms_norm_eps": float, "rope_theta": float, "rope_local_base_freq": float, "query_pre_attn_scalar": float,
     "tie_word_embeddings": bool, "do_layer_norm_before": bool, "use_sliding_window": bool,
-    "hidden_act": str, "activation_function": str,
+    "hidden_act": str, "activation_function": str, "hidden_activation": str,
     "rope_scaling": dict, "rope_parameters": dict, "layer_types": list,
 }
 
 
 # fields of FIELD_KINDS a layout cannot do without
-REQUIRED = {"llama": ("rms_norm_eps",), "opt": ()}
+REQUIRED = {"llama": ("rms_norm_eps",), "gemma3": ("rms_norm_eps", "head_dim", "query_pre_attn_scalar"), "opt": ()}
 
 
 def _check_kinds(config: dict, model_type: str, layout: str) -> None:
@@ -106,13 +116,31 @@ def architecture(config: dict) -> Architecture:
     return ARCHITECTURES[model_type]
 
 
-def sliding_window(config: dict) -> int | None:
-    """The attention window every layer uses (a key sees itself and the window - 1 before it), None for full attention.
+def sliding_layers(config: dict) -> list[bool]:
+    """Per layer, whether it attends through the sliding window (gemma3: layer_types, or transformers 4's pattern of
+    sliding_window_pattern - 1 sliding layers then a global one)."""
+    n = config["num_hidden_layers"]
+    layer_types = config.get("layer_types")
+    if layer_types:
+        if len(layer_types) != n or not set(layer_types) <= {"sliding_attention", "full_attention"}:
+            raise ModelError(f"{config.get('model_type')} config: layer_types {layer_types!r} are not {n} of "
+                             "sliding_attention / full_attention")
+        return [t == "sliding_attention" for t in layer_types]
+    pattern = config.get("sliding_window_pattern") or config.get("_sliding_window_pattern") or 6
+    return [bool((i + 1) % pattern) for i in range(n)]
 
-    ModelError when layers mix full and sliding attention: block inputs are captured once and replayed for every
-    block with one mask, and the runtime has one window per model."""
+
+def sliding_window(config: dict) -> int | None:
+    """The attention window of the sliding layers (a key sees itself and the window - 1 before it), None for full
+    attention everywhere.
+
+    ModelError when the layers of a layout other than gemma3 mix full and sliding attention: the runtime has one
+    window per model there."""
     arch = architecture(config)
     layer_types = config.get("layer_types") or []
+    if arch.layout == "gemma3":
+        window = config.get("sliding_window")
+        return int(window) if window and any(sliding_layers(config)) else None
     if len(set(layer_types)) > 1:
         raise ModelError(f"{arch.model_type} with mixed attention layer types {sorted(set(layer_types))} is not supported")
     window = config.get("sliding_window")
@@ -141,6 +169,38 @@ def rope_config(config: dict) -> tuple[float, dict | None]:
     return float(theta), (None if rtype == "default" else {**scaling, "rope_type": rtype})
 
 
+def gemma_rope_bases(config: dict) -> tuple[float, float]:
+    """(global, sliding) RoPE bases of a gemma3 config: transformers 5's rope_parameters per layer type, or 4's
+    rope_theta and rope_local_base_freq; ModelError for a scaled RoPE (not supported yet)."""
+    params = config.get("rope_parameters") or {}
+    if "full_attention" in params or "sliding_attention" in params:
+        bases = []
+        for kind, default in (("full_attention", 1_000_000.0), ("sliding_attention", 10_000.0)):
+            p = params.get(kind) or {}
+            if p.get("rope_type", "default") != "default":
+                raise ModelError(f"{config.get('model_type')}: RoPE scaling {p.get('rope_type')!r} of its {kind} "
+                                 "layers is not supported")
+            bases.append(p.get("rope_theta", default))
+    else:
+        if (config.get("rope_scaling") or {}).get("rope_type", "default") != "default":
+            raise ModelError(f"{config.get('model_type')}: RoPE scaling is not supported")
+        bases = [config.get("rope_theta", 1_000_000.0), config.get("rope_local_base_freq", 10_000.0)]
+    for b in bases:
+        if not (type(b) in (int, float) and math.isfinite(b) and b > 0):
+            raise ModelError(f"{config.get('model_type')} config: RoPE base {b!r} is not a positive number")
+    return float(bases[0]), float(bases[1])
+
+
+def _check_gemma3(config: dict) -> None:
+    """The variant libpbs2p computes: no logit soft-capping, causal attention."""
+    for key in ("final_logit_softcapping", "attn_logit_softcapping"):
+        if config.get(key) is not None:
+            raise ModelError(f"{config['model_type']} with {key} = {config[key]!r} is not supported")
+    if config.get("use_bidirectional_attention"):
+        raise ModelError(f"{config['model_type']} with bidirectional attention is not supported")
+    gemma_rope_bases(config)
+
+
 def check_config(config: dict, output: str | None = None) -> Architecture:
     """The config's record after every check that needs no weights: the architecture, its sizes, uniform attention
     layers and,
@@ -160,9 +220,13 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
                              f"{config['vocab_size']}-token vocabulary")
     if arch.layout == "llama":
         rope_config(config)
+    if arch.layout == "gemma3":
+        _check_gemma3(config)
     sliding_window(config)
     if output is None:
         return arch
+    if output == ".onnx" and not arch.onnx:
+        raise ModelError(f"ONNX export of {arch.model_type} is not supported yet (GGUF is)")
     if arch.layout == "opt" and config.get("word_embed_proj_dim", config.get("hidden_size")) != config.get("hidden_size"):
         raise ModelError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
     field, default, known = arch.activation
@@ -181,11 +245,13 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
 
 def markdown_table() -> str:
     """The README's table of supported architectures."""
-    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window | ONNX |",
+            "|---|---|---|---|---|---|---|---|"]
     for a in ARCHITECTURES.values():
         window = {"": "no", "sliding_window": "yes (`sliding_window`)",
                   "layer_types": "yes, when every layer is sliding (`layer_types`)"}[a.sliding_window]
+        if a.layout == "gemma3":
+            window = "yes, per layer (`layer_types`)"
         rows.append(f"| {a.model_type} | {a.gguf} | {a.norm} | {a.position} | {', '.join(a.activation[2])} "
-                    f"| {a.biases} | {window} |")
+                    f"| {a.biases} | {window} | {'yes' if a.onnx else 'not yet'} |")
     return "\n".join(rows)

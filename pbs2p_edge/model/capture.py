@@ -1,4 +1,6 @@
-"""Capture what decoder block 0 receives (hidden states and keyword arguments) for every calibration window."""
+"""Capture what the decoder blocks receive: block 0's hidden states for every calibration window, and every block's
+keyword arguments (models that mix attention layer types, as Gemma 3, give a sliding layer another mask and RoPE than
+a global one)."""
 
 from __future__ import annotations
 
@@ -12,43 +14,53 @@ from .arch import ArchSpec, decoder_blocks, embed_modules
 
 @dataclass
 class BlockInputs:
-    """hidden: (nsamples, seqlen, D) inputs of block 0, one row per window; kwargs: the rest of
-    block 0's call (attention mask, position ids, rotary cos/sin, use_cache=False), identical for
-    every window because all windows have the same length and no padding."""
+    """hidden: (nsamples, seqlen, D) inputs of block 0, one row per window; block_kwargs[i]: the rest of block i's
+    call (attention mask, position ids, rotary cos/sin, use_cache=False), identical for every window because all
+    windows have the same length and no padding."""
 
     hidden: torch.Tensor
-    kwargs: dict
+    block_kwargs: list[dict]
 
 
 class _Stop(Exception):
-    """Raised by the catcher so the model's forward stops right after block 0 receives its input."""
+    """Raised by the last block's catcher so the model's forward stops once every block has received its call."""
 
 
 class _Catcher(nn.Module):
-    def __init__(self, block: nn.Module):
+    """Stands in for a block: keeps its call (block 0: the hidden states of every window; the keyword arguments of
+    the first) and passes the hidden states on unchanged (the blocks' kwargs do not depend on them)."""
+
+    def __init__(self, block: nn.Module, keep_hidden: bool, last: bool):
         super().__init__()
-        self.block = block
-        self.seen: list[tuple[torch.Tensor, dict]] = []
+        self.block, self.keep_hidden, self.last = block, keep_hidden, last
+        self.hidden: list[torch.Tensor] = []
+        self.kwargs: dict | None = None
 
     def forward(self, hidden_states, *args, **kwargs):
         if args:  # every supported block takes all but the hidden states by keyword
             raise TypeError("decoder block called with extra positional arguments")
-        self.seen.append((hidden_states, kwargs))
-        raise _Stop
+        if self.keep_hidden:
+            self.hidden.append(hidden_states)
+        if self.kwargs is None:
+            self.kwargs = kwargs
+        if self.last:
+            raise _Stop
+        return hidden_states
 
 
 @torch.no_grad()
 def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: str | torch.device) -> BlockInputs:
-    """Run the embeddings on every window of ids (nsamples, seqlen) and keep block 0's inputs on `device`.
+    """Run the embeddings on every window of ids (nsamples, seqlen) and keep the blocks' inputs on `device`.
 
-    Only the modules before block 0 visit `device` (and go back afterwards); the blocks stay put.
+    Only the modules before block 0 visit `device` (and go back afterwards); the blocks stay put and do not run.
     """
     blocks = decoder_blocks(model, spec)
-    first = blocks[0]
+    originals = list(blocks)
     embeds = embed_modules(model, spec)
     home = [next(m.parameters(), next(m.buffers(), torch.empty(0))).device for m in embeds]
-    catcher = _Catcher(first)
-    blocks[0] = catcher
+    catchers = [_Catcher(b, i == 0, i == len(originals) - 1) for i, b in enumerate(originals)]
+    for i, c in enumerate(catchers):
+        blocks[i] = c
     try:
         for m in embeds:
             m.to(device)
@@ -58,8 +70,9 @@ def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, de
             except _Stop:
                 pass
     finally:
-        blocks[0] = first
+        for i, b in enumerate(originals):
+            blocks[i] = b
         for m, dev in zip(embeds, home):
             m.to(dev)
-    hidden = torch.cat([h for h, _ in catcher.seen], dim=0)
-    return BlockInputs(hidden=hidden, kwargs=catcher.seen[0][1])
+    hidden = torch.cat(catchers[0].hidden, dim=0)
+    return BlockInputs(hidden=hidden, block_kwargs=[c.kwargs for c in catchers])

@@ -129,7 +129,7 @@ def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor 
 
 
 @torch.no_grad()
-def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, kwargs: dict, device,
+def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, block_kwargs: list[dict], device,
                        weights: StreamedWeights | None) -> list[float]:
     """CFS importance of every block of the full-precision model, one pass over all windows."""
     from ..algo.cfs import block_importance
@@ -138,7 +138,7 @@ def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, kwar
     h = x.clone()
     for i, block in enumerate(blocks):
         home = _fetch(block, f"{prefix}.{i}", device, weights)
-        out = _run_all(block, h, kwargs, torch.empty_like(h))
+        out = _run_all(block, h, block_kwargs[i], torch.empty_like(h))
         _put_back(block, home)
         importance.append(float(block_importance(h, out)))
         h = out
@@ -236,7 +236,7 @@ def compress_model(
     model.eval()
 
     inputs = _capture(model, calib_ids, spec, device, weights)
-    x, kwargs = inputs.hidden, inputs.kwargs
+    x, block_kwargs = inputs.hidden, inputs.block_kwargs
     plan = dict(plan or {})
     for t in set(plan.values()) - {BINARY}:
         tier(t)  # ConfigError for an unknown tier name, before any work
@@ -246,7 +246,7 @@ def compress_model(
         importance, block_n = kept["importance"], kept["block_n"]
     elif uses_cfs(cfg) and not plan:
         adjust()
-        importance = _block_importances(blocks, spec.blocks, x[: cfg.cfs_windows], kwargs, device, weights)
+        importance = _block_importances(blocks, spec.blocks, x[: cfg.cfs_windows], block_kwargs, device, weights)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
         importance, block_n = [], [cfg.n] * len(blocks)
@@ -275,7 +275,7 @@ def compress_model(
     for i in bar:
         t0 = time.perf_counter()
         threads = adjust()
-        block = blocks[i]
+        block, kwargs = blocks[i], block_kwargs[i]
         home = _fetch(block, f"{spec.blocks}.{i}", device, weights)
         linears = block_linears(block, spec)
         with accumulate_hessians(linears) as hessians:

@@ -51,13 +51,21 @@ def sign_binarize(W: torch.Tensor, n: int, m: int, group_size: int, n_salient: i
 
 
 def tiny_model(arch: str, tie: bool = True, **overrides):
-    """A random `arch` model (llama, mistral, qwen2: hidden 64, 2 layers, 4 heads / 2 KV heads; opt: 4 heads);
+    """A random `arch` model (llama, mistral, qwen2: hidden 64, 2 layers, 4 heads / 2 KV heads; opt: 4 heads;
+    gemma3_text: 4 layers, sliding (window 5), sliding, global, sliding, head_dim 32, query_pre_attn_scalar 24);
     overrides: more config fields."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, OPTConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, MistralConfig, OPTConfig, Qwen2Config
 
     torch.manual_seed(0)
     llama_like = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}
-    if arch in llama_like:
+    if arch == "gemma3_text":
+        cfg = Gemma3TextConfig(**{**dict(
+            vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=32, max_position_embeddings=128, sliding_window=5,
+            query_pre_attn_scalar=24, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0, pad_token_id=1,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]),
+            **overrides})
+    elif arch in llama_like:
         cfg = llama_like[arch](**{**dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                                          tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0), **overrides})

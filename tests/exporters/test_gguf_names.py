@@ -24,7 +24,7 @@ def test_tensor_names():
     assert gguf_tensor_name(OPT, "model.decoder.final_layer_norm.bias") == "output_norm.bias"
     with pytest.raises(FormatError, match="no GGUF name"):
         gguf_tensor_name(LLAMA, "model.layers.0.mlp.weird.weight")
-    with pytest.raises(ModelError, match="unsupported architecture 'gpt_neox'; supported: llama, mistral, opt, qwen2"):
+    with pytest.raises(ModelError, match="unsupported architecture 'gpt_neox'; supported: gemma3_text, llama, mistral, opt, qwen2"):
         gguf_arch({"model_type": "gpt_neox"})
     with pytest.raises(ModelError, match="project_in"):
         gguf_arch({"model_type": "opt", "vocab_size": 64, "hidden_size": 1024, "ffn_dim": 64, "num_hidden_layers": 1,

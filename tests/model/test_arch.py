@@ -33,7 +33,7 @@ def test_unsupported_architecture_names_the_supported_ones():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=32))
-    with pytest.raises(ModelError, match=r"unsupported architecture 'gpt2'; supported: llama, mistral, opt, qwen2"):
+    with pytest.raises(ModelError, match=r"unsupported architecture 'gpt2'; supported: gemma3_text, llama, mistral, opt, qwen2"):
         arch_for(model)
     with pytest.raises(ModelError):
         arch_for(nn.Linear(2, 2))

@@ -36,7 +36,7 @@ def test_sliding_window_follows_the_config_as_transformers_reads_it(config, wind
 
 
 def test_check_config_refuses_before_any_weight():
-    with pytest.raises(ModelError, match="unsupported architecture 'gemma3'; supported: llama, mistral, opt, qwen2"):
+    with pytest.raises(ModelError, match="unsupported architecture 'gemma3'; supported: gemma3_text, llama, mistral, opt, qwen2"):
         check_config({"model_type": "gemma3"})
     with pytest.raises(ModelError, match="mixed attention layer types"):
         check_config(_c("qwen2", layer_types=["full_attention", "sliding_attention"]))
@@ -64,3 +64,30 @@ def test_check_config_refuses_before_any_weight():
     assert check_config(linear, ".gguf").gguf == "llama"
     with pytest.raises(ModelError, match="not 'linear'"):
         check_config(linear, ".onnx")
+
+
+def test_gemma3_checks():
+    """Gemma 3: layer types mix sliding and global (one bool per layer in the GGUF), transformers 4 and 5 RoPE
+    configs give the same two bases, and what libpbs2p does not compute (soft-capping, scaled RoPE, bidirectional
+    attention) or the ONNX graph does not build yet is refused from the config."""
+    from pbs2p_edge.model.architectures import gemma_rope_bases, sliding_layers
+
+    g = _c("gemma3_text", num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
+           layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"])
+    assert check_config(g, ".gguf").gguf == "gemma3" and sliding_window(g) == 8
+    assert sliding_layers(g) == [True, True, False, True]
+    v4 = {k: v for k, v in g.items() if k != "layer_types"}
+    assert sliding_layers({**v4, "sliding_window_pattern": 2}) == [True, False, True, False]
+    v5 = {"rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                              "full_attention": {"rope_type": "default", "rope_theta": 1e6}}}
+    assert gemma_rope_bases({**g, **v5}) == gemma_rope_bases({**g, "rope_theta": 1e6, "rope_local_base_freq": 1e4}) \
+        == (1e6, 1e4)
+    for bad, fragment in [({"final_logit_softcapping": 30.0}, "final_logit_softcapping"),
+                          ({"use_bidirectional_attention": True}, "bidirectional"),
+                          ({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0}}}, "linear"),
+                          ({"layer_types": ["sliding_attention"] * 3}, "layer_types"),
+                          ({"query_pre_attn_scalar": None}, "query_pre_attn_scalar is missing")]:
+        with pytest.raises(ModelError, match=fragment):
+            check_config({**g, **bad})
+    with pytest.raises(ModelError, match="ONNX export of gemma3_text is not supported yet"):
+        check_config(g, ".onnx")

@@ -1,4 +1,5 @@
-"""Tests that captured block-0 inputs, replayed through every block with run_block, reproduce the model."""
+"""Tests that captured block-0 inputs, replayed through every block with run_block and that block's captured keyword
+arguments, reproduce the model (Gemma 3: sliding and global layers get their own mask and RoPE)."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from pbs2p_edge.model.arch import arch_for, decoder_blocks, run_block
 from pbs2p_edge.model.capture import capture_block_inputs
 
 
-@pytest.mark.parametrize("name", ["tiny_llama", "tiny_opt"])
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_opt", "tiny_gemma3"])
 def test_replay_matches_full_forward(name, request, tiny_ids):
     model = request.getfixturevalue(name)
     spec = arch_for(model)
@@ -24,9 +25,10 @@ def test_replay_matches_full_forward(name, request, tiny_ids):
 
     captured = capture_block_inputs(model, ids, spec, "cpu")
     assert captured.hidden.shape == (3, 32, 64)
-    assert blocks[0] is not None and type(blocks[0]).__name__.endswith("DecoderLayer")  # catcher removed
+    assert all(type(b).__name__.endswith("DecoderLayer") for b in blocks)  # catchers removed
+    assert len(captured.block_kwargs) == len(blocks)
     with torch.no_grad():
         x = captured.hidden
-        for block in blocks:
-            x = torch.cat([run_block(block, x[j : j + 1], captured.kwargs) for j in range(3)])
+        for block, kwargs in zip(blocks, captured.block_kwargs):
+            x = torch.cat([run_block(block, x[j : j + 1], kwargs) for j in range(3)])
     torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)

@@ -102,6 +102,9 @@ def exported(tmp_path_factory, tiny_tokenizer):
         "qwen2_window": (_random("qwen2", False, use_sliding_window=True, sliding_window=5, max_window_layers=0,
                                  layer_types=["sliding_attention"] * 2), "f16", {}),
         "mistral": (_random("mistral", False, sliding_window=5), "f16", {}),
+        # Gemma 3: (1 + w) norms before and after each sublayer, QK-norm, GeGLU, embedding x sqrt(D), sliding (window
+        # 5, shorter than PROMPT) and global layers with their own RoPE bases, attention scale 24^-0.5
+        "gemma3": (_random("gemma3_text", True), "f16", {}),
         "opt_tied": (_opt(True), "f16", {}),
         "opt_untied": (_opt(False), "f16", {"n_salient": 5, "split": 2}),
         "opt_post_ln": (_opt(False, do_layer_norm_before=False, activation_function="gelu"), "f16", {}),
@@ -126,7 +129,7 @@ def _assert_close(got, want):
 
 
 OPT_NAMES = ["opt_tied", "opt_untied", "opt_post_ln", "opt_q8"]
-LLAMA_LAYOUT_NAMES = ["qwen2", "qwen2_window", "mistral"]
+LLAMA_LAYOUT_NAMES = ["qwen2", "qwen2_window", "mistral", "gemma3"]
 
 
 @pytest.mark.parametrize("name", ["tied", "untied", "q8", *LLAMA_LAYOUT_NAMES, *OPT_NAMES])
@@ -160,7 +163,7 @@ def test_file_really_has_the_variant_features(exported):
     assert bytes(q8.fields["opt.activation"].parts[-1]) == b"gelu_new"
 
 
-@pytest.mark.parametrize("name", ["tied", "untied", "qwen2_window", "mistral", "opt_untied", "opt_post_ln"])
+@pytest.mark.parametrize("name", ["tied", "untied", "qwen2_window", "mistral", "gemma3", "opt_untied", "opt_post_ln"])
 def test_incremental_decoding_equals_full_sequence(exported, name):
     _, path, ref = exported[name]
     full_ids = PROMPT + EXTRA
@@ -196,8 +199,8 @@ def test_threads_give_identical_logits(exported, monkeypatch, name):
         assert np.array_equal(a.eval([9], len(PROMPT)), b.eval([9], len(PROMPT)))
 
 
-@pytest.mark.parametrize("name, n_new", [("tied", 4), ("qwen2", 16), ("mistral", 16), ("opt_tied", 16),
-                                         ("opt_untied", 16)])
+@pytest.mark.parametrize("name, n_new", [("tied", 4), ("qwen2", 16), ("mistral", 16), ("gemma3", 16),
+                                         ("opt_tied", 16), ("opt_untied", 16)])
 def test_greedy_generation_matches_pytorch(exported, name, n_new):
     _, path, ref = exported[name]
     ids = list(PROMPT)
@@ -626,3 +629,35 @@ def test_kv_type_is_checked(exported):
     out = ffi.new("pbs2p_model **")
     assert lib.pbs2p_model_load(str(path).encode(), params, out) == lib.PBS2P_ERR_ARGUMENT
     assert out[0] == ffi.NULL
+
+
+@pytest.mark.parametrize("old,new,status,fragment", [
+    (b"gemma3.attention.sliding_window_pattern", b"gemma3.attention.sliding_window_patterx", "FORMAT",
+     "lacks gemma3.attention.sliding_window_pattern"),  # which layers slide is not guessed
+    (b"blk.0.attn_q_norm.weight", b"blk.0.attn_q_norx.weight", "FORMAT", "lacks the tensor blk.0.attn_q_norm"),
+    (b"blk.2.post_ffw_norm.weight", b"blk.2.post_ffw_norx.weight", "FORMAT", "lacks the tensor blk.2.post_ffw_norm"),
+])
+def test_gemma3_files_missing_a_part_are_refused(exported, tmp_path, old, new, status, fragment):
+    data = exported["gemma3"][1].read_bytes()
+    assert len(old) == len(new) and old in data
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(data.replace(old, new, 1))
+    with pytest.raises(NativeError, match=fragment) as e:
+        Model(bad)
+    assert _status(e) == getattr(lib, f"PBS2P_ERR_{status}")
+
+
+def test_gemma3_pattern_holds_bools(exported, tmp_path):
+    """gemma3.attention.sliding_window_pattern holds one bool per layer (sliding, sliding, global, sliding here); a
+    byte other than 0 or 1 there is refused by the GGUF reader, not read as true."""
+    data = bytearray(exported["gemma3"][1].read_bytes())
+    k = b"gemma3.attention.sliding_window_pattern"
+    at = data.find(struct.pack("<Q", len(k)) + k) + 8 + len(k)
+    assert struct.unpack_from("<II", data, at) == (9, 7)  # an ARRAY of BOOL
+    assert struct.unpack_from("<Q", data, at + 8)[0] == 4 and bytes(data[at + 16:at + 20]) == b"\x01\x01\x00\x01"
+    data[at + 18] = 2
+    bad = tmp_path / "bool.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(NativeError, match=r"bool #2 of key-value #\d+ 'gemma3.attention.sliding_window_pattern' is 2") as e:
+        Model(bad)
+    assert _status(e) == lib.PBS2P_ERR_GGUF
