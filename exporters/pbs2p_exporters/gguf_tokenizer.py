@@ -57,7 +57,8 @@ def _pre_name(tj: dict) -> str:
 def _spm_layout(tj: dict, path: Path) -> tuple[str, bool]:
     """tokenizer.ggml.pre and add_space_prefix of a "llama" tokenizer: where it puts the '▁' prefix.
 
-    "default": normalizer Prepend("▁") + Replace(" ", "▁") (Llama-2), '▁' before every text segment;
+    "default": normalizer Prepend("▁") + Replace(" ", "▁") (Llama-2), '▁' before every text segment, or Replace
+    alone (Gemma: no prefix; its Split(" ") pre-tokenizer has no space left to split at);
     "metaspace-<prepend_scheme>[-split]": the Metaspace pre-tokenizer (docs/GGUF.md §5). Anything else would
     not tokenize as Hugging Face does, so it is refused.
     """
@@ -75,8 +76,11 @@ def _spm_layout(tj: dict, path: Path) -> tuple[str, bool]:
     def is_replace(p):
         return p.get("type") == "Replace" and p.get("pattern") == {"String": " "} and p.get("content") == "▁"
 
+    def splits_spaces(p):  # a no-op after Replace(" ", "▁"): no space is left to split at (Gemma, from its GGUF)
+        return p.get("type") == "Split" and p.get("pattern") == {"String": " "}
+
     prepend = norms[0].get("type") == "Prepend" and norms[0].get("prepend") == "▁" if norms else False
-    if not pres and norms and is_replace(norms[-1]) and len(norms) == 1 + prepend:
+    if (all(map(splits_spaces, pres)) and norms and is_replace(norms[-1]) and len(norms) == 1 + prepend):
         return "default", prepend
     raise FormatError(f"{path}: byte-fallback BPE with normalizer {[p.get('type') for p in norms]} and "
                       f"pre-tokenizer {[p.get('type') for p in pres]} is not supported (Llama-2 Prepend + Replace, "

