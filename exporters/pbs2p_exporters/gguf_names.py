@@ -102,27 +102,32 @@ def llama3_rope_factors(config: dict, head_dim: int, theta: float, scaling: dict
     return np.asarray(out, dtype=np.float32)
 
 
+def _llama_family_keys(p: str, c: dict, theta: float) -> list[tuple[str, str, object]]:
+    """docs/GGUF.md §3 llama keys 1-9 under the prefix p (the llama and gemma3 layouts)."""
+    heads = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or c["hidden_size"] // heads
+    return [
+        (f"{p}.vocab_size", "UINT32", c["vocab_size"]),
+        (f"{p}.context_length", "UINT32", c["max_position_embeddings"]),
+        (f"{p}.embedding_length", "UINT32", c["hidden_size"]),
+        (f"{p}.block_count", "UINT32", c["num_hidden_layers"]),
+        (f"{p}.feed_forward_length", "UINT32", c["intermediate_size"]),
+        (f"{p}.attention.head_count", "UINT32", heads),
+        (f"{p}.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
+        (f"{p}.attention.key_length", "UINT32", head_dim),
+        (f"{p}.attention.value_length", "UINT32", head_dim),
+        (f"{p}.rope.dimension_count", "UINT32", head_dim),
+        (f"{p}.rope.freq_base", "FLOAT32", theta),
+        (f"{p}.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
+    ]
+
+
 def arch_keys(arch: Architecture, config: dict) -> list[tuple[str, str, object]]:
     """(key, gguf value type name, value) of the architecture's hyperparameters; see docs/GGUF.md §3."""
     c, p = config, arch.gguf
     if arch.layout == "llama":
-        heads = c["num_attention_heads"]
-        head_dim = c.get("head_dim") or c["hidden_size"] // heads
         theta, scaling = rope_config(c)
-        keys = [
-            (f"{p}.vocab_size", "UINT32", c["vocab_size"]),
-            (f"{p}.context_length", "UINT32", c["max_position_embeddings"]),
-            (f"{p}.embedding_length", "UINT32", c["hidden_size"]),
-            (f"{p}.block_count", "UINT32", c["num_hidden_layers"]),
-            (f"{p}.feed_forward_length", "UINT32", c["intermediate_size"]),
-            (f"{p}.attention.head_count", "UINT32", heads),
-            (f"{p}.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
-            (f"{p}.attention.key_length", "UINT32", head_dim),
-            (f"{p}.attention.value_length", "UINT32", head_dim),
-            (f"{p}.rope.dimension_count", "UINT32", head_dim),
-            (f"{p}.rope.freq_base", "FLOAT32", theta),
-            (f"{p}.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
-        ]
+        keys = _llama_family_keys(p, c, theta)
         if scaling is not None:
             keys.append((f"{p}.rope.scaling.type", "STRING", scaling["rope_type"]))
             if "factor" in scaling:
@@ -135,22 +140,9 @@ def arch_keys(arch: Architecture, config: dict) -> list[tuple[str, str, object]]
             keys.append((f"{p}.attention.sliding_window", "UINT32", window))
         return keys
     if arch.layout == "gemma3":
-        heads, head_dim = c["num_attention_heads"], c["head_dim"]
         theta, theta_swa = gemma_rope_bases(c)
-        keys = [
-            (f"{p}.vocab_size", "UINT32", c["vocab_size"]),
-            (f"{p}.context_length", "UINT32", c["max_position_embeddings"]),
-            (f"{p}.embedding_length", "UINT32", c["hidden_size"]),
-            (f"{p}.block_count", "UINT32", c["num_hidden_layers"]),
-            (f"{p}.feed_forward_length", "UINT32", c["intermediate_size"]),
-            (f"{p}.attention.head_count", "UINT32", heads),
-            (f"{p}.attention.head_count_kv", "UINT32", c.get("num_key_value_heads") or heads),
-            (f"{p}.attention.key_length", "UINT32", head_dim),
-            (f"{p}.attention.value_length", "UINT32", head_dim),
-            (f"{p}.rope.dimension_count", "UINT32", head_dim),
-            (f"{p}.rope.freq_base", "FLOAT32", theta),
+        keys = _llama_family_keys(p, c, theta) + [
             (f"{p}.rope.freq_base_swa", "FLOAT32", theta_swa),
-            (f"{p}.attention.layer_norm_rms_epsilon", "FLOAT32", float(c["rms_norm_eps"])),
             (f"{p}.attention.scale", "FLOAT32", float(c["query_pre_attn_scalar"]) ** -0.5),
         ]
         window = sliding_window(c)
