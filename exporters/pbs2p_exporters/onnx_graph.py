@@ -1,8 +1,9 @@
 """The decoder as one ONNX graph (docs/ONNX.md §2): input ids, mask, positions and past KV -> logits and present KV.
 
 Llama layout (Llama, Mistral, Qwen2: RMSNorm, rotate-half RoPE with the config's theta and optional llama3
-scaling, GQA, SwiGLU, a sliding window where the config has one, tied or untied head) and OPT (learned positions at offset 2, LayerNorm pre or post, ReLU,
-biases). Each binary-tier linear is emitted by a flavor's encoder from onnx_linear, each grid / f16
+scaling, GQA, SwiGLU, a sliding window where the config has one, tied or untied head), Gemma 3 ((1 + w) RMSNorm before
+and after each sublayer, QK-norm, GELU-tanh GeGLU, embedding x sqrt(D), sliding and global layers with their own mask
+and RoPE base) and OPT (learned positions at offset 2, LayerNorm pre or post, ReLU, biases). Each binary-tier linear is emitted by a flavor's encoder from onnx_linear, each grid / f16
 one by onnx_grid; every other tensor is a float32 initializer holding the checkpoint's values
 exactly, except the token embedding / head, which hold them rounded to the checkpoint's embedding
 tier when it names one (as the GGUF export stores them). numpy + onnx (+ gguf for that rounding).
@@ -15,7 +16,7 @@ from onnx import TensorProto
 
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import tiers
-from pbs2p_edge.model.architectures import check_config, rope_config, sliding_window
+from pbs2p_edge.model.architectures import check_config, gemma_rope_bases, rope_config, sliding_layers, sliding_window
 from pbs2p_edge.pack.checkpoint_dir import Checkpoint
 
 from .gguf_names import llama3_rope_factors
@@ -79,13 +80,26 @@ class _Decoder:
         inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [var, b.const(eps, np.float32)], hint)], hint)], hint)
         return b.op("Mul", [self.dense(weight), b.op("Mul", [x, inv], hint)], hint)
 
+    def gemma_norm(self, x: str, weight: str, eps: float, hint: str) -> str:
+        """Gemma3RMSNorm: (x * 1/sqrt(mean(x^2) + eps)) * (1 + w), 1 + w an initializer computed in float32 (as HF)."""
+        b = self.b
+        name = f"{weight}.plus_one"
+        self.used.add(weight)
+        if name not in b:
+            b.initializer(name, self.ck.dense[weight].astype(np.float32) + np.float32(1.0))
+        var = b.op("ReduceMean", [b.op("Mul", [x, x], hint), b.const([-1])], hint, keepdims=1)
+        inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [var, b.const(eps, np.float32)], hint)], hint)], hint)
+        return b.op("Mul", [name, b.op("Mul", [x, inv], hint)], hint)
+
     def layer_norm(self, x: str, prefix: str, hint: str) -> str:
         return self.b.op("LayerNormalization", [x, self.dense(f"{prefix}.weight"), self.dense(f"{prefix}.bias")],
                          hint, axis=-1, epsilon=1e-5)
 
     def attention(self, x: str, i: int, prefix: str, names: tuple[str, str, str, str], heads: int, kv_heads: int,
-                  head_dim: int, mask: str, rope, q_scale: float | None, score_scale: float | None) -> str:
-        """Self-attention of block i: q/k/v projections, RoPE (Llama), KV cache concat, GQA, output projection.
+                  head_dim: int, mask: str, rope, q_scale: float | None, score_scale: float | None,
+                  qk_norm: float | None = None) -> str:
+        """Self-attention of block i: q/k/v projections, QK-norm (Gemma: qk_norm is its epsilon), RoPE (Llama,
+        Gemma), KV cache concat, GQA, output projection.
 
         q is viewed as (b, kv_heads, rep, s, hd) so one key/value head serves its `rep` query heads
         by broadcasting (HF repeat_kv order: head h uses kv head h // rep).
@@ -101,6 +115,9 @@ class _Decoder:
         q = b.op("Transpose", [b.op("Reshape", [q, b.const([0, 0, kv_heads, rep, head_dim])], h)], h, perm=[0, 2, 3, 1, 4])
         k = b.op("Transpose", [b.op("Reshape", [k, b.const([0, 0, kv_heads, head_dim])], h)], h, perm=[0, 2, 1, 3])
         v = b.op("Transpose", [b.op("Reshape", [v, b.const([0, 0, kv_heads, head_dim])], h)], h, perm=[0, 2, 1, 3])
+        if qk_norm is not None:  # over each head's head_dim values, before RoPE
+            q = self.gemma_norm(q, f"{prefix}.q_norm.weight", qk_norm, h)
+            k = self.gemma_norm(k, f"{prefix}.k_norm.weight", qk_norm, h)
         if rope is not None:
             cos4, sin4, cos5, sin5 = rope
             q = self.rotate(q, cos5, sin5, head_dim, h)
@@ -163,6 +180,17 @@ class _Decoder:
         pos = b.input("position_ids", TensorProto.INT64, ["batch", "sequence"])
         return ids, am, pos
 
+    def rope_tables(self, pos: str, inv_freq: np.ndarray) -> tuple[str, str, str, str]:
+        """cos/sin of concat(freqs, freqs), freqs (b, s, hd/2) = position * inv_freq, shaped for k (b, kvh, s, hd)
+        and for q (b, kvh, rep, s, hd)."""
+        b = self.b
+        freqs = b.op("Mul", [b.op("Unsqueeze", [b.op("Cast", [pos], "rope", to=TensorProto.FLOAT), b.const([2])], "rope"),
+                             b.const(inv_freq, np.float32)], "rope")
+        emb = b.op("Concat", [freqs, freqs], "rope", axis=-1)
+        cos, sin = b.op("Cos", [emb], "rope"), b.op("Sin", [emb], "rope")
+        return (b.op("Unsqueeze", [cos, b.const([1])], "rope"), b.op("Unsqueeze", [sin, b.const([1])], "rope"),
+                b.op("Unsqueeze", [cos, b.const([1, 2])], "rope"), b.op("Unsqueeze", [sin, b.const([1, 2])], "rope"))
+
     def llama(self) -> None:
         b, c = self.b, self.c
         heads = int(c["num_attention_heads"])
@@ -172,13 +200,7 @@ class _Decoder:
         ids, am, pos = self.inputs()
         x = b.op("Gather", [self.dense("model.embed_tokens.weight", embedding=True), ids], "embed", axis=0)
         mask = self.causal_mask(ids, am, sliding_window(c))
-        # RoPE tables: freqs (b, s, hd/2) = position * inv_freq; cos/sin of concat(freqs, freqs)
-        freqs = b.op("Mul", [b.op("Unsqueeze", [b.op("Cast", [pos], "rope", to=TensorProto.FLOAT), b.const([2])], "rope"),
-                             b.const(rope_inv_freq(c, head_dim), np.float32)], "rope")
-        emb = b.op("Concat", [freqs, freqs], "rope", axis=-1)
-        cos, sin = b.op("Cos", [emb], "rope"), b.op("Sin", [emb], "rope")
-        rope = (b.op("Unsqueeze", [cos, b.const([1])], "rope"), b.op("Unsqueeze", [sin, b.const([1])], "rope"),
-                b.op("Unsqueeze", [cos, b.const([1, 2])], "rope"), b.op("Unsqueeze", [sin, b.const([1, 2])], "rope"))
+        rope = self.rope_tables(pos, rope_inv_freq(c, head_dim))
         for i in range(int(c["num_hidden_layers"])):
             p = f"model.layers.{i}"
             n = self.rms_norm(x, f"{p}.input_layernorm.weight", eps, f"layers.{i}.norm1")
@@ -191,6 +213,34 @@ class _Decoder:
             m = self.linear(b.op("Mul", [g, self.linear(n, f"{p}.mlp.up_proj")], f"layers.{i}.mlp"), f"{p}.mlp.down_proj")
             x = b.op("Add", [x, m], f"layers.{i}")
         x = self.rms_norm(x, "model.norm.weight", eps, "norm")
+        self.outputs(x, "lm_head.weight", "model.embed_tokens.weight")
+
+    def gemma3(self) -> None:
+        b, c = self.b, self.c
+        heads, head_dim = int(c["num_attention_heads"]), int(c["head_dim"])
+        kv_heads = int(c.get("num_key_value_heads") or heads)
+        eps = float(c["rms_norm_eps"])
+        ids, am, pos = self.inputs()
+        x = b.op("Gather", [self.dense("model.embed_tokens.weight", embedding=True), ids], "embed", axis=0)
+        x = b.op("Mul", [x, b.const(np.sqrt(np.float32(c["hidden_size"])), np.float32)], "embed")
+        theta, theta_swa = gemma_rope_bases(c)
+        window = sliding_window(c)
+        masks = {False: self.causal_mask(ids, am), True: self.causal_mask(ids, am, window) if window else None}
+        ropes = {False: self.rope_tables(pos, inv_freq_of(theta, head_dim)),
+                 True: self.rope_tables(pos, inv_freq_of(theta_swa, head_dim))}
+        for i, sliding in enumerate(sliding_layers(c)):
+            p, h = f"model.layers.{i}", f"layers.{i}"
+            sliding = sliding and window is not None
+            n = self.gemma_norm(x, f"{p}.input_layernorm.weight", eps, f"{h}.norm1")
+            a = self.attention(n, i, f"{p}.self_attn", ("q_proj", "k_proj", "v_proj", "o_proj"), heads, kv_heads,
+                               head_dim, masks[sliding], ropes[sliding], None, float(c["query_pre_attn_scalar"]) ** -0.5,
+                               qk_norm=eps)
+            x = b.op("Add", [x, self.gemma_norm(a, f"{p}.post_attention_layernorm.weight", eps, f"{h}.norm2")], h)
+            n = self.gemma_norm(x, f"{p}.pre_feedforward_layernorm.weight", eps, f"{h}.norm3")
+            g = b.op("Gelu", [self.linear(n, f"{p}.mlp.gate_proj")], f"{h}.mlp", approximate="tanh")
+            m = self.linear(b.op("Mul", [g, self.linear(n, f"{p}.mlp.up_proj")], f"{h}.mlp"), f"{p}.mlp.down_proj")
+            x = b.op("Add", [x, self.gemma_norm(m, f"{p}.post_feedforward_layernorm.weight", eps, f"{h}.norm4")], h)
+        x = self.gemma_norm(x, "model.norm.weight", eps, "norm")
         self.outputs(x, "lm_head.weight", "model.embed_tokens.weight")
 
     def opt(self) -> None:
@@ -222,11 +272,16 @@ class _Decoder:
         self.outputs(x, "lm_head.weight", f"{d}.embed_tokens.weight")
 
 
+def inv_freq_of(theta: float, head_dim: int) -> np.ndarray:
+    """(head_dim/2,) float32: 1 / theta^(2d / head_dim), as transformers computes it."""
+    return (1.0 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))).astype(np.float32)
+
+
 def rope_inv_freq(config: dict, head_dim: int) -> np.ndarray:
     """(head_dim/2,) float32 inverse frequencies as transformers computes them; llama3 scaling divides them
     (architectures.check_config has refused any other scaling)."""
     theta, scaling = rope_config(config)
-    inv = (1.0 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))).astype(np.float32)
+    inv = inv_freq_of(theta, head_dim)
     if scaling is None:
         return inv
     return (inv / llama3_rope_factors(config, head_dim, theta, scaling)).astype(np.float32)
@@ -237,7 +292,7 @@ def build_decoder_graph(ck: Checkpoint, encode_linear):
     tensor it would not use."""
     arch = check_config(ck.config, ".onnx")
     dec = _Decoder(ck, encode_linear)
-    {"llama": dec.llama, "opt": dec.opt}[arch.layout]()
+    {"llama": dec.llama, "gemma3": dec.gemma3, "opt": dec.opt}[arch.layout]()
     unused = sorted(set(ck.dense) - dec.used) + sorted((set(ck.layers) | set(ck.grids)) - dec.used)
     if unused:
         raise FormatError(f"{ck.path}: the ONNX graph does not use tensor {unused[0]} (unsupported model layout)")

@@ -27,7 +27,6 @@ class Architecture:
     sliding_window: how the config states a sliding attention window: "" (never), "sliding_window" (the field
             applies to every layer when set), "layer_types" (the field applies where layer_types says
             sliding_attention; uniform layer types only, but for the gemma3 layout, whose layers mix them).
-    onnx: whether the ONNX graph builds it (GGUF and libpbs2p run every row).
     """
 
     model_type: str
@@ -38,7 +37,6 @@ class Architecture:
     activation: tuple[str, str, tuple[str, ...]]
     biases: str
     sliding_window: str = ""
-    onnx: bool = True
 
 
 _SILU = ("hidden_act", "silu", ("silu",))
@@ -55,7 +53,7 @@ ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
     Architecture("gemma3_text", "gemma3", "gemma3", "RMSNorm (1 + w), before and after each sublayer; QK-norm",
                  "RoPE (rotate-half), a base for sliding and one for global layers",
                  ("hidden_activation", "gelu_pytorch_tanh", ("gelu_pytorch_tanh",)), "none",
-                 sliding_window="layer_types", onnx=False),
+                 sliding_window="layer_types"),
 )}
 
 # per layout: the config's size fields (every real config.json has them; transformers' defaults describe a 7B model,
@@ -99,7 +97,7 @@ def _check_kinds(config: dict, model_type: str, layout: str) -> None:
 
 
 # the ONNX graph's activations per layout (docs/ONNX.md §2)
-ONNX_ACTIVATIONS = {"llama": ("silu",), "opt": ("relu",)}
+ONNX_ACTIVATIONS = {"llama": ("silu",), "gemma3": ("gelu_pytorch_tanh",), "opt": ("relu",)}
 # RoPE scalings each format computes (model/arch: transformers computes any)
 ROPE_SCALINGS = {".gguf": ("linear", "llama3"), ".onnx": ("llama3",)}
 
@@ -225,8 +223,6 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
     sliding_window(config)
     if output is None:
         return arch
-    if output == ".onnx" and not arch.onnx:
-        raise ModelError(f"ONNX export of {arch.model_type} is not supported yet (GGUF is)")
     if arch.layout == "opt" and config.get("word_embed_proj_dim", config.get("hidden_size")) != config.get("hidden_size"):
         raise ModelError("OPT with word_embed_proj_dim != hidden_size (project_in/out) is not supported")
     field, default, known = arch.activation
@@ -245,13 +241,13 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
 
 def markdown_table() -> str:
     """The README's table of supported architectures."""
-    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window | ONNX |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window |",
+            "|---|---|---|---|---|---|---|"]
     for a in ARCHITECTURES.values():
         window = {"": "no", "sliding_window": "yes (`sliding_window`)",
                   "layer_types": "yes, when every layer is sliding (`layer_types`)"}[a.sliding_window]
         if a.layout == "gemma3":
             window = "yes, per layer (`layer_types`)"
         rows.append(f"| {a.model_type} | {a.gguf} | {a.norm} | {a.position} | {', '.join(a.activation[2])} "
-                    f"| {a.biases} | {window} | {'yes' if a.onnx else 'not yet'} |")
+                    f"| {a.biases} | {window} |")
     return "\n".join(rows)

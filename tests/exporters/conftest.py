@@ -42,6 +42,22 @@ def mistral_ckpt(tmp_path_factory, tiny_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def gemma3_ckpt(tmp_path_factory, tiny_tokenizer):
+    """Gemma 3: sliding (window 5) and global layers, head_dim 32 != hidden / heads, non-trivial (1 + w) norms."""
+    import torch
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    model = tiny_model("gemma3_text", tie=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(0.3 * torch.randn_like(p))
+    out = tmp_path_factory.mktemp("ck") / "gemma3-tied"
+    save_checkpoint(out, model, tok, compress(model), CompressConfig(n=4, m=8), {}, {"model_id": "tiny-gemma3"})
+    return out
+
+
+@pytest.fixture(scope="session")
 def opt_ckpt(tmp_path_factory, tiny_tokenizer):
     return _write(tmp_path_factory.mktemp("ck"), tiny_tokenizer, "opt", True, n_salient=3, split=3)
 

@@ -14,7 +14,7 @@ from pbs2p_edge.errors import ConfigError, FormatError, ModelError
 from pbs2p_exporters.onnx_export import export_onnx, external_data_path, read_onnx_metadata
 
 TOL = 1e-4  # max abs error relative to the logit range
-CKPTS = ["llama_ckpt", "llama_untied_ckpt", "qwen2_ckpt", "mistral_ckpt", "opt_ckpt"]
+CKPTS = ["llama_ckpt", "llama_untied_ckpt", "qwen2_ckpt", "mistral_ckpt", "gemma3_ckpt", "opt_ckpt"]
 PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)
 
 
@@ -43,7 +43,7 @@ def test_logits_match_fake_quant_model(request, tmp_path, which, flavor):
 
 
 @pytest.mark.parametrize("flavor", ["custom", "portable"])
-@pytest.mark.parametrize("which", ["llama_ckpt", "mistral_ckpt", "opt_ckpt"])
+@pytest.mark.parametrize("which", ["llama_ckpt", "mistral_ckpt", "gemma3_ckpt", "opt_ckpt"])
 def test_kv_cache_decoding_matches_full_sequence(request, tmp_path, which, flavor):
     ck, model = fake_quant_of(request, which)
     out = export_onnx(ck, tmp_path / "m.onnx", flavor=flavor)

@@ -69,7 +69,7 @@ def test_check_config_refuses_before_any_weight():
 def test_gemma3_checks():
     """Gemma 3: layer types mix sliding and global (one bool per layer in the GGUF), transformers 4 and 5 RoPE
     configs give the same two bases, and what libpbs2p does not compute (soft-capping, scaled RoPE, bidirectional
-    attention) or the ONNX graph does not build yet is refused from the config."""
+    attention) is refused from the config, for either format."""
     from pbs2p_edge.model.architectures import gemma_rope_bases, sliding_layers
 
     g = _c("gemma3_text", num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
@@ -89,5 +89,6 @@ def test_gemma3_checks():
                           ({"query_pre_attn_scalar": None}, "query_pre_attn_scalar is missing")]:
         with pytest.raises(ModelError, match=fragment):
             check_config({**g, **bad})
-    with pytest.raises(ModelError, match="ONNX export of gemma3_text is not supported yet"):
-        check_config(g, ".onnx")
+    assert check_config(g, ".onnx").layout == "gemma3"
+    with pytest.raises(ModelError, match="ONNX export of gemma3_text supports hidden_activation 'gelu_pytorch_tanh'"):
+        check_config({**g, "hidden_activation": "silu"}, ".onnx")
