@@ -24,7 +24,7 @@ from pbs2p_exporters.onnx_packed_op import DOMAIN, INPUTS, OP_TYPE, OP_VERSION, 
 # weight, scale, bias or input order (those move logits by > 1e-3 of the range).
 TOL = 2e-6
 PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)
-CKPTS = ["llama_ckpt", "llama_untied_ckpt", "opt_ckpt"]  # untied llama: 5 salient columns, 2 split groups; opt: 3
+CKPTS = ["llama_ckpt", "llama_untied_ckpt", "gemma3_ckpt", "opt_ckpt"]  # untied llama: 5 salient, 2 split groups; opt: 3
 
 
 def ort_session(model, **kw) -> ort.InferenceSession:
@@ -65,7 +65,7 @@ def test_custom_flavor_in_onnxruntime_matches_portable_and_reference(exported, w
     m = onnx.load(str(custom))
     nodes = [n for n in m.graph.node if n.op_type == OP_TYPE]
     ns = {helper.get_attribute_value(next(a for a in n.attribute if a.name == "n")) for n in nodes}
-    assert len(nodes) == cfg.num_hidden_layers * (7 if which.startswith("llama") else 6) and len(ns) == 2  # N 4 and 3
+    assert len(nodes) == cfg.num_hidden_layers * (6 if which.startswith("opt") else 7) and len(ns) == 2  # N 4 and 3
     f = feeds(cfg, PROMPT)
     got = ort_run(ort_session(custom), f)
     _close(got, run(portable, "portable", f))
