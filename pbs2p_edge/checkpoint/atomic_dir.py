@@ -19,6 +19,7 @@ from .. import durable
 from ..errors import OutputError
 from ..file_modes import publish_mode
 from ..stale_temps import dead_temps, remove_stale_temps, temp_prefix
+from ..write_failure import write_failure
 
 
 def restore_orphan(out: Path) -> Path | None:
@@ -71,6 +72,9 @@ def atomic_dir(out_dir, may_replace):
             os.replace(tmp, out)
         durable.fsync_path(parent)
         remove_stale_temps(out, ("old",), before=started)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        failure = write_failure(out, e)
+        if failure is not None:
+            raise failure from None
         raise
