@@ -489,9 +489,9 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
 
 
 def inspect(path: str) -> dict:
-    """inspect_file of a GGUF file or checkpoint directory; FormatError when `path` does not exist, or when a GGUF
-    file is one libpbs2p would refuse to run: its loader's checks are the file's validation, so inspect describes
-    only what eval and run accept."""
+    """inspect_file of a GGUF file, ONNX file or checkpoint directory; FormatError when `path` does not exist, or when
+    a GGUF file is one libpbs2p would refuse to run: its loader's checks are the file's validation, so inspect
+    describes only what eval and run accept (an ONNX file: onnx_read.check_onnx, onnxruntime with libpbs2p's op)."""
     from pbs2p_exporters.inspect import inspect_file
 
     if not os.path.exists(path):
@@ -567,7 +567,8 @@ def format_inspect(d: dict) -> str:
     if "blocks" in d:
         lines.append(f"blocks: {d['blocks']['compressed']} of {d['blocks']['total']} compressed")
     lines.append("tiers: " + ", ".join(f"{t} x{n}" for t, n in d.get("tiers", {}).items()))
-    lines.append(f"{'layer':48} {'tier':>7} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
+    if d.get("layers"):
+        lines.append(f"{'layer':48} {'tier':>7} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
     for layer in d.get("layers", []):
         lines.append(f"{layer['name']:48} {layer['tier']:>7} {layer['n']}:{layer['m']:<3} {layer['rows']:>6} "
                      f"{layer['cols']:>6} {layer['bits_per_weight']:>7.3f}")

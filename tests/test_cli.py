@@ -466,7 +466,7 @@ def test_bit_budget_is_the_default_and_runs_in_c(capsys, tmp_path, work):
     assert sorted(fields["pbs2p.linear.tier"]) == sorted(t for t, n in summary["tiers"].items() for _ in range(n))
     rc, stdout, _ = run_cli(capsys, "inspect", gguf_path, "--json")
     assert json.loads(stdout)["tiers"] == summary["tiers"]
-    from pbs2p_exporters.onnx_export import read_onnx_metadata
+    from pbs2p_exporters.onnx_read import read_onnx_metadata
 
     rc, _, err = run_cli(capsys, "export", out, tmp_path / "m.onnx", "--onnx-flavor", "portable")
     assert (rc, err) == (0, "")  # ONNX takes the tiers too (its logits are checked in tests/exporters)
@@ -625,7 +625,7 @@ BAD_INPUTS = [
      "corrupt safetensors file"),
     ("export-ckpt-truncated", lambda b, o: ["export", b.root / "ckpt-truncated", o / "m.gguf"],
      "corrupt safetensors file"),
-    ("inspect-not-gguf", lambda b, o: ["inspect", b.root / "notes.txt"], "neither a GGUF file nor a checkpoint"),
+    ("inspect-not-gguf", lambda b, o: ["inspect", b.root / "notes.txt"], "neither a GGUF file, an .onnx file nor a checkpoint"),
     ("inspect-missing", lambda b, o: ["inspect", b.root / "nothing.gguf"], "no such file or directory"),
     ("inspect-truncated-gguf", lambda b, o: ["inspect", b.root / "truncated.gguf"], "not a readable GGUF file"),
     ("no-sub-command", lambda b, o: [], "required"),
