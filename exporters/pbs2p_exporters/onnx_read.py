@@ -108,7 +108,7 @@ def _check_session(path) -> None:
     so.log_severity_level = 4  # errors come back as the exception; nothing on stderr beside our one line
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], enable_fallback=0)  # no retry printed
     except Exception as e:  # onnxruntime's Fail / InvalidGraph / InvalidProtobuf / RuntimeException
         message = str(e).split(" : ", 3)[-1]  # drop "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : "
         raise FormatError(f"{path}: onnxruntime with libpbs2p refuses the file ({message})") from None
