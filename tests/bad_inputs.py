@@ -127,11 +127,11 @@ def _save(arrays, path) -> None:
 
 
 def corrupt_onnx(src, root):
-    """name -> path: broken copies of the custom-flavor pbs2p ONNX file `src`: truncations and garbage; a name that is
-    not UTF-8; a PackedLinear node without a required input, with an input it must not have, without or with
-    impossible attributes; stream initializers of the wrong shape, element type or byte count; NaN / Inf scales,
-    norms and embedding (each would make logits non-finite); pbs2p.* metadata missing or of the wrong kind; external
-    tensor data missing, cut, or outside the model's directory."""
+    """name -> path: broken copies of the custom-flavor pbs2p ONNX file `src`: truncations and garbage; a name and a
+    metadata value that are not UTF-8; a PackedLinear node without a required input, with an input it must not have,
+    without or with impossible attributes; stream initializers of the wrong shape, element type or byte count; NaN /
+    Inf scales, norms and embedding (each would make logits non-finite); pbs2p.* metadata missing or of the wrong
+    kind; external tensor data missing, cut, or outside the model's directory."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -151,6 +151,9 @@ def corrupt_onnx(src, root):
     b = bytearray(data)  # a graph input's name not UTF-8: onnxruntime's error about it cannot be decoded in Python
     b[b.find(b"input_ids") + 1] = 0xFF
     put("input-name-not-utf8", b)
+    b = bytearray(data)  # a metadata value not UTF-8: protobuf then gives bytes, not str
+    b[b.find(b"llama", b.find(b"pbs2p.model_type"))] = 0xFF
+    put("meta-not-utf8", b)
 
     def edit(name, change):
         m = onnx.load_from_string(data)

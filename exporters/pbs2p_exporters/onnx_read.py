@@ -78,7 +78,12 @@ def _check_props(path, props: dict[str, str]) -> None:
 def read_onnx_metadata(path) -> dict[str, str]:
     """The pbs2p.* metadata of an exported ONNX file, each value checked (tensors, internal or external, are not
     read); FormatError for a file that is not ONNX, not ours, or whose metadata is damaged."""
-    props = {p.key: p.value for p in _load(path, external=False).metadata_props if p.key.startswith("pbs2p.")}
+    props = {}
+    for p in _load(path, external=False).metadata_props:
+        if not (isinstance(p.key, str) and isinstance(p.value, str)):  # protobuf gives bytes for a string not UTF-8
+            raise FormatError(f"{path}: metadata {p.key!r} is not UTF-8 text")
+        if p.key.startswith("pbs2p."):
+            props[p.key] = p.value
     _check_props(path, props)
     return props
 

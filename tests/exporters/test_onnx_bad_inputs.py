@@ -1,4 +1,4 @@
-"""Broken ONNX files (tests/bad_inputs.corrupt_onnx: 47 kinds of damage to a custom-flavor export) through every
+"""Broken ONNX files (tests/bad_inputs.corrupt_onnx: 48 kinds of damage to a custom-flavor export) through every
 entry point that takes an .onnx: `pbs2p-edge inspect` (which checks the file with onnx_read.check_onnx), eval, run
 and export (which take GGUF files or checkpoints only), pbs2p-run, the Python API (check_onnx, read_onnx_metadata)
 and onnxruntime with libpbs2p's op. Each refuses with one line and exit status 2 (Python: FormatError), nothing is
@@ -29,8 +29,8 @@ from pbs2p_exporters.onnx_read import check_onnx, read_onnx_metadata
 # version (custom ops have none in ORT's registry), and non-finite weights of standard ops (norms, embedding).
 # onnxruntime runs these (the norms' NaN reaching the logits); check_onnx is what refuses them.
 RUN_IN_ORT = {"meta-no-format-version", "meta-format-version-x", "meta-format-version-99", "meta-flavor-unknown",
-              "meta-config-not-json", "meta-names-not-a-list", "meta-bits-nan", "op-domain-version-2", "init-norm-nan",
-              "init-final-norm-nan", "init-embedding-inf"}
+              "meta-config-not-json", "meta-names-not-a-list", "meta-bits-nan", "meta-not-utf8", "op-domain-version-2",
+              "init-norm-nan", "init-final-norm-nan", "init-embedding-inf"}
 
 
 @pytest.fixture(scope="module")
