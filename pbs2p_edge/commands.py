@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, DataError, FormatError, ModelError, NativeError, OutputError, Pbs2pError
+from .path_problem import path_problem
 
 
 def _tokenize(tokenizer, text: str):
@@ -402,8 +403,9 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
     sampler = SamplerParams() if sampler is None else sampler
     text = _prompt_text(prompt, prompt_file)
     path = Path(source).expanduser()
-    if not path.exists():
-        raise ModelError(f"{source}: no such file or directory")
+    problem = path_problem(path)
+    if problem:
+        raise ModelError(f"{source}: {problem}")
     if not path.is_file():
         raise ModelError(f"{source} is not a file (run takes a .gguf file written by pbs2p-edge export)")
     decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a piece may end inside a UTF-8 character
@@ -494,8 +496,9 @@ def inspect(path: str) -> dict:
     describes only what eval and run accept (an ONNX file: onnx_read.check_onnx, onnxruntime with libpbs2p's op)."""
     from pbs2p_exporters.inspect import inspect_file
 
-    if not os.path.exists(path):
-        raise FormatError(f"{path}: no such file or directory")
+    problem = path_problem(path)
+    if problem:
+        raise FormatError(f"{path}: {problem}")
     if os.path.isfile(path):
         with open(path, "rb") as f:
             if f.read(4) == b"GGUF":

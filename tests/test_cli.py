@@ -531,6 +531,8 @@ def bad(work, llama_ckpt, llama_gguf, tiny_tokenizer):
     full.mkdir()
     (full / "keep.txt").write_text("mine")
     (root / "dir.gguf").mkdir()
+    (root / "loop-a").symlink_to("loop-b")
+    (root / "loop-b").symlink_to("loop-a")
     return SimpleNamespace(root=root, text=work.text, llama=work.llama, ckpt=llama_ckpt[0], gguf=llama_gguf[0],
                            gpt2=save_hf_dir(tiny_gpt2(), tiny_tokenizer, root / "gpt2"),
                            width40=save_hf_dir(tiny_llama_width40(), tiny_tokenizer, root / "llama40"))
@@ -628,6 +630,12 @@ BAD_INPUTS = [
     ("inspect-not-gguf", lambda b, o: ["inspect", b.root / "notes.txt"], "neither a GGUF file, an .onnx file nor a checkpoint"),
     ("inspect-missing", lambda b, o: ["inspect", b.root / "nothing.gguf"], "no such file or directory"),
     ("inspect-truncated-gguf", lambda b, o: ["inspect", b.root / "truncated.gguf"], "not a readable GGUF file"),
+    *[(f"{what}-{cmd}", (lambda c, p: lambda b, o: {"inspect": ["inspect", p(b)], "run": ["run", p(b), "-p", "Emma"],
+                                                      "eval": ["eval", p(b), "--data", b.text, "--seqlen", "16"],
+                                                      "export": ["export", p(b), o / "m.gguf"]}[c])(cmd, path), msg)
+      for what, path, msg in [("device", lambda b: "/dev/zero", "/dev/zero: not a regular file (a character device)"),
+                              ("link-loop", lambda b: b.root / "loop-a", "loop-a: too many levels of symbolic links")]
+      for cmd in ("inspect", "run", "eval", "export")],
     ("no-sub-command", lambda b, o: [], "required"),
     ("budget-with-method", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "30", "--method", "rtn",
                                          "--calib", b.text, "--quiet"], "--method sets the binary structure"),

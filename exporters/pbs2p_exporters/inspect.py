@@ -10,6 +10,7 @@ from pathlib import Path
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
+from pbs2p_edge.path_problem import path_problem
 
 from .gguf_read import open_gguf, read_gguf_linears
 from .onnx_export import external_data_path
@@ -107,8 +108,9 @@ def inspect_file(path) -> dict:
     path = Path(path)
     if path.is_dir():
         return _inspect_checkpoint(path)
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file or directory")
+    problem = path_problem(path)
+    if problem:
+        raise FormatError(f"{path}: {problem}")
     if path.suffix.lower() == ".onnx":
         return _inspect_onnx(path)
     with open(path, "rb") as f:

