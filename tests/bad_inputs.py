@@ -14,7 +14,7 @@ def corrupt_ggufs(src, root):
     """name -> path: a family of broken copies of the pbs2p GGUF `src`: truncations in the header, the key-values,
     the tensor infos and the data; counts and lengths that overrun the file; n_dims 0xFFFFFFFF; well-formed files with
     impossible hyper-parameters (head_count 0, vocab_size 1e9, architecture "llamb"); a token string that is not
-    UTF-8 (same length, so every offset stays valid)."""
+    UTF-8 (same length, so every offset stays valid); a NaN norm weight and an infinite alpha scale."""
     data = src.read_bytes()
     reader = gguf.GGUFReader(str(src))
     base = reader.data.__array_interface__["data"][0]
@@ -56,6 +56,12 @@ def corrupt_ggufs(src, root):
     at = b.find(struct.pack("<Q", len(key)) + key)
     struct.pack_into("<Q", b, at + 8 + len(key) + 4 + 4, 1 << 60)  # after the value type and the element type
     put("huge-array-count", b)
+    for name, tensor, raw in [("norm-nan", "output_norm.weight", struct.pack("<f", float("nan"))),
+                              ("alpha-inf", ".alpha", struct.pack("<H", 0x7C00))]:  # well-formed, non-finite values
+        t = next(t for t in reader.tensors if t.name.endswith(tensor))
+        b = bytearray(data)
+        b[int(t.data_offset):int(t.data_offset) + len(raw)] = raw
+        put(name, b)
     return out
 
 
