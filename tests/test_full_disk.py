@@ -25,12 +25,14 @@ LIMIT = 60_000  # bytes: above every progress file of the tiny Llama, below each
 FREE = 90_000  # bytes left on the tmpfs: room for the progress files, not for an output
 OPTS = ("--method", "rtn", "--nm", "4:8", "--nsamples", "2", "--seqlen", "16", "--block-size", "64", "--threads", "1",
         "--quiet")
-# The child: RLIMIT_FSIZE set after the imports, then each command of argv (a JSON list of argv lists) in-process.
+PROGRESS_LIMIT = 8_000  # bytes: the run's options fit (1.3 KB), a block's activations (18 KB) do not
+# The child: each command of argv[1] (a JSON list of [limit, argv]) in-process under RLIMIT_FSIZE = its limit (a soft
+# limit, which any process may set up to the hard one), the imports done before any.
 CHILD = """
 import contextlib, io, json, resource, sys
 from pbs2p_edge import cli
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
-for argv in json.loads(sys.argv[2]):
+for limit, argv in json.loads(sys.argv[1]):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = cli.main(argv)
@@ -80,16 +82,29 @@ def _check(results: dict, out: Path, before: dict[str, bytes], reason: str) -> N
 
 
 def test_a_file_size_limit_fails_each_write_cleanly(old, tiny_llama_dir, tmp_path):
-    _fill(old, tmp_path)
-    before = _files(tmp_path)
-    commands = _commands(old, tiny_llama_dir, tmp_path)
+    """The three outputs, and a compress whose progress files do not fit: its line names the progress file and
+    says what --resume keeps; the progress directory holds whole files only."""
+    out, early = tmp_path / "out", tmp_path / "early"
+    out.mkdir()
+    early.mkdir()
+    _fill(old, out)
+    before = _files(out)
+    commands = _commands(old, tiny_llama_dir, out)
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "exporters"), os.environ.get("PYTHONPATH")]))}
-    p = subprocess.run([sys.executable, "-c", CHILD, str(LIMIT), json.dumps(list(commands.values()))],
-                       capture_output=True, text=True, env=env, timeout=300)
+    runs = [[LIMIT, argv] for argv in commands.values()]
+    runs.append([PROGRESS_LIMIT, _commands(old, tiny_llama_dir, early)["ck"]])
+    p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(runs)], capture_output=True, text=True, env=env,
+                       timeout=300)
     assert p.returncode == 0, p.stderr
-    results = dict(zip(commands, map(json.loads, p.stdout.splitlines())))
-    _check(results, tmp_path, before, "File too large")
+    results = list(map(json.loads, p.stdout.splitlines()))
+    _check(dict(zip(commands, results)), out, before, "File too large")
+    rc, stdout, stderr = results[-1]
+    assert (rc, stdout, stderr.count("\n")) == (2, "", 1), stderr
+    assert stderr.startswith(f"pbs2p-edge: error: {early / '.ck.progress'}/") and stderr.rstrip().endswith(
+        ": cannot write (File too large); the finished blocks are kept for --resume"), stderr
+    assert [p.name for p in early.iterdir()] == [".ck.progress"]
+    assert {p.name for p in (early / ".ck.progress").iterdir()} == {"run.json", "start.pt"}  # no partial file
 
 
 @pytest.fixture
