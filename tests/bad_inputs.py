@@ -199,7 +199,8 @@ def corrupt_onnx(src, root):
         ("op-no-mask", set_input("mask", "")),
         ("op-unexpected-col-scale", lambda m: node(m).input.append(node(m).input[INPUT_INDEX["alpha"]])),
         ("op-no-rows", drop_attr("rows")), ("op-no-format-version", drop_attr("format_version")),
-        ("op-rows-2^40", set_attr("rows", 1 << 40)), ("op-rows-plus-1", lambda m: set_attr("rows", attr(node(m), "rows").i + 1)(m)),
+        ("op-rows-2^40", set_attr("rows", 1 << 40)),
+        ("op-rows-plus-1", lambda m: set_attr("rows", attr(node(m), "rows").i + 1)(m)),
         ("op-cols-plus-8", lambda m: set_attr("cols", attr(node(m), "cols").i + 8)(m)),
         ("op-n-over-m", lambda m: set_attr("n", attr(node(m), "m").i + 1)(m)), ("op-m-0", set_attr("m", 0)),
         ("op-group-size-0", set_attr("group_size", 0)), ("op-group-size-neg", set_attr("group_size", -64)),
@@ -226,8 +227,9 @@ def corrupt_onnx(src, root):
         ("meta-bits-nan", lambda m: setattr(meta(m, "pbs2p.bits_per_weight"), "value", "nan")),
     ]:
         edit(name, change)
-    for name, damage in [("external-missing", lambda d: d.unlink()), ("external-cut", lambda d: d.write_bytes(d.read_bytes()[:100])),
-                         ("external-escapes", None)]:  # tensors in a .data file beside the model (large exports)
+    # tensors in a .data file beside the model (large exports): missing, cut, or named outside the directory
+    for name, damage in [("external-missing", lambda d: d.unlink()),
+                         ("external-cut", lambda d: d.write_bytes(d.read_bytes()[:100])), ("external-escapes", None)]:
         path = root / name / "m.onnx"
         path.parent.mkdir()
         onnx.save_model(onnx.load_from_string(data), str(path), save_as_external_data=True, location="m.onnx.data",

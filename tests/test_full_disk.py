@@ -46,8 +46,8 @@ def old(tmp_path_factory, tiny_llama_dir):
     root = tmp_path_factory.mktemp("old")
     text = root / "english.txt"
     text.write_text(english_text())
-    for argv in (["compress", tiny_llama_dir, root / "ck", "--calib", text, *OPTS], ["export", root / "ck", root / "m.gguf"],
-                 ["export", root / "ck", root / "m.onnx"]):
+    for argv in (["compress", tiny_llama_dir, root / "ck", "--calib", text, *OPTS],
+                 ["export", root / "ck", root / "m.gguf"], ["export", root / "ck", root / "m.onnx"]):
         assert cli.main([str(a) for a in argv]) == 0
     return root
 

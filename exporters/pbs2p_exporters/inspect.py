@@ -96,7 +96,8 @@ def _inspect_onnx(path: Path) -> dict:
     data = external_data_path(path)
     size = path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
     return {"format": "onnx", "path": str(path), "architecture": props["pbs2p.model_type"],
-            "onnx_flavor": props["pbs2p.onnx_flavor"], "n_linears": len(tiers), "tiers": dict(sorted(Counter(tiers).items())),
+            "onnx_flavor": props["pbs2p.onnx_flavor"], "n_linears": len(tiers),
+            "tiers": dict(sorted(Counter(tiers).items())),
             "bits_per_weight": float(props["pbs2p.bits_per_weight"]), "file_bits": 8 * size,
             "format_version": int(props["pbs2p.format_version"]), "method": cc.get("method"), "m": cc.get("m"),
             "n": cc.get("n"), "embed_type": props.get("pbs2p.embed_tier")}

@@ -41,7 +41,8 @@ def corpus(tmp_path_factory, llama_untied_ckpt):
     custom = export_onnx(llama_untied_ckpt, root / "custom.onnx")
     (root / "text.txt").write_text(english_text())
     (root / "bad").mkdir()
-    return SimpleNamespace(custom=custom, portable=export_onnx(llama_untied_ckpt, root / "portable.onnx", flavor="portable"),
+    portable = export_onnx(llama_untied_ckpt, root / "portable.onnx", flavor="portable")
+    return SimpleNamespace(custom=custom, portable=portable,
                            bad=corrupt_onnx(custom, root / "bad"), root=root / "bad", text=root / "text.txt",
                            config=AutoConfig.from_pretrained(llama_untied_ckpt))
 
@@ -55,7 +56,8 @@ def test_inspect_describes_a_valid_export(corpus, capfd):
         assert cli.main(["inspect", str(path), "--json"]) == 0
         out, err = capfd.readouterr()
         d = json.loads(out)
-        assert err == "" and (d["format"], d["onnx_flavor"], d["architecture"], d["n_linears"]) == ("onnx", flavor, "llama", 14)
+        assert err == ""
+        assert (d["format"], d["onnx_flavor"], d["architecture"], d["n_linears"]) == ("onnx", flavor, "llama", 14)
         assert d["bits_per_weight"] == float(read_onnx_metadata(path)["pbs2p.bits_per_weight"]) > 1
         assert d["file_bits"] == 8 * path.stat().st_size and check_onnx(path)[0] == read_onnx_metadata(path)
 
@@ -105,7 +107,8 @@ def test_onnxruntime_with_libpbs2p_refuses_what_it_can_see(corpus):
         so.register_custom_ops_library(str(find_library()))
         so.log_severity_level = 4
         try:
-            outputs = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], enable_fallback=0).run(None, f)
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], enable_fallback=0)
+            outputs = sess.run(None, f)
         except Exception:  # noqa: BLE001 - onnxruntime's Fail / InvalidGraph / InvalidProtobuf / RuntimeException
             continue
         ran.add(name)
@@ -114,8 +117,9 @@ def test_onnxruntime_with_libpbs2p_refuses_what_it_can_see(corpus):
     assert ran == RUN_IN_ORT and non_finite == {"init-norm-nan", "init-final-norm-nan"}
 
 
-@pytest.mark.skipif(PBS2P_RUN is None, reason="no pbs2p-run binary (tests/native/test_pbs2p_run.py says where to put one)")
+@pytest.mark.skipif(PBS2P_RUN is None, reason="no pbs2p-run binary (tests/native/test_pbs2p_run.py says where)")
 def test_pbs2p_run_refuses_every_broken_onnx(corpus):
     for name, path in {"custom": corpus.custom, "portable": corpus.portable, **corpus.bad}.items():
-        p = subprocess.run([PBS2P_RUN, "-m", str(path), "-p", "Emma", "-n", "2"], capture_output=True, text=True, timeout=30)
+        p = subprocess.run([PBS2P_RUN, "-m", str(path), "-p", "Emma", "-n", "2"], capture_output=True, text=True,
+                           timeout=30)
         assert (p.returncode, p.stdout, p.stderr.count("\n")) == (2, "", 1) and p.stderr.startswith("pbs2p-run: "), name
