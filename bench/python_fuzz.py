@@ -2,15 +2,19 @@
 refusal or a clean run.
 
 A tiny random Llama (tests/conftest.py's) is compressed and exported; then each entry point gets
-  - the families of tests/bad_inputs.py (corrupted GGUF files and checkpoints, each kind of damage once), and
-  - random mutations (seeded): GGUF files with 1-16 bytes overwritten at random offsets, cut at a random length,
-    or with random bytes inserted; checkpoints with a random pbs2p.json / config.json leaf replaced by a value of
-    another kind, or 1-16 bytes overwritten in a safetensors file.
-Each input runs through `pbs2p-edge inspect`, `eval` and `run` (GGUF) or `inspect`, `eval` and `export`
-(checkpoints) in-process (pbs2p_edge.cli.main), and through the Python API (Model, load_checkpoint). Outcomes: exit 2
-with one error line ("refused"), exit 0 ("ran": a mutation the file survives, e.g. in a weight), or anything else
-("broken": an exception escaping main, another status, an error of several lines; for the API, an exception that is
-not a Pbs2pError). The table is written to OUT/fuzz_python.md (+ .json).
+  - the families of tests/bad_inputs.py (corrupted GGUF files, checkpoints and custom-flavor ONNX files, each kind of
+    damage once), and
+  - random mutations (seeded): GGUF and ONNX files with 1-16 bytes overwritten at random offsets, cut at a random
+    length, or with random bytes inserted; checkpoints with a random pbs2p.json / config.json leaf replaced by a
+    value of another kind, or 1-16 bytes overwritten in a safetensors file.
+Each input runs through `pbs2p-edge inspect`, `eval` and `run` (GGUF), `inspect`, `eval` and `export`
+(checkpoints) or `inspect` (ONNX) in-process (pbs2p_edge.cli.main), and through the Python API (Model,
+load_checkpoint, check_onnx). Outcomes: exit 2 with one error line ("refused"), exit 0 ("ran": a mutation the file
+survives, e.g. in a weight), or anything else ("broken": an exception escaping main, another status, an error of
+several lines; for the API, an exception that is not a Pbs2pError). ONNX files also run in onnxruntime with
+libpbs2p's op (4 tokens): "refused" is onnxruntime's exception, "ran" finite logits, and "broken" non-finite logits
+from a file check_onnx (and so inspect) accepts; files it runs to non-finite logits that check_onnx refuses are
+counted apart. The table is written to OUT/fuzz_python.md (+ .json).
 
     python bench/python_fuzz.py --out bench/results [--mutations 300] [--seed 0]
 """
@@ -71,6 +75,43 @@ def _api(call) -> str:
         return "broken"
 
 
+def _ort(path, ids, check) -> str:
+    """onnxruntime with libpbs2p's op on `ids`: refused, ran (finite logits), non-finite (refused by check_onnx too)
+    or broken (non-finite logits from a file check_onnx accepts)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from pbs2p_edge.runtime.library import find_library
+
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(find_library()))
+    so.log_severity_level = 4
+    so.intra_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], enable_fallback=0)
+        feeds = {i.name: _feed(i, ids) for i in sess.get_inputs()}
+        outputs = sess.run(None, feeds)
+    except Exception:  # noqa: BLE001 - onnxruntime's exceptions: a refusal
+        return "refused"
+    if all(np.isfinite(o).all() for o in outputs):
+        return "ran"
+    return "non-finite" if _api(lambda: check(path)) == "refused" else "broken"
+
+
+def _feed(info, ids):
+    """A graph input of docs/ONNX.md §2 for `ids` (1, T): ids, a mask of ones, positions, an empty KV cache."""
+    import numpy as np
+
+    T = ids.shape[1]
+    if info.name == "input_ids":
+        return ids
+    if info.name == "attention_mask":
+        return np.ones((1, T), np.int64)
+    if info.name == "position_ids":
+        return np.arange(T, dtype=np.int64)[None]
+    return np.zeros([1, *(d if isinstance(d, int) else 0 for d in info.shape[1:])], np.float32)  # past_key_values.*
+
+
 def _mutate_gguf(data: bytes, rng: random.Random) -> bytes:
     b = bytearray(data)
     kind = rng.randrange(3)
@@ -129,12 +170,14 @@ def _flip(data: bytes, rng: random.Random) -> bytearray:
 
 
 def run(args) -> dict:
-    from bad_inputs import corrupt_checkpoints, corrupt_ggufs
+    import numpy as np
+    from bad_inputs import corrupt_checkpoints, corrupt_ggufs, corrupt_onnx
     from conftest import make_tiny_llama, make_tiny_tokenizer
     from saved_models import save_hf_dir
 
     from pbs2p_edge.checkpoint import load_checkpoint
     from pbs2p_edge.runtime import Model
+    from pbs2p_exporters.onnx_read import check_onnx
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="pbs2p-fuzz-"))
@@ -155,6 +198,13 @@ def run(args) -> dict:
         for i in range(args.mutations):
             _mutate_checkpoint(ck, work / "c" / f"random-{i}", rng)
             ckpts[f"random-{i}"] = work / "c" / f"random-{i}"
+        on = work / "m.onnx"
+        assert _main(["export", ck, on])[0] == 0
+        onnxs = dict(corrupt_onnx(on, (work / "o").mkdir() or work / "o"))
+        for i in range(args.mutations):
+            p = work / "o" / f"random-{i}.onnx"
+            p.write_bytes(_mutate_gguf(on.read_bytes(), rng))
+            onnxs[p.stem] = p
         points = {
             "inspect GGUF": lambda p: ["inspect", p],
             "eval GGUF": lambda p: ["eval", p, "--data", text, "--seqlen", "32", "--max-windows", "2", "--threads", "1"],
@@ -163,10 +213,11 @@ def run(args) -> dict:
             "eval checkpoint": lambda p: ["eval", p, "--data", text, "--seqlen", "32", "--max-windows", "2",
                                           "--threads", "1"],
             "export checkpoint": lambda p: ["export", p, work / "out.gguf"],
+            "inspect ONNX": lambda p: ["inspect", p],
         }
         rows, broken = [], []
         for point, argv in points.items():
-            inputs = ggufs if point.endswith("GGUF") else ckpts
+            inputs = {"GGUF": ggufs, "checkpoint": ckpts, "ONNX": onnxs}[point.split()[-1]]
             counts = {"refused": 0, "ran": 0, "broken": 0}
             t0 = time.perf_counter()
             for name, path in inputs.items():
@@ -180,7 +231,8 @@ def run(args) -> dict:
             rows.append({"entry point": point, "inputs": len(inputs), **counts,
                          "seconds": round(time.perf_counter() - t0, 1)})
         for point, inputs, call in [("Model(path) + eval (API)", ggufs, lambda p: _model_eval(Model, p)),
-                                    ("load_checkpoint (API)", ckpts, load_checkpoint)]:
+                                    ("load_checkpoint (API)", ckpts, load_checkpoint),
+                                    ("check_onnx (API)", onnxs, check_onnx)]:
             counts = {"refused": 0, "ran": 0, "broken": 0}
             t0 = time.perf_counter()
             for name, path in inputs.items():
@@ -192,8 +244,21 @@ def run(args) -> dict:
                     broken.append(f"{point}: {name}")
             rows.append({"entry point": point, "inputs": len(inputs), **counts,
                          "seconds": round(time.perf_counter() - t0, 1)})
+        counts = {"refused": 0, "ran": 0, "non-finite": 0, "broken": 0}
+        t0 = time.perf_counter()
+        ids = np.array([[5, 17, 99, 3]], np.int64)
+        for name, path in onnxs.items():
+            if args.trace:
+                print("onnxruntime", name, file=sys.stderr, flush=True)
+            res = _ort(path, ids, check_onnx)
+            counts[res] += 1
+            if res == "broken":
+                broken.append(f"onnxruntime + libpbs2p: {name}")
+        rows.append({"entry point": "onnxruntime + libpbs2p (4 tokens)", "inputs": len(onnxs), **counts,
+                     "seconds": round(time.perf_counter() - t0, 1)})
         return {"rows": rows, "broken": broken, "mutations": args.mutations, "seed": args.seed,
-                "families": {"gguf": len(ggufs) - args.mutations, "checkpoint": len(ckpts) - args.mutations}}
+                "families": {"gguf": len(ggufs) - args.mutations, "checkpoint": len(ckpts) - args.mutations,
+                             "onnx": len(onnxs) - args.mutations}}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -208,15 +273,18 @@ def write(res: dict, out: Path, command: str) -> None:
     (out / "fuzz_python.json").write_text(json.dumps(res, indent=1) + "\n")
     lines = ["# Bad input through the Python entry points", "",
              f"Made by `{command}` (bench/python_fuzz.py; its docstring says what each outcome means). Inputs: "
-             f"{res['families']['gguf']} damaged GGUF files and {res['families']['checkpoint']} damaged checkpoints "
-             f"of tests/bad_inputs.py's families, plus {res['mutations']} random mutations of each kind (seed "
-             f"{res['seed']}), from a compressed tiny random Llama. **broken** (a traceback, another exit status, "
-             "an error of several lines) must be 0.", "",
-             "| entry point | inputs | refused (exit 2, one line) | ran (exit 0) | broken | seconds |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"{res['families']['gguf']} damaged GGUF files, {res['families']['checkpoint']} damaged checkpoints "
+             f"and {res['families']['onnx']} damaged ONNX files of tests/bad_inputs.py's families, plus "
+             f"{res['mutations']} random mutations of each kind (seed {res['seed']}), from a compressed tiny random "
+             "Llama. **broken** (a traceback, another exit status, an error of several lines; in onnxruntime, "
+             "non-finite logits from a file check_onnx accepts) must be 0. non-finite: onnxruntime ran the file to "
+             "non-finite logits (damage to standard ops' weights, which neither onnxruntime nor our op checks) and "
+             "check_onnx, so inspect, refuses it.", "",
+             "| entry point | inputs | refused (exit 2, one line) | ran (exit 0) | non-finite | broken | seconds |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in res["rows"]:
-        lines.append(f"| {r['entry point']} | {r['inputs']} | {r['refused']} | {r['ran']} | **{r['broken']}** "
-                     f"| {r['seconds']} |")
+        lines.append(f"| {r['entry point']} | {r['inputs']} | {r['refused']} | {r['ran']} | {r.get('non-finite', '')} "
+                     f"| **{r['broken']}** | {r['seconds']} |")
     lines += ["", "Broken inputs: " + (", ".join(res["broken"]) if res["broken"] else "none.")]
     (out / "fuzz_python.md").write_text("\n".join(lines) + "\n")
 

@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX: custom ai.pbs2p PackedLinear op, or stock operators only (docs/ONNX.md)")
     _add_compress_options(p, default_nm=DEFAULT_NM)
 
-    p = sub.add_parser("inspect", help="describe a GGUF file or checkpoint: layers, N:M, honest bits per weight")
+    p = sub.add_parser("inspect", help="describe a GGUF file, ONNX file or checkpoint: layers, N:M, honest bits per "
+                                       "weight (an ONNX file is first checked as onnxruntime with libpbs2p runs it)")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, DataError, FormatError, ModelError, NativeError, OutputError, Pbs2pError
+from .path_problem import path_problem
 
 
 def _tokenize(tokenizer, text: str):
@@ -402,8 +403,9 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
     sampler = SamplerParams() if sampler is None else sampler
     text = _prompt_text(prompt, prompt_file)
     path = Path(source).expanduser()
-    if not path.exists():
-        raise ModelError(f"{source}: no such file or directory")
+    problem = path_problem(path)
+    if problem:
+        raise ModelError(f"{source}: {problem}")
     if not path.is_file():
         raise ModelError(f"{source} is not a file (run takes a .gguf file written by pbs2p-edge export)")
     decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a piece may end inside a UTF-8 character
@@ -489,13 +491,14 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
 
 
 def inspect(path: str) -> dict:
-    """inspect_file of a GGUF file or checkpoint directory; FormatError when `path` does not exist, or when a GGUF
-    file is one libpbs2p would refuse to run: its loader's checks are the file's validation, so inspect describes
-    only what eval and run accept."""
+    """inspect_file of a GGUF file, ONNX file or checkpoint directory; FormatError when `path` does not exist, or when
+    a GGUF file is one libpbs2p would refuse to run: its loader's checks are the file's validation, so inspect
+    describes only what eval and run accept (an ONNX file: onnx_read.check_onnx, onnxruntime with libpbs2p's op)."""
     from pbs2p_exporters.inspect import inspect_file
 
-    if not os.path.exists(path):
-        raise FormatError(f"{path}: no such file or directory")
+    problem = path_problem(path)
+    if problem:
+        raise FormatError(f"{path}: {problem}")
     if os.path.isfile(path):
         with open(path, "rb") as f:
             if f.read(4) == b"GGUF":
@@ -567,7 +570,8 @@ def format_inspect(d: dict) -> str:
     if "blocks" in d:
         lines.append(f"blocks: {d['blocks']['compressed']} of {d['blocks']['total']} compressed")
     lines.append("tiers: " + ", ".join(f"{t} x{n}" for t, n in d.get("tiers", {}).items()))
-    lines.append(f"{'layer':48} {'tier':>7} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
+    if d.get("layers"):
+        lines.append(f"{'layer':48} {'tier':>7} {'N:M':>5} {'rows':>6} {'cols':>6} {'bits/w':>7}")
     for layer in d.get("layers", []):
         lines.append(f"{layer['name']:48} {layer['tier']:>7} {layer['n']}:{layer['m']:<3} {layer['rows']:>6} "
                      f"{layer['cols']:>6} {layer['bits_per_weight']:>7.3f}")

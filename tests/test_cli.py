@@ -471,7 +471,7 @@ def test_bit_budget_is_the_default_and_runs_in_c(capsys, tmp_path, work):
     assert sorted(fields["pbs2p.linear.tier"]) == sorted(t for t, n in summary["tiers"].items() for _ in range(n))
     rc, stdout, _ = run_cli(capsys, "inspect", gguf_path, "--json")
     assert json.loads(stdout)["tiers"] == summary["tiers"]
-    from pbs2p_exporters.onnx_export import read_onnx_metadata
+    from pbs2p_exporters.onnx_read import read_onnx_metadata
 
     rc, _, err = run_cli(capsys, "export", out, tmp_path / "m.onnx", "--onnx-flavor", "portable")
     assert (rc, err) == (0, "")  # ONNX takes the tiers too (its logits are checked in tests/exporters)
@@ -536,6 +536,8 @@ def bad(work, llama_ckpt, llama_gguf, tiny_tokenizer):
     full.mkdir()
     (full / "keep.txt").write_text("mine")
     (root / "dir.gguf").mkdir()
+    (root / "loop-a").symlink_to("loop-b")
+    (root / "loop-b").symlink_to("loop-a")
     return SimpleNamespace(root=root, text=work.text, llama=work.llama, ckpt=llama_ckpt[0], gguf=llama_gguf[0],
                            gpt2=save_hf_dir(tiny_gpt2(), tiny_tokenizer, root / "gpt2"),
                            width40=save_hf_dir(tiny_llama_width40(), tiny_tokenizer, root / "llama40"))
@@ -630,9 +632,16 @@ BAD_INPUTS = [
      "corrupt safetensors file"),
     ("export-ckpt-truncated", lambda b, o: ["export", b.root / "ckpt-truncated", o / "m.gguf"],
      "corrupt safetensors file"),
-    ("inspect-not-gguf", lambda b, o: ["inspect", b.root / "notes.txt"], "neither a GGUF file nor a checkpoint"),
+    ("inspect-not-gguf", lambda b, o: ["inspect", b.root / "notes.txt"],
+     "neither a GGUF file, an .onnx file nor a checkpoint"),
     ("inspect-missing", lambda b, o: ["inspect", b.root / "nothing.gguf"], "no such file or directory"),
     ("inspect-truncated-gguf", lambda b, o: ["inspect", b.root / "truncated.gguf"], "not a readable GGUF file"),
+    *[(f"{what}-{cmd}", (lambda c, p: lambda b, o: {"inspect": ["inspect", p(b)], "run": ["run", p(b), "-p", "Emma"],
+                                                      "eval": ["eval", p(b), "--data", b.text, "--seqlen", "16"],
+                                                      "export": ["export", p(b), o / "m.gguf"]}[c])(cmd, path), msg)
+      for what, path, msg in [("device", lambda b: "/dev/zero", "/dev/zero: not a regular file (a character device)"),
+                              ("link-loop", lambda b: b.root / "loop-a", "loop-a: too many levels of symbolic links")]
+      for cmd in ("inspect", "run", "eval", "export")],
     ("no-sub-command", lambda b, o: [], "required"),
     ("budget-with-method", lambda b, o: ["compress", b.llama, o / "ck", "--bpw", "30", "--method", "rtn",
                                          "--calib", b.text, "--quiet"], "--method sets the binary structure"),

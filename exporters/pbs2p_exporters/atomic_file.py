@@ -15,6 +15,7 @@ from pbs2p_edge import durable
 from pbs2p_edge.errors import OutputError
 from pbs2p_edge.file_modes import publish_mode
 from pbs2p_edge.stale_temps import remove_stale_temps, temp_prefix
+from pbs2p_edge.write_failure import write_failure
 
 
 @contextlib.contextmanager
@@ -38,9 +39,12 @@ def atomic_file(out_path):
         durable.fsync_path(tmp)
         os.replace(tmp, out)
         durable.fsync_path(parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        failure = write_failure(out, e)
+        if failure is not None:
+            raise failure from None
         raise
 
 
@@ -71,5 +75,10 @@ def atomic_files(out_paths):
         for out in outs:
             os.replace(tmp / out.name, out)
         durable.fsync_path(parent)
+    except BaseException as e:
+        failure = write_failure(outs[-1], e)
+        if failure is not None:
+            raise failure from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,14 +1,20 @@
-"""inspect_file: what a pbs2p GGUF file or checkpoint directory holds, and its honest size in bits per weight."""
+"""inspect_file: what a pbs2p GGUF file, ONNX file or checkpoint directory holds, and its honest size in bits per
+weight."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
+from pbs2p_edge.path_problem import path_problem
 
 from .gguf_read import open_gguf, read_gguf_linears
+from .onnx_export import external_data_path
+from .onnx_read import check_onnx, linear_tiers
 
 
 def _layer_rows(layers: dict, grids: dict, order: list[str], m: int) -> list[dict]:
@@ -87,15 +93,35 @@ def _inspect_checkpoint(path: Path) -> dict:
     return out
 
 
+def _inspect_onnx(path: Path) -> dict:
+    """What the metadata of a file check_onnx accepts says (no per-layer rows: the tiers and honest bits per linear
+    are the checkpoint's and the GGUF file's)."""
+    props, _ = check_onnx(path)
+    tiers = linear_tiers(props)
+    cc = json.loads(props["pbs2p.compress_config"])
+    data = external_data_path(path)
+    size = path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+    return {"format": "onnx", "path": str(path), "architecture": props["pbs2p.model_type"],
+            "onnx_flavor": props["pbs2p.onnx_flavor"], "n_linears": len(tiers),
+            "tiers": dict(sorted(Counter(tiers).items())),
+            "bits_per_weight": float(props["pbs2p.bits_per_weight"]), "file_bits": 8 * size,
+            "format_version": int(props["pbs2p.format_version"]), "method": cc.get("method"), "m": cc.get("m"),
+            "n": cc.get("n"), "embed_type": props.get("pbs2p.embed_tier")}
+
+
 def inspect_file(path) -> dict:
-    """Summary of a pbs2p GGUF file or checkpoint directory; FormatError for anything else."""
+    """Summary of a pbs2p GGUF file, ONNX file (by its suffix: ONNX has no magic bytes) or checkpoint directory;
+    FormatError for anything else."""
     path = Path(path)
     if path.is_dir():
         return _inspect_checkpoint(path)
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file or directory")
+    problem = path_problem(path)
+    if problem:
+        raise FormatError(f"{path}: {problem}")
+    if path.suffix.lower() == ".onnx":
+        return _inspect_onnx(path)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise FormatError(f"{path}: neither a GGUF file nor a checkpoint directory")
+        raise FormatError(f"{path}: neither a GGUF file, an .onnx file nor a checkpoint directory")
     return _inspect_gguf(path)

@@ -92,14 +92,3 @@ def export_onnx(checkpoint_dir, out_path, flavor: str = "custom", external_data:
                         location=data.name, size_threshold=EXTERNAL_MIN_BYTES)
     return out
 
-
-def read_onnx_metadata(path) -> dict[str, str]:
-    """The pbs2p.* metadata of an exported ONNX file (tensors, internal or external, are not read)."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError / OSError / ValueError
-        raise FormatError(f"{path}: not a readable ONNX file ({e})") from None
-    props = {p.key: p.value for p in model.metadata_props if p.key.startswith("pbs2p.")}
-    if "pbs2p.format_version" not in props:
-        raise FormatError(f"{path}: not a pbs2p ONNX export (no pbs2p.format_version metadata)")
-    return props

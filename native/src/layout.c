@@ -91,6 +91,22 @@ pbs2p_status pbs2p_layer_sizes_of(const pbs2p_layer_desc *d, pbs2p_layer_sizes *
 
 /* ---- decoder ---- */
 
+/* PBS2P_ERR_FORMAT when a float16 scale is NaN or infinite (exponent bits all ones): every weight of its group would
+ * be, and so every output of the layer; a damaged file, refused before any product (GGUF and the ONNX op alike). */
+static pbs2p_status check_scales(const pbs2p_layer_desc *d, const pbs2p_layer_sizes *s) {
+    const size_t R = (size_t)d->rows, G = s->groups_per_row, nreg = s->regions;
+    const struct { const char *name; const uint16_t *v; size_t n; } scales[] = {
+        {"alpha", d->alpha, nreg * R * G}, {"alpha2", d->has_salient ? d->alpha2 : NULL, R * G},
+        {"mu", d->has_mu ? d->mu : NULL, nreg * R * G}, {"col_scale", d->has_col_scale ? d->col_scale : NULL,
+                                                         nreg * (size_t)d->cols}};
+    for (size_t a = 0; a < sizeof scales / sizeof scales[0]; a++)
+        for (size_t k = 0; scales[a].v && k < scales[a].n; k++)
+            if ((scales[a].v[k] & 0x7C00u) == 0x7C00u)
+                return pbs2p_fail(PBS2P_ERR_FORMAT, "scale %s[%zu] is %s: a damaged layer (scales must be finite)",
+                                  scales[a].name, k, scales[a].v[k] & 0x3FFu ? "NaN" : "infinite");
+    return PBS2P_OK;
+}
+
 pbs2p_status pbs2p_decoder_init(pbs2p_decoder *dec, const pbs2p_layer_desc *d) {
     memset(dec, 0, sizeof *dec);
     pbs2p_status st = pbs2p_layer_sizes_of(d, &dec->sizes);
@@ -110,6 +126,8 @@ pbs2p_status pbs2p_decoder_init(pbs2p_decoder *dec, const pbs2p_layer_desc *d) {
     else if (d->has_mu && !d->mu) missing = "mu";
     else if (d->has_col_scale && !d->col_scale) missing = "col_scale";
     if (missing) return pbs2p_fail(PBS2P_ERR_NULL, "stream '%s' is NULL but the layer metadata requires it", missing);
+    pbs2p_status st_scales = check_scales(d, &dec->sizes);
+    if (st_scales != PBS2P_OK) return st_scales;
 
     /* code c -> the c-th m-bit value of popcount n in ascending order (FORMAT.md section 2) */
     dec->n_codes = (int32_t)binomial(d->m, d->n);

@@ -132,7 +132,8 @@ pbs2p_status key_int(const pbs2p_gguf *f, const char *key, int64_t fallback, int
 pbs2p_status key_pos_float(const pbs2p_gguf *f, const char *key, float fallback, float *out);
 /* String key into buf (NUL-terminated, < cap bytes); *present = 0 when absent. */
 pbs2p_status key_str(const pbs2p_gguf *f, const char *key, char *buf, size_t cap, int *present);
-/* A copy of F32 tensor `name` of n elements (1-D); NULL *out when absent and !required. */
+/* A copy of F32 tensor `name` of n elements (1-D); NULL *out when absent and !required; PBS2P_ERR_FORMAT when an
+ * element is NaN or infinite. */
 pbs2p_status read_f32(const pbs2p_gguf *f, const char *name, int32_t n, int required, float **out);
 /* F16 / Q8_0 matrix `name` of numpy shape (rows, cols); rows == 0 accepts any row count. */
 pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int32_t cols, row_matrix *out);

@@ -71,6 +71,13 @@ pbs2p_status read_f32(const pbs2p_gguf *f, const char *name, int32_t n, int requ
     float *v = malloc((size_t)n * sizeof *v);
     if (!v) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for tensor %s", name);
     memcpy(v, t.data, (size_t)n * sizeof *v); /* the mapping may be unaligned for float */
+    for (int32_t i = 0; i < n; i++)           /* a norm, bias or frequency: NaN / Inf would reach every logit */
+        if (!isfinite(v[i])) {
+            const int nan = isnan(v[i]);
+            free(v);
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s[%d] is %s: the model file holds non-finite weights", name,
+                              (int)i, nan ? "NaN" : "infinite");
+        }
     *out = v;
     return PBS2P_OK;
 }

@@ -3,6 +3,7 @@
  * out-of-bounds read. */
 #include "ort_inputs.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,12 @@ OrtStatus *pbs2p_ort_bind_streams(const pbs2p_ort_node *node, const OrtValue *co
         if (!p) return pbs2p_ort_fail(node, ORT_INVALID_ARGUMENT, "input '%s' has no data", name);
         data[i] = p;
     }
+    /* the scales' finiteness is pbs2p_layer_prepare's check (GGUF files too); the bias is the op's own */
+    const float *b = data[PL_BIAS];
+    for (int32_t i = 0; b && i < node->meta.rows; i++)
+        if (!isfinite(b[i]))
+            return pbs2p_ort_fail(node, ORT_INVALID_ARGUMENT, "input 'bias' [%d] is %s: a damaged model (a bias must "
+                                  "be finite)", (int)i, isnan(b[i]) ? "NaN" : "infinite");
     *desc = node->meta;
     desc->mask = data[PL_MASK];
     desc->signs = data[PL_SIGNS];

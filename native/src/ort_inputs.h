@@ -40,7 +40,8 @@ OrtStatus *pbs2p_ort_tensor_shape(const pbs2p_ort_node *node, const OrtValue *v,
 
 /* Check inputs[PL_MASK..PL_BIAS] (NULL = absent) against the attributes: presence, element type and exact
  * shape of each. On success *desc = the attributes with the stream pointers into the tensors, *bias = the
- * bias data or NULL. Nothing is read from the tensors' data here: pbs2p_layer_prepare validates the contents. */
+ * bias data or NULL. Of the tensors' data only the bias is read here (it must be finite): pbs2p_layer_prepare
+ * validates the streams and scales. */
 OrtStatus *pbs2p_ort_bind_streams(const pbs2p_ort_node *node, const OrtValue *const inputs[PL_N_INPUTS],
                                   pbs2p_layer_desc *desc, const float **bias);
 

@@ -278,6 +278,20 @@ static void check_errors(void) {
     CHECK(pbs2p_layer_prepare(&bad, &P) == PBS2P_ERR_FORMAT, "mask code out of range");
     float out[64];
     CHECK(pbs2p_layer_dequantize_ref(&bad, out, 64) == PBS2P_ERR_FORMAT, "dequantize: bad code");
+    /* a NaN or infinite float16 scale (the last alpha, the first mu) is a damaged layer, not NaN outputs */
+    uint16_t scales[64];
+    pbs2p_layer_sizes sz;
+    CHECK(pbs2p_layer_sizes_of(&L.d, &sz) == PBS2P_OK, "sizes");
+    const size_t n = 4 * sz.groups_per_row * sz.regions; /* alpha and mu: (regions, R, G) */
+    for (int which = 0; which < 3; which++) {
+        bad = L.d;
+        memcpy(scales, which < 2 ? L.d.alpha : L.d.mu, n * sizeof *scales);
+        scales[which < 2 ? n - 1 : 0] = which == 0 ? 0x7E00 : 0xFC00; /* NaN, -inf */
+        if (which < 2) bad.alpha = scales; else bad.mu = scales;
+        CHECK(pbs2p_layer_prepare(&bad, &P) == PBS2P_ERR_FORMAT && P == NULL, "non-finite scale %d", which);
+        CHECK(strstr(pbs2p_last_error(), which == 0 ? "is NaN" : "is infinite") != NULL, "%s", pbs2p_last_error());
+        CHECK(pbs2p_layer_dequantize_ref(&bad, out, 64) == PBS2P_ERR_FORMAT, "dequantize: non-finite scale");
+    }
     CHECK(pbs2p_layer_dequantize_ref(&L.d, out, 63) == PBS2P_ERR_ARGUMENT, "dequantize: short output");
 
     CHECK(pbs2p_layer_prepare(&L.d, &P) == PBS2P_OK, "prepare");

@@ -19,11 +19,13 @@ from .. import durable
 from ..errors import OutputError
 from ..file_modes import publish_mode
 from ..stale_temps import dead_temps, remove_stale_temps, temp_prefix
+from ..write_failure import write_failure
 
 
 def restore_orphan(out: Path) -> Path | None:
     """When `out` is missing and a dead run's ".old-" directory holds the previous checkpoint (a kill between the
-    renames), move it back to `out`; returns the restored path, or None."""
+    renames), move it back to `out` and remove the emptied directory; returns the restored path, or None. Called
+    by the next write of `out` and by model.sources when `out` is read as a model source."""
     if os.path.lexists(out):
         return None
     orphans = [p for p in dead_temps(out, "old") if (p / "x").is_dir()]
@@ -32,6 +34,8 @@ def restore_orphan(out: Path) -> Path | None:
     newest = max(orphans, key=lambda p: p.stat().st_mtime)
     os.replace(newest / "x", out)
     durable.fsync_path(out.parent)
+    with contextlib.suppress(OSError):
+        newest.rmdir()  # empty now (a reader restores too: nothing else would remove it)
     return out
 
 
@@ -71,6 +75,9 @@ def atomic_dir(out_dir, may_replace):
             os.replace(tmp, out)
         durable.fsync_path(parent)
         remove_stale_temps(out, ("old",), before=started)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        failure = write_failure(out, e)
+        if failure is not None:
+            raise failure from None
         raise

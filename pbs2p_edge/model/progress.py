@@ -33,6 +33,7 @@ from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError, FormatError
 from ..pack.tiers import Tier
+from ..write_failure import write_failure
 
 _SAFE = [LayerResult, GridResult, FloatResult, Tier]  # the classes torch.load may rebuild from these files
 
@@ -84,8 +85,11 @@ class Progress:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path / name)
-        except BaseException:
+        except BaseException as e:
             Path(tmp).unlink(missing_ok=True)
+            failure = write_failure(self.path / name, e, "the finished blocks are kept for --resume")
+            if failure is not None:
+                raise failure from None
             raise
         durable.fsync_path(self.path)
 

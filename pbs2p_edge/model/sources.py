@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..path_problem import path_problem
+from ..stale_temps import dead_temps
 
 # alias -> (PyPI distributions to install, import name, GGUF file inside that package, or None when the package
 # holds it in chunks that its assemble(path) joins and checks (into ASSEMBLED, once))
@@ -78,6 +80,10 @@ def resolve_source(text: str) -> ModelSource:
     if text in ALIASES:
         return _alias_source(text)
     path = Path(text).expanduser()
+    if not os.path.lexists(path) and dead_temps(path, "old"):  # a compress killed between its two renames
+        from ..checkpoint.atomic_dir import restore_orphan  # (imports torch: only in this rare case)
+
+        restore_orphan(path)  # the previous checkpoint back at its name, as the next write would put it
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise ModelError(f"{text}: a model file must be a .gguf; for Hugging Face weights give their directory")
@@ -86,9 +92,11 @@ def resolve_source(text: str) -> ModelSource:
         if not (path / "config.json").is_file():
             raise ModelError(f"{text}: directory has no config.json, so it is not a Hugging Face model directory")
         return ModelSource("hf_dir", str(path.resolve()), None, text)
-    if os.path.lexists(path):  # a link to nothing, or an entry this user cannot stat: local, never a hub id
-        raise ModelError(f"{text}: a broken link or an unreadable path")
-    looks_local = text.startswith((".", "/", "~")) or text.lower().endswith(".gguf") or "\\" in text
+    if os.path.lexists(path):  # a device, a broken link, a link loop, an entry we cannot stat: local, never a hub id
+        raise ModelError(f"{text}: {path_problem(path)}")
+    # a hub id "org/name" never names a local directory's entry: "out/ck" with out/ here is a missing checkpoint
+    in_local_dir = path.parent != Path(".") and path.parent.is_dir()
+    looks_local = text.startswith((".", "/", "~")) or text.lower().endswith(".gguf") or "\\" in text or in_local_dir
     if looks_local or not _HUB_ID.match(text):
         raise ModelError(f"{text}: no such file or directory")
     return ModelSource("hub", text, None, text)

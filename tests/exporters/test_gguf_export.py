@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pbs2p_edge.checkpoint import load_checkpoint
-from pbs2p_edge.errors import ConfigError, FormatError
+from pbs2p_edge.errors import ConfigError, FormatError, OutputError
 from pbs2p_edge.pack import unpack_layer
 from pbs2p_exporters.gguf_export import export_gguf
 from pbs2p_exporters.gguf_read import gguf_fields, read_gguf_packed
@@ -88,7 +88,7 @@ def test_atomic_failure_keeps_old_file(llama_ckpt, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=rf"{out}: cannot write \(disk full: .*; nothing was replaced"):
         export_gguf(llama_ckpt, out)
     assert out.read_bytes() == b"old contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]

@@ -10,8 +10,9 @@ import pytest
 from exporters.onnx_run import fake_quant_of, feeds, rel_err, run, torch_logits
 
 from pbs2p_edge.checkpoint import to_fake_quant_model
-from pbs2p_edge.errors import ConfigError, FormatError, ModelError
-from pbs2p_exporters.onnx_export import export_onnx, external_data_path, read_onnx_metadata
+from pbs2p_edge.errors import ConfigError, FormatError, ModelError, OutputError
+from pbs2p_exporters.onnx_export import export_onnx, external_data_path
+from pbs2p_exporters.onnx_read import read_onnx_metadata
 
 TOL = 1e-4  # max abs error relative to the logit range
 CKPTS = ["llama_ckpt", "llama_untied_ckpt", "qwen2_ckpt", "mistral_ckpt", "gemma3_ckpt", "opt_ckpt"]
@@ -158,7 +159,7 @@ def test_atomic_failure_keeps_old_files(llama_ckpt, tmp_path, monkeypatch, exter
         raise OSError("disk full")
 
     monkeypatch.setattr(onnx, "save_model", half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=rf"{out}: cannot write \(disk full: .*; nothing was replaced"):
         export_onnx(llama_ckpt, out, external_data=external)
     assert out.read_bytes() == b"old model"
     names = ["m.onnx", "m.onnx.data"] if external else ["m.onnx"]

@@ -230,6 +230,26 @@ def test_bad_attributes_and_corrupt_streams_are_ort_errors(down):
                   r"packed streams rejected: salient stream marks 6 columns but n_salient is 5", x)
 
 
+def test_non_finite_scales_and_bias_are_ort_errors_not_nan_outputs(exported, down):
+    """A NaN or infinite scale (alpha, alpha2, mu: pbs2p_layer_prepare's check, as for GGUF files) or bias (the op's
+    own) fails the session or the run with the element named, as constant initializers and as run-time streams."""
+    fc2 = _linear(exported["opt_ckpt"][0], "model.decoder.layers.1.fc2")
+    cases = [(down, "alpha", np.nan, r"scale alpha\[0\] is NaN"),
+             (down, "alpha2", np.inf, r"scale alpha2\[0\] is infinite"),
+             (down, "mu", -np.inf, r"scale mu\[0\] is infinite"),
+             (fc2, "bias", np.nan, r"input 'bias' \[0\] is NaN")]
+    for (attrs, arrays), key, value, match in cases:
+        bad = arrays[key].copy()
+        bad.reshape(-1)[0] = value
+        bad = dict(arrays, **{key: bad})
+        x = {"X": np.ones((1, 2, attrs["cols"]), np.float32)}
+        _expect_error(_node_model(attrs, bad), match, x)
+        sess = ort_session(_node_model(attrs, bad, as_inputs=True))
+        with pytest.raises(Exception, match=match):
+            sess.run(None, {**x, **bad})
+        assert np.isfinite(sess.run(None, {**x, **arrays})[0]).all()
+
+
 def test_wrong_activations_are_ort_errors(down):
     attrs, arrays = down
     sess = ort_session(_node_model(attrs, arrays))

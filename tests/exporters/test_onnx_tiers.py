@@ -14,7 +14,8 @@ from onnx.reference import ReferenceEvaluator
 
 from pbs2p_edge.pack import honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
-from pbs2p_exporters.onnx_export import export_onnx, read_onnx_metadata
+from pbs2p_exporters.onnx_export import export_onnx
+from pbs2p_exporters.onnx_read import read_onnx_metadata
 from pbs2p_exporters.onnx_graph_builder import GraphBuilder
 from pbs2p_exporters.onnx_grid import grid_linear
 from pbs2p_exporters.onnx_reference_op import reference_evaluator

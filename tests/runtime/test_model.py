@@ -571,16 +571,40 @@ def test_unsupported_opt_variants_are_refused(exported, tmp_path):
     assert _status(e) == lib.PBS2P_ERR_UNSUPPORTED
 
 
-@pytest.mark.parametrize("tensor, value", [("output_norm.weight", np.nan), ("blk.1.ffn_norm.weight", np.inf)])
-def test_non_finite_weights_are_an_error_not_an_answer(exported, tmp_path, tensor, value):
-    """A file that loads but holds NaN / Inf (here in a norm) gives PBS2P_ERR_NONFINITE from eval and perplexity,
-    never NaN logits or a NaN perplexity with success; the CLI prints one line and exits 2."""
-    src = exported["untied"][1]
+def _poisoned(src, tmp_path, tensor: str, raw: bytes, at=(0,)):
+    """A copy of GGUF `src` with `raw` written at each byte offset `at` of `tensor`'s data."""
     t = next(t for t in gguf.GGUFReader(str(src)).tensors if t.name == tensor)
     data = bytearray(src.read_bytes())
-    struct.pack_into("<f", data, int(t.data_offset), value)
+    for a in at:
+        data[int(t.data_offset) + a:int(t.data_offset) + a + len(raw)] = raw
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("tensor, value, what", [("output_norm.weight", np.nan, "NaN"),
+                                                 ("blk.1.ffn_norm.weight", np.inf, "infinite"),
+                                                 ("blk.0.attn_q.bias", -np.inf, "infinite")])
+def test_non_finite_norms_and_biases_are_refused_at_load(exported, tmp_path, tensor, value, what):
+    """A NaN / Inf in an F32 norm or bias (which would reach every logit) is a damaged file when it loads, so
+    inspect refuses it as eval and run do."""
+    bad = _poisoned(exported["untied"][1], tmp_path, tensor, struct.pack("<f", value))
+    with pytest.raises(NativeError, match=rf"tensor {tensor}\[0\] is {what}: the model file holds non-finite") as e:
+        Model(bad, n_ctx=32)
+    assert _status(e) == lib.PBS2P_ERR_FORMAT
+    res = subprocess.run([sys.executable, "-m", "pbs2p_edge.cli", "inspect", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == "" and res.stderr.count("\n") == 1 and what in res.stderr
+
+
+def test_a_non_finite_embedding_row_is_an_error_not_an_answer(exported, tmp_path):
+    """A file that loads but holds NaN in its embedding rows (first column of each: rows are not scanned at load)
+    gives PBS2P_ERR_NONFINITE from eval and perplexity, never NaN logits or a NaN perplexity with success; the CLI
+    prints one line and exits 2."""
+    src = exported["untied"][1]
+    t = next(t for t in gguf.GGUFReader(str(src)).tensors if t.name == "token_embd.weight")
+    assert t.tensor_type == gguf.GGMLQuantizationType.F16
+    row_bytes = int(t.shape[0]) * 2
+    bad = _poisoned(src, tmp_path, "token_embd.weight", struct.pack("<H", 0x7E00), range(0, int(t.n_bytes), row_bytes))
     with Model(bad, n_ctx=32) as m:
         with pytest.raises(NativeError, match="non-finite") as e:
             m.eval(PROMPT)
