@@ -158,6 +158,13 @@ static const tier_spec TIERS[] = {
     {"q3_g64", PBS2P_DENSE_Q3_G64, 0}, {"q2_g64", PBS2P_DENSE_Q2_G64, 0},
 };
 
+/* The TIERS row named s[0..len), or NULL. */
+static const tier_spec *tier_named(const char *s, size_t len) {
+    for (size_t k = 0; k < sizeof TIERS / sizeof TIERS[0]; k++)
+        if (strlen(TIERS[k].name) == len && memcmp(TIERS[k].name, s, len) == 0) return &TIERS[k];
+    return NULL;
+}
+
 /* pbs2p.linear.tier[index] as a tier_spec, or NULL for the packed tier (also when the key is absent). */
 static pbs2p_status tier_of(const pbs2p_gguf *f, const char *base, uint64_t index, uint64_t count,
                             const tier_spec **spec) {
@@ -174,11 +181,7 @@ static pbs2p_status tier_of(const pbs2p_gguf *f, const char *base, uint64_t inde
                           PRIu64, n, count);
     if ((st = pbs2p_gguf_get_arr_str(f, "pbs2p.linear.tier", index, &s, &len)) != PBS2P_OK) return st;
     if (len == 5 && memcmp(s, "pbs2p", 5) == 0) return PBS2P_OK;
-    for (size_t k = 0; k < sizeof TIERS / sizeof TIERS[0]; k++)
-        if (strlen(TIERS[k].name) == len && memcmp(TIERS[k].name, s, len) == 0) {
-            *spec = &TIERS[k];
-            return PBS2P_OK;
-        }
+    if ((*spec = tier_named(s, len))) return PBS2P_OK;
     return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "linear '%.*s' has the tier '%.*s', which this library does not know",
                       SHOWN, base, (int)(len < SHOWN ? len : SHOWN), s);
 }
@@ -237,11 +240,11 @@ static pbs2p_status embedding_tier(const pbs2p_gguf *f, const tier_spec **spec) 
     pbs2p_status st = pbs2p_gguf_get_str(f, "pbs2p.embedding.tier", &s, &len);
     if (st == PBS2P_ERR_NOT_FOUND) return PBS2P_OK;
     if (st != PBS2P_OK) return st;
-    for (size_t k = 0; k < sizeof TIERS / sizeof TIERS[0]; k++)
-        if (!TIERS[k].ggml && strlen(TIERS[k].name) == len && memcmp(TIERS[k].name, s, len) == 0) {
-            *spec = &TIERS[k];
-            return PBS2P_OK;
-        }
+    const tier_spec *t = tier_named(s, len);
+    if (t && !t->ggml) {
+        *spec = t;
+        return PBS2P_OK;
+    }
     return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "pbs2p.embedding.tier '%.*s' is not a block tier this library knows",
                       (int)(len < SHOWN ? len : SHOWN), s);
 }

@@ -144,8 +144,9 @@ size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
 /* model_llama.c: the Llama keys after the common ones (norm, heads, RoPE), and the RoPE frequencies. */
 pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c);
 pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **inv_freq, float **inv_freq_swa);
-/* The sliding window of each of the c->n_layer layers into windows (c->window, or 0 for a global Gemma layer). */
-pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, int32_t *windows);
+/* Gemma's global layers: blocks[l].window = 0 where attention.sliding_window_pattern says so (the caller has set
+ * every layer's window to c->window; other models keep it). */
+pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, block *blocks);
 
 /* model_opt.c: the OPT keys after the common ones (norm, activation, positions), and the learned positions. */
 pbs2p_status opt_read_config(const pbs2p_gguf *f, config *c);

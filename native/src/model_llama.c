@@ -52,11 +52,10 @@ pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c) {
                          1.0f / sqrtf((float)c->head_dim), &c->score_scale);
 }
 
-pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, int32_t *windows) {
+pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, block *blocks) {
     char key[64];
     const void *data;
     uint64_t n;
-    for (int32_t l = 0; l < c->n_layer; l++) windows[l] = c->window;
     if (!c->gemma || !c->window) return PBS2P_OK;
     pbs2p_status st = pbs2p_gguf_get_arr(f, arch_key(c, "attention.sliding_window_pattern", key, sizeof key),
                                          PBS2P_GGUF_BOOL, &data, &n);
@@ -65,7 +64,7 @@ pbs2p_status llama_layer_windows(const pbs2p_gguf *f, const config *c, int32_t *
     if (st != PBS2P_OK) return st;
     if (n != (uint64_t)c->n_layer)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "%s has %" PRIu64 " entries for %d layers", key, n, c->n_layer);
-    for (int32_t l = 0; l < c->n_layer; l++) windows[l] = ((const uint8_t *)data)[l] ? c->window : 0; /* 0 or 1 */
+    for (int32_t l = 0; l < c->n_layer; l++) blocks[l].window = ((const uint8_t *)data)[l] ? c->window : 0; /* 0, 1 */
     return PBS2P_OK;
 }
 

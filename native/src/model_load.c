@@ -297,16 +297,11 @@ static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_po
         if (jobs[j].status != PBS2P_OK && (!first || jobs[j].failed_at < first->failed_at)) first = &jobs[j];
     if (first) return pbs2p_fail(first->status, "%s", first->error);
     /* each layer's window and RoPE table: Gemma's global layers see every position with the global base */
-    int32_t *windows = malloc((size_t)c->n_layer * sizeof *windows);
-    if (!windows) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %d layer windows", c->n_layer);
-    if (c->arch == ARCH_LLAMA) st = llama_layer_windows(f, c, windows);
-    else for (int32_t l = 0; l < c->n_layer; l++) windows[l] = c->window;
-    for (int32_t l = 0; st == PBS2P_OK && l < c->n_layer; l++) {
-        w->blocks[l].window = windows[l];
-        w->blocks[l].inv_freq = windows[l] && w->inv_freq_swa ? w->inv_freq_swa : w->inv_freq;
-    }
-    free(windows);
-    return st;
+    for (int32_t l = 0; l < c->n_layer; l++) w->blocks[l].window = c->window;
+    if (c->arch == ARCH_LLAMA && (st = llama_layer_windows(f, c, w->blocks)) != PBS2P_OK) return st;
+    for (int32_t l = 0; l < c->n_layer; l++)
+        w->blocks[l].inv_freq = w->blocks[l].window && w->inv_freq_swa ? w->inv_freq_swa : w->inv_freq;
+    return PBS2P_OK;
 }
 
 static void free_cache(kv_cache *kv) {

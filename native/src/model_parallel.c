@@ -116,9 +116,9 @@ static void run_attention(void *arg) {
     const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
     const kv_cache *kv = &j->m->kv;
     const size_t ldk = kv->ldk, k_layer = (size_t)j->l * KVD * ldk, v_layer = (size_t)j->l * n_ctx * KVD;
+    const int32_t window = j->m->w.blocks[j->l].window;
     for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
         const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
-        const int32_t window = j->m->w.blocks[j->l].window;
         const int32_t start = window && end > window ? end - window : 0;             /* visible from start */
         const size_t kv_off = (size_t)(h / group) * hd;
         const size_t k_at = k_layer + kv_off * ldk + (size_t)start, v_at = v_layer + (size_t)start * KVD + kv_off;
