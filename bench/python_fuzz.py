@@ -125,6 +125,17 @@ def _mutate_gguf(data: bytes, rng: random.Random) -> bytes:
     return bytes(b[:at] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 64))) + b[at:])
 
 
+def _mutants(src: Path, folder: Path, n: int, rng: random.Random) -> dict[str, Path]:
+    """random-<i> -> folder/random-<i><src's suffix>, n byte mutations of the file src (_mutate_gguf's three kinds;
+    they know nothing of the format, so they serve GGUF and ONNX files alike)."""
+    data, out = src.read_bytes(), {}
+    for i in range(n):
+        p = folder / f"random-{i}{src.suffix}"
+        p.write_bytes(_mutate_gguf(data, rng))
+        out[p.stem] = p
+    return out
+
+
 _ODD = [None, -1, 0, 2**40, 1.5, "x", "", [], {}, [1, 2], {"a": 1}, True]
 
 
@@ -190,10 +201,7 @@ def run(args) -> dict:
         assert _main(["compress", src, ck, "--method", "pbs2p", "--nm", "4:8", *calib])[0] == 0
         assert _main(["export", ck, gg])[0] == 0
         ggufs = dict(corrupt_ggufs(gg, (work / "g").mkdir() or work / "g"))
-        for i in range(args.mutations):
-            p = work / "g" / f"random-{i}.gguf"
-            p.write_bytes(_mutate_gguf(gg.read_bytes(), rng))
-            ggufs[p.stem] = p
+        ggufs.update(_mutants(gg, work / "g", args.mutations, rng))
         ckpts = dict(corrupt_checkpoints(ck, (work / "c").mkdir() or work / "c"))
         for i in range(args.mutations):
             _mutate_checkpoint(ck, work / "c" / f"random-{i}", rng)
@@ -201,10 +209,7 @@ def run(args) -> dict:
         on = work / "m.onnx"
         assert _main(["export", ck, on])[0] == 0
         onnxs = dict(corrupt_onnx(on, (work / "o").mkdir() or work / "o"))
-        for i in range(args.mutations):
-            p = work / "o" / f"random-{i}.onnx"
-            p.write_bytes(_mutate_gguf(on.read_bytes(), rng))
-            onnxs[p.stem] = p
+        onnxs.update(_mutants(on, work / "o", args.mutations, rng))
         points = {
             "inspect GGUF": lambda p: ["inspect", p],
             "eval GGUF": lambda p: ["eval", p, "--data", text, "--seqlen", "32", "--max-windows", "2", "--threads", "1"],

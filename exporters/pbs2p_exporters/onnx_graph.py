@@ -73,23 +73,24 @@ class _Decoder:
 
     # -- shared pieces ---------------------------------------------------------------------------
 
-    def rms_norm(self, x: str, weight: str, eps: float, hint: str) -> str:
-        """HF LlamaRMSNorm: w * (x * 1/sqrt(mean(x^2) + eps))."""
+    def _scaled_rms(self, x: str, scale: str, eps: float, hint: str) -> str:
+        """scale * (x * 1/sqrt(mean(x^2) + eps)) over the last axis, scale an initializer."""
         b = self.b
         var = b.op("ReduceMean", [b.op("Mul", [x, x], hint), b.const([-1])], hint, keepdims=1)
         inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [var, b.const(eps, np.float32)], hint)], hint)], hint)
-        return b.op("Mul", [self.dense(weight), b.op("Mul", [x, inv], hint)], hint)
+        return b.op("Mul", [scale, b.op("Mul", [x, inv], hint)], hint)
+
+    def rms_norm(self, x: str, weight: str, eps: float, hint: str) -> str:
+        """HF LlamaRMSNorm: w * (x * 1/sqrt(mean(x^2) + eps))."""
+        return self._scaled_rms(x, self.dense(weight), eps, hint)
 
     def gemma_norm(self, x: str, weight: str, eps: float, hint: str) -> str:
         """Gemma3RMSNorm: (x * 1/sqrt(mean(x^2) + eps)) * (1 + w), 1 + w an initializer computed in float32 (as HF)."""
-        b = self.b
         name = f"{weight}.plus_one"
         self.used.add(weight)
-        if name not in b:
-            b.initializer(name, self.ck.dense[weight].astype(np.float32) + np.float32(1.0))
-        var = b.op("ReduceMean", [b.op("Mul", [x, x], hint), b.const([-1])], hint, keepdims=1)
-        inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [var, b.const(eps, np.float32)], hint)], hint)], hint)
-        return b.op("Mul", [name, b.op("Mul", [x, inv], hint)], hint)
+        if name not in self.b:
+            self.b.initializer(name, self.ck.dense[weight].astype(np.float32) + np.float32(1.0))
+        return self._scaled_rms(x, name, eps, hint)
 
     def layer_norm(self, x: str, prefix: str, hint: str) -> str:
         return self.b.op("LayerNormalization", [x, self.dense(f"{prefix}.weight"), self.dense(f"{prefix}.bias")],
