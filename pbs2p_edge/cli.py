@@ -71,7 +71,7 @@ def _float_in(low: float, high: float, low_open: bool):
 
 
 def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
-    from .algo.config import METHODS
+    from .algo.methods import METHODS
 
     g = p.add_argument_group("compression")
     budget = g.add_mutually_exclusive_group()

@@ -143,7 +143,7 @@ def test_blocks_compresses_the_first_k_and_export_refuses_the_checkpoint(capsys,
     ("arb-rc", "opt"), ("stbllm", "llama"), ("pbs2p", "opt"),
 ])
 def test_every_method_compresses_and_evaluates(capsys, tmp_path, work, method, arch):
-    from pbs2p_edge.algo.config import METHODS
+    from pbs2p_edge.algo.methods import METHODS
 
     out = tmp_path / f"{arch}-{method}"
     rc, stdout, err = run_cli(capsys, "compress", getattr(work, arch), out, "--method", method, "--nm", "4:8",
@@ -157,7 +157,7 @@ def test_every_method_compresses_and_evaluates(capsys, tmp_path, work, method, a
     d = json.loads(stdout)
     assert rc == 0 and d["format"] == "checkpoint" and d["method"] == method
     assert len(d["layers"]) == (LLAMA_LINEARS if arch == "llama" else OPT_LINEARS)
-    kept = 4 if METHODS[method] else 8  # methods that do not prune keep all M
+    kept = 4 if METHODS[method].prunes else 8  # methods that do not prune keep all M
     assert {(layer["n"], layer["m"]) for layer in d["layers"]} == {(kept, 8)}
     assert 0 < d["bits_per_weight"] < 16
 

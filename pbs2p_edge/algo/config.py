@@ -10,20 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .methods import METHODS
 
 CONFIG_VERSION = 1
-
-# method -> does it prune (N:M)?  Order is the order of the quality table.
-METHODS = {
-    "rtn": False,  # per-row sign binarization, alpha = mean|w|, no Hessian
-    "magnitude": True,  # magnitude N:M prune, then per-row sign binarization, no Hessian
-    "billm": False,  # BiLLM: salient columns (2nd-order residual) + 2 split groups, GPTQ loop
-    "arb": False,  # ARB-LLM_X: BiLLM structure, alternating refinement in the H-weighted norm
-    "arb-rc": False,  # ARB-LLM_RC: row x column scales, no mean, salient + split groups
-    "stbllm": True,  # STBLLM: N:M by |W|*||x_j||, salient + 3 split groups, pruned stay zero
-    "pbs2p": True,  # PBS2P: CFS (layer N + OBS score) and SPBO progressive prune + ARB refit
-}
-
 
 # Named structure presets: explicit CompressConfig fields, so a checkpoint records what was used.
 PRESETS = {
@@ -118,28 +107,17 @@ class CompressConfig:
     @property
     def prunes(self) -> bool:
         """True when this config removes weights (N < M for a pruning method)."""
-        return METHODS[self.method] and self.n < self.m
+        return METHODS[self.method].prunes and self.n < self.m
 
     def resolved(self) -> "CompressConfig":
-        """The same config with every None default replaced by the method's value."""
-        defaults = {
-            "rtn": (False, 1, False),
-            "magnitude": (False, 1, False),
-            "billm": (True, 2, True),
-            "arb": (True, 2, True),
-            "arb-rc": (True, 2, False),
-            "stbllm": (True, 3, True),
-            # [choice] PBS2P builds on ARB-LLM: salient columns + 2 split groups. Without them block 0 of
-            # SmolLM2 alone takes PPL 20.8 -> 122 (vs 23.5 with them); measured in bench/quality.py.
-            "pbs2p": (True, 2, True),
-        }[self.method]
-        sal, split, mean = defaults
+        """The same config with every None default replaced by the method's value (algo/methods.py)."""
+        method = METHODS[self.method]
         return dataclasses.replace(
             self,
-            n=self.n if METHODS[self.method] else self.m,
-            salient=sal if self.salient is None else self.salient,
-            split_groups=split if self.split_groups is None else self.split_groups,
-            use_mean=mean if self.use_mean is None else self.use_mean,
+            n=self.n if method.prunes else self.m,
+            salient=method.salient if self.salient is None else self.salient,
+            split_groups=method.split_groups if self.split_groups is None else self.split_groups,
+            use_mean=method.use_mean if self.use_mean is None else self.use_mean,
         )
 
     def to_dict(self) -> dict:

@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..algo.config import CompressConfig
+from ..algo.methods import METHODS
 from ..algo.gptq_grid import FloatResult, GridResult, gptq_grid, round_f16
 from ..algo.result import LayerResult
 from ..pack.tiers import BINARY, tier
@@ -74,8 +75,9 @@ def _peak_memory(device: torch.device) -> int:
 
 
 def uses_cfs(cfg: CompressConfig) -> bool:
-    """CFS' coarse stage (per-block N) applies to PBS2P when it prunes and cfg.cfs is on."""
-    return cfg.method == "pbs2p" and cfg.cfs and cfg.prunes
+    """CFS' coarse stage (per-block N) applies to a method that uses it (algo/methods.py: PBS2P) when the config
+    prunes and cfg.cfs is on."""
+    return METHODS[cfg.method].uses_cfs and cfg.cfs and cfg.prunes
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -3,17 +3,18 @@ import dataclasses
 import pytest
 import torch
 
-from pbs2p_edge.algo.compress_layer import METHOD_TABLE, compress_layer, compress_layer_with_q
-from pbs2p_edge.algo.config import METHODS, CompressConfig
+from pbs2p_edge.algo.compress_layer import compress_layer, compress_layer_with_q
+from pbs2p_edge.algo.config import CompressConfig
+from pbs2p_edge.algo.methods import METHODS
 from pbs2p_edge.errors import ConfigError
 
 from .conftest import h_error, make_layer
 
-PRUNING = [name for name, prunes in METHODS.items() if prunes]
+PRUNING = [name for name, m in METHODS.items() if m.prunes]
 
 
 def _n(method: str, n: int, m: int = 8) -> int:
-    return n if METHODS[method] else m
+    return n if METHODS[method].prunes else m
 
 
 def check_canonical(r, cfg):
@@ -44,7 +45,7 @@ def test_every_method_canonical_and_dequantize_is_the_loop_q(method):
     assert torch.equal(W, W0) and torch.equal(H, H0)
     assert torch.equal(r.dequantize(), Q)
     check_canonical(r, cfg.resolved())
-    assert (r.loss == 0) == (not METHOD_TABLE[method].uses_hessian)
+    assert (r.loss == 0) == (not METHODS[method].uses_hessian)
 
 
 @pytest.mark.parametrize("method", PRUNING)

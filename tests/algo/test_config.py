@@ -33,3 +33,20 @@ def test_round_trip_resolution_and_unknown_keys():
     assert (r.n, r.salient, r.split_groups, r.use_mean) == (8, True, 2, False)  # arb-rc does not prune
     with pytest.raises(ConfigError, match="unknown config keys"):
         CompressConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_each_method_record_gives_its_defaults_and_its_block_fit():
+    from pbs2p_edge.algo import block_fits
+    from pbs2p_edge.algo.compress_layer import FITS
+    from pbs2p_edge.algo.methods import METHODS
+
+    assert list(METHODS) == ["rtn", "magnitude", "billm", "arb", "arb-rc", "stbllm", "pbs2p"]
+    for name, m in METHODS.items():
+        r = CompressConfig(method=name, n=4, m=8).resolved()
+        assert (r.salient, r.split_groups, r.use_mean) == (m.salient, m.split_groups, m.use_mean)
+        assert r.n == (4 if m.prunes else 8)
+        assert CompressConfig(method=name, n=4, m=8).prunes == m.prunes
+        assert FITS[name] is getattr(block_fits, m.fit)
+        assert not m.uses_cfs or (m.prunes and m.uses_hessian)  # CFS chooses N from OBS scores
+    # the defaults a user can still override
+    assert CompressConfig(method="pbs2p", salient=False, split_groups=1, use_mean=False).resolved().salient is False
