@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -258,6 +259,9 @@ def _quiet_transformers(progress: bool):
     """Keep stderr for our own lines: transformers' advisory warnings, the hub's retry warnings and transformers' own
     progress bars ("Loading weights", instant for the models we take) off; the hub's download bars kept only when
     `progress`. Everything is restored after, so calling main() in-process leaves the libraries as they were."""
+    if importlib.util.find_spec("transformers") is None:
+        yield  # the core install (no [compress] extra): a GGUF is evaluated without transformers
+        return
     from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
@@ -272,8 +276,6 @@ def _quiet_transformers(progress: bool):
     # transformers setting reaches; silence that one name while quiet.
     gguf_utils = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
     if gguf_utils is None:
-        import importlib
-
         with contextlib.suppress(ImportError):
             gguf_utils = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
     gguf_tqdm = getattr(gguf_utils, "tqdm", None)
@@ -302,7 +304,9 @@ def _threads_or_auto(text: str):
 def _run(args: argparse.Namespace) -> int:
     from . import commands
 
-    if getattr(args, "threads", None) and args.threads != "auto":
+    source = getattr(args, "model", None) or getattr(args, "file", None)
+    args.uses_torch = commands.require_extras(args.command, source, getattr(args, "out", None))
+    if args.uses_torch and getattr(args, "threads", None) and args.threads != "auto":
         import torch
 
         before = torch.get_num_threads()

@@ -111,6 +111,32 @@ def check_source(source: str, output: str | None = None) -> None:
     check_config(config, output if output in EXPORT_FORMATS else None)
 
 
+def require_extras(command: str, source: str | None = None, out: str | None = None) -> bool:
+    """MissingExtra (one line) when `command` on `source` (its output `out`) needs an extra that is not installed,
+    before anything else is read; returns whether it needs PyTorch (the [compress] extra). Running, inspecting and
+    evaluating our GGUF files needs only the core."""
+    from .extras import require
+    from .pack.checkpoint_dir import is_checkpoint
+
+    gguf_source = source is not None and Path(source).suffix.lower() == ".gguf" and Path(source).is_file()
+    checkpoint = source is not None and is_checkpoint(source)
+    needs = []
+    if command == "compress" or (command == "eval" and not gguf_source):
+        needs.append("compress")
+    elif command == "export":
+        needs.append("compress")  # reading a checkpoint (safetensors) and, for an original model, compressing it
+        if Path(out).suffix.lower() == ".onnx":
+            needs.append("onnx")
+    elif command == "inspect":
+        if checkpoint:
+            needs.append("compress")
+        elif Path(source).suffix.lower() == ".onnx":
+            needs.append("onnx")
+    for extra in needs:
+        require(extra, f"pbs2p-edge {command}" + (f" of {source}" if source else ""))
+    return "compress" in needs
+
+
 def _gguf_keys(path) -> list[str]:
     """The metadata keys of a GGUF file as libpbs2p's reader finds them, FormatError (one line) for a file it refuses.
     Every GGUF a user names is opened by it before gguf-py reads it: its counts and lengths are checked against the
@@ -353,13 +379,14 @@ def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, devic
     threads) on non-overlapping windows of `data`."""
     check_source(source)
     from .calib.text import load_text
-    from .eval.perplexity import perplexity
 
     if seqlen < 2:
         raise ConfigError(f"evaluation seqlen must be >= 2 (a window predicts seqlen-1 tokens), got {seqlen}")
     if _is_pbs2p_gguf(source):
         return _evaluate_gguf(source, data, seqlen, max_windows, device, threads)
     check_device(device)
+    from .eval.perplexity import perplexity
+
     text = load_text(data, split="test")
     model, tokenizer = _load_for_eval(source, device)
     ids = _tokenize(tokenizer, text)

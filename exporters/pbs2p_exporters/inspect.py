@@ -13,8 +13,6 @@ from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 from pbs2p_edge.path_problem import path_problem
 
 from .gguf_read import open_gguf, read_gguf_linears
-from .onnx_export import external_data_path
-from .onnx_read import check_onnx, linear_tiers
 
 
 def _layer_rows(layers: dict, grids: dict, order: list[str], m: int) -> list[dict]:
@@ -95,7 +93,10 @@ def _inspect_checkpoint(path: Path) -> dict:
 
 def _inspect_onnx(path: Path) -> dict:
     """What the metadata of a file check_onnx accepts says (no per-layer rows: the tiers and honest bits per linear
-    are the checkpoint's and the GGUF file's)."""
+    are the checkpoint's and the GGUF file's). Imports onnx (the [onnx] extra) only here."""
+    from .onnx_export import external_data_path
+    from .onnx_read import check_onnx, linear_tiers
+
     props, _ = check_onnx(path)
     tiers = linear_tiers(props)
     cc = json.loads(props["pbs2p.compress_config"])

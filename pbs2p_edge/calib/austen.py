@@ -25,7 +25,10 @@ def find_rdata_dir(cache: Path | None = None) -> Path:
 
 
 def _parse_r(raw: bytes):
-    import rdata  # lazily: only the austen corpora need it
+    from ..extras import require
+
+    require("corpora", "the austen:* texts")  # lazily: only the austen corpora need rdata
+    import rdata
 
     with warnings.catch_warnings():  # rdata warns "Unknown file type: assumed RDS" for these headerless streams
         warnings.simplefilter("ignore")
