@@ -122,7 +122,7 @@ typedef struct run_state {
 } run_state;
 
 /* ----------------------------------------------------------------------------------------------------
- * model_load.c: keys and tensors of the file */
+ * model_read.c: keys and tensors of the file */
 
 /* "<arch>.<suffix>" into buf. */
 const char *arch_key(const config *c, const char *suffix, char *buf, size_t cap);
@@ -137,8 +137,12 @@ pbs2p_status key_str(const pbs2p_gguf *f, const char *key, char *buf, size_t cap
 pbs2p_status read_f32(const pbs2p_gguf *f, const char *name, int32_t n, int required, float **out);
 /* F16 / Q8_0 matrix `name` of numpy shape (rows, cols); rows == 0 accepts any row count. */
 pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int32_t cols, row_matrix *out);
+/* The token embedding / head `base` ("token_embd", "output"): <base>.weight of a ggml type, or our blocks when the
+ * file names an embedding tier (pbs2p_gguf_embedding_blocks); rows 0 takes any count. PBS2P_ERR_NOT_FOUND when
+ * absent. */
+pbs2p_status read_embedding(const pbs2p_gguf *f, const char *base, int32_t rows, int32_t cols, row_matrix *out);
 
-/* Scratch floats of one eval of T tokens (run_state). */
+/* model_load.c: scratch floats of one eval of T tokens (run_state). */
 size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
 
 /* model_llama.c: the Llama keys after the common ones (norm, heads, RoPE), and the RoPE frequencies. */
