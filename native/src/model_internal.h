@@ -169,13 +169,12 @@ void activate(float *hb, const float *up, size_t n, act_kind act);
 pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool);
 
 /* ----------------------------------------------------------------------------------------------------
- * model_parallel.c: the thread-parallel steps */
+ * model_threads.c: the forward's work split over the model's pool (job 0 on the caller, 1..n-1 on its workers) */
 
+/* Threads worth using for a step of `work` multiply-adds in at most n_max jobs: the pool's threads, n_max and
+ * work / pbs2p_min_work_per_pool_thread(), whichever is least, but at least 1. */
+int threads_for(pbs2p_pool *pool, size_t work, int n_max);
 /* Y (T, rows) = X (T, cols) W^T of a dense matrix (head, grid-tier linears), its rows split across the pool's threads. */
 pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y);
-/* logits (T, V) = X (T, D) output^T. */
-pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits);
-/* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l. */
-pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past);
 
 #endif
