@@ -142,9 +142,6 @@ pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int3
  * absent. */
 pbs2p_status read_embedding(const pbs2p_gguf *f, const char *base, int32_t rows, int32_t cols, row_matrix *out);
 
-/* model_load.c: scratch floats of one eval of T tokens (run_state). */
-size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
-
 /* model_llama.c: the Llama keys after the common ones (norm, heads, RoPE), and the RoPE frequencies. */
 pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c);
 pbs2p_status llama_build_rope(const pbs2p_gguf *f, const config *c, float **inv_freq, float **inv_freq_swa);
@@ -167,6 +164,16 @@ void rope(float *vec, int32_t n_heads, int32_t hd, int32_t pos, const float *inv
 void activate(float *hb, const float *up, size_t n, act_kind act);
 /* Y (T, rows) = X (T, cols) W_hat^T [+ bias] on the pool's threads: gemv for one token, gemm for several. */
 pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool);
+
+/* ----------------------------------------------------------------------------------------------------
+ * model_forward.c: the forward */
+
+/* Scratch floats of one eval of T tokens (run_state); model_load.c checks a full-context eval's against the limit. */
+size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
+/* logits = the forward of tokens (T,) at cache positions n_past..n_past+T-1, their keys and values written into the
+ * cache: (T, V) with all_rows, else (V,) the last token's row. Arguments checked by the caller (pbs2p_model_eval). */
+pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int32_t n_past, float *logits,
+                           int all_rows);
 
 /* ----------------------------------------------------------------------------------------------------
  * model_threads.c: the forward's work split over the model's pool (job 0 on the caller, 1..n-1 on its workers) */

@@ -272,12 +272,6 @@ void pbs2p_model_free(pbs2p_model *m) {
     free(m);
 }
 
-size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads) {
-    size_t D = (size_t)c->n_embd, QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
-    size_t wide = QD > D ? QD : D;
-    return T * (2 * D + wide + QD + 2 * KVD + 2 * (size_t)c->n_ff) + (size_t)n_threads * (size_t)n_ctx;
-}
-
 /* Every count the file states two ways agrees with <arch>.block_count: no tensor of a block at or past it, and
  * pbs2p.linear.names lists each block's linears (6 or 7 a block) and no more, so a lowered block_count cannot run a
  * truncated model as a valid one. */

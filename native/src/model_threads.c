@@ -1,6 +1,6 @@
 /* model_threads.c — splitting the forward's work over the model's thread pool: how many threads a step is worth
  * (threads_for), and the dense matrix products (the head, grid-tier linears) with their rows split across them.
- * The forward (model.c) says what each step computes; this file says only how it is shared out. */
+ * The forward (model_forward.c) says what each step computes; this file says only how it is shared out. */
 #include "model_internal.h"
 
 #include <stdlib.h>
