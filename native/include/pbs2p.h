@@ -267,7 +267,8 @@ PBS2P_API pbs2p_status pbs2p_gguf_layer_desc(const pbs2p_gguf *f, const char *li
 PBS2P_API pbs2p_status pbs2p_gguf_check_linears(const pbs2p_gguf *f, uint64_t *n_linears);
 
 
-/* ==== Models (model.c, model_load.c, model_llama.c, model_opt.c, model_math.c, model_parallel.c) ==========
+/* ==== Models (model.c, model_forward.c, model_math.c, model_threads.c; loading: model_load.c, model_read.c,
+ * model_llama.c, model_opt.c) ==============================================================================
  *
  * A decoder run from a pbs2p GGUF file (docs/GGUF.md), general.architecture "llama", "qwen2" or "opt":
  * - llama (Llama, Mistral) and qwen2, their keys under "llama." or "qwen2.": token embedding (F16 or Q8_0 rows,

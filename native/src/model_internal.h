@@ -122,7 +122,7 @@ typedef struct run_state {
 } run_state;
 
 /* ----------------------------------------------------------------------------------------------------
- * model_load.c: keys and tensors of the file */
+ * model_read.c: keys and tensors of the file */
 
 /* "<arch>.<suffix>" into buf. */
 const char *arch_key(const config *c, const char *suffix, char *buf, size_t cap);
@@ -137,9 +137,10 @@ pbs2p_status key_str(const pbs2p_gguf *f, const char *key, char *buf, size_t cap
 pbs2p_status read_f32(const pbs2p_gguf *f, const char *name, int32_t n, int required, float **out);
 /* F16 / Q8_0 matrix `name` of numpy shape (rows, cols); rows == 0 accepts any row count. */
 pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int32_t cols, row_matrix *out);
-
-/* Scratch floats of one eval of T tokens (run_state). */
-size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
+/* The token embedding / head `base` ("token_embd", "output"): <base>.weight of a ggml type, or our blocks when the
+ * file names an embedding tier (pbs2p_gguf_embedding_blocks); rows 0 takes any count. PBS2P_ERR_NOT_FOUND when
+ * absent. */
+pbs2p_status read_embedding(const pbs2p_gguf *f, const char *base, int32_t rows, int32_t cols, row_matrix *out);
 
 /* model_llama.c: the Llama keys after the common ones (norm, heads, RoPE), and the RoPE frequencies. */
 pbs2p_status llama_read_config(const pbs2p_gguf *f, config *c);
@@ -165,13 +166,22 @@ void activate(float *hb, const float *up, size_t n, act_kind act);
 pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool);
 
 /* ----------------------------------------------------------------------------------------------------
- * model_parallel.c: the thread-parallel steps */
+ * model_forward.c: the forward */
 
+/* Scratch floats of one eval of T tokens (run_state); model_load.c checks a full-context eval's against the limit. */
+size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
+/* logits = the forward of tokens (T,) at cache positions n_past..n_past+T-1, their keys and values written into the
+ * cache: (T, V) with all_rows, else (V,) the last token's row. Arguments checked by the caller (pbs2p_model_eval). */
+pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int32_t n_past, float *logits,
+                           int all_rows);
+
+/* ----------------------------------------------------------------------------------------------------
+ * model_threads.c: the forward's work split over the model's pool (job 0 on the caller, 1..n-1 on its workers) */
+
+/* Threads worth using for a step of `work` multiply-adds in at most n_max jobs: the pool's threads, n_max and
+ * work / pbs2p_min_work_per_pool_thread(), whichever is least, but at least 1. */
+int threads_for(pbs2p_pool *pool, size_t work, int n_max);
 /* Y (T, rows) = X (T, cols) W^T of a dense matrix (head, grid-tier linears), its rows split across the pool's threads. */
 pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y);
-/* logits (T, V) = X (T, D) output^T. */
-pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits);
-/* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l. */
-pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past);
 
 #endif

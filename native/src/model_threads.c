@@ -1,5 +1,6 @@
-/* model_parallel.c — the forward's thread-parallel steps: dense matrix products (the head, grid-tier linears), causal
- * attention over the KV cache. */
+/* model_threads.c — splitting the forward's work over the model's thread pool: how many threads a step is worth
+ * (threads_for), and the dense matrix products (the head, grid-tier linears) with their rows split across them.
+ * The forward (model_forward.c) says what each step computes; this file says only how it is shared out. */
 #include "model_internal.h"
 
 #include <stdlib.h>
@@ -8,7 +9,7 @@
  * Threads: the model's pool runs job 0 on the caller and jobs 1..n-1 on its workers; each job writes its own
  * outputs, so results do not depend on the number of threads */
 
-static int threads_for(pbs2p_pool *pool, size_t work, int n_max) {
+int threads_for(pbs2p_pool *pool, size_t work, int n_max) {
     size_t useful = work / pbs2p_min_work_per_pool_thread();
     int n = pbs2p_pool_threads(pool) < n_max ? pbs2p_pool_threads(pool) : n_max;
     return (size_t)n > useful ? (useful > 0 ? (int)useful : 1) : n;
@@ -86,63 +87,5 @@ pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X
                               integer ? NULL : mem + (size_t)b * PBS2P_DENSE_ROWS * (size_t)K};
     pbs2p_pool_run(pool, run_dense, jobs, sizeof jobs[0], nt);
     free(mem);
-    return PBS2P_OK;
-}
-
-pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits) {
-    return dense_matmul(m->pool, &m->w.output, X, T, logits);
-}
-
-/* ----------------------------------------------------------------------------------------------------
- * Attention */
-
-typedef struct attention_job {
-    const pbs2p_model *m;
-    run_state *s;
-    pbs2p_attend_fn attend;
-    pbs2p_attend_f16_fn attend_f16;
-    int32_t l, T, n_past;
-    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
-    float *scores;         /* (n_ctx,) this job's attention weights */
-} attention_job;
-
-/* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
- * 0..n_past+t of layer l (the last `window` of them with a sliding window); query head h reads KV head
- * h / (H / Hkv). */
-static void run_attention(void *arg) {
-    const attention_job *j = arg;
-    const config *c = &j->m->c;
-    const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
-    const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
-    const kv_cache *kv = &j->m->kv;
-    const size_t ldk = kv->ldk, k_layer = (size_t)j->l * KVD * ldk, v_layer = (size_t)j->l * n_ctx * KVD;
-    const int32_t window = j->m->w.blocks[j->l].window;
-    for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
-        const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
-        const int32_t start = window && end > window ? end - window : 0;             /* visible from start */
-        const size_t kv_off = (size_t)(h / group) * hd;
-        const size_t k_at = k_layer + kv_off * ldk + (size_t)start, v_at = v_layer + (size_t)start * KVD + kv_off;
-        const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
-        float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
-        if (kv->f16)
-            j->attend_f16(q, (const uint16_t *)kv->key + k_at, ldk, (const uint16_t *)kv->value + v_at, KVD,
-                          end - start, hd, c->score_scale, j->scores, out);
-        else
-            j->attend(q, (const float *)kv->key + k_at, ldk, (const float *)kv->value + v_at, KVD, end - start, hd,
-                      c->score_scale, j->scores, out);
-    }
-}
-
-pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
-    const config *c = &m->c;
-    pbs2p_kernels k;
-    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
-    /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
-    const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
-    const int nt = threads_for(m->pool, work, T * c->n_head);
-    attention_job jobs[PBS2P_MODEL_MAX_THREADS];
-    for (int b = 0; b < nt; b++)
-        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
-    pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
     return PBS2P_OK;
 }

@@ -1,0 +1,251 @@
+/* model_forward.c — the decoder forward with a KV cache, in the order a token goes through it: token embedding ->
+ * per block (norm -> attention -> MLP) -> final norm -> head. Llama, Qwen2, Gemma 3 and OPT run this one code path,
+ * steered by config; the per-row math is model_math.c, the split over the model's threads model_threads.c. */
+#include "model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ----------------------------------------------------------------------------------------------------
+ * Scratch of one eval */
+
+size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads) {
+    size_t D = (size_t)c->n_embd, QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
+    size_t wide = QD > D ? QD : D;
+    return T * (2 * D + wide + QD + 2 * KVD + 2 * (size_t)c->n_ff) + (size_t)n_threads * (size_t)n_ctx;
+}
+
+static void free_run(run_state *s) {
+    free(s->x);
+    s->x = NULL;
+}
+
+static pbs2p_status build_run(const config *c, int32_t T, int32_t n_ctx, int32_t n_threads, run_state *s) {
+    const size_t D = (size_t)c->n_embd, QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
+    float *p = malloc(run_floats(c, (size_t)T, n_ctx, n_threads) * sizeof *p);
+    if (!p) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the activations of %d tokens", T);
+    s->x = p;                  p += (size_t)T * D;
+    s->xb = p;                 p += (size_t)T * D;
+    s->att_out = p;            p += (size_t)T * (QD > D ? QD : D);
+    s->q = p;                  p += (size_t)T * QD;
+    s->k = p;                  p += (size_t)T * KVD;
+    s->v = p;                  p += (size_t)T * KVD;
+    s->hb = p;                 p += (size_t)T * (size_t)c->n_ff;
+    s->hb2 = p;                p += (size_t)T * (size_t)c->n_ff;
+    s->scores = p;
+    return PBS2P_OK;
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * Token embedding */
+
+/* s->x (T, D) = token embedding [+ learned position embedding, row n_past + t + pos_offset, decoded into xb first] */
+static void embed(const pbs2p_model *m, run_state *s, const int32_t *tokens, int32_t T, int32_t n_past) {
+    const config *c = &m->c;
+    const int32_t D = c->n_embd;
+    for (int32_t t = 0; t < T; t++) {
+        float *x = s->x + (size_t)t * D, *pos = s->xb + (size_t)t * D;
+        pbs2p_dense_row(&m->w.token_embd, tokens[t], x);
+        if (c->embd_scale != 1.0f)
+            for (int32_t j = 0; j < D; j++) x[j] *= c->embd_scale;
+        if (!m->w.position_embd.data) continue;
+        pbs2p_dense_row(&m->w.position_embd, n_past + t + c->pos_offset, pos);
+        for (int32_t j = 0; j < D; j++) x[j] += pos[j];
+    }
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * Norms: before or after each sublayer (config.norm_before, Gemma's post-norms), and the final one */
+
+/* rows (T, D) = norm of x (T, D), in place when rows == x. */
+static void norm_rows(const config *c, float *rows, const float *x, int32_t T, const float *weight, const float *bias) {
+    const int32_t D = c->n_embd;
+    for (int32_t t = 0; t < T; t++)
+        norm_row(rows + (size_t)t * D, x + (size_t)t * D, weight, bias, D, c->norm, c->eps);
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * Attention: q, k, v; RoPE; the new keys and values into the cache; softmax(q k^T) v per (token, head); o */
+
+typedef struct attention_job {
+    const pbs2p_model *m;
+    run_state *s;
+    pbs2p_attend_fn attend;
+    pbs2p_attend_f16_fn attend_f16;
+    int32_t l, T, n_past;
+    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
+    float *scores;         /* (n_ctx,) this job's attention weights */
+} attention_job;
+
+/* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
+ * 0..n_past+t of layer l (the last `window` of them with a sliding window); query head h reads KV head
+ * h / (H / Hkv). */
+static void run_attention(void *arg) {
+    const attention_job *j = arg;
+    const config *c = &j->m->c;
+    const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
+    const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
+    const kv_cache *kv = &j->m->kv;
+    const size_t ldk = kv->ldk, k_layer = (size_t)j->l * KVD * ldk, v_layer = (size_t)j->l * n_ctx * KVD;
+    const int32_t window = j->m->w.blocks[j->l].window;
+    for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
+        const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
+        const int32_t start = window && end > window ? end - window : 0;             /* visible from start */
+        const size_t kv_off = (size_t)(h / group) * hd;
+        const size_t k_at = k_layer + kv_off * ldk + (size_t)start, v_at = v_layer + (size_t)start * KVD + kv_off;
+        const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
+        float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
+        if (kv->f16)
+            j->attend_f16(q, (const uint16_t *)kv->key + k_at, ldk, (const uint16_t *)kv->value + v_at, KVD,
+                          end - start, hd, c->score_scale, j->scores, out);
+        else
+            j->attend(q, (const float *)kv->key + k_at, ldk, (const float *)kv->value + v_at, KVD, end - start, hd,
+                      c->score_scale, j->scores, out);
+    }
+}
+
+/* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l, its (token, head) pairs
+ * split across the pool's threads. */
+static pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
+    const config *c = &m->c;
+    pbs2p_kernels k;
+    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
+    const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
+    const int nt = threads_for(m->pool, work, T * c->n_head);
+    attention_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++)
+        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
+    pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
+    return PBS2P_OK;
+}
+
+/* s->xb (T, D) = o(attention(q, k, v of `in`)): positions (RoPE or q scaling), new keys / values into the cache. */
+static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b, int32_t l, const float *in, int32_t T,
+                                   int32_t n_past) {
+    const config *c = &m->c;
+    const size_t QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
+    pbs2p_pool *pool = m->pool;
+    pbs2p_status st;
+    if ((st = matmul(&b->lin[LIN_Q], in, T, s->q, pool)) != PBS2P_OK ||
+        (st = matmul(&b->lin[LIN_K], in, T, s->k, pool)) != PBS2P_OK ||
+        (st = matmul(&b->lin[LIN_V], in, T, s->v, pool)) != PBS2P_OK)
+        return st;
+    if (c->q_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)T * QD; i++) s->q[i] *= c->q_scale;
+    if (b->q_norm) /* Gemma: RMSNorm of every query and key head, before RoPE */
+        for (size_t h = 0; h < (size_t)T * (size_t)c->n_head; h++) {
+            float *q = s->q + h * (size_t)c->head_dim;
+            norm_row(q, q, b->q_norm, NULL, c->head_dim, NORM_RMS, c->eps);
+        }
+    if (b->k_norm)
+        for (size_t h = 0; h < (size_t)T * (size_t)c->n_head_kv; h++) {
+            float *k = s->k + h * (size_t)c->head_dim;
+            norm_row(k, k, b->k_norm, NULL, c->head_dim, NORM_RMS, c->eps);
+        }
+    for (int32_t t = 0; t < T; t++) {
+        const size_t cache_row = ((size_t)l * m->n_ctx + (size_t)(n_past + t)) * KVD;
+        if (b->inv_freq) {
+            rope(s->q + (size_t)t * QD, c->n_head, c->head_dim, n_past + t, b->inv_freq);
+            rope(s->k + (size_t)t * KVD, c->n_head_kv, c->head_dim, n_past + t, b->inv_freq);
+        }
+        const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
+        const float *k_new = s->k + (size_t)t * KVD, *v_new = s->v + (size_t)t * KVD;
+        if (m->kv.f16) {
+            uint16_t *key = (uint16_t *)m->kv.key + key_at, *value = (uint16_t *)m->kv.value + cache_row;
+            for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = pbs2p_float_to_half(k_new[i]);
+            for (size_t i = 0; i < KVD; i++) value[i] = pbs2p_float_to_half(v_new[i]);
+        } else {
+            float *key = (float *)m->kv.key + key_at;
+            for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = k_new[i];
+            memcpy((float *)m->kv.value + cache_row, v_new, KVD * sizeof(float));
+        }
+    }
+    if ((st = attention(m, s, l, T, n_past)) != PBS2P_OK) return st;
+    return matmul(&b->lin[LIN_O], s->att_out, T, s->xb, pool);
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * MLP */
+
+/* s->xb (T, D) = down(act(gate(in)) * up(in)), or down(act(up(in))) without a gate (OPT: fc2(act(fc1(in)))). */
+static pbs2p_status mlp(pbs2p_model *m, run_state *s, const block *b, const float *in, int32_t T) {
+    pbs2p_pool *pool = m->pool;
+    const size_t n = (size_t)T * (size_t)m->c.n_ff;
+    pbs2p_status st;
+    if (m->c.has_gate) {
+        if ((st = matmul(&b->lin[LIN_GATE], in, T, s->hb, pool)) != PBS2P_OK ||
+            (st = matmul(&b->lin[LIN_UP], in, T, s->hb2, pool)) != PBS2P_OK)
+            return st;
+        activate(s->hb, s->hb2, n, m->c.act);
+    } else {
+        if ((st = matmul(&b->lin[LIN_UP], in, T, s->hb, pool)) != PBS2P_OK) return st;
+        activate(s->hb, NULL, n, m->c.act);
+    }
+    return matmul(&b->lin[LIN_DOWN], s->hb, T, s->xb, pool);
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * A decoder block: norm -> attention -> residual, norm -> MLP -> residual */
+
+/* One decoder block over the T tokens of s->x (updated in place).
+ * pre-LN (Llama, most OPT):  x += attn(norm1(x)); x += mlp(norm2(x))
+ * post-LN (OPT-350m):        x = norm1(x + attn(x)); x = norm2(x + mlp(x))
+ * Gemma 3 (sandwich):        x += post1(attn(norm1(x))); x += post2(mlp(norm2(x))) */
+static pbs2p_status forward_block(pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
+    const config *c = &m->c;
+    const block *b = &m->w.blocks[l];
+    const size_t TD = (size_t)T * (size_t)c->n_embd;
+    pbs2p_status st;
+
+    if (c->norm_before) norm_rows(c, s->xb, s->x, T, b->attn_norm, b->attn_norm_bias);
+    /* self_attention overwrites s->xb only after its q, k, v projections have read it */
+    if ((st = self_attention(m, s, b, l, c->norm_before ? s->xb : s->x, T, n_past)) != PBS2P_OK) return st;
+    if (b->attn_post_norm) norm_rows(c, s->xb, s->xb, T, b->attn_post_norm, NULL);
+    for (size_t i = 0; i < TD; i++) s->x[i] += s->xb[i];
+    if (!c->norm_before) norm_rows(c, s->x, s->x, T, b->attn_norm, b->attn_norm_bias);
+
+    if (c->norm_before) norm_rows(c, s->xb, s->x, T, b->ffn_norm, b->ffn_norm_bias);
+    if ((st = mlp(m, s, b, c->norm_before ? s->xb : s->x, T)) != PBS2P_OK) return st;
+    if (b->ffn_post_norm) norm_rows(c, s->xb, s->xb, T, b->ffn_post_norm, NULL);
+    for (size_t i = 0; i < TD; i++) s->x[i] += s->xb[i];
+    if (!c->norm_before) norm_rows(c, s->x, s->x, T, b->ffn_norm, b->ffn_norm_bias);
+    return PBS2P_OK;
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * The head, and the forward of T tokens */
+
+/* logits (T, V) = X (T, D) output^T. */
+static pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float *logits) {
+    return dense_matmul(m->pool, &m->w.output, X, T, logits);
+}
+
+/* model_forward on the scratch s: embedding, the blocks, the final norm and head of the rows logits holds. */
+static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens, int32_t T, int32_t n_past,
+                            float *logits, int all_rows) {
+    const config *c = &m->c;
+    const int32_t D = c->n_embd;
+    pbs2p_status st;
+    embed(m, s, tokens, T, n_past);
+    for (int32_t l = 0; l < c->n_layer; l++)
+        if ((st = forward_block(m, s, l, T, n_past)) != PBS2P_OK) return st;
+    /* final norm (when the model has one) of the rows the head needs, then the head */
+    const int32_t first = all_rows ? 0 : T - 1;
+    const float *rows = s->x + (size_t)first * D;
+    if (m->w.output_norm) {
+        norm_rows(c, s->xb, rows, T - first, m->w.output_norm, m->w.output_norm_bias);
+        rows = s->xb;
+    }
+    return head(m, rows, T - first, logits);
+}
+
+pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int32_t n_past, float *logits,
+                           int all_rows) {
+    run_state s = {0};
+    pbs2p_status st = build_run(&m->c, T, m->n_ctx, m->n_threads, &s);
+    if (st != PBS2P_OK) return st;
+    st = forward(m, &s, tokens, T, n_past, logits, all_rows);
+    free_run(&s);
+    return st;
+}
