@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality-16w)")
+    p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality)")
     p.add_argument("--methods", default="pbs2p 4:8,pbs2p compact 4:8,stbllm 4:8,billm,rtn")
     p.add_argument("--shapes", default=",".join(SHAPES))
     p.add_argument("--layers", type=int, default=2, help="decoder blocks of each random model (default 2)")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES) + list(REAL_SHAPE)}; methods: {list(METHODS)}")
     command = shlex.join(["python", "bench/compress_cost.py", *(argv if argv is not None else sys.argv[1:])])
-    rows = [] if args.quick or args.no_quality else quality_reference(args.quality_dir or args.out / "quality-16w")
+    rows = [] if args.quick or args.no_quality else quality_reference(args.quality_dir or args.out / "quality")
     runs: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):  # interleaved, so slow drifts of a noisy host hit every method alike
         for shape in shapes:

@@ -61,7 +61,7 @@ def eval_ids(data: str):
 
 
 def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int) -> dict:
-    """PPL of llama.cpp on `path` with pbs2p_edge.eval.perplexity's protocol (log-softmax in float64 here)."""
+    """PPL of llama.cpp on `path` with pbs2p_edge.model.perplexity's protocol (log-softmax in float64 here)."""
     import numpy as np
 
     from pbs2p_edge.calib.windows import eval_windows
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality-16w)")
+    p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality)")
     p.add_argument("--peer-dir", type=Path, default=None, help="bench/peer.py results (default OUT/peer)")
     p.add_argument("--data", default=MAIN_DATA)
     p.add_argument("--other-data", default=OTHER_DATA, help="a text of another kind, evaluated beside ('' for none)")
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         fn = llama_perplexity if args.child[0] == "llama" else pbs2p_perplexity
         print(json.dumps(fn(args.child[1], args.data, args.seqlen, args.windows, args.threads)))
         return 0
-    args.quality_dir = args.quality_dir or args.out / "quality-16w"
+    args.quality_dir = args.quality_dir or args.out / "quality"
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
     if not args.cached:

@@ -5,7 +5,7 @@ evaluation windows. Each row runs in its own child process, so its peak memory (
 own; its result is kept as JSON in the results folder, so an interrupted run resumes where it
 stopped and the table is rebuilt from whatever rows exist.
 
-    python bench/quality.py --out bench/results/quality            # every row, the committed protocol
+    python bench/quality.py --out bench/results/quality --threads 1   # every row, the committed protocol (16 windows)
     python bench/quality.py --out /tmp/q --quick                   # smoke run: 2 rows, tiny protocol
 
 The table goes to OUT/quality.md, one JSON per row to OUT/rows/.
@@ -69,7 +69,7 @@ def run_row(name: str, args: argparse.Namespace) -> dict:
             row.update(seconds=summary["seconds"], bits_per_weight=info["bits_per_weight"],
                        mean_n=summary["mean_n"])
             source = ckpt
-        ev = commands.evaluate(source, args.data, args.eval_seqlen, args.max_windows)
+        ev = commands.evaluate(source, args.data, args.eval_seqlen, args.max_windows or None)
         row.update(ppl=ev["ppl"], windows=ev["windows"], tokens=ev["tokens"], eval_seconds=ev["seconds"])
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return row
@@ -148,7 +148,7 @@ def main() -> int:
     p.add_argument("--calib-seqlen", type=int, default=512)
     p.add_argument("--data", default="austen:prideprejudice")
     p.add_argument("--eval-seqlen", type=int, default=2048)
-    p.add_argument("--max-windows", type=int, default=None)
+    p.add_argument("--max-windows", type=int, default=16, help="evaluation windows (default 16, the windows bench/pareto.py uses; 0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", default="all", help="comma-separated row names, or all")
     p.add_argument("--quick", action="store_true", help="2 rows, 8 x 128 calibration, 2 windows of 256")
@@ -178,8 +178,7 @@ def main() -> int:
     child_args = ["--model", args.model, "--calib", args.calib, "--nsamples", str(args.nsamples),
                   "--calib-seqlen", str(args.calib_seqlen), "--data", args.data,
                   "--eval-seqlen", str(args.eval_seqlen), "--seed", str(args.seed)]
-    if args.max_windows:
-        child_args += ["--max-windows", str(args.max_windows)]
+    child_args += ["--max-windows", str(args.max_windows)]
     if args.threads:
         child_args += ["--threads", str(args.threads)]
     # the table states the protocol; which rows one invocation ran (--rows, --redo) is not part of it
