@@ -8,7 +8,7 @@ difference comes from float32 summation order (kernels, attention, head).
     python bench/parity.py --checkpoint CK --gguf CK.gguf --out bench/results     # writes OUT/parity.md, .json
 
 1. Perplexity: `pbs2p-run --perplexity` (the C CLI, on the text written to a file) against
-   pbs2p_edge.eval.perplexity on the PyTorch model, the same ctx-token windows of the same ids.
+   pbs2p_edge.model.perplexity on the PyTorch model, the same ctx-token windows of the same ids.
 2. Greedy: 64 tokens after each prompt, C (Model.generate, eos ignored) against PyTorch (arg-max of the
    logits, KV cache); at the first difference, both engines' top-2 logit margins tell a near-tie (fp rounding
    of two almost equal logits) from a real disagreement.
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from pbs2p_edge.calib.text import load_text
     from pbs2p_edge.calib.tokens import encode
     from pbs2p_edge.checkpoint import to_fake_quant_model
-    from pbs2p_edge.eval.perplexity import perplexity
+    from pbs2p_edge.model.perplexity import perplexity
     from pbs2p_edge.runtime import Model
 
     torch.set_num_threads(args.threads)

@@ -33,7 +33,7 @@ def child(n: int, blocks: int, windows: int, seed: int, threads: int) -> dict:
     from pbs2p_edge.algo.config import CompressConfig
     from pbs2p_edge.calib.text import load_text
     from pbs2p_edge.calib.windows import calibration_windows
-    from pbs2p_edge.eval.perplexity import perplexity
+    from pbs2p_edge.model.perplexity import perplexity
     from pbs2p_edge.model.sequential import compress_model
 
     torch.set_num_threads(threads)

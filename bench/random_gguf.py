@@ -21,7 +21,7 @@ from pbs2p_edge.algo.config import PRESETS, CompressConfig
 from pbs2p_edge.pack import tiers
 from pbs2p_edge.pack.bitstream import pack_fields
 from pbs2p_edge.pack.layout import LayerMeta, expected_arrays, mask_width
-from pbs2p_exporters.atomic_file import atomic_file
+from pbs2p_edge.files.atomic_file import atomic_file
 from pbs2p_exporters.gguf_export import (ALIGNMENT, LINEAR_FIELDS, PACKED_INFIX, LinearKeys, add_pbs2p_keys,
                                          add_tokenizer_keys)
 from pbs2p_exporters.gguf_names import add_arch_keys, gguf_arch, gguf_tensor_name, sort_key

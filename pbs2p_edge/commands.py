@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, DataError, FormatError, ModelError, NativeError, OutputError, Pbs2pError
-from .path_problem import path_problem
+from .files.path_problem import path_problem
 
 
 def _tokenize(tokenizer, text: str):
@@ -93,7 +93,7 @@ def check_source(source: str, output: str | None = None) -> None:
     import json
 
     from .errors import one_line
-    from .model.architectures import check_config
+    from .pack.architectures import check_config
     from .model.sources import resolve_source
     from .pack.checkpoint_dir import is_checkpoint
 
@@ -385,7 +385,7 @@ def evaluate(source: str, data: str, seqlen: int, max_windows: int | None, devic
     if _is_pbs2p_gguf(source):
         return _evaluate_gguf(source, data, seqlen, max_windows, device, threads)
     check_device(device)
-    from .eval.perplexity import perplexity
+    from .model.perplexity import perplexity
 
     text = load_text(data, split="test")
     model, tokenizer = _load_for_eval(source, device)
@@ -403,7 +403,7 @@ def _prompt_text(prompt: str | None, prompt_file: str | None) -> str:
     if (prompt is None) == (prompt_file is None):
         raise ConfigError("give the prompt either inline (-p) or as a file (-f), not both or neither")
     if prompt_file is not None:
-        from .text_file import read_text_file
+        from .files.text_file import read_text_file
 
         prompt = read_text_file(prompt_file, "prompt file")
     if not prompt:

@@ -193,7 +193,7 @@ def test_eval_of_checkpoint_equals_in_memory_fake_quant_model(capsys, work, llam
     from pbs2p_edge.calib.text import load_text
     from pbs2p_edge.calib.tokens import encode
     from pbs2p_edge.calib.windows import calibration_windows
-    from pbs2p_edge.eval.perplexity import perplexity
+    from pbs2p_edge.model.perplexity import perplexity
     from pbs2p_edge.model.load import load_model
     from pbs2p_edge.model.sequential import compress_model
 

@@ -15,7 +15,7 @@ from pbs2p_edge.errors import ConfigError, FormatError
 from pbs2p_edge.pack import FORMAT_VERSION, honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
-from .atomic_file import atomic_file
+from pbs2p_edge.files.atomic_file import atomic_file
 from .gguf_names import add_arch_keys, extra_tensors, gguf_arch, gguf_tensor_name, gguf_tensor_value, sort_key
 from .gguf_tokenizer import TokenizerKeys, read_tokenizer
 

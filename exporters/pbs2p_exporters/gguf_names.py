@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from pbs2p_edge.errors import FormatError
-from pbs2p_edge.model.architectures import (Architecture, check_config, gemma_rope_bases, rope_config, sliding_layers,
+from pbs2p_edge.pack.architectures import (Architecture, check_config, gemma_rope_bases, rope_config, sliding_layers,
                                              sliding_window)
 
 # per layout (Architecture.layout): (regex on the HF state-dict name, GGUF name template); {0} is the block index.

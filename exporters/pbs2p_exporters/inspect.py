@@ -10,7 +10,7 @@ from pathlib import Path
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import honest_bits, tiers
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
-from pbs2p_edge.path_problem import path_problem
+from pbs2p_edge.files.path_problem import path_problem
 
 from .gguf_read import open_gguf, read_gguf_linears
 

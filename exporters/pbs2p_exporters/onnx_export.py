@@ -16,8 +16,8 @@ from pbs2p_edge.errors import ConfigError, FormatError
 from pbs2p_edge.pack import FORMAT_VERSION, honest_bits
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
-from .atomic_file import atomic_file, atomic_files
-from .onnx_graph import build_decoder_graph
+from pbs2p_edge.files.atomic_file import atomic_file, atomic_files
+from .onnx_decoder import build_decoder_graph
 from .onnx_linear import FLAVORS, LINEAR_ENCODERS
 from .onnx_packed_op import DOMAIN, OP_VERSION, register_packed_linear_schema
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from . import debian_reference
-from ..text_file import read_text_file
+from ..files.text_file import read_text_file
 from .austen import NOVELS, austen_text
 
 HUB_CORPORA = ("wikitext2", "c4", "ptb")

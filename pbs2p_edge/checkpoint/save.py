@@ -1,8 +1,9 @@
-"""save_checkpoint: write a compressed model as a checkpoint directory (docs/FORMAT.md §9), atomically."""
+"""save_checkpoint: a compressed PyTorch model as a checkpoint directory (docs/FORMAT.md §9), atomically: its linears
+in their stored forms, its other tensors as numpy, handed to the format's one writer (pack/checkpoint_dir.py)."""
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,9 @@ from ..algo.config import CompressConfig
 from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError
-from ..pack import FORMAT_VERSION, LayerMeta, PackedLayer, honest_bits, pack_layer, tiers, unpack_layer
+from ..pack import LayerMeta, PackedLayer, pack_layer, tiers, unpack_layer
 from ..pack import checkpoint_dir
-from ..pack.checkpoint_dir import (CHECKPOINT_KIND, CONFIG_JSON, DENSE, GRID, META_JSON, PACKED, dense_shard_name,
-                                   is_checkpoint)
-from .atomic_dir import atomic_dir
+from ..pack.checkpoint_dir import write_checkpoint
 
 
 def pack_result(result: LayerResult) -> PackedLayer:
@@ -165,6 +164,10 @@ def dense_shards(dense: DenseTensors, limit: int | None = None) -> list[list[str
     return groups
 
 
+def _dense_values(dense: DenseTensors, group: list[str]) -> dict[str, np.ndarray]:
+    return {name: _dense_numpy(t) for name, t in dense.read(group).items()}
+
+
 def save_checkpoint(out_dir, model, tokenizer,
                     results: dict[str, LayerResult | GridResult | FloatResult | StoredResult], cfg: CompressConfig,
                     layer_n: dict[str, int], extra: dict, embed_tier: str | None = None,
@@ -180,73 +183,25 @@ def save_checkpoint(out_dir, model, tokenizer,
     under "tied". Dense tensors of more than DENSE_SHARD_BYTES are written in shards (docs/FORMAT.md §9), one
     shard's tensors in memory at a time.
     """
-    from safetensors.numpy import save_file
-
     state = model.state_dict()  # on a streamed model: tensors on the meta device, for their names and shapes
     blocks = _compressed_blocks(model, results)
     compressed = {f"{name}.weight" for name in results}
     dense = dense if dense is not None else dense_of_model(model, compressed)
     if embed_tier is not None and embed_tier not in tiers.EMBED_TIERS:
         raise ConfigError(f"embedding tier must be one of {', '.join(tiers.EMBED_TIERS)}, got {embed_tier!r}")
-    packed: dict[str, PackedLayer] = {}
-    grids: dict[str, tiers.GridLayer] = {}
+    linears = {}
     for name, result in results.items():
         key = f"{name}.weight"
         if key not in state:
             raise ConfigError(f"compressed layer {name!r} is not a linear of this model")
         if tuple(state[key].shape) != tuple(result.shape):
             raise ConfigError(f"{name}: result shape {tuple(result.shape)} != weight shape {tuple(state[key].shape)}")
-        stored = stored_result(result).stored
-        if isinstance(stored, PackedLayer):
-            packed[name] = stored
-        else:
-            grids[name] = stored
-
-    layers_json = {}
-    total_bits = total_weights = 0
-    for name, p in packed.items():
-        bits = honest_bits(p)
-        total_bits += bits
-        total_weights += p.meta.rows * p.meta.cols
-        layers_json[name] = {**p.meta.to_dict(), "honest_bits": bits, "loss": float(results[name].loss)}
-    grid_json = {}
-    for name, g in grids.items():
-        total_bits += g.honest_bits
-        total_weights += g.rows * g.cols
-        grid_json[name] = {"tier": g.tier, "rows": g.rows, "cols": g.cols, "honest_bits": g.honest_bits,
-                           "loss": float(results[name].loss)}
-    meta = {
-        "format": CHECKPOINT_KIND,
-        "format_version": FORMAT_VERSION,
-        "compress_config": cfg.to_dict(),
-        "layers": layers_json,
-        "grid_layers": grid_json,
-        "tiers": {name: ("pbs2p" if name in packed else grids[name].tier) for name in results},
-        "embed_tier": embed_tier,
-        "layer_n": {str(k): int(v) for k, v in layer_n.items()},
-        "tied": dense.tied,
-        "dense_dtypes": {k: str(state[k].dtype).removeprefix("torch.") for k in dense.names},
-        "bits_per_weight": total_bits / total_weights if total_weights else None,
-        "blocks": blocks,
-        "extra": extra,
-    }
-    meta_text = json.dumps(meta, indent=2, sort_keys=False)  # fails here, before anything is written
-    # safetensors writes an array's raw buffer whatever its strides: store C-contiguous copies only.
-    arrays = {f"{name}.{k}": np.ascontiguousarray(v) for name, p in packed.items() for k, v in p.arrays.items()}
-
-    # One metadata key per file: safetensors writes its metadata map in a random order, so two keys would make
-    # the same checkpoint differ byte for byte from run to run.
-    tag = {"format": f"{CHECKPOINT_KIND}/{FORMAT_VERSION}"}
-    with atomic_dir(out_dir, is_checkpoint) as tmp:
-        model.config.to_json_file(str(tmp / CONFIG_JSON))
-        save_file(arrays, str(tmp / PACKED), metadata=tag)
-        shards = dense_shards(dense)
-        for k, group in enumerate(shards):
-            values = {name: _dense_numpy(t) for name, t in dense.read(group).items()}
-            save_file(values, str(tmp / (DENSE if len(shards) == 1 else dense_shard_name(k, len(shards)))), metadata=tag)
-            del values
-        save_file({name: g.blocks for name, g in grids.items()}, str(tmp / GRID), metadata=tag)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        (tmp / META_JSON).write_text(meta_text + "\n")  # written last: its presence marks a complete checkpoint
-    return Path(out_dir)
+        stored = stored_result(result)
+        linears[name] = (stored.stored, stored.loss)
+    shards = [functools.partial(_dense_values, dense, group) for group in dense_shards(dense)]
+    return write_checkpoint(
+        out_dir, write_config=lambda path: model.config.to_json_file(str(path)), linears=linears,
+        dense_shards=shards, tied=dense.tied,
+        dense_dtypes={k: str(state[k].dtype).removeprefix("torch.") for k in dense.names},
+        compress_config=cfg.to_dict(), layer_n=layer_n, blocks=blocks, embed_tier=embed_tier, extra=extra,
+        write_tokenizer=None if tokenizer is None else lambda d: tokenizer.save_pretrained(str(d)))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from .architectures import ARCHITECTURES, BLOCKS, check_config, supported
+from ..pack.architectures import ARCHITECTURES, BLOCKS, check_config, supported
 
 
 @dataclass(frozen=True)

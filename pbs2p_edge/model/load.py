@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ModelError, Pbs2pError, one_line
 from .arch import arch_for
-from .architectures import check_config
+from ..pack.architectures import check_config
 from .sources import ModelSource, resolve_source
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtyp
 
     GGUF sources are dequantized by transformers (needs the `gguf` package). `offline=True` never
     touches the network (hub ids must then be in the local cache). The config is checked against
-    model/architectures.py (for the `output` format ".gguf" / ".onnx" the model will be exported to, when
+    pack/architectures.py (for the `output` format ".gguf" / ".onnx" the model will be exported to, when
     given) before any weight is read, so an unusable model fails in a second and not half-way through a run.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

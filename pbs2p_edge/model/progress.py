@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from .. import durable
+from ..files import durable
 from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError, FormatError
 from ..pack.tiers import Tier
-from ..write_failure import write_failure
+from ..files.write_failure import write_failure
 
 _SAFE = [LayerResult, GridResult, FloatResult, Tier]  # the classes torch.load may rebuild from these files
 

@@ -20,7 +20,7 @@ from ..pack.tiers import BINARY, tier
 from ..calib.hessian import accumulate_hessians
 from ..errors import ConfigError
 from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, named_embed_modules, run_block
-from .architectures import EMBEDDING
+from ..pack.architectures import EMBEDDING
 from .capture import BlockInputs, capture_block_inputs
 from .heap import release_free_heap
 from .stream import StreamedWeights

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from ..path_problem import path_problem
-from ..stale_temps import dead_temps
+from ..files.path_problem import path_problem
+from ..files.stale_temps import dead_temps
 
 # alias -> (PyPI distributions to install, import name, GGUF file inside that package, or None when the package
 # holds it in chunks that its assemble(path) joins and checks (into ASSEMBLED, once))
@@ -81,7 +81,7 @@ def resolve_source(text: str) -> ModelSource:
         return _alias_source(text)
     path = Path(text).expanduser()
     if not os.path.lexists(path) and dead_temps(path, "old"):  # a compress killed between its two renames
-        from ..checkpoint.atomic_dir import restore_orphan  # (imports torch: only in this rare case)
+        from ..files.atomic_dir import restore_orphan
 
         restore_orphan(path)  # the previous checkpoint back at its name, as the next write would put it
     if path.is_file():

@@ -1,11 +1,13 @@
-"""The compressed-checkpoint directory (docs/FORMAT.md §9): file names and the torch-free reader.
+"""The compressed-checkpoint directory (docs/FORMAT.md §9): its file names, its one writer and its reader.
 
-Read with numpy + safetensors.numpy only, so the exporters can use it without torch.
+numpy + safetensors.numpy only, so the exporters read it without torch; checkpoint/save.py turns a compressed
+PyTorch model into write_checkpoint's arguments.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from ..errors import FormatError, Pbs2pError
 from .layout import FORMAT_VERSION, LayerMeta
-from .packer import PackedLayer, packed_layers
+from .packer import PackedLayer, honest_bits, packed_layers
 from .tiers import EMBED_TIERS, GridLayer
 
 CONFIG_JSON = "config.json"  # the Hugging Face model config
@@ -163,7 +165,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 def _check_config(path: Path, config: dict, blocks: dict | None, dense: dict, linears: list[str]) -> None:
     """config.json states what the stored tensors must be: a supported architecture with its sizes
     (model.architectures.check_config, ModelError), the embedding's shape, and as many blocks as the tensors use."""
-    from ..model.architectures import BLOCKS, EMBEDDING, check_config
+    from .architectures import BLOCKS, EMBEDDING, check_config
 
     layout = check_config(config).layout
     emb = dense.get(EMBEDDING[layout])
@@ -232,3 +234,79 @@ def load_checkpoint(path) -> Checkpoint:
             raise FormatError(f"{path}: tied tensor {alias} points to {target}, which is not stored")
     _check_config(path, config, b, dense, [*layers, *grids])
     return Checkpoint(path=path, config=config, meta=meta, layers=layers, grids=grids, dense=dense, tied=dict(tied))
+
+
+def _meta(linears: dict[str, tuple[PackedLayer | GridLayer, float]], compress_config: dict, embed_tier: str | None,
+          layer_n: dict, tied: dict[str, str], dense_dtypes: dict[str, str], blocks: dict, extra: dict) -> dict:
+    """pbs2p.json: what load_checkpoint reads back, with each linear's honest bits and the mean over all of them."""
+    layers_json, grid_json = {}, {}
+    total_bits = total_weights = 0
+    for name, (stored, loss) in linears.items():
+        if isinstance(stored, PackedLayer):
+            bits = honest_bits(stored)
+            total_bits += bits
+            total_weights += stored.meta.rows * stored.meta.cols
+            layers_json[name] = {**stored.meta.to_dict(), "honest_bits": bits, "loss": float(loss)}
+    for name, (stored, loss) in linears.items():
+        if isinstance(stored, GridLayer):
+            total_bits += stored.honest_bits
+            total_weights += stored.rows * stored.cols
+            grid_json[name] = {"tier": stored.tier, "rows": stored.rows, "cols": stored.cols,
+                               "honest_bits": stored.honest_bits, "loss": float(loss)}
+    return {
+        "format": CHECKPOINT_KIND,
+        "format_version": FORMAT_VERSION,
+        "compress_config": compress_config,
+        "layers": layers_json,
+        "grid_layers": grid_json,
+        "tiers": {name: ("pbs2p" if isinstance(stored, PackedLayer) else stored.tier)
+                  for name, (stored, _) in linears.items()},
+        "embed_tier": embed_tier,
+        "layer_n": {str(k): int(v) for k, v in layer_n.items()},
+        "tied": tied,
+        "dense_dtypes": dense_dtypes,
+        "bits_per_weight": total_bits / total_weights if total_weights else None,
+        "blocks": blocks,
+        "extra": extra,
+    }
+
+
+def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
+                     linears: dict[str, tuple[PackedLayer | GridLayer, float]],
+                     dense_shards: list[Callable[[], dict[str, np.ndarray]]], tied: dict[str, str],
+                     dense_dtypes: dict[str, str], compress_config: dict, layer_n: dict, blocks: dict,
+                     embed_tier: str | None, extra: dict,
+                     write_tokenizer: Callable[[Path], None] | None = None) -> Path:
+    """Write a checkpoint directory atomically (files.atomic_dir: replaces an earlier checkpoint, nothing else).
+
+    write_config(dir) writes config.json; linears: each compressed linear (model order) -> (its stored form, its
+    loss); dense_shards: a function per DENSE shard giving its name -> array (one shard in memory at a time; one
+    function writes DENSE, more write dense-K-of-N); write_tokenizer(dir): the tokenizer's files, if any.
+    pbs2p.json is written last: its presence marks a complete checkpoint.
+    """
+    from safetensors.numpy import save_file
+
+    from ..files.atomic_dir import atomic_dir
+
+    meta_text = json.dumps(_meta(linears, compress_config, embed_tier, layer_n, tied, dense_dtypes, blocks, extra),
+                           indent=2, sort_keys=False)  # fails here, before anything is written
+    # safetensors writes an array's raw buffer whatever its strides: store C-contiguous copies only.
+    arrays = {f"{name}.{k}": np.ascontiguousarray(v) for name, (stored, _) in linears.items()
+              if isinstance(stored, PackedLayer) for k, v in stored.arrays.items()}
+    grids = {name: stored.blocks for name, (stored, _) in linears.items() if isinstance(stored, GridLayer)}
+    # One metadata key per file: safetensors writes its metadata map in a random order, so two keys would make
+    # the same checkpoint differ byte for byte from run to run.
+    tag = {"format": f"{CHECKPOINT_KIND}/{FORMAT_VERSION}"}
+    with atomic_dir(out_dir, is_checkpoint) as tmp:
+        write_config(tmp / CONFIG_JSON)
+        save_file(arrays, str(tmp / PACKED), metadata=tag)
+        for k, shard in enumerate(dense_shards):
+            values = shard()
+            save_file(values, str(tmp / (DENSE if len(dense_shards) == 1 else dense_shard_name(k, len(dense_shards)))),
+                      metadata=tag)
+            del values
+        save_file(grids, str(tmp / GRID), metadata=tag)
+        if write_tokenizer is not None:
+            write_tokenizer(tmp)
+        (tmp / META_JSON).write_text(meta_text + "\n")
+    return Path(out_dir)

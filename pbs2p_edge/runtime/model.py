@@ -59,7 +59,7 @@ class GenerateResult:
 @dataclass(frozen=True)
 class PerplexityResult:
     """ppl = exp(nll); nll: mean negative log-likelihood, nats per predicted token; windows: windows evaluated;
-    tokens: predicted tokens = windows * (ctx - 1). Same fields as eval.perplexity.PplResult."""
+    tokens: predicted tokens = windows * (ctx - 1). Same fields as model.perplexity.PplResult."""
 
     ppl: float
     windows: int

@@ -5,7 +5,7 @@ moments of its measured duration and once just before each file-system operation
 (tests/kill_runner.kill_sweep), each time over a target reset to an older checkpoint (6:8). After each kill the
 target must be the old checkpoint, the new one, or absent with the old one whole in a hidden ".old-" directory
 (a kill between atomic_dir's two renames: a directory cannot be renamed over a non-empty one); every other
-entry must be a hidden temp of this target named by pbs2p_edge.stale_temps, or its progress directory
+entry must be a hidden temp of this target named by pbs2p_edge.files.stale_temps, or its progress directory
 (model/progress.py). Then a normal run must succeed, write the same checkpoint as an uninterrupted run and leave no
 temp behind. A second test kills a budget run with recovery before each file-system event of its progress
 directory and resumes it: every resumed run writes the uninterrupted run's checkpoint.

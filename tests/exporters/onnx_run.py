@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from pbs2p_exporters.onnx_reference_op import reference_evaluator
+from exporters.onnx_reference_op import reference_evaluator
 
 
 def fake_quant_of(request, which: str):

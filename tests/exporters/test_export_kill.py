@@ -6,7 +6,7 @@ up to 5 % past the end) and once just before each of the run's file-system opera
 directory (temp creation, writes, chmod, rename, stale-temp cleanup), each over a target reset to an older
 export (other options, other bytes). After every kill the target must be byte-identical to the old
 file or to the reference (a kill after the rename), and every other entry in the directory must be a hidden
-temp of this target named by pbs2p_edge.stale_temps (the only thing a SIGKILL can leave). Then a normal run
+temp of this target named by pbs2p_edge.files.stale_temps (the only thing a SIGKILL can leave). Then a normal run
 must succeed, write the reference bytes exactly and remove every left-over temp. The kill moments land in
 the export's real work: the runner forks children from a process that already imported everything.
 """

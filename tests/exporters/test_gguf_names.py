@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pbs2p_edge.errors import FormatError, ModelError
-from pbs2p_edge.model.architectures import ARCHITECTURES
+from pbs2p_edge.pack.architectures import ARCHITECTURES
 from pbs2p_exporters.gguf_names import arch_keys, extra_tensors, gguf_arch, gguf_tensor_name
 
 

@@ -15,7 +15,7 @@ from pbs2p_exporters.onnx_graph_builder import GraphBuilder
 from pbs2p_exporters.onnx_int_tensor import INT_TYPES, int_tensor
 from pbs2p_exporters.onnx_linear import custom_linear, portable_linear
 from pbs2p_exporters.onnx_packed_op import DOMAIN, register_packed_linear_schema
-from pbs2p_exporters.onnx_reference_op import reference_evaluator
+from exporters.onnx_reference_op import reference_evaluator
 
 
 def _layer(R, K, n, m, gs, n_salient=0, split=1, col_scale=False, seed=0):

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import pack_layer
 from pbs2p_exporters.onnx_packed_op import ATTRIBUTES, DOMAIN, register_packed_linear_schema
-from pbs2p_exporters.onnx_reference_op import reference_evaluator
+from exporters.onnx_reference_op import reference_evaluator
 
 
 def _model(attrs: dict, inputs=("x", "lin.signs", "lin.alpha"), alpha_dtype=np.float16):

@@ -18,7 +18,7 @@ from pbs2p_exporters.onnx_export import export_onnx
 from pbs2p_exporters.onnx_read import read_onnx_metadata
 from pbs2p_exporters.onnx_graph_builder import GraphBuilder
 from pbs2p_exporters.onnx_grid import grid_linear
-from pbs2p_exporters.onnx_reference_op import reference_evaluator
+from exporters.onnx_reference_op import reference_evaluator
 
 TOL = 1e-4  # max abs error relative to the logit range, as test_onnx_export.py
 PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pbs2p_edge.errors import ModelError
-from pbs2p_edge.model.architectures import ARCHITECTURES, check_config, markdown_table, sliding_window
+from pbs2p_edge.pack.architectures import ARCHITECTURES, check_config, markdown_table, sliding_window
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 LLAMA_SIZES = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -70,7 +70,7 @@ def test_gemma3_checks():
     """Gemma 3: layer types mix sliding and global (one bool per layer in the GGUF), transformers 4 and 5 RoPE
     configs give the same two bases, and what libpbs2p does not compute (soft-capping, scaled RoPE, bidirectional
     attention) is refused from the config, for either format."""
-    from pbs2p_edge.model.architectures import gemma_rope_bases, sliding_layers
+    from pbs2p_edge.pack.architectures import gemma_rope_bases, sliding_layers
 
     g = _c("gemma3_text", num_hidden_layers=4, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
            layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"])

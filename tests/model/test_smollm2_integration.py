@@ -35,7 +35,7 @@ def austen_ids(smollm2):
 def test_load_perplexity_and_compress_two_blocks(smollm2, austen_ids):
     from pbs2p_edge.algo.config import CompressConfig
     from pbs2p_edge.calib.windows import calibration_windows
-    from pbs2p_edge.eval.perplexity import perplexity
+    from pbs2p_edge.model.perplexity import perplexity
     from pbs2p_edge.model.sequential import compress_model
 
     model, _ = smollm2

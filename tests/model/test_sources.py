@@ -106,7 +106,7 @@ def test_a_missing_path_in_a_local_directory_is_never_a_hub_id(tmp_path, monkeyp
 def test_a_checkpoint_lost_between_renames_is_put_back(tmp_path, monkeypatch):
     """A compress killed between atomic_dir's two renames leaves the old checkpoint in a dead run's ".old-"
     directory; reading the target puts it back, as the next write would."""
-    from pbs2p_edge.stale_temps import temp_prefix
+    from pbs2p_edge.files.stale_temps import temp_prefix
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()

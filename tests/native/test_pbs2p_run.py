@@ -19,7 +19,7 @@ from checkpoint.tiny_compressed import compress, tiny_model
 from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.calib.tokens import encode
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
-from pbs2p_edge.eval.perplexity import perplexity
+from pbs2p_edge.model.perplexity import perplexity
 from pbs2p_edge.runtime.model import Model
 from pbs2p_exporters.gguf_export import export_gguf
 

@@ -18,7 +18,7 @@ from int8_acts import emulate_int8_activations
 from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
 from pbs2p_edge.errors import ConfigError, DataError, NativeError
-from pbs2p_edge.eval.perplexity import perplexity
+from pbs2p_edge.model.perplexity import perplexity
 from pbs2p_edge.runtime._ffi import ffi, lib
 from pbs2p_edge.runtime.model import GenerateResult, Model as NativeModel
 from pbs2p_edge.runtime.gguf_file import GGUFFile
@@ -246,8 +246,8 @@ def test_llama_layout_files_say_their_architecture(exported):
 
 def test_the_c_loader_accepts_exactly_the_tables_gguf_names(exported, tmp_path):
     """libpbs2p's list of architectures (its error message names them) is the GGUF names of
-    model/architectures.py, and each loads: the two lists are kept in step by this test."""
-    from pbs2p_edge.model.architectures import ARCHITECTURES
+    pack/architectures.py, and each loads: the two lists are kept in step by this test."""
+    from pbs2p_edge.pack.architectures import ARCHITECTURES
 
     with pytest.raises(NativeError, match="architecture 'bloom' is not supported by the model runtime") as e:
         Model(_patched_str(exported["tied"][1], tmp_path / "arch.gguf", "general.architecture", "bloom"))

@@ -1,6 +1,6 @@
 """Writes the fuzz seed corpus tests/data/fuzz/seeds/: small real GGUF files from the real exporter (tiny Llamas).
 
-Run from the repository root: python native/fuzz/make_seeds.py. Each file stays under ~100 KB (hidden 32, one or
+Run from the repository root: python scripts/fuzz_seeds.py. Each file stays under ~100 KB (hidden 32, one or
 two blocks, vocab 320) so the corpus can live in git; libFuzzer mutates these into the hard-to-reach states
 (valid header, valid pbs2p linears, a loadable model).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "exporters")]
 
 from checkpoint.tiny_compressed import compress  # noqa: E402

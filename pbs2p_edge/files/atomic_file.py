@@ -1,6 +1,6 @@
 """Write files atomically: temp files in the target's directory, fsynced, os.replace on success, removed on failure.
 
-Temps are named by pbs2p_edge.stale_temps (hidden, naming the target and the writing pid); the ones a killed
+Temps are named by pbs2p_edge.files.stale_temps (hidden, naming the target and the writing pid); the ones a killed
 run left behind are removed by the next write of the same target."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pbs2p_edge import durable
-from pbs2p_edge.errors import OutputError
-from pbs2p_edge.file_modes import publish_mode
-from pbs2p_edge.stale_temps import remove_stale_temps, temp_prefix
-from pbs2p_edge.write_failure import write_failure
+from . import durable
+from ..errors import OutputError
+from .file_modes import publish_mode
+from .stale_temps import remove_stale_temps, temp_prefix
+from .write_failure import write_failure
 
 
 @contextlib.contextmanager

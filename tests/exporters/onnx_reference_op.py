@@ -14,7 +14,7 @@ from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import FORMAT_VERSION, LayerMeta, unpack_layer
 from pbs2p_edge.pack.packer import PackedLayer
 
-from .onnx_packed_op import DOMAIN, PACKED_INPUTS
+from pbs2p_exporters.onnx_packed_op import DOMAIN, PACKED_INPUTS
 
 
 class PackedLinear(OpRun):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import DataError
+from ..errors import DataError
 
 MAX_BYTES = 1 << 28  # 256 MiB, pbs2p-run's TEXT_FILE_MAX_BYTES: larger inputs are refused, not truncated
 _CHUNK = 1 << 20

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pbs2p_edge import durable
-from pbs2p_edge.checkpoint import atomic_dir as ad
+from pbs2p_edge.files import durable
+from pbs2p_edge.files import atomic_dir as ad
 from pbs2p_edge.errors import OutputError
 
 

@@ -16,7 +16,7 @@ from onnx import TensorProto
 
 from pbs2p_edge.errors import FormatError
 from pbs2p_edge.pack import tiers
-from pbs2p_edge.model.architectures import check_config, gemma_rope_bases, rope_config, sliding_layers, sliding_window
+from pbs2p_edge.pack.architectures import check_config, gemma_rope_bases, rope_config, sliding_layers, sliding_window
 from pbs2p_edge.pack.checkpoint_dir import Checkpoint
 
 from .gguf_names import llama3_rope_factors

@@ -1,6 +1,6 @@
 """Write a directory atomically: fill a temp directory next to the target, then swap it in by rename.
 
-Temps are named by pbs2p_edge.stale_temps; the ones a killed run left behind are removed by the next write of
+Temps are named by pbs2p_edge.files.stale_temps; the ones a killed run left behind are removed by the next write of
 the same target. A kill between the two renames of a replacement leaves the target missing and the previous
 checkpoint in a ".old-" directory: the next write of the target first puts it back (restore_orphan), so a target
 is always the old checkpoint or the new one. Files and directories are fsynced before and after the renames, so a
@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import durable
+from . import durable
 from ..errors import OutputError
-from ..file_modes import publish_mode
-from ..stale_temps import dead_temps, remove_stale_temps, temp_prefix
-from ..write_failure import write_failure
+from .file_modes import publish_mode
+from .stale_temps import dead_temps, remove_stale_temps, temp_prefix
+from .write_failure import write_failure
 
 
 def restore_orphan(out: Path) -> Path | None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pbs2p_edge import text_file
+from pbs2p_edge.files import text_file
 from pbs2p_edge.errors import DataError
 
 

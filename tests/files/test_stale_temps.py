@@ -1,11 +1,11 @@
-"""Tests of pbs2p_edge.stale_temps: temp names say target and writer; only a dead writer's old temps are removed."""
+"""Tests of pbs2p_edge.files.stale_temps: temp names say target and writer; only a dead writer's old temps are removed."""
 
 import os
 import subprocess
 import sys
 import time
 
-from pbs2p_edge.stale_temps import remove_stale_temps, temp_prefix
+from pbs2p_edge.files.stale_temps import remove_stale_temps, temp_prefix
 
 
 def dead_pid() -> int:

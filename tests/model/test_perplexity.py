@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pbs2p_edge.eval.perplexity import perplexity
+from pbs2p_edge.model.perplexity import perplexity
 
 
 @pytest.mark.parametrize("name", ["tiny_llama", "tiny_opt"])

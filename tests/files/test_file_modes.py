@@ -3,9 +3,9 @@
 import os
 import stat
 
-from pbs2p_edge.checkpoint.atomic_dir import atomic_dir
-from pbs2p_edge.file_modes import publish_mode
-from pbs2p_exporters.atomic_file import atomic_file, atomic_files
+from pbs2p_edge.files.atomic_dir import atomic_dir
+from pbs2p_edge.files.file_modes import publish_mode
+from pbs2p_edge.files.atomic_file import atomic_file, atomic_files
 
 
 def _mode(p) -> int:

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..calib.windows import eval_windows
-from ..model.arch import check_seqlen
+from .arch import check_seqlen
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import OutputError
+from ..errors import OutputError
 
 
 def write_failure(out, e: BaseException, kept: str = "nothing was replaced") -> OutputError | None:

@@ -1,1 +1,0 @@
-"""Evaluation of a (compressed) causal LM: perplexity over non-overlapping windows."""
