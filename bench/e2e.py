@@ -1,4 +1,4 @@
-"""End-to-end bench: our runtime vs llama.cpp on SmolLM2-135M: prompt and decode tokens/s, peak memory, file size.
+"""End-to-end bench: our runtime vs llama.cpp (SmolLM2-135M, or --model gemma3-270m): prompt and decode tok/s, memory, size.
 
 Both engines do exactly the same work on the same token ids: one 256-token prompt evaluated as one batch
 from an empty cache, then 128 single-token decode steps, each feeding the arg-max (numpy, on the returned
@@ -124,21 +124,21 @@ def run_once(eng: dict, ids: list[int], args) -> dict:
 
 # ---- parent: models, prompt, alternating runs ---------------------------------------------------
 
-def prompt_ids(n: int, data: str = "austen:prideprejudice") -> tuple[list[int], str]:
-    """The first n token ids of `data` by SmolLM2's HF tokenizer, and their decoded text."""
+def prompt_ids(n: int, data: str = "austen:prideprejudice", model: str = "smollm2-135m") -> tuple[list[int], str]:
+    """The first n token ids of `data` by `model`'s HF tokenizer, and their decoded text."""
     from transformers import AutoTokenizer
 
     from pbs2p_edge.calib.text import load_text
     from pbs2p_edge.calib.tokens import encode
     from pbs2p_edge.model.sources import resolve_source
 
-    src = resolve_source("smollm2-135m")
+    src = resolve_source(model)
     tok = AutoTokenizer.from_pretrained(src.location, gguf_file=src.gguf_file)
     ids = encode(tok, load_text(data, split="test"))[:n].tolist()
     return ids, tok.decode(ids)
 
 
-def our_models(out: Path, specs: list[str], quick: bool) -> list[tuple[str, Path]]:
+def our_models(out: Path, specs: list[str], quick: bool, model: str = "smollm2-135m") -> list[tuple[str, Path]]:
     """(name, GGUF) of ours: --ours NAME=PATH, else the defaults, exported when missing."""
     if specs:
         return [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in specs]
@@ -153,7 +153,7 @@ def our_models(out: Path, specs: list[str], quick: bool) -> list[tuple[str, Path
             cfg = CompressConfig(method="pbs2p", n=n, m=8, seed=0, **PRESETS[preset])
             nsamples, seqlen = (4, 128) if quick else (32, 512)
             print(f"exporting {name} to {path} ({nsamples} x {seqlen} calibration)", file=sys.stderr, flush=True)
-            commands.export("smollm2-135m", str(path), cfg, calib="austen:emma", nsamples=nsamples, seqlen=seqlen,
+            commands.export(model, str(path), cfg, calib="austen:emma", nsamples=nsamples, seqlen=seqlen,
                             progress=False)
         models.append((name, path))
     return models
@@ -177,7 +177,7 @@ def engines(args, prompt_text: str, tmp: Path) -> list[dict]:
     binary = None if args.no_cli else find_pbs2p_run()
     prompt_file = tmp / "prompt.txt"
     prompt_file.write_text(prompt_text)
-    for name, path in our_models(args.out, args.ours, args.quick):
+    for name, path in our_models(args.out, args.ours, args.quick, args.model):
         info = commands.inspect(str(path))
         base = {"name": name, "file": str(path), "file_bytes": path.stat().st_size,
                 "bits_per_weight": info["bits_per_weight"]}
@@ -232,7 +232,7 @@ def measure(engs: list[dict], ids: list[int], args) -> list[dict]:
 def write_results(out: Path, rows: list[dict], meta: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "e2e.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = [f"# End to end: our runtime vs llama.cpp, SmolLM2-135M, {meta['threads']} threads", "",
+    lines = [f"# End to end: our runtime vs llama.cpp, {meta.get('model_name', 'SmolLM2-135M')}, {meta['threads']} threads", "",
              f"Command: `{meta['command']}`", "",
              f"{meta['prompt_tokens']}-token prompt (first tokens of Pride and Prejudice, one batch) then "
              f"{meta['decode_tokens']} greedy single-token decode steps, EOS ignored; medians of {meta['reps']} "
@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default) or gemma3-270m: the prompt's "
+                   "tokenizer and the model our default files are exported from (--ours for others)")
     p.add_argument("--peer-dir", type=Path, default=None, help="bench/peer.py's output (default OUT/peer)")
     p.add_argument("--ours", action="append", default=[], metavar="NAME=PATH", help="our GGUF files (repeatable)")
     p.add_argument("--types", default="all", help="llama.cpp types to run (comma-separated names), or all")
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.prompt, args.decode = 1, 32, 8
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/e2e.py", *(argv if argv is not None else sys.argv[1:])])
-    ids, text = prompt_ids(args.prompt)
+    ids, text = prompt_ids(args.prompt, model=args.model)
     with tempfile.TemporaryDirectory(prefix="pbs2p-e2e-") as tmp:
         engs = engines(args, text, Path(tmp))
         rows = measure(engs, ids, args)
@@ -300,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         llama_version = "not installed"
     meta = {"command": command, "threads": args.threads, "prompt_tokens": args.prompt, "decode_tokens": args.decode,
             "reps": args.reps, "cpu": cpu_name(), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "llama_cpp_version": llama_version, "quick": args.quick,
+            "llama_cpp_version": llama_version, "quick": args.quick, "model": args.model,
+            "model_name": {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}.get(args.model, args.model),
             "parent_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(write_results(args.out, rows, meta))
     return 0

