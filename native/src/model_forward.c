@@ -75,6 +75,9 @@ typedef struct attention_job {
     int32_t l, T, n_past;
     int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
     float *scores;         /* (n_ctx,) this job's attention weights */
+    const float *wkey;     /* a float16 cache's layer widened once (see attention), or NULL: keys (KVD, wldk) */
+    const float *wvalue;   /* its values (positions, KVD) */
+    size_t wldk;
 } attention_job;
 
 /* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
@@ -95,13 +98,37 @@ static void run_attention(void *arg) {
         const size_t k_at = k_layer + kv_off * ldk + (size_t)start, v_at = v_layer + (size_t)start * KVD + kv_off;
         const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
         float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
-        if (kv->f16)
+        if (j->wkey)
+            j->attend(q, j->wkey + kv_off * j->wldk + (size_t)start, j->wldk, j->wvalue + (size_t)start * KVD + kv_off,
+                      KVD, end - start, hd, c->score_scale, j->scores, out);
+        else if (kv->f16)
             j->attend_f16(q, (const uint16_t *)kv->key + k_at, ldk, (const uint16_t *)kv->value + v_at, KVD,
                           end - start, hd, c->score_scale, j->scores, out);
         else
             j->attend(q, (const float *)kv->key + k_at, ldk, (const float *)kv->value + v_at, KVD, end - start, hd,
                       c->score_scale, j->scores, out);
     }
+}
+
+/* A prompt of at least WIDEN_MIN_TOKENS tokens on a float16 cache: attend_f16 would widen each visible position again
+ * for every (token, head) pair, T x H times over (17 % of a 256-token SmolLM2 prompt); instead the layer's visible
+ * keys and values are widened once into float32 and attend runs on them, which is what attend_f16 computes, bit for
+ * bit. Only while that copy stays within WIDEN_MAX_BYTES (the memory a run may add to the cache); NULL otherwise, or
+ * when the copy cannot be had. */
+#define WIDEN_MIN_TOKENS 16
+#define WIDEN_MAX_BYTES ((size_t)16 << 20)
+
+static float *widened_layer(const pbs2p_model *m, int32_t l, int32_t T, size_t n) {
+    const size_t KVD = (size_t)m->c.n_head_kv * m->c.head_dim, n_ctx = (size_t)m->n_ctx;
+    if (!m->kv.f16 || T < WIDEN_MIN_TOKENS || 2 * n * KVD * sizeof(float) > WIDEN_MAX_BYTES) return NULL;
+    float *w = malloc(2 * n * KVD * sizeof *w);
+    if (!w) return NULL; /* attend_f16 reads the cache itself: slower, the same result */
+    const uint16_t *key = (const uint16_t *)m->kv.key + (size_t)l * KVD * m->kv.ldk;
+    const uint16_t *value = (const uint16_t *)m->kv.value + (size_t)l * n_ctx * KVD;
+    for (size_t d = 0; d < KVD; d++)
+        for (size_t p = 0; p < n; p++) w[d * n + p] = pbs2p_half_to_float(key[d * m->kv.ldk + p]);
+    for (size_t i = 0; i < n * KVD; i++) w[n * KVD + i] = pbs2p_half_to_float(value[i]);
+    return w;
 }
 
 /* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l, its (token, head) pairs
@@ -113,10 +140,14 @@ static pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int
     /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
     const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
     const int nt = threads_for(m->pool, work, T * c->n_head);
+    const size_t n = (size_t)n_past + (size_t)T, KVD = (size_t)c->n_head_kv * c->head_dim;
+    float *wide = widened_layer(m, l, T, n);
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
-        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx};
+        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx,
+                                  wide, wide ? wide + n * KVD : NULL, n};
     pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
+    free(wide);
     return PBS2P_OK;
 }
 
