@@ -222,7 +222,7 @@ static pbs2p_status build_cache(const config *c, int32_t n_ctx, int f16, kv_cach
     return PBS2P_OK;
 }
 
-/* general.architecture -> the forward that runs it; the names are pbs2p_edge/model/architectures.py's GGUF names
+/* general.architecture -> the forward that runs it; the names are pbs2p_edge/pack/architectures.py's GGUF names
  * (tests/runtime/test_model.py checks that the two lists are the same). */
 static const struct { const char *name; arch_kind arch; } ARCHS[] = {
     {"llama", ARCH_LLAMA}, {"qwen2", ARCH_LLAMA}, {"gemma3", ARCH_LLAMA}, {"opt", ARCH_OPT}};

@@ -1,4 +1,4 @@
-/* perplexity.c — perplexity over non-overlapping windows, exactly as pbs2p_edge/eval/perplexity.py computes it. */
+/* perplexity.c — perplexity over non-overlapping windows, exactly as pbs2p_edge/model/perplexity.py computes it. */
 #include "internal.h"
 
 #include <math.h>
