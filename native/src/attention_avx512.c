@@ -22,3 +22,5 @@ void pbs2p_attend_f16_avx512(const float *q, const uint16_t *kt, size_t ldk, con
                              int32_t hd, float scale, float *scores, float *out) {
     attend_f16(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
 }
+
+void pbs2p_widen_avx512(const uint16_t *src, float *dst, int32_t n) { widen(src, dst, n); }

@@ -18,3 +18,5 @@ void pbs2p_attend_f16_ref(const float *q, const uint16_t *kt, size_t ldk, const 
                           int32_t hd, float scale, float *scores, float *out) {
     attend_f16(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
 }
+
+void pbs2p_widen_ref(const uint16_t *src, float *dst, int32_t n) { widen(src, dst, n); }

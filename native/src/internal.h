@@ -264,6 +264,19 @@ void pbs2p_attend_f16_neon(const float *q, const uint16_t *kt, size_t ldk, const
                            int32_t hd, float scale, float *scores, float *out);
 #endif
 
+/* float16 bits -> float32 of n values, with the variant's conversion (the one attend_f16 widens with). */
+typedef void (*pbs2p_widen_fn)(const uint16_t *src, float *dst, int32_t n);
+void pbs2p_widen_ref(const uint16_t *src, float *dst, int32_t n);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_widen_avx2(const uint16_t *src, float *dst, int32_t n);
+#endif
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_widen_avx512(const uint16_t *src, float *dst, int32_t n);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_widen_neon(const uint16_t *src, float *dst, int32_t n);
+#endif
+
 /* The selected variant's kernels, or 0 (with pbs2p_last_error set) when the forced one is unavailable. */
 typedef struct pbs2p_kernels {
     pbs2p_rows_fn gemv, gemm;
@@ -271,6 +284,7 @@ typedef struct pbs2p_kernels {
     pbs2p_qdense_fn qdense; /* every other dense type */
     pbs2p_attend_fn attend;
     pbs2p_attend_f16_fn attend_f16;
+    pbs2p_widen_fn widen;
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 

@@ -118,16 +118,15 @@ static void run_attention(void *arg) {
 #define WIDEN_MIN_TOKENS 16
 #define WIDEN_MAX_BYTES ((size_t)16 << 20)
 
-static float *widened_layer(const pbs2p_model *m, int32_t l, int32_t T, size_t n) {
+static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t l, int32_t T, size_t n) {
     const size_t KVD = (size_t)m->c.n_head_kv * m->c.head_dim, n_ctx = (size_t)m->n_ctx;
     if (!m->kv.f16 || T < WIDEN_MIN_TOKENS || 2 * n * KVD * sizeof(float) > WIDEN_MAX_BYTES) return NULL;
     float *w = malloc(2 * n * KVD * sizeof *w);
     if (!w) return NULL; /* attend_f16 reads the cache itself: slower, the same result */
     const uint16_t *key = (const uint16_t *)m->kv.key + (size_t)l * KVD * m->kv.ldk;
     const uint16_t *value = (const uint16_t *)m->kv.value + (size_t)l * n_ctx * KVD;
-    for (size_t d = 0; d < KVD; d++)
-        for (size_t p = 0; p < n; p++) w[d * n + p] = pbs2p_half_to_float(key[d * m->kv.ldk + p]);
-    for (size_t i = 0; i < n * KVD; i++) w[n * KVD + i] = pbs2p_half_to_float(value[i]);
+    for (size_t d = 0; d < KVD; d++) widen(key + d * m->kv.ldk, w + d * n, (int32_t)n);
+    widen(value, w + n * KVD, (int32_t)(n * KVD)); /* < 2^22: the copy is at most WIDEN_MAX_BYTES */
     return w;
 }
 
@@ -141,7 +140,7 @@ static pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int
     const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
     const int nt = threads_for(m->pool, work, T * c->n_head);
     const size_t n = (size_t)n_past + (size_t)T, KVD = (size_t)c->n_head_kv * c->head_dim;
-    float *wide = widened_layer(m, l, T, n);
+    float *wide = widened_layer(m, k.widen, l, T, n);
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
         jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx,

@@ -2,7 +2,8 @@
  * a double-precision softmax(q.k) v, at head sizes and position counts that leave remainders of every loop; the
  * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); the
  * float16-cache kernel (attend_f16) bit for bit the float32 one on the widened cache, past its chunk of 256 positions
- * and columns; float32 -> float16 rounding (pbs2p_float_to_half) against every float16; and the softmax's e^x
+ * and columns; each variant's widen (its float16 -> float32 rows, model_forward.c's once-per-layer copy) against
+ * pbs2p_half_to_float on every float16, at a length that leaves every remainder; float32 -> float16 rounding (pbs2p_float_to_half) against every float16; and the softmax's e^x
  * (exp_approx.h) against libm's exp in double. */
 #include "internal.h"
 #include "exp_approx.h"
@@ -103,6 +104,24 @@ static void check_exp(void) {
     CHECK(lo > 0.0f && lo < 2e-38f && isfinite(hi) && hi > 1e38f, "exp_approx clamps: %g %g", lo, hi);
 }
 
+/* widen of all 65536 float16 bit patterns (plus 3, so the vector loop leaves a tail) gives pbs2p_half_to_float's
+ * bits for every number and infinity, and a NaN for every NaN (F16C quiets a signalling NaN; the cache holds only the
+ * quiet 0x7E00 that pbs2p_float_to_half writes). */
+static void check_widen(const char *name, pbs2p_widen_fn widen) {
+    const int32_t n = 65536 + 3;
+    uint16_t *h = malloc(2 * (size_t)n);
+    float *got = malloc(sizeof(float) * (size_t)n);
+    for (int32_t i = 0; i < n; i++) h[i] = (uint16_t)i;
+    widen(h, got, n);
+    int32_t bad = -1;
+    for (int32_t i = 0; i < n && bad < 0; i++) {
+        const float want = pbs2p_half_to_float(h[i]);
+        if (isnan(want) ? !isnan(got[i]) : memcmp(&got[i], &want, sizeof want) != 0) bad = i;
+    }
+    CHECK(bad < 0, "%s widen: float16 0x%04x differs from pbs2p_half_to_float", name, bad < 0 ? 0 : h[bad]);
+    free(h); free(got);
+}
+
 int main(void) {
     check_exp();
     check_float_to_half();
@@ -114,6 +133,7 @@ int main(void) {
         if (!pbs2p_kernel_available(names[i])) continue;
         pbs2p_kernels k;
         CHECK(pbs2p_kernel_select(names[i]) == PBS2P_OK && pbs2p_kernel_current(&k), "select %s", names[i]);
+        check_widen(names[i], k.widen);
         for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
             for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) check(names[i], k.attend, hds[a], ns[b]);
         static const int32_t hds16[] = {1, 3, 64, 67, 300}, ns16[] = {1, 5, 255, 256, 257, 600};
