@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from peer import MODEL_NAMES, describe  # noqa: E402
 ROOT = HERE.parent
 OUR_DEFAULTS = [("pbs2p compact 4:8", "compact", 4), ("pbs2p 4:8", "paper", 4)]
 
@@ -66,7 +68,6 @@ def child_run(engine: str, path: str, ids: list[int], n_decode: int, threads: in
 
         m = Model(path, n_threads=threads, n_ctx=n_ctx, kv=kv)
     else:
-        sys.path.insert(0, str(HERE))
         from peer_runner import LlamaRunner
 
         m = LlamaRunner(path, threads, n_ctx)
@@ -169,9 +170,6 @@ def find_pbs2p_run() -> str | None:
 
 def engines(args, prompt_text: str, tmp: Path) -> list[dict]:
     from pbs2p_edge import commands
-
-    sys.path.insert(0, str(HERE))
-    from peer import describe
 
     out = []
     binary = None if args.no_cli else find_pbs2p_run()
@@ -303,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": command, "threads": args.threads, "prompt_tokens": args.prompt, "decode_tokens": args.decode,
             "reps": args.reps, "cpu": cpu_name(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "llama_cpp_version": llama_version, "quick": args.quick, "model": args.model,
-            "model_name": {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}.get(args.model, args.model),
+            "model_name": MODEL_NAMES.get(args.model, args.model),
             "parent_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(write_results(args.out, rows, meta))
     return 0

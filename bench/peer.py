@@ -181,6 +181,7 @@ def build(out: Path, names: list[str], imatrix_args: dict, n_threads: int = 2, r
     return rows
 
 
+# the benchmarks' model aliases as their tables name them (bench/e2e.py and bench/quality.py read it too)
 MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}
 
 

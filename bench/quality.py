@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer  # noqa: E402  (the table's model name)
+
 # (row name, method, N:M); FP is the uncompressed model.
 ROWS = [
     ("fp", None, None),
@@ -43,7 +46,6 @@ ROWS = [
     ("pbs2p compact 4:8", "pbs2p", "4:8"),
 ]
 QUICK_ROWS = ["rtn", "pbs2p 4:8"]
-MODEL_NAMES = {"smollm2-135m": "SmolLM2-135M", "gemma3-270m": "Gemma-3-270M"}
 
 
 def _slug(name: str) -> str:
@@ -117,7 +119,7 @@ def write_table(out: Path, args: argparse.Namespace, command: str) -> Path:
         if f.exists():
             rows.append(json.loads(f.read_text()))
     lines = [
-        f"# Quality: {MODEL_NAMES.get(args.model, args.model)}, PBS2P and baselines",
+        f"# Quality: {peer.MODEL_NAMES.get(args.model, args.model)}, PBS2P and baselines",
         "",
         f"Protocol: calibration {args.nsamples} x {args.calib_seqlen} tokens from `{args.calib}` (seed {args.seed}); "
         f"evaluation on non-overlapping {args.eval_seqlen}-token windows of `{args.data}`"

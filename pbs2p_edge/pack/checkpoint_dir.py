@@ -164,7 +164,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 def _check_config(path: Path, config: dict, blocks: dict | None, dense: dict, linears: list[str]) -> None:
     """config.json states what the stored tensors must be: a supported architecture with its sizes
-    (model.architectures.check_config, ModelError), the embedding's shape, and as many blocks as the tensors use."""
+    (architectures.check_config, ModelError), the embedding's shape, and as many blocks as the tensors use."""
     from .architectures import BLOCKS, EMBEDDING, check_config
 
     layout = check_config(config).layout
@@ -240,19 +240,18 @@ def _meta(linears: dict[str, tuple[PackedLayer | GridLayer, float]], compress_co
           layer_n: dict, tied: dict[str, str], dense_dtypes: dict[str, str], blocks: dict, extra: dict) -> dict:
     """pbs2p.json: what load_checkpoint reads back, with each linear's honest bits and the mean over all of them."""
     layers_json, grid_json = {}, {}
-    total_bits = total_weights = 0
+    total_bits = total_weights = 0  # whole numbers: the sum does not depend on the order
     for name, (stored, loss) in linears.items():
         if isinstance(stored, PackedLayer):
             bits = honest_bits(stored)
-            total_bits += bits
             total_weights += stored.meta.rows * stored.meta.cols
             layers_json[name] = {**stored.meta.to_dict(), "honest_bits": bits, "loss": float(loss)}
-    for name, (stored, loss) in linears.items():
-        if isinstance(stored, GridLayer):
-            total_bits += stored.honest_bits
+        else:
+            bits = stored.honest_bits
             total_weights += stored.rows * stored.cols
-            grid_json[name] = {"tier": stored.tier, "rows": stored.rows, "cols": stored.cols,
-                               "honest_bits": stored.honest_bits, "loss": float(loss)}
+            grid_json[name] = {"tier": stored.tier, "rows": stored.rows, "cols": stored.cols, "honest_bits": bits,
+                               "loss": float(loss)}
+        total_bits += bits
     return {
         "format": CHECKPOINT_KIND,
         "format_version": FORMAT_VERSION,
