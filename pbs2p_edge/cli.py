@@ -104,6 +104,9 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                    help="block-wise recovery: Adam steps per block fitting the scales, means and norm weights to the "
                         f"full-precision block's output (0: off; default with the bit budget: {RECOVER_STEPS} below "
                         f"{RECOVER_BELOW_BPW:g} bits per parameter, else 0; 0 with --method/--nm/structure options)")
+    g.add_argument("--recover-codes", choices=("on", "off"), default=None,
+                   help="recovery also trains the codes and signs through their rounding (straight-through; N:M "
+                        "masks stay): on by default wherever recovery runs; off: scales, means and norms only")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
     g.add_argument("--threads", type=_threads_or_auto, default=None,
                    help="CPU threads for torch (default: torch's choice), or auto: the cores other processes leave "
@@ -180,6 +183,8 @@ def _config_from_args(args: argparse.Namespace):
         fields["intra_block_update"] = args.intra_block_update == "on"
     if args.recover is not None:
         fields["recover_steps"] = args.recover  # the budget path takes it from _budget_from_args
+    if args.recover_codes is not None:
+        fields["recover_codes"] = args.recover_codes == "on"
     return CompressConfig(method=args.method or "pbs2p", n=n, m=m, cfs=not args.no_cfs, seed=args.seed, **fields)
 
 
@@ -324,7 +329,8 @@ def _check_export_options(args: argparse.Namespace) -> None:
 
     if not is_checkpoint(args.model):
         return
-    given = _binary_options(args) + [f"--{o}" for o in ("bpw", "size", "tiers", "recover") if getattr(args, o) is not None]
+    given = _binary_options(args) + [f"--{o.replace('_', '-')}" for o in ("bpw", "size", "tiers", "recover", "recover_codes")
+                                     if getattr(args, o) is not None]
     given += ["--resume"] if args.resume else []
     if given:
         raise ConfigError(f"{args.model} is already compressed: {given[0]} applies only when exporting an original model")

@@ -266,7 +266,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
         # the binary tier's structure; the seed and the recovery are the user's (by default, the budget's)
         cfg = dataclasses.replace(BINARY_CONFIG, seed=cfg.seed,
                                   recover_steps=default_recover_steps(bpw) if recover is None else recover,
-                                  recover_lr=cfg.recover_lr, recover_batch=cfg.recover_batch)
+                                  recover_lr=cfg.recover_lr, recover_batch=cfg.recover_batch,
+                                  recover_codes=cfg.recover_codes, recover_code_lr=cfg.recover_code_lr)
         linear_tiers = tuple(tiers) if tiers else LINEAR_TIERS
         check_budget(model, tokenizer, bpw, linear_tiers)
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)

@@ -73,10 +73,13 @@ class CompressConfig:
     cfs_windows: int | None = 8
     intra_block_update: bool = False  # GPTQ-style update of later columns inside a block (baselines: no)
     # block-wise recovery (algo/recover.py) after each block is quantized: Adam steps per block (0 = off),
-    # the learning rate of the relative offsets, windows per step
+    # the learning rate of the relative offsets, windows per step; with recover_codes the codes and signs are
+    # trained too, at recover_code_lr (code units per step)
     recover_steps: int = 0
     recover_lr: float = 1e-3
     recover_batch: int = 2
+    recover_codes: bool = True
+    recover_code_lr: float = 0.05
     seed: int = 0
     version: int = CONFIG_VERSION
 
@@ -98,9 +101,9 @@ class CompressConfig:
             raise ConfigError("cfs_low and cfs_high must be >= 0")
         if self.cfs_windows is not None and self.cfs_windows < 1:
             raise ConfigError(f"cfs_windows must be >= 1 or None (all windows), got {self.cfs_windows}")
-        if self.recover_steps < 0 or self.recover_batch < 1 or not self.recover_lr > 0:
+        if self.recover_steps < 0 or self.recover_batch < 1 or not self.recover_lr > 0 or not self.recover_code_lr > 0:
             raise ConfigError(f"recovery needs steps >= 0, batch >= 1 and lr > 0, got {self.recover_steps}, "
-                              f"{self.recover_batch}, {self.recover_lr}")
+                              f"{self.recover_batch}, {self.recover_lr} (codes {self.recover_code_lr})")
         if self.version != CONFIG_VERSION:
             raise ConfigError(f"config version {self.version} is not supported (this build: {CONFIG_VERSION})")
 

@@ -1,10 +1,15 @@
-"""Block-wise recovery: after a block's linears are quantized, fit their continuous parameters by reconstruction.
+"""Block-wise recovery: after a block's linears are quantized, fit their parameters by reconstruction.
 
-EfficientQAT's Block-AP with the codes frozen: the trained tensors are the ones a file stores as numbers, not codes:
+EfficientQAT's Block-AP. The trained tensors are the ones a file stores as numbers:
   grid tiers     d (R, G) and, where the tier has one, m (R, G)
   binary tier    alpha (P, 1+S, R, G) and, when the method has a mean, mu (1+S, R, G)
   the block      every parameter that is not a linear's weight: the norm weights (and biases where a model has them)
-F16 linears and every code, sign and mask stay as quantized. The objective is the mean squared error between the
+and, with cfg.recover_codes, the codes too:
+  grid tiers     each code q moves to clamp(round(q + v), 0, qmax), v a real offset per weight
+  binary tier    each kept sign s (+-1) becomes sign(s + v)
+trained through the rounding by the straight-through estimator (the gradient of round and sign taken as 1), at
+cfg.recover_code_lr in code units, so a code moves once its offset has been pushed half a step (a sign: one) the
+same way. F16 linears and every N:M mask stay as quantized. The objective is the mean squared error between the
 quantized block's output on its own inputs (the already-quantized model's activations) and the full-precision
 block's output on the full-precision model's activations, so each block also absorbs the error that reaches it.
 
@@ -17,6 +22,7 @@ otherwise the quantized values stand. So recovery never makes a block worse on t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,32 +43,57 @@ class Recovered:
     mse_before: float
     mse_after: float
     kept: bool
+    codes: bool = False  # the kept fit moved codes and signs (cfg.recover_codes, unless it fell back to scales alone)
 
 
 def _f16(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-65504.0, 65504.0).to(torch.float16).float()
 
 
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round(x) forward, the identity's gradient backward (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def _sign_ste(x: torch.Tensor) -> torch.Tensor:
+    """+1 where x >= 0 else -1 forward, the identity's gradient backward (straight-through)."""
+    return x + (torch.where(x >= 0, 1.0, -1.0) - x).detach()
+
+
+def _canonical_signs(plus: torch.Tensor, r: LayerResult) -> torch.Tensor:
+    """Sign planes (P, R, K) in result.py's canonical form: False where the mask drops a weight, and plane 1 False
+    outside the salient columns."""
+    plus = plus & r.mask
+    if plus.shape[0] > 1:
+        plus[1] &= r.salient
+    return plus
+
+
 class _Offsets:
     """The trainable offsets u of one linear and how they turn back into its result."""
 
-    def __init__(self, result, train_mean: bool):
+    def __init__(self, result, train_mean: bool, train_codes: bool):
         self.result = result
-        self.u: dict[str, torch.Tensor] = {}
+        self.u: dict[str, torch.Tensor] = {}  # scales and means, relative
+        self.v: dict[str, torch.Tensor] = {}  # codes and signs, in code units
         if isinstance(result, GridResult):
             self.u["d"] = torch.zeros_like(result.d)
             if result.m is not None:
                 self.u["m"] = torch.zeros_like(result.m)
+            if train_codes:
+                self.v["q"] = torch.zeros(result.q.shape, device=result.q.device)
         elif isinstance(result, LayerResult):
             self.u["alpha"] = torch.zeros_like(result.alpha)
             if train_mean:
                 self.u["mu"] = torch.zeros_like(result.mu)
-        for t in self.u.values():
+            if train_codes:
+                self.v["signs"] = torch.zeros(result.signs.shape, device=result.signs.device)
+        for t in [*self.u.values(), *self.v.values()]:
             t.requires_grad_(True)
 
     def values(self, round_f16: bool = False) -> dict[str, torch.Tensor]:
         """The result's fitted tensors (differentiable in u unless rounded)."""
-        r, u, out = self.result, self.u, {}
+        r, u, v, out = self.result, self.u, self.v, {}
         if isinstance(r, GridResult):
             out["d"] = r.d * (1 + u["d"])
             if "m" in u:
@@ -72,8 +103,18 @@ class _Offsets:
             if "mu" in u:
                 out["mu"] = r.mu + r.alpha[0].abs() * u["mu"]
         if round_f16:
-            out = {k: _f16(v.detach()) for k, v in out.items()}
+            out = {k: _f16(t.detach()) for k, t in out.items()}
+        if "q" in v:  # float codes while training (dequantize reads q.float()), uint8 codes when done
+            q = _round_ste(r.q.float() + v["q"]).clamp(0, r.tier.qmax)
+            out["q"] = q.detach().to(torch.uint8) if round_f16 else q
+        if "signs" in v:  # float 0/1 while training (dequantize reads signs.float()), canonical bools when done
+            s = _sign_ste(r.signs.float() * 2 - 1 + v["signs"])
+            out["signs"] = _canonical_signs(s.detach() > 0, r) if round_f16 else (s + 1) / 2
         return out
+
+    def trainable(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(scales and means, codes and signs): the two learning rates' tensors."""
+        return list(self.u.values()), list(self.v.values())
 
     def result_with(self, values: dict[str, torch.Tensor]):
         return dataclasses.replace(self.result, **values) if values else self.result
@@ -97,7 +138,7 @@ def recover_block(
     cfg: recover_steps, recover_lr, recover_batch and seed; a binary linear's mu is fitted only when cfg.use_mean
     (a method without a mean keeps mu = 0).
     """
-    offsets = {name: _Offsets(r, bool(cfg.use_mean)) for name, r in results.items()}
+    offsets = {name: _Offsets(r, bool(cfg.use_mean), cfg.recover_codes) for name, r in results.items()}
     base = {k: v.detach().float() for k, v in block_params.items()}
     u_block = {k: torch.zeros_like(v, requires_grad=True) for k, v in base.items()}
 
@@ -125,12 +166,16 @@ def recover_block(
     with torch.no_grad():
         start = {k: v.detach() for k, v in overrides(round_f16=False).items()}
     before = mse(start)
-    trainable = [t for off in offsets.values() for t in off.u.values()] + list(u_block.values())
-    if cfg.recover_steps == 0 or not trainable:
+    scales = [t for off in offsets.values() for t in off.trainable()[0]] + list(u_block.values())
+    codes = [t for off in offsets.values() for t in off.trainable()[1]]
+    if cfg.recover_steps == 0 or not scales + codes:
         return Recovered(dict(results), dict(block_params), before, before, False)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(trainable, lr=cfg.recover_lr)
+    groups = [{"params": scales, "lr": cfg.recover_lr}] + ([{"params": codes, "lr": cfg.recover_code_lr}] if codes else [])
+    opt = torch.optim.Adam(groups)
+    # [choice] cosine decay to 0 over the steps (EfficientQAT's schedule): late steps are small, so codes settle
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / cfg.recover_steps)))
     order = torch.empty(0, dtype=torch.long)
     with torch.enable_grad():
         for _ in range(cfg.recover_steps):
@@ -141,12 +186,15 @@ def recover_block(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
 
     with torch.no_grad():
         final = overrides(round_f16=True)
     after = mse(final)
     if not after < before:
+        if codes:  # [choice] moving codes too fast can leave a block worse; then the scales alone are fitted again
+            return recover_block(run, results, block_params, x, target, dataclasses.replace(cfg, recover_codes=False))
         return Recovered(dict(results), dict(block_params), before, before, False)
     fitted = {name: off.result_with(off.values(round_f16=True)) for name, off in offsets.items()}
     bv = {k: v.detach() for k, v in block_values(u_block).items()}
-    return Recovered(fitted, bv, before, after, True)
+    return Recovered(fitted, bv, before, after, True, bool(codes))

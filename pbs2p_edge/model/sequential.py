@@ -386,4 +386,4 @@ def _recover(block: nn.Module, linears: dict[str, nn.Linear], prefix: str, i: in
                 p.copy_(fit.block_params[k].to(p.dtype))
     log.debug("block %d recovery: mse %.4g -> %.4g (%s)", i, fit.mse_before, fit.mse_after,
               "kept" if fit.kept else "not kept")
-    return {"block": i, "mse_before": fit.mse_before, "mse_after": fit.mse_after, "kept": fit.kept}
+    return {"block": i, "mse_before": fit.mse_before, "mse_after": fit.mse_after, "kept": fit.kept, "codes": fit.codes}

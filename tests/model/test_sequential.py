@@ -172,8 +172,9 @@ def test_num_blocks_compresses_only_the_first(tiny_opt, calib):
         compress_model(tiny_opt, calib, CompressConfig(method="rtn"), progress=False, num_blocks=3)
 
 
+@pytest.mark.parametrize("codes", [False, True])
 @pytest.mark.parametrize("name", MODELS)
-def test_recovery_fits_every_block_and_the_model_holds_what_it_reports(name, request, calib, tmp_path):
+def test_recovery_fits_every_block_and_the_model_holds_what_it_reports(name, codes, request, calib, tmp_path):
     from pbs2p_edge.algo.gptq_grid import GridResult
     from pbs2p_edge.checkpoint import save_checkpoint
     from pbs2p_edge.checkpoint.fake_quant import to_fake_quant_model
@@ -182,7 +183,7 @@ def test_recovery_fits_every_block_and_the_model_holds_what_it_reports(name, req
     original = copy.deepcopy(model)
     names = list(all_linears(model))
     plan = {n: ("q2_g64", "pbs2p", "q4_0")[i % 3] for i, n in enumerate(names)}
-    cfg = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, recover_steps=12, recover_lr=3e-3)
+    cfg = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, recover_steps=12, recover_lr=3e-3, recover_codes=codes)
     plain = compress_model(copy.deepcopy(original), calib, dataclasses.replace(cfg, recover_steps=0), plan=plan,
                            progress=False)
     run = compress_model(model, calib, cfg, plan=plan, progress=False)
@@ -191,7 +192,7 @@ def test_recovery_fits_every_block_and_the_model_holds_what_it_reports(name, req
     assert all(r["mse_after"] < r["mse_before"] for r in run.recovery if r["kept"])
     assert any(r["kept"] for r in run.recovery)
     block0 = [n for n in names if ".0." in n and isinstance(run.results[n], GridResult)]
-    for n in block0:  # recovery comes after a block is quantized: its codes are the plain run's
+    for n in block0 if not codes else ():  # recovery comes after a block is quantized: its codes are the plain run's
         assert torch.equal(run.results[n].q, plain.results[n].q)
     for n, lin in all_linears(model).items():
         assert torch.equal(lin.weight.detach(), run.results[n].dequantize())
