@@ -288,19 +288,21 @@ def compress_model(
             full = f"{spec.blocks}.{i}.{name}"
             t = plan.get(full, BINARY)
             W = lin.weight.detach().float()
-            if t == BINARY:  # H is not needed after: compress_layer may damp it in place
-                result = compress_layer(W, hessians[name].H, cfg, block_n[i], overwrite_h=True)
+            h = hessians.pop(name)
+            if t == BINARY:  # H's last user (no other linear shares it) lets compress_layer damp it in place
+                last = not any(other is h for other in hessians.values())
+                result = compress_layer(W, h.H, cfg, block_n[i], overwrite_h=last)
             elif t == "f16":
                 result = round_f16(W)
             else:
-                result = gptq_grid(W, hessians[name].H, tier(t), cfg.percdamp)
+                result = gptq_grid(W, h.H, tier(t), cfg.percdamp)
             tiers[full] = t
             with torch.no_grad():
                 lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
             results[full] = _to_cpu(result) if x_fp is not None else keep(_to_cpu(result))  # recovery needs them whole
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
-            del hessians[name]  # one H fewer in memory: down_proj's alone is 0.5 GB at a 7B model's width
+            del h  # one H fewer in memory once its last sharer is done: down_proj's alone is 0.5 GB at a 7B width
             release_free_heap()
         if x_fp is not None:
             recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
