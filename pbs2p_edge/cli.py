@@ -105,8 +105,9 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
                         f"full-precision block's output (0: off; default with the bit budget: {RECOVER_STEPS} below "
                         f"{RECOVER_BELOW_BPW:g} bits per parameter, else 0; 0 with --method/--nm/structure options)")
     g.add_argument("--recover-codes", choices=("on", "off"), default=None,
-                   help="recovery also trains the codes and signs through their rounding (straight-through; N:M "
-                        "masks stay): on by default wherever recovery runs; off: scales, means and norms only")
+                   help="on: recovery also trains the codes and signs through their rounding (straight-through; "
+                        "N:M masks stay); lowers the calibration error but overfits the default calibration (off by "
+                        "default: scales, means and norms only)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (one block on the device at a time)")
     g.add_argument("--threads", type=_threads_or_auto, default=None,
                    help="CPU threads for torch (default: torch's choice), or auto: the cores other processes leave "

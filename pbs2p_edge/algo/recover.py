@@ -174,8 +174,10 @@ def recover_block(
     gen = torch.Generator().manual_seed(cfg.seed)
     groups = [{"params": scales, "lr": cfg.recover_lr}] + ([{"params": codes, "lr": cfg.recover_code_lr}] if codes else [])
     opt = torch.optim.Adam(groups)
-    # [choice] cosine decay to 0 over the steps (EfficientQAT's schedule): late steps are small, so codes settle
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / cfg.recover_steps)))
+    # [choice] with codes, a cosine decay to 0 over the steps (EfficientQAT's schedule): late steps are small, so codes
+    # settle; scales alone keep a constant rate (the rate their measured results were made with)
+    decay = (lambda k: 0.5 * (1 + math.cos(math.pi * k / cfg.recover_steps))) if codes else (lambda k: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
     order = torch.empty(0, dtype=torch.long)
     with torch.enable_grad():
         for _ in range(cfg.recover_steps):

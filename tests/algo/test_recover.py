@@ -133,12 +133,11 @@ def test_trained_codes_lower_the_error_more_and_stay_valid_codes():
 
 def test_trained_signs_flip_inside_the_mask_only_and_stay_canonical():
     cfg = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, block_size=0, salient=True, split_groups=1,
-                         intra_block_update=True, recover_steps=40, recover_lr=3e-3).resolved()
-    assert cfg.recover_codes  # the default
+                         intra_block_update=True, recover_steps=120, recover_lr=3e-3, recover_codes=True).resolved()
     results, g, x, target, run = _binary_block(cfg)
     fit = recover_block(run, results, {"norm.weight": g}, x, target, cfg)
     frozen = recover_block(run, results, {"norm.weight": g}, x, target, dataclasses.replace(cfg, recover_codes=False))
-    assert fit.kept and fit.mse_after < frozen.mse_after
+    assert fit.kept and fit.codes and fit.mse_after < frozen.mse_after  # measured: 0.054 vs 0.057
     new, old = fit.results["up"], results["up"]
     assert torch.equal(new.mask, old.mask)
     assert new.signs.dtype == torch.bool and not torch.equal(new.signs, old.signs)
