@@ -8,7 +8,10 @@
  * attend_f16 reads a float16 cache: the file including this one first defines widen(src, dst, n), float16 bits to
  * float32 with its variant's conversion, and attend_f16 widens CHUNK positions of four key rows (four value rows) at a
  * time into a buffer on the stack, then runs the same lines as attend on it: the same sums in the same order, so its
- * result is attend's on the widened cache, bit for bit. */
+ * result is attend's on the widened cache, bit for bit.
+ * attend_block runs the same lines for several queries that read one head's cache (a prompt's query heads of one KV
+ * head, its consecutive tokens): a chunk of key rows or value rows is loaded once for all of them, and each query's
+ * result is still attend's, bit for bit. */
 #ifndef PBS2P_ATTENTION_IMPL_H
 #define PBS2P_ATTENTION_IMPL_H
 
@@ -82,6 +85,82 @@ static void attend(const float *restrict q, const float *restrict kt, size_t ldk
         values4(s[p] * inv, s[p + 1] * inv, s[p + 2] * inv, s[p + 3] * inv, v + (size_t)p * ldv,
                 v + (size_t)(p + 1) * ldv, v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, out, hd);
     for (; p < n; p++) values1(s[p] * inv, v + (size_t)p * ldv, out, hd);
+}
+
+/* Positions of the key chunk attend_block's scores run over before the next four key dimensions: the chunk's four key
+ * rows (4 KiB) and every query's scores on it stay in L1 while each query of the block reads them. */
+#define KEY_CHUNK 256
+/* Floats of value rows attend_block's weighted sums run over before the next rows (8 KiB, in L1 for every query). */
+#define VALUE_CHUNK_FLOATS 2048
+
+/* attend_block for at most PBS2P_ATTEND_MAX_QUERIES queries (one softmax factor each on the stack). */
+static void attend_block_part(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                              const int32_t *n, const float *restrict kt, size_t ldk, const float *restrict v,
+                              size_t ldv, int32_t hd, float scale, float *restrict s, size_t lds) {
+    float inv[PBS2P_ATTEND_MAX_QUERIES];
+    int32_t lo = first[0], hi = first[0] + n[0]; /* the positions some query sees */
+    for (int32_t i = 0; i < nq; i++) {
+        lo = first[i] < lo ? first[i] : lo;
+        hi = first[i] + n[i] > hi ? first[i] + n[i] : hi;
+        for (int32_t p = 0; p < n[i]; p++) s[(size_t)i * lds + (size_t)p] = 0.0f;
+    }
+    /* s_i[p - first_i] = q_i . key p: per position the sum over d runs in attend's order; chunks only reorder which
+     * position is summed when */
+    for (int32_t c0 = lo; c0 < hi; c0 += KEY_CHUNK) {
+        const int32_t c1 = hi - c0 < KEY_CHUNK ? hi : c0 + KEY_CHUNK;
+        int32_t d = 0;
+        for (; d + 4 <= hd; d += 4) {
+            const float *k0 = kt + (size_t)d * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+            for (int32_t i = 0; i < nq; i++) {
+                const int32_t a = c0 > first[i] ? c0 : first[i], e = first[i] + n[i], b = c1 < e ? c1 : e;
+                if (a >= b) continue;
+                const float *qi = q[i];
+                scores4(qi[d], qi[d + 1], qi[d + 2], qi[d + 3], k0 + a, k1 + a, k2 + a, k3 + a,
+                        s + (size_t)i * lds + (size_t)(a - first[i]), b - a);
+            }
+        }
+        for (; d < hd; d++)
+            for (int32_t i = 0; i < nq; i++) {
+                const int32_t a = c0 > first[i] ? c0 : first[i], e = first[i] + n[i], b = c1 < e ? c1 : e;
+                if (a >= b) continue;
+                scores1(q[i][d], kt + (size_t)d * ldk + (size_t)a, s + (size_t)i * lds + (size_t)(a - first[i]), b - a);
+            }
+    }
+    for (int32_t i = 0; i < nq; i++) {
+        inv[i] = softmax_weights(s + (size_t)i * lds, n[i], scale);
+        for (int32_t j = 0; j < hd; j++) out[i][j] = 0.0f;
+    }
+    /* out_i = sum_p s_i[p] inv_i value p, in attend's order: groups of four positions from first_i, then the last
+     * n_i % 4 one by one; a chunk takes the groups that start in it, then its single positions (all after every
+     * group) */
+    const int32_t vc = VALUE_CHUNK_FLOATS / hd >= 4 ? (VALUE_CHUNK_FLOATS / hd) & ~3 : 4;
+    for (int32_t c0 = lo; c0 < hi; c0 += vc) {
+        const int32_t c1 = hi - c0 < vc ? hi : c0 + vc;
+        for (int32_t i = 0; i < nq; i++) {
+            const int32_t f = first[i], e = f + n[i], full = f + (n[i] & ~3);
+            const float *si = s + (size_t)i * lds, w = inv[i];
+            float *o = out[i];
+            int32_t p = c0 <= f ? f : f + ((c0 - f + 3) & ~3);
+            for (; p < c1 && p < full; p += 4)
+                values4(si[p - f] * w, si[p - f + 1] * w, si[p - f + 2] * w, si[p - f + 3] * w, v + (size_t)p * ldv,
+                        v + (size_t)(p + 1) * ldv, v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, o, hd);
+            for (p = c0 > full ? c0 : full; p < c1 && p < e; p++) values1(si[p - f] * w, v + (size_t)p * ldv, o, hd);
+        }
+    }
+}
+
+/* nq queries that read the same head's cache (the query heads of one KV head, consecutive tokens): query i (q[i],
+ * hd floats) over positions first[i] .. first[i] + n[i] - 1 of kt and v, into out[i]; every result is attend's on
+ * that query's range, bit for bit (each score sums over d in attend's order, each query has attend's softmax on its
+ * own scores, each output sums over p in attend's order), while each key and value row loaded from memory serves
+ * every query that sees it. scores: nq rows of lds >= max n[i] floats. */
+static void attend_block(int32_t nq, const float *const *q, float *const *out, const int32_t *first, const int32_t *n,
+                         const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd, float scale, float *s,
+                         size_t lds) {
+    for (int32_t i0 = 0; i0 < nq; i0 += PBS2P_ATTEND_MAX_QUERIES) {
+        const int32_t m = nq - i0 < PBS2P_ATTEND_MAX_QUERIES ? nq - i0 : PBS2P_ATTEND_MAX_QUERIES;
+        attend_block_part(m, q + i0, out + i0, first + i0, n + i0, kt, ldk, v, ldv, hd, scale, s, lds);
+    }
 }
 
 #ifdef PBS2P_ATTEND_F16
