@@ -125,7 +125,10 @@ static void run_attention_blocks(void *arg) {
     const config *c = &j->m->c;
     const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
     const int32_t heads = group < PBS2P_ATTEND_MAX_QUERIES ? group : PBS2P_ATTEND_MAX_QUERIES; /* per block */
-    const int32_t head_blocks = (group + heads - 1) / heads, tokens = PBS2P_ATTEND_MAX_QUERIES / heads;
+    const int32_t head_blocks = (group + heads - 1) / heads;
+    int32_t tokens = PBS2P_ATTEND_MAX_QUERIES / heads; /* per block: a multiple of 4 queries where one fits (the
+                                                        * kernel takes queries four at a time) */
+    while (tokens > 1 && heads * tokens % 4) tokens--;
     const int32_t blocks = (j->T + tokens - 1) / tokens * c->n_head_kv * head_blocks;
     const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
     const int32_t window = j->m->w.blocks[j->l].window;
