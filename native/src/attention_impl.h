@@ -94,11 +94,15 @@ static void attend(const float *restrict q, const float *restrict kt, size_t ldk
 #define VALUE_CHUNK_FLOATS 2048
 
 /* scores4 of four queries (qa..qd: their four key-dimension values) on the same four key rows: each key element is
- * loaded once for the four, and each s line is scores4's sum, so each query's scores are scores4's bits. */
-static inline void scores4x4(const float *restrict qa, const float *restrict qb, const float *restrict qc,
-                             const float *restrict qd, const float *restrict k0, const float *restrict k1,
-                             const float *restrict k2, const float *restrict k3, float *restrict sa,
-                             float *restrict sb, float *restrict sc, float *restrict sd, int32_t n) {
+ * loaded once for the four, and each s line is scores4's sum, so each query's scores are scores4's bits. Not inlined:
+ * inside attend_block_part its eight row pointers were spilled and reloaded in the loop; alone they stay in
+ * registers (the call is once per 256 positions). */
+static __attribute__((noinline)) void scores4x4(const float *restrict qa, const float *restrict qb,
+                                                const float *restrict qc, const float *restrict qd,
+                                                const float *restrict k0, const float *restrict k1,
+                                                const float *restrict k2, const float *restrict k3,
+                                                float *restrict sa, float *restrict sb, float *restrict sc,
+                                                float *restrict sd, int32_t n) {
     const float a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3];
     const float c0 = qc[0], c1 = qc[1], c2 = qc[2], c3 = qc[3], d0 = qd[0], d1 = qd[1], d2 = qd[2], d3 = qd[3];
     for (int32_t p = 0; p < n; p++) {
@@ -110,11 +114,13 @@ static inline void scores4x4(const float *restrict qa, const float *restrict qb,
 }
 
 /* values4 of four queries (wa..wd: their weights of the four positions) on the same four value rows, each output
- * line values4's sum. */
-static inline void values4x4(const float *restrict wa, const float *restrict wb, const float *restrict wc,
-                             const float *restrict wd, const float *restrict v0, const float *restrict v1,
-                             const float *restrict v2, const float *restrict v3, float *restrict oa,
-                             float *restrict ob, float *restrict oc, float *restrict od, int32_t m) {
+ * line values4's sum. Not inlined, as scores4x4. */
+static __attribute__((noinline)) void values4x4(const float *restrict wa, const float *restrict wb,
+                                                const float *restrict wc, const float *restrict wd,
+                                                const float *restrict v0, const float *restrict v1,
+                                                const float *restrict v2, const float *restrict v3,
+                                                float *restrict oa, float *restrict ob, float *restrict oc,
+                                                float *restrict od, int32_t m) {
     const float a0 = wa[0], a1 = wa[1], a2 = wa[2], a3 = wa[3], b0 = wb[0], b1 = wb[1], b2 = wb[2], b3 = wb[3];
     const float c0 = wc[0], c1 = wc[1], c2 = wc[2], c3 = wc[3], d0 = wd[0], d1 = wd[1], d2 = wd[2], d3 = wd[3];
     for (int32_t j = 0; j < m; j++) {
