@@ -8,7 +8,10 @@
  * attend_f16 reads a float16 cache: the file including this one first defines widen(src, dst, n), float16 bits to
  * float32 with its variant's conversion, and attend_f16 widens CHUNK positions of four key rows (four value rows) at a
  * time into a buffer on the stack, then runs the same lines as attend on it: the same sums in the same order, so its
- * result is attend's on the widened cache, bit for bit. */
+ * result is attend's on the widened cache, bit for bit.
+ * attend_block runs the same lines for several queries that read one head's cache (a prompt's query heads of one KV
+ * head, its consecutive tokens): a chunk of key rows or value rows is loaded once for all of them, and each query's
+ * result is still attend's, bit for bit. */
 #ifndef PBS2P_ATTENTION_IMPL_H
 #define PBS2P_ATTENTION_IMPL_H
 
@@ -82,6 +85,191 @@ static void attend(const float *restrict q, const float *restrict kt, size_t ldk
         values4(s[p] * inv, s[p + 1] * inv, s[p + 2] * inv, s[p + 3] * inv, v + (size_t)p * ldv,
                 v + (size_t)(p + 1) * ldv, v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, out, hd);
     for (; p < n; p++) values1(s[p] * inv, v + (size_t)p * ldv, out, hd);
+}
+
+/* Positions of the key chunk attend_block's scores run over before the next four key dimensions: the chunk's four key
+ * rows (4 KiB) and every query's scores on it stay in L1 while each query of the block reads them. */
+#define KEY_CHUNK 256
+/* Floats of value rows attend_block's weighted sums run over before the next rows (8 KiB, in L1 for every query). */
+#define VALUE_CHUNK_FLOATS 2048
+
+/* scores4 of four queries (qa..qd: their four key-dimension values) on the same four key rows: each key element is
+ * loaded once for the four, and each s line is scores4's sum, so each query's scores are scores4's bits. Not inlined:
+ * inside attend_block_part its eight row pointers were spilled and reloaded in the loop; alone they stay in
+ * registers (the call is once per 256 positions). */
+static __attribute__((noinline)) void scores4x4(const float *restrict qa, const float *restrict qb,
+                                                const float *restrict qc, const float *restrict qd,
+                                                const float *restrict k0, const float *restrict k1,
+                                                const float *restrict k2, const float *restrict k3,
+                                                float *restrict sa, float *restrict sb, float *restrict sc,
+                                                float *restrict sd, int32_t n) {
+    const float a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3];
+    const float c0 = qc[0], c1 = qc[1], c2 = qc[2], c3 = qc[3], d0 = qd[0], d1 = qd[1], d2 = qd[2], d3 = qd[3];
+    for (int32_t p = 0; p < n; p++) {
+        sa[p] += a0 * k0[p] + a1 * k1[p] + a2 * k2[p] + a3 * k3[p];
+        sb[p] += b0 * k0[p] + b1 * k1[p] + b2 * k2[p] + b3 * k3[p];
+        sc[p] += c0 * k0[p] + c1 * k1[p] + c2 * k2[p] + c3 * k3[p];
+        sd[p] += d0 * k0[p] + d1 * k1[p] + d2 * k2[p] + d3 * k3[p];
+    }
+}
+
+/* values4 of four queries (wa..wd: their weights of the four positions) on the same four value rows, each output
+ * line values4's sum. Not inlined, as scores4x4. */
+static __attribute__((noinline)) void values4x4(const float *restrict wa, const float *restrict wb,
+                                                const float *restrict wc, const float *restrict wd,
+                                                const float *restrict v0, const float *restrict v1,
+                                                const float *restrict v2, const float *restrict v3,
+                                                float *restrict oa, float *restrict ob, float *restrict oc,
+                                                float *restrict od, int32_t m) {
+    const float a0 = wa[0], a1 = wa[1], a2 = wa[2], a3 = wa[3], b0 = wb[0], b1 = wb[1], b2 = wb[2], b3 = wb[3];
+    const float c0 = wc[0], c1 = wc[1], c2 = wc[2], c3 = wc[3], d0 = wd[0], d1 = wd[1], d2 = wd[2], d3 = wd[3];
+    for (int32_t j = 0; j < m; j++) {
+        oa[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j];
+        ob[j] += b0 * v0[j] + b1 * v1[j] + b2 * v2[j] + b3 * v3[j];
+        oc[j] += c0 * v0[j] + c1 * v1[j] + c2 * v2[j] + c3 * v3[j];
+        od[j] += d0 * v0[j] + d1 * v1[j] + d2 * v2[j] + d3 * v3[j];
+    }
+}
+
+/* The positions [*a, *b) of [c0, c1) that a query seeing first .. first + n - 1 sees (empty: *a >= *b). */
+static inline void seen(int32_t c0, int32_t c1, int32_t first, int32_t n, int32_t *a, int32_t *b) {
+    *a = c0 > first ? c0 : first;
+    *b = c1 < first + n ? c1 : first + n;
+}
+
+/* One query's part of a value chunk [c0, c1): its groups of four positions from the group start p that start before
+ * c1, then its single positions (the last n % 4, after every group) in the chunk. s: its scores from position f,
+ * w: its softmax factor. */
+static inline void values_rest(const float *restrict s, float w, int32_t f, int32_t n, int32_t p, int32_t c0,
+                               int32_t c1, const float *restrict v, size_t ldv, float *restrict o, int32_t hd) {
+    const int32_t full = f + (n & ~3), e = f + n;
+    for (; p < c1 && p < full; p += 4)
+        values4(s[p - f] * w, s[p - f + 1] * w, s[p - f + 2] * w, s[p - f + 3] * w, v + (size_t)p * ldv,
+                v + (size_t)(p + 1) * ldv, v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, o, hd);
+    for (p = c0 > full ? c0 : full; p < c1 && p < e; p++) values1(s[p - f] * w, v + (size_t)p * ldv, o, hd);
+}
+
+/* The first group start (first + 4k) at or after c0. */
+static inline int32_t group_from(int32_t c0, int32_t first) {
+    return c0 <= first ? first : first + ((c0 - first + 3) & ~3);
+}
+
+/* attend_block for at most PBS2P_ATTEND_MAX_QUERIES queries (one softmax factor each on the stack). Queries go four
+ * at a time through scores4x4 / values4x4 on the positions all four see (the same group starts, for the values),
+ * one at a time on the rest. */
+static void attend_block_part(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                              const int32_t *n, const float *restrict kt, size_t ldk, const float *restrict v,
+                              size_t ldv, int32_t hd, float scale, float *restrict s, size_t lds) {
+    float inv[PBS2P_ATTEND_MAX_QUERIES];
+    int32_t lo = first[0], hi = first[0] + n[0]; /* the positions some query sees */
+    for (int32_t i = 0; i < nq; i++) {
+        lo = first[i] < lo ? first[i] : lo;
+        hi = first[i] + n[i] > hi ? first[i] + n[i] : hi;
+        for (int32_t p = 0; p < n[i]; p++) s[(size_t)i * lds + (size_t)p] = 0.0f;
+    }
+    /* s_i[p - first_i] = q_i . key p: per position the sum over d runs in attend's order; chunks and quads only
+     * reorder which position is summed when */
+    for (int32_t c0 = lo; c0 < hi; c0 += KEY_CHUNK) {
+        const int32_t c1 = hi - c0 < KEY_CHUNK ? hi : c0 + KEY_CHUNK;
+        int32_t d = 0;
+        for (; d + 4 <= hd; d += 4) {
+            const float *k0 = kt + (size_t)d * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+            int32_t i = 0, a[4], b[4];
+            for (; i + 4 <= nq; i += 4) {
+                int32_t A = c0, B = c1; /* the positions all four see */
+                for (int r = 0; r < 4; r++) {
+                    seen(c0, c1, first[i + r], n[i + r], &a[r], &b[r]);
+                    A = a[r] > A ? a[r] : A;
+                    B = b[r] < B ? b[r] : B;
+                }
+                if (A >= B) A = B = c1; /* none: each query alone below */
+                else
+                    scores4x4(q[i] + d, q[i + 1] + d, q[i + 2] + d, q[i + 3] + d, k0 + A, k1 + A, k2 + A, k3 + A,
+                              s + (size_t)i * lds + (size_t)(A - first[i]),
+                              s + (size_t)(i + 1) * lds + (size_t)(A - first[i + 1]),
+                              s + (size_t)(i + 2) * lds + (size_t)(A - first[i + 2]),
+                              s + (size_t)(i + 3) * lds + (size_t)(A - first[i + 3]), B - A);
+                for (int r = 0; r < 4; r++) { /* [a, A) and [B, b) */
+                    const float *qr = q[i + r] + d;
+                    float *sr = s + (size_t)(i + r) * lds;
+                    const int32_t lo_end = A < b[r] ? A : b[r], hi_start = B > a[r] ? B : a[r];
+                    if (a[r] < lo_end)
+                        scores4(qr[0], qr[1], qr[2], qr[3], k0 + a[r], k1 + a[r], k2 + a[r], k3 + a[r],
+                                sr + (a[r] - first[i + r]), lo_end - a[r]);
+                    if (hi_start < b[r])
+                        scores4(qr[0], qr[1], qr[2], qr[3], k0 + hi_start, k1 + hi_start, k2 + hi_start,
+                                k3 + hi_start, sr + (hi_start - first[i + r]), b[r] - hi_start);
+                }
+            }
+            for (; i < nq; i++) {
+                seen(c0, c1, first[i], n[i], &a[0], &b[0]);
+                if (a[0] >= b[0]) continue;
+                const float *qi = q[i] + d;
+                scores4(qi[0], qi[1], qi[2], qi[3], k0 + a[0], k1 + a[0], k2 + a[0], k3 + a[0],
+                        s + (size_t)i * lds + (size_t)(a[0] - first[i]), b[0] - a[0]);
+            }
+        }
+        for (; d < hd; d++)
+            for (int32_t i = 0; i < nq; i++) {
+                int32_t a, b;
+                seen(c0, c1, first[i], n[i], &a, &b);
+                if (a >= b) continue;
+                scores1(q[i][d], kt + (size_t)d * ldk + (size_t)a, s + (size_t)i * lds + (size_t)(a - first[i]),
+                        b - a);
+            }
+    }
+    for (int32_t i = 0; i < nq; i++) {
+        inv[i] = softmax_weights(s + (size_t)i * lds, n[i], scale);
+        for (int32_t j = 0; j < hd; j++) out[i][j] = 0.0f;
+    }
+    /* out_i = sum_p s_i[p] inv_i value p, in attend's order: groups of four positions from first_i, then the last
+     * n_i % 4 one by one; a chunk takes the groups that start in it, then its single positions (all after every
+     * group) */
+    const int32_t vc = VALUE_CHUNK_FLOATS / hd >= 4 ? (VALUE_CHUNK_FLOATS / hd) & ~3 : 4;
+    for (int32_t c0 = lo; c0 < hi; c0 += vc) {
+        const int32_t c1 = hi - c0 < vc ? hi : c0 + vc;
+        int32_t i = 0;
+        for (; i + 4 <= nq; i += 4) {
+            const int32_t f = first[i];
+            int32_t p = group_from(c0, f);
+            if (first[i + 1] == f && first[i + 2] == f && first[i + 3] == f) { /* the same group starts */
+                int32_t full = n[i];
+                for (int r = 1; r < 4; r++) full = n[i + r] < full ? n[i + r] : full;
+                full = f + (full & ~3); /* the groups all four have */
+                for (; p < c1 && p < full; p += 4) {
+                    float w[4][4];
+                    for (int r = 0; r < 4; r++)
+                        for (int k = 0; k < 4; k++)
+                            w[r][k] = s[(size_t)(i + r) * lds + (size_t)(p - f + k)] * inv[i + r];
+                    values4x4(w[0], w[1], w[2], w[3], v + (size_t)p * ldv, v + (size_t)(p + 1) * ldv,
+                              v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, out[i], out[i + 1], out[i + 2],
+                              out[i + 3], hd);
+                }
+                for (int r = 0; r < 4; r++)
+                    values_rest(s + (size_t)(i + r) * lds, inv[i + r], f, n[i + r], p, c0, c1, v, ldv, out[i + r], hd);
+            } else
+                for (int r = 0; r < 4; r++)
+                    values_rest(s + (size_t)(i + r) * lds, inv[i + r], first[i + r], n[i + r],
+                                group_from(c0, first[i + r]), c0, c1, v, ldv, out[i + r], hd);
+        }
+        for (; i < nq; i++)
+            values_rest(s + (size_t)i * lds, inv[i], first[i], n[i], group_from(c0, first[i]), c0, c1, v, ldv, out[i],
+                        hd);
+    }
+}
+
+/* nq queries that read the same head's cache (the query heads of one KV head, consecutive tokens): query i (q[i],
+ * hd floats) over positions first[i] .. first[i] + n[i] - 1 of kt and v, into out[i]; every result is attend's on
+ * that query's range, bit for bit (each score sums over d in attend's order, each query has attend's softmax on its
+ * own scores, each output sums over p in attend's order), while each key and value row loaded from memory serves
+ * every query that sees it. scores: nq rows of lds >= max n[i] floats. */
+static void attend_block(int32_t nq, const float *const *q, float *const *out, const int32_t *first, const int32_t *n,
+                         const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd, float scale, float *s,
+                         size_t lds) {
+    for (int32_t i0 = 0; i0 < nq; i0 += PBS2P_ATTEND_MAX_QUERIES) {
+        const int32_t m = nq - i0 < PBS2P_ATTEND_MAX_QUERIES ? nq - i0 : PBS2P_ATTEND_MAX_QUERIES;
+        attend_block_part(m, q + i0, out + i0, first + i0, n + i0, kt, ldk, v, ldv, hd, scale, s, lds);
+    }
 }
 
 #ifdef PBS2P_ATTEND_F16

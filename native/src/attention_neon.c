@@ -1,4 +1,4 @@
-/* attention_neon.c — attention_impl.h compiled for the neon variant, float32 and float16 caches. */
+/* attention_neon.c — attention_impl.h for the neon variant: one query or a block, float32 or float16 cache. */
 #include "internal.h"
 #include <arm_neon.h>
 
@@ -15,6 +15,12 @@ static inline void widen(const uint16_t *restrict src, float *restrict dst, int3
 void pbs2p_attend_neon(const float *q, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t n, int32_t hd,
                        float scale, float *scores, float *out) {
     attend(q, kt, ldk, v, ldv, n, hd, scale, scores, out);
+}
+
+void pbs2p_attend_block_neon(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                             const int32_t *n, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd,
+                             float scale, float *scores, size_t lds) {
+    attend_block(nq, q, out, first, n, kt, ldk, v, ldv, hd, scale, scores, lds);
 }
 
 void pbs2p_attend_f16_neon(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,

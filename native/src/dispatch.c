@@ -18,6 +18,7 @@ typedef struct variant {
     pbs2p_dense_fn dense;
     pbs2p_qdense_fn qdense;
     pbs2p_attend_fn attend;
+    pbs2p_attend_block_fn attend_block;
     pbs2p_attend_f16_fn attend_f16;
     pbs2p_widen_fn widen;
     int (*cpu_has)(void);
@@ -67,7 +68,7 @@ static const variant variants[] = {
 #else
      pbs2p_qdense_rows_ref,
 #endif
-     pbs2p_attend_avx512, pbs2p_attend_f16_avx512, pbs2p_widen_avx512, has_avx512,
+     pbs2p_attend_avx512, pbs2p_attend_block_avx512, pbs2p_attend_f16_avx512, pbs2p_widen_avx512, has_avx512,
 #ifdef PBS2P_HAVE_AVX512_VNNI
      pbs2p_qdense_rows_avx512, has_avx512_vnni
 #else
@@ -77,11 +78,11 @@ static const variant variants[] = {
 #endif
 #ifdef PBS2P_HAVE_AVX2
     {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_qdense_rows_avx2, pbs2p_attend_avx2,
-     pbs2p_attend_f16_avx2, pbs2p_widen_avx2, has_avx2, NULL, NULL},
+     pbs2p_attend_block_avx2, pbs2p_attend_f16_avx2, pbs2p_widen_avx2, has_avx2, NULL, NULL},
 #endif
 #ifdef PBS2P_HAVE_NEON
     {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_qdense_rows_neon, pbs2p_attend_neon,
-     pbs2p_attend_f16_neon, pbs2p_widen_neon, always,
+     pbs2p_attend_block_neon, pbs2p_attend_f16_neon, pbs2p_widen_neon, always,
 #ifdef PBS2P_HAVE_NEON_DOTPROD
      pbs2p_qdense_rows_dotprod, has_dotprod
 #else
@@ -90,7 +91,7 @@ static const variant variants[] = {
     },
 #endif
     {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_qdense_rows_ref, pbs2p_attend_ref,
-     pbs2p_attend_f16_ref, pbs2p_widen_ref, always, NULL, NULL},
+     pbs2p_attend_block_ref, pbs2p_attend_f16_ref, pbs2p_widen_ref, always, NULL, NULL},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -157,7 +158,8 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     }
     pthread_mutex_unlock(&lock);
     if (v) {
-        *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_f16, v->widen};
+        *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_block, v->attend_f16,
+                                v->widen};
     }
     return v != NULL;
 }

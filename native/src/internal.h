@@ -245,6 +245,33 @@ void pbs2p_attend_neon(const float *q, const float *kt, size_t ldk, const float 
                        float scale, float *scores, float *out);
 #endif
 
+/* Several queries that read one head's cache at once: query i (q[i], hd floats) over positions first[i] ..
+ * first[i] + n[i] - 1 of kt / v (the layout of attend), into out[i], each bit for bit the variant's attend on its own
+ * range; the key and value rows are loaded once for all of them. scores: nq rows of lds >= max n[i] floats. Any nq;
+ * the kernel takes them PBS2P_ATTEND_MAX_QUERIES at a time. */
+#define PBS2P_ATTEND_MAX_QUERIES 16
+typedef void (*pbs2p_attend_block_fn)(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                                      const int32_t *n, const float *kt, size_t ldk, const float *v, size_t ldv,
+                                      int32_t hd, float scale, float *scores, size_t lds);
+void pbs2p_attend_block_ref(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                            const int32_t *n, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd,
+                            float scale, float *scores, size_t lds);
+#ifdef PBS2P_HAVE_AVX2
+void pbs2p_attend_block_avx2(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                             const int32_t *n, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd,
+                             float scale, float *scores, size_t lds);
+#endif
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_attend_block_avx512(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                               const int32_t *n, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd,
+                               float scale, float *scores, size_t lds);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_attend_block_neon(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
+                             const int32_t *n, const float *kt, size_t ldk, const float *v, size_t ldv, int32_t hd,
+                             float scale, float *scores, size_t lds);
+#endif
+
 /* The same over a float16 cache (keys and values as float16 bits): bit for bit the float32 kernel of the variant on
  * the widened values. */
 typedef void (*pbs2p_attend_f16_fn)(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv,
@@ -283,6 +310,7 @@ typedef struct pbs2p_kernels {
     pbs2p_dense_fn dense;   /* F16 matrices */
     pbs2p_qdense_fn qdense; /* every other dense type */
     pbs2p_attend_fn attend;
+    pbs2p_attend_block_fn attend_block; /* a prompt's queries, several per head */
     pbs2p_attend_f16_fn attend_f16;
     pbs2p_widen_fn widen;
 } pbs2p_kernels;

@@ -72,12 +72,16 @@ typedef struct attention_job {
     run_state *s;
     pbs2p_attend_fn attend;
     pbs2p_attend_f16_fn attend_f16;
+    pbs2p_attend_block_fn attend_block;
     int32_t l, T, n_past;
-    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H */
+    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H; with block_scores
+                            * its blocks (see run_attention_blocks) */
     float *scores;         /* (n_ctx,) this job's attention weights */
     const float *wkey;     /* a float16 cache's layer widened once (see attention), or NULL: keys (KVD, wldk) */
     const float *wvalue;   /* its values (positions, KVD) */
     size_t wldk;
+    float *block_scores;   /* (PBS2P_ATTEND_MAX_QUERIES, n_past + T) this job's weights of a block, or NULL: one
+                            * query at a time */
 } attention_job;
 
 /* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
@@ -110,6 +114,57 @@ static void run_attention(void *arg) {
     }
 }
 
+/* A prompt's attention a block of queries at a time (attend_block): the query heads of one KV head (all of them, or
+ * PBS2P_ATTEND_MAX_QUERIES) for as many consecutive tokens as fill a block, so each key and value row read serves up
+ * to PBS2P_ATTEND_MAX_QUERIES queries; every query's result is run_attention's, bit for bit. Block b of the job's
+ * b = first, first + stride, ...: token block b / (Hkv * head blocks), KV head and head block from the rest, so a
+ * thread's blocks spread over the prompt (later tokens see more positions). Keys and values are float32: the cache's
+ * or the widened copy. */
+static void run_attention_blocks(void *arg) {
+    const attention_job *j = arg;
+    const config *c = &j->m->c;
+    const int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
+    const int32_t heads = group < PBS2P_ATTEND_MAX_QUERIES ? group : PBS2P_ATTEND_MAX_QUERIES; /* per block */
+    const int32_t head_blocks = (group + heads - 1) / heads;
+    int32_t tokens = PBS2P_ATTEND_MAX_QUERIES / heads; /* per block: a multiple of 4 queries where one fits (the
+                                                        * kernel takes queries four at a time) */
+    while (tokens > 1 && heads * tokens % 4) tokens--;
+    const int32_t blocks = (j->T + tokens - 1) / tokens * c->n_head_kv * head_blocks;
+    const size_t QD = (size_t)c->n_head * hd, KVD = (size_t)c->n_head_kv * hd, n_ctx = (size_t)j->m->n_ctx;
+    const int32_t window = j->m->w.blocks[j->l].window;
+    const float *key, *value;
+    size_t ldk;
+    if (j->wkey) {
+        key = j->wkey, value = j->wvalue, ldk = j->wldk;
+    } else {
+        ldk = j->m->kv.ldk;
+        key = (const float *)j->m->kv.key + (size_t)j->l * KVD * ldk;
+        value = (const float *)j->m->kv.value + (size_t)j->l * n_ctx * KVD;
+    }
+    const float *q[PBS2P_ATTEND_MAX_QUERIES];
+    float *out[PBS2P_ATTEND_MAX_QUERIES];
+    int32_t first[PBS2P_ATTEND_MAX_QUERIES], n[PBS2P_ATTEND_MAX_QUERIES];
+    for (int32_t b = j->first; b < blocks; b += j->stride) {
+        const int32_t t0 = b / (c->n_head_kv * head_blocks) * tokens, g = b % (c->n_head_kv * head_blocks);
+        const int32_t kvh = g / head_blocks, h0 = kvh * group + g % head_blocks * heads;
+        const int32_t t1 = t0 + tokens < j->T ? t0 + tokens : j->T, h_end = (kvh + 1) * group;
+        const int32_t h1 = h0 + heads < h_end ? h0 + heads : h_end;
+        int32_t nq = 0;
+        for (int32_t t = t0; t < t1; t++) {
+            const int32_t end = j->n_past + t + 1, start = window && end > window ? end - window : 0;
+            for (int32_t h = h0; h < h1; h++, nq++) {
+                q[nq] = j->s->q + (size_t)t * QD + (size_t)h * hd;
+                out[nq] = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
+                first[nq] = start;
+                n[nq] = end - start;
+            }
+        }
+        const size_t kv_off = (size_t)kvh * hd;
+        j->attend_block(nq, q, out, first, n, key + kv_off * ldk, ldk, value + kv_off, KVD, hd, c->score_scale,
+                        j->block_scores, (size_t)j->n_past + (size_t)j->T);
+    }
+}
+
 /* A prompt of at least WIDEN_MIN_TOKENS tokens on a float16 cache: attend_f16 would widen each visible position again
  * for every (token, head) pair, T x H times over (17 % of a 256-token SmolLM2 prompt); instead the layer's visible
  * keys and values are widened once into float32 and attend runs on them, which is what attend_f16 computes, bit for
@@ -131,7 +186,9 @@ static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t 
 }
 
 /* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l, its (token, head) pairs
- * split across the pool's threads. */
+ * split across the pool's threads. A prompt of at least WIDEN_MIN_TOKENS tokens on float32 keys (a float32 cache, or
+ * a float16 one widened) runs in blocks of queries (run_attention_blocks), the same bits; decode, or a prompt whose
+ * block scores cannot be had, one query at a time. */
 static pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
     const config *c = &m->c;
     pbs2p_kernels k;
@@ -141,11 +198,16 @@ static pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int
     const int nt = threads_for(m->pool, work, T * c->n_head);
     const size_t n = (size_t)n_past + (size_t)T, KVD = (size_t)c->n_head_kv * c->head_dim;
     float *wide = widened_layer(m, k.widen, l, T, n);
+    const int blocked = T >= WIDEN_MIN_TOKENS && (wide || !m->kv.f16);
+    /* (threads, PBS2P_ATTEND_MAX_QUERIES, n): 2 MiB per thread at 32 k positions */
+    float *block_scores = blocked ? malloc((size_t)nt * PBS2P_ATTEND_MAX_QUERIES * n * sizeof(float)) : NULL;
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
-        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, l, T, n_past, b, nt, s->scores + (size_t)b * m->n_ctx,
-                                  wide, wide ? wide + n * KVD : NULL, n};
-    pbs2p_pool_run(m->pool, run_attention, jobs, sizeof jobs[0], nt);
+        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, k.attend_block, l, T, n_past, b, nt,
+                                  s->scores + (size_t)b * m->n_ctx, wide, wide ? wide + n * KVD : NULL, n,
+                                  block_scores ? block_scores + (size_t)b * PBS2P_ATTEND_MAX_QUERIES * n : NULL};
+    pbs2p_pool_run(m->pool, block_scores ? run_attention_blocks : run_attention, jobs, sizeof jobs[0], nt);
+    free(block_scores);
     free(wide);
     return PBS2P_OK;
 }

@@ -3,8 +3,10 @@
  * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); the
  * float16-cache kernel (attend_f16) bit for bit the float32 one on the widened cache, past its chunk of 256 positions
  * and columns; each variant's widen (its float16 -> float32 rows, model_forward.c's once-per-layer copy) against
- * pbs2p_half_to_float on every float16, at a length that leaves every remainder; float32 -> float16 rounding (pbs2p_float_to_half) against every float16; and the softmax's e^x
- * (exp_approx.h) against libm's exp in double. */
+ * pbs2p_half_to_float on every float16, at a length that leaves every remainder; the block kernel (attend_block:
+ * query heads sharing a KV head, consecutive causal tokens, sliding windows) bit for bit attend on each query;
+ * float32 -> float16 rounding (pbs2p_float_to_half) against every float16; and the softmax's e^x (exp_approx.h)
+ * against libm's exp in double. */
 #include "internal.h"
 #include "exp_approx.h"
 #define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
@@ -61,6 +63,42 @@ static void check_f16(const char *name, const pbs2p_kernels *k, int32_t hd, int3
     for (int32_t d = 0; d < hd; d++) same &= memcmp(&got[d], &want[d], sizeof(float)) == 0;
     CHECK(same, "%s attend_f16 hd=%d n=%d differs from attend on the widened cache", name, hd, n);
     free(kh); free(vh); free(q); free(kt); free(v); free(scores); free(want); free(got);
+}
+
+/* attend_block of nq queries equals attend of each query on its own range, every bit. The queries are `heads` query
+ * heads of consecutive tokens: query i ends at n0 + i / heads + 1 (a causal prompt: a later token sees more; heads =
+ * 1: one head's tokens, heads >= nq: one token's heads, all the same range), and starts at 0 or, with a window,
+ * window positions before its end (a sliding window). */
+static void check_block(const char *name, const pbs2p_kernels *k, int32_t hd, int32_t n0, int32_t nq, int32_t heads,
+                        int32_t window) {
+    const int32_t n_all = n0 + (nq + heads - 1) / heads; /* positions the last query sees */
+    const size_t ldk = (size_t)n_all + 3, ldv = (size_t)hd + 5, lds = (size_t)n_all + 1;
+    float *q = malloc(sizeof(float) * hd * nq), *kt = malloc(sizeof(float) * hd * ldk);
+    float *v = malloc(sizeof(float) * n_all * ldv), *scores = malloc(sizeof(float) * lds * nq);
+    float *want = malloc(sizeof(float) * hd), *got = malloc(sizeof(float) * hd * nq);
+    const float **qp = malloc(sizeof *qp * nq);
+    float **op = malloc(sizeof *op * nq);
+    int32_t *first = malloc(sizeof *first * nq), *n = malloc(sizeof *n * nq);
+    for (size_t i = 0; i < (size_t)hd * nq; i++) q[i] = 2.0f * rnd_unit();
+    for (size_t i = 0; i < (size_t)hd * ldk; i++) kt[i] = 2.0f * rnd_unit();
+    for (size_t i = 0; i < (size_t)n_all * ldv; i++) v[i] = rnd_unit();
+    for (int32_t i = 0; i < nq; i++) {
+        const int32_t end = n0 + i / heads + 1;
+        first[i] = window && end > window ? end - window : 0;
+        n[i] = end - first[i];
+        qp[i] = q + (size_t)i * hd;
+        op[i] = got + (size_t)i * hd;
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    k->attend_block(nq, qp, op, first, n, kt, ldk, v, ldv, hd, scale, scores, lds);
+    int32_t bad = -1;
+    for (int32_t i = 0; i < nq && bad < 0; i++) {
+        k->attend(qp[i], kt + first[i], ldk, v + (size_t)first[i] * ldv, ldv, n[i], hd, scale, scores, want);
+        if (memcmp(want, op[i], sizeof(float) * hd) != 0) bad = i;
+    }
+    CHECK(bad < 0, "%s attend_block hd=%d n0=%d nq=%d heads=%d window=%d: query %d differs from attend", name, hd,
+          n0, nq, heads, window, bad);
+    free(q); free(kt); free(v); free(scores); free(want); free(got); free(qp); free(op); free(first); free(n);
 }
 
 /* pbs2p_float_to_half: every float16 comes back exactly; a float between two neighbours rounds to the nearer, a tie
@@ -139,6 +177,16 @@ int main(void) {
         static const int32_t hds16[] = {1, 3, 64, 67, 300}, ns16[] = {1, 5, 255, 256, 257, 600};
         for (size_t a = 0; a < sizeof hds16 / sizeof hds16[0]; a++)
             for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++) check_f16(names[i], &k, hds16[a], ns16[b]);
+        /* SmolLM2 (hd 64) and Gemma 3 (hd 256) heads, odd ones; key chunks of 256 and value groups of 4 cut anywhere;
+         * every block size up to the kernel's and past it */
+        static const int32_t hdsb[] = {1, 3, 64, 67, 256}, nsb[] = {0, 4, 16, 254, 300}, heads[] = {1, 3, 16};
+        for (size_t a = 0; a < sizeof hdsb / sizeof hdsb[0]; a++)
+            for (size_t b = 0; b < sizeof nsb / sizeof nsb[0]; b++)
+                for (int32_t nq = 1; nq <= PBS2P_ATTEND_MAX_QUERIES + 5; nq += nq < PBS2P_ATTEND_MAX_QUERIES ? 1 : 5)
+                    for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+                        check_block(names[i], &k, hdsb[a], nsb[b], nq, heads[h], 0);
+                        check_block(names[i], &k, hdsb[a], nsb[b], nq, heads[h], 7);
+                    }
         printf("attention %s: ok\n", names[i]);
     }
     pbs2p_kernel_select(NULL);

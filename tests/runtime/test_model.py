@@ -645,14 +645,16 @@ def test_f16_kv_cache_is_the_default_and_close_to_f32(exported, tiny_ids, name):
         assert a.ppl == pytest.approx(b.ppl, rel=1e-3) and a.ppl != b.ppl
 
 
+@pytest.mark.parametrize("kv, n_threads", [("f16", 1), ("f16", 2), ("f32", 2)])
 @pytest.mark.parametrize("name", ["tied", "qwen2_window", "gemma3", "opt_untied"])
-def test_a_long_prompt_on_the_f16_cache_reads_it_as_short_batches_do(exported, name):
-    """From 16 tokens a batch widens its layer's float16 keys and values once and attends on float32 (model_forward.c,
-    widened_layer); shorter batches read the cache through attend_f16. The two give the same bits, sliding windows
-    included: one 40-token batch against 15 + 15 + 10, whose linears give every token's row the same bits too."""
+def test_a_long_prompt_reads_the_cache_as_short_batches_do(exported, name, kv, n_threads):
+    """From 16 tokens a batch attends on float32 keys (a float16 layer widened once: model_forward.c, widened_layer)
+    in blocks of queries per KV head (attend_block); shorter batches attend one query at a time, through attend_f16 on
+    a float16 cache. The two give the same bits, sliding windows included, however the blocks are split over threads:
+    one 40-token batch against 15 + 15 + 10, whose linears give every token's row the same bits too."""
     _, path, _ = exported[name]
     ids = np.arange(3, 43, dtype=np.int32) % 300
-    with NativeModel(path, n_ctx=48) as m:
+    with NativeModel(path, n_ctx=48, kv=kv, n_threads=n_threads) as m:
         whole = m.eval(ids, 0)
         m.reset()
         parts = np.concatenate([m.eval(ids[:15], 0), m.eval(ids[15:30], 15), m.eval(ids[30:], 30)])
