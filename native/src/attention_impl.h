@@ -93,41 +93,25 @@ static void attend(const float *restrict q, const float *restrict kt, size_t ldk
 /* Floats of value rows attend_block's weighted sums run over before the next rows (8 KiB, in L1 for every query). */
 #define VALUE_CHUNK_FLOATS 2048
 
-/* scores4 of four queries (qa..qd: their four key-dimension values) on the same four key rows: each key element is
- * loaded once for the four, and each s line is scores4's sum, so each query's scores are scores4's bits. Not inlined:
- * inside attend_block_part its eight row pointers were spilled and reloaded in the loop; alone they stay in
- * registers (the call is once per 256 positions). */
-static __attribute__((noinline)) void scores4x4(const float *restrict qa, const float *restrict qb,
-                                                const float *restrict qc, const float *restrict qd,
-                                                const float *restrict k0, const float *restrict k1,
-                                                const float *restrict k2, const float *restrict k3,
-                                                float *restrict sa, float *restrict sb, float *restrict sc,
-                                                float *restrict sd, int32_t n) {
-    const float a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3];
-    const float c0 = qc[0], c1 = qc[1], c2 = qc[2], c3 = qc[3], d0 = qd[0], d1 = qd[1], d2 = qd[2], d3 = qd[3];
-    for (int32_t p = 0; p < n; p++) {
-        sa[p] += a0 * k0[p] + a1 * k1[p] + a2 * k2[p] + a3 * k3[p];
-        sb[p] += b0 * k0[p] + b1 * k1[p] + b2 * k2[p] + b3 * k3[p];
-        sc[p] += c0 * k0[p] + c1 * k1[p] + c2 * k2[p] + c3 * k3[p];
-        sd[p] += d0 * k0[p] + d1 * k1[p] + d2 * k2[p] + d3 * k3[p];
-    }
-}
-
-/* values4 of four queries (wa..wd: their weights of the four positions) on the same four value rows, each output
- * line values4's sum. Not inlined, as scores4x4. */
-static __attribute__((noinline)) void values4x4(const float *restrict wa, const float *restrict wb,
-                                                const float *restrict wc, const float *restrict wd,
-                                                const float *restrict v0, const float *restrict v1,
-                                                const float *restrict v2, const float *restrict v3,
-                                                float *restrict oa, float *restrict ob, float *restrict oc,
-                                                float *restrict od, int32_t m) {
-    const float a0 = wa[0], a1 = wa[1], a2 = wa[2], a3 = wa[3], b0 = wb[0], b1 = wb[1], b2 = wb[2], b3 = wb[3];
-    const float c0 = wc[0], c1 = wc[1], c2 = wc[2], c3 = wc[3], d0 = wd[0], d1 = wd[1], d2 = wd[2], d3 = wd[3];
-    for (int32_t j = 0; j < m; j++) {
-        oa[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j];
-        ob[j] += b0 * v0[j] + b1 * v1[j] + b2 * v2[j] + b3 * v3[j];
-        oc[j] += c0 * v0[j] + c1 * v1[j] + c2 * v2[j] + c3 * v3[j];
-        od[j] += d0 * v0[j] + d1 * v1[j] + d2 * v2[j] + d3 * v3[j];
+/* Four queries' multiply-adds on the same four rows: out_x[i] += x0 r0[i] + x1 r1[i] + x2 r2[i] + x3 r3[i] for
+ * i < n, x = a..d (each query's four coefficients), each row element loaded once for the four. The scores use it with
+ * four key dimensions of each query on four key rows (each line is scores4's sum), the weighted sums with four
+ * positions' weights on four value rows (each line values4's), so every query keeps attend's bits. Not inlined: inside
+ * attend_block_part its eight row pointers were spilled and reloaded in the loop; alone they stay in registers (one
+ * call per 256 positions or 2048 value floats). */
+static __attribute__((noinline)) void madd4x4(const float *restrict xa, const float *restrict xb,
+                                              const float *restrict xc, const float *restrict xd,
+                                              const float *restrict r0, const float *restrict r1,
+                                              const float *restrict r2, const float *restrict r3,
+                                              float *restrict oa, float *restrict ob, float *restrict oc,
+                                              float *restrict od, int32_t n) {
+    const float a0 = xa[0], a1 = xa[1], a2 = xa[2], a3 = xa[3], b0 = xb[0], b1 = xb[1], b2 = xb[2], b3 = xb[3];
+    const float c0 = xc[0], c1 = xc[1], c2 = xc[2], c3 = xc[3], d0 = xd[0], d1 = xd[1], d2 = xd[2], d3 = xd[3];
+    for (int32_t i = 0; i < n; i++) {
+        oa[i] += a0 * r0[i] + a1 * r1[i] + a2 * r2[i] + a3 * r3[i];
+        ob[i] += b0 * r0[i] + b1 * r1[i] + b2 * r2[i] + b3 * r3[i];
+        oc[i] += c0 * r0[i] + c1 * r1[i] + c2 * r2[i] + c3 * r3[i];
+        od[i] += d0 * r0[i] + d1 * r1[i] + d2 * r2[i] + d3 * r3[i];
     }
 }
 
@@ -155,7 +139,7 @@ static inline int32_t group_from(int32_t c0, int32_t first) {
 }
 
 /* attend_block for at most PBS2P_ATTEND_MAX_QUERIES queries (one softmax factor each on the stack). Queries go four
- * at a time through scores4x4 / values4x4 on the positions all four see (the same group starts, for the values),
+ * at a time through madd4x4 on the positions all four see (the same group starts, for the values),
  * one at a time on the rest. */
 static void attend_block_part(int32_t nq, const float *const *q, float *const *out, const int32_t *first,
                               const int32_t *n, const float *restrict kt, size_t ldk, const float *restrict v,
@@ -184,11 +168,11 @@ static void attend_block_part(int32_t nq, const float *const *q, float *const *o
                 }
                 if (A >= B) A = B = c1; /* none: each query alone below */
                 else
-                    scores4x4(q[i] + d, q[i + 1] + d, q[i + 2] + d, q[i + 3] + d, k0 + A, k1 + A, k2 + A, k3 + A,
-                              s + (size_t)i * lds + (size_t)(A - first[i]),
-                              s + (size_t)(i + 1) * lds + (size_t)(A - first[i + 1]),
-                              s + (size_t)(i + 2) * lds + (size_t)(A - first[i + 2]),
-                              s + (size_t)(i + 3) * lds + (size_t)(A - first[i + 3]), B - A);
+                    madd4x4(q[i] + d, q[i + 1] + d, q[i + 2] + d, q[i + 3] + d, k0 + A, k1 + A, k2 + A, k3 + A,
+                            s + (size_t)i * lds + (size_t)(A - first[i]),
+                            s + (size_t)(i + 1) * lds + (size_t)(A - first[i + 1]),
+                            s + (size_t)(i + 2) * lds + (size_t)(A - first[i + 2]),
+                            s + (size_t)(i + 3) * lds + (size_t)(A - first[i + 3]), B - A);
                 for (int r = 0; r < 4; r++) { /* [a, A) and [B, b) */
                     const float *qr = q[i + r] + d;
                     float *sr = s + (size_t)(i + r) * lds;
@@ -241,9 +225,9 @@ static void attend_block_part(int32_t nq, const float *const *q, float *const *o
                     for (int r = 0; r < 4; r++)
                         for (int k = 0; k < 4; k++)
                             w[r][k] = s[(size_t)(i + r) * lds + (size_t)(p - f + k)] * inv[i + r];
-                    values4x4(w[0], w[1], w[2], w[3], v + (size_t)p * ldv, v + (size_t)(p + 1) * ldv,
-                              v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, out[i], out[i + 1], out[i + 2],
-                              out[i + 3], hd);
+                    madd4x4(w[0], w[1], w[2], w[3], v + (size_t)p * ldv, v + (size_t)(p + 1) * ldv,
+                            v + (size_t)(p + 2) * ldv, v + (size_t)(p + 3) * ldv, out[i], out[i + 1], out[i + 2],
+                            out[i + 3], hd);
                 }
                 for (int r = 0; r < 4; r++)
                     values_rest(s + (size_t)(i + r) * lds, inv[i + r], f, n[i + r], p, c0, c1, v, ldv, out[i + r], hd);
