@@ -3,18 +3,19 @@
 Ours come from the quality benchmark's rows (bench/quality.py, torch evaluation of each compressed
 checkpoint) and, for our exported GGUF files, from libpbs2p's own C perplexity (Model.perplexity). llama.cpp's
 come from its own forward pass (llama_decode, all logits) on each file of bench/peer.py. Every number uses
-the same token ids: Pride and Prejudice tokenized once by SmolLM2's HF tokenizer, cut into non-overlapping
-2048-token windows from the start, each window from an empty cache predicting its tokens 1..2047, the
-first --windows windows (16 for the committed -16w quality table). Each llama.cpp file is one child
-process; its row is kept as JSON, so an interrupted run resumes.
+the same token ids: Pride and Prejudice tokenized once by the model's HF tokenizer (--model: smollm2-135m, the
+default, or gemma3-270m), cut into non-overlapping 2048-token windows from the start, each window from an empty
+cache predicting its tokens 1..2047, the first --windows windows (16 for the committed -16w quality table). Each
+llama.cpp file is one child process; its row is kept as JSON, so an interrupted run resumes.
 
-Our bit-budget points (--budgets) are made here first: `pbs2p-edge export smollm2-135m OUT/models/budget-B....gguf
+Our bit-budget points (--budgets) are made here first: `pbs2p-edge export MODEL OUT/models/budget-B....gguf
 --bpw B --recover S`, S the CLI's default recovery at B and in the name (budget-B-recover64.gguf; budget-B.gguf
 without), the ablations without recovery (--no-recovery-budgets) and without the binary tier (--no-binary-budgets:
 budget-B-no-pbs2p....gguf, `--tiers` of every other tier) and the default recipe (`default.gguf`, no compression
 option; it stands for its budget, cli.DEFAULT_BPW), each calibrated as the quality table is (32 x 512 tokens of
-Emma), in child processes two at a time, kept when present. Every row with a file gets its size as `ls` gives it; the table ends with the dominance checks: for each llama.cpp type, our best file that is no
-larger and has a lower perplexity.
+Emma), in child processes two at a time, kept when present. Every row with a file gets its size as `ls` gives it
+and its bits per model parameter (the parameters counted in the model's source GGUF); the table ends with the
+dominance checks: for each llama.cpp type, our best file that is no larger and has a lower perplexity.
 
 Each file is also evaluated on --other-data (default: the Debian Reference manual, a text of another kind; its
 first --other-windows windows), shown beside, with its own dominance checks. At each budget, the best file with PBS2P
@@ -22,6 +23,11 @@ layers is set against the best without (does the binary tier earn its place?).
 
     python bench/pareto.py --out bench/results                  # 16 windows of 2048; OUT/quality_vs_size.{md,json}
     python bench/pareto.py --out /tmp/q --quick                  # 1 window of 256, F16 + Q4_0
+    python bench/pareto.py --model gemma3-270m --out bench/results/gemma3
+
+OUT is the model's results folder: bench/peer.py's files and bench/quality.py's rows are read from OUT/peer and
+OUT/quality (--peer-dir, --quality-dir), as committed for SmolLM2 (bench/results, the default) and for Gemma
+(bench/results/gemma3). Any other model than SmolLM2 names its OUT; an OUT whose table is another model's is refused.
 """
 
 from __future__ import annotations
@@ -47,20 +53,23 @@ def _bench_module(name: str):
     return module
 
 
-def eval_ids(data: str):
-    """1-D int64 ids of `data` by SmolLM2's HF tokenizer, as bench/quality.py's evaluation tokenizes it."""
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def eval_ids(data: str, model: str = DEFAULT_MODEL):
+    """1-D int64 ids of `data` by `model`'s HF tokenizer, as bench/quality.py's evaluation tokenizes it."""
     from transformers import AutoTokenizer
 
     from pbs2p_edge.calib.text import load_text
     from pbs2p_edge.calib.tokens import encode
     from pbs2p_edge.model.sources import resolve_source
 
-    src = resolve_source("smollm2-135m")
+    src = resolve_source(model)
     tok = AutoTokenizer.from_pretrained(src.location, gguf_file=src.gguf_file)
     return encode(tok, load_text(data, split="test"))
 
 
-def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int) -> dict:
+def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int, model: str = DEFAULT_MODEL) -> dict:
     """PPL of llama.cpp on `path` with pbs2p_edge.model.perplexity's protocol (log-softmax in float64 here)."""
     import numpy as np
 
@@ -68,7 +77,7 @@ def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: i
 
     LlamaRunner = _bench_module("peer_runner").LlamaRunner
 
-    W = eval_windows(eval_ids(data), seqlen, windows).numpy()
+    W = eval_windows(eval_ids(data, model), seqlen, windows).numpy()
     m = LlamaRunner(path, threads, seqlen)
     total = 0.0
     t0 = time.perf_counter()
@@ -87,16 +96,23 @@ def llama_perplexity(path: str, data: str, seqlen: int, windows: int, threads: i
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def pbs2p_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int) -> dict:
+def pbs2p_perplexity(path: str, data: str, seqlen: int, windows: int, threads: int, model: str = DEFAULT_MODEL) -> dict:
     """PPL of libpbs2p's C forward on our GGUF, same ids and windows."""
     from pbs2p_edge.runtime.model import Model
 
-    ids = eval_ids(data).numpy()
+    ids = eval_ids(data, model).numpy()
     t0 = time.perf_counter()
     with Model(path, n_threads=threads, n_ctx=seqlen) as m:
         r = m.perplexity(ids, seqlen, windows)
     return {"ppl": r.ppl, "nll": r.nll, "windows": r.windows, "tokens": r.tokens,
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def model_parameters(model: str) -> int:
+    """The P of bits per parameter: elements of every tensor in `model`'s source GGUF (bench/peer.py's source; a tied
+    output stored once, as the budget's pbs2p_edge.model.budget.model_parameters counts it)."""
+    read_tensors = _bench_module("gguf_tensors").read_tensors
+    return sum(t.n_elements for t in read_tensors(_bench_module("peer").source_gguf(model)))
 
 
 def quality_rows(qdir: Path) -> list[dict]:
@@ -179,7 +195,7 @@ def make_budget_models(args) -> list[str]:
             continue
         while len(running) >= args.jobs:
             wait_one()
-        cmd = [sys.executable, "-m", "pbs2p_edge.cli", "export", "smollm2-135m", str(path), *opts, *calib,
+        cmd = [sys.executable, "-m", "pbs2p_edge.cli", "export", args.model, str(path), *opts, *calib,
                "--threads", "1", "--quiet"]
         running.append((name, time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                                                     stderr=subprocess.PIPE, text=True)))
@@ -220,7 +236,7 @@ def windows_of(args, data: str) -> int:
 def _child(kind: str, path: str, args, data: str) -> dict:
     import subprocess
 
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, path, "--data", data,
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, path, "--model", args.model, "--data", data,
            "--seqlen", str(args.seqlen), "--windows", str(windows_of(args, data)), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -328,17 +344,18 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
     tmp.write_text(json.dumps({"meta": meta, "rows": points, "other_rows": other}, indent=1) + "\n")
     os.replace(tmp, out / "quality_vs_size.json")
     front = pareto_front(points)
-    lines = ["# Quality vs size: SmolLM2-135M, our methods and llama.cpp's types", "",
+    params = meta["parameters"]
+    lines = [f"# Quality vs size: {meta['model_name']}, our methods and llama.cpp's types", "",
              f"Command: `{meta['command']}`", "",
              f"Perplexity on non-overlapping {meta['seqlen']}-token windows of `{meta['data']}` (first "
              f"{meta['windows']} for the llama.cpp and libpbs2p rows; the torch rows keep their own window count, "
-             "shown). Same token ids for all (SmolLM2's HF tokenizer). bits/weight: honest, decoder-block linears "
-             "as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
+             f"shown). Same token ids for all ({meta['model_name']}'s HF tokenizer). bits/weight: honest, decoder-block "
+             "linears as stored. * = on the Pareto front (no point has both fewer bits and lower perplexity).", "",
              "file MB: the file's size as `ls` gives it, in 10^6 bytes (- where the row has no file: torch rows, and "
-             "earlier exports not kept); bits/param: file bits per model parameter (134.5 M).", "",
-             "Our files: `budget-B[-no-pbs2p][-recoverS]` is `pbs2p-edge export smollm2-135m OUT --bpw B --recover S` "
-             "(S 0 when absent; -no-pbs2p: `--tiers` without the binary tier), `default` the export with no option "
-             f"(budget {DEFAULT_BPW:g}); 32 x 512 tokens of Emma, seed 0.", "",
+             f"earlier exports not kept); bits/param: file bits per model parameter ({params / 1e6:.1f} M).", "",
+             f"Our files: `budget-B[-no-pbs2p][-recoverS]` is `pbs2p-edge export {meta['model']} OUT --bpw B "
+             "--recover S` (S 0 when absent; -no-pbs2p: `--tiers` without the binary tier), `default` the export with "
+             f"no option (budget {DEFAULT_BPW:g}); 32 x 512 tokens of Emma, seed 0.", "",
              f"PPL (other): the same file's perplexity on the first {meta.get('other_windows', meta['windows'])} windows of "
              f"`{meta.get('other_data') or '-'}`, a text of another kind (calibration is on Austen's Emma; - where "
              "not evaluated).", "",
@@ -348,7 +365,6 @@ def write_results(out: Path, points: list[dict], meta: dict, other: list[dict] |
              "float16, as llama.cpp's does, within 0.1 % of the float32 cache's perplexity).", "",
              "| engine | model | file MB | bits/param | bits/weight | PPL | PPL (other) | windows | front | measured at |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    params = 134_515_008
     other_ppl = {p["name"]: p["ppl"] for p in other}
     for p in sorted(points, key=lambda p: (p.get("file_bytes") or 1e18, p["bits_per_weight"])):
         size = p.get("file_bytes")
@@ -379,9 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     import shlex
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality)")
-    p.add_argument("--peer-dir", type=Path, default=None, help="bench/peer.py results (default OUT/peer)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"{DEFAULT_MODEL} (default) or gemma3-270m: the token ids' "
+                   "tokenizer, the parameter count and the model our budget files are exported from")
+    p.add_argument("--out", type=Path, default=None, help=f"the model's results folder (default bench/results, "
+                   f"{DEFAULT_MODEL}'s; another model names its own, e.g. bench/results/gemma3)")
+    p.add_argument("--quality-dir", type=Path, default=None,
+                   help="the model's bench/quality.py results (default OUT/quality)")
+    p.add_argument("--peer-dir", type=Path, default=None, help="the model's bench/peer.py results (default OUT/peer)")
     p.add_argument("--data", default=MAIN_DATA)
     p.add_argument("--other-data", default=OTHER_DATA, help="a text of another kind, evaluated beside ('' for none)")
     p.add_argument("--seqlen", type=int, default=2048)
@@ -406,8 +426,17 @@ def main(argv: list[str] | None = None) -> int:
     args.other_windows = args.other_windows or args.windows
     if args.child:
         fn = llama_perplexity if args.child[0] == "llama" else pbs2p_perplexity
-        print(json.dumps(fn(args.child[1], args.data, args.seqlen, args.windows, args.threads)))
+        print(json.dumps(fn(args.child[1], args.data, args.seqlen, args.windows, args.threads, args.model)))
         return 0
+    if args.out is None:
+        if args.model != DEFAULT_MODEL:
+            p.error(f"--model {args.model}: give its results folder with --out (bench/results holds {DEFAULT_MODEL}'s)")
+        args.out = Path("bench/results")
+    table = args.out / "quality_vs_size.json"
+    kept_model = json.loads(table.read_text())["meta"].get("model", DEFAULT_MODEL) if table.exists() else args.model
+    if kept_model != args.model:  # its rows and exports would pass for this model's (tables before --model: SmolLM2's)
+        p.error(f"{args.out} holds the results of {kept_model}, not {args.model}: give --out another folder")
+    parameters = model_parameters(args.model)  # before any export: the model's source is there
     args.quality_dir = args.quality_dir or args.out / "quality"
     args.peer_dir = args.peer_dir or args.out / "peer"
     command = shlex.join(["python", "bench/pareto.py", *(argv if argv is not None else sys.argv[1:])])
@@ -417,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     refused = {name: kept[name] for name, _ in budget_jobs(args) if name in kept} if not args.quick else {}
     points = collect(args, args.data)
     other = collect(args, args.other_data) if args.other_data else []
-    meta = {"command": command, "data": args.data, "other_data": args.other_data, "seqlen": args.seqlen,
-            "windows": args.windows, "other_windows": args.other_windows, "threads": args.threads, "quick": args.quick,
-            "refused": refused}
+    meta = {"command": command, "model": args.model,
+            "model_name": _bench_module("peer").MODEL_NAMES.get(args.model, args.model), "parameters": parameters,
+            "data": args.data, "other_data": args.other_data, "seqlen": args.seqlen, "windows": args.windows,
+            "other_windows": args.other_windows, "threads": args.threads, "quick": args.quick, "refused": refused}
     print(write_results(args.out, points, meta, other))
     return 0
 
