@@ -69,7 +69,8 @@ def _plot_e2e(plt, e2e: dict, out: Path) -> Path:
         ax.invert_yaxis()
     axes[1].set_yticklabels([])
     m = e2e.get("meta", {})
-    fig.suptitle(f"SmolLM2-135M, {m.get('threads', '?')} threads, {m.get('prompt_tokens', '?')}-token prompt, "
+    fig.suptitle(f"{m.get('model_name', 'SmolLM2-135M')}, {m.get('threads', '?')} threads, "
+                 f"{m.get('prompt_tokens', '?')}-token prompt, "
                  f"{m.get('decode_tokens', '?')} decode steps (orange: ours, blue: llama.cpp)")
     path = _savefig(fig, out / "e2e.png")
     plt.close(fig)
@@ -93,8 +94,8 @@ def _plot_pareto(plt, q: dict, out: Path) -> Path:
     ax.set_xlabel("file size (MB, as ls gives it)")
     ax.set_ylabel("perplexity (lower is better)")
     m = q.get("meta", {})
-    ax.set_title(f"Quality vs size: SmolLM2-135M, {m.get('windows', '?')} x {m.get('seqlen', '?')} tokens of "
-                 f"{m.get('data', '?')}")
+    ax.set_title(f"Quality vs size: {m.get('model_name', 'SmolLM2-135M')}, {m.get('windows', '?')} x "
+                 f"{m.get('seqlen', '?')} tokens of {m.get('data', '?')}")
     ax.legend()
     path = _savefig(fig, out / "pareto.png")
     plt.close(fig)
