@@ -330,8 +330,8 @@ def _check_export_options(args: argparse.Namespace) -> None:
 
     if not is_checkpoint(args.model):
         return
-    given = _binary_options(args) + [f"--{o.replace('_', '-')}" for o in ("bpw", "size", "tiers", "recover", "recover_codes")
-                                     if getattr(args, o) is not None]
+    budget = ("bpw", "size", "tiers", "recover", "recover_codes")
+    given = _binary_options(args) + [f"--{o.replace('_', '-')}" for o in budget if getattr(args, o) is not None]
     given += ["--resume"] if args.resume else []
     if given:
         raise ConfigError(f"{args.model} is already compressed: {given[0]} applies only when exporting an original model")

@@ -594,6 +594,8 @@ BAD_INPUTS = [
      "unreadable tokenizer"),
     ("export-checkpoint-with-nm", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--nm", "2:4"], "already compressed: --nm"),
     ("export-checkpoint-with-bpw", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--bpw", "3"], "already compressed: --bpw"),
+    ("export-checkpoint-with-recover-codes", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--recover-codes", "on"],
+     "already compressed: --recover-codes"),
     ("run-endless-prompt-file", lambda b, o: ["run", b.gguf, "-f", "/dev/zero"], "larger than 256 MiB"),
     ("run-ctx-over-int32", lambda b, o: ["run", b.gguf, "-p", "Emma", "--ctx", str(2**31)], "--ctx: must be at most"),
     ("seed-over-64-bits", lambda b, o: ["export", b.llama, o / "m.gguf", "--seed", str(2**70)], "--seed: must be at most"),

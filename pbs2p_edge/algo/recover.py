@@ -70,7 +70,8 @@ def _canonical_signs(plus: torch.Tensor, r: LayerResult) -> torch.Tensor:
 
 
 class _Offsets:
-    """The trainable offsets u of one linear and how they turn back into its result."""
+    """The trainable offsets of one linear (u: scales and means; v: codes and signs) and how they turn back into its
+    result."""
 
     def __init__(self, result, train_mean: bool, train_codes: bool):
         self.result = result
@@ -111,10 +112,6 @@ class _Offsets:
             s = _sign_ste(r.signs.float() * 2 - 1 + v["signs"])
             out["signs"] = _canonical_signs(s.detach() > 0, r) if round_f16 else (s + 1) / 2
         return out
-
-    def trainable(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(scales and means, codes and signs): the two learning rates' tensors."""
-        return list(self.u.values()), list(self.v.values())
 
     def result_with(self, values: dict[str, torch.Tensor]):
         return dataclasses.replace(self.result, **values) if values else self.result
@@ -166,13 +163,14 @@ def recover_block(
     with torch.no_grad():
         start = {k: v.detach() for k, v in overrides(round_f16=False).items()}
     before = mse(start)
-    scales = [t for off in offsets.values() for t in off.trainable()[0]] + list(u_block.values())
-    codes = [t for off in offsets.values() for t in off.trainable()[1]]
+    scales = [t for off in offsets.values() for t in off.u.values()] + list(u_block.values())
+    codes = [t for off in offsets.values() for t in off.v.values()]  # the second learning rate's tensors
     if cfg.recover_steps == 0 or not scales + codes:
         return Recovered(dict(results), dict(block_params), before, before, False)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    groups = [{"params": scales, "lr": cfg.recover_lr}] + ([{"params": codes, "lr": cfg.recover_code_lr}] if codes else [])
+    groups = [{"params": scales, "lr": cfg.recover_lr}]
+    groups += [{"params": codes, "lr": cfg.recover_code_lr}] if codes else []
     opt = torch.optim.Adam(groups)
     # [choice] with codes, a cosine decay to 0 over the steps (EfficientQAT's schedule): late steps are small, so codes
     # settle; scales alone keep a constant rate (the rate their measured results were made with)

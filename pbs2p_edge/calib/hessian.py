@@ -75,10 +75,8 @@ def accumulate_hessians(linears: dict[str, nn.Linear]) -> Iterator[dict[str, Hes
         for handle in handles:
             handle.remove()
         last[0] = last[1] = None  # the block's last activation is not kept alive
-        for name, lin in linears.items():
-            if name not in hessians:
-                hessians[name] = Hessian(lin.in_features, lin.weight.device)
-        # the order of `linears` (execution order), as before
-        ordered = {name: hessians[name] for name in linears}
+        # in the order of `linears` (execution order), a zero Hessian for a linear that never ran
+        ordered = {name: hessians.get(name) or Hessian(lin.in_features, lin.weight.device)
+                   for name, lin in linears.items()}
         hessians.clear()
         hessians.update(ordered)
