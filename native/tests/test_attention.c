@@ -178,7 +178,9 @@ int main(void) {
         for (size_t a = 0; a < sizeof hds16 / sizeof hds16[0]; a++)
             for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++) check_f16(names[i], &k, hds16[a], ns16[b]);
         /* SmolLM2 (hd 64) and Gemma 3 (hd 256) heads, odd ones; key chunks of 256 and value groups of 4 cut anywhere;
-         * every block size up to the kernel's and past it */
+         * every block size up to the kernel's and past it; no window, a short one (every query its own start within
+         * one key chunk), and one of 261 positions (queries with different starts over two key chunks, as a long
+         * prompt under Gemma's window) */
         static const int32_t hdsb[] = {1, 3, 64, 67, 256}, nsb[] = {0, 4, 16, 254, 300}, heads[] = {1, 3, 16};
         for (size_t a = 0; a < sizeof hdsb / sizeof hdsb[0]; a++)
             for (size_t b = 0; b < sizeof nsb / sizeof nsb[0]; b++)
@@ -186,6 +188,7 @@ int main(void) {
                     for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
                         check_block(names[i], &k, hdsb[a], nsb[b], nq, heads[h], 0);
                         check_block(names[i], &k, hdsb[a], nsb[b], nq, heads[h], 7);
+                        check_block(names[i], &k, hdsb[a], nsb[b], nq, heads[h], 261);
                     }
         printf("attention %s: ok\n", names[i]);
     }
