@@ -279,6 +279,8 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
         return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.token_type is not an i32 array");
     }
 
+    if (spm && (st = pbs2p_spm_respell(f, t, &total)) != PBS2P_OK) return st;
+
     /* text -> id (the first id wins for a duplicated text, as a vocab map would keep one) */
     for (size_t i = 0; i < V; i++) {
         const char *ts = t->text + t->text_off[i];
@@ -300,7 +302,7 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
     if (st == PBS2P_ERR_NOT_FOUND) count = 0;
     else if (st != PBS2P_OK) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.merges is not an array of strings");
     if (count > UINT32_MAX - 1) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: too many merges");
-    if (spm && count == 0) { /* a SentencePiece file: merges follow the scores */
+    if (spm && count == 0) { /* a SentencePiece file: merges derived from the scores or token order */
         if ((st = pbs2p_spm_merges_from_scores(f, t)) != PBS2P_OK) return st;
     } else if ((st = pbs2p_tok_merge_table(t, (size_t)count)) != PBS2P_OK) {
         return st;
@@ -340,7 +342,7 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
 
     pbs2p_tokenizer_info *info = &t->info;
     info->n_vocab = t->n_vocab;
-    if (spm && count == 0) count = t->info.n_merges; /* derived from the scores */
+    if (spm && count == 0) count = t->info.n_merges; /* derived, not listed */
     info->n_merges = (int32_t)(count > INT32_MAX ? INT32_MAX : count);
     info->n_added = (int32_t)t->n_special;
     info->pre = t->pre;

@@ -36,6 +36,7 @@ struct pbs2p_tokenizer {
     int spm_split;          /* 1: BPE runs on each '▁'-led word (Metaspace split=true), 0: on the whole segment */
     int space_prefix;       /* tokenizer.ggml.add_space_prefix: add '▁' (per spm_prefix), strip one ' ' on decode */
     int32_t meta_id;        /* id of "▁", -1 when absent */
+    int merge_by_order;     /* merges derived without a merge list follow token order, not scores (Gemma) */
     pbs2p_tokenizer_info info;
 };
 
@@ -70,7 +71,10 @@ void pbs2p_tok_add_merge(pbs2p_tokenizer *t, int32_t a, int32_t b, int32_t c, ui
 
 /* tokenizer_spm.c: "llama" keys (pre, add_space_prefix, byte tokens, pieces), after tokens and types are read */
 pbs2p_status pbs2p_spm_load(const pbs2p_gguf *f, pbs2p_tokenizer *t, uint64_t text_bytes);
-/* the merge table from tokenizer.ggml.scores when the file has no merges (SentencePiece's rule) */
+/* Gemma files (general.architecture gemma*): respell blank user-defined tokens "  " as "▁▁" vocabulary tokens and
+ * order derived merges by token index, as transformers reads them; *text_bytes is the new text size. */
+pbs2p_status pbs2p_spm_respell(const pbs2p_gguf *f, pbs2p_tokenizer *t, uint64_t *text_bytes);
+/* the merge table transformers derives from tokenizer.ggml.scores (or token order) when the file has no merges */
 pbs2p_status pbs2p_spm_merges_from_scores(const pbs2p_gguf *f, pbs2p_tokenizer *t);
 /* encode text[0..len), a segment holding no added token that starts at byte `start` of the whole input */
 pbs2p_status pbs2p_spm_encode(const pbs2p_tokenizer *t, const unsigned char *text, size_t len, size_t start,

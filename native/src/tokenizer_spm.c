@@ -14,8 +14,13 @@
  *                           instead of on the whole segment.
  * Each code point becomes the token of its text; one with no token becomes the "<0xNN>" tokens of its UTF-8
  * bytes (HF byte_fallback), else the unknown token (consecutive ones fused, HF fuse_unk), else nothing. The
- * symbols are merged by tokenizer.ggml.merges rank; a file with scores but no merges (SentencePiece's own) merges
- * the adjacent pair whose concatenation is the token of highest score, leftmost on ties.
+ * symbols are merged by tokenizer.ggml.merges rank. A file with scores but no merges (llama.cpp's conversion of a
+ * SentencePiece model) gets the merges transformers derives from it (generate_merges): every split of a token into
+ * two tokens, ordered by the token's score, then the longer left and right part. Gemma files (general.architecture
+ * gemma, gemma2, gemma3) follow transformers' Gemma rule instead: a user-defined token of blanks, stored as real
+ * spaces ("  "), is respelled "▁▁" and becomes a vocabulary token merged like the others (SentencePiece would
+ * match it whole), and the token's index, not its score, orders the merges. So a run of 55 spaces is
+ * "▁"x16 + "▁"x16 + "▁"x23, as Hugging Face encodes it, not SentencePiece's 31 + 24.
  * Pieces: a BYTE token is its byte, an added or unknown token its raw text, any other its text with '▁' -> ' ';
  * detokenizing strips one leading ' ' when add_space_prefix (HF's Strip(" ", 1, 0) decoder).
  */
@@ -112,65 +117,128 @@ pbs2p_status pbs2p_spm_load(const pbs2p_gguf *f, pbs2p_tokenizer *t, uint64_t te
 
 /* ---- merges from scores (SentencePiece files without tokenizer.ggml.merges) ---- */
 
-static const float *g_scores; /* qsort has no context argument: only used inside load, single call */
-
-static int by_score_desc(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    if (g_scores[x] != g_scores[y]) return g_scores[x] > g_scores[y] ? -1 : 1;
-    return x < y ? -1 : x > y;
+/* Python's str.isspace, which transformers' respelling rule uses. */
+static int py_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
 }
 
-/* Count (and with insert, add as merges of c's rank) the splits of each NORMAL token c into two tokens a + b. */
-static size_t each_split(pbs2p_tokenizer *t, const uint32_t *rank, int insert) {
+/* Code points in s[0..n) when every one is whitespace and one is ' ', else 0. */
+static size_t blank_run(const unsigned char *s, size_t n) {
+    size_t cps = 0, adv;
+    int space = 0;
+    for (size_t k = 0; k < n; k += adv, cps++) {
+        uint32_t cp = pbs2p_tok_utf8_next(s + k, n - k, &adv);
+        if (!py_space(cp)) return 0;
+        space |= cp == ' ';
+    }
+    return space ? cps : 0;
+}
+
+pbs2p_status pbs2p_spm_respell(const pbs2p_gguf *f, pbs2p_tokenizer *t, uint64_t *text_bytes) {
+    const char *s;
+    size_t n;
+    t->merge_by_order = 0;
+    if (pbs2p_gguf_get_str(f, "general.architecture", &s, &n) != PBS2P_OK) return PBS2P_OK;
+    int gemma = (n == 5 && memcmp(s, "gemma", 5) == 0) || (n == 6 && (memcmp(s, "gemma2", 6) == 0 ||
+                                                                       memcmp(s, "gemma3", 6) == 0));
+    if (!gemma) return PBS2P_OK;
+    t->merge_by_order = 1;
+    size_t V = (size_t)t->n_vocab;
+    uint64_t total = 0;
+    for (size_t i = 0; i < V; i++) {
+        size_t tn = t->text_off[i + 1] - t->text_off[i];
+        size_t run = blank_run((const unsigned char *)t->text + t->text_off[i], tn);
+        total += run ? META_LEN * run : tn;
+    }
+    char *text = malloc(total ? total : 1);
+    if (!text) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+    uint64_t off = 0;
+    for (size_t i = 0; i < V; i++) {
+        const char *ts = t->text + t->text_off[i];
+        size_t tn = t->text_off[i + 1] - t->text_off[i];
+        size_t run = blank_run((const unsigned char *)ts, tn);
+        t->text_off[i] = off;
+        if (run) {
+            for (size_t k = 0; k < run; k++, off += META_LEN) memcpy(text + off, META, META_LEN);
+            t->types[i] = TT_NORMAL; /* a vocabulary token now, merged like any other */
+        } else {
+            memcpy(text + off, ts, tn);
+            off += tn;
+        }
+    }
+    t->text_off[V] = off;
+    free(t->text);
+    t->text = text;
+    *text_bytes = total;
+    return PBS2P_OK;
+}
+
+typedef struct {
+    double key;           /* the merged token's score (its negated index for Gemma): higher merges first */
+    uint32_t left_cps, right_cps;
+    int32_t c, a, b;      /* a + b -> c */
+} split;
+
+/* transformers' generate_merges order: key, longer left, longer right descending; then merged id, left, right. */
+static int split_order(const void *x, const void *y) {
+    const split *p = x, *q = y;
+    if (p->key != q->key) return p->key > q->key ? -1 : 1;
+    if (p->left_cps != q->left_cps) return p->left_cps > q->left_cps ? -1 : 1;
+    if (p->right_cps != q->right_cps) return p->right_cps > q->right_cps ? -1 : 1;
+    if (p->c != q->c) return p->c < q->c ? -1 : 1;
+    if (p->a != q->a) return p->a < q->a ? -1 : 1;
+    return (p->b > q->b) - (p->b < q->b);
+}
+
+/* Each split of a token c into two tokens a + b (written to out when not NULL); returns how many. */
+static size_t each_split(const pbs2p_tokenizer *t, const float *scores, split *out) {
     size_t count = 0;
     for (int32_t c = 0; c < t->n_vocab; c++) {
-        if (t->types[c] != TT_NORMAL) continue;
         const unsigned char *s = (const unsigned char *)t->text + t->text_off[c];
         size_t n = t->text_off[c + 1] - t->text_off[c], adv;
-        for (size_t k = 0; k < n; k += adv) {
+        uint32_t cps = 0, total = 0;
+        if (out) for (size_t k = 0; k < n; k += adv, total++) pbs2p_tok_utf8_next(s + k, n - k, &adv);
+        for (size_t k = 0; k < n; k += adv, cps++) {
             pbs2p_tok_utf8_next(s + k, n - k, &adv);
             if (k == 0) continue;
             int32_t a = pbs2p_tok_lookup(t, (const char *)s, k), b = pbs2p_tok_lookup(t, (const char *)s + k, n - k);
             if (a < 0 || b < 0) continue;
+            if (out) out[count] = (split){scores ? scores[c] : -(double)c, cps, total - cps, c, a, b};
             count++;
-            if (insert) pbs2p_tok_add_merge(t, a, b, c, rank[c]);
         }
     }
     return count;
 }
 
 pbs2p_status pbs2p_spm_merges_from_scores(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
-    const void *data;
+    const void *data = NULL;
     uint64_t count;
-    pbs2p_status st = pbs2p_gguf_get_arr(f, "tokenizer.ggml.scores", PBS2P_GGUF_FLOAT32, &data, &count);
-    if (st == PBS2P_ERR_NOT_FOUND)
-        return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: a \"llama\" tokenizer needs tokenizer.ggml.merges or .scores");
-    if (st != PBS2P_OK) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.scores is not an f32 array");
     size_t V = (size_t)t->n_vocab;
-    if (count != V)
-        return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: %llu scores for %zu tokens", (unsigned long long)count, V);
-    float *scores = malloc(V * sizeof *scores);
-    int32_t *order = malloc(V * sizeof *order);
-    uint32_t *rank = malloc(V * sizeof *rank);
-    if (!scores || !order || !rank) { st = pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
-    memcpy(scores, data, V * sizeof *scores); /* little-endian host (checked by the GGUF reader) */
-    for (size_t i = 0; i < V; i++) {
-        if (scores[i] != scores[i]) { st = pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: score %zu is NaN", i); goto done; }
-        order[i] = (int32_t)i;
+    float *scores = NULL;
+    if (!t->merge_by_order) {
+        pbs2p_status st = pbs2p_gguf_get_arr(f, "tokenizer.ggml.scores", PBS2P_GGUF_FLOAT32, &data, &count);
+        if (st == PBS2P_ERR_NOT_FOUND)
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: a \"llama\" tokenizer needs tokenizer.ggml.merges or .scores");
+        if (st != PBS2P_OK) return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.scores is not an f32 array");
+        if (count != V)
+            return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: %llu scores for %zu tokens", (unsigned long long)count, V);
+        if (!(scores = malloc(V * sizeof *scores))) return pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+        memcpy(scores, data, V * sizeof *scores); /* little-endian host (checked by the GGUF reader) */
+        for (size_t i = 0; i < V; i++)
+            if (scores[i] != scores[i]) { free(scores); return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: score %zu is NaN", i); }
     }
-    g_scores = scores;
-    qsort(order, V, sizeof *order, by_score_desc);
-    /* rank = the number of higher distinct scores: equal scores tie, and ties go to the leftmost pair */
-    for (size_t i = 0, r = 0; i < V; i++) {
-        if (i > 0 && scores[order[i]] != scores[order[i - 1]]) r++;
-        rank[order[i]] = (uint32_t)r;
+    size_t n_merges = each_split(t, scores, NULL);
+    split *splits = malloc((n_merges ? n_merges : 1) * sizeof *splits);
+    pbs2p_status st = splits ? pbs2p_tok_merge_table(t, n_merges) : pbs2p_fail(PBS2P_ERR_NOMEM, "tokenizer: out of memory");
+    if (st == PBS2P_OK) {
+        each_split(t, scores, splits);
+        qsort(splits, n_merges, sizeof *splits, split_order);
+        for (size_t r = 0; r < n_merges; r++) pbs2p_tok_add_merge(t, splits[r].a, splits[r].b, splits[r].c, (uint32_t)r);
+        t->info.n_merges = (int32_t)(n_merges > INT32_MAX ? INT32_MAX : n_merges);
     }
-    size_t n_merges = each_split(t, rank, 0);
-    if ((st = pbs2p_tok_merge_table(t, n_merges)) != PBS2P_OK) goto done;
-    each_split(t, rank, 1);
-    t->info.n_merges = (int32_t)(n_merges > INT32_MAX ? INT32_MAX : n_merges);
-done:
-    free(scores); free(order); free(rank);
+    free(scores); free(splits);
     return st;
 }
 
