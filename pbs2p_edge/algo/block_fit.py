@@ -1,7 +1,7 @@
 """BlockFit: the working binarized form of one column block, its exact dequantization, and assembly.
 
 A BlockFit is what every binarizer produces and refines for the columns [start, end) of a layer;
-`assemble` writes the blocks into one LayerResult. `dequant` evaluates the same float32 operations
+`Assembly` writes the blocks into one LayerResult as they are finished. `dequant` evaluates the same float32 operations
 in the same order as LayerResult.dequantize, so the Q the GPTQ loop compensates for is exactly what
 the packed file reproduces (equal values; a zero's sign may differ).
 """
@@ -164,33 +164,37 @@ def _compose(a0: torch.Tensor, a1: torch.Tensor | None, mu: torch.Tensor, col: t
     return v * kept
 
 
-def assemble(fits: list[BlockFit], R: int, K: int, n: int, m: int, group_size: int,
-             split_groups: int, salient: bool, rc: bool, loss: float) -> LayerResult:
-    """Writes the per-block fits (in column order) into one LayerResult in canonical form:
-    signs False where pruned, plane 1 False outside salient columns, group 0 for salient or pruned
-    elements, unused regions' alpha/mu 0, unused col_scale 1."""
-    dev = fits[0].kept.device
-    P, S, G = (2 if salient else 1), split_groups, len(fits)
-    mask = torch.zeros(R, K, dtype=torch.bool, device=dev)
-    signs = torch.zeros(P, R, K, dtype=torch.bool, device=dev)
-    sal = torch.zeros(K, dtype=torch.bool, device=dev)
-    group = torch.zeros(R, K, dtype=torch.uint8, device=dev)
-    alpha = torch.zeros(P, 1 + S, R, G, device=dev)
-    mu = torch.zeros(1 + S, R, G, device=dev)
-    col = torch.ones(1 + S, K, device=dev) if rc else None
-    start = 0
-    for g, f in enumerate(fits):
-        end = start + f.kept.shape[1]
-        mask[:, start:end] = f.kept
-        signs[0, :, start:end] = f.kept & (f.s0 > 0)
-        if salient:
-            signs[1, :, start:end] = f.kept & (f.s1 > 0) & f.salient
-        sal[start:end] = f.salient
-        group[:, start:end] = torch.where(f.kept & ~f.salient, f.region - 1, 0).to(torch.uint8)
-        alpha[..., g] = f.alpha
-        mu[..., g] = f.mu
-        if rc:
-            col[:, start:end] = f.col
-        start = end
-    return LayerResult(mask=mask, signs=signs, salient=sal, group=group, alpha=alpha, mu=mu,
-                       col_scale=col, n=n, m=m, group_size=group_size, loss=loss)
+class Assembly:
+    """One LayerResult written block by block as the GPTQ loop emits each fit (in column order), in canonical form:
+    signs False where pruned, plane 1 False outside salient columns, group 0 for salient or pruned elements, unused
+    regions' alpha/mu 0, unused col_scale 1. It holds the result's 4 bytes per weight, never a list of fits."""
+
+    def __init__(self, R: int, K: int, group_size: int, split_groups: int, salient: bool, rc: bool,
+                 device: torch.device):
+        P, S, G = (2 if salient else 1), split_groups, -(-K // group_size)
+        self.salient_planes, self.group_size = salient, group_size
+        self.mask = torch.zeros(R, K, dtype=torch.bool, device=device)
+        self.signs = torch.zeros(P, R, K, dtype=torch.bool, device=device)
+        self.sal = torch.zeros(K, dtype=torch.bool, device=device)
+        self.group = torch.zeros(R, K, dtype=torch.uint8, device=device)
+        self.alpha = torch.zeros(P, 1 + S, R, G, device=device)
+        self.mu = torch.zeros(1 + S, R, G, device=device)
+        self.col = torch.ones(1 + S, K, device=device) if rc else None
+
+    def add(self, start: int, end: int, f: BlockFit) -> None:
+        """Writes the fit of columns [start, end), a whole scale group (start a multiple of group_size)."""
+        g = start // self.group_size
+        self.mask[:, start:end] = f.kept
+        self.signs[0, :, start:end] = f.kept & (f.s0 > 0)
+        if self.salient_planes:
+            self.signs[1, :, start:end] = f.kept & (f.s1 > 0) & f.salient
+        self.sal[start:end] = f.salient
+        self.group[:, start:end] = torch.where(f.kept & ~f.salient, f.region - 1, 0).to(torch.uint8)
+        self.alpha[..., g] = f.alpha
+        self.mu[..., g] = f.mu
+        if self.col is not None:
+            self.col[:, start:end] = f.col
+
+    def result(self, n: int, m: int, loss: float) -> LayerResult:
+        return LayerResult(mask=self.mask, signs=self.signs, salient=self.sal, group=self.group, alpha=self.alpha,
+                           mu=self.mu, col_scale=self.col, n=n, m=m, group_size=self.group_size, loss=loss)

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ConfigError
 from . import block_fits
-from .block_fit import BlockFit, assemble
+from .block_fit import Assembly, BlockFit
 from .block_fits import Block
 from .config import CompressConfig
 from .gptq_loop import gptq_loop
@@ -40,41 +40,45 @@ def _check(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int) -> Non
         raise ConfigError(f"method {cfg.method} does not prune: its layer N must equal M={cfg.m}, got {n}")
 
 
-def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int,
-                          overwrite_h: bool = False) -> tuple[LayerResult, torch.Tensor]:
-    """compress_layer, also returning the (R, K) Q the GPTQ loop compensated for
-    (equal, bit for bit, to the result's dequantize())."""
+def _compress(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int, overwrite_h: bool,
+              keep_q: bool) -> tuple[LayerResult, torch.Tensor | None]:
     _check(W, H, cfg, n)
     H = H.to(W.device)  # all math runs on W's device
     cfg = cfg.resolved()
     method = METHODS[cfg.method]
     fit = FITS[cfg.method]
     R, K = W.shape
+    bs = cfg.block_size or K  # 0 = one block (and one scale group) per whole row
     x_norm = input_norms(H.detach().to(torch.float32))  # of the undamped H: before prepare_hessian may damp it
     if method.uses_hessian:
-        prep = prepare_hessian(W, H, cfg.percdamp, overwrite_h)
-        Wc, Hd, U = prep.W, prep.H, prep.U
+        prep = prepare_hessian(W, H, cfg.percdamp, overwrite_h, bs)
+        Wc, U = prep.W, prep.U
     else:
-        Wc, Hd, U = W.detach().to(torch.float32, copy=True), None, None
+        prep, Wc, U = None, W.detach().to(torch.float32, copy=True), None
 
     def fit_block(s: int, e: int) -> BlockFit:
-        blk = Block(W=Wc[:, s:e], S=None if Hd is None else Hd[s:e, s:e],
+        blk = Block(W=Wc[:, s:e], S=None if prep is None else prep.S(s, e),
                     d=None if U is None else torch.diagonal(U)[s:e], x_norm=x_norm[s:e], cfg=cfg, n=n)
         return fit(blk).rounded()
 
-    bs = cfg.block_size or K  # 0 = one block (and one scale group) per whole row
-    out = gptq_loop(Wc, U, fit_block, bs, cfg.intra_block_update and U is not None)
-    result = assemble(out.fits, R, K, n, cfg.m, bs, cfg.split_groups, cfg.salient,
-                      method.col_scale, out.loss)
-    return result, out.Q
+    asm = Assembly(R, K, bs, cfg.split_groups, cfg.salient, method.col_scale, W.device)
+    out = gptq_loop(Wc, U, fit_block, bs, asm.add, cfg.intra_block_update and U is not None, keep_q)
+    return asm.result(n, cfg.m, out.loss), out.Q
+
+
+def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int,
+                          overwrite_h: bool = False) -> tuple[LayerResult, torch.Tensor]:
+    """compress_layer, also returning the (R, K) Q the GPTQ loop compensated for
+    (equal, bit for bit, to the result's dequantize())."""
+    return _compress(W, H, cfg, n, overwrite_h, keep_q=True)
 
 
 def compress_layer(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int,
                    overwrite_h: bool = False) -> LayerResult:
     """Compresses one linear layer on W's device. W (R, K) and H (K, K) are read, never modified (but with
-    overwrite_h, a float32 H on W's device is used as the working copy, damped in place: the caller's last use).
+    overwrite_h, a float32 H on W's device is the buffer U is factored in: the caller's last use of it).
 
     n is this layer's N_l (from the CFS coarse stage for pbs2p, cfg.n otherwise; M for the methods
     that do not prune). Raises ConfigError when K is not a multiple of M or n is out of range.
     """
-    return compress_layer_with_q(W, H, cfg, n, overwrite_h)[0]
+    return _compress(W, H, cfg, n, overwrite_h, keep_q=False)[0]

@@ -95,7 +95,7 @@ def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01)
     assert LAZY % t.block == 0
     prep = prepare_hessian(W, H.to(W.device), percdamp)
     W, U = prep.W, prep.U
-    hdiag = torch.diagonal(prep.H)
+    hdiag = prep.diag
     G = K // t.block
     q = torch.empty(R, K, dtype=torch.uint8, device=W.device)
     d_all = torch.empty(R, G, device=W.device)

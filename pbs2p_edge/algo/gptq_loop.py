@@ -23,8 +23,7 @@ from .block_fit import BlockFit
 
 @dataclass(frozen=True)
 class LoopOutput:
-    fits: list[BlockFit]  # one per column block, in order, with their final signs
-    Q: torch.Tensor  # (R, K) float32, exactly the dequantized values compensated for
+    Q: torch.Tensor | None  # (R, K) float32, exactly the dequantized values compensated for (None unless keep_q)
     loss: float  # sum of ||Err||^2 over blocks (0 without U)
 
 
@@ -48,16 +47,18 @@ def _intra_block(fit: BlockFit, W1: torch.Tensor, U1: torch.Tensor) -> torch.Ten
 
 
 def gptq_loop(W: torch.Tensor, U: torch.Tensor | None, fit_block: Callable[[int, int], BlockFit],
-              block_size: int, intra_block_update: bool = False) -> LoopOutput:
+              block_size: int, emit: Callable[[int, int, BlockFit], None], intra_block_update: bool = False,
+              keep_q: bool = False) -> LoopOutput:
     """Runs the loop over W (R, K), which is modified in place (pass a copy).
 
-    fit_block(s, e) returns the (float16-rounded) fit of the current W[:, s:e]. U (K, K): upper
-    Cholesky factor of H^-1; None = Hessian-free method (no compensation, loss 0).
+    fit_block(s, e) returns the (float16-rounded) fit of the current W[:, s:e]; emit(s, e, fit) receives it with
+    its final signs, in column order, and the loop keeps no fit (a layer's fits at once are 17 bytes per weight).
+    U (K, K): upper Cholesky factor of H^-1; None = Hessian-free method (no compensation, loss 0).
+    keep_q: also return the whole dequantized Q (4 bytes per weight).
     """
     R, K = W.shape
-    Q = torch.empty_like(W)
+    Q = torch.empty_like(W) if keep_q else None
     loss = W.new_zeros(())
-    fits = []
     for s in range(0, K, block_size):
         e = min(s + block_size, K)
         fit = fit_block(s, e)
@@ -68,6 +69,7 @@ def gptq_loop(W: torch.Tensor, U: torch.Tensor | None, fit_block: Callable[[int,
                 Err = (W[:, s:e] - fit.dequant()) / torch.diagonal(U)[s:e][None]
             loss += Err.square().sum()
             W[:, e:] -= Err @ U[s:e, e:]
-        Q[:, s:e] = fit.dequant()
-        fits.append(fit)
-    return LoopOutput(fits=fits, Q=Q, loss=float(loss))
+        if keep_q:
+            Q[:, s:e] = fit.dequant()
+        emit(s, e, fit)
+    return LoopOutput(Q=Q, loss=float(loss))

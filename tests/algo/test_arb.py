@@ -10,7 +10,7 @@ from .conftest import make_layer
 def _block(seed=0, b=128):
     W, H = make_layer(64, b, seed=seed)
     p = prepare_hessian(W, H, 0.01)
-    return p.W, p.H, torch.diagonal(p.U)
+    return p.W, p.blocks[0], torch.diagonal(p.U)
 
 
 def test_refinement_decreases_error_from_billm_init():

@@ -16,12 +16,15 @@ def test_loop_compensates_and_reports_loss():
         Wc = p.W.clone()
         fit = lambda s, e: billm_init(Wc[:, s:e], torch.ones(32, e - s, dtype=torch.bool), d[s:e],
                                       False, 1, 1, True).rounded()
-        return gptq_loop(Wc, U, fit, 64, intra), Wc
+        fits = []
+        out = gptq_loop(Wc, U, fit, 64, lambda s, e, f: fits.append((s, e, f)), intra, keep_q=True)
+        return out, Wc, fits
 
-    (plain, _), (comp, Wc), (intra, _) = run(None), run(p.U), run(p.U, True)
-    assert [f.kept.shape[1] for f in comp.fits] == [64, 64, 64, 8]
+    (plain, _, plain_fits), (comp, Wc, fits), (intra, _, _) = run(None), run(p.U), run(p.U, True)
+    assert [(s, e, f.kept.shape[1]) for s, e, f in fits] == [(0, 64, 64), (64, 128, 64), (128, 192, 64), (192, 200, 8)]
     assert plain.loss == 0
-    assert torch.equal(comp.fits[0].dequant(), plain.fits[0].dequant())  # first block sees no compensation
+    assert torch.equal(fits[0][2].dequant(), plain_fits[0][2].dequant())  # first block sees no compensation
+    assert torch.equal(torch.cat([f.dequant() for _, _, f in fits], 1), comp.Q)  # the emitted fits are the final ones
     assert h_error(W, comp.Q, H) < 0.7 * h_error(W, plain.Q, H)
     assert h_error(W, intra.Q, H) < h_error(W, comp.Q, H)  # measured: about half on this layer
     # Wc now holds each block's compensated weights as it was fitted

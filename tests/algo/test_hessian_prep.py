@@ -17,9 +17,21 @@ def test_dead_columns_damping_and_factor():
     Hfix = H.clone()
     Hfix[5, 5] = 1
     damp = 0.01 * torch.diagonal(Hfix).mean()
-    assert torch.allclose(p.H, Hfix + damp * torch.eye(32))
+    Hd = Hfix + damp * torch.eye(32)
+    assert torch.allclose(p.blocks[0], Hd) and torch.equal(p.diag, torch.diagonal(p.blocks[0]))
     assert torch.equal(p.U, torch.triu(p.U))
-    assert torch.allclose(p.U.T @ p.U, torch.linalg.inv(p.H.double()).float(), rtol=1e-3, atol=1e-5)
+    assert torch.allclose(p.U.T @ p.U, torch.linalg.inv(Hd.double()).float(), rtol=1e-3, atol=1e-5)
+    # factored in place, U is the out-of-place factorization's, bit for bit
+    L = torch.linalg.cholesky(p.blocks[0])
+    assert torch.equal(p.U, torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True))
+
+
+def test_diagonal_blocks_of_the_damped_h():
+    W, H = make_layer(8, 200)  # 64 x 3 + 8: a short last block
+    whole, blocked = prepare_hessian(W, H, 0.01), prepare_hessian(W, H, 0.01, block=64)
+    assert [b.shape[0] for b in blocked.blocks] == [64, 64, 64, 8] and torch.equal(whole.U, blocked.U)
+    for s, e in ((0, 64), (64, 128), (128, 192), (192, 200)):
+        assert torch.equal(blocked.S(s, e), whole.blocks[0][s:e, s:e])
 
 
 def test_not_positive_definite_is_a_config_error():
@@ -32,7 +44,7 @@ def test_not_positive_definite_is_a_config_error():
         raise AssertionError("expected ConfigError")
 
 
-def test_overwrite_h_damps_the_callers_h_in_place_and_factors_the_same():
+def test_overwrite_h_factors_in_the_callers_h_and_gives_the_same():
     from pbs2p_edge.algo.compress_layer import compress_layer
     from pbs2p_edge.algo.config import CompressConfig
 
@@ -42,9 +54,27 @@ def test_overwrite_h_damps_the_callers_h_in_place_and_factors_the_same():
     copy = prepare_hessian(W, H, 0.01)
     mine = H.clone()
     owned = prepare_hessian(W, mine, 0.01, overwrite_h=True)
-    assert owned.H.data_ptr() == mine.data_ptr()  # no copy: the caller's tensor is the working one
-    assert torch.equal(owned.H, copy.H) and torch.equal(owned.U, copy.U) and torch.equal(owned.W, copy.W)
+    assert owned.U.data_ptr() == mine.data_ptr()  # no copy: the caller's tensor is the one U is factored in
+    assert torch.equal(owned.blocks[0], copy.blocks[0]) and torch.equal(owned.U, copy.U) and torch.equal(owned.W, copy.W)
     cfg = CompressConfig(method="pbs2p", n=4, m=8, seed=0)
     a = compress_layer(W, H, cfg, 4)
     b = compress_layer(W, H.clone(), cfg, 4, overwrite_h=True)  # the column norms come from the undamped H
     assert torch.equal(a.dequantize(), b.dequantize()) and a.loss == b.loss
+
+
+def test_factor_in_place_reads_the_lower_triangle_as_torch_does():
+    """U from an H whose triangles differ in the last bits (as X^T X can) equals the out-of-place factorization,
+    which reads H's lower triangle; both tile passes at a width that leaves a short last tile."""
+    from pbs2p_edge.algo import hessian_prep
+
+    W, H = make_layer(8, 200)
+    H = H + torch.triu(torch.rand(200, 200, generator=torch.Generator().manual_seed(1)), 1) * 1e-6
+    damped = H.clone()
+    damped.diagonal().add_(0.01 * torch.diagonal(H).mean())
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
+    assert torch.equal(prepare_hessian(W, H, 0.01).U, U)
+    A = torch.randn(200, 200)
+    sym, t = A.clone(), A.clone()
+    hessian_prep._square_blocks(sym, mirror=True, step=64)
+    hessian_prep._square_blocks(t, mirror=False, step=64)
+    assert torch.equal(sym, torch.tril(A) + torch.tril(A, -1).T) and torch.equal(t, A.T)

@@ -12,7 +12,7 @@ from .conftest import make_layer
 def _block(seed):
     W, H = make_layer(64, 128, seed=seed)
     p = prepare_hessian(W, H, 0.01)
-    return p.W, p.H, torch.diagonal(p.U)
+    return p.W, p.blocks[0], torch.diagonal(p.U)
 
 
 def test_prune_steps_one_per_group_lowest_first():
