@@ -87,13 +87,15 @@ def fit_scales(Wb: torch.Tensor, h: torch.Tensor, t: Tier,
     return best_d, best_m
 
 
-def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01) -> GridResult:
-    """Quantizes W (R, K) onto tier t with GPTQ compensation by H (K, K); the caller's tensors are not modified.
+def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,
+              overwrite_h: bool = False) -> GridResult:
+    """Quantizes W (R, K) onto tier t with GPTQ compensation by H (K, K); the caller's tensors are not modified
+    (but with overwrite_h, a float32 H on W's device is the buffer U is factored in: the caller's last use of it).
     K must be a multiple of t.block, and t.block must divide LAZY (so no scale block straddles two batches)."""
     R, K = W.shape
     t.check_cols("GPTQ", K)
     assert LAZY % t.block == 0
-    prep = prepare_hessian(W, H.to(W.device), percdamp)
+    prep = prepare_hessian(W, H.to(W.device), percdamp, overwrite_h)
     W, U = prep.W, prep.U
     hdiag = prep.diag
     G = K // t.block

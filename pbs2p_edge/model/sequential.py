@@ -289,13 +289,13 @@ def compress_model(
             t = plan.get(full, BINARY)
             W = lin.weight.detach().float()
             h = hessians.pop(name)
-            if t == BINARY:  # H's last user (no other linear shares it) lets compress_layer damp it in place
-                last = not any(other is h for other in hessians.values())
+            last = not any(other is h for other in hessians.values())  # H's last user factors U in its buffer
+            if t == BINARY:
                 result = compress_layer(W, h.H, cfg, block_n[i], overwrite_h=last)
             elif t == "f16":
                 result = round_f16(W)
             else:
-                result = gptq_grid(W, h.H, tier(t), cfg.percdamp)
+                result = gptq_grid(W, h.H, tier(t), cfg.percdamp, overwrite_h=last)
             tiers[full] = t
             with torch.no_grad():
                 lin.weight.copy_(result.dequantize().to(lin.weight.dtype))

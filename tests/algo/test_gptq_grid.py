@@ -82,3 +82,12 @@ def test_width_must_fit_the_block_and_f16_rounds():
         gptq_grid(torch.randn(4, 96), torch.eye(96), tiers.TIERS["q3_g64"])
     W = torch.randn(3, 8)
     assert torch.equal(round_f16(W).dequantize(), W.half().float())
+
+
+def test_overwrite_h_gives_the_same_codes():
+    W, H = _layer(seed=3)
+    a = gptq_grid(W, H, tiers.tier("q4_0"))
+    mine = H.clone()
+    b = gptq_grid(W, mine, tiers.tier("q4_0"), overwrite_h=True)
+    assert torch.equal(a.q, b.q) and torch.equal(a.d, b.d) and a.loss == b.loss
+    assert not torch.equal(mine, H)  # the caller's buffer now holds the factor
