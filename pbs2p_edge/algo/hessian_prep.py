@@ -23,7 +23,8 @@ class PreparedHessian:
     W: torch.Tensor  # (R, K) float32 copy of the weight, dead columns set to 0
     U: torch.Tensor  # (K, K) float32 upper triangular, U^T U = H^-1 (H: dead diagonal set to 1, damped)
     diag: torch.Tensor  # (K,) diagonal of the damped H
-    blocks: tuple[torch.Tensor, ...]  # the damped H's diagonal blocks [s:s+b, s:s+b], s = 0, b, 2b, ... (b = block)
+    blocks: tuple[torch.Tensor, ...]  # the damped H's diagonal blocks [s:s+b, s:s+b], s = 0, b, 2b, ... (b = block);
+    # empty when none were asked for
     block: int
 
     def S(self, s: int, e: int) -> torch.Tensor:
@@ -34,14 +35,15 @@ class PreparedHessian:
 
 
 def prepare_hessian(W: torch.Tensor, H: torch.Tensor, percdamp: float, overwrite_h: bool = False,
-                    block: int = 0) -> PreparedHessian:
+                    block: int | None = None) -> PreparedHessian:
     """Copies W and H (the caller's tensors are never modified, unless overwrite_h) and factors the damped H.
 
     Dead column j (H_jj = 0: the input feature was always zero) gets H_jj = 1 and W[:, j] = 0, as in
     GPTQ. Damping adds percdamp * mean(diag H) to the diagonal. U is the upper Cholesky factor of
     H^-1: row j of U, divided by U_jj, is the OBS update that column j's error applies to later columns.
     overwrite_h: the caller's float32 H is the buffer U is factored in (it holds U afterwards, not H).
-    block: width of the column blocks whose diagonal blocks of the damped H are kept (0 = one block of all K).
+    block: width of the column blocks whose diagonal blocks of the damped H are kept (0 = one block of all K;
+    None = none: a caller that needs only the diagonal keeps no K x K copy).
     """
     W = W.detach().to(torch.float32, copy=True)
     A = H.detach() if overwrite_h and H.dtype == torch.float32 else H.detach().to(torch.float32, copy=True)
@@ -52,7 +54,7 @@ def prepare_hessian(W: torch.Tensor, H: torch.Tensor, percdamp: float, overwrite
     damp = percdamp * torch.diagonal(A).mean()
     A.diagonal().add_(damp)
     b = block or K
-    blocks = tuple(A[s:s + b, s:s + b].clone() for s in range(0, K, b))
+    blocks = () if block is None else tuple(A[s:s + b, s:s + b].clone() for s in range(0, K, b))
     diag = torch.diagonal(A).clone()
     _square_blocks(A, mirror=True)  # symmetric: the column-major view below is then the same matrix
     F = A.mT  # column-major: LAPACK's own layout, factored with no copy

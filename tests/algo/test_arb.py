@@ -9,7 +9,7 @@ from .conftest import make_layer
 
 def _block(seed=0, b=128):
     W, H = make_layer(64, b, seed=seed)
-    p = prepare_hessian(W, H, 0.01)
+    p = prepare_hessian(W, H, 0.01, block=0)
     return p.W, p.blocks[0], torch.diagonal(p.U)
 
 

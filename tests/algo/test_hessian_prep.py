@@ -11,7 +11,7 @@ def test_dead_columns_damping_and_factor():
     H[5, :] = 0
     H[:, 5] = 0
     W0, H0 = W.clone(), H.clone()
-    p = prepare_hessian(W, H, 0.01)
+    p = prepare_hessian(W, H, 0.01, block=0)
     assert torch.equal(W, W0) and torch.equal(H, H0)  # caller's tensors untouched
     assert (p.W[:, 5] == 0).all() and torch.equal(p.W[:, :5], W[:, :5])
     Hfix = H.clone()
@@ -28,7 +28,8 @@ def test_dead_columns_damping_and_factor():
 
 def test_diagonal_blocks_of_the_damped_h():
     W, H = make_layer(8, 200)  # 64 x 3 + 8: a short last block
-    whole, blocked = prepare_hessian(W, H, 0.01), prepare_hessian(W, H, 0.01, block=64)
+    whole, blocked = prepare_hessian(W, H, 0.01, block=0), prepare_hessian(W, H, 0.01, block=64)
+    assert prepare_hessian(W, H, 0.01).blocks == ()  # none asked for: no K x K copy (gptq_grid's case)
     assert [b.shape[0] for b in blocked.blocks] == [64, 64, 64, 8] and torch.equal(whole.U, blocked.U)
     for s, e in ((0, 64), (64, 128), (128, 192), (192, 200)):
         assert torch.equal(blocked.S(s, e), whole.blocks[0][s:e, s:e])
@@ -51,9 +52,9 @@ def test_overwrite_h_factors_in_the_callers_h_and_gives_the_same():
     W, H = make_layer(16, 64)
     H[3, :] = 0
     H[:, 3] = 0
-    copy = prepare_hessian(W, H, 0.01)
+    copy = prepare_hessian(W, H, 0.01, block=0)
     mine = H.clone()
-    owned = prepare_hessian(W, mine, 0.01, overwrite_h=True)
+    owned = prepare_hessian(W, mine, 0.01, overwrite_h=True, block=0)
     assert owned.U.data_ptr() == mine.data_ptr()  # no copy: the caller's tensor is the one U is factored in
     assert torch.equal(owned.blocks[0], copy.blocks[0]) and torch.equal(owned.U, copy.U) and torch.equal(owned.W, copy.W)
     cfg = CompressConfig(method="pbs2p", n=4, m=8, seed=0)

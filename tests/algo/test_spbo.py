@@ -11,7 +11,7 @@ from .conftest import make_layer
 
 def _block(seed):
     W, H = make_layer(64, 128, seed=seed)
-    p = prepare_hessian(W, H, 0.01)
+    p = prepare_hessian(W, H, 0.01, block=0)
     return p.W, p.blocks[0], torch.diagonal(p.U)
 
 
