@@ -66,3 +66,25 @@ def test_dominated_options_are_never_chosen():
 def test_infeasible_budget_is_a_config_error():
     with pytest.raises(ConfigError, match="smallest file"):
         allocate({"a": [Option("q2", 100, 1.0)]}, 99)
+
+
+def test_a_large_tensor_gets_its_step_when_that_is_worth_more():
+    """The Gemma-3 case: the small tensors' first steps save the most per bit, the large tensor's step comes next,
+    their second steps last. A plain greedy takes all first steps, finds no room for the large step and spends the
+    rest on second steps (loss 5 + 8 x 0.1); giving up one first step makes room for it (1 + 1.0 + 9 x 0.1)."""
+    options = {f"s{i}": [Option("q2", 100, 1.0), Option("q4", 200, 0.1), Option("q8", 400, 0.0)] for i in range(10)}
+    options["embedding"] = [Option("q2", 1000, 5.0), Option("q3", 1500, 1.0)]
+    choice = allocate(options, 3400)
+    bits, loss = _cost(options, choice)
+    assert choice["embedding"] == "q3"
+    assert bits <= 3400
+    assert loss == pytest.approx(2.9)
+    assert loss == pytest.approx(_optimum(options, 3400))
+
+
+def test_large_tensors_every_nondominated_option_is_tried():
+    """A large tensor's middle option off the convex hull can be the best one; enumeration sees it."""
+    options = {"big": [Option("q2", 1000, 10.0), Option("q3", 1400, 6.0), Option("q4", 1500, 0.0)],
+               "small": [Option("q2", 50, 0.5), Option("q4", 90, 0.0)]}
+    assert allocate(options, 1460) == {"big": "q3", "small": "q2"}
+    assert _cost(options, allocate(options, 1460))[1] == pytest.approx(_optimum(options, 1460))
