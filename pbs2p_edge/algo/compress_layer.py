@@ -17,7 +17,7 @@ from .block_fit import Assembly, BlockFit
 from .block_fits import Block
 from .config import CompressConfig
 from .gptq_loop import gptq_loop
-from .hessian_prep import prepare_hessian
+from .hessian_prep import prepare_hessian, working_copy
 from .methods import METHODS
 from .result import LayerResult
 from .stbllm import input_norms
@@ -41,7 +41,7 @@ def _check(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int) -> Non
 
 
 def _compress(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int, overwrite_h: bool,
-              keep_q: bool) -> tuple[LayerResult, torch.Tensor | None]:
+              keep_q: bool, overwrite_w: bool = False) -> tuple[LayerResult, torch.Tensor | None]:
     _check(W, H, cfg, n)
     H = H.to(W.device)  # all math runs on W's device
     cfg = cfg.resolved()
@@ -51,17 +51,17 @@ def _compress(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int, ove
     bs = cfg.block_size or K  # 0 = one block (and one scale group) per whole row
     x_norm = input_norms(H.detach().to(torch.float32))  # of the undamped H: before prepare_hessian may damp it
     if method.uses_hessian:
-        prep = prepare_hessian(W, H, cfg.percdamp, overwrite_h, bs)
+        prep = prepare_hessian(W, H, cfg.percdamp, overwrite_h, bs, overwrite_w)
         Wc, U = prep.W, prep.U
     else:
-        prep, Wc, U = None, W.detach().to(torch.float32, copy=True), None
+        prep, Wc, U = None, working_copy(W, overwrite_w), None
 
     def fit_block(s: int, e: int) -> BlockFit:
         blk = Block(W=Wc[:, s:e], S=None if prep is None else prep.S(s, e),
                     d=None if U is None else torch.diagonal(U)[s:e], x_norm=x_norm[s:e], cfg=cfg, n=n)
         return fit(blk).rounded()
 
-    asm = Assembly(R, K, bs, cfg.split_groups, cfg.salient, method.col_scale, W.device)
+    asm = Assembly(R, K, bs, cfg.split_groups, cfg.salient, method.col_scale, Wc.device)
     out = gptq_loop(Wc, U, fit_block, bs, asm.add, cfg.intra_block_update and U is not None, keep_q)
     return asm.result(n, cfg.m, out.loss), out.Q
 
@@ -74,11 +74,12 @@ def compress_layer_with_q(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig,
 
 
 def compress_layer(W: torch.Tensor, H: torch.Tensor, cfg: CompressConfig, n: int,
-                   overwrite_h: bool = False) -> LayerResult:
+                   overwrite_h: bool = False, overwrite_w: bool = False) -> LayerResult:
     """Compresses one linear layer on W's device. W (R, K) and H (K, K) are read, never modified (but with
-    overwrite_h, a float32 H on W's device is the buffer U is factored in: the caller's last use of it).
+    overwrite_h, a float32 H on W's device is the buffer U is factored in, and with overwrite_w a float32 W is the
+    working copy the loop updates: the caller's last use of them).
 
     n is this layer's N_l (from the CFS coarse stage for pbs2p, cfg.n otherwise; M for the methods
     that do not prune). Raises ConfigError when K is not a multiple of M or n is out of range.
     """
-    return _compress(W, H, cfg, n, overwrite_h, keep_q=False)[0]
+    return _compress(W, H, cfg, n, overwrite_h, keep_q=False, overwrite_w=overwrite_w)[0]

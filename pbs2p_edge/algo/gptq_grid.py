@@ -20,6 +20,7 @@ import torch
 
 from ..pack.tiers import CLIP, Tier
 from .hessian_prep import prepare_hessian
+from .result import DEQUANT_ROWS_ELEMENTS
 
 LAZY = 128  # columns per lazy batch update
 
@@ -37,14 +38,20 @@ class GridResult:
     def shape(self) -> tuple[int, int]:
         return tuple(self.q.shape)
 
-    def dequantize(self) -> torch.Tensor:
-        """W_hat (R, K) float32 in the file's order: d * (q - offset), or (d * q) + m."""
+    def dequantize(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """W_hat (R, K) float32 in the file's order: d * (q - offset), or (d * q) + m; DEQUANT_ROWS_ELEMENTS at a time
+        (elementwise: any cut of the rows gives the same bits), into `out` when given."""
         R, K = self.q.shape
         b = self.tier.block
-        v = self.d.repeat_interleave(b, dim=1) * (self.q.float() - self.tier.offset)
-        if self.m is not None:
-            v = v + self.m.repeat_interleave(b, dim=1)
-        return v
+        out = torch.empty(R, K, dtype=torch.float32, device=self.q.device) if out is None else out
+        step = max(1, DEQUANT_ROWS_ELEMENTS // K)
+        for r0 in range(0, R, step):
+            r1 = min(R, r0 + step)
+            v = self.d[r0:r1].repeat_interleave(b, dim=1) * (self.q[r0:r1].float() - self.tier.offset)
+            if self.m is not None:
+                v = v + self.m[r0:r1].repeat_interleave(b, dim=1)
+            out[r0:r1] = v
+        return out
 
 
 def _f16(x: torch.Tensor) -> torch.Tensor:
@@ -88,14 +95,15 @@ def fit_scales(Wb: torch.Tensor, h: torch.Tensor, t: Tier,
 
 
 def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,
-              overwrite_h: bool = False) -> GridResult:
+              overwrite_h: bool = False, overwrite_w: bool = False) -> GridResult:
     """Quantizes W (R, K) onto tier t with GPTQ compensation by H (K, K); the caller's tensors are not modified
-    (but with overwrite_h, a float32 H on W's device is the buffer U is factored in: the caller's last use of it).
+    (but with overwrite_h, a float32 H on W's device is the buffer U is factored in, and with overwrite_w a float32 W
+    is the working copy the loop updates: the caller's last use of them).
     K must be a multiple of t.block, and t.block must divide LAZY (so no scale block straddles two batches)."""
     R, K = W.shape
     t.check_cols("GPTQ", K)
     assert LAZY % t.block == 0
-    prep = prepare_hessian(W, H.to(W.device), percdamp, overwrite_h)
+    prep = prepare_hessian(W, H.to(W.device), percdamp, overwrite_h, overwrite_w=overwrite_w)
     W, U = prep.W, prep.U
     hdiag = prep.diag
     G = K // t.block
@@ -137,8 +145,8 @@ class FloatResult:
     def shape(self) -> tuple[int, int]:
         return tuple(self.W.shape)
 
-    def dequantize(self) -> torch.Tensor:
-        return self.W
+    def dequantize(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.W if out is None else out.copy_(self.W)
 
 
 def round_f16(W: torch.Tensor) -> FloatResult:

@@ -56,11 +56,12 @@ class LayerResult:
     def split_groups(self) -> int:
         return self.alpha.shape[1] - 1
 
-    def dequantize(self) -> torch.Tensor:
+    def dequantize(self, out: torch.Tensor | None = None) -> torch.Tensor:
         """W_hat (R, K) float32, in the fixed order of the module docstring; computed DEQUANT_ROWS_ELEMENTS at a time
-        (the index tensors of the whole layer would take 5x its float32 size: 0.9 GB for a 7B model's MLP)."""
+        (the index tensors of the whole layer would take 5x its float32 size: 0.9 GB for a 7B model's MLP).
+        out: a float32 (R, K) to write it in (the module's weight: no second R x K), else a new tensor."""
         R, K = self.mask.shape
-        out = torch.empty(R, K, dtype=torch.float32, device=self.mask.device)
+        out = torch.empty(R, K, dtype=torch.float32, device=self.mask.device) if out is None else out
         step = max(1, DEQUANT_ROWS_ELEMENTS // K)
         for r0 in range(0, R, step):
             out[r0: r0 + step] = self._rows(r0, min(R, r0 + step))

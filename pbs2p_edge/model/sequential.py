@@ -237,6 +237,7 @@ def compress_model(
         torch.cuda.reset_peak_memory_stats(device)
     model.eval()
 
+    release_free_heap()  # what loading and tokenizing freed (0.1 GB of the tokenizer's, for a novel) goes back first
     inputs = _capture(model, calib_ids, spec, device, weights)
     x, block_kwargs = inputs.hidden, inputs.block_kwargs
     plan = dict(plan or {})
@@ -282,6 +283,7 @@ def compress_model(
         linears = block_linears(block, spec)
         with accumulate_hessians(linears) as hessians:
             _run_all(block, x, kwargs, None)
+        release_free_heap()  # the forward's intermediates, before the fits' peak
         if x_fp is not None:
             _run_all(block, x_fp, kwargs, x_fp)  # before any linear is quantized: this block's FP outputs
         for name, lin in linears.items():
@@ -290,15 +292,20 @@ def compress_model(
             W = lin.weight.detach().float()
             h = hessians.pop(name)
             last = not any(other is h for other in hessians.values())  # H's last user factors U in its buffer
+            # W is the module's own weight when it is float32: the fit works in it (its last use: the result
+            # replaces it below), one R x K fewer in memory
             if t == BINARY:
-                result = compress_layer(W, h.H, cfg, block_n[i], overwrite_h=last)
+                result = compress_layer(W, h.H, cfg, block_n[i], overwrite_h=last, overwrite_w=True)
             elif t == "f16":
                 result = round_f16(W)
             else:
-                result = gptq_grid(W, h.H, tier(t), cfg.percdamp, overwrite_h=last)
+                result = gptq_grid(W, h.H, tier(t), cfg.percdamp, overwrite_h=last, overwrite_w=True)
             tiers[full] = t
             with torch.no_grad():
-                lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
+                if lin.weight.dtype == torch.float32:
+                    result.dequantize(out=lin.weight.detach())  # in place: no second R x K
+                else:
+                    lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
             results[full] = _to_cpu(result) if x_fp is not None else keep(_to_cpu(result))  # recovery needs them whole
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)

@@ -91,3 +91,27 @@ def test_overwrite_h_gives_the_same_codes():
     b = gptq_grid(W, mine, tiers.tier("q4_0"), overwrite_h=True)
     assert torch.equal(a.q, b.q) and torch.equal(a.d, b.d) and a.loss == b.loss
     assert not torch.equal(mine, H)  # the caller's buffer now holds the factor
+
+
+def test_overwrite_w_gives_the_same_codes():
+    W, H = _layer(seed=4)
+    a = gptq_grid(W, H, tiers.tier("q3_g64"))
+    mine = W.clone()
+    b = gptq_grid(mine, H, tiers.tier("q3_g64"), overwrite_w=True)
+    assert torch.equal(a.q, b.q) and torch.equal(a.d, b.d) and torch.equal(a.m, b.m) and a.loss == b.loss
+    assert not torch.equal(mine, W)  # the loop's compensation went into the caller's W
+
+
+@pytest.mark.parametrize("name", ["q4_0", "q3_g64"])
+def test_dequantize_in_row_chunks_and_into_a_given_tensor(name, monkeypatch):
+    import pbs2p_edge.algo.gptq_grid as gg
+
+    W, H = _layer(seed=5)
+    r = gptq_grid(W, H, tiers.tier(name))
+    b = r.tier.block
+    whole = r.d.repeat_interleave(b, dim=1) * (r.q.float() - r.tier.offset)
+    if r.m is not None:
+        whole = whole + r.m.repeat_interleave(b, dim=1)
+    monkeypatch.setattr(gg, "DEQUANT_ROWS_ELEMENTS", 5 * W.shape[1])  # 48 rows: chunks of 5, a short last one
+    out = torch.full_like(W, float("nan"))
+    assert r.dequantize(out=out) is out and torch.equal(out, whole) and torch.equal(r.dequantize(), whole)

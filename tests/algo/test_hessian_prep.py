@@ -79,3 +79,27 @@ def test_factor_in_place_reads_the_lower_triangle_as_torch_does():
     hessian_prep._square_blocks(sym, mirror=True, step=64)
     hessian_prep._square_blocks(t, mirror=False, step=64)
     assert torch.equal(sym, torch.tril(A) + torch.tril(A, -1).T) and torch.equal(t, A.T)
+
+
+def test_overwrite_w_works_in_the_callers_w_and_gives_the_same():
+    from pbs2p_edge.algo.compress_layer import compress_layer
+    from pbs2p_edge.algo.config import CompressConfig
+
+    W, H = make_layer(16, 64)
+    H[3, :] = 0
+    H[:, 3] = 0
+    copy = prepare_hessian(W, H, 0.01, block=0)
+    mine = W.clone()
+    owned = prepare_hessian(mine, H, 0.01, block=0, overwrite_w=True)
+    assert owned.W.data_ptr() == mine.data_ptr() and torch.equal(owned.W, copy.W)  # dead column zeroed in place
+    half = W.half()
+    assert prepare_hessian(half, H, 0.01, overwrite_w=True).W.dtype == torch.float32  # not float32: a copy
+    assert torch.equal(half, W.half())
+    for method in ("pbs2p", "rtn"):  # with and without the Hessian
+        cfg = CompressConfig(method=method, n=4 if method == "pbs2p" else 8, m=8, seed=0)
+        a = compress_layer(W, H, cfg, cfg.n)
+        mine = W.clone()
+        b = compress_layer(mine, H, cfg, cfg.n, overwrite_w=True)
+        assert torch.equal(a.dequantize(), b.dequantize()) and a.loss == b.loss
+        assert method == "rtn" or not torch.equal(mine, W)  # the GPTQ loop updated the caller's W
+        assert b.dequantize(out=mine) is mine and torch.equal(mine, a.dequantize())  # written into a given tensor
