@@ -309,7 +309,9 @@ def compress_model(
             results[full] = _to_cpu(result) if x_fp is not None else keep(_to_cpu(result))  # recovery needs them whole
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
-            del h  # one H fewer in memory once its last sharer is done: down_proj's alone is 0.5 GB at a 7B width
+            # one H fewer in memory once its last sharer is done (down_proj's alone is 0.5 GB at a 7B width), and this
+            # result whole not kept through the next linear's fit (4 bytes per weight)
+            del h, result, W
             release_free_heap()
         if x_fp is not None:
             recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
