@@ -39,19 +39,37 @@ def _components(node) -> list[dict]:
     return [node]
 
 
-def _pre_name(tj: dict) -> str:
-    """llama.cpp's name for the pre-tokenizer regex set (it selects the splitting rules on load)."""
+# the split regexes llama.cpp names (its llama-vocab.cpp), as tokenizer.json's Split pre-tokenizer holds them
+SPLIT_REGEXES = {
+    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+                 r"\s+(?!\S)|\s+",  # Llama-3
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+             r"\s+(?!\S)|\s+",  # Qwen2, Qwen2.5
+}
+
+
+def _pre_name(tj: dict, path: Path) -> str:
+    """llama.cpp's name for the pre-tokenizer regex set (it selects the splitting rules on load); FormatError for
+    one libpbs2p does not split as Hugging Face does."""
     parts = _components(tj.get("pre_tokenizer"))
     types = [p.get("type") for p in parts]
     if types == ["ByteLevel"] and parts[0].get("use_regex", True):
         return "gpt-2"
-    if types == ["Digits", "ByteLevel"] and parts[0].get("individual_digits"):
+    if types == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
         return "smollm"
-    if "Split" in types and "ByteLevel" in types:
-        pattern = json.dumps(parts[types.index("Split")].get("pattern", {}))
-        if "\\\\p{N}{1,3}" in pattern:
-            return "llama-bpe"
-    return "default"
+    if types == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
+        split = parts[0]
+        regex = (split.get("pattern") or {}).get("Regex")
+        name = next((k for k, v in SPLIT_REGEXES.items() if v == regex), None)
+        if name is not None and split.get("behavior") == "Isolated" and not split.get("invert", False):
+            return name
+    raise FormatError(f"{path}: byte-level pre-tokenizer {types} (split regex {json.dumps(_split_regex(parts))}) is not "
+                      f"one libpbs2p splits as Hugging Face does (ByteLevel alone, Digits + ByteLevel, or the "
+                      f"{' / '.join(SPLIT_REGEXES)} split regex)")
+
+
+def _split_regex(parts: list[dict]) -> str | None:
+    return next(((p.get("pattern") or {}).get("Regex") for p in parts if p.get("type") == "Split"), None)
 
 
 def _spm_layout(tj: dict, path: Path) -> tuple[str, bool]:
@@ -170,7 +188,7 @@ def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> Token
         if add_eos is None:
             add_eos = len(with_sp) > len(plain) and with_sp[-1] != plain[-1]
 
-    pre, add_space_prefix = (_pre_name(tj), None) if kind == "gpt2" else _spm_layout(tj, path)
+    pre, add_space_prefix = (_pre_name(tj, path), None) if kind == "gpt2" else _spm_layout(tj, path)
 
     template = tcfg.get("chat_template")
     jinja = ckpt_dir / "chat_template.jinja"

