@@ -24,7 +24,8 @@ from pbs2p_exporters.onnx_packed_op import DOMAIN, INPUTS, OP_TYPE, OP_VERSION, 
 # weight, scale, bias or input order (those move logits by > 1e-3 of the range).
 TOL = 2e-6
 PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)
-CKPTS = ["llama_ckpt", "llama_untied_ckpt", "gemma3_ckpt", "opt_ckpt"]  # untied llama: 5 salient, 2 split groups; opt: 3
+# untied llama: 5 salient, 2 split groups; opt: 3; qwen2: q/k/v biases; mistral: a sliding window (4) < PROMPT
+CKPTS = ["llama_ckpt", "llama_untied_ckpt", "qwen2_ckpt", "mistral_ckpt", "gemma3_ckpt", "opt_ckpt"]
 
 
 def ort_session(model, **kw) -> ort.InferenceSession:

@@ -496,7 +496,7 @@ def test_tokenizer_dies_with_the_model(exported):
 # ---- perplexity (pbs2p_model_perplexity) --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["tied", "untied", "q8"])
+@pytest.mark.parametrize("name", ["tied", "untied", "q8", "gemma3", "opt_tied", "opt_untied"])
 def test_perplexity_equals_pytorch_eval(exported, tiny_ids, name):
     _, path, ref = exported[name]
     want = perplexity(ref, tiny_ids, 32, max_windows=3)
