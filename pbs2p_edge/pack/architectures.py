@@ -27,6 +27,10 @@ class Architecture:
     sliding_window: how the config states a sliding attention window: "" (never), "sliding_window" (the field
             applies to every layer when set), "layer_types" (the field applies where layer_types says
             sliding_attention; uniform layer types only, but for the gemma3 layout, whose layers mix them).
+    tokenizers: the tokenizer kinds of the architecture's published models that the chain carries, in libpbs2p's
+            names (pbs2p_tokenizer_info.pre; docs/GGUF.md §5): "llama" SentencePiece-style BPE with byte fallback,
+            and byte-level BPE split by the "gpt-2", "smollm" (SmolLM2), "llama-bpe" (Llama-3) or "qwen2" rules.
+            Each has a test of libpbs2p's ids against Hugging Face's (tests/runtime/test_tokenizer.py).
     """
 
     model_type: str
@@ -37,23 +41,26 @@ class Architecture:
     activation: tuple[str, str, tuple[str, ...]]
     biases: str
     sliding_window: str = ""
+    tokenizers: tuple[str, ...] = ()
 
 
 _SILU = ("hidden_act", "silu", ("silu",))
 ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
     Architecture("llama", "llama", "llama", "RMSNorm", "RoPE (rotate-half)", _SILU,
-                 "optional on all linears (attention_bias, mlp_bias)"),
+                 "optional on all linears (attention_bias, mlp_bias)",
+                 tokenizers=("llama", "gpt-2", "smollm", "llama-bpe")),  # Llama-2, SmolLM2, Llama-3
     # llama.cpp writes Mistral as a llama model; its sliding window is one more key
     Architecture("mistral", "llama", "llama", "RMSNorm", "RoPE (rotate-half)", _SILU, "none",
-                 sliding_window="sliding_window"),
+                 sliding_window="sliding_window", tokenizers=("llama",)),
     Architecture("qwen2", "qwen2", "llama", "RMSNorm", "RoPE (rotate-half)", _SILU, "q, k, v",
-                 sliding_window="layer_types"),
+                 sliding_window="layer_types", tokenizers=("qwen2",)),
     Architecture("opt", "opt", "opt", "LayerNorm (pre or post)", "learned (offset 2)",
-                 ("activation_function", "relu", ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh")), "all linears"),
+                 ("activation_function", "relu", ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh")), "all linears",
+                 tokenizers=("gpt-2",)),
     Architecture("gemma3_text", "gemma3", "gemma3", "RMSNorm (1 + w), before and after each sublayer; QK-norm",
                  "RoPE (rotate-half), a base for sliding and one for global layers",
                  ("hidden_activation", "gelu_pytorch_tanh", ("gelu_pytorch_tanh",)), "none",
-                 sliding_window="layer_types"),
+                 sliding_window="layer_types", tokenizers=("llama",)),
 )}
 
 # per layout: the config's size fields (every real config.json has them; transformers' defaults describe a 7B model,
@@ -241,13 +248,13 @@ def check_config(config: dict, output: str | None = None) -> Architecture:
 
 def markdown_table() -> str:
     """The README's table of supported architectures."""
-    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model_type | GGUF name | norm | positions | MLP activation | biases | sliding window | tokenizers |",
+            "|---|---|---|---|---|---|---|---|"]
     for a in ARCHITECTURES.values():
         window = {"": "no", "sliding_window": "yes (`sliding_window`)",
                   "layer_types": "yes, when every layer is sliding (`layer_types`)"}[a.sliding_window]
         if a.layout == "gemma3":
             window = "yes, per layer (`layer_types`)"
         rows.append(f"| {a.model_type} | {a.gguf} | {a.norm} | {a.position} | {', '.join(a.activation[2])} "
-                    f"| {a.biases} | {window} |")
+                    f"| {a.biases} | {window} | {', '.join(a.tokenizers)} |")
     return "\n".join(rows)

@@ -92,3 +92,13 @@ def test_gemma3_checks():
     assert check_config(g, ".onnx").layout == "gemma3"
     with pytest.raises(ModelError, match="ONNX export of gemma3_text supports hidden_activation 'gelu_pytorch_tanh'"):
         check_config({**g, "hidden_activation": "silu"}, ".onnx")
+
+
+def test_the_tables_tokenizer_kinds_are_the_ones_libpbs2p_reads():
+    """Every kind the table names is one the C tokenizer loads (and tests/runtime/test_tokenizer.py checks each against
+    Hugging Face's ids: gpt-2 the tiny BPE, smollm SmolLM2's, llama-bpe and qwen2 their split regexes, llama the
+    SentencePiece layouts and Gemma 3's); and every kind it reads belongs to some architecture."""
+    from pbs2p_edge.runtime.tokenizer import PRE_NAMES
+
+    assert all(a.tokenizers for a in ARCHITECTURES.values())
+    assert {k for a in ARCHITECTURES.values() for k in a.tokenizers} == set(PRE_NAMES.values())
