@@ -1,5 +1,7 @@
 import torch
 
+from pbs2p_edge.algo.compress_layer import compress_layer
+from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.algo.hessian_prep import prepare_hessian
 from pbs2p_edge.errors import ConfigError
 
@@ -45,13 +47,16 @@ def test_not_positive_definite_is_a_config_error():
         raise AssertionError("expected ConfigError")
 
 
-def test_overwrite_h_factors_in_the_callers_h_and_gives_the_same():
-    from pbs2p_edge.algo.compress_layer import compress_layer
-    from pbs2p_edge.algo.config import CompressConfig
-
+def _dead_column_layer():
+    """A 16 x 64 layer whose input feature 3 is always zero (a dead column)."""
     W, H = make_layer(16, 64)
     H[3, :] = 0
     H[:, 3] = 0
+    return W, H
+
+
+def test_overwrite_h_factors_in_the_callers_h_and_gives_the_same():
+    W, H = _dead_column_layer()
     copy = prepare_hessian(W, H, 0.01, block=0)
     mine = H.clone()
     owned = prepare_hessian(W, mine, 0.01, overwrite_h=True, block=0)
@@ -82,12 +87,7 @@ def test_factor_in_place_reads_the_lower_triangle_as_torch_does():
 
 
 def test_overwrite_w_works_in_the_callers_w_and_gives_the_same():
-    from pbs2p_edge.algo.compress_layer import compress_layer
-    from pbs2p_edge.algo.config import CompressConfig
-
-    W, H = make_layer(16, 64)
-    H[3, :] = 0
-    H[:, 3] = 0
+    W, H = _dead_column_layer()
     copy = prepare_hessian(W, H, 0.01, block=0)
     mine = W.clone()
     owned = prepare_hessian(mine, H, 0.01, block=0, overwrite_w=True)
