@@ -102,6 +102,13 @@ def test_tiny_random_text_equals_hf(tiny, text):
     assert ours.decode(ids) == text
 
 
+def test_tiny_whole_novel_equals_hf(tiny):
+    """The "gpt-2" kind (ByteLevel's own regex) on real text: a whole novel, id for id."""
+    _, ours, hf = tiny
+    _novel_parity(ours, lambda text, **kw: {"input_ids": hf.encode(text, add_special_tokens=False).ids},
+                  "austen:prideprejudice")
+
+
 def test_tiny_pieces_and_buffers(tiny):
     tk, ours, _ = tiny
     s_id = tk.tokens.index("<s>")
