@@ -468,18 +468,25 @@ static pbs2p_status bpe_word(const pbs2p_tokenizer *t, const unsigned char *s, s
     return PBS2P_OK;
 }
 
+static uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Length of the contraction 's|'t|'re|'ve|'m|'ll|'d at cps[i] (case-insensitive with fold), 0 when none. */
+static size_t contraction(const uint32_t *cps, size_t i, size_t n, int fold) {
+    if (cps[i] != '\'' || i + 1 >= n) return 0;
+    uint32_t a = cps[i + 1], b = i + 2 < n ? cps[i + 2] : 0;
+    if (fold) { a = lower_ascii(a); b = lower_ascii(b); }
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    return 0;
+}
+
 /* GPT-2 regex over the code points of one piece; cps/cls/pos: code point, class, byte offset (pos[n] = end). */
 static pbs2p_status gpt2_split(const pbs2p_tokenizer *t, const unsigned char *text, const uint32_t *cps,
                                const uint8_t *cls, const size_t *pos, size_t n, emit_state *e) {
     size_t i = 0;
     while (i < n) {
-        size_t j = i;
         uint32_t c = cps[i];
-        if (c == '\'' && i + 1 < n) {
-            uint32_t a = cps[i + 1], b = i + 2 < n ? cps[i + 2] : 0;
-            if (a == 's' || a == 't' || a == 'm' || a == 'd') j = i + 2;
-            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) j = i + 3;
-        }
+        size_t j = i + contraction(cps, i, n, 0);
         if (j == i) {
             size_t k = (c == ' ' && i + 1 < n && cls[i + 1] != CLS_SPACE) ? i + 1 : i; /* optional leading space */
             int want = cls[k];
@@ -501,41 +508,40 @@ static pbs2p_status gpt2_split(const pbs2p_tokenizer *t, const unsigned char *te
 
 static int is_newline(uint32_t c) { return c == '\r' || c == '\n'; }
 
-static uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+/* End of the Llama-3 / Qwen2 split regex's match at cps[i] (file comment): its alternatives tried in order, as the
+ * regex engine does; max_digits: 3 (llama-bpe) or 1 (qwen2). */
+static size_t llama3_match(const uint32_t *cps, const uint8_t *cls, size_t i, size_t n, size_t max_digits) {
+    uint32_t c = cps[i];
+    size_t j = contraction(cps, i, n, 1);  /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+    if (j) return i + j;
+    if (cls[i] == CLS_LETTER || (cls[i] != CLS_NUMBER && !is_newline(c) && i + 1 < n && cls[i + 1] == CLS_LETTER)) {
+        for (j = i + 1; j < n && cls[j] == CLS_LETTER; j++) {}  /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+        return j;
+    }
+    if (cls[i] == CLS_NUMBER) {  /* \p{N}{1,3} or \p{N} */
+        for (j = i; j < n && j - i < max_digits && cls[j] == CLS_NUMBER; j++) {}
+        return j;
+    }
+    if (cls[i] == CLS_OTHER || (c == ' ' && i + 1 < n && cls[i + 1] == CLS_OTHER)) {
+        for (j = c == ' ' ? i + 1 : i; j < n && cls[j] == CLS_OTHER; j++) {}  /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+        while (j < n && is_newline(cps[j])) j++;
+        return j;
+    }
+    size_t r = i, last_nl = n;  /* whitespace */
+    for (; r < n && cls[r] == CLS_SPACE; r++)
+        if (is_newline(cps[r])) last_nl = r;
+    if (last_nl < n) return last_nl + 1;  /* \s*[\r\n]+: up to the run's last newline */
+    if (r < n && r - i > 1) return r - 1; /* \s+(?!\S): leave the last space to the next word */
+    return r;                             /* \s+ */
+}
 
-/* The Llama-3 / Qwen2 split regex (file comment) over the code points of one piece, the alternatives tried in order
- * at each position as the regex engine does; max_digits: 3 (llama-bpe) or 1 (qwen2). */
+/* The Llama-3 / Qwen2 split regex over the code points of one piece (gpt2_split's arguments). */
 static pbs2p_status llama3_split(const pbs2p_tokenizer *t, const unsigned char *text, const uint32_t *cps,
                                  const uint8_t *cls, const size_t *pos, size_t n, size_t max_digits, emit_state *e) {
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i;
-        uint32_t c = cps[i];
-        if (c == '\'' && i + 1 < n) {  /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
-            uint32_t a = lower_ascii(cps[i + 1]), b = i + 2 < n ? lower_ascii(cps[i + 2]) : 0;
-            if (a == 's' || a == 't' || a == 'm' || a == 'd') j = i + 2;
-            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) j = i + 3;
-        }
-        if (j == i && cls[i] == CLS_LETTER) {  /* [^\r\n\p{L}\p{N}]?\p{L}+, no prefix */
-            for (j = i; j < n && cls[j] == CLS_LETTER; j++) {}
-        } else if (j == i && cls[i] != CLS_NUMBER && !is_newline(c) && i + 1 < n && cls[i + 1] == CLS_LETTER) {
-            for (j = i + 1; j < n && cls[j] == CLS_LETTER; j++) {}  /* ... with its one-character prefix */
-        } else if (j == i && cls[i] == CLS_NUMBER) {  /* \p{N}{1,3} or \p{N} */
-            for (j = i; j < n && j - i < max_digits && cls[j] == CLS_NUMBER; j++) {}
-        } else if (j == i && (cls[i] == CLS_OTHER || (c == ' ' && i + 1 < n && cls[i + 1] == CLS_OTHER))) {
-            for (j = c == ' ' ? i + 1 : i; j < n && cls[j] == CLS_OTHER; j++) {}  /* ?[^\s\p{L}\p{N}]+[\r\n]* */
-            while (j < n && is_newline(cps[j])) j++;
-        } else if (j == i) {  /* whitespace */
-            size_t r = i, last_nl = n;
-            for (; r < n && cls[r] == CLS_SPACE; r++)
-                if (is_newline(cps[r])) last_nl = r;
-            if (last_nl < n) j = last_nl + 1;      /* \s*[\r\n]+: up to the run's last newline */
-            else if (r < n && r - i > 1) j = r - 1; /* \s+(?!\S): leave the last space to the next word */
-            else j = r;                             /* \s+ */
-        }
+    for (size_t i = 0, j; i < n; i = j) {
+        j = llama3_match(cps, cls, i, n, max_digits);
         pbs2p_status st = bpe_word(t, text + pos[i], pos[j] - pos[i], e);
         if (st != PBS2P_OK) return st;
-        i = j;
     }
     return PBS2P_OK;
 }
