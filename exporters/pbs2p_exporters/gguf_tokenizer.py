@@ -59,8 +59,7 @@ def _pre_name(tj: dict, path: Path) -> str:
         return "smollm"
     if types == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
         split = parts[0]
-        regex = (split.get("pattern") or {}).get("Regex")
-        name = next((k for k, v in SPLIT_REGEXES.items() if v == regex), None)
+        name = next((k for k, v in SPLIT_REGEXES.items() if v == _split_regex(parts)), None)
         if name is not None and split.get("behavior") == "Isolated" and not split.get("invert", False):
             return name
     raise FormatError(f"{path}: byte-level pre-tokenizer {types} (split regex {json.dumps(_split_regex(parts))}) is not "
@@ -69,6 +68,7 @@ def _pre_name(tj: dict, path: Path) -> str:
 
 
 def _split_regex(parts: list[dict]) -> str | None:
+    """The regex of the first Split pre-tokenizer in parts, None without one."""
     return next(((p.get("pattern") or {}).get("Regex") for p in parts if p.get("type") == "Split"), None)
 
 
