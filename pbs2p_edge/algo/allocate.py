@@ -45,10 +45,10 @@ def _frontier(options: list[Option]) -> list[Option]:
     return out
 
 
-def _hull(options: list[Option]) -> list[Option]:
-    """The options on the lower convex hull of (bits, loss), by increasing bits (decreasing loss)."""
+def _hull(frontier: list[Option]) -> list[Option]:
+    """The points of a frontier (_frontier) on the lower convex hull of (bits, loss), by increasing bits."""
     hull: list[Option] = []
-    for o in _frontier(options):
+    for o in frontier:
         while len(hull) >= 2:
             a, b = hull[-2], hull[-1]
             # b is above the segment a -> o: its slope from a is no steeper than o's
@@ -89,18 +89,17 @@ def _greedy(hulls: dict[str, list[Option]], budget_bits: float) -> tuple[dict[st
     return at, sum(hulls[name][i].loss for name, i in at.items())
 
 
-def _large(options: dict[str, list[Option]], budget_bits: float) -> list[str]:
-    """The tensors to enumerate: a step above LARGE_STEP of the budget, largest first, while the combinations of
-    their non-dominated options stay within MAX_COMBINATIONS."""
-    def step(opts):
-        f = _frontier(opts)
+def _large(frontiers: dict[str, list[Option]], budget_bits: float) -> list[str]:
+    """The tensors to enumerate: a step of their frontier above LARGE_STEP of the budget, largest first, while the
+    combinations of their frontiers' options stay within MAX_COMBINATIONS."""
+    def step(f):
         return max((b.bits - a.bits for a, b in zip(f, f[1:])), default=0)
 
-    big = sorted((n for n, o in options.items() if step(o) > LARGE_STEP * budget_bits),
-                 key=lambda n: (-max(o.bits for o in options[n]), n))
+    big = sorted((n for n, f in frontiers.items() if step(f) > LARGE_STEP * budget_bits),
+                 key=lambda n: (-frontiers[n][-1].bits, n))
     chosen, combos = [], 1
     for n in big:
-        k = len(_frontier(options[n]))
+        k = len(frontiers[n])
         if combos * k > MAX_COMBINATIONS:
             break
         chosen.append(n)
@@ -120,10 +119,11 @@ def allocate(options: dict[str, list[Option]], budget_bits: float) -> dict[str, 
     if cheapest > budget_bits:
         raise ConfigError(f"the budget of {budget_bits / 8e6:.2f} MB is below the smallest file these tiers make "
                           f"({cheapest / 8e6:.2f} MB for the allocated tensors alone)")
-    large = _large(options, budget_bits)
-    hulls = {name: _hull(opts) for name, opts in options.items() if name not in large}
+    frontiers = {name: _frontier(opts) for name, opts in options.items()}
+    large = _large(frontiers, budget_bits)
+    hulls = {name: _hull(f) for name, f in frontiers.items() if name not in large}
     best = None
-    for combo in itertools.product(*(_frontier(options[n]) for n in large)):
+    for combo in itertools.product(*(frontiers[n] for n in large)):
         fixed = sum(o.bits for o in combo)
         run = _greedy(hulls, budget_bits - fixed)
         if run is None:
