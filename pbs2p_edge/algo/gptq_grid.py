@@ -20,7 +20,7 @@ import torch
 
 from ..pack.tiers import CLIP, Tier
 from .hessian_prep import prepare_hessian
-from .result import DEQUANT_ROWS_ELEMENTS
+from .result import in_row_chunks
 
 LAZY = 128  # columns per lazy batch update
 
@@ -39,19 +39,14 @@ class GridResult:
         return tuple(self.q.shape)
 
     def dequantize(self, out: torch.Tensor | None = None) -> torch.Tensor:
-        """W_hat (R, K) float32 in the file's order: d * (q - offset), or (d * q) + m; DEQUANT_ROWS_ELEMENTS at a time
-        (elementwise: any cut of the rows gives the same bits), into `out` when given."""
-        R, K = self.q.shape
+        """W_hat (R, K) float32 in the file's order: d * (q - offset), or (d * q) + m; in row chunks (elementwise: any
+        cut of the rows gives the same bits), into `out` when given."""
+        return in_row_chunks(self.shape, self._rows, out, self.q.device)
+
+    def _rows(self, r0: int, r1: int) -> torch.Tensor:
         b = self.tier.block
-        out = torch.empty(R, K, dtype=torch.float32, device=self.q.device) if out is None else out
-        step = max(1, DEQUANT_ROWS_ELEMENTS // K)
-        for r0 in range(0, R, step):
-            r1 = min(R, r0 + step)
-            v = self.d[r0:r1].repeat_interleave(b, dim=1) * (self.q[r0:r1].float() - self.tier.offset)
-            if self.m is not None:
-                v = v + self.m[r0:r1].repeat_interleave(b, dim=1)
-            out[r0:r1] = v
-        return out
+        v = self.d[r0:r1].repeat_interleave(b, dim=1) * (self.q[r0:r1].float() - self.tier.offset)
+        return v if self.m is None else v + self.m[r0:r1].repeat_interleave(b, dim=1)
 
 
 def _f16(x: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,17 @@ import torch
 DEQUANT_ROWS_ELEMENTS = 1 << 22  # [choice] weights dequantized at a time: 4 Mi (its index tensors about 100 MB)
 
 
+def in_row_chunks(shape: tuple[int, int], rows, out: torch.Tensor | None, device) -> torch.Tensor:
+    """An (R, K) float32 (`out` when given) filled DEQUANT_ROWS_ELEMENTS at a time by rows(r0, r1), which gives rows
+    r0 .. r1 - 1: a dequantization's temporaries stay a few MB whatever the layer's size."""
+    R, K = shape
+    out = torch.empty(R, K, dtype=torch.float32, device=device) if out is None else out
+    step = max(1, DEQUANT_ROWS_ELEMENTS // K)
+    for r0 in range(0, R, step):
+        out[r0: r0 + step] = rows(r0, min(R, r0 + step))
+    return out
+
+
 @dataclass(frozen=True)
 class LayerResult:
     mask: torch.Tensor
@@ -60,12 +71,7 @@ class LayerResult:
         """W_hat (R, K) float32, in the fixed order of the module docstring; computed DEQUANT_ROWS_ELEMENTS at a time
         (the index tensors of the whole layer would take 5x its float32 size: 0.9 GB for a 7B model's MLP).
         out: a float32 (R, K) to write it in (the module's weight: no second R x K), else a new tensor."""
-        R, K = self.mask.shape
-        out = torch.empty(R, K, dtype=torch.float32, device=self.mask.device) if out is None else out
-        step = max(1, DEQUANT_ROWS_ELEMENTS // K)
-        for r0 in range(0, R, step):
-            out[r0: r0 + step] = self._rows(r0, min(R, r0 + step))
-        return out
+        return in_row_chunks(self.shape, self._rows, out, self.mask.device)
 
     def _rows(self, r0: int, r1: int) -> torch.Tensor:
         """Rows r0 .. r1 - 1 of W_hat (elementwise: any cut of the rows gives the same bits)."""

@@ -104,7 +104,7 @@ def test_overwrite_w_gives_the_same_codes():
 
 @pytest.mark.parametrize("name", ["q4_0", "q3_g64"])
 def test_dequantize_in_row_chunks_and_into_a_given_tensor(name, monkeypatch):
-    import pbs2p_edge.algo.gptq_grid as gg
+    import pbs2p_edge.algo.result as res
 
     W, H = _layer(seed=5)
     r = gptq_grid(W, H, tiers.tier(name))
@@ -112,6 +112,6 @@ def test_dequantize_in_row_chunks_and_into_a_given_tensor(name, monkeypatch):
     whole = r.d.repeat_interleave(b, dim=1) * (r.q.float() - r.tier.offset)
     if r.m is not None:
         whole = whole + r.m.repeat_interleave(b, dim=1)
-    monkeypatch.setattr(gg, "DEQUANT_ROWS_ELEMENTS", 5 * W.shape[1])  # 48 rows: chunks of 5, a short last one
+    monkeypatch.setattr(res, "DEQUANT_ROWS_ELEMENTS", 5 * W.shape[1])  # 48 rows: chunks of 5, a short last one
     out = torch.full_like(W, float("nan"))
     assert r.dequantize(out=out) is out and torch.equal(out, whole) and torch.equal(r.dequantize(), whole)
