@@ -86,6 +86,19 @@ def _check_widths(model, m: int) -> None:
                                   f"{spec.blocks}.{i}.{name}; choose an M that divides it")
 
 
+def _check_gguf_tokenizer(tokenizer, source: str) -> None:
+    """FormatError, before compressing, when the GGUF export at the end would refuse the tokenizer: the checkpoint's
+    tokenizer.json is this tokenizer's own serialization (save_pretrained), read by gguf_tokenizer."""
+    import json
+
+    from pbs2p_exporters.gguf_tokenizer import tokenizer_layout
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise FormatError(f"{source}: no fast tokenizer (tokenizer.json); GGUF export needs one")
+    tokenizer_layout(json.loads(backend.to_str()), f"{source} tokenizer")
+
+
 def check_source(source: str, output: str | None = None) -> None:
     """Cheapest first: a local model directory's config.json against the architecture table (for the `output`
     format too: ".gguf" / ".onnx"), before torch or transformers is even imported. load_model checks every source
@@ -250,6 +263,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     model, tokenizer, weights = _load_original(source, "compress", output, stream=not budgeted)
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
+    if output == ".gguf":
+        _check_gguf_tokenizer(tokenizer, source)
     _check_widths(model, cfg.m)
     check_seqlen(model, seqlen)
     n_blocks = len(decoder_blocks(model))

@@ -10,7 +10,7 @@ import torch
 
 from pbs2p_edge import cli, commands
 from pbs2p_edge.algo.config import CompressConfig
-from pbs2p_edge.errors import ConfigError, DataError, ModelError, NativeError, OutputError
+from pbs2p_edge.errors import ConfigError, DataError, FormatError, ModelError, NativeError, OutputError
 from saved_models import english_text, save_hf_dir, tiny_llama_width40
 
 RTN = CompressConfig(method="rtn", n=8, m=8, block_size=64)  # the fastest method: no Hessian
@@ -84,6 +84,26 @@ def test_compress_checks_layer_widths_before_calibrating(monkeypatch, tmp_path, 
     cfg = CompressConfig(method="pbs2p", n=8, m=16, block_size=64)
     with pytest.raises(ConfigError, match=r"M=16 does not divide the input width 40 of model\.layers\.0\."):
         commands.compress(str(model_dir), str(tmp_path / "out"), cfg, calib=str(text), **CALIB)
+
+
+def test_export_checks_the_tokenizer_before_compressing(monkeypatch, tmp_path, tiny_llama_dir, text):
+    """A tokenizer the GGUF exporter would refuse (here an unknown split regex) fails an export before compression,
+    writing nothing, where it used to fail after it; the same model still compresses for ONNX, which has none."""
+    import shutil
+
+    model_dir = tmp_path / "odd_split"
+    shutil.copytree(tiny_llama_dir, model_dir)
+    tj = json.loads((model_dir / "tokenizer.json").read_text())
+    tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"\p{L}+|\p{N}+|\s+|."}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    (model_dir / "tokenizer.json").write_text(json.dumps(tj))
+    _forbid(monkeypatch, "pbs2p_edge.model.sequential.compress_model", "compress_model")
+    with pytest.raises(FormatError, match="split regex"):
+        commands.export(str(model_dir), str(tmp_path / "m.gguf"), RTN, calib=str(text), **CALIB)
+    assert _listing(tmp_path) == ["odd_split"]
+    with pytest.raises(AssertionError, match="compress_model"):  # past the tokenizer check: ONNX carries none
+        commands.export(str(model_dir), str(tmp_path / "m.onnx"), RTN, calib=str(text), **CALIB)
 
 
 def test_compress_and_evaluate_reject_counts_the_parser_would_reject(tmp_path, tiny_llama_dir, text):

@@ -48,7 +48,7 @@ SPLIT_REGEXES = {
 }
 
 
-def _pre_name(tj: dict, path: Path) -> str:
+def _pre_name(tj: dict, path: Path | str) -> str:
     """llama.cpp's name for the pre-tokenizer regex set (it selects the splitting rules on load); FormatError for
     one libpbs2p does not split as Hugging Face does."""
     parts = _components(tj.get("pre_tokenizer"))
@@ -72,7 +72,7 @@ def _split_regex(parts: list[dict]) -> str | None:
     return next(((p.get("pattern") or {}).get("Regex") for p in parts if p.get("type") == "Split"), None)
 
 
-def _spm_layout(tj: dict, path: Path) -> tuple[str, bool]:
+def _spm_layout(tj: dict, path: Path | str) -> tuple[str, bool]:
     """tokenizer.ggml.pre and add_space_prefix of a "llama" tokenizer: where it puts the '▁' prefix.
 
     "default": normalizer Prepend("▁") + Replace(" ", "▁") (Llama-2), '▁' before every text segment, or Replace
@@ -111,6 +111,22 @@ def _special_name(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def tokenizer_layout(tj: dict, where: Path | str) -> tuple[str, str, bool | None]:
+    """(model, pre, add_space_prefix) of TokenizerKeys for a tokenizer.json's content; FormatError for a tokenizer
+    libpbs2p would not split as Hugging Face does. Cheap: compress() runs it on the loaded tokenizer before a
+    GGUF export's compression, so an unsupported tokenizer fails before the hours, not after."""
+    mdl = tj.get("model", {})
+    if mdl.get("type") != "BPE":
+        raise FormatError(f"{where}: tokenizer model {mdl.get('type')!r} is not supported (BPE only)")
+    byte_level = any(p.get("type") == "ByteLevel" for p in _components(tj.get("pre_tokenizer"))) or \
+        (tj.get("decoder") or {}).get("type") == "ByteLevel"
+    if byte_level:
+        return "gpt2", _pre_name(tj, where), None
+    if mdl.get("byte_fallback"):
+        return ("llama", *_spm_layout(tj, where))
+    raise FormatError(f"{where}: BPE tokenizer is neither byte-level nor byte-fallback; not supported")
+
+
 def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> TokenizerKeys:
     """Everything tokenizer.ggml.* needs; FormatError if the checkpoint has no usable tokenizer.json."""
     from tokenizers import Tokenizer
@@ -127,16 +143,7 @@ def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> Token
     tcfg = json.loads(tcfg_path.read_text(encoding="utf-8")) if tcfg_path.is_file() else {}
 
     mdl = tj.get("model", {})
-    if mdl.get("type") != "BPE":
-        raise FormatError(f"{path}: tokenizer model {mdl.get('type')!r} is not supported (BPE only)")
-    byte_level = any(p.get("type") == "ByteLevel" for p in _components(tj.get("pre_tokenizer"))) or \
-        (tj.get("decoder") or {}).get("type") == "ByteLevel"
-    if byte_level:
-        kind = "gpt2"
-    elif mdl.get("byte_fallback"):
-        kind = "llama"
-    else:
-        raise FormatError(f"{path}: BPE tokenizer is neither byte-level nor byte-fallback; not supported")
+    kind, pre, add_space_prefix = tokenizer_layout(tj, path)
 
     vocab = tok.get_vocab(with_added_tokens=True)  # token -> id
     n = max(max(vocab.values()) + 1, vocab_size)
@@ -187,8 +194,6 @@ def read_tokenizer(ckpt_dir: Path, vocab_size: int, model_config: dict) -> Token
             add_bos = len(with_sp) > len(plain) and with_sp[0] != plain[0]
         if add_eos is None:
             add_eos = len(with_sp) > len(plain) and with_sp[-1] != plain[-1]
-
-    pre, add_space_prefix = (_pre_name(tj, path), None) if kind == "gpt2" else _spm_layout(tj, path)
 
     template = tcfg.get("chat_template")
     jinja = ckpt_dir / "chat_template.jinja"
