@@ -17,6 +17,7 @@ from ..algo.result import LayerResult
 from ..errors import ConfigError
 from ..pack import LayerMeta, PackedLayer, pack_layer, tiers, unpack_layer
 from ..pack import checkpoint_dir
+from ..pack.safetensors_stream import RowPieces
 from ..pack.checkpoint_dir import write_checkpoint
 
 
@@ -104,13 +105,14 @@ class DenseTensors:
     """The state-dict tensors a checkpoint stores as they are (dense.safetensors): all but the compressed linears.
 
     names: in state-dict order, tied copies left out; tied: a tied copy -> the name it shares storage with;
-    nbytes: each name's size as stored (float32 for bfloat16); read(names) -> name -> tensor, for a group at a time.
+    nbytes: each name's size as stored (float32 for bfloat16); read(names) -> name -> tensor, for a group at a time
+    (a streamed model's large tensors as RowPieces, read while they are written).
     """
 
     names: list[str]
     tied: dict[str, str]
     nbytes: dict[str, int]
-    read: Callable[[list[str]], dict[str, torch.Tensor]]
+    read: Callable[[list[str]], dict[str, torch.Tensor | RowPieces]]
 
 
 def _stored_size(t: torch.Tensor) -> int:
@@ -142,9 +144,8 @@ def dense_of_streamed(model, weights, block_params: dict[str, torch.Tensor], com
     state = model.state_dict()  # meta tensors: names and shapes
     names = [k for k in state if k not in compressed and k not in weights.tied]
 
-    def read(group: list[str]) -> dict[str, torch.Tensor]:
-        found = weights.read([k for k in group if k not in block_params])
-        return {k: block_params[k] if k in block_params else found[k] for k in group}
+    def read(group: list[str]) -> dict[str, torch.Tensor | RowPieces]:  # a large tensor: read as it is written
+        return {k: block_params[k] if k in block_params else weights.row_pieces(k) for k in group}
 
     return DenseTensors(names, dict(weights.tied), {k: _stored_size(state[k]) for k in names}, read)
 
@@ -164,8 +165,8 @@ def dense_shards(dense: DenseTensors, limit: int | None = None) -> list[list[str
     return groups
 
 
-def _dense_values(dense: DenseTensors, group: list[str]) -> dict[str, np.ndarray]:
-    return {name: _dense_numpy(t) for name, t in dense.read(group).items()}
+def _dense_values(dense: DenseTensors, group: list[str]) -> dict[str, np.ndarray | RowPieces]:
+    return {name: t if isinstance(t, RowPieces) else _dense_numpy(t) for name, t in dense.read(group).items()}
 
 
 def save_checkpoint(out_dir, model, tokenizer,

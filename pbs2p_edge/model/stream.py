@@ -17,13 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ModelError, one_line
+
+if TYPE_CHECKING:
+    from ..pack.safetensors_stream import RowPieces
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +123,37 @@ class StreamedWeights:
             if not shape or math.prod(shape) <= READ_CHUNK:
                 return f.get_tensor(stored).to(device=device, dtype=torch.float32)
         out = torch.empty(shape, dtype=torch.float32, device=device)
-        step = max(1, READ_CHUNK // math.prod(shape[1:]))
+        r = 0
+        for piece in self._pieces(stored, shape):
+            out[r: r + piece.shape[0]] = piece.to(device)
+            r += piece.shape[0]
+        return out
+
+    def _pieces(self, stored: str, shape: list[int]) -> Iterator[torch.Tensor]:
+        """Stored tensor `stored` (of `shape`, 1-D or more) as float32 pieces of about READ_CHUNK elements along its
+        first axis, each read with the shard mapped anew."""
+        from safetensors import safe_open
+
+        path = str(self.directory / self.index[stored])
+        step = max(1, READ_CHUNK // max(1, math.prod(shape[1:])))
         for r in range(0, shape[0], step):
             with safe_open(path, framework="pt") as f:
-                out[r: r + step] = f.get_slice(stored)[r: r + step].to(device=device, dtype=torch.float32)
-        return out
+                yield f.get_slice(stored)[r: r + step].to(torch.float32)
+
+    def row_pieces(self, name: str) -> RowPieces | torch.Tensor:
+        """Tensor `name` for a checkpoint writer: a large one (more than READ_CHUNK elements) as RowPieces of float32
+        numpy arrays, read while they are written, never whole in memory; a smaller one read whole (float32)."""
+        from safetensors import safe_open
+
+        from ..pack.safetensors_stream import RowPieces
+
+        stored = self.stored[self.tied.get(name, name)]
+        with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
+            shape = f.get_slice(stored).get_shape()
+        if not shape or math.prod(shape) <= READ_CHUNK:
+            return self._read(stored, "cpu")
+        return RowPieces(tuple(shape), np.dtype(np.float32),
+                         lambda: (p.numpy() for p in self._pieces(stored, shape)))
 
     def load(self, module: nn.Module, prefix: str, device: str | torch.device) -> None:
         """Materialize every parameter of `module` (state-dict prefix `prefix`) from the shards onto `device`."""

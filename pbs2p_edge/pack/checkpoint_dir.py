@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import FormatError, Pbs2pError
 from .layout import FORMAT_VERSION, LayerMeta
 from .packer import PackedLayer, honest_bits, packed_layers
+from .safetensors_stream import Tensor, write_safetensors
 from .tiers import EMBED_TIERS, GridLayer
 
 CONFIG_JSON = "config.json"  # the Hugging Face model config
@@ -272,24 +273,27 @@ def _meta(linears: dict[str, tuple[PackedLayer | GridLayer, float]], compress_co
 
 def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
                      linears: dict[str, tuple[PackedLayer | GridLayer, float]],
-                     dense_shards: list[Callable[[], dict[str, np.ndarray]]], tied: dict[str, str],
+                     dense_shards: list[Callable[[], dict[str, Tensor]]], tied: dict[str, str],
                      dense_dtypes: dict[str, str], compress_config: dict, layer_n: dict, blocks: dict,
                      embed_tier: str | None, extra: dict,
                      write_tokenizer: Callable[[Path], None] | None = None) -> Path:
     """Write a checkpoint directory atomically (files.atomic_dir: replaces an earlier checkpoint, nothing else).
 
     write_config(dir) writes config.json; linears: each compressed linear (model order) -> (its stored form, its
-    loss); dense_shards: a function per DENSE shard giving its name -> array (one shard in memory at a time; one
-    function writes DENSE, more write dense-K-of-N); write_tokenizer(dir): the tokenizer's files, if any.
+    loss); dense_shards: a function per DENSE shard giving its name -> array or RowPieces (one shard in memory at a
+    time, a RowPieces tensor one piece at a time; one function writes DENSE, more write dense-K-of-N);
+    write_tokenizer(dir): the tokenizer's files, if any. Every file is written by write_safetensors, from the arrays'
+    own buffers (safetensors' save_file would first copy them all into one bytes object).
     pbs2p.json is written last: its presence marks a complete checkpoint.
     """
-    from safetensors.numpy import save_file
-
     from ..files.atomic_dir import atomic_dir
+
+    def save_file(tensors: dict, path: str, metadata: dict) -> None:
+        with open(path, "wb") as f:
+            write_safetensors(f, tensors, metadata)
 
     meta_text = json.dumps(_meta(linears, compress_config, embed_tier, layer_n, tied, dense_dtypes, blocks, extra),
                            indent=2, sort_keys=False)  # fails here, before anything is written
-    # safetensors writes an array's raw buffer whatever its strides: store C-contiguous copies only.
     arrays = {f"{name}.{k}": np.ascontiguousarray(v) for name, (stored, _) in linears.items()
               if isinstance(stored, PackedLayer) for k, v in stored.arrays.items()}
     grids = {name: stored.blocks for name, (stored, _) in linears.items() if isinstance(stored, GridLayer)}

@@ -69,6 +69,23 @@ def test_recovery_and_a_partial_run_stream_to_the_same_bytes(monkeypatch, tmp_pa
     assert json.loads(streamed["pbs2p.json"])["blocks"] == {"compressed": 1, "total": 2}
 
 
+def test_large_dense_tensors_are_written_from_row_pieces_with_the_same_bytes(monkeypatch, tmp_path, tiny_llama_dir,
+                                                                             text):
+    """A dense tensor larger than READ_CHUNK (an 8B model's 2.1 GB embedding) goes from the shards to the checkpoint
+    in pieces, never whole in memory; the bytes are those of the model held in memory."""
+    from pbs2p_edge.pack.safetensors_stream import RowPieces
+
+    monkeypatch.setattr(stream, "READ_CHUNK", 7 * 64 + 3)  # pieces of 7 rows of a 64-wide tensor
+    given = []
+    row_pieces = StreamedWeights.row_pieces
+    monkeypatch.setattr(StreamedWeights, "row_pieces", lambda self, name: given.append(row_pieces(self, name)) or
+                        given[-1])
+    streamed, whole = compress_both(monkeypatch, tiny_llama_dir, tmp_path, text, blocks=1)
+    assert streamed == whole
+    pieced = [g for g in given if isinstance(g, RowPieces)]
+    assert len(pieced) >= 9 and all(g.shape[0] > 7 for g in pieced)  # embedding, head, block 1's seven linears
+
+
 def test_bfloat16_shards_with_an_index_stream_as_from_pretrained_widens_them(monkeypatch, tmp_path, tiny_tokenizer,
                                                                                text):
     src = tmp_path / "src"
