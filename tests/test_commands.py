@@ -180,21 +180,21 @@ def test_export_from_a_model_interrupted_leaves_no_temporary_checkpoint(monkeypa
 
 
 def test_compress_interrupted_mid_save_keeps_the_old_checkpoint(monkeypatch, tmp_path, tiny_llama_dir, text):
-    import safetensors.numpy
+    from pbs2p_edge.pack import checkpoint_dir
 
     out = tmp_path / "ckpt"
     commands.compress(str(tiny_llama_dir), str(out), RTN, calib=str(text), **CALIB)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real_save = safetensors.numpy.save_file
+    real_write = checkpoint_dir.write_safetensors
     calls = []
 
-    def save_one_then_fail(arrays, filename, metadata=None):
-        calls.append(Path(filename).parent.name)
+    def write_one_then_fail(f, tensors, metadata=None):
+        calls.append(Path(f.name).parent.name)
         if len(calls) == 2:  # packed.safetensors written, dense.safetensors not
             raise OSError(28, "No space left on device")
-        real_save(arrays, filename, metadata=metadata)
+        real_write(f, tensors, metadata)
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", save_one_then_fail)
+    monkeypatch.setattr(checkpoint_dir, "write_safetensors", write_one_then_fail)
     other = CompressConfig(method="magnitude", n=4, m=8, block_size=64)
     assert cli.main(["compress", str(tiny_llama_dir), str(out), "--method", "magnitude", "--nm", "4:8",
                      "--calib", str(text), "--nsamples", "2", "--seqlen", "16", "--block-size", "64", "--quiet"]) == 2

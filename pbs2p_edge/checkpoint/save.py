@@ -13,9 +13,10 @@ import torch
 
 from ..algo.config import CompressConfig
 from ..algo.gptq_grid import FloatResult, GridResult
-from ..algo.result import LayerResult
+from ..algo.result import LayerResult, in_row_chunks
 from ..errors import ConfigError
 from ..pack import LayerMeta, PackedLayer, pack_layer, tiers, unpack_layer
+from ..pack.packer import row_slice
 from ..pack import checkpoint_dir
 from ..pack.safetensors_stream import RowPieces
 from ..pack.checkpoint_dir import write_checkpoint
@@ -51,9 +52,13 @@ class StoredResult:
     shape: tuple[int, int]
 
     def dequantize(self) -> torch.Tensor:
-        """W_hat (R, K) float32: the values the result it was packed from dequantizes to, bit for bit."""
+        """W_hat (R, K) float32: the values the result it was packed from dequantizes to, bit for bit. A packed layer
+        is unpacked a few rows at a time (its whole planes would take ten bytes per weight: 0.5 GB at a 7B MLP's size)."""
         s = self.stored
-        return torch.from_numpy(unpack_layer(s) if isinstance(s, PackedLayer) else s.decode())
+        if isinstance(s, PackedLayer):
+            return in_row_chunks(self.shape, lambda r0, r1: torch.from_numpy(unpack_layer(row_slice(s, r0, r1))), None,
+                                 "cpu")
+        return torch.from_numpy(s.decode())
 
     def to_tensors(self) -> dict:
         """Plain values and tensors (what torch.load(weights_only=True) reads back; model/progress.py keeps these)."""

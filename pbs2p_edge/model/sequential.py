@@ -119,6 +119,19 @@ def _to_cpu(result, device: str | torch.device = "cpu"):
     return dataclasses.replace(result, **moved)
 
 
+def _release_weight(lin: nn.Linear) -> None:
+    """Free lin's weight (its dtype and device stay): _restore_weights remakes it."""
+    lin.weight.data = torch.empty(0, dtype=lin.weight.dtype, device=lin.weight.device)
+
+
+@torch.no_grad()
+def _restore_weights(linears: dict[str, nn.Linear], results: dict) -> None:
+    """Each linear's weight <- its result dequantized (bit for bit the values the fit compensated for), in its dtype
+    and on its device."""
+    for name, lin in linears.items():
+        lin.weight.data = results[name].dequantize().to(device=lin.weight.device, dtype=lin.weight.dtype)
+
+
 @torch.no_grad()
 def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor | None) -> torch.Tensor | None:
     """out[j] = block(x[j]) for every window j, batch 1; out may be x itself (windows are
@@ -301,18 +314,17 @@ def compress_model(
             else:
                 result = gptq_grid(W, h.H, tier(t), cfg.percdamp, overwrite_h=last, overwrite_w=True)
             tiers[full] = t
-            with torch.no_grad():
-                if lin.weight.dtype == torch.float32:
-                    result.dequantize(out=lin.weight.detach())  # in place: no second R x K
-                else:
-                    lin.weight.copy_(result.dequantize().to(lin.weight.dtype))
             results[full] = _to_cpu(result) if x_fp is not None else keep(_to_cpu(result))  # recovery needs them whole
             layer_n[full] = block_n[i]
             log.debug("%s: %s N=%d loss=%.4g", full, t, block_n[i], result.loss)
-            # one H fewer in memory once its last sharer is done (down_proj's alone is 0.5 GB at a 7B width), and this
-            # result whole not kept through the next linear's fit (4 bytes per weight)
+            # the weight is not used again until the block's last fit is done (every H came from one forward): its
+            # R x K goes now and is remade from the result after (0.6 GB of a 7B block's during down_proj's fit); one H
+            # fewer once its last sharer is done (down_proj's alone is 0.5 GB at a 7B width); this result whole not kept
+            # through the next linear's fit (4 bytes per weight)
+            _release_weight(lin)
             del h, result, W
             release_free_heap()
+        _restore_weights(linears, {name: results[f"{spec.blocks}.{i}.{name}"] for name in linears})
         if x_fp is not None:
             recovery.append(_recover(block, linears, spec.blocks, i, results, x, x_fp, kwargs, cfg))
         _run_all(block, x, kwargs, x)  # in place: window j's output depends on window j's input only

@@ -6,13 +6,14 @@ LayerResult.dequantize() exactly (same float32 operations in the same order).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError, FormatError, Pbs2pError
 from .bitstream import pack_bits, pack_fields, unpack_bits, unpack_fields
-from .layout import CODE_OF, MS, VALUE_OF, LayerMeta, check_arrays, group_width, mask_width
+from .layout import CODE_OF, MS, VALUE_OF, LayerMeta, check_arrays, expected_arrays, group_width, mask_width
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,21 @@ def unpack_layer(packed: PackedLayer) -> np.ndarray:
     if meta.has_col_scale:
         v = v * a["col_scale"].astype(np.float32)[region, cols]
     return np.where(p["mask"], v, np.float32(0)).astype(np.float32, copy=False)
+
+
+def row_slice(packed: PackedLayer, r0: int, r1: int) -> PackedLayer:
+    """Rows r0 .. r1 - 1 of a packed layer as a packed layer of its own: every per-row array sliced (views, no copy),
+    the per-column ones (salient, col_scale) shared. Which axis of an array runs over the rows is read off
+    expected_arrays (the one that grows with the row count), so the layout stays stated once."""
+    meta = packed.meta
+    if not 0 <= r0 < r1 <= meta.rows:
+        raise ConfigError(f"rows {r0}..{r1} are not inside a layer of {meta.rows} rows")
+    here, more = expected_arrays(meta), expected_arrays(dataclasses.replace(meta, rows=meta.rows + 1))
+    arrays = {}
+    for k, a in packed.arrays.items():
+        axis = next((i for i, (x, y) in enumerate(zip(here[k][0], more[k][0])) if x != y), None)
+        arrays[k] = a if axis is None else a[(slice(None),) * axis + (slice(r0, r1),)]
+    return PackedLayer(dataclasses.replace(meta, rows=r1 - r0), arrays)
 
 
 def honest_bits(packed: PackedLayer) -> int:

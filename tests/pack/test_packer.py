@@ -11,7 +11,7 @@ from .layer_arrays import random_layer_arrays
 from pbs2p_edge.algo.result import LayerResult
 from pbs2p_edge.errors import ConfigError, FormatError
 from pbs2p_edge.pack import expected_arrays, honest_bits, pack_layer, unpack_layer
-from pbs2p_edge.pack.packer import unpack_planes
+from pbs2p_edge.pack.packer import row_slice, unpack_planes
 
 NM = [(n, m) for m in (2, 4, 8, 16) for n in range(1, m + 1)]
 SHAPES = [(1, 8), (7, 136), (129, 576)]
@@ -52,6 +52,20 @@ def test_round_trip_bit_exact(R, K, n, m, split, n_sal, mu, cs, gs):
     ref = reference(kw)
     assert W.dtype == np.float32 and W.shape == (R, K)
     assert np.array_equal(W.view(np.uint32), ref.view(np.uint32))  # bit-exact, signed zeros included
+
+
+@pytest.mark.parametrize("R,K,n,m,split,n_sal,mu,cs,gs", [c for c in cases() if c.values[0] > 1][::7])
+def test_a_row_slice_unpacks_to_those_rows(R, K, n, m, split, n_sal, mu, cs, gs):
+    """row_slice (StoredResult.dequantize's pieces): every cut of every layout unpacks to the whole layer's rows."""
+    rng = np.random.default_rng(R * 1000 + K + 17 * n + m)
+    packed = pack_layer(**random_layer_arrays(rng, R, K, n, m, split=split, n_salient=n_sal, use_mu=mu,
+                                              use_col_scale=cs, group_size=gs))
+    W = unpack_layer(packed)
+    for r0, r1 in ((0, 1), (1, R), (R // 3, R // 3 + 2), (R - 1, R), (0, R)):
+        assert np.array_equal(unpack_layer(row_slice(packed, r0, r1)).view(np.uint32), W[r0:r1].view(np.uint32))
+    for r0, r1 in ((0, 0), (-1, 2), (2, R + 1)):
+        with pytest.raises(ConfigError, match="not inside"):
+            row_slice(packed, r0, r1)
 
 
 def test_full_4_8_billm_structure_bit_exact():
