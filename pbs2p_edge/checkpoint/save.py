@@ -111,7 +111,7 @@ class DenseTensors:
 
     names: in state-dict order, tied copies left out; tied: a tied copy -> the name it shares storage with;
     nbytes: each name's size as stored (float32 for bfloat16); read(names) -> name -> tensor, for a group at a time
-    (a streamed model's large tensors as RowPieces, read while they are written).
+    (a streamed model's tensors as RowPieces, read from its shards while they are written).
     """
 
     names: list[str]
@@ -149,7 +149,7 @@ def dense_of_streamed(model, weights, block_params: dict[str, torch.Tensor], com
     state = model.state_dict()  # meta tensors: names and shapes
     names = [k for k in state if k not in compressed and k not in weights.tied]
 
-    def read(group: list[str]) -> dict[str, torch.Tensor | RowPieces]:  # a large tensor: read as it is written
+    def read(group: list[str]) -> dict[str, torch.Tensor | RowPieces]:  # a shard's tensor: read as it is written
         return {k: block_params[k] if k in block_params else weights.row_pieces(k) for k in group}
 
     return DenseTensors(names, dict(weights.tied), {k: _stored_size(state[k]) for k in names}, read)

@@ -130,19 +130,24 @@ class StreamedWeights:
         return out
 
     def _pieces(self, stored: str, shape: list[int]) -> Iterator[torch.Tensor]:
-        """Stored tensor `stored` (of `shape`, 1-D or more) as float32 pieces of about READ_CHUNK elements along its
-        first axis, each read with the shard mapped anew."""
+        """Stored tensor `stored` (of `shape`) as float32 pieces of about READ_CHUNK elements along its first axis,
+        each read with the shard mapped anew (a 0-d tensor: one piece)."""
         from safetensors import safe_open
 
         path = str(self.directory / self.index[stored])
+        if not shape:
+            with safe_open(path, framework="pt") as f:
+                yield f.get_tensor(stored).to(torch.float32)
+            return
         step = max(1, READ_CHUNK // max(1, math.prod(shape[1:])))
         for r in range(0, shape[0], step):
             with safe_open(path, framework="pt") as f:
                 yield f.get_slice(stored)[r: r + step].to(torch.float32)
 
-    def row_pieces(self, name: str) -> RowPieces | torch.Tensor:
-        """Tensor `name` for a checkpoint writer: a large one (more than READ_CHUNK elements) as RowPieces of float32
-        numpy arrays, read while they are written, never whole in memory; a smaller one read whole (float32)."""
+    def row_pieces(self, name: str) -> RowPieces:
+        """Tensor `name` for a checkpoint writer, as RowPieces of float32 numpy arrays (pieces of about READ_CHUNK
+        elements) read from the shard while they are written: a shard of the checkpoint never holds its tensors
+        in memory together, however many of them it groups."""
         from safetensors import safe_open
 
         from ..pack.safetensors_stream import RowPieces
@@ -150,8 +155,6 @@ class StreamedWeights:
         stored = self.stored[self.tied.get(name, name)]
         with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
             shape = f.get_slice(stored).get_shape()
-        if not shape or math.prod(shape) <= READ_CHUNK:
-            return self._read(stored, "cpu")
         return RowPieces(tuple(shape), np.dtype(np.float32),
                          lambda: (p.numpy() for p in self._pieces(stored, shape)))
 

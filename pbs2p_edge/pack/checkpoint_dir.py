@@ -288,7 +288,7 @@ def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
     """
     from ..files.atomic_dir import atomic_dir
 
-    def save_file(tensors: dict, path: str, metadata: dict) -> None:
+    def write_file(tensors: dict, path: str, metadata: dict) -> None:
         with open(path, "wb") as f:
             write_safetensors(f, tensors, metadata)
 
@@ -302,13 +302,13 @@ def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
     tag = {"format": f"{CHECKPOINT_KIND}/{FORMAT_VERSION}"}
     with atomic_dir(out_dir, is_checkpoint) as tmp:
         write_config(tmp / CONFIG_JSON)
-        save_file(arrays, str(tmp / PACKED), metadata=tag)
+        write_file(arrays, str(tmp / PACKED), metadata=tag)
         for k, shard in enumerate(dense_shards):
             values = shard()
-            save_file(values, str(tmp / (DENSE if len(dense_shards) == 1 else dense_shard_name(k, len(dense_shards)))),
+            write_file(values, str(tmp / (DENSE if len(dense_shards) == 1 else dense_shard_name(k, len(dense_shards)))),
                       metadata=tag)
             del values
-        save_file(grids, str(tmp / GRID), metadata=tag)
+        write_file(grids, str(tmp / GRID), metadata=tag)
         if write_tokenizer is not None:
             write_tokenizer(tmp)
         (tmp / META_JSON).write_text(meta_text + "\n")

@@ -77,7 +77,7 @@ def _chunks(t: Tensor) -> Iterator[np.ndarray]:
     for piece in t.pieces():
         if piece.dtype != t.dtype or tuple(piece.shape[1:]) != tuple(t.shape[1:]) or not piece.flags.c_contiguous:
             raise FormatError(f"a row piece of {piece.dtype} {tuple(piece.shape)} does not fit {t.dtype} {t.shape}")
-        rows += piece.shape[0]
+        rows += piece.shape[0] if piece.ndim else 1
         yield _bytes(piece)
     if rows != (t.shape[0] if t.shape else 1):
         raise FormatError(f"row pieces gave {rows} rows for a tensor of shape {t.shape}")

@@ -45,6 +45,13 @@ def test_row_pieces_write_what_the_whole_array_writes(step):
     assert _write(pieced) == _write(tensors)
 
 
+def test_every_tensor_as_row_pieces_writes_what_the_whole_arrays_write():
+    """A streamed model's shards give every tensor as RowPieces, a 0-d or empty one included."""
+    tensors = _tensors()
+    pieced = {k: RowPieces(v.shape, v.dtype, lambda v=v: iter([np.ascontiguousarray(v)])) for k, v in tensors.items()}
+    assert _write(pieced) == _write(tensors)
+
+
 @pytest.mark.parametrize("pieces,message", [
     (lambda w: iter([w[:5]]), "gave 5 rows"),
     (lambda w: iter([w, w[:1]]), "gave 14 rows"),
