@@ -16,6 +16,10 @@ from .bitstream import pack_bits, pack_fields, unpack_bits, unpack_fields
 from .layout import CODE_OF, MS, VALUE_OF, LayerMeta, check_arrays, expected_arrays, group_width, mask_width
 
 
+PACK_ROWS_ELEMENTS = 1 << 22  # [choice] weights packed at a time: 4 Mi (their temporaries about 100 MB), not the
+# whole layer's (its bit fields widened to uint32: over 0.5 GB for a 7B model's MLP)
+
+
 @dataclass(frozen=True)
 class PackedLayer:
     meta: LayerMeta
@@ -80,42 +84,24 @@ def pack_layer(
         if got != want:
             raise FormatError(f"{key} must have shape {want}, got {got}")
 
-    kept = mask.reshape(R, K // m, m).sum(axis=2)
-    if (kept != n).any():
-        i, q = np.argwhere(kept != n)[0]
-        raise FormatError(f"row {i}, M-group {q} keeps {kept[i, q]} of {m}, expected exactly {n}")
     n_salient = int(salient.sum())
     has_salient = n_salient > 0
     if has_salient and P != 2:
         raise FormatError("a layer with salient columns needs two sign planes (P = 2)")
-    if (signs & ~mask).any():
-        raise FormatError("signs are not canonical: a pruned element has a True sign bit")
-    if P == 2 and (signs[1] & ~salient).any():
-        raise FormatError("signs are not canonical: plane 1 is True outside salient columns")
-    if ((group != 0) & (~mask | salient)).any():
-        raise FormatError("group must be 0 for pruned and salient elements")
-    if (group >= S).any():
-        raise FormatError(f"group index out of range 0..{S - 1}")
-
     regions = slice(0, None) if has_salient else slice(1, None)  # stored regions
     has_mu = bool((mu[regions] != 0).any())
     meta = LayerMeta(rows=R, cols=K, n=n, m=m, group_size=group_size, split=S, has_salient=has_salient,
                      n_salient=n_salient, has_mu=has_mu, has_col_scale=col_scale is not None)
 
-    arrays: dict[str, np.ndarray] = {}
-    w_mask = mask_width(n, m)
-    if w_mask:
-        weights = np.left_shift(np.uint32(1), np.arange(m, dtype=np.uint32))
-        values = (mask.reshape(R, K // m, m) * weights).sum(axis=2, dtype=np.uint32)  # bit j = column M*q + j
-        arrays["mask"] = pack_fields(CODE_OF[m][values], w_mask)
-    kpr = meta.kept_per_row
-    arrays["signs"] = pack_bits(signs[0][mask].reshape(R, kpr))  # row-major boolean index = ascending columns
+    step = max(1, PACK_ROWS_ELEMENTS // K)
+    pieces = [_row_streams(meta, mask[r0: r0 + step], signs[:, r0: r0 + step], salient, group[r0: r0 + step], r0)
+              for r0 in range(0, max(R, 1), step)]
+    rows = {k: np.concatenate([piece[k] for piece in pieces]) for k in pieces[0]}
+    arrays: dict[str, np.ndarray] = {k: rows[k] for k in ("mask", "signs", "signs2") if k in rows}
     if has_salient:
-        arrays["signs2"] = pack_bits(signs[1][:, salient])
         arrays["salient"] = pack_bits(salient)
-    w_group = group_width(S)
-    if w_group:
-        arrays["groups"] = pack_fields(group[mask].reshape(R, kpr), w_group)
+    if "groups" in rows:
+        arrays["groups"] = rows["groups"]
     arrays["alpha"] = _to_f16("alpha", alpha[0, regions])
     if has_salient:
         arrays["alpha2"] = _to_f16("alpha2", alpha[1, 0])
@@ -125,6 +111,40 @@ def pack_layer(
         arrays["col_scale"] = _to_f16("col_scale", col_scale[regions])
     check_arrays("pack_layer", meta, arrays)
     return PackedLayer(meta, arrays)
+
+
+def _row_streams(meta: LayerMeta, mask: np.ndarray, signs: np.ndarray, salient: np.ndarray, group: np.ndarray,
+                 r0: int) -> dict[str, np.ndarray]:
+    """The per-row streams (mask, signs, signs2, groups) of rows r0 .. r0 + len(mask) - 1 of a layer, after checking
+    that those rows keep the LayerResult contract. Every stream packs each row on its own (whole bytes per row), so a
+    layer's stream is its row ranges' streams one after the other."""
+    R, K, n, m, S = mask.shape[0], meta.cols, meta.n, meta.m, meta.split
+    kept = mask.reshape(R, K // m, m).sum(axis=2)
+    if (kept != n).any():
+        i, q = np.argwhere(kept != n)[0]
+        raise FormatError(f"row {r0 + i}, M-group {q} keeps {kept[i, q]} of {m}, expected exactly {n}")
+    if (signs & ~mask).any():
+        raise FormatError("signs are not canonical: a pruned element has a True sign bit")
+    if signs.shape[0] == 2 and (signs[1] & ~salient).any():
+        raise FormatError("signs are not canonical: plane 1 is True outside salient columns")
+    if ((group != 0) & (~mask | salient)).any():
+        raise FormatError("group must be 0 for pruned and salient elements")
+    if (group >= S).any():
+        raise FormatError(f"group index out of range 0..{S - 1}")
+    out: dict[str, np.ndarray] = {}
+    w_mask = mask_width(n, m)
+    if w_mask:
+        weights = np.left_shift(np.uint32(1), np.arange(m, dtype=np.uint32))
+        values = (mask.reshape(R, K // m, m) * weights).sum(axis=2, dtype=np.uint32)  # bit j = column M*q + j
+        out["mask"] = pack_fields(CODE_OF[m][values], w_mask)
+    kpr = meta.kept_per_row
+    out["signs"] = pack_bits(signs[0][mask].reshape(R, kpr))  # row-major boolean index = ascending columns
+    if meta.has_salient:
+        out["signs2"] = pack_bits(signs[1][:, salient])
+    w_group = group_width(S)
+    if w_group:
+        out["groups"] = pack_fields(group[mask].reshape(R, kpr), w_group)
+    return out
 
 
 def unpack_planes(packed: PackedLayer) -> dict[str, np.ndarray]:

@@ -102,6 +102,28 @@ def test_honest_bits_4_8_by_hand():
     assert honest_bits(packed) == want
 
 
+@pytest.mark.parametrize("R,K,n,m,split,n_sal,mu,cs,gs", [c for c in cases() if c.values[0] > 1][::5])
+def test_packing_a_few_rows_at_a_time_makes_the_whole_layers_arrays(monkeypatch, R, K, n, m, split, n_sal, mu, cs,
+                                                                     gs):
+    """pack_layer packs PACK_ROWS_ELEMENTS weights at a time (a 7B MLP's bit fields widened whole took over 0.5 GB):
+    cut into row ranges of every size, the same arrays, in the same order, and an error names the layer's row."""
+    from pbs2p_edge.pack import packer
+
+    rng = np.random.default_rng(R * 1000 + K + 17 * n + m)
+    kw = random_layer_arrays(rng, R, K, n, m, split=split, n_salient=n_sal, use_mu=mu, use_col_scale=cs, group_size=gs)
+    whole = pack_layer(**kw)
+    for rows in (1, 2, R // 3 + 1, R - 1):
+        monkeypatch.setattr(packer, "PACK_ROWS_ELEMENTS", rows * K)
+        cut = pack_layer(**kw)
+        assert cut.meta == whole.meta and list(cut.arrays) == list(whole.arrays)
+        assert all(a.dtype == whole.arrays[k].dtype and np.array_equal(a, whole.arrays[k])
+                   for k, a in cut.arrays.items())
+    if n < m:
+        kw["mask"][R - 1, :m] = True
+        with pytest.raises(FormatError, match=f"row {R - 1}, M-group 0 keeps {m} of {m}"):
+            pack_layer(**kw)
+
+
 def test_validation_errors():
     rng = np.random.default_rng(6)
     good = random_layer_arrays(rng, 4, 24, 2, 4, split=2, n_salient=3)
