@@ -132,6 +132,35 @@ def _restore_weights(linears: dict[str, nn.Linear], results: dict) -> None:
         lin.weight.data = results[name].dequantize().to(device=lin.weight.device, dtype=lin.weight.dtype)
 
 
+def _late_linears(linears: dict[str, nn.Linear]) -> set[str]:
+    """The linears of a streamed block whose Hessian comes from a second forward: those of the block's widest input
+    (a Llama MLP's down_proj, K = intermediate), when some other linear's input is narrower. [choice] Their K x K
+    Hessian is most of a block's (0.82 GB of 0.98 at the Llama-3-8B shape); made in the first forward it would sit
+    beside every weight and through every other fit. A second forward costs a block's forward (a few percent of its
+    time) and its weights read again from the shards; a model held in memory has no full-precision copy to re-run,
+    so there (where memory is not the limit) one forward makes every Hessian."""
+    widest = max(lin.in_features for lin in linears.values())
+    late = {n for n, lin in linears.items() if lin.in_features == widest}
+    return late if len(late) < len(linears) else set()
+
+
+def _late_hessians(block: nn.Module, linears: dict[str, nn.Linear], late: set[str], prefix: str, x: torch.Tensor,
+                   kwargs: dict, weights: StreamedWeights) -> dict:
+    """The late linears' Hessians (_late_linears), from a forward of the full-precision block: the fitted linears'
+    weights (released after their fits) are read again from the shards for it and released after, so the values
+    are those one forward of the uncompressed block gives (the same H, bit for bit)."""
+    fitted = {n: lin for n, lin in linears.items() if n not in late}
+    for name, lin in fitted.items():
+        key = f"{prefix}.{name}.weight"
+        lin.weight.data = weights.read([key], x.device)[key].to(lin.weight.dtype)
+    with accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
+        _run_all(block, x, kwargs, None)
+    for lin in fitted.values():
+        _release_weight(lin)
+    release_free_heap()
+    return hessians
+
+
 @torch.no_grad()
 def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor | None) -> torch.Tensor | None:
     """out[j] = block(x[j]) for every window j, batch 1; out may be x itself (windows are
@@ -294,12 +323,16 @@ def compress_model(
         block, kwargs = blocks[i], block_kwargs[i]
         home = _fetch(block, f"{spec.blocks}.{i}", device, weights)
         linears = block_linears(block, spec)
-        with accumulate_hessians(linears) as hessians:
+        late = _late_linears(linears) if weights is not None else set()
+        with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
             _run_all(block, x, kwargs, None)
         release_free_heap()  # the forward's intermediates, before the fits' peak
         if x_fp is not None:
             _run_all(block, x_fp, kwargs, x_fp)  # before any linear is quantized: this block's FP outputs
-        for name, lin in linears.items():
+        for name in [n for n in linears if n not in late] + [n for n in linears if n in late]:
+            lin = linears[name]
+            if name in late and name not in hessians:  # the first late fit: every other one is done
+                hessians.update(_late_hessians(block, linears, late, f"{spec.blocks}.{i}", x, kwargs, weights))
             full = f"{spec.blocks}.{i}.{name}"
             t = plan.get(full, BINARY)
             W = lin.weight.detach().float()

@@ -178,3 +178,26 @@ def test_dense_tensors_over_the_shard_size_are_written_in_shards_and_read_back(m
     (whole / "dense.safetensors").rename(sharded / "dense.safetensors")
     with pytest.raises(FormatError, match="holds both dense.safetensors and dense shards"):
         load_checkpoint(sharded)
+
+
+def test_the_widest_inputs_hessian_is_made_after_every_other_fit(monkeypatch, tmp_path, tiny_llama_dir, text):
+    """A streamed block's down_proj (K = intermediate, the largest H) gets its Hessian from a second forward once the
+    other six linears are fitted: no fit runs beside it; the checkpoint is still the one-forward bytes (the tests
+    above compare with the model held in memory, which makes every H in one forward)."""
+    import pbs2p_edge.algo.compress_layer as compress_layer_module
+    from pbs2p_edge.model import sequential
+
+    events: list[tuple] = []
+    late_hessians = sequential._late_hessians
+    monkeypatch.setattr(sequential, "_late_hessians",
+                        lambda block, linears, late, prefix, *a: events.append(("H", prefix, sorted(late)))
+                        or late_hessians(block, linears, late, prefix, *a))
+    fit = compress_layer_module.compress_layer
+    monkeypatch.setattr(compress_layer_module, "compress_layer",
+                        lambda W, H, *a, **k: events.append(("fit", H.shape[0])) or fit(W, H, *a, **k))
+    commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), PBS2P, calib=str(text), **CALIB)
+    config = make_tiny_llama().config
+    hidden, inter = config.hidden_size, config.intermediate_size
+    assert inter > hidden
+    assert events == [*[("fit", hidden)] * 6, ("H", "model.layers.0", ["mlp.down_proj"]), ("fit", inter),
+                      *[("fit", hidden)] * 6, ("H", "model.layers.1", ["mlp.down_proj"]), ("fit", inter)]
