@@ -146,17 +146,26 @@ def _late_linears(linears: dict[str, nn.Linear]) -> set[str]:
 
 def _late_hessians(block: nn.Module, linears: dict[str, nn.Linear], late: set[str], prefix: str, x: torch.Tensor,
                    kwargs: dict, weights: StreamedWeights) -> dict:
-    """The late linears' Hessians (_late_linears), from a forward of the full-precision block: the fitted linears'
-    weights (released after their fits) are read again from the shards for it and released after, so the values
-    are those one forward of the uncompressed block gives (the same H, bit for bit)."""
+    """The late linears' Hessians (_late_linears), from a forward of the full-precision block, the same H bit for bit
+    as one forward of the uncompressed block gives. The fitted linears' weights (released after their fits) are read
+    again as stored (bfloat16: half their float32) and each is widened to float32 only while its own linear runs
+    (exactly: the same values), so this forward does not hold every float32 weight beside the largest H."""
     fitted = {n: lin for n, lin in linears.items() if n not in late}
+    stored = {n: weights.read_stored(f"{prefix}.{n}.weight", x.device) for n in fitted}
+    handles = []
     for name, lin in fitted.items():
-        key = f"{prefix}.{name}.weight"
-        lin.weight.data = weights.read([key], x.device)[key].to(lin.weight.dtype)
-    with accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
-        _run_all(block, x, kwargs, None)
-    for lin in fitted.values():
-        _release_weight(lin)
+        handles.append(lin.register_forward_pre_hook(
+            lambda m, _inp, name=name: setattr(m.weight, "data", stored[name].to(m.weight.dtype))))
+        handles.append(lin.register_forward_hook(lambda m, _inp, _out: _release_weight(m)))
+    try:
+        with accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
+            _run_all(block, x, kwargs, None)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for lin in fitted.values():
+            _release_weight(lin)
+    del stored
     release_free_heap()
     return hessians
 

@@ -6,10 +6,10 @@ decoder block at a time, at float32 on the compute device, and releases it when 
 one block, the calibration activations and the results, whatever the model's depth. The embedding is read for
 the calibration capture and released; the checkpoint's dense tensors are read one shard's worth at a time.
 
-[choice] Only Hugging Face directories of safetensors shards stream (what the hub serves for current models); a
-GGUF source, a PyTorch-pickle directory, or one whose stored names do not cover the model's parameters loads whole,
-as before. The values are those from_pretrained(dtype=float32) gives (a stored bfloat16 or float16 widens exactly),
-so a streamed compression writes the same checkpoint bytes.
+Hugging Face directories of safetensors shards stream here, GGUF files through the same class in
+model/gguf_stream.py; a PyTorch-pickle directory, or one whose stored names do not cover the model's parameters,
+loads whole, as before. The values are those from_pretrained(dtype=float32) gives (a stored bfloat16 or float16
+widens exactly), so a streamed compression writes the same checkpoint bytes.
 """
 
 from __future__ import annotations
@@ -110,18 +110,30 @@ class StreamedWeights:
             part = f.get_slice(stored)
             return torch.cat([part[int(r): int(r) + 1] for r in rows]).float() if len(rows) else torch.empty(0)
 
+    def read_stored(self, name: str, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Tensor `name` whole, in the dtype the source stores it (bfloat16 shards: half the float32 read's memory)."""
+        return self._whole(self.stored[self.tied.get(name, name)]).to(device)
+
+    def _shape(self, stored: str) -> list[int]:
+        from safetensors import safe_open
+
+        with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
+            return f.get_slice(stored).get_shape()
+
+    def _whole(self, stored: str) -> torch.Tensor:
+        """One stored tensor, whole, as stored (the shard mapped while it is read)."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
+            return f.get_tensor(stored)
+
     def _read(self, stored: str, device: str | torch.device) -> torch.Tensor:
         """One stored tensor at float32. The shard is mapped while it is read and unmapped after (a mapped page counts
         in the process's resident memory); a large tensor is read in pieces of READ_CHUNK elements, each with the shard
         mapped anew, so memory holds the float32 result and one piece as stored, not the whole tensor twice."""
-        from safetensors import safe_open
-
-        path = str(self.directory / self.index[stored])
-        with safe_open(path, framework="pt") as f:
-            part = f.get_slice(stored)
-            shape = part.get_shape()
-            if not shape or math.prod(shape) <= READ_CHUNK:
-                return f.get_tensor(stored).to(device=device, dtype=torch.float32)
+        shape = self._shape(stored)
+        if not shape or math.prod(shape) <= READ_CHUNK:
+            return self._whole(stored).to(device=device, dtype=torch.float32)
         out = torch.empty(shape, dtype=torch.float32, device=device)
         r = 0
         for piece in self._pieces(stored, shape):
@@ -136,8 +148,7 @@ class StreamedWeights:
 
         path = str(self.directory / self.index[stored])
         if not shape:
-            with safe_open(path, framework="pt") as f:
-                yield f.get_tensor(stored).to(torch.float32)
+            yield self._whole(stored).to(torch.float32)
             return
         step = max(1, READ_CHUNK // max(1, math.prod(shape[1:])))
         for r in range(0, shape[0], step):
@@ -148,13 +159,10 @@ class StreamedWeights:
         """Tensor `name` for a checkpoint writer, as RowPieces of float32 numpy arrays (pieces of about READ_CHUNK
         elements) read from the shard while they are written: a shard of the checkpoint never holds its tensors
         in memory together, however many of them it groups."""
-        from safetensors import safe_open
-
         from ..pack.safetensors_stream import RowPieces
 
         stored = self.stored[self.tied.get(name, name)]
-        with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
-            shape = f.get_slice(stored).get_shape()
+        shape = self._shape(stored)
         return RowPieces(tuple(shape), np.dtype(np.float32),
                          lambda: (p.numpy() for p in self._pieces(stored, shape)))
 
@@ -176,21 +184,23 @@ class StreamedWeights:
             set_module_tensor_to_device(module, k, "meta")
 
 
-def open_streamed(directory: str | Path, config) -> tuple[nn.Module, StreamedWeights] | None:
-    """(the model on the meta device, its StreamedWeights) for a directory of safetensors shards whose stored names
-    cover every parameter of the model `config` describes; None when the directory does not stream (no safetensors,
-    or names that do not match: the caller loads it whole and transformers deals with it)."""
+def meta_model(config) -> nn.Module:
+    """The causal LM `config` describes, on the meta device (parameters take no memory; buffers such as RoPE's
+    inverse frequencies are computed for real), its tied weights tied."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    directory = Path(directory)
-    index = shard_index(directory)
-    if not index:
-        return None
-    with init_empty_weights():  # parameters on meta; buffers (RoPE's inv_freq) computed for real
+    with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.tie_weights()
-    prefix = getattr(model, "base_model_prefix", "")
+    model.eval()
+    return model
+
+
+def map_parameters(model: nn.Module, stored_name, where: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(stored, tied) of StreamedWeights for a meta model: stored_name(state-dict name) gives a parameter's stored
+    name or None; a parameter sharing another's storage is a tied copy. None when some parameter is not stored or the
+    model has a persistent buffer or a buffer left on meta (not a case the streaming covers: load it whole)."""
     stored: dict[str, str] = {}
     tied: dict[str, str] = {}
     first: dict[int, str] = {}
@@ -199,13 +209,28 @@ def open_streamed(directory: str | Path, config) -> tuple[nn.Module, StreamedWei
             tied[name] = first[id(p)]
             continue
         first[id(p)] = name
-        s = _stored_name(name, index, prefix)
+        s = stored_name(name)
         if s is None:
-            log.info("%s does not stream: %s is not in its shards", directory, name)
+            log.info("%s does not stream: %s is not in it", where, name)
             return None
         stored[name] = s
     persistent = set(model.state_dict()) - {n for n, _ in model.named_parameters(remove_duplicate=False)}
-    if persistent or any(b.is_meta for b in model.buffers()):  # a stored buffer: not a case the table has
+    if persistent or any(b.is_meta for b in model.buffers()):
         return None
-    model.eval()
-    return model, StreamedWeights(directory, index, stored, tied)
+    return stored, tied
+
+
+def open_streamed(directory: str | Path, config) -> tuple[nn.Module, StreamedWeights] | None:
+    """(the model on the meta device, its StreamedWeights) for a directory of safetensors shards whose stored names
+    cover every parameter of the model `config` describes; None when the directory does not stream (no safetensors,
+    or names that do not match: the caller loads it whole and transformers deals with it)."""
+    directory = Path(directory)
+    index = shard_index(directory)
+    if not index:
+        return None
+    model = meta_model(config)
+    prefix = getattr(model, "base_model_prefix", "")
+    mapped = map_parameters(model, lambda name: _stored_name(name, index, prefix), str(directory))
+    if mapped is None:
+        return None
+    return model, StreamedWeights(directory, index, *mapped)
