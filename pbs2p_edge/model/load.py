@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -16,22 +17,27 @@ log = logging.getLogger(__name__)
 
 def open_model_streamed(source: str | ModelSource, output: str | None = None):
     """(model on the meta device, tokenizer, StreamedWeights) for a Hugging Face directory of safetensors shards
-    (model/stream.py), after the same config check as load_model; None for any other source, or a directory whose
-    shards do not cover the model (load it whole with load_model)."""
+    (model/stream.py) or a GGUF file (model/gguf_stream.py), after the same config check as load_model; None for a
+    hub id, or a source whose stored tensors do not cover the model (load it whole with load_model)."""
     from transformers import AutoConfig, AutoTokenizer
 
+    from .gguf_stream import open_gguf_streamed
     from .stream import open_streamed
 
     src = source if isinstance(source, ModelSource) else resolve_source(source)
-    if src.kind != "hf_dir":
+    if src.kind not in ("hf_dir", "gguf"):
         return None
+    kwargs = {"gguf_file": src.gguf_file} if src.kind == "gguf" else {}
     try:
-        config = AutoConfig.from_pretrained(src.location)
+        config = AutoConfig.from_pretrained(src.location, **kwargs)
         check_config(config.to_dict(), output)
-        opened = open_streamed(src.location, config)
+        if src.kind == "gguf":
+            opened = open_gguf_streamed(Path(src.location) / src.gguf_file, config)
+        else:
+            opened = open_streamed(src.location, config)
         if opened is None:
             return None
-        tokenizer = AutoTokenizer.from_pretrained(src.location)  # as load_model: the same tokenizer_config.json out
+        tokenizer = AutoTokenizer.from_pretrained(src.location, **kwargs)  # as load_model: the same tokenizer out
     except Pbs2pError:
         raise
     except Exception as exc:  # transformers raises anything on a bad directory or config (asserts included)
@@ -67,6 +73,10 @@ def load_model(source: str | ModelSource, device: str = "cpu", dtype: torch.dtyp
         where = "the hub (offline or unknown id?)" if src.kind == "hub" else src.location
         raise ModelError(f"cannot load model {src.text!r} from {where}: {one_line(exc)}") from exc
     arch_for(model)  # the layout of what was loaded
+    if src.gguf_file is not None and hasattr(model.config, "quantization_config"):
+        # transformers marks a model read from a GGUF as "gguf"-quantized although its weights are now float: the
+        # config a checkpoint saves describes the float model (as a streamed GGUF's does, model/gguf_stream.py)
+        delattr(model.config, "quantization_config")
     model.eval()
     model.to(device)
     log.info("loaded %s (%s) on %s", src.text, model.config.model_type, device)
