@@ -40,6 +40,11 @@ class GGUFTensor:
     qtype: int
     shape: tuple[int, ...]
 
+    @property
+    def rows(self) -> int:
+        """Rows along the first axis (a 0-d tensor: one)."""
+        return self.shape[0] if self.shape else 1
+
 
 def tensor_table(path: Path) -> tuple[str, dict[str, GGUFTensor]]:
     """(the file's general.architecture, tensor name -> GGUFTensor) from its header; the file's mapping is dropped
@@ -74,8 +79,7 @@ class GGUFWeights(StreamedWeights):
         from gguf.quants import dequantize
 
         t = self.table[stored]
-        rows = t.shape[0] if t.shape else 1
-        row_bytes = t.nbytes // rows
+        row_bytes = t.nbytes // t.rows
         raw = np.fromfile(self.path, dtype=np.uint8, count=(r1 - r0) * row_bytes, offset=t.offset + r0 * row_bytes)
         values = dequantize(raw.reshape(r1 - r0, row_bytes), GGMLQuantizationType(t.qtype))
         return np.asarray(values, dtype=np.float32).reshape((r1 - r0, *t.shape[1:]) if t.shape else ())
@@ -85,7 +89,7 @@ class GGUFWeights(StreamedWeights):
         is run once on a column of row numbers."""
         if stored not in self._row_wise:
             t = self.table[stored]
-            rows = np.arange(t.shape[0] if t.shape else 1, dtype=np.float32).reshape(-1, 1)
+            rows = np.arange(t.rows, dtype=np.float32).reshape(-1, 1)
             out = self.process(stored, rows.copy())
             self._row_wise[stored] = out.shape == rows.shape and bool(np.array_equal(out, rows))
         return self._row_wise[stored]
@@ -94,8 +98,7 @@ class GGUFWeights(StreamedWeights):
         return list(self.table[stored].shape)
 
     def _whole(self, stored: str) -> torch.Tensor:
-        t = self.table[stored]
-        values = self._rows(stored, 0, t.shape[0] if t.shape else 1)
+        values = self._rows(stored, 0, self.table[stored].rows)
         return torch.from_numpy(np.ascontiguousarray(self.process(stored, values), dtype=np.float32))
 
     def _pieces(self, stored: str, shape: list[int]) -> Iterator[torch.Tensor]:
