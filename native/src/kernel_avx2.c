@@ -108,6 +108,7 @@ static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_l
             const uint32_t *b = bb + (g * P + p) * W * nr;
             __m256 sa = _mm256_setzero_ps(), sb = _mm256_setzero_ps();
             for (size_t w = 0; w < gw; w++) {
+                pbs2p_stream_ahead(b + w * nr);
                 const __m256i wa = FULL ? _mm256_loadu_si256((const __m256i *)(b + w * 16))
                                         : _mm256_maskload_epi32((const int *)(b + w * nr), ma);
                 const __m256i wb = FULL ? _mm256_loadu_si256((const __m256i *)(b + w * 16 + 8))

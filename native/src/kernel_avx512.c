@@ -16,7 +16,6 @@
 
 #define MAX_FIXED_PLANES 7 /* S <= 3 without salient columns, S <= 2 with them: plane sums stay in registers */
 #define QUADS_PER_WORD 8   /* 4-column tables per 32-bit plane word */
-
 /* lut (n_xs, G, W * 8, 16): entry [r, g, q, m] = sum of xs[r][g*gs + 4q + b] over the bits b of m, x taken as 0
  * past the group's last column. Sums are ((x0 + x1) + x2) + x3 with absent terms skipped (adding +0 is exact). */
 static void build_tables(const struct pbs2p_layer *L, const float *xt, float *lut) {
@@ -68,6 +67,7 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
             for (size_t p = 0; p < P; p++) s[p] = _mm512_setzero_ps();
             for (size_t w = 0; w < W; w++)
                 for (size_t p = 0; p < P; p++) {
+                    pbs2p_stream_ahead(bb + ((g * P + p) * W + w) * nr);
                     const __m512i bits = _mm512_maskz_loadu_epi32(lanes, bb + ((g * P + p) * W + w) * nr);
                     const float *t = lut + (((size_t)L->plane_xs[p] * G + g) * Q + w * QUADS_PER_WORD) * 16;
                     s[p] = _mm512_add_ps(s[p], word_sum(bits, t));
@@ -78,9 +78,11 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
             for (size_t p = 0; p < P; p++) {
                 __m512 s = _mm512_setzero_ps();
                 const float *t = lut + ((size_t)L->plane_xs[p] * G + g) * Q * 16;
-                for (size_t w = 0; w < W; w++)
+                for (size_t w = 0; w < W; w++) {
+                    pbs2p_stream_ahead(bb + ((g * P + p) * W + w) * nr);
                     s = _mm512_add_ps(s, word_sum(_mm512_maskz_loadu_epi32(lanes, bb + ((g * P + p) * W + w) * nr),
                                                   t + w * QUADS_PER_WORD * 16));
+                }
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), s, acc);
             }
         }
