@@ -51,10 +51,21 @@ class StoredResult:
     loss: float
     shape: tuple[int, int]
 
+    def loaded(self) -> StoredResult:
+        """This result with every array in memory (a compression's finished blocks give theirs as RowPieces, read from
+        its progress directory when the checkpoint is written: model/progress.py)."""
+        def read(a):
+            return np.concatenate(list(a.pieces())) if isinstance(a, RowPieces) else a
+
+        s = self.stored
+        stored = (PackedLayer(s.meta, {k: read(v) for k, v in s.arrays.items()}) if isinstance(s, PackedLayer) else
+                  tiers.GridLayer(s.tier, s.rows, s.cols, read(s.blocks)))
+        return StoredResult(stored, self.loss, self.shape)
+
     def dequantize(self) -> torch.Tensor:
         """W_hat (R, K) float32: the values the result it was packed from dequantizes to, bit for bit. A packed layer
         is unpacked a few rows at a time (its whole planes would take ten bytes per weight: 0.5 GB at a 7B MLP's size)."""
-        s = self.stored
+        s = self.loaded().stored
         if isinstance(s, PackedLayer):
             return in_row_chunks(self.shape, lambda r0, r1: torch.from_numpy(unpack_layer(row_slice(s, r0, r1))), None,
                                  "cpu")
@@ -62,7 +73,7 @@ class StoredResult:
 
     def to_tensors(self) -> dict:
         """Plain values and tensors (what torch.load(weights_only=True) reads back; model/progress.py keeps these)."""
-        s = self.stored
+        s = self.loaded().stored
         body = ({"meta": s.meta.to_dict(), "arrays": {k: torch.from_numpy(v) for k, v in s.arrays.items()}}
                 if isinstance(s, PackedLayer) else
                 {"tier": s.tier, "rows": s.rows, "cols": s.cols, "blocks": torch.from_numpy(s.blocks)})

@@ -14,8 +14,9 @@ The directory `.<checkpoint name>.progress` beside the checkpoint holds:
 Every file is written to a temp and renamed in, so a file that exists is complete; block i is finished when both
 block-<i>.pt and act-<i>.pt exist. Resuming loads the finished blocks' results and parameters into the model and
 the latest activations, and goes on from there: the same operations on the same values as an uninterrupted run,
-so the same checkpoint bytes (at a fixed thread count: torch's sums may depend on it). The directory is removed
-once the checkpoint is written.
+so the same checkpoint bytes (at a fixed thread count: torch's sums may depend on it). A run's finished blocks keep
+their packed results here, not in memory: the checkpoint's writer reads them back one array at a time (kept()). The
+directory is removed once the checkpoint is written.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from ..files import durable
 from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError, FormatError
-from ..pack.tiers import Tier
+from ..pack import LayerMeta, PackedLayer
+from ..pack.safetensors_stream import RowPieces
+from ..pack.tiers import GridLayer, Tier
 from ..files.write_failure import write_failure
 
 _SAFE = [LayerResult, GridResult, FloatResult, Tier]  # the classes torch.load may rebuild from these files
@@ -121,10 +124,10 @@ class Progress:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def _load(self, name: str):
+    def _load(self, name: str, mmap: bool = False):
         try:
             with torch.serialization.safe_globals(_SAFE):
-                return torch.load(self.path / name, map_location="cpu", weights_only=True)
+                return torch.load(self.path / name, map_location="cpu", weights_only=True, mmap=mmap)
         except (OSError, RuntimeError, ValueError, EOFError) as exc:
             raise FormatError(f"{self.path / name}: unreadable ({exc}); omit --resume to start over") from exc
 
@@ -146,6 +149,36 @@ class Progress:
         b = self._load(f"block-{i}.pt")
         packed = lambda r: isinstance(r, dict) and "stored_result" in r  # noqa: E731
         return {**b, "results": {k: StoredResult.from_tensors(r) if packed(r) else r for k, r in b["results"].items()}}
+
+    def kept(self, i: int) -> dict:
+        """Block i's results, each a StoredResult whose arrays are RowPieces read from block-<i>.pt when the
+        checkpoint is written: a finished block's results leave memory (the paper structure's 3.5 bits per weight
+        are 2.8 GB for a 7B model) and the writer holds one array at a time. A result not saved in its stored form
+        (compress_model without `compact`) is returned as it was saved."""
+        from ..checkpoint.save import StoredResult
+
+        name = f"block-{i}.pt"
+        out = {}
+        for full, r in self._load(name, mmap=True)["results"].items():  # mapped: the arrays are not read here
+            if not (isinstance(r, dict) and "stored_result" in r):
+                out[full] = r
+                continue
+            b = r["stored_result"]
+            lazy = {k: self._array_pieces(name, full, k, v) for k, v in (b["arrays"] if "meta" in b else
+                                                                         {"blocks": b["blocks"]}).items()}
+            stored = (PackedLayer(LayerMeta.from_dict(b["meta"]), lazy) if "meta" in b else
+                      GridLayer(b["tier"], b["rows"], b["cols"], lazy["blocks"]))
+            out[full] = StoredResult(stored, float(r["loss"]), tuple(r["shape"]))
+        return out
+
+    def _array_pieces(self, name: str, full: str, key: str, t: torch.Tensor) -> RowPieces:
+        """Array `key` of result `full` in file `name` (t: its mapped tensor, for the shape and dtype) as one piece,
+        mapped from the file again when it is written (and unmapped once written)."""
+        def pieces():
+            b = self._load(name, mmap=True)["results"][full]["stored_result"]
+            yield (b["arrays"] if "meta" in b else b)[key].numpy()
+
+        return RowPieces(tuple(t.shape), t.numpy().dtype, pieces)
 
     def activations(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         a = self._load(f"act-{i}.pt")

@@ -261,7 +261,8 @@ def compress_model(
     compact: applied to each linear's result as soon as nothing needs it whole (at once; after the block's recovery
     when there is one), the value kept in the run's results: checkpoint.save.stored_result keeps them packed, a few
     bits per weight instead of the bytes per weight of a LayerResult (26 GB for a 7B model's; 0.6 GB within one 7B
-    block); None: results stay as the math made them.
+    block); None: results stay as the math made them. With a progress_store too, a finished block's packed results
+    are read back from it when the checkpoint is written (progress.kept), so memory does not grow with depth.
 
     Per block (GPTQ order): hooks accumulate one H per linear while the block runs on every window;
     [choice] every linear of the block gets its H from that same forward of the *uncompressed* block
@@ -320,7 +321,8 @@ def compress_model(
     for i in range(done):
         _restore_block(blocks[i], spec, i, progress_store.block(i), results, tiers, layer_n, recovery,
                        block_params if weights is not None else None)
-        results.update({n: keep(results[n]) for n in _names(spec, i)})
+        results.update({n: keep(r) for n, r in (progress_store.kept(i) if compact is not None else
+                                                {n: results[n] for n in _names(spec, i)}).items()})
     if done:
         x, saved_fp = (t.to(device) if t is not None else None for t in progress_store.activations(done - 1))
         x_fp = saved_fp if x_fp is not None else None
@@ -375,10 +377,12 @@ def compress_model(
             block_params.update({f"{spec.blocks}.{i}.{k}": p for k, p in params.items()})
         _put_back(block, home)
         release_free_heap()
+        results.update({n: keep(results[n]) for n in _names(spec, i)})
         if progress_store is not None:
             progress_store.save_block(i, _block_record(_names(spec, i), params, results, tiers, layer_n,
                                                        recovery[-1] if x_fp is not None else None), x, x_fp)
-        results.update({n: keep(results[n]) for n in _names(spec, i)})
+            if compact is not None:  # their stored forms are on disk now: memory keeps where (depth adds nothing)
+                results.update(progress_store.kept(i))
         block_seconds.append(round(time.perf_counter() - t0, 2))
         bar.set_postfix(N=block_n[i], threads=threads, peak=f"{_peak_memory(device) / 2**30:.2f}GiB")
 

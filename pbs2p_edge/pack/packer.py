@@ -23,7 +23,8 @@ PACK_ROWS_ELEMENTS = 1 << 22  # [choice] weights packed at a time: 4 Mi, not the
 @dataclass(frozen=True)
 class PackedLayer:
     meta: LayerMeta
-    arrays: dict[str, np.ndarray]  # name -> uint8 stream or float16 scales, see layout.expected_arrays
+    arrays: dict[str, np.ndarray]  # name -> uint8 stream or float16 scales, see layout.expected_arrays (or
+    # RowPieces of one, read when the checkpoint is written: model/progress.py)
 
 
 def _to_f16(name: str, x: np.ndarray) -> np.ndarray:

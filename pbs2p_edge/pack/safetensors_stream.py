@@ -38,12 +38,13 @@ class RowPieces:
     dtype: np.dtype
     pieces: Callable[[], Iterator[np.ndarray]]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole tensor, as numpy's nbytes."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
 
 Tensor = np.ndarray | RowPieces
-
-
-def _nbytes(t: Tensor) -> int:
-    return t.nbytes if isinstance(t, np.ndarray) else math.prod(t.shape) * np.dtype(t.dtype).itemsize
 
 
 def _header(tensors: dict[str, Tensor], metadata: dict[str, str] | None) -> tuple[bytes, list[str]]:
@@ -56,7 +57,7 @@ def _header(tensors: dict[str, Tensor], metadata: dict[str, str] | None) -> tupl
     for k in order:
         t = tensors[k]
         dtype = np.dtype(t.dtype)
-        end = offset + _nbytes(t)
+        end = offset + t.nbytes
         head[k] = {"dtype": DTYPES[dtype], "shape": list(t.shape), "data_offsets": [offset, end]}
         offset = end
     text = json.dumps(head, separators=(",", ":")).encode()

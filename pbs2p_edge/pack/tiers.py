@@ -70,7 +70,8 @@ def tier(name: str) -> Tier:
 
 @dataclass(frozen=True)
 class GridLayer:
-    """A linear stored in a grid tier: `blocks` (R, row_bytes) uint8, the file's bytes of each row."""
+    """A linear stored in a grid tier: `blocks` (R, row_bytes) uint8, the file's bytes of each row (or RowPieces of
+    them, read when the checkpoint is written: model/progress.py)."""
     tier: str
     rows: int
     cols: int
@@ -85,7 +86,7 @@ class GridLayer:
 
     @property
     def honest_bits(self) -> int:
-        return 8 * self.blocks.size
+        return 8 * self.blocks.nbytes
 
     def decode(self) -> np.ndarray:
         return decode(self.tier, self.blocks, self.cols)

@@ -214,6 +214,8 @@ def test_packed_results_restore_a_resumed_run_bit_for_bit(tiny_llama, calib, tmp
     in-memory path copies their dequantized values into the model) makes the uninterrupted run's results."""
     from pbs2p_edge.checkpoint.save import StoredResult, stored_result
     from pbs2p_edge.model.progress import Progress
+    from pbs2p_edge.pack import PackedLayer
+    from pbs2p_edge.pack.safetensors_stream import RowPieces
 
     twin = copy.deepcopy(tiny_llama)
     cfg = CompressConfig(method="pbs2p", n=4, m=8, cfs=False, seed=0)
@@ -221,13 +223,18 @@ def test_packed_results_restore_a_resumed_run_bit_for_bit(tiny_llama, calib, tmp
     whole = compress_model(tiny_llama, calib, cfg, progress=False, plan=plan, compact=stored_result,
                            progress_store=Progress.open(tmp_path / "p", run, resume=False))
     assert all(isinstance(r, StoredResult) for r in whole.results.values())
+    # a finished block's results are read from the progress directory when written: none of their arrays in memory
+    lazy = [a for r in whole.results.values() for a in (r.stored.arrays.values() if isinstance(r.stored, PackedLayer)
+                                                        else [r.stored.blocks])]
+    assert lazy and all(isinstance(a, RowPieces) for a in lazy)
+    whole.results.update({n: r.loaded() for n, r in whole.results.items()})  # before the resumed run rewrites them
     for name in ("block-1.pt", "act-1.pt"):  # as if killed before block 1 was kept
         (tmp_path / "p" / name).unlink()
     resumed = compress_model(twin, calib, cfg, progress=False, plan=plan, compact=stored_result,
                              progress_store=Progress.open(tmp_path / "p", run, resume=True))
     assert whole.results.keys() == resumed.results.keys()
     for name, r in whole.results.items():
-        s = resumed.results[name]
+        s = resumed.results[name].loaded()
         assert r.loss == s.loss and r.shape == s.shape, name
         a, b = (vars(x.stored) for x in (r, s))
         arrays = lambda d: d.get("arrays") or {"blocks": d["blocks"]}  # noqa: E731
