@@ -97,6 +97,9 @@ class GGUFWeights(StreamedWeights):
     def _shape(self, stored: str) -> list[int]:
         return list(self.table[stored].shape)
 
+    def _dtype(self, stored: str) -> torch.dtype:
+        return torch.float32  # _whole dequantizes
+
     def _whole(self, stored: str) -> torch.Tensor:
         values = self._rows(stored, 0, self.table[stored].rows)
         return torch.from_numpy(np.ascontiguousarray(self.process(stored, values), dtype=np.float32))

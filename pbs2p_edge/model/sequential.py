@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -144,28 +145,39 @@ def _late_linears(linears: dict[str, nn.Linear]) -> set[str]:
     return late if len(late) < len(linears) else set()
 
 
-def _late_hessians(block: nn.Module, linears: dict[str, nn.Linear], late: set[str], prefix: str, x: torch.Tensor,
-                   kwargs: dict, weights: StreamedWeights) -> dict:
-    """The late linears' Hessians (_late_linears), from a forward of the full-precision block, the same H bit for bit
-    as one forward of the uncompressed block gives. The fitted linears' weights (released after their fits) are read
-    again as stored (bfloat16: half their float32) and each is widened to float32 only while its own linear runs
-    (exactly: the same values), so this forward does not hold every float32 weight beside the largest H."""
-    fitted = {n: lin for n, lin in linears.items() if n not in late}
-    stored = {n: weights.read_stored(f"{prefix}.{n}.weight", x.device) for n in fitted}
+@contextlib.contextmanager
+def _widened(linears: dict[str, nn.Linear], held: dict[str, torch.Tensor]):
+    """While inside, each linear named in `held` (its weight as the source stores it, bfloat16 for a Llama's shards:
+    half its float32) has a float32 weight only while it runs: a forward pre-hook widens it (exactly: the values the
+    float32 read gives) and a forward hook releases it. So a forward of a streamed block does not hold every
+    float32 weight at once; the linears of `held` are left released."""
     handles = []
-    for name, lin in fitted.items():
-        handles.append(lin.register_forward_pre_hook(
-            lambda m, _inp, name=name: setattr(m.weight, "data", stored[name].to(m.weight.dtype))))
-        handles.append(lin.register_forward_hook(lambda m, _inp, _out: _release_weight(m)))
+    for name, lin in linears.items():
+        if name in held:
+            handles.append(lin.register_forward_pre_hook(
+                lambda m, _inp, name=name: setattr(m.weight, "data", held[name].to(m.weight.dtype))))
+            handles.append(lin.register_forward_hook(lambda m, _inp, _out: _release_weight(m)))
     try:
-        with accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
-            _run_all(block, x, kwargs, None)
+        yield
     finally:
         for handle in handles:
             handle.remove()
-        for lin in fitted.values():
-            _release_weight(lin)
-    del stored
+        for name, lin in linears.items():
+            if name in held:
+                _release_weight(lin)
+
+
+def _late_hessians(block: nn.Module, linears: dict[str, nn.Linear], late: set[str], prefix: str, x: torch.Tensor,
+                   kwargs: dict, weights: StreamedWeights, held: dict[str, torch.Tensor]) -> dict:
+    """The late linears' Hessians (_late_linears), from a forward of the full-precision block, the same H bit for bit
+    as one forward of the uncompressed block gives. The fitted linears' weights (released after their fits) are read
+    again as stored and, with the late ones (`held`, as stored), _widened: this forward does not hold every float32
+    weight beside the largest H."""
+    held = {**{n: weights.read_stored(f"{prefix}.{n}.weight", x.device) for n in linears if n not in late},
+            **{n: held[n] for n in late}}
+    with _widened(linears, held), accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
+        _run_all(block, x, kwargs, None)
+    del held
     release_free_heap()
     return hessians
 
@@ -335,17 +347,26 @@ def compress_model(
         home = _fetch(block, f"{spec.blocks}.{i}", device, weights)
         linears = block_linears(block, spec)
         late = _late_linears(linears) if weights is not None else set()
-        with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
-            _run_all(block, x, kwargs, None)
-        release_free_heap()  # the forward's intermediates, before the fits' peak
-        if x_fp is not None:
-            _run_all(block, x_fp, kwargs, x_fp)  # before any linear is quantized: this block's FP outputs
+        # a streamed block's linears are held as stored until their fits (half their float32 at bfloat16), the float32
+        # copies the fetch made released
+        held = {n: lin.weight.data.to(weights.stored_dtype(f"{spec.blocks}.{i}.{n}.weight"))
+                for n, lin in linears.items()} if weights is not None else {}
+        for name in held:
+            _release_weight(linears[name])
+        with _widened(linears, held):
+            with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
+                _run_all(block, x, kwargs, None)
+            release_free_heap()  # the forward's intermediates, before the fits' peak
+            if x_fp is not None:
+                _run_all(block, x_fp, kwargs, x_fp)  # before any linear is quantized: this block's FP outputs
         for name in [n for n in linears if n not in late] + [n for n in linears if n in late]:
             lin = linears[name]
             if name in late and name not in hessians:  # the first late fit: every other one is done
-                hessians.update(_late_hessians(block, linears, late, f"{spec.blocks}.{i}", x, kwargs, weights))
+                hessians.update(_late_hessians(block, linears, late, f"{spec.blocks}.{i}", x, kwargs, weights, held))
             full = f"{spec.blocks}.{i}.{name}"
             t = plan.get(full, BINARY)
+            if name in held:
+                lin.weight.data = held.pop(name).to(lin.weight.dtype)
             W = lin.weight.detach().float()
             h = hessians.pop(name)
             last = not any(other is h for other in hessians.values())  # H's last user factors U in its buffer

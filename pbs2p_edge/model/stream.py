@@ -87,6 +87,9 @@ def _stored_name(name: str, index: dict[str, str], prefix: str) -> str | None:
     return None
 
 
+_TORCH_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
+
+
 class StreamedWeights:
     """The shards of one model directory, read tensor by tensor at float32.
 
@@ -114,11 +117,22 @@ class StreamedWeights:
         """Tensor `name` whole, in the dtype the source stores it (bfloat16 shards: half the float32 read's memory)."""
         return self._whole(self.stored[self.tied.get(name, name)]).to(device)
 
+    def stored_dtype(self, name: str) -> torch.dtype:
+        """The dtype read_stored gives tensor `name` in: the float32 that read() gives holds exactly its values, so
+        converting that float32 back to it gives read_stored's tensor without reading the source again."""
+        return self._dtype(self.stored[self.tied.get(name, name)])
+
     def _shape(self, stored: str) -> list[int]:
         from safetensors import safe_open
 
         with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
             return f.get_slice(stored).get_shape()
+
+    def _dtype(self, stored: str) -> torch.dtype:
+        from safetensors import safe_open
+
+        with safe_open(str(self.directory / self.index[stored]), framework="pt") as f:
+            return _TORCH_DTYPES.get(f.get_slice(stored).get_dtype(), torch.float32)
 
     def _whole(self, stored: str) -> torch.Tensor:
         """One stored tensor, whole, as stored (the shard mapped while it is read)."""
