@@ -348,11 +348,11 @@ def compress_model(
         linears = block_linears(block, spec)
         late = _late_linears(linears) if weights is not None else set()
         # a streamed block's linears are held as stored until their fits (half their float32 at bfloat16), the float32
-        # copies the fetch made released
-        held = {n: lin.weight.data.to(weights.stored_dtype(f"{spec.blocks}.{i}.{n}.weight"))
-                for n, lin in linears.items()} if weights is not None else {}
-        for name in held:
-            _release_weight(linears[name])
+        # copies the fetch made released one by one (all held copies beside all float32 weights would add half a block)
+        held: dict[str, torch.Tensor] = {}
+        for name, lin in linears.items() if weights is not None else ():
+            held[name] = lin.weight.data.to(weights.stored_dtype(f"{spec.blocks}.{i}.{name}.weight"))
+            _release_weight(lin)
         with _widened(linears, held):
             with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
                 _run_all(block, x, kwargs, None)
