@@ -126,9 +126,8 @@ def run(args: argparse.Namespace) -> str:
             for op, np_t, np_bytes in ops:
                 ours = {}
                 for v in variants:
-                    if v == "ref" and op != "gemv":
-                        if R * K > REF_MAX_WEIGHTS or op == "gemv, from memory":
-                            continue
+                    if v == "ref" and (op == "gemv, from memory" or (op != "gemv" and R * K > REF_MAX_WEIGHTS)):
+                        continue
                     select_kernel(v)
                     if op == "gemv, from memory":
                         ours[v] = from_memory_seconds(packed, layer, x, nt, args)

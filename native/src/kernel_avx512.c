@@ -16,6 +16,7 @@
 
 #define MAX_FIXED_PLANES 7 /* S <= 3 without salient columns, S <= 2 with them: plane sums stay in registers */
 #define QUADS_PER_WORD 8   /* 4-column tables per 32-bit plane word */
+
 /* lut (n_xs, G, W * 8, 16): entry [r, g, q, m] = sum of xs[r][g*gs + 4q + b] over the bits b of m, x taken as 0
  * past the group's last column. Sums are ((x0 + x1) + x2) + x3 with absent terms skipped (adding +0 is exact). */
 static void build_tables(const struct pbs2p_layer *L, const float *xt, float *lut) {

@@ -80,10 +80,14 @@ class StoredResult:
         return {"stored_result": body, "loss": self.loss, "shape": list(self.shape)}
 
     @classmethod
-    def from_tensors(cls, d: dict) -> StoredResult:
+    def from_tensors(cls, d: dict, array: Callable[[str, torch.Tensor], np.ndarray | RowPieces] | None = None
+                     ) -> StoredResult:
+        """The StoredResult to_tensors gave `d`; array(key, tensor) makes each array ("blocks" for a grid layer's)
+        from its tensor (default: the tensor's numpy view)."""
+        array = array or (lambda _key, t: t.numpy())
         b = d["stored_result"]
-        stored = (PackedLayer(LayerMeta.from_dict(b["meta"]), {k: v.numpy() for k, v in b["arrays"].items()})
-                  if "meta" in b else tiers.GridLayer(b["tier"], b["rows"], b["cols"], b["blocks"].numpy()))
+        stored = (PackedLayer(LayerMeta.from_dict(b["meta"]), {k: array(k, v) for k, v in b["arrays"].items()})
+                  if "meta" in b else tiers.GridLayer(b["tier"], b["rows"], b["cols"], array("blocks", b["blocks"])))
         return cls(stored, float(d["loss"]), tuple(d["shape"]))
 
 

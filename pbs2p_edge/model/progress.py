@@ -33,12 +33,16 @@ from ..files import durable
 from ..algo.gptq_grid import FloatResult, GridResult
 from ..algo.result import LayerResult
 from ..errors import ConfigError, FormatError
-from ..pack import LayerMeta, PackedLayer
 from ..pack.safetensors_stream import RowPieces
-from ..pack.tiers import GridLayer, Tier
+from ..pack.tiers import Tier
 from ..files.write_failure import write_failure
 
 _SAFE = [LayerResult, GridResult, FloatResult, Tier]  # the classes torch.load may rebuild from these files
+
+
+def _packed(r) -> bool:
+    """Whether a saved result is a StoredResult's to_tensors (else the result object itself was saved)."""
+    return isinstance(r, dict) and "stored_result" in r
 
 
 def progress_dir(out_dir) -> Path:
@@ -147,8 +151,7 @@ class Progress:
         from ..checkpoint.save import StoredResult
 
         b = self._load(f"block-{i}.pt")
-        packed = lambda r: isinstance(r, dict) and "stored_result" in r  # noqa: E731
-        return {**b, "results": {k: StoredResult.from_tensors(r) if packed(r) else r for k, r in b["results"].items()}}
+        return {**b, "results": {k: StoredResult.from_tensors(r) if _packed(r) else r for k, r in b["results"].items()}}
 
     def kept(self, i: int) -> dict:
         """Block i's results, each a StoredResult whose arrays are RowPieces read from block-<i>.pt when the
@@ -158,18 +161,9 @@ class Progress:
         from ..checkpoint.save import StoredResult
 
         name = f"block-{i}.pt"
-        out = {}
-        for full, r in self._load(name, mmap=True)["results"].items():  # mapped: the arrays are not read here
-            if not (isinstance(r, dict) and "stored_result" in r):
-                out[full] = r
-                continue
-            b = r["stored_result"]
-            lazy = {k: self._array_pieces(name, full, k, v) for k, v in (b["arrays"] if "meta" in b else
-                                                                         {"blocks": b["blocks"]}).items()}
-            stored = (PackedLayer(LayerMeta.from_dict(b["meta"]), lazy) if "meta" in b else
-                      GridLayer(b["tier"], b["rows"], b["cols"], lazy["blocks"]))
-            out[full] = StoredResult(stored, float(r["loss"]), tuple(r["shape"]))
-        return out
+        results = self._load(name, mmap=True)["results"]  # mapped: the arrays are not read here
+        return {full: StoredResult.from_tensors(r, lambda key, t, full=full: self._array_pieces(name, full, key, t))
+                if _packed(r) else r for full, r in results.items()}
 
     def _array_pieces(self, name: str, full: str, key: str, t: torch.Tensor) -> RowPieces:
         """Array `key` of result `full` in file `name` (t: its mapped tensor, for the shape and dtype) as one piece,

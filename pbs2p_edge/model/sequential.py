@@ -350,9 +350,10 @@ def compress_model(
         # a streamed block's linears are held as stored until their fits (half their float32 at bfloat16), the float32
         # copies the fetch made released one by one (all held copies beside all float32 weights would add half a block)
         held: dict[str, torch.Tensor] = {}
-        for name, lin in linears.items() if weights is not None else ():
-            held[name] = lin.weight.data.to(weights.stored_dtype(f"{spec.blocks}.{i}.{name}.weight"))
-            _release_weight(lin)
+        if weights is not None:
+            for name, lin in linears.items():
+                held[name] = lin.weight.data.to(weights.stored_dtype(f"{spec.blocks}.{i}.{name}.weight"))
+                _release_weight(lin)
         with _widened(linears, held):
             with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
                 _run_all(block, x, kwargs, None)
@@ -402,7 +403,7 @@ def compress_model(
         if progress_store is not None:
             progress_store.save_block(i, _block_record(_names(spec, i), params, results, tiers, layer_n,
                                                        recovery[-1] if x_fp is not None else None), x, x_fp)
-            if compact is not None:  # their stored forms are on disk now: memory keeps where (depth adds nothing)
+            if compact is not None:  # their stored forms are on disk now: memory keeps only where to read them
                 results.update(progress_store.kept(i))
         block_seconds.append(round(time.perf_counter() - t0, 2))
         bar.set_postfix(N=block_n[i], threads=threads, peak=f"{_peak_memory(device) / 2**30:.2f}GiB")

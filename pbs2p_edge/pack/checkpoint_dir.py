@@ -280,8 +280,9 @@ def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
     """Write a checkpoint directory atomically (files.atomic_dir: replaces an earlier checkpoint, nothing else).
 
     write_config(dir) writes config.json; linears: each compressed linear (model order) -> (its stored form, its
-    loss; an array of the form may be RowPieces, read as it is written); dense_shards: a function per DENSE shard giving its name -> array or RowPieces (one shard in memory at a
-    time, a RowPieces tensor one piece at a time; one function writes DENSE, more write dense-K-of-N);
+    loss; an array of the form may be RowPieces, read as it is written); dense_shards: a function per DENSE shard
+    giving its name -> array or RowPieces (one shard in memory at a time, a RowPieces tensor one piece at a time; one
+    function writes DENSE, more write dense-K-of-N);
     write_tokenizer(dir): the tokenizer's files, if any. Every file is written by write_safetensors, from the arrays'
     own buffers (safetensors' save_file would first copy them all into one bytes object).
     pbs2p.json is written last: its presence marks a complete checkpoint.
@@ -295,7 +296,8 @@ def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
     meta_text = json.dumps(_meta(linears, compress_config, embed_tier, layer_n, tied, dense_dtypes, blocks, extra),
                            indent=2, sort_keys=False)  # fails here, before anything is written
     arrays = {f"{name}.{k}": v if isinstance(v, RowPieces) else np.ascontiguousarray(v)
-              for name, (stored, _) in linears.items() if isinstance(stored, PackedLayer) for k, v in stored.arrays.items()}
+              for name, (stored, _) in linears.items() if isinstance(stored, PackedLayer)
+              for k, v in stored.arrays.items()}
     grids = {name: stored.blocks for name, (stored, _) in linears.items() if isinstance(stored, GridLayer)}
     # One metadata key per file: safetensors writes its metadata map in a random order, so two keys would make
     # the same checkpoint differ byte for byte from run to run.
