@@ -212,9 +212,9 @@ def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, bloc
 
 def _capture(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: torch.device,
              weights: StreamedWeights | None) -> BlockInputs:
-    """Block 0's inputs on every window. A streamed model's token embedding is stood in for by the rows the windows
-    use (the same values: a lookup is a copy), its other embedding modules (OPT's positions) are read, and all are
-    released after."""
+    """Block 0's inputs on every window. A streamed model's token embedding holds only the rows the windows use, the
+    ids renumbered to them (the same values: a lookup is a copy; the module itself runs, so Gemma's scaling of the
+    looked-up rows applies), its other embedding modules (OPT's positions) are read, and all are released after."""
     if weights is None:
         return capture_block_inputs(model, ids, spec, device)
     table = model.get_input_embeddings()
@@ -223,11 +223,12 @@ def _capture(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: torch.
     others = [(path, m) for path, m in named_embed_modules(model, spec) if m is not table]
     for path, m in others:
         weights.load(m, path, device)
-    model.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=True))
+    whole = table.weight  # a tied head keeps its own reference to this parameter
+    table.weight = nn.Parameter(rows, requires_grad=False)
     try:
         return capture_block_inputs(model, torch.searchsorted(used, ids), spec, device)
     finally:
-        model.set_input_embeddings(table)
+        table.weight = whole
         for _, m in others:
             StreamedWeights.release(m)
 

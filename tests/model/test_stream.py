@@ -17,7 +17,7 @@ from pbs2p_edge.model.stream import StreamedWeights, open_streamed, shard_index
 from pbs2p_edge.pack import checkpoint_dir
 from pbs2p_edge.pack.checkpoint_dir import load_checkpoint
 
-from conftest import make_tiny_llama, make_tiny_opt
+from conftest import make_tiny_gemma3, make_tiny_llama, make_tiny_opt
 from saved_models import checkpoint_snapshot as snapshot
 from saved_models import english_text, save_hf_dir
 
@@ -43,10 +43,11 @@ def compress_both(monkeypatch, src: Path, out: Path, text: Path, cfg=PBS2P, **kw
     return snapshot(out / "streamed"), snapshot(out / "whole")
 
 
-@pytest.mark.parametrize("kind", ["llama", "llama-tied", "opt"])
+@pytest.mark.parametrize("kind", ["llama", "llama-tied", "opt", "gemma3"])
 def test_streamed_compression_writes_the_bytes_of_the_model_in_memory(monkeypatch, tmp_path, tiny_tokenizer, text,
                                                                     kind):
-    model = make_tiny_opt() if kind == "opt" else make_tiny_llama()
+    # gemma3: its embedding scales the rows it looks up, which a streamed capture must keep
+    model = {"opt": make_tiny_opt, "gemma3": make_tiny_gemma3}.get(kind, make_tiny_llama)()
     if kind == "llama-tied":
         from transformers import LlamaForCausalLM
 
@@ -55,7 +56,7 @@ def test_streamed_compression_writes_the_bytes_of_the_model_in_memory(monkeypatc
     streamed, whole = compress_both(monkeypatch, src, tmp_path, text)
     assert streamed == whole
     meta = json.loads(streamed["pbs2p.json"])
-    assert bool(meta["tied"]) == (kind != "llama")  # OPT ties its head too
+    assert bool(meta["tied"]) == (kind != "llama")  # OPT and Gemma tie their heads too
 
 
 def test_recovery_and_a_partial_run_stream_to_the_same_bytes(monkeypatch, tmp_path, tiny_llama_dir, text):
