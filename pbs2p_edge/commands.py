@@ -172,11 +172,12 @@ def _is_pbs2p_gguf(source: str) -> bool:
     return "pbs2p.format_version" in _gguf_keys(path)
 
 
-def _load_original(source: str, what: str, output: str | None = None, stream: bool = False):
+def _load_original(source: str, what: str, output: str | None = None, stream: bool = False, budget: bool = False):
     """(model, tokenizer, weights) of an uncompressed model source; a clear ModelError for one of our own outputs, or
     for an architecture the `output` format (".gguf" / ".onnx") cannot carry. weights: with `stream`, a directory of
-    safetensors shards opens on the meta device with its StreamedWeights (model/stream.py); None for a model loaded
-    whole (any other source, or stream False)."""
+    safetensors shards or a GGUF opens on the meta device with its StreamedWeights (model/stream.py); None for a model
+    loaded whole (any other source, stream False, or with `budget` one whose bit budget cannot be planned streamed,
+    model/budget_stream.py: then _check_budget_memory first)."""
     from .pack.checkpoint_dir import is_checkpoint
     from .model.load import load_model, open_model_streamed
 
@@ -188,11 +189,17 @@ def _load_original(source: str, what: str, output: str | None = None, stream: bo
         raise ModelError(f"{source} is a pbs2p GGUF (run it with libpbs2p); {what} needs the original "
                          "model or a checkpoint directory")
     opened = open_model_streamed(source, output) if stream else None
+    if opened is not None and budget:
+        from .model.budget_stream import streams
+
+        opened = opened if streams(opened[0]) else None
+    if opened is None and budget:
+        _check_budget_memory(source)
     return opened if opened is not None else (*load_model(source, device="cpu", output=output), None)
 
 
-# [choice] a bit budget's plan (model/budget.py) holds the whole model at float32, a gradient and a Fisher accumulator
-# of every weight it plans: three times the float32 weights, before activations
+# [choice] a bit budget's plan on a model in memory (model/budget.py) holds the whole model at float32, a gradient and a
+# Fisher accumulator of every weight it plans: three times the float32 weights, before activations
 _BUDGET_COPIES = 3
 
 
@@ -206,8 +213,9 @@ def _available_memory() -> int | None:
 
 
 def _check_budget_memory(source: str) -> None:
-    """ConfigError, before any weight is read, when a bit budget's whole-model plan cannot fit in this machine's
-    memory (a directory of safetensors shards, whose size the headers give; other sources are not checked)."""
+    """ConfigError, before any weight is read, when a bit budget's plan on a model that does not stream (_load_original)
+    cannot fit in this machine's memory (a directory of safetensors shards, whose size the headers give; other sources
+    are not checked)."""
     from .model.sources import resolve_source
     from .model.stream import stored_parameters
 
@@ -217,7 +225,8 @@ def _check_budget_memory(source: str) -> None:
         return
     need = _BUDGET_COPIES * 4 * stored_parameters(Path(src.location))
     if need > available:
-        raise ConfigError(f"a bit budget plans on the whole model in memory: about {need / 1e9:.0f} GB for this "
+        raise ConfigError(f"a bit budget plans this model (it cannot be read block by block) in memory: about "
+                          f"{need / 1e9:.0f} GB for this "
                           f"model, and {available / 1e9:.0f} GB are available; compress it with --method pbs2p (or "
                           "another method), which reads one block at a time, or on a machine with more memory")
 
@@ -256,11 +265,9 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     text = load_text(calib, split="train")  # before the model: unknown corpus / empty / not UTF-8 fail fast
     governor = ThreadGovernor() if adapt_threads else None  # its first measure spans the model's loading
     budgeted = bpw is not None or size_bytes is not None
-    if budgeted:
-        _check_budget_memory(source)
-    # [choice] a budget's plan takes gradients through the whole model (model/budget.py), so it loads whole; every
-    # other compression streams a model stored as safetensors shards, one block in memory at a time
-    model, tokenizer, weights = _load_original(source, "compress", output, stream=not budgeted)
+    # a model stored as safetensors shards or a GGUF streams, one block in memory at a time: the compression, and a
+    # budget's plan, whose gradients are then taken block by block (model/budget_stream.py)
+    model, tokenizer, weights = _load_original(source, "compress", output, stream=True, budget=budgeted)
     if tokenizer is None:
         raise ModelError(f"{source} has no tokenizer; calibration text cannot be tokenized")
     if output == ".gguf":
@@ -301,7 +308,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
             else:
                 if governor is not None:
                     governor.adjust()
-                plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers)
+                plan = plan_budget(model, tokenizer, windows, bpw, linear_tiers, weights=weights, scratch=store.path,
+                                   progress=progress)
                 store.save_plan(dataclasses.asdict(plan))
             plan_seconds = time.perf_counter() - t0
         run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,

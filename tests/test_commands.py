@@ -336,15 +336,20 @@ def test_resume_takes_the_kept_blocks_and_refuses_another_run(monkeypatch, tmp_p
 
 
 def test_a_budget_that_cannot_fit_in_memory_is_refused_before_loading(monkeypatch, tmp_path, tiny_llama_dir, text):
-    """The plan holds the whole model three times at float32: the tiny Llama's 115,008 stored parameters need 1,380,096
-    bytes, so one byte less of available memory refuses the run, naming the streamed way."""
+    """A model that does not stream is planned in memory, three times its float32 weights: the tiny Llama's 115,008
+    stored parameters need 1,380,096 bytes, so one byte less of available memory refuses the run, naming the streamed
+    way. Streamed, the same budget plans one block at a time and runs."""
     from pbs2p_edge.model.stream import stored_parameters
 
     assert stored_parameters(tiny_llama_dir) == 2 * 320 * 64 + 2 * (64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3 + 2 * 64) + 64
-    _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
-    _forbid(monkeypatch, "pbs2p_edge.model.load.open_model_streamed", "open_model_streamed")
     monkeypatch.setattr(commands, "_available_memory", lambda: 3 * 4 * 115_008 - 1)
-    with pytest.raises(ConfigError, match=r"about 0 GB for this model, and 0 GB are available; compress it with "
-                                          r"--method pbs2p"):
-        commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=str(text), bpw=8.0, **CALIB)
+    with monkeypatch.context() as m:
+        _forbid(m, "pbs2p_edge.model.load.load_model", "load_model")
+        m.setattr("pbs2p_edge.model.load.open_model_streamed", lambda *a, **k: None)  # as a pickled model would
+        with pytest.raises(ConfigError, match=r"about 0 GB for this model, and 0 GB are available; compress it with "
+                                              r"--method pbs2p"):
+            commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=str(text), bpw=8.0, **CALIB)
     assert not (tmp_path / "out").exists()
+    _forbid(monkeypatch, "pbs2p_edge.model.load.load_model", "load_model")
+    summary = commands.compress(str(tiny_llama_dir), str(tmp_path / "out"), RTN, calib=str(text), bpw=8.0, **CALIB)
+    assert summary["streamed"] is True

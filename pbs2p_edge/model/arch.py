@@ -19,12 +19,15 @@ class ArchSpec:
     linears: names of the nn.Linear modules inside one block, in the order the block runs them.
     embeds: dotted paths of the modules the model runs before block 0 (moved to the compute device
             while block-0 inputs are captured); a missing or None one is skipped (OPT project_in).
+    tail: dotted paths of the modules the model runs, in order, between the last block and the output head (the
+          final norm; OPT's project_out), skipped the same way.
     """
 
     family: str
     blocks: str
     linears: tuple[str, ...]
     embeds: tuple[str, ...]
+    tail: tuple[str, ...]
 
 
 _LLAMA = ArchSpec(
@@ -35,15 +38,18 @@ _LLAMA = ArchSpec(
         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
     ),
     embeds=("model.embed_tokens", "model.rotary_emb"),
+    tail=("model.norm",),
 )
 _OPT = ArchSpec(
     family="opt",
     blocks=BLOCKS["opt"],
     linears=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"),
     embeds=("model.decoder.embed_tokens", "model.decoder.embed_positions", "model.decoder.project_in"),
+    tail=("model.decoder.final_layer_norm", "model.decoder.project_out"),
 )
 
-_GEMMA3 = ArchSpec(family="gemma3", blocks=BLOCKS["gemma3"], linears=_LLAMA.linears, embeds=_LLAMA.embeds)
+_GEMMA3 = ArchSpec(family="gemma3", blocks=BLOCKS["gemma3"], linears=_LLAMA.linears, embeds=_LLAMA.embeds,
+                   tail=_LLAMA.tail)
 
 # layout (architectures.Architecture.layout) -> where its blocks and linears are
 LAYOUTS: dict[str, ArchSpec] = {"llama": _LLAMA, "opt": _OPT, "gemma3": _GEMMA3}
@@ -75,10 +81,10 @@ def block_linears(block: nn.Module, spec: ArchSpec) -> dict[str, nn.Linear]:
     return out
 
 
-def named_embed_modules(model: nn.Module, spec: ArchSpec) -> list[tuple[str, nn.Module]]:
-    """(path, module) of the modules run before block 0 that exist in this model (OPT's project_in is often None)."""
+def _present(model: nn.Module, paths: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
+    """(path, module) of those of `paths` that exist in this model and are not None."""
     found = []
-    for path in spec.embeds:
+    for path in paths:
         try:
             module = model.get_submodule(path)
         except AttributeError:
@@ -86,6 +92,16 @@ def named_embed_modules(model: nn.Module, spec: ArchSpec) -> list[tuple[str, nn.
         if module is not None:
             found.append((path, module))
     return found
+
+
+def named_embed_modules(model: nn.Module, spec: ArchSpec) -> list[tuple[str, nn.Module]]:
+    """(path, module) of the modules run before block 0 that exist in this model (OPT's project_in is often None)."""
+    return _present(model, spec.embeds)
+
+
+def named_tail_modules(model: nn.Module, spec: ArchSpec) -> list[tuple[str, nn.Module]]:
+    """(path, module) of the modules run after the last block, before the head, that exist in this model."""
+    return _present(model, spec.tail)
 
 
 def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:

@@ -62,13 +62,10 @@ class Plan:
 
 
 def model_parameters(model: nn.Module) -> int:
-    """Parameters of the model, tied ones counted once: the 'P' of bits per parameter."""
-    seen, n = set(), 0
-    for p in model.parameters():
-        if p.data_ptr() not in seen:
-            seen.add(p.data_ptr())
-            n += p.numel()
-    return n
+    """Parameters of the model, tied ones counted once: the 'P' of bits per parameter. A tied head is the embedding's
+    own parameter object (which model.parameters() gives once), also on the meta device, where no storage tells them
+    apart."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def tokenizer_bytes(tokenizer) -> int:
@@ -83,10 +80,10 @@ def tokenizer_bytes(tokenizer) -> int:
     return n + 4096
 
 
-def _embedding_weights(model: nn.Module) -> list[nn.Parameter]:
+def embedding_weights(model: nn.Module) -> list[nn.Parameter]:
     """The input embedding and, when not tied to it, the output head."""
     emb, head = model.get_input_embeddings().weight, model.get_output_embeddings()
-    return [emb] if head is None or head.weight.data_ptr() == emb.data_ptr() else [emb, head.weight]
+    return [emb] if head is None or head.weight is emb else [emb, head.weight]
 
 
 @torch.enable_grad()
@@ -137,7 +134,7 @@ class Sensitivity:
 EMBEDDING = "<embedding>"  # the options key of the token embedding / head
 
 
-def _tensors(model: nn.Module, linear_tiers, embed_tiers):
+def planned_tensors(model: nn.Module, linear_tiers, embed_tiers):
     spec = arch_for(model)
     linears = {f"{spec.blocks}.{i}.{n}": lin for i, b in enumerate(decoder_blocks(model, spec))
                for n, lin in block_linears(b, spec).items()}
@@ -148,7 +145,7 @@ def _tensors(model: nn.Module, linear_tiers, embed_tiers):
                     raise ConfigError(f"{name}: the binary tier needs a row width divisible by {BINARY_CONFIG.m}")
             else:
                 tiers.tier(t).check_cols(name, lin.in_features)
-    embeds = _embedding_weights(model)
+    embeds = embedding_weights(model)
     width = embeds[0].shape[1]
     fitting = tuple(t for t in embed_tiers if width % tiers.tier(t).block == 0)
     if not fitting:  # the blocks of 64 leave out widths such as 96; f16 always fits
@@ -156,7 +153,7 @@ def _tensors(model: nn.Module, linear_tiers, embed_tiers):
     return linears, embeds, fitting
 
 
-def _fixed_bits(model: nn.Module, tokenizer, linears: dict, embeds: list) -> int:
+def unplanned_bits(model: nn.Module, tokenizer, linears: dict, embeds: list) -> int:
     allocated = {id(lin.weight) for lin in linears.values()} | {id(p) for p in embeds}
     rest = sum(p.numel() * 32 for p in model.parameters() if id(p) not in allocated)  # norms, biases: F32
     n_tensors = len(list(model.state_dict())) + len(linears)
@@ -169,7 +166,7 @@ def _bits_per_weight(t: str, cols: int) -> float:
     return 11 / 8 + 32 / cols if t == tiers.BINARY else tiers.tier(t).bits
 
 
-def _option(t: str, W: torch.Tensor, f: torch.Tensor, h: torch.Tensor) -> Option:
+def linear_option(t: str, W: torch.Tensor, f: torch.Tensor, h: torch.Tensor) -> Option:
     if t == tiers.BINARY:
         err = (W - compress_layer(W, torch.diag(h), _BINARY_PROXY, _BINARY_PROXY.n).dequantize()).square()
     else:
@@ -177,13 +174,19 @@ def _option(t: str, W: torch.Tensor, f: torch.Tensor, h: torch.Tensor) -> Option
     return Option(t, int(W.numel() * _bits_per_weight(t, W.shape[1])), 0.5 * float((f * err).sum()))
 
 
+def embedding_loss(t: str, W: torch.Tensor, f: torch.Tensor) -> float:
+    """The estimated loss of embedding tier t on rows W (any whole rows of the embedding or head) with Fisher f."""
+    Q = torch.from_numpy(tiers.round_trip(t, W.numpy()))
+    return 0.5 * float((f * (W - Q).square()).sum())
+
+
 def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TIERS, embed_tiers=EMBED_TIERS) -> None:
     """ConfigError when `bpw` is no budget or is below the smallest file the tiers make; no gradient is taken."""
     if not bpw > 0:
         raise ConfigError(f"the bit budget must be > 0 bits per parameter, got {bpw}")
-    linears, embeds, embed_tiers = _tensors(model, linear_tiers, embed_tiers)
+    linears, embeds, embed_tiers = planned_tensors(model, linear_tiers, embed_tiers)
     n_params = model_parameters(model)
-    cheapest = _fixed_bits(model, tokenizer, linears, embeds)
+    cheapest = unplanned_bits(model, tokenizer, linears, embeds)
     cheapest += sum(lin.weight.numel() * min(_bits_per_weight(t, lin.in_features) for t in linear_tiers)
                     for lin in linears.values())
     cheapest += sum(p.numel() for p in embeds) * min(tiers.tier(t).bits for t in embed_tiers)
@@ -196,7 +199,7 @@ def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TI
 def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LINEAR_TIERS,
             embed_tiers=EMBED_TIERS) -> Sensitivity:
     """Each tensor's options: its bits and estimated loss in every tier (the module docstring's proxy)."""
-    linears, embeds, embed_tiers = _tensors(model, linear_tiers, embed_tiers)
+    linears, embeds, embed_tiers = planned_tensors(model, linear_tiers, embed_tiers)
     # diag H of every linear's input, from the same forward passes as the gradients
     hdiag = {name: torch.zeros(lin.in_features) for name, lin in linears.items()}
 
@@ -215,18 +218,13 @@ def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LIN
     with torch.no_grad():
         for (name, lin), f in zip(linears.items(), F):
             W = lin.weight.detach().float()
-            options[name] = [_option(t, W, f, hdiag[name]) for t in linear_tiers]
-        emb_opts = []
-        for t in embed_tiers:
-            bits = loss = 0.0
-            for p, f in zip(embeds, F[len(linears):]):
-                W = p.detach().float()
-                Q = torch.from_numpy(tiers.round_trip(t, W.numpy()))
-                bits += W.numel() * tiers.tier(t).bits
-                loss += 0.5 * float((f * (W - Q).square()).sum())
-            emb_opts.append(Option(t, int(bits), loss))
-        options[EMBEDDING] = emb_opts
-    return Sensitivity(options, _fixed_bits(model, tokenizer, linears, embeds), model_parameters(model))
+            options[name] = [linear_option(t, W, f, hdiag[name]) for t in linear_tiers]
+        n = sum(p.numel() for p in embeds)
+        emb_F = F[len(linears):]
+        options[EMBEDDING] = [Option(t, int(n * tiers.tier(t).bits),
+                                     sum(embedding_loss(t, p.detach().float(), f) for p, f in zip(embeds, emb_F)))
+                              for t in embed_tiers]
+    return Sensitivity(options, unplanned_bits(model, tokenizer, linears, embeds), model_parameters(model))
 
 
 def plan_for(sens: Sensitivity, bpw: float) -> Plan:
@@ -240,8 +238,17 @@ def plan_for(sens: Sensitivity, bpw: float) -> Plan:
 
 
 def plan_budget(model: nn.Module, tokenizer, windows: torch.Tensor, bpw: float,
-                linear_tiers=LINEAR_TIERS, embed_tiers=EMBED_TIERS) -> Plan:
+                linear_tiers=LINEAR_TIERS, embed_tiers=EMBED_TIERS, weights=None, scratch=None,
+                progress: bool = False) -> Plan:
     """The tier plan that meets `bpw` file bits per parameter with the least estimated loss.
-    ConfigError, before any gradient is taken, when the budget is below what the cheapest tiers make."""
+    ConfigError, before any gradient is taken, when the budget is below what the cheapest tiers make.
+    weights: a streamed model's shards (model/stream.py; the model on the meta device): measured one block at a time
+    by model/budget_stream.py, its block inputs kept in `scratch` meanwhile, with a progress bar if `progress`; None:
+    the model is in memory."""
     check_budget(model, tokenizer, bpw, linear_tiers, embed_tiers)
-    return plan_for(measure(model, tokenizer, windows, linear_tiers, embed_tiers), bpw)
+    if weights is None:
+        return plan_for(measure(model, tokenizer, windows, linear_tiers, embed_tiers), bpw)
+    from .budget_stream import measure_streamed
+
+    return plan_for(measure_streamed(model, tokenizer, windows, weights, linear_tiers, embed_tiers, scratch,
+                                     progress), bpw)

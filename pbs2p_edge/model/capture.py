@@ -4,12 +4,19 @@ a global one)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from .arch import ArchSpec, decoder_blocks, embed_modules
+from ..pack.architectures import EMBEDDING
+from .arch import ArchSpec, decoder_blocks, embed_modules, named_embed_modules
+
+if TYPE_CHECKING:
+    from .stream import StreamedWeights
 
 
 @dataclass
@@ -76,3 +83,43 @@ def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, de
             m.to(dev)
     hidden = torch.cat(catchers[0].hidden, dim=0)
     return BlockInputs(hidden=hidden, block_kwargs=[c.kwargs for c in catchers])
+
+
+def capture_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: str | torch.device,
+                   weights: StreamedWeights | None) -> BlockInputs:
+    """capture_block_inputs for a model in memory or streamed (weights: its shards, model/stream.py). A streamed
+    model's token embedding holds only the rows the windows use, the ids renumbered to them (the same values: a lookup
+    is a copy; the module itself runs, so Gemma's scaling of the looked-up rows applies), its other embedding modules
+    (OPT's positions) are read, and all are released after."""
+    from .stream import StreamedWeights
+
+    if weights is None:
+        return capture_block_inputs(model, ids, spec, device)
+    used = torch.unique(ids)  # sorted
+    others = [(path, m) for path, m in named_embed_modules(model, spec) if m is not model.get_input_embeddings()]
+    for path, m in others:
+        weights.load(m, path, device)
+    try:
+        with lent_rows(model, used, weights.read_rows(EMBEDDING[spec.family], used).to(device)):
+            return capture_block_inputs(model, torch.searchsorted(used, ids), spec, device)
+    finally:
+        for _, m in others:
+            StreamedWeights.release(m)
+
+
+@contextlib.contextmanager
+def lent_rows(model: nn.Module, used: torch.Tensor, rows: torch.Tensor):
+    """While inside, the token embedding's weight is `rows`, its rows for the sorted ids `used` (a parameter: a gradient
+    can be taken through it; the ids it is called with are renumbered by torch.searchsorted(used, ids)), and its
+    padding index, whose row takes no gradient, is renumbered alike; its own weight and index are back after (a tied
+    head keeps its reference to the weight throughout)."""
+    table = model.get_input_embeddings()
+    whole, pad = table.weight, getattr(table, "padding_idx", None)
+    table.weight = nn.Parameter(rows, requires_grad=rows.requires_grad)
+    if pad is not None:
+        at = int(torch.searchsorted(used, pad))
+        table.padding_idx = at if at < len(used) and int(used[at]) == pad else None
+    try:
+        yield table.weight
+    finally:
+        table.weight, table.padding_idx = whole, pad

@@ -20,9 +20,8 @@ from ..algo.result import LayerResult
 from ..pack.tiers import BINARY, tier
 from ..calib.hessian import accumulate_hessians
 from ..errors import ConfigError
-from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, named_embed_modules, run_block
-from ..pack.architectures import EMBEDDING
-from .capture import BlockInputs, capture_block_inputs
+from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, run_block
+from .capture import capture_inputs
 from .heap import release_free_heap
 from .stream import StreamedWeights
 
@@ -210,29 +209,6 @@ def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, bloc
     return importance
 
 
-def _capture(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: torch.device,
-             weights: StreamedWeights | None) -> BlockInputs:
-    """Block 0's inputs on every window. A streamed model's token embedding holds only the rows the windows use, the
-    ids renumbered to them (the same values: a lookup is a copy; the module itself runs, so Gemma's scaling of the
-    looked-up rows applies), its other embedding modules (OPT's positions) are read, and all are released after."""
-    if weights is None:
-        return capture_block_inputs(model, ids, spec, device)
-    table = model.get_input_embeddings()
-    used = torch.unique(ids)  # sorted
-    rows = weights.read_rows(EMBEDDING[spec.family], used).to(device)
-    others = [(path, m) for path, m in named_embed_modules(model, spec) if m is not table]
-    for path, m in others:
-        weights.load(m, path, device)
-    whole = table.weight  # a tied head keeps its own reference to this parameter
-    table.weight = nn.Parameter(rows, requires_grad=False)
-    try:
-        return capture_block_inputs(model, torch.searchsorted(used, ids), spec, device)
-    finally:
-        table.weight = whole
-        for _, m in others:
-            StreamedWeights.release(m)
-
-
 def _allocate(blocks: nn.ModuleList, spec: ArchSpec, importance: list[float], cfg: CompressConfig) -> list[int]:
     """N_l per block: allocate_n over blocks weighted by each block's linear parameter count, so the
     parameter-weighted mean of N_l is cfg.n. Every linear of block l gets that block's N_l."""
@@ -303,7 +279,7 @@ def compress_model(
     model.eval()
 
     release_free_heap()  # what loading and tokenizing freed (0.1 GB of the tokenizer's, for a novel) goes back first
-    inputs = _capture(model, calib_ids, spec, device, weights)
+    inputs = capture_inputs(model, calib_ids, spec, device, weights)
     x, block_kwargs = inputs.hidden, inputs.block_kwargs
     plan = dict(plan or {})
     for t in set(plan.values()) - {BINARY}:
