@@ -144,6 +144,18 @@ def _late_linears(linears: dict[str, nn.Linear]) -> set[str]:
     return late if len(late) < len(linears) else set()
 
 
+def _held(linears: dict[str, nn.Linear], weights: StreamedWeights | None, prefix: str) -> dict[str, torch.Tensor]:
+    """A streamed block's (`prefix`) linear weights as the source stores them (bfloat16 shards: half their float32),
+    each float32 weight the fetch made narrowed and released in turn (all narrowed copies beside all float32 weights
+    would add half a block): for _widened. {} for a model in memory (weights None), whose weights stay."""
+    held: dict[str, torch.Tensor] = {}
+    if weights is not None:
+        for name, lin in linears.items():
+            held[name] = lin.weight.data.to(weights.stored_dtype(f"{prefix}.{name}.weight"))
+            _release_weight(lin)
+    return held
+
+
 @contextlib.contextmanager
 def _widened(linears: dict[str, nn.Linear], held: dict[str, torch.Tensor]):
     """While inside, each linear named in `held` (its weight as the source stores it, bfloat16 for a Llama's shards:
@@ -193,17 +205,26 @@ def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor 
 
 
 @torch.no_grad()
-def _block_importances(blocks: nn.ModuleList, prefix: str, x: torch.Tensor, block_kwargs: list[dict], device,
+def _block_importances(blocks: nn.ModuleList, spec: ArchSpec, x: torch.Tensor, block_kwargs: list[dict], device,
                        weights: StreamedWeights | None) -> list[float]:
-    """CFS importance of every block of the full-precision model, one pass over all windows."""
+    """CFS importance of every block of the full-precision model, one pass over all windows; a streamed block's
+    linears held as stored and widened one at a time (_held)."""
     from ..algo.cfs import block_importance
 
     importance = []
     h = x.clone()
     for i, block in enumerate(blocks):
-        home = _fetch(block, f"{prefix}.{i}", device, weights)
-        out = _run_all(block, h, block_kwargs[i], torch.empty_like(h))
+        prefix = f"{spec.blocks}.{i}"
+        home = _fetch(block, prefix, device, weights)
+        linears = block_linears(block, spec)
+        with _widened(linears, _held(linears, weights, prefix)):
+            out = _run_all(block, h, block_kwargs[i], torch.empty_like(h))
+        if weights is not None:  # the released weights back to the meta model's shapes, then the block released
+            for lin in linears.values():
+                lin.weight = nn.Parameter(torch.empty(lin.out_features, lin.in_features, device="meta"),
+                                          requires_grad=False)
         _put_back(block, home)
+        release_free_heap()  # the block's and its forward's memory, before the next block is read
         importance.append(float(block_importance(h, out)))
         h = out
     return importance
@@ -290,7 +311,7 @@ def compress_model(
         importance, block_n = kept["importance"], kept["block_n"]
     elif uses_cfs(cfg) and not plan:
         adjust()
-        importance = _block_importances(blocks, spec.blocks, x[: cfg.cfs_windows], block_kwargs, device, weights)
+        importance = _block_importances(blocks, spec, x[: cfg.cfs_windows], block_kwargs, device, weights)
         block_n = _allocate(blocks, spec, importance, cfg)
     else:
         importance, block_n = [], [cfg.n] * len(blocks)
@@ -324,13 +345,7 @@ def compress_model(
         home = _fetch(block, f"{spec.blocks}.{i}", device, weights)
         linears = block_linears(block, spec)
         late = _late_linears(linears) if weights is not None else set()
-        # a streamed block's linears are held as stored until their fits (half their float32 at bfloat16), the float32
-        # copies the fetch made released one by one (all held copies beside all float32 weights would add half a block)
-        held: dict[str, torch.Tensor] = {}
-        if weights is not None:
-            for name, lin in linears.items():
-                held[name] = lin.weight.data.to(weights.stored_dtype(f"{spec.blocks}.{i}.{name}.weight"))
-                _release_weight(lin)
+        held = _held(linears, weights, f"{spec.blocks}.{i}")  # each widened only while it runs or is fitted
         with _widened(linears, held):
             with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
                 _run_all(block, x, kwargs, None)
