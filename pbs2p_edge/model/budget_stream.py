@@ -103,14 +103,10 @@ def _block(block: nn.Module, spec: ArchSpec, prefix: str, weights: StreamedWeigh
 
 
 @contextlib.contextmanager
-def _input_squares(lins: dict[str, nn.Linear], hdiag: dict[str, torch.Tensor]):
-    """While inside, every call of a linear adds the squares of its input, summed over tokens, to hdiag[its full
-    name] (budget.measure's diag H)."""
-    def add(name: str, x: torch.Tensor) -> None:  # a forward hook that returns a value replaces the output
-        sq = x.detach().float().reshape(-1, x.shape[-1]).square().sum(0)
-        hdiag[name] = hdiag[name].add_(sq) if name in hdiag else sq
-
-    handles = [lin.register_forward_hook(lambda m, inp, out, name=name: add(name, inp[0]))
+def _hooked(lins: dict[str, nn.Linear], fn):
+    """While inside, every call of a linear runs fn(its full name, its input, its output) after it (fn returns None: a
+    forward hook that returns a value replaces the output)."""
+    handles = [lin.register_forward_hook(lambda m, inp, out, name=name: fn(name, inp[0], out))
                for name, lin in lins.items()]
     try:
         yield
@@ -119,7 +115,16 @@ def _input_squares(lins: dict[str, nn.Linear], hdiag: dict[str, torch.Tensor]):
             h.remove()
 
 
-@contextlib.contextmanager
+def _input_squares(lins: dict[str, nn.Linear], hdiag: dict[str, torch.Tensor]):
+    """While inside, every call of a linear adds the squares of its input, summed over tokens, to hdiag[its full
+    name] (budget.measure's diag H)."""
+    def add(name: str, x: torch.Tensor, _out) -> None:
+        sq = x.detach().float().reshape(-1, x.shape[-1]).square().sum(0)
+        hdiag[name] = hdiag[name].add_(sq) if name in hdiag else sq
+
+    return _hooked(lins, add)
+
+
 def _weight_grad_squares(lins: dict[str, nn.Linear], F: dict[str, torch.Tensor]):
     """While inside, each backward through a linear adds (g^T x)^2 to F[its full name]: the square of its weight's
     gradient on that call (x: its input, g: the gradient at its output), without the weight taking a gradient."""
@@ -133,13 +138,7 @@ def _weight_grad_squares(lins: dict[str, nn.Linear], F: dict[str, torch.Tensor])
 
         out.register_hook(square)
 
-    handles = [lin.register_forward_hook(lambda m, inp, out, name=name: hook(name, inp[0], out))
-               for name, lin in lins.items()]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return _hooked(lins, hook)
 
 
 def _pull_back(block: nn.Module, x: torch.Tensor, g: torch.Tensor, kwargs: dict) -> torch.Tensor:
