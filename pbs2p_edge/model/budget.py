@@ -124,11 +124,11 @@ def grid_error(W: torch.Tensor, h: torch.Tensor, t: tiers.Tier) -> torch.Tensor:
 class Sensitivity:
     """Every allocatable tensor's options (tier, bits, estimated loss) and what no tier changes, in file bits."""
     options: dict[str, list[Option]]  # linear full name -> options; EMBEDDING -> the embedding / head's
-    fixed_bits: int
+    unplanned_bits: int
     n_params: int
 
     def cheapest_bits(self) -> int:
-        return self.fixed_bits + sum(min(o.bits for o in opts) for opts in self.options.values())
+        return self.unplanned_bits + sum(min(o.bits for o in opts) for opts in self.options.values())
 
 
 EMBEDDING = "<embedding>"  # the options key of the token embedding / head
@@ -229,9 +229,9 @@ def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LIN
 
 def plan_for(sens: Sensitivity, bpw: float) -> Plan:
     """The plan that meets `bpw` file bits per parameter with the least estimated loss (algo.allocate)."""
-    choice = allocate(sens.options, bpw * sens.n_params - sens.fixed_bits)
+    choice = allocate(sens.options, bpw * sens.n_params - sens.unplanned_bits)
     chosen = {name: next(o for o in sens.options[name] if o.tier == t) for name, t in choice.items()}
-    est = (sens.fixed_bits + sum(o.bits for o in chosen.values())) / 8
+    est = (sens.unplanned_bits + sum(o.bits for o in chosen.values())) / 8
     log.info("budget %.3f bits/parameter: estimated %.2f MB", bpw, est / 1e6)
     return Plan(linears={n: t for n, t in choice.items() if n != EMBEDDING}, embed=choice[EMBEDDING], bpw=bpw,
                 estimated_bytes=int(est), losses={n: o.loss for n, o in chosen.items()})

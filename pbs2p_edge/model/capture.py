@@ -5,7 +5,6 @@ a global one)."""
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 

@@ -219,10 +219,6 @@ def _block_importances(blocks: nn.ModuleList, spec: ArchSpec, x: torch.Tensor, b
         linears = block_linears(block, spec)
         with _widened(linears, _held(linears, weights, prefix)):
             out = _run_all(block, h, block_kwargs[i], torch.empty_like(h))
-        if weights is not None:  # the released weights back to the meta model's shapes, then the block released
-            for lin in linears.values():
-                lin.weight = nn.Parameter(torch.empty(lin.out_features, lin.in_features, device="meta"),
-                                          requires_grad=False)
         _put_back(block, home)
         release_free_heap()  # the block's and its forward's memory, before the next block is read
         importance.append(float(block_importance(h, out)))

@@ -191,11 +191,14 @@ class StreamedWeights:
 
     @staticmethod
     def release(module: nn.Module) -> None:
-        """Every parameter of `module` back on the meta device: its memory is freed."""
-        from accelerate.utils import set_module_tensor_to_device
-
-        for k, _ in list(module.named_parameters(recurse=True)):
-            set_module_tensor_to_device(module, k, "meta")
+        """Every parameter of `module` back on the meta device, in the shape its module declares: its memory is freed.
+        A linear whose weight was let go while its block ran (sequential's _release_weight: an empty tensor) gets its
+        (out_features, in_features) back, so that load() can read the block again."""
+        for sub in module.modules():
+            for k, p in list(sub.named_parameters(recurse=False)):
+                shape = (sub.out_features, sub.in_features) if isinstance(sub, nn.Linear) and k == "weight" else p.shape
+                sub.register_parameter(k, nn.Parameter(torch.empty(shape, dtype=p.dtype, device="meta"),
+                                                       requires_grad=p.requires_grad))
 
 
 def meta_model(config) -> nn.Module:

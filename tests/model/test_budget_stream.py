@@ -52,7 +52,7 @@ def test_streamed_sensitivity_is_the_whole_models(monkeypatch, tmp_path, tiny_to
     assert max(held) == 0 and len(held) >= 4  # each block read twice (forward, backward), never beside another
     assert list(tmp_path.glob("budget-*")) == []  # the blocks' saved inputs are gone
     assert all(p.is_meta for p in model.parameters())
-    assert (got.fixed_bits, got.n_params) == (expect.fixed_bits, expect.n_params)
+    assert (got.unplanned_bits, got.n_params) == (expect.unplanned_bits, expect.n_params)
     assert got.options.keys() == expect.options.keys() and EMBEDDING in got.options
     for name, opts in expect.options.items():
         assert [(o.tier, o.bits) for o in got.options[name]] == [(o.tier, o.bits) for o in opts]
