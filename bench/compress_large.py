@@ -10,7 +10,7 @@ uncompressed blocks at float32) are deleted after each row. Full-model hours are
 per block x depth; shapes not run are projected from the 7B shape's seconds per block scaled by a block's weights
 (measured here, time per block follows the weights: the table says how closely), and labelled so.
 
-    python bench/compress_large.py --out bench/results                       # 1B x2, 1B x8, 7B, 8B (~1 h)
+    python bench/compress_large.py --out bench/results   # 2 threads: 1B x2, 1B x8, 7B, 8B; 1 thread: a block of each (~2 h)
     python bench/compress_large.py --out /tmp/c --quick                      # a 1B shape cut to 2 blocks, 4 x 64
     python bench/compress_large.py --out bench/results --redraw              # the table again, from its JSON
 """
@@ -41,8 +41,10 @@ SHAPES = {
     "Llama-2-70B": dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8,
                         num_hidden_layers=80, vocab_size=32000, tie_word_embeddings=False, rope_theta=10000.0),
 }
-# (shape, --blocks, --threads) of the committed table
-RUNS = [("Llama-3.2-1B", 2, 2), ("Llama-3.2-1B", 8, 2), ("Llama-2-7B", 2, 2), ("Llama-3-8B", 2, 2)]
+# (shape, --blocks, --threads) of the committed table: memory after 2 blocks (8 for depth) at 2 threads, seconds per
+# block at 2 threads and at 1 (one block)
+RUNS = [("Llama-3.2-1B", 2, 2), ("Llama-3.2-1B", 8, 2), ("Llama-3.2-1B", 1, 1), ("Llama-2-7B", 2, 2),
+        ("Llama-2-7B", 1, 1), ("Llama-3-8B", 2, 2), ("Llama-3-8B", 1, 1)]
 PROJECTED = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B"]
 PAPER_NOTE = ("The paper's figure, for comparison: about 110 min for a 7B model on one GPU (about 2.5x ARB-LLM's; "
               "../shared/METHOD.md)")
@@ -115,6 +117,7 @@ def write_model(path: Path, f: dict, text: str, seed: int = 0) -> int:
 
 
 def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work: Path) -> dict:
+    from checkout import commit
     from pbs2p_edge.calib.text import load_text
 
     fields = dict(SHAPES[shape])
@@ -137,7 +140,7 @@ def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work:
             "stored_gb": stored / 1e9, "fp32_gb": stored * 2 / 1e9, "peak_rss_gib": peak_kib / 2**20,
             "block_seconds": summary["block_seconds"], "seconds_per_block": per_block, "wall": wall,
             "streamed": summary["streamed"], "checkpoint_gb": ckpt_bytes / 1e9,
-            "full_model_hours": per_block * fields["num_hidden_layers"] / 3600}
+            "full_model_hours": per_block * fields["num_hidden_layers"] / 3600, "measured_at": commit()}
 
 
 def checkpoint_digests(d: Path) -> dict[str, str]:
@@ -182,6 +185,35 @@ def resume_check(shape: str, blocks: int, threads: int, nsamples: int, seqlen: i
     return {"shape": shape, "blocks": blocks, "killed_after_block_0": killed, "identical": same}
 
 
+def projection(rows: list[dict]) -> list[str]:
+    """Full-model hours of the PROJECTED shapes at each thread count the Llama-2-7B shape was measured at, from its
+    seconds per block scaled by a block's weights; and how closely time follows the weights, where the 1B shape was
+    measured at the same thread count."""
+    seven, one = SHAPES["Llama-2-7B"], SHAPES["Llama-3.2-1B"]
+    base = {r["threads"]: r for r in reversed(rows) if r["shape"] == "Llama-2-7B"}  # the first row of each count
+    small = {r["threads"]: r for r in reversed(rows) if r["shape"] == "Llama-3.2-1B"}
+    if not base:
+        return []
+    threads = sorted(base)
+    checks = "".join(
+        f" At {t} thread{'s' * (t > 1)} the measured seconds per block of the 7B and 1B shapes are in the ratio "
+        f"{base[t]['seconds_per_block'] / small[t]['seconds_per_block']:.2f}." for t in threads if t in small)
+    lines = ["", "Projected full-model hours on this CPU (**projection**: the Llama-2-7B shape's measured seconds per "
+             "block x the shape's block weights / the 7B block's, x depth). The 7B and 1B blocks' weights are in the "
+             f"ratio {block_weights(seven) / block_weights(one):.2f}, the GPTQ loop's rows x cols^2 in the ratio "
+             f"{block_rows_cols2(seven) / block_rows_cols2(one):.2f}.{checks} {PAPER_NOTE}.", "",
+             "| shape | depth | " + " | ".join(f"s / block, {t} thr | full model h, {t} thr" for t in threads) + " |",
+             "|---|---:|" + "---:|---:|" * len(threads)]
+    for shape in PROJECTED:
+        f = SHAPES[shape]
+        cells = []
+        for t in threads:
+            s = base[t]["seconds_per_block"] * block_weights(f) / block_weights(seven)
+            cells += [f"{s:.0f}", f"{s * f['num_hidden_layers'] / 3600:.1f}"]
+        lines.append(f"| {shape} | {f['num_hidden_layers']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
     checks = [r for r in rows if "identical" in r]
     rows = [r for r in rows if "identical" not in r]
@@ -195,31 +227,14 @@ def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
              "calibration tokens of Emma; peak RSS from `/usr/bin/time -v` for the whole command (load, calibration, "
              "K blocks, writing the checkpoint, which holds the K compressed blocks and the others at float32).", "",
              "| shape | blocks run | threads | shards GB (bf16) | whole model at fp32 GB | peak RSS GiB | s / block "
-             "(lower median) | each block s | full model h (est.) | wall |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+             "(lower median) | each block s | full model h (est.) | wall | measured at |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
     for r in rows:
         lines.append(f"| {r['shape']} shape | {r['blocks']} / {r['depth']} | {r['threads']} | {r['stored_gb']:.1f} | "
                      f"{r['fp32_gb']:.1f} | {r['peak_rss_gib']:.2f} | {r['seconds_per_block']:.0f} | "
                      f"{', '.join(f'{s:.0f}' for s in r['block_seconds'])} | {r['full_model_hours']:.1f} | "
-                     f"{r['wall']} |")
-    base = next((r for r in rows if r["shape"] == "Llama-2-7B"), None)
-    small = next((r for r in rows if r["shape"] == "Llama-3.2-1B"), None)
-    if base is not None:
-        seven = SHAPES["Llama-2-7B"]
-        check = "" if small is None else (
-            f" On this CPU the measured seconds per block of the 7B and 1B shapes are in the ratio "
-            f"{base['seconds_per_block'] / small['seconds_per_block']:.2f}, their blocks' weights "
-            f"{block_weights(seven) / block_weights(SHAPES['Llama-3.2-1B']):.2f}: time follows the weights (the column "
-            "loops' overhead), not the GPTQ loop's rows x cols^2 (ratio "
-            f"{block_rows_cols2(seven) / block_rows_cols2(SHAPES['Llama-3.2-1B']):.2f}).")
-        lines += ["", f"Projected full-model hours at {base['threads']} threads on this CPU (**projection**: the "
-                  "Llama-2-7B shape's measured seconds per block x the shape's block weights / the 7B block's, x "
-                  f"depth).{check} {PAPER_NOTE}.", "", "| shape | depth | s / block | full model h |",
-                  "|---|---:|---:|---:|"]
-        for shape in PROJECTED:
-            f = SHAPES[shape]
-            s = base["seconds_per_block"] * block_weights(f) / block_weights(seven)
-            lines.append(f"| {shape} | {f['num_hidden_layers']} | {s:.0f} | {s * f['num_hidden_layers'] / 3600:.1f} |")
+                     f"{r['wall']} | {r.get('measured_at', '-')} |")
+    lines += projection(rows)
     for r in checks:
         lines += ["", f"Resume: `compress --blocks {r['blocks']}` of the {r['shape']} shape SIGKILLed after block 0 "
                   f"({'killed' if r['killed_after_block_0'] else 'NOT killed: it finished first'}) and run again "

@@ -251,15 +251,6 @@ def row_file(rows_dir: Path, name: str, data: str, args) -> Path:
     return rows_dir / f"{slug}{text}.w{windows_of(args, data)}.s{args.seqlen}.json"
 
 
-def _commit() -> str:
-    """The checkout's short commit, '+' when it has uncommitted changes: which libpbs2p measured a row."""
-    import subprocess
-
-    def git(*a):
-        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def collect(args, data: str) -> list[dict]:
     """Every row on the text `data`: llama.cpp's files, our GGUF files and, on the main text, the torch rows."""
     describe = _bench_module("peer").describe
@@ -297,7 +288,8 @@ def collect(args, data: str) -> list[dict]:
             if kind == "pbs2p":
                 row["file_bytes"] = os.path.getsize(path)
                 row["tiers"] = info["tiers"]
-                row["measured_at"] = _commit()  # the runtime's arithmetic changes with the code (e.g. a4f4f1b)
+                # the runtime's arithmetic changes with the code (e.g. a4f4f1b)
+                row["measured_at"] = _bench_module("checkout").commit()
             tmp = f.with_name(f".{f.name}.tmp")
             tmp.write_text(json.dumps(row, indent=1) + "\n")
             os.replace(tmp, f)
