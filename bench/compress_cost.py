@@ -9,6 +9,7 @@ sequential, block by block); the real SmolLM2-135M rows of bench/quality.py (ful
 shown next to them as the check of that estimate.
 
     python bench/compress_cost.py --out bench/results            # OUT/compress_cost.{md,json}
+    python bench/compress_cost.py --out bench/results --redraw   # the table again, from its JSON (and the large shapes')
     python bench/compress_cost.py --out /tmp/c --quick           # a tiny shape, 4 x 64 calibration, pbs2p 4:8
     python bench/compress_cost.py --out bench/results/compress_ratio --shapes "SmolLM2-135M real (full depth)" \
         --methods "arb-rc,pbs2p 4:8" --threads 1 --no-quality --repeats 3   # issue 2's time ratio, one
@@ -106,9 +107,7 @@ def quality_reference(qdir: Path) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    import shlex
-
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--quality-dir", type=Path, default=None, help="bench/quality.py results (default OUT/quality)")
@@ -122,8 +121,79 @@ def main(argv: list[str] | None = None) -> int:
                    help="run every (shape, method) this many times, interleaved; rows show the median")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--no-quality", action="store_true", help="leave out the quality table's rows")
+    p.add_argument("--redraw", action="store_true",
+                   help="rewrite OUT/compress_cost.md from OUT/compress_cost.json (its recorded command's options) and "
+                        "OUT/compress_large.json")
     p.add_argument("--child", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def large_shapes(out: Path) -> list[str]:
+    """Full-model hours at the sizes people binarize, projected from bench/compress_large.py's streamed runs of the
+    Llama-2-7B shape (OUT/compress_large.json; its table holds the measurements); [] where it has not run."""
+    import importlib.util
+
+    path = out / "compress_large.json"
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location("bench_compress_large", Path(__file__).with_name("compress_large.py"))
+    large = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(large)
+    kept = json.loads(path.read_text())
+    lines = large.projection(kept["rows"])
+    if not lines:
+        return []
+    return ["", "## 7B, 13B and 70B", "", f"From `{kept['command']}` (compress_large.md: the streamed runs of "
+            "random-weight models of real shapes, their peak memory and each block's seconds).", *lines]
+
+
+def render(args, rows: list[dict]) -> str:
+    command = args.command
+    lines = ["# Compression cost per method and model shape", "", f"Command: `{command}`", "",
+             f"Calibration {args.nsamples} x {args.calib_seqlen} tokens of Emma. Random-weight rows: {args.layers} "
+             "decoder blocks built from the shape's config, each (shape, method) in its own process; full-model "
+             "seconds = seconds per block x the shape's depth (an estimate: compression runs block by block). "
+             "Peak MiB: the process's ru_maxrss (for a cut model it does not include the missing blocks' weights).", "",
+             f"Repeats: {args.repeats}, interleaved; s / block is the median, every run listed.", "",
+             "| shape | method | threads | blocks run | s / block | runs (s / block) | full-depth s (est.) | peak MiB |",
+             "|---|---|---|---:|---:|---|---:|---:|"]
+    for r in rows:
+        each = ", ".join(f"{x:.1f}" for x in r.get("repeats_seconds_per_block", [])) or "-"
+        lines.append(f"| {r['shape']} | {r['method']} | {r['threads']} | {r['layers']} | {r['seconds_per_block']:.1f} | "
+                     f"{each} | {r['full_model_seconds']:.0f} | {r['peak_rss_mib']:.0f} |")
+    ratios = []
+    for shape in dict.fromkeys(r["shape"] for r in rows if r.get("threads") == args.threads):
+        by = {r["method"]: r for r in rows if r["shape"] == shape and r.get("threads") == args.threads}
+        for m in [m for m in by if m.startswith("pbs2p")]:
+            if "arb-rc" in by:
+                pairs = zip(by[m].get("repeats_seconds_per_block", []), by["arb-rc"].get("repeats_seconds_per_block", []))
+                each = ", ".join(f"{a / b:.2f}" for a, b in pairs)
+                ratios.append(f"- {shape}: {m} / arb-rc = {by[m]['seconds_per_block'] / by['arb-rc']['seconds_per_block']:.2f}x"
+                              f" ({f'medians; run by run: {each}; ' if each else ''}issue 2's target: at most 1.5x)")
+    if ratios:
+        lines += ["", *ratios]
+    lines += large_shapes(args.out)
+    return "\n".join(lines) + "\n"
+
+
+def write_table(args, rows: list[dict]) -> Path:
+    path = args.out / "compress_cost.md"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(render(args, rows))
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import shlex
+
+    args = parser().parse_args(argv)
+    if args.redraw:  # the recorded command's options, this --out
+        kept = json.loads((args.out / "compress_cost.json").read_text())
+        recorded = parser().parse_args(shlex.split(kept["meta"]["command"])[2:])
+        recorded.out, recorded.command = args.out, kept["meta"]["command"]
+        print(write_table(recorded, kept["rows"]))
+        return 0
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.layers, args.nsamples, args.calib_seqlen,
                                args.threads)))
@@ -134,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         shapes, methods, args.nsamples, args.calib_seqlen = list(QUICK_SHAPE), ["pbs2p 4:8"], 4, 64
     bad = (set(shapes) - set(SHAPES) - set(REAL_SHAPE) - set(QUICK_SHAPE)) | (set(methods) - set(METHODS))
     if bad:
-        p.error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES) + list(REAL_SHAPE)}; methods: {list(METHODS)}")
-    command = shlex.join(["python", "bench/compress_cost.py", *(argv if argv is not None else sys.argv[1:])])
+        parser().error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES) + list(REAL_SHAPE)}; methods: {list(METHODS)}")
+    command = args.command = shlex.join(["python", "bench/compress_cost.py",
+                                         *(argv if argv is not None else sys.argv[1:])])
     rows = [] if args.quick or args.no_quality else quality_reference(args.quality_dir or args.out / "quality")
     runs: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):  # interleaved, so slow drifts of a noisy host hit every method alike
@@ -165,34 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out / f".compress_cost.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     os.replace(tmp, args.out / "compress_cost.json")
-    lines = ["# Compression cost per method and model shape", "", f"Command: `{command}`", "",
-             f"Calibration {args.nsamples} x {args.calib_seqlen} tokens of Emma. Random-weight rows: {args.layers} "
-             "decoder blocks built from the shape's config, each (shape, method) in its own process; full-model "
-             "seconds = seconds per block x the shape's depth (an estimate: compression runs block by block). "
-             "Peak MiB: the process's ru_maxrss (for a cut model it does not include the missing blocks' weights).", "",
-             f"Repeats: {args.repeats}, interleaved; s / block is the median, every run listed.", "",
-             "| shape | method | threads | blocks run | s / block | runs (s / block) | full-depth s (est.) | peak MiB |",
-             "|---|---|---|---:|---:|---|---:|---:|"]
-    for r in rows:
-        each = ", ".join(f"{x:.1f}" for x in r.get("repeats_seconds_per_block", []))
-        lines.append(f"| {r['shape']} | {r['method']} | {r['threads']} | {r['layers']} | {r['seconds_per_block']:.1f} | "
-                     f"{each} | {r['full_model_seconds']:.0f} | {r['peak_rss_mib']:.0f} |")
-    ratios = []
-    for shape in dict.fromkeys(r["shape"] for r in rows if r.get("threads") == args.threads):
-        by = {r["method"]: r for r in rows if r["shape"] == shape and r.get("threads") == args.threads}
-        for m in [m for m in by if m.startswith("pbs2p")]:
-            if "arb-rc" in by:
-                pairs = zip(by[m].get("repeats_seconds_per_block", []), by["arb-rc"].get("repeats_seconds_per_block", []))
-                each = ", ".join(f"{a / b:.2f}" for a, b in pairs)
-                ratios.append(f"- {shape}: {m} / arb-rc = {by[m]['seconds_per_block'] / by['arb-rc']['seconds_per_block']:.2f}x"
-                              f" (medians; run by run: {each}; issue 2's target: at most 1.5x)")
-    if ratios:
-        lines += ["", *ratios]
-    path = args.out / "compress_cost.md"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    print(path)
+    print(write_table(args, rows))
     return 0
 
 

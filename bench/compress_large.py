@@ -190,6 +190,7 @@ def projection(rows: list[dict]) -> list[str]:
     seconds per block scaled by a block's weights; and how closely time follows the weights, where the 1B shape was
     measured at the same thread count."""
     seven, one = SHAPES["Llama-2-7B"], SHAPES["Llama-3.2-1B"]
+    rows = [r for r in rows if "identical" not in r]  # not the resume check's
     base = {r["threads"]: r for r in reversed(rows) if r["shape"] == "Llama-2-7B"}  # the first row of each count
     small = {r["threads"]: r for r in reversed(rows) if r["shape"] == "Llama-3.2-1B"}
     if not base:
