@@ -1,4 +1,5 @@
-"""Which code measured a benchmark row: the checkout's short commit, '+' when tracked files have uncommitted changes."""
+"""Which code measured a benchmark row: the checkout's short commit, '+' when tracked files other than bench/results
+(the benchmarks' own output, rewritten as rows come in) have uncommitted changes."""
 
 from __future__ import annotations
 
@@ -9,4 +10,5 @@ from pathlib import Path
 def commit() -> str:
     def git(*a):
         return subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/bench/results")
+    return git("rev-parse", "--short", "HEAD") + ("+" if dirty else "")
