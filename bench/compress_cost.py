@@ -131,16 +131,13 @@ def parser() -> argparse.ArgumentParser:
 def large_shapes(out: Path) -> list[str]:
     """Full-model hours at the sizes people binarize, projected from bench/compress_large.py's streamed runs of the
     Llama-2-7B shape (OUT/compress_large.json; its table holds the measurements); [] where it has not run."""
-    import importlib.util
+    from compress_large import projection  # a sibling script (bench/ is on sys.path when one runs)
 
     path = out / "compress_large.json"
     if not path.is_file():
         return []
-    spec = importlib.util.spec_from_file_location("bench_compress_large", Path(__file__).with_name("compress_large.py"))
-    large = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(large)
     kept = json.loads(path.read_text())
-    lines = large.projection(kept["rows"])
+    lines = projection(kept["rows"])
     if not lines:
         return []
     return ["", "## 7B, 13B and 70B", "", f"From `{kept['command']}` (compress_large.md: the streamed runs of "
@@ -148,8 +145,7 @@ def large_shapes(out: Path) -> list[str]:
 
 
 def render(args, rows: list[dict]) -> str:
-    command = args.command
-    lines = ["# Compression cost per method and model shape", "", f"Command: `{command}`", "",
+    lines = ["# Compression cost per method and model shape", "", f"Command: `{args.command}`", "",
              f"Calibration {args.nsamples} x {args.calib_seqlen} tokens of Emma. Random-weight rows: {args.layers} "
              "decoder blocks built from the shape's config, each (shape, method) in its own process; full-model "
              "seconds = seconds per block x the shape's depth (an estimate: compression runs block by block). "
@@ -187,10 +183,11 @@ def write_table(args, rows: list[dict]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import shlex
 
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     if args.redraw:  # the recorded command's options, this --out
         kept = json.loads((args.out / "compress_cost.json").read_text())
-        recorded = parser().parse_args(shlex.split(kept["meta"]["command"])[2:])
+        recorded = p.parse_args(shlex.split(kept["meta"]["command"])[2:])
         recorded.out, recorded.command = args.out, kept["meta"]["command"]
         print(write_table(recorded, kept["rows"]))
         return 0
@@ -204,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         shapes, methods, args.nsamples, args.calib_seqlen = list(QUICK_SHAPE), ["pbs2p 4:8"], 4, 64
     bad = (set(shapes) - set(SHAPES) - set(REAL_SHAPE) - set(QUICK_SHAPE)) | (set(methods) - set(METHODS))
     if bad:
-        parser().error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES) + list(REAL_SHAPE)}; methods: {list(METHODS)}")
+        p.error(f"unknown shapes/methods {sorted(bad)}; shapes: {list(SHAPES) + list(REAL_SHAPE)}; methods: {list(METHODS)}")
     command = args.command = shlex.join(["python", "bench/compress_cost.py",
                                          *(argv if argv is not None else sys.argv[1:])])
     rows = [] if args.quick or args.no_quality else quality_reference(args.quality_dir or args.out / "quality")
