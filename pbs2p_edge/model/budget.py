@@ -166,12 +166,24 @@ def _bits_per_weight(t: str, cols: int) -> float:
     return 11 / 8 + 32 / cols if t == tiers.BINARY else tiers.tier(t).bits
 
 
+# [choice] rows a tier's error is taken over at once: every tier's fit (and the binary proxy's) is row by row, so the
+# pieces give the whole's errors bit for bit, and the temporaries of a 7B MLP linear whole (the binary proxy's are ten
+# copies of the weight) were 2 GB
+OPTION_ROWS = 1024
+
+
 def linear_option(t: str, W: torch.Tensor, f: torch.Tensor, h: torch.Tensor) -> Option:
-    if t == tiers.BINARY:
-        err = (W - compress_layer(W, torch.diag(h), _BINARY_PROXY, _BINARY_PROXY.n).dequantize()).square()
-    else:
-        err = grid_error(W, h, tiers.tier(t))
-    return Option(t, int(W.numel() * _bits_per_weight(t, W.shape[1])), 0.5 * float((f * err).sum()))
+    """Tier t's option for a linear: its bits and 0.5 sum F (W - Q(W))^2, with diag H h (K,) and Fisher f (R, K)."""
+    H = torch.diag(h) if t == tiers.BINARY else None
+    loss = 0.0
+    for r in range(0, W.shape[0], OPTION_ROWS):
+        Wr = W[r: r + OPTION_ROWS]
+        if t == tiers.BINARY:
+            err = (Wr - compress_layer(Wr, H, _BINARY_PROXY, _BINARY_PROXY.n).dequantize()).square_()
+        else:
+            err = grid_error(Wr, h, tiers.tier(t))
+        loss += float(err.mul_(f[r: r + OPTION_ROWS]).sum())
+    return Option(t, int(W.numel() * _bits_per_weight(t, W.shape[1])), 0.5 * loss)
 
 
 def embedding_loss(t: str, W: torch.Tensor, f: torch.Tensor) -> float:

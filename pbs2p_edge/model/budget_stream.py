@@ -17,7 +17,8 @@ the same F comes from a backward pass taken block by block, as activation checkp
    before squaring, as autograd does on the shared weight).
 
 The options are measure's up to float rounding (the same operations in another grouping: a logit's row of the head
-in pieces); every memory holds one block, its F, the windows' activations at one block and a piece of the head.
+in pieces); every memory holds one block (its linears as the source stores them, each widened to float32 only while
+it runs or its options are made: model/held.py), its F, the windows' activations at one block and a piece of the head.
 [choice] For the decoder families whose block 0 input is the embedding's lookup (plus OPT's learned positions, which
 take no gradient); an OPT with project_in plans on the whole model.
 """
@@ -41,6 +42,7 @@ from .budget import (EMBED_TIERS, EMBEDDING, FISHER_WINDOWS, LINEAR_TIERS, Sensi
                      model_parameters, planned_tensors, unplanned_bits)
 from .capture import capture_inputs, lent_rows
 from .heap import release_free_heap
+from .held import hold_as_stored, widened, widened_with_grad
 from .stream import StreamedWeights
 
 
@@ -69,20 +71,22 @@ def measure_streamed(model: nn.Module, tokenizer, windows: torch.Tensor, weights
         x, hdiag = inputs.hidden, {}
         for i, block in enumerate(blocks):
             torch.save(x, saved[i])
-            with _block(block, spec, f"{spec.blocks}.{i}", weights) as lins, _input_squares(lins, hdiag):
+            with _block(block, spec, f"{spec.blocks}.{i}", weights) as (lins, held), widened(lins, held), \
+                    _input_squares(lins, hdiag):
                 x = torch.cat([run_block(block, x[j: j + 1], inputs.block_kwargs[i]) for j in range(len(x))])
             bar.update()
         with _tail(model, spec, weights) as tail:
             head = _Head(model, weights, tail, x, ids)
             g = head.hidden_gradient()
         for i in reversed(range(len(blocks))):
-            with _block(blocks[i], spec, f"{spec.blocks}.{i}", weights) as lins:
-                F = {name: torch.zeros_like(lin.weight) for name, lin in lins.items()}
-                with _weight_grad_squares(lins, F):
+            with _block(blocks[i], spec, f"{spec.blocks}.{i}", weights) as (lins, held):
+                F = {name: torch.zeros(lin.out_features, lin.in_features) for name, lin in lins.items()}
+                with widened_with_grad(lins, held, F):
                     g = _pull_back(blocks[i], torch.load(saved[i], mmap=True), g, inputs.block_kwargs[i])
-                for full, lin in lins.items():
-                    options[full] = [linear_option(t, lin.weight.detach(), F[full], hdiag[full]) for t in linear_tiers]
-                    del F[full]
+                for full in lins:
+                    W = held.pop(full).float()
+                    options[full] = [linear_option(t, W, F[full], hdiag[full]) for t in linear_tiers]
+                    del F[full], W
             bar.update()
     bar.close()
     lookup = _lookup_gradients(model, spec, weights, ids, g)
@@ -92,12 +96,17 @@ def measure_streamed(model: nn.Module, tokenizer, windows: torch.Tensor, weights
 
 
 @contextlib.contextmanager
-def _block(block: nn.Module, spec: ArchSpec, prefix: str, weights: StreamedWeights) -> Iterator[dict[str, nn.Linear]]:
-    """Block `prefix` read at float32 while inside (its linears by full name), released after."""
+def _block(block: nn.Module, spec: ArchSpec, prefix: str,
+           weights: StreamedWeights) -> Iterator[tuple[dict[str, nn.Linear], dict[str, torch.Tensor]]]:
+    """Block `prefix` read while inside: (its linears, their weights as the source stores them), both by full name,
+    the linears' own weights released (model/held.py widens them while they run); all released after."""
     weights.load(block, prefix, "cpu")
+    lins = block_linears(block, spec)
+    held = {f"{prefix}.{name}": w for name, w in hold_as_stored(lins, weights, prefix).items()}
     try:
-        yield {f"{prefix}.{name}": lin for name, lin in block_linears(block, spec).items()}
+        yield {f"{prefix}.{name}": lin for name, lin in lins.items()}, held
     finally:
+        held.clear()
         StreamedWeights.release(block)
         release_free_heap()
 
@@ -125,25 +134,9 @@ def _input_squares(lins: dict[str, nn.Linear], hdiag: dict[str, torch.Tensor]):
     return _hooked(lins, add)
 
 
-def _weight_grad_squares(lins: dict[str, nn.Linear], F: dict[str, torch.Tensor]):
-    """While inside, each backward through a linear adds (g^T x)^2 to F[its full name]: the square of its weight's
-    gradient on that call (x: its input, g: the gradient at its output), without the weight taking a gradient."""
-    def hook(name: str, x: torch.Tensor, out: torch.Tensor) -> None:
-        if not out.requires_grad:
-            return
-        x = x.detach().reshape(-1, x.shape[-1])
-
-        def square(g: torch.Tensor) -> None:  # a tensor hook that returns a value replaces the gradient
-            F[name].add_(torch.mm(g.reshape(-1, g.shape[-1]).t(), x).square_())
-
-        out.register_hook(square)
-
-    return _hooked(lins, hook)
-
-
 def _pull_back(block: nn.Module, x: torch.Tensor, g: torch.Tensor, kwargs: dict) -> torch.Tensor:
     """The gradient at the block's input on every window j, given g[j] at its output: the block re-run on x[j] with
-    autograd (its weights take none)."""
+    autograd (its weights take none; its linears run as held.widened_with_grad's)."""
     out = torch.empty_like(g)
     for j in range(len(x)):
         with torch.enable_grad():

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, run_block
 from .capture import capture_inputs
 from .heap import release_free_heap
+from .held import hold_as_stored, release_weight, widened
 from .stream import StreamedWeights
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,6 @@ def _to_cpu(result, device: str | torch.device = "cpu"):
     return dataclasses.replace(result, **moved)
 
 
-def _release_weight(lin: nn.Linear) -> None:
-    """Free lin's weight (its dtype and device stay): _restore_weights remakes it."""
-    lin.weight.data = torch.empty(0, dtype=lin.weight.dtype, device=lin.weight.device)
-
-
 @torch.no_grad()
 def _restore_weights(linears: dict[str, nn.Linear], results: dict) -> None:
     """Each linear's weight <- its result dequantized (bit for bit the values the fit compensated for), in its dtype
@@ -144,49 +140,15 @@ def _late_linears(linears: dict[str, nn.Linear]) -> set[str]:
     return late if len(late) < len(linears) else set()
 
 
-def _held(linears: dict[str, nn.Linear], weights: StreamedWeights | None, prefix: str) -> dict[str, torch.Tensor]:
-    """A streamed block's (`prefix`) linear weights as the source stores them (bfloat16 shards: half their float32),
-    each float32 weight the fetch made narrowed and released in turn (all narrowed copies beside all float32 weights
-    would add half a block): for _widened. {} for a model in memory (weights None), whose weights stay."""
-    held: dict[str, torch.Tensor] = {}
-    if weights is not None:
-        for name, lin in linears.items():
-            held[name] = lin.weight.data.to(weights.stored_dtype(f"{prefix}.{name}.weight"))
-            _release_weight(lin)
-    return held
-
-
-@contextlib.contextmanager
-def _widened(linears: dict[str, nn.Linear], held: dict[str, torch.Tensor]):
-    """While inside, each linear named in `held` (its weight as the source stores it, bfloat16 for a Llama's shards:
-    half its float32) has a float32 weight only while it runs: a forward pre-hook widens it (exactly: the values the
-    float32 read gives) and a forward hook releases it. So a forward of a streamed block does not hold every
-    float32 weight at once; the linears of `held` are left released."""
-    handles = []
-    for name, lin in linears.items():
-        if name in held:
-            handles.append(lin.register_forward_pre_hook(
-                lambda m, _inp, name=name: setattr(m.weight, "data", held[name].to(m.weight.dtype))))
-            handles.append(lin.register_forward_hook(lambda m, _inp, _out: _release_weight(m)))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        for name, lin in linears.items():
-            if name in held:
-                _release_weight(lin)
-
-
 def _late_hessians(block: nn.Module, linears: dict[str, nn.Linear], late: set[str], prefix: str, x: torch.Tensor,
                    kwargs: dict, weights: StreamedWeights, held: dict[str, torch.Tensor]) -> dict:
     """The late linears' Hessians (_late_linears), from a forward of the full-precision block, the same H bit for bit
     as one forward of the uncompressed block gives. The fitted linears' weights (released after their fits) are read
-    again as stored and, with the late ones (`held`, as stored), _widened: this forward does not hold every float32
+    again as stored and, with the late ones (`held`, as stored), widened: this forward does not hold every float32
     weight beside the largest H."""
     held = {**{n: weights.read_stored(f"{prefix}.{n}.weight", x.device) for n in linears if n not in late},
             **{n: held[n] for n in late}}
-    with _widened(linears, held), accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
+    with widened(linears, held), accumulate_hessians({n: linears[n] for n in linears if n in late}) as hessians:
         _run_all(block, x, kwargs, None)
     del held
     release_free_heap()
@@ -208,7 +170,7 @@ def _run_all(block: nn.Module, x: torch.Tensor, kwargs: dict, out: torch.Tensor 
 def _block_importances(blocks: nn.ModuleList, spec: ArchSpec, x: torch.Tensor, block_kwargs: list[dict], device,
                        weights: StreamedWeights | None) -> list[float]:
     """CFS importance of every block of the full-precision model, one pass over all windows; a streamed block's
-    linears held as stored and widened one at a time (_held)."""
+    linears held as stored and widened one at a time (hold_as_stored)."""
     from ..algo.cfs import block_importance
 
     importance = []
@@ -217,7 +179,7 @@ def _block_importances(blocks: nn.ModuleList, spec: ArchSpec, x: torch.Tensor, b
         prefix = f"{spec.blocks}.{i}"
         home = _fetch(block, prefix, device, weights)
         linears = block_linears(block, spec)
-        with _widened(linears, _held(linears, weights, prefix)):
+        with widened(linears, hold_as_stored(linears, weights, prefix)):
             out = _run_all(block, h, block_kwargs[i], torch.empty_like(h))
         _put_back(block, home)
         release_free_heap()  # the block's and its forward's memory, before the next block is read
@@ -341,8 +303,8 @@ def compress_model(
         home = _fetch(block, f"{spec.blocks}.{i}", device, weights)
         linears = block_linears(block, spec)
         late = _late_linears(linears) if weights is not None else set()
-        held = _held(linears, weights, f"{spec.blocks}.{i}")  # each widened only while it runs or is fitted
-        with _widened(linears, held):
+        held = hold_as_stored(linears, weights, f"{spec.blocks}.{i}")  # each widened only while it runs or is fitted
+        with widened(linears, held):
             with accumulate_hessians({n: lin for n, lin in linears.items() if n not in late}) as hessians:
                 _run_all(block, x, kwargs, None)
             release_free_heap()  # the forward's intermediates, before the fits' peak
@@ -375,7 +337,7 @@ def compress_model(
             # R x K goes now and is remade from the result after (0.6 GB of a 7B block's during down_proj's fit); one H
             # fewer once its last sharer is done (down_proj's alone is 0.5 GB at a 7B width); this result whole not kept
             # through the next linear's fit (4 bytes per weight)
-            _release_weight(lin)
+            release_weight(lin)
             del h, result, W
             release_free_heap()
         _restore_weights(linears, {name: results[f"{spec.blocks}.{i}.{name}"] for name in linears})

@@ -192,7 +192,7 @@ class StreamedWeights:
     @staticmethod
     def release(module: nn.Module) -> None:
         """Every parameter of `module` back on the meta device, in the shape its module declares: its memory is freed.
-        A linear whose weight was let go while its block ran (sequential's _release_weight: an empty tensor) gets its
+        A linear whose weight was let go while its block ran (held.release_weight: an empty tensor) gets its
         (out_features, in_features) back, so that load() can read the block again."""
         for sub in module.modules():
             for k, p in list(sub.named_parameters(recurse=False)):

@@ -9,7 +9,8 @@ import torch
 from pbs2p_edge import commands
 from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.calib.windows import calibration_windows
-from pbs2p_edge.model.arch import decoder_blocks
+from pbs2p_edge.model import budget_stream
+from pbs2p_edge.model.arch import arch_for, block_linears, decoder_blocks
 from pbs2p_edge.model.budget import EMBEDDING, measure
 from pbs2p_edge.model.budget_stream import measure_streamed, streams
 from pbs2p_edge.model.load import load_model, open_model_streamed
@@ -48,8 +49,16 @@ def test_streamed_sensitivity_is_the_whole_models(monkeypatch, tmp_path, tiny_to
 
     monkeypatch.setattr(StreamedWeights, "load", recording)
     monkeypatch.setattr("pbs2p_edge.model.budget_stream.LOGITS", 4 * 32 * 37)  # the head in pieces of 37 of 320 rows
+    pull_back, widest = budget_stream._pull_back, []
+
+    def pulling_back(block, *args):  # the float32 weights the block's linears hold through its backward
+        widest.append(sum(lin.weight.numel() for lin in block_linears(block, arch_for(model)).values()))
+        return pull_back(block, *args)
+
+    monkeypatch.setattr(budget_stream, "_pull_back", pulling_back)
     got = measure_streamed(model, tok, windows, weights, scratch=tmp_path)
     assert max(held) == 0 and len(held) >= 4  # each block read twice (forward, backward), never beside another
+    assert widest == [0] * len(decoder_blocks(model))  # held as stored, widened only while one runs
     assert list(tmp_path.glob("budget-*")) == []  # the blocks' saved inputs are gone
     assert all(p.is_meta for p in model.parameters())
     assert (got.unplanned_bits, got.n_params) == (expect.unplanned_bits, expect.n_params)
