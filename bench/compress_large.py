@@ -10,9 +10,14 @@ uncompressed blocks at float32) are deleted after each row. Full-model hours are
 per block x depth; shapes not run are projected from the 7B shape's seconds per block scaled by a block's weights
 (measured here, time per block follows the weights: the table says how closely), and labelled so.
 
+The default export plans its tiers first (a bit budget: gradients taken one block at a time over every block,
+model/budget_stream.py), so its memory and time are measured too: a shape cut to a few blocks, `compress DIR OUT
+--bpw 5 --blocks 1` (BUDGET_RUNS): the plan's seconds per block, and the peak of plan and compression together.
+
     python bench/compress_large.py --out bench/results   # 2 threads: 1B x2, 1B x8, 7B, 8B; 1 thread: 1B, 7B (~1.5 h)
     python bench/compress_large.py --out /tmp/c --quick                      # a 1B shape cut to 2 blocks, 4 x 64
     python bench/compress_large.py --out bench/results --redraw              # the table again, from its JSON
+    python bench/compress_large.py --out bench/results --runs '' --add       # BUDGET_RUNS only, added to the table
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ SHAPES = {
 # block at 2 threads and at 1 (one block; the Llama-3-8B shape's 1-thread row, ~25 min more, is left to --runs)
 RUNS = [("Llama-3.2-1B", 2, 2), ("Llama-3.2-1B", 8, 2), ("Llama-3.2-1B", 1, 1), ("Llama-2-7B", 2, 2),
         ("Llama-2-7B", 1, 1), ("Llama-3-8B", 2, 2)]
+# (shape, depth written, --threads) of the bit budget's rows: `compress --bpw DEFAULT_BPW --blocks 1` (the plan runs
+# over every block written, so the shape is cut to `depth` blocks; the plan's time is per block)
+BUDGET_RUNS = [("Llama-2-7B", 2, 2)]
 PROJECTED = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B"]
 PAPER_NOTE = ("The paper's figure, for comparison: about 110 min for a 7B model on one GPU (about 2.5x ARB-LLM's; "
               "../shared/METHOD.md)")
@@ -67,11 +75,13 @@ def block_rows_cols2(f: dict) -> int:
     return sum(r * c * c for r, c in block_linears(f).values())
 
 
-def compress_argv(model: Path, out: Path, blocks: int, threads: int, nsamples: int, seqlen: int) -> list[str]:
-    """The issue's command: `pbs2p-edge compress MODEL OUT --blocks K --method pbs2p`, this venv's CLI."""
+def compress_argv(model: Path, out: Path, blocks: int, threads: int, nsamples: int, seqlen: int,
+                  bpw: float | None = None) -> list[str]:
+    """The issue's command: `pbs2p-edge compress MODEL OUT --blocks K --method pbs2p` (with bpw: `--bpw B`, a bit
+    budget's plan and tiers instead), this venv's CLI."""
+    how = ["--method", "pbs2p"] if bpw is None else ["--bpw", f"{bpw:g}"]
     return [str(Path(sys.executable).with_name("pbs2p-edge")), "compress", str(model), str(out), "--blocks", str(blocks),
-            "--method", "pbs2p", "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--threads", str(threads),
-            "--quiet"]
+            *how, "--nsamples", str(nsamples), "--seqlen", str(seqlen), "--threads", str(threads), "--quiet"]
 
 
 def write_model(path: Path, f: dict, text: str, seed: int = 0) -> int:
@@ -116,15 +126,17 @@ def write_model(path: Path, f: dict, text: str, seed: int = 0) -> int:
     return total
 
 
-def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work: Path) -> dict:
+def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work: Path, depth: int | None = None,
+        bpw: float | None = None) -> dict:
+    """One row: the shape (cut to `depth` blocks if given) written, compressed (`bpw`: by a bit budget), measured."""
     from checkout import commit
     from pbs2p_edge.calib.text import load_text
 
-    fields = dict(SHAPES[shape])
+    fields = dict(SHAPES[shape], **({"num_hidden_layers": depth} if depth else {}))
     model, out = work / "model", work / "ckpt"
     stored = write_model(model, fields, load_text("austen:emma", split="train"))
     try:
-        res = subprocess.run(["/usr/bin/time", "-v", *compress_argv(model, out, blocks, threads, nsamples, seqlen)],
+        res = subprocess.run(["/usr/bin/time", "-v", *compress_argv(model, out, blocks, threads, nsamples, seqlen, bpw)],
                              capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{shape}: compress failed ({res.returncode}):\n{res.stderr[-3000:]}")
@@ -136,6 +148,14 @@ def run(shape: str, blocks: int, threads: int, nsamples: int, seqlen: int, work:
         shutil.rmtree(model, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
     per_block = sorted(summary["block_seconds"])[(len(summary["block_seconds"]) - 1) // 2]
+    if bpw is not None:
+        full_depth = SHAPES[shape]["num_hidden_layers"]
+        plan_per_block = summary["plan_seconds"] / fields["num_hidden_layers"]
+        return {"shape": shape, "bpw": bpw, "blocks": blocks, "depth": fields["num_hidden_layers"], "threads": threads,
+                "peak_rss_gib": peak_kib / 2**20, "plan_seconds": summary["plan_seconds"],
+                "plan_seconds_per_block": plan_per_block, "seconds_per_block": per_block, "tiers": summary["tiers"],
+                "full_depth": full_depth, "full_model_hours": (plan_per_block + per_block) * full_depth / 3600,
+                "wall": wall, "measured_at": commit()}
     return {"shape": shape, "blocks": blocks, "depth": fields["num_hidden_layers"], "threads": threads,
             "stored_gb": stored / 1e9, "fp32_gb": stored * 2 / 1e9, "peak_rss_gib": peak_kib / 2**20,
             "block_seconds": summary["block_seconds"], "seconds_per_block": per_block, "wall": wall,
@@ -190,7 +210,7 @@ def projection(rows: list[dict]) -> list[str]:
     seconds per block scaled by a block's weights; and how closely time follows the weights, where the 1B shape was
     measured at the same thread count."""
     seven, one = SHAPES["Llama-2-7B"], SHAPES["Llama-3.2-1B"]
-    rows = [r for r in rows if "identical" not in r]  # not the resume check's
+    rows = [r for r in rows if "identical" not in r and "bpw" not in r]  # not the resume check's, nor a budget's
     base = {r["threads"]: r for r in reversed(rows) if r["shape"] == "Llama-2-7B"}  # the first row of each count
     small = {r["threads"]: r for r in reversed(rows) if r["shape"] == "Llama-3.2-1B"}
     if not base:
@@ -217,7 +237,8 @@ def projection(rows: list[dict]) -> list[str]:
 
 def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
     checks = [r for r in rows if "identical" in r]
-    rows = [r for r in rows if "identical" not in r]
+    budgets = [r for r in rows if "bpw" in r]
+    rows = [r for r in rows if "identical" not in r and "bpw" not in r]
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), "unknown CPU")
     lines = ["# Compression at large shapes: streamed from safetensors shards, random weights", "",
@@ -236,6 +257,21 @@ def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
                      f"{', '.join(f'{s:.0f}' for s in r['block_seconds'])} | {r['full_model_hours']:.1f} | "
                      f"{r['wall']} | {r.get('measured_at', '-')} |")
     lines += projection(rows)
+    if budgets:
+        lines += ["", "The default export's bit budget (`compress DIR OUT --bpw B --blocks 1`): the plan takes gradients "
+                  "one block at a time over every block of the model written (here cut to a few blocks), then one block "
+                  "is compressed at the planned tiers. Peak RSS: the whole command. Plan s / block: the plan's time / the "
+                  "blocks written (the head's and embedding's share included: an upper estimate at full depth). Full "
+                  "model h: (plan s / block + compression s / block) x the shape's full depth, a **projection**.", "",
+                  "| shape | blocks written | --bpw | threads | peak RSS GiB | plan s | plan s / block | compression "
+                  "s / block | tiers of the block | full model h (proj.) | wall | measured at |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
+        for r in budgets:
+            tiers = ", ".join(f"{n} {t}" for t, n in sorted(r["tiers"].items()))
+            lines.append(f"| {r['shape']} shape | {r['depth']} / {r['full_depth']} | {r['bpw']:g} | {r['threads']} | "
+                         f"{r['peak_rss_gib']:.2f} | {r['plan_seconds']:.0f} | {r['plan_seconds_per_block']:.0f} | "
+                         f"{r['seconds_per_block']:.0f} | {tiers} | {r['full_model_hours']:.1f} | {r['wall']} | "
+                         f"{r['measured_at']} |")
     for r in checks:
         lines += ["", f"Resume: `compress --blocks {r['blocks']}` of the {r['shape']} shape SIGKILLed after block 0 "
                   f"({'killed' if r['killed_after_block_0'] else 'NOT killed: it finished first'}) and run again "
@@ -251,7 +287,10 @@ def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--runs", default=None, help="SHAPE:BLOCKS:THREADS,... (default: the committed table's)")
+    p.add_argument("--runs", default=None, help="SHAPE:BLOCKS:THREADS,... (default: the committed table's; '': none)")
+    p.add_argument("--budget-runs", default=None,
+                   help="SHAPE:DEPTH:THREADS,... of the bit budget's rows (default: the committed table's; '': none)")
+    p.add_argument("--add", action="store_true", help="keep OUT/compress_large.json's rows and add this run's")
     p.add_argument("--nsamples", type=int, default=32)
     p.add_argument("--calib-seqlen", type=int, default=512)
     p.add_argument("--work", type=Path, default=None, help="where the model and checkpoint go (default: a temp dir)")
@@ -266,17 +305,23 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(table(kept["rows"], kept["command"], args.nsamples, args.calib_seqlen))
         print(path)
         return 0
-    runs = RUNS
-    if args.runs:
-        runs = [(s, int(b), int(t)) for s, b, t in (r.rsplit(":", 2) for r in args.runs.split(","))]
+    triples = lambda text: [(s, int(b), int(t)) for s, b, t in (r.rsplit(":", 2) for r in text.split(",") if r)]  # noqa: E731
+    runs = RUNS if args.runs is None else triples(args.runs)
+    budget_runs = BUDGET_RUNS if args.budget_runs is None else triples(args.budget_runs)
     if args.quick:
         SHAPES["Llama-3.2-1B"] = {**SHAPES["Llama-3.2-1B"], "num_hidden_layers": 2}
         runs, args.nsamples, args.calib_seqlen = [("Llama-3.2-1B", 1, 2)], 4, 64
-    unknown = {s for s, _, _ in runs} - set(SHAPES)
+        budget_runs = [("Llama-3.2-1B", 2, 2)]
+    unknown = {s for s, _, _ in runs + budget_runs} - set(SHAPES)
     if unknown:
         p.error(f"unknown shapes {sorted(unknown)}; known: {list(SHAPES)}")
+    from pbs2p_edge.cli import DEFAULT_BPW
+
     command = shlex.join(["python", "bench/compress_large.py", *(argv if argv is not None else sys.argv[1:])])
     rows: list[dict] = []
+    if args.add:  # the kept rows' command, then this one's
+        kept = json.loads((args.out / "compress_large.json").read_text())
+        rows, command = kept["rows"], f"{kept['command']} && {command}"
     args.out.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every row: a long run keeps what it measured
@@ -296,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     for shape, blocks, threads in runs:
         with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
             rows.append(run(shape, blocks, threads, args.nsamples, args.calib_seqlen, Path(tmp)))
+        print(json.dumps(rows[-1])[:300], file=sys.stderr, flush=True)
+        save()
+    for shape, depth, threads in budget_runs:
+        with tempfile.TemporaryDirectory(prefix="pbs2p-large-", dir=args.work) as tmp:
+            rows.append(run(shape, 1, threads, args.nsamples, args.calib_seqlen, Path(tmp), depth, DEFAULT_BPW))
         print(json.dumps(rows[-1])[:300], file=sys.stderr, flush=True)
         save()
     print(args.out / "compress_large.md")

@@ -107,9 +107,15 @@ def file_facts(path: Path, config: dict) -> dict:
             "bytes_per_token": per_token}
 
 
-def kv_mib(config: dict, n_ctx: int, bytes_per_value: int) -> float:
+# both engines' KV cache entries: float16, each one's default (pbs2p's Model and llama.cpp's f16 cache)
+KV_TYPE = "f16"
+
+
+def kv_mib(config: dict, n_ctx: int) -> float:
+    """The KV cache's MiB at n_ctx positions, KV_TYPE entries."""
+    per_value = {"f16": 2, "f32": 4}[KV_TYPE]
     hd = config["head_dim"]
-    return 2 * config["num_hidden_layers"] * n_ctx * config["num_key_value_heads"] * hd * bytes_per_value / 2**20
+    return 2 * config["num_hidden_layers"] * n_ctx * config["num_key_value_heads"] * hd * per_value / 2**20
 
 
 # ---- one timed run, in its own process ---------------------------------------------------------------------------
@@ -122,7 +128,7 @@ def child_run(engine: str, path: str, ids: list[int], n_decode: int, threads: in
     if engine == "pbs2p":
         from pbs2p_edge.runtime.model import Model
 
-        m = Model(path, n_threads=threads, n_ctx=n_ctx)
+        m = Model(path, n_threads=threads, n_ctx=n_ctx, kv=KV_TYPE)
     else:
         from peer_runner import LlamaRunner
 
@@ -241,9 +247,11 @@ def shape_rows(key: str, config: dict, args, work: Path, bandwidth: dict[int, fl
             med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
             roofline = bandwidth[t] * 1e9 / f["bytes_per_token"]
             peak_mib = med("peak_kib") / 1024
+            kv = kv_mib(config, args.ctx)
             rows.append({**base, "threads": t, "prompt_tps": med("prompt_tps"), "decode_tps": med("decode_tps"),
                          "roofline_tps": roofline, "fraction_of_roofline": med("decode_tps") / roofline,
                          "peak_rss_mib": peak_mib, "peak_minus_file_mib": peak_mib - f["file_bytes"] / 2**20,
+                         "beyond_file_and_kv_mib": peak_mib - f["file_bytes"] / 2**20 - kv,
                          "rss_before_load_mib": med("rss_before_load_kib") / 1024, "load_s": med("load_s"),
                          "runs": len(rs), "decode_tps_all": [round(r["decode_tps"], 3) for r in rs]})
     return rows
@@ -257,7 +265,7 @@ def write_results(out: Path, meta: dict, rows: list[dict]) -> Path:
     bw = ", ".join(f"{t} thread{'s' * (t > 1)} {g:.2f} GB/s" for t, g in meta["bandwidth_gbs"].items())
     lines = ["# Large shapes, RANDOM WEIGHTS: our runtime vs llama.cpp", "",
              "**Random weights: no model was compressed. Speed and memory only; the outputs are meaningless.**", "",
-             f"Command: `{meta['command']}`", "",
+             f"Command: `{meta['command']}` (measured at {meta['measured_at']})", "",
              f"Machine: {meta['cpu']}, {meta['cpus']} CPUs; llama-cpp-python {meta['llama_cpp_version']}; libpbs2p "
              f"kernels {', '.join(meta['kernels'])}. Copy bandwidth (numpy copyto, a {meta['bandwidth_gib']} GiB "
              f"buffer shared by one process per thread started together, read + write bytes, median of "
@@ -270,21 +278,23 @@ def write_results(out: Path, meta: dict, rows: list[dict]) -> Path:
              "embedding row; a tied head is the whole embedding), KV cache not counted. Roofline: copy bandwidth at "
              "that thread count / MiB per token. Peak RSS: ru_maxrss of the run's process (Python, numpy and the "
              "engine); peak - file: what it holds beyond the file's size (KV cache, scratch, in-memory repacking, "
-             "the interpreter)."]
+             "the interpreter); beyond file + KV: that less the KV cache (issue 15's target for ours: <= 32 MiB)."]
     for key, shape in meta["shapes"].items():
         lines += ["", f"## {shape['title']}, random weights", "", shape["summary"], "",
                   "| engine | file (random weights) | bits/weight | file GiB | MiB/token | threads | prompt tok/s | "
-                  "decode tok/s | roofline tok/s | of roofline | peak RSS MiB | peak - file MiB |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "decode tok/s | roofline tok/s | of roofline | peak RSS MiB | peak - file MiB | "
+                  "beyond file + KV MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in rows if r["shape"] == key):
             head = f"| {r['engine']} | {r['type']} |"
             if "error" in r:
-                lines.append(f"{head} failed: {r['error']} |" + " |" * 9)
+                lines.append(f"{head} failed: {r['error']} |" + " |" * 10)
                 continue
             lines.append(f"{head} {r['bits_per_weight']:.3f} | {r['file_bytes'] / 2**30:.3f} | "
                          f"{r['bytes_per_token'] / 2**20:.1f} | {r['threads']} | {r['prompt_tps']:.2f} | "
                          f"{r['decode_tps']:.2f} | {r['roofline_tps']:.2f} | {r['fraction_of_roofline']:.2f} | "
-                         f"{r['peak_rss_mib']:.0f} | {r['peak_minus_file_mib']:.0f} |")
+                         f"{r['peak_rss_mib']:.0f} | {r['peak_minus_file_mib']:.0f} | "
+                         f"{r['beyond_file_and_kv_mib']:.0f} |")
     path = out / "large_shapes.md"
     _write_atomic(path, "\n".join(lines) + "\n")
     return path
@@ -295,8 +305,8 @@ def shape_summary(config: dict, ctx: int) -> str:
     return (f"hidden {c['hidden_size']}, intermediate {c['intermediate_size']}, {c['num_hidden_layers']} layers, "
             f"{c['num_attention_heads']} heads / {c['num_key_value_heads']} KV heads of {c['head_dim']}, vocab "
             f"{c['vocab_size']}, {'tied' if c['tie_word_embeddings'] else 'untied'} head, rope theta "
-            f"{c['rope_theta']:g}. KV cache at {ctx} positions: ours (float32) {kv_mib(c, ctx, 4):.1f} MiB, "
-            f"llama.cpp (f16, its default) {kv_mib(c, ctx, 2):.1f} MiB.")
+            f"{c['rope_theta']:g}. KV cache at {ctx} positions, {KV_TYPE} in both engines (each one's default): "
+            f"{kv_mib(c, ctx):.1f} MiB.")
 
 
 # ---- command line ------------------------------------------------------------------------------------------------
@@ -376,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = json.loads(Path(args.ids_file).read_text())
         print(json.dumps(child_run(args.child[0], args.child[1], ids, args.decode, args.threads[0], args.ctx)))
         return 0
+    from checkout import commit
     from pbs2p_edge.runtime import available_kernels
 
     own_work = args.work is None
@@ -386,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     bandwidth = {t: copy_bandwidth(t, args.bandwidth_gib, args.bandwidth_reps) for t in args.threads}
     log("copy bandwidth: " + ", ".join(f"{t} threads {g:.2f} GB/s" for t, g in bandwidth.items()))
     meta = {"command": shlex.join(["python", "bench/large_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
-            "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
+            "measured_at": commit(), "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
             "llama_cpp_version": md.version("llama-cpp-python"), "kernels": available_kernels(),
             "bandwidth_gbs": bandwidth, "bandwidth_gib": args.bandwidth_gib, "bandwidth_reps": args.bandwidth_reps,
             "prompt_tokens": args.prompt, "decode_tokens": args.decode, "ctx": args.ctx, "reps": args.reps,
