@@ -29,6 +29,10 @@ def _tokenize(tokenizer, text: str):
     return encode(tokenizer, text)
 
 
+# the calibration activations' dtypes compress / export --dtype offers (torch's names); the first is the default
+ACTIVATION_DTYPES = ("float32", "bfloat16", "float16")
+
+
 def check_device(device: str) -> None:
     """ConfigError unless `device` is 'cpu' or a CUDA device this torch build can use."""
     import torch
@@ -235,7 +239,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
              size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None,
              output: str | None = None, blocks: int | None = None, adapt_threads: bool = False,
-             resume: bool = False, progress_path: str | None = None) -> dict:
+             resume: bool = False, progress_path: str | None = None, dtype: str = "float32") -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
@@ -247,8 +251,12 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     evaluates, but does not export); None: all. adapt_threads: torch's threads follow the cores other processes
     leave free, re-measured before the plan and each block (free_cores.py; the CLI's --threads auto), else they stay.
     Every finished block is saved in progress_path (default: model.progress.progress_dir(out_dir)), removed once
-    the checkpoint is written; resume: go on from the blocks a killed run of the same options left there."""
+    the checkpoint is written; resume: go on from the blocks a killed run of the same options left there.
+    dtype: the calibration activations' dtype between blocks, one of ACTIVATION_DTYPES (model.sequential's
+    act_dtype: bfloat16 / float16 halve their memory; the block math stays float32)."""
     check_source(source, output)
+    import torch
+
     from .calib.text import load_text
     from .calib.windows import calibration_windows
     from .checkpoint import save_checkpoint
@@ -260,6 +268,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
 
     if nsamples < 1:
         raise ConfigError(f"nsamples must be >= 1, got {nsamples}")
+    if dtype not in ACTIVATION_DTYPES:
+        raise ConfigError(f"unknown activation dtype {dtype!r}; use one of {', '.join(ACTIVATION_DTYPES)}")
     check_device(device)
     _check_checkpoint_target(out_dir)
     text = load_text(calib, split="train")  # before the model: unknown corpus / empty / not UTF-8 fail fast
@@ -295,7 +305,8 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     windows = calibration_windows(_tokenize(tokenizer, text), nsamples, seqlen, cfg.seed)
     run_key = {"source": os.path.abspath(source) if os.path.exists(source) else source, "calib": calib,
                "nsamples": nsamples, "seqlen": seqlen, "config": cfg.to_dict(), "blocks": blocks, "device": device,
-               "bpw": bpw, "tiers": list(linear_tiers) if budgeted else None, "progress_format": 2}
+               "bpw": bpw, "tiers": list(linear_tiers) if budgeted else None, "progress_format": 2,
+               **({"dtype": dtype} if dtype != "float32" else {})}  # float32: the key of runs before --dtype
     store = Progress.open(Path(progress_path) if progress_path else progress_dir(out_dir), run_key, resume)
     resumed = store.finished()
     try:
@@ -314,12 +325,12 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
             plan_seconds = time.perf_counter() - t0
         run = compress_model(model, windows, cfg, device=device, progress=progress, num_blocks=blocks,
                              plan=None if plan is None else plan.linears, governor=governor, progress_store=store,
-                             weights=weights, compact=stored_result)
+                             weights=weights, compact=stored_result, act_dtype=getattr(torch, dtype))
     finally:
         if governor is not None:
             governor.close()
     stats = {
-        "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen,
+        "source": source, "calib": calib, "nsamples": nsamples, "seqlen": seqlen, "activation_dtype": dtype,
         "seconds": round(run.seconds, 2), "peak_memory_bytes": run.peak_memory_bytes,
         "importance": run.importance, "recovery": run.recovery,
     }
@@ -502,9 +513,10 @@ def _write_export(checkpoint_dir, out: str, suffix: str, embed_type: str, onnx_f
 def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int, device: str = "cpu",
            progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
            bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None,
-           recover: int | None = None, adapt_threads: bool = False, resume: bool = False) -> dict:
+           recover: int | None = None, adapt_threads: bool = False, resume: bool = False,
+           dtype: str = "float32") -> dict:
     """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one (compress()'s
-    budget, tiers, recover, adapt_threads and resume; the compression's progress is kept beside `out`).
+    budget, tiers, recover, adapt_threads, resume and dtype; the compression's progress is kept beside `out`).
 
     Every output check runs before compressing. The compression goes to a temporary checkpoint next
     to `out`, removed afterwards (also on error or Ctrl-C). embed_type None: the checkpoint's embedding tier
@@ -532,7 +544,7 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
                                            device=device, progress=progress, bpw=bpw, size_bytes=size_bytes,
                                            tiers=tiers, recover=recover, output=suffix,
                                            adapt_threads=adapt_threads, resume=resume,
-                                           progress_path=str(progress_dir(out)))
+                                           progress_path=str(progress_dir(out)), dtype=dtype)
             summary["compress"].pop("checkpoint")
             _write_export(ckpt, out, suffix, embed_type, onnx_flavor)
             summary["bits_per_weight"] = inspect(ckpt)["bits_per_weight"]  # honest bits: same in every format

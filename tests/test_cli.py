@@ -95,6 +95,12 @@ def llama_gguf(work, llama_ckpt):
 # --------------------------------------------------------------------------------------------- compress
 
 
+def test_compress_dtype_keeps_the_activations_at_bfloat16(work):
+    out = work.root / "ck-bf16"
+    quiet_main("compress", work.llama, out, "--calib", work.text, "--method", "rtn", "--dtype", "bfloat16", *SMALL)
+    assert json.loads((out / "pbs2p.json").read_text())["extra"]["activation_dtype"] == "bfloat16"
+
+
 def test_compress_writes_a_complete_checkpoint(work, llama_ckpt):
     out, summary = llama_ckpt
     assert CHECKPOINT_FILES <= {p.name for p in out.iterdir()}
@@ -105,6 +111,7 @@ def test_compress_writes_a_complete_checkpoint(work, llama_ckpt):
     cc = meta["compress_config"]
     assert (cc["method"], cc["n"], cc["m"], cc["block_size"], cc["seed"], cc["cfs"]) == ("pbs2p", 4, 8, 64, 0, True)
     assert meta["extra"]["nsamples"] == 4 and meta["extra"]["seqlen"] == 32
+    assert meta["extra"]["activation_dtype"] == "float32"
     assert not [p.name for p in work.root.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
@@ -602,6 +609,9 @@ BAD_INPUTS = [
     ("export-checkpoint-with-bpw", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--bpw", "3"], "already compressed: --bpw"),
     ("export-checkpoint-with-recover-codes", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--recover-codes", "on"],
      "already compressed: --recover-codes"),
+    ("export-checkpoint-with-dtype", lambda b, o: ["export", b.ckpt, o / "m.gguf", "--dtype", "bfloat16"],
+     "already compressed: --dtype bfloat16"),
+    ("unknown-dtype", lambda b, o: ["compress", b.llama, o / "ck", "--dtype", "int8", *SMALL], "--dtype: invalid choice"),
     ("run-endless-prompt-file", lambda b, o: ["run", b.gguf, "-f", "/dev/zero"], "larger than 256 MiB"),
     ("run-ctx-over-int32", lambda b, o: ["run", b.gguf, "-p", "Emma", "--ctx", str(2**31)], "--ctx: must be at most"),
     ("seed-over-64-bits", lambda b, o: ["export", b.llama, o / "m.gguf", "--seed", str(2**70)], "--seed: must be at most"),

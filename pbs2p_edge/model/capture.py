@@ -36,9 +36,9 @@ class _Catcher(nn.Module):
     """Stands in for a block: keeps its call (block 0: the hidden states of every window; the keyword arguments of
     the first) and passes the hidden states on unchanged (the blocks' kwargs do not depend on them)."""
 
-    def __init__(self, block: nn.Module, keep_hidden: bool, last: bool):
+    def __init__(self, block: nn.Module, keep_hidden: bool, last: bool, dtype: torch.dtype | None = None):
         super().__init__()
-        self.block, self.keep_hidden, self.last = block, keep_hidden, last
+        self.block, self.keep_hidden, self.last, self.dtype = block, keep_hidden, last, dtype
         self.hidden: list[torch.Tensor] = []
         self.kwargs: dict | None = None
 
@@ -46,7 +46,7 @@ class _Catcher(nn.Module):
         if args:  # every supported block takes all but the hidden states by keyword
             raise TypeError("decoder block called with extra positional arguments")
         if self.keep_hidden:
-            self.hidden.append(hidden_states)
+            self.hidden.append(hidden_states if self.dtype is None else hidden_states.to(self.dtype))
         if self.kwargs is None:
             self.kwargs = kwargs
         if self.last:
@@ -55,8 +55,10 @@ class _Catcher(nn.Module):
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: str | torch.device) -> BlockInputs:
-    """Run the embeddings on every window of ids (nsamples, seqlen) and keep the blocks' inputs on `device`.
+def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: str | torch.device,
+                         dtype: torch.dtype | None = None) -> BlockInputs:
+    """Run the embeddings on every window of ids (nsamples, seqlen) and keep the blocks' inputs on `device` (in
+    `dtype`, each window as it comes; None: the embeddings' own).
 
     Only the modules before block 0 visit `device` (and go back afterwards); the blocks stay put and do not run.
     """
@@ -64,7 +66,7 @@ def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, de
     originals = list(blocks)
     embeds = embed_modules(model, spec)
     home = [next(m.parameters(), next(m.buffers(), torch.empty(0))).device for m in embeds]
-    catchers = [_Catcher(b, i == 0, i == len(originals) - 1) for i, b in enumerate(originals)]
+    catchers = [_Catcher(b, i == 0, i == len(originals) - 1, dtype) for i, b in enumerate(originals)]
     for i, c in enumerate(catchers):
         blocks[i] = c
     try:
@@ -85,7 +87,7 @@ def capture_block_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, de
 
 
 def capture_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: str | torch.device,
-                   weights: StreamedWeights | None) -> BlockInputs:
+                   weights: StreamedWeights | None, dtype: torch.dtype | None = None) -> BlockInputs:
     """capture_block_inputs for a model in memory or streamed (weights: its shards, model/stream.py). A streamed
     model's token embedding holds only the rows the windows use, the ids renumbered to them (the same values: a lookup
     is a copy; the module itself runs, so Gemma's scaling of the looked-up rows applies), its other embedding modules
@@ -93,14 +95,14 @@ def capture_inputs(model: nn.Module, ids: torch.Tensor, spec: ArchSpec, device: 
     from .stream import StreamedWeights
 
     if weights is None:
-        return capture_block_inputs(model, ids, spec, device)
+        return capture_block_inputs(model, ids, spec, device, dtype)
     used = torch.unique(ids)  # sorted
     others = [(path, m) for path, m in named_embed_modules(model, spec) if m is not model.get_input_embeddings()]
     for path, m in others:
         weights.load(m, path, device)
     try:
         with lent_rows(model, used, weights.read_rows(EMBEDDING[spec.family], used).to(device)):
-            return capture_block_inputs(model, torch.searchsorted(used, ids), spec, device)
+            return capture_block_inputs(model, torch.searchsorted(used, ids), spec, device, dtype)
     finally:
         for _, m in others:
             StreamedWeights.release(m)

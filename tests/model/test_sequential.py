@@ -150,12 +150,48 @@ def test_bad_calibration_shape(tiny_llama, calib):
         compress_model(tiny_llama, calib[0], CompressConfig(method="rtn"), progress=False)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_activations_kept_in_half_the_memory_run_the_block_at_float32(monkeypatch, tiny_llama, calib, dtype):
+    """act_dtype: the activations between blocks (and recovery's targets) are held in dtype; every block and
+    every Hessian still runs at float32, and the result is the float32 run's up to the activations' rounding."""
+    from pbs2p_edge.model import sequential
+
+    twin = copy.deepcopy(tiny_llama)
+    cfg = CompressConfig(method="pbs2p", n=4, cfs=False, arb_iters=1, spbo_iters=1, recover_steps=2)
+    seen, ran = set(), set()
+    run_all, run_block = sequential._run_all, sequential.run_block
+
+    def recording_run_all(block, x, kwargs, out):
+        seen.add(x.dtype)
+        return run_all(block, x, kwargs, out)
+
+    def recording_run_block(block, x, kwargs, overrides=None):
+        ran.add(x.dtype)
+        return run_block(block, x, kwargs, overrides)
+
+    monkeypatch.setattr(sequential, "_run_all", recording_run_all)
+    monkeypatch.setattr(sequential, "run_block", recording_run_block)
+    half = compress_model(tiny_llama, calib, cfg, progress=False, act_dtype=dtype)
+    assert seen == {dtype} and ran == {torch.float32}
+    assert len(half.recovery) == 2  # recovery ran on the half-precision targets
+    monkeypatch.undo()
+    full = compress_model(twin, calib, cfg, progress=False)
+    assert half.results.keys() == full.results.keys()
+    differ = 0
+    for k in full.results:
+        a, b = half.results[k].dequantize(), full.results[k].dequantize()
+        assert float((a - b).norm() / b.norm()) < 0.3  # signs and scales moved by the rounding (about 0.2 on a tiny random model)
+        differ += not torch.equal(a, b)
+    assert differ  # the rounding reached the fits (through the Hessians): the option is not a no-op
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu_blocks_return_home(tiny_llama, calib):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_matches_cpu_blocks_return_home(tiny_llama, calib, dtype):
     twin = copy.deepcopy(tiny_llama)
     cfg = CompressConfig(method="rtn")
-    gpu = compress_model(tiny_llama, calib, cfg, device="cuda", progress=False)
-    cpu = compress_model(twin, calib, cfg, progress=False)
+    gpu = compress_model(tiny_llama, calib, cfg, device="cuda", progress=False, act_dtype=dtype)
+    cpu = compress_model(twin, calib, cfg, progress=False, act_dtype=dtype)
     assert all(p.device.type == "cpu" for p in tiny_llama.parameters())
     assert all(r.mask.device.type == "cpu" for r in gpu.results.values())
     for k in cpu.results:
