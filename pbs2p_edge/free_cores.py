@@ -6,13 +6,29 @@ GPTQ loops run thousands of small regions per layer: SmolLM2 blocks took 30x lon
 build than with one thread. With --threads auto, compression re-measures the free cores between blocks (Linux
 /proc/stat: the machine's busy time minus this process's own) and uses that many threads, at least one and at most
 the CPUs this process may run on. It is not the default: torch's sums depend on the thread count, so the last bits
-of a result would then depend on the machine's load.
+of a result would then depend on the machine's load. The default instead bounds how long the workers spin
+(bounded_spinning), which keeps the thread count and so the results.
 """
 
 from __future__ import annotations
 
 import os
 import time
+
+# [choice] iterations torch's OpenMP workers (libgomp: torch's own regions, MKL's and oneDNN's) spin at the end of a
+# parallel region before they sleep, unless the user set a policy. libgomp's default, 300,000, is what collapsed on a
+# shared machine: the waiting workers kept their cores from the one that was behind. Measured (bench/busy_machine.py,
+# SmolLM2 2 blocks): 1000 is as fast as the default on a quiet machine, and beside a busy process takes 1.3x the time
+# of --threads 1 alone, where the default took 1.8-2.0x; OMP_WAIT_POLICY=PASSIVE (no spinning) was 1.1x busy but 25 %
+# slower quiet. The thread count, and so every sum, stays as it was: results do not depend on the load.
+SPIN_COUNT = "1000"
+
+
+def bounded_spinning() -> None:
+    """Set GOMP_SPINCOUNT (SPIN_COUNT) unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. Effective only before torch
+    is imported (libgomp reads it once, when it loads): the command line calls it first."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
 
 
 def _machine_busy_seconds() -> float | None:

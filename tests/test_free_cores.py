@@ -1,5 +1,6 @@
 """Tests of free_cores: the free cores drop by the busy process beside us, and torch's threads follow them."""
 
+import os
 import subprocess
 import sys
 import time
@@ -49,3 +50,25 @@ def test_nothing_measurable_keeps_the_threads(monkeypatch):
     time.sleep(0.1)
     assert gov.adjust() == before and FreeCores().free() is None
     gov.close()
+
+
+@pytest.mark.parametrize("given", [{}, {"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "50"}])
+def test_bounded_spinning_sets_the_spin_count_unless_a_policy_is_given(monkeypatch, given):
+    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in given.items():
+        monkeypatch.setenv(k, v)
+    free_cores.bounded_spinning()
+    expect = {"GOMP_SPINCOUNT": free_cores.SPIN_COUNT} if not given else given
+    assert {k: v for k, v in os.environ.items() if k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} == expect
+
+
+def test_the_command_line_bounds_spinning_before_torch_starts():
+    """In a fresh interpreter, main() sets the spin count before torch loads, and torch's OpenMP runtime (libgomp)
+    runs with it: what libgomp read, as OMP_DISPLAY_ENV prints it when it starts."""
+    code = "from pbs2p_edge.cli import main; main(['info', '--json']); import torch; torch.ones(4).sum()"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "OMP_DISPLAY_ENV": "VERBOSE"})
+    assert res.returncode == 0, res.stderr
+    assert f"GOMP_SPINCOUNT = '{free_cores.SPIN_COUNT}'" in res.stderr
