@@ -239,7 +239,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
              device: str = "cpu", progress: bool = True, bpw: float | None = None,
              size_bytes: int | None = None, tiers: tuple[str, ...] | None = None, recover: int | None = None,
              output: str | None = None, blocks: int | None = None, adapt_threads: bool = False,
-             resume: bool = False, progress_path: str | None = None, dtype: str = "float32") -> dict:
+             resume: bool = False, progress_path: str | None = None, dtype: str = ACTIVATION_DTYPES[0]) -> dict:
     """Compress `source` with `cfg` on `nsamples` windows of `calib`; write a checkpoint to out_dir.
 
     With a budget (bpw: file bits per model parameter, or size_bytes: the file's size), model.budget plans a tier
@@ -306,7 +306,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     run_key = {"source": os.path.abspath(source) if os.path.exists(source) else source, "calib": calib,
                "nsamples": nsamples, "seqlen": seqlen, "config": cfg.to_dict(), "blocks": blocks, "device": device,
                "bpw": bpw, "tiers": list(linear_tiers) if budgeted else None, "progress_format": 2,
-               **({"dtype": dtype} if dtype != "float32" else {})}  # float32: the key of runs before --dtype
+               **({"dtype": dtype} if dtype != ACTIVATION_DTYPES[0] else {})}  # the default: runs before --dtype
     store = Progress.open(Path(progress_path) if progress_path else progress_dir(out_dir), run_key, resume)
     resumed = store.finished()
     try:
@@ -514,7 +514,7 @@ def export(source: str, out: str, cfg, *, calib: str, nsamples: int, seqlen: int
            progress: bool = True, embed_type: str | None = None, onnx_flavor: str = "custom",
            bpw: float | None = None, size_bytes: int | None = None, tiers: tuple[str, ...] | None = None,
            recover: int | None = None, adapt_threads: bool = False, resume: bool = False,
-           dtype: str = "float32") -> dict:
+           dtype: str = ACTIVATION_DTYPES[0]) -> dict:
     """Write `out` (.gguf or .onnx) from a checkpoint, compressing `source` first when it is not one (compress()'s
     budget, tiers, recover, adapt_threads, resume and dtype; the compression's progress is kept beside `out`).
 
