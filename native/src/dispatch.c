@@ -53,6 +53,23 @@ static int has_avx512_vnni(void) {
     return __builtin_cpu_supports("avx512vnni");
 }
 #endif
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+/* AMD's cores (CPUID vendor "AuthenticAMD"; Zen 4 is the first with AVX-512) run a 512-bit gather as many
+ * micro-ops. The VNNI products gather every row's codes (qdense_avx512.c), which a prompt amortizes over its tokens
+ * and one token does not: on an AMD EPYC a Llama-3.2-1B-shape file (its tied Q4_0 head is half of what a token reads)
+ * decoded at 26 tok/s with them and 44 with the AVX2 variant, 2 threads. */
+static int slow_gathers(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
+}
+/* The VNNI products from AVX2_LANES_MIN_TOKENS tokens on; for fewer, AVX2's row loops (qdense_avx2.c, which gather
+ * nothing below that count). Both give the reference's bits, so the switch changes no output. */
+static void qdense_light_gathers(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                                 int32_t row0, int32_t row1) {
+    (n_tokens < AVX2_LANES_MIN_TOKENS ? pbs2p_qdense_rows_avx2 : pbs2p_qdense_rows_avx512)(W, A, n_tokens, Y, ldy, row0,
+                                                                                          row1);
+}
+#endif
 
 #ifdef PBS2P_HAVE_NEON_DOTPROD
 /* Armv8.2's dot product instructions (sdot), as Linux reports them. */
@@ -112,7 +129,13 @@ static int known_name(const char *name) {
 }
 
 /* The variant's integer dense products on this CPU: decided once, when the variant is chosen (not per product). */
-static pbs2p_qdense_fn qdense_of(const variant *v) { return v->qdense_ext && v->ext_has() ? v->qdense_ext : v->qdense; }
+static pbs2p_qdense_fn qdense_of(const variant *v) {
+    if (!v->qdense_ext || !v->ext_has()) return v->qdense;
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
+    if (v->qdense_ext == pbs2p_qdense_rows_avx512 && slow_gathers()) return qdense_light_gathers;
+#endif
+    return v->qdense_ext;
+}
 
 /* Caller holds lock. name NULL or "" = automatic. */
 static pbs2p_status choose(const char *name) {

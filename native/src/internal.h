@@ -222,6 +222,11 @@ void pbs2p_qdense_rows_avx512(const pbs2p_dense *W, const pbs2p_q8_acts *A, size
                               int32_t row0, int32_t row1);
 #endif
 #ifdef PBS2P_HAVE_AVX2
+/* From this many tokens on, pbs2p_qdense_rows_avx2 runs the lanes kernel (qdense_lanes_avx2.c): for fewer its gathers
+ * of weight codes cost more than they save (one token: the default export decodes at 110-114 tok/s with it, 115-123
+ * with the row loops; 2 threads, a Xeon). dispatch.c keeps the VNNI products, which gather too, to as many tokens
+ * where gathers are slow. */
+#define AVX2_LANES_MIN_TOKENS 4
 /* The AVX2 products for several tokens (pbs2p_qdense_rows_avx2 takes it from AVX2_LANES_MIN_TOKENS on). */
 void pbs2p_qdense_lanes_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                              int32_t row0, int32_t row1);

@@ -11,9 +11,6 @@
 #include <string.h>
 
 #define TOKENS 8 /* tokens per pass over a row: the codes of eight blocks are unpacked once for them */
-/* From this many tokens on, qdense_lanes_avx2.c: for fewer its gathers of weight codes cost more than they save (one
- * token: the default export decodes at 110-114 tok/s with it, 115-123 with the loops below; 2 threads, a Xeon) */
-#define AVX2_LANES_MIN_TOKENS 4
 #define INLINE static inline __attribute__((always_inline))
 
 static inline uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
