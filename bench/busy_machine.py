@@ -60,6 +60,7 @@ def timed(model: str, extra: list[str], env: dict, busy: bool, work: Path) -> fl
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     from checkout import commit
+    from e2e import _write_atomic, cpu_name
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -78,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"run": label, "busy": busy, "seconds": med[i], "all": [round(t, 1) for t in times[i]],
              "vs_threads_1_alone": med[i] / alone} for i, (label, busy, _, _) in enumerate(RUNS)]
     command = shlex.join(["python", "bench/busy_machine.py", *(argv if argv is not None else sys.argv[1:])])
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
     lines = ["# Compression beside a busy process", "", f"Command: `{command}` (measured at {commit()})", "",
-             f"CPU: {cpu}, {os.cpu_count()} cores. `pbs2p-edge compress {args.model} OUT --blocks 2 --method pbs2p "
+             f"CPU: {cpu_name()}, {os.cpu_count()} cores. `pbs2p-edge compress {args.model} OUT --blocks 2 --method pbs2p "
              "--nsamples 32 --seqlen 512 --no-cfs --quiet`, wall seconds, medians of "
              f"{args.reps} run(s) each, alternating; busy: one Python loop spinning beside it. The issue's bound: "
              "default settings beside a busy process within 2x of `--threads 1` alone.", "",
@@ -89,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {r['run']} | {'one busy process' if r['busy'] else 'quiet'} | {r['seconds']:.1f} | "
               f"{r['vs_threads_1_alone']:.2f} |" for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "busy_machine.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
-    (args.out / "busy_machine.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(args.out / "busy_machine.json", json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
+    _write_atomic(args.out / "busy_machine.md", "\n".join(lines) + "\n")
     print(args.out / "busy_machine.md")
     return 0
 

@@ -236,14 +236,14 @@ def projection(rows: list[dict]) -> list[str]:
 
 
 def table(rows: list[dict], command: str, nsamples: int, seqlen: int) -> str:
+    from e2e import cpu_name
+
     checks = [r for r in rows if "identical" in r]
     budgets = [r for r in rows if "bpw" in r]
     rows = [r for r in rows if "identical" not in r and "bpw" not in r]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
     lines = ["# Compression at large shapes: streamed from safetensors shards, random weights", "",
              f"Command: `{command}`", "",
-             f"CPU: {cpu}, {os.cpu_count()} cores. Random-weight Llama models of the published shapes (bf16 shards, "
+             f"CPU: {cpu_name()}, {os.cpu_count()} cores. Random-weight Llama models of the published shapes (bf16 shards, "
              f"weights N(0, 0.02), RMSNorm weights 1; **not real models**: seconds and memory depend on the shapes, "
              f"not the values). `pbs2p-edge compress DIR OUT --blocks K --method pbs2p`, {nsamples} x {seqlen} "
              "calibration tokens of Emma; peak RSS from `/usr/bin/time -v` for the whole command (load, calibration, "
