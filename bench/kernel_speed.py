@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -93,17 +92,9 @@ def copy_bandwidth(budget: float) -> float:
     return 2 * src.nbytes / t / 1e9
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(args: argparse.Namespace) -> str:
+    from e2e import cpu_name
+
     rng = np.random.default_rng(0)
     variants = available_kernels()
     shapes = SHAPES[:1] + SHAPES[2:3] if args.quick else SHAPES
