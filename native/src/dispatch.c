@@ -24,6 +24,9 @@ typedef struct variant {
     int (*cpu_has)(void);
     pbs2p_qdense_fn qdense_ext;  /* replaces qdense where ext_has() (an extension beyond cpu_has's); NULL: none */
     int (*ext_has)(void);
+    pbs2p_rows_q8_fn q8;         /* packed layers on int8 activations */
+    pbs2p_rows_q8_fn q8_ext;     /* replaces q8 where q8_ext_has(); NULL: none */
+    int (*q8_ext_has)(void);
 } variant;
 
 static int always(void) { return 1; }
@@ -71,6 +74,13 @@ static void qdense_light_gathers(const pbs2p_dense *W, const pbs2p_q8_acts *A, s
 }
 #endif
 
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
+static int has_avx512_vbmi_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+}
+#endif
+
 #ifdef PBS2P_HAVE_NEON_DOTPROD
 /* Armv8.2's dot product instructions (sdot), as Linux reports them. */
 static int has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
@@ -87,7 +97,17 @@ static const variant variants[] = {
 #endif
      pbs2p_attend_avx512, pbs2p_attend_block_avx512, pbs2p_attend_f16_avx512, pbs2p_widen_avx512, has_avx512,
 #ifdef PBS2P_HAVE_AVX512_VNNI
-     pbs2p_qdense_rows_avx512, has_avx512_vnni
+     pbs2p_qdense_rows_avx512, has_avx512_vnni,
+#else
+     NULL, NULL,
+#endif
+#ifdef PBS2P_HAVE_AVX2
+     pbs2p_rows_q8_avx2,
+#else
+     pbs2p_rows_q8_ref,
+#endif
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
+     pbs2p_rows_q8_avx512, has_avx512_vbmi_vnni
 #else
      NULL, NULL
 #endif
@@ -95,20 +115,21 @@ static const variant variants[] = {
 #endif
 #ifdef PBS2P_HAVE_AVX2
     {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_qdense_rows_avx2, pbs2p_attend_avx2,
-     pbs2p_attend_block_avx2, pbs2p_attend_f16_avx2, pbs2p_widen_avx2, has_avx2, NULL, NULL},
+     pbs2p_attend_block_avx2, pbs2p_attend_f16_avx2, pbs2p_widen_avx2, has_avx2, NULL, NULL, pbs2p_rows_q8_avx2, NULL,
+     NULL},
 #endif
 #ifdef PBS2P_HAVE_NEON
     {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_qdense_rows_neon, pbs2p_attend_neon,
      pbs2p_attend_block_neon, pbs2p_attend_f16_neon, pbs2p_widen_neon, always,
 #ifdef PBS2P_HAVE_NEON_DOTPROD
-     pbs2p_qdense_rows_dotprod, has_dotprod
+     pbs2p_qdense_rows_dotprod, has_dotprod,
 #else
-     NULL, NULL
+     NULL, NULL,
 #endif
-    },
+     pbs2p_rows_q8_neon, NULL, NULL},
 #endif
     {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_qdense_rows_ref, pbs2p_attend_ref,
-     pbs2p_attend_block_ref, pbs2p_attend_f16_ref, pbs2p_widen_ref, always, NULL, NULL},
+     pbs2p_attend_block_ref, pbs2p_attend_f16_ref, pbs2p_widen_ref, always, NULL, NULL, pbs2p_rows_q8_ref, NULL, NULL},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -182,7 +203,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_unlock(&lock);
     if (v) {
         *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_block, v->attend_f16,
-                                v->widen};
+                                v->widen, v->q8_ext && v->q8_ext_has() ? v->q8_ext : v->q8};
     }
     return v != NULL;
 }

@@ -43,8 +43,6 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
-static void run_pool_job(void *arg) { run_job(arg); }
-
 /* xs (T, n_xs, K + PAD): x, or x * col_scale[r] per stored region r, zero padded. */
 static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T) {
     const size_t K = (size_t)L->cols, stride = K + PBS2P_XS_PAD, nxs = (size_t)L->n_xs;
@@ -95,7 +93,7 @@ static int split_rows(const pbs2p_layer *L, pbs2p_rows_fn fn, const float *xs, s
 }
 
 static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
-                        float *Y, size_t y_len, int n_threads, int batched, pbs2p_pool *pool) {
+                        float *Y, size_t y_len, int n_threads, int batched) {
     pbs2p_status st = check_args(L, X, n_tokens, x_len, Y, y_len);
     if (st != PBS2P_OK) return st;
     if (n_threads < 1 || n_threads > PBS2P_MAX_THREADS)
@@ -106,12 +104,7 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
     if (!xs) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for %zu activation vectors", n_tokens);
     job jobs[PBS2P_MAX_THREADS];
     const int nt = split_rows(L, batched ? kernels.gemm : kernels.gemv, xs, n_tokens, Y, n_threads,
-                              min_work(pool != NULL), jobs);
-    if (pool) {
-        pbs2p_pool_run(pool, run_pool_job, jobs, sizeof jobs[0], nt);
-        free(xs);
-        return PBS2P_OK;
-    }
+                              min_work(0), jobs);
     pthread_t tid[PBS2P_MAX_THREADS];
     int started = 1;
     for (; started < nt; started++)
@@ -127,14 +120,78 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
 
 pbs2p_status pbs2p_gemm(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
                         float *Y, size_t y_len, int n_threads) {
-    return run(L, X, n_tokens, x_len, Y, y_len, n_threads, 1, NULL);
+    return run(L, X, n_tokens, x_len, Y, y_len, n_threads, 1);
 }
 
 pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, float *y, size_t y_len, int n_threads) {
-    return run(L, x, 1, x_len, y, y_len, n_threads, 0, NULL);
+    return run(L, x, 1, x_len, y, y_len, n_threads, 0);
+}
+
+/* ---- on int8 activations (internal.h): a model's products ---- */
+
+typedef struct q8_job {
+    pbs2p_rows_q8_fn fn;
+    const pbs2p_layer *L;
+    const pbs2p_q8_acts *A;
+    size_t n_tokens;
+    float *Y;
+    int32_t row0, row1;
+} q8_job;
+
+static void run_q8_job(void *arg) {
+    const q8_job *j = arg;
+    j->fn(j->L, j->A, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
+}
+
+/* The activation blocks of X (T, K) for the layer's planes, quantized into A: block (r, g, w) of a token is columns
+ * g gs + 32 w .. + 31 of its row of X (times col_scale[r]), zero past its group's end. */
+static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t T, pbs2p_q8_acts *A) {
+    const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
+    const size_t per_token = pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK;
+    float *v = calloc(T * per_token, sizeof *v);
+    if (!v) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the activation blocks of %zu tokens", T);
+    for (size_t t = 0; t < T; t++)
+        for (size_t r = 0; r < (size_t)L->n_xs; r++)
+            for (size_t g = 0; g < G; g++) {
+                const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
+                const float *x = X + t * K + c0;
+                float *dst = v + t * per_token + (r * G + g) * W * PBS2P_ACT_BLOCK; /* the group's W blocks */
+                if (L->col_scale) {
+                    const float *cs = L->col_scale + r * K + c0;
+                    for (size_t j = 0; j < len; j++) dst[j] = x[j] * cs[j];
+                } else {
+                    memcpy(dst, x, len * sizeof *dst);
+                }
+            }
+    pbs2p_q8_acts_quantize(v, 0, T, A);
+    free(v);
+    return PBS2P_OK;
+}
+
+static pbs2p_status run_q8(const pbs2p_layer *L, pbs2p_rows_q8_fn fn, const float *X, size_t T, float *Y,
+                           pbs2p_pool *pool) {
+    const int32_t cols = (int32_t)(pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK);
+    void *mem = malloc(pbs2p_q8_acts_bytes(T, cols));
+    if (!mem) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the activation blocks of %zu tokens", T);
+    pbs2p_q8_acts A;
+    pbs2p_q8_acts_init(mem, T, cols, &A);
+    pbs2p_status st = quantize_blocks(L, X, T, &A);
+    if (st == PBS2P_OK) {
+        job split[PBS2P_MAX_THREADS];
+        q8_job jobs[PBS2P_MAX_THREADS];
+        const int nt = split_rows(L, NULL, NULL, T, Y, pbs2p_pool_threads(pool), min_work(1), split);
+        for (int b = 0; b < nt; b++) jobs[b] = (q8_job){fn, L, &A, T, Y, split[b].row0, split[b].row1};
+        pbs2p_pool_run(pool, run_q8_job, jobs, sizeof jobs[0], nt);
+    }
+    free(mem);
+    return st;
 }
 
 pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
                              float *Y, size_t y_len, pbs2p_pool *pool) {
-    return run(L, X, n_tokens, x_len, Y, y_len, pbs2p_pool_threads(pool), n_tokens > 1, pool);
+    pbs2p_status st = check_args(L, X, n_tokens, x_len, Y, y_len);
+    if (st != PBS2P_OK) return st;
+    pbs2p_kernels kernels;
+    if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    return run_q8(L, kernels.q8, X, n_tokens, Y, pool);
 }

@@ -68,6 +68,12 @@ static inline void pbs2p_stream_ahead(const uint32_t *at) {
     __builtin_prefetch((const void *)((uintptr_t)at + PBS2P_STREAM_AHEAD), 0, 3);
 }
 
+/* Words of scale group g that hold columns: ceil(len / 32) <= L->words (the last group may be short). */
+static inline size_t pbs2p_group_words(const struct pbs2p_layer *L, size_t g) {
+    const size_t K = (size_t)L->cols, gs = (size_t)L->group_size, c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
+    return (len + 31) / 32;
+}
+
 /* Coefficient of row i, scale group g, plane p. */
 static inline float pbs2p_plane_coef(const struct pbs2p_layer *L, size_t i, size_t g, size_t p) {
     const size_t GP = (size_t)L->groups * (size_t)L->planes, first = i - i % PBS2P_ROW_BLOCK;
@@ -241,6 +247,41 @@ void pbs2p_qdense_rows_dotprod(const pbs2p_dense *W, const pbs2p_q8_acts *A, siz
                                int32_t row0, int32_t row1);
 #endif
 
+/* ---- binary layers on int8 activations (gemm.c, kernel_q8_ref.c, kernel_q8_<variant>.c): a model's products ----
+ * A model multiplies its packed layers as llama.cpp multiplies its ternary and k-quant types: on the tokens'
+ * activations quantized once (acts_q8.c, as for the integer dense products) in blocks that are the prepared layout's
+ * plane words, block (r, g, w) = columns [g gs + 32 w, g gs + 32 w + 32) of activation vector r, cut at the group's
+ * end and zero past it (L->n_xs * L->groups * L->words blocks per token: pbs2p_bin_acts_blocks). Each row's plane
+ * sums are then exact integers and everything after them is a fixed sequence of float32 operations, per token:
+ *   I[g, p, w] = sum of the codes of block (plane_xs[p], g, w) over the set bits of row i's plane p word w,
+ *   s[g, p] = fmaf((float)I[g, p, w], d[plane_xs[p], g, w], s[g, p]) for w < pbs2p_group_words(L, g) from 0,
+ *   y_i = fmaf(coef[i, g, p], s[g, p], y_i) for g = 0, 1, ..., p = 0, 1, ... (p inner) from 0,
+ * each fmaf one rounding, so every variant gives the reference's bits on any thread count and any batch: a prompt's
+ * token is the same token decoded alone. Against the float kernels above the difference is the activations'
+ * rounding (|d| / 2 per code), as for llama.cpp's types. A: n_tokens tokens of pbs2p_bin_acts_blocks blocks. */
+typedef void (*pbs2p_rows_q8_fn)(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y,
+                                 size_t ldy, int32_t row0, int32_t row1);
+/* Activation blocks of one token of a layer's product: n_xs * G * W. */
+static inline size_t pbs2p_bin_acts_blocks(const struct pbs2p_layer *L) {
+    return (size_t)L->n_xs * (size_t)L->groups * (size_t)L->words;
+}
+void pbs2p_rows_q8_ref(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                       int32_t row0, int32_t row1);
+#ifdef PBS2P_HAVE_AVX2
+/* Float tables of the codes (kernel_avx2.c): the avx2 variant's, and the avx512 variant's without VBMI + VNNI. */
+void pbs2p_rows_q8_avx2(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                        int32_t row0, int32_t row1);
+#endif
+#ifdef PBS2P_HAVE_NEON
+void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                        int32_t row0, int32_t row1);
+#endif
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
+/* AVX-512 VBMI + VNNI (vpermb table lookups, vpdpbusd sums): the avx512 variant's on CPUs that have both. */
+void pbs2p_rows_q8_avx512(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                          int32_t row0, int32_t row1);
+#endif
+
 /* Causal attention of one query q (hd,) and one head: out (hd,) = softmax(scale * q . key p) summed over value rows p
  * < n. Keys transposed: dimension d of position p at kt[d * ldk + p]; value p at v + p * ldv. scores: n floats of
  * scratch. attention_impl.h, compiled once per variant. */
@@ -329,6 +370,7 @@ typedef struct pbs2p_kernels {
     pbs2p_attend_block_fn attend_block; /* a prompt's queries, several per head */
     pbs2p_attend_f16_fn attend_f16;
     pbs2p_widen_fn widen;
+    pbs2p_rows_q8_fn q8;      /* a model's products of packed layers */
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
@@ -346,8 +388,9 @@ int pbs2p_pool_threads(const pbs2p_pool *p);
  * returns when all are done. p NULL: all on the caller. One run at a time per pool (a model is single-threaded). */
 void pbs2p_pool_run(pbs2p_pool *p, void (*fn)(void *), void *jobs, size_t job_size, int n_jobs);
 
-/* pbs2p_gemm / pbs2p_gemv on a pool's threads instead of threads started for the call (same checks, same
- * results: the row split depends only on the thread count). pool NULL: the calling thread alone. */
+/* A model's product of a packed layer on a pool's threads (pool NULL: the calling thread alone), with pbs2p_gemm's
+ * checks, on int8 activations (q8 above; pbs2p_gemm and pbs2p_gemv multiply float activations): every variant gives
+ * the same bits on any thread count, and a token in a batch the bits it gets alone. */
 pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
                              float *Y, size_t y_len, pbs2p_pool *pool);
 

@@ -39,16 +39,10 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Words of scale group g that hold columns: ceil(len / 32) <= L->words (the last group may be short). */
-static inline size_t group_words(const struct pbs2p_layer *L, size_t g) {
-    const size_t K = (size_t)L->cols, gs = (size_t)L->group_size, c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-    return (len + 31) / 32;
-}
-
 /* lut (n_xs, G, W, 11, 8): entry [r, g, w, f, m] = sum of xs[r][g*gs + 32w + 3f + b] over the bits b of m
  * (b < 3, or b < 2 for f = 10, whose entries 4..7 repeat 0..3 and are never indexed), x taken as 0 past the
  * group's last column. Sums are (x0 + x1) + x2 with absent terms adding +0 (exact). Words past
- * group_words() are not written and never read. */
+ * pbs2p_group_words() are not written and never read. */
 static void build_tables(const struct pbs2p_layer *L, const float *xt, float *lut) {
     const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words;
     const size_t gs = (size_t)L->group_size, xstride = K + PBS2P_XS_PAD;
@@ -59,7 +53,7 @@ static void build_tables(const struct pbs2p_layer *L, const float *xt, float *lu
         for (size_t g = 0; g < G; g++) {
             const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
             const float *x = xt + r * xstride + c0;
-            for (size_t w = 0; w < group_words(L, g); w++) {
+            for (size_t w = 0; w < pbs2p_group_words(L, g); w++) {
                 float *t = lut + ((r * G + g) * W + w) * WORD_TABLE;
                 float xw[32];
                 for (size_t c = 0; c < 32; c++) xw[c] = 32 * w + c < len ? x[32 * w + c] : 0.0f;
@@ -77,21 +71,23 @@ static void build_tables(const struct pbs2p_layer *L, const float *xt, float *lu
 }
 
 /* Sum over the 11 tables `t` of one plane word w: lanes = 8 rows, ((f0+f1)+(f2+f3)) + ((f4+f5)+(f6+f7)) +
- * ((f8+f9)+f10), returned plus s. Each half of a block calls it with the same tables (reloaded from L1: keeping
+ * ((f8+f9)+f10). Each half of a block calls it with the same tables (reloaded from L1: keeping
  * both halves' 22 lookups live spilled registers and ran 11% slower). */
 #define LOOK(f, shift) _mm256_permutevar8x32_ps(_mm256_load_ps(t + 8 * (f)), _mm256_srli_epi32(w, shift))
-static inline __attribute__((always_inline)) __m256 word_sum(__m256i w, const float *t, __m256 s) {
+static inline __attribute__((always_inline)) __m256 word_sum(__m256i w, const float *t) {
     const __m256 q0 = _mm256_add_ps(_mm256_add_ps(LOOK(0, 0), LOOK(1, 3)), _mm256_add_ps(LOOK(2, 6), LOOK(3, 9)));
     const __m256 q1 = _mm256_add_ps(_mm256_add_ps(LOOK(4, 12), LOOK(5, 15)), _mm256_add_ps(LOOK(6, 18), LOOK(7, 21)));
     const __m256 q2 = _mm256_add_ps(_mm256_add_ps(LOOK(8, 24), LOOK(9, 27)), LOOK(10, 30));
-    return _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(q0, q1), q2));
+    return _mm256_add_ps(_mm256_add_ps(q0, q1), q2);
 }
 #undef LOOK
 
 /* One block of nr <= 16 rows starting at row `first`, one token: y[0..16) (lanes past nr are 0). FULL: nr == 16
- * (plain loads); otherwise masked loads of the nr rows. A row's operations depend only on its own lane. */
+ * (plain loads); otherwise masked loads of the nr rows. A row's operations depend only on its own lane. d: NULL for
+ * tables of float activations (a plane's word sums added up), else the tables hold int8 codes and d the scales of
+ * their blocks (n_xs, G, W): each word's exact integer sum is scaled into the plane's sum, s = fma(sum, d, s). */
 static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_layer *L, size_t first,
-                                                           const float *lut, int FULL, float *y) {
+                                                           const float *lut, const float *d, int FULL, float *y) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words, P = (size_t)L->planes;
     const size_t nr = pbs2p_block_rows(L, first);
     static const int32_t ones_then_zeros[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
@@ -102,7 +98,7 @@ static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_l
     const float *cb = L->coef + first * G * P;
     __m256 acca = _mm256_setzero_ps(), accb = _mm256_setzero_ps();
     for (size_t g = 0; g < G; g++) {
-        const size_t gw = group_words(L, g);
+        const size_t gw = pbs2p_group_words(L, g);
         for (size_t p = 0; p < P; p++) {
             const float *t = lut + ((size_t)L->plane_xs[p] * G + g) * W * WORD_TABLE;
             const uint32_t *b = bb + (g * P + p) * W * nr;
@@ -113,8 +109,14 @@ static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_l
                                         : _mm256_maskload_epi32((const int *)(b + w * nr), ma);
                 const __m256i wb = FULL ? _mm256_loadu_si256((const __m256i *)(b + w * 16 + 8))
                                         : _mm256_maskload_epi32((const int *)(b + w * nr + 8), mb);
-                sa = word_sum(wa, t + w * WORD_TABLE, sa);
-                sb = word_sum(wb, t + w * WORD_TABLE, sb);
+                if (d) {
+                    const __m256 dw = _mm256_set1_ps(d[((size_t)L->plane_xs[p] * G + g) * W + w]);
+                    sa = _mm256_fmadd_ps(word_sum(wa, t + w * WORD_TABLE), dw, sa);
+                    sb = _mm256_fmadd_ps(word_sum(wb, t + w * WORD_TABLE), dw, sb);
+                } else {
+                    sa = _mm256_add_ps(sa, word_sum(wa, t + w * WORD_TABLE));
+                    sb = _mm256_add_ps(sb, word_sum(wb, t + w * WORD_TABLE));
+                }
             }
             const float *c = cb + (g * P + p) * nr;
             acca = _mm256_fmadd_ps(FULL ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, ma), sa, acca);
@@ -141,12 +143,48 @@ void pbs2p_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_toke
         build_tables(L, xs + t * tstride, lut);
         for (size_t first = r0 - r0 % PBS2P_ROW_BLOCK; first < r1; first += PBS2P_ROW_BLOCK) {
             float y[PBS2P_ROW_BLOCK];
-            if (pbs2p_block_rows(L, first) == PBS2P_ROW_BLOCK) block_dot(L, first, lut, 1, y);
-            else block_dot(L, first, lut, 0, y);
+            if (pbs2p_block_rows(L, first) == PBS2P_ROW_BLOCK) block_dot(L, first, lut, NULL, 1, y);
+            else block_dot(L, first, lut, NULL, 0, y);
             const size_t lo = first < r0 ? r0 - first : 0, hi = r1 - first < PBS2P_ROW_BLOCK ? r1 - first : PBS2P_ROW_BLOCK;
             memcpy(Y + t * ldy + first + lo, y + lo, (hi - lo) * sizeof *y);
         }
     }
+    free(lut);
+}
+
+/* The products on int8 activations (internal.h) from the same tables, built from the codes: small integers, so every
+ * table entry and word sum is exact, and block_dot scales each word's sum by its block's d. */
+void pbs2p_rows_q8_avx2(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                        int32_t row0, int32_t row1) {
+    const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
+    const size_t xstride = K + PBS2P_XS_PAD;
+    float *lut = aligned_alloc(32, (size_t)L->n_xs * G * W * WORD_TABLE * sizeof(float)); /* a multiple of 32 bytes */
+    float *codes = calloc((size_t)L->n_xs * xstride, sizeof *codes); /* one token's codes where its x would be */
+    if (!lut || !codes) { /* out of memory for the tables: the reference needs none */
+        free(lut);
+        free(codes);
+        pbs2p_rows_q8_ref(L, A, n_tokens, Y, ldy, row0, row1);
+        return;
+    }
+    const size_t r0 = (size_t)row0, r1 = (size_t)row1;
+    for (size_t t = 0; t < n_tokens; t++) {
+        const pbs2p_q8_acts At = pbs2p_q8_acts_at(A, t);
+        for (size_t r = 0; r < (size_t)L->n_xs; r++)
+            for (size_t g = 0; g < G; g++) {
+                const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
+                const int8_t *q = At.q + (r * G + g) * W * PBS2P_ACT_BLOCK; /* the group's blocks, contiguous */
+                for (size_t c = 0; c < len; c++) codes[r * xstride + c0 + c] = (float)q[c];
+            }
+        build_tables(L, codes, lut);
+        for (size_t first = r0 - r0 % PBS2P_ROW_BLOCK; first < r1; first += PBS2P_ROW_BLOCK) {
+            float y[PBS2P_ROW_BLOCK];
+            if (pbs2p_block_rows(L, first) == PBS2P_ROW_BLOCK) block_dot(L, first, lut, At.d, 1, y);
+            else block_dot(L, first, lut, At.d, 0, y);
+            const size_t lo = first < r0 ? r0 - first : 0, hi = r1 - first < PBS2P_ROW_BLOCK ? r1 - first : PBS2P_ROW_BLOCK;
+            memcpy(Y + t * ldy + first + lo, y + lo, (hi - lo) * sizeof *y);
+        }
+    }
+    free(codes);
     free(lut);
 }
 

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <arm_neon.h>
+#include <math.h>
 
 #define MAX_FIXED_PLANES 7 /* as in kernel_avx512.c: plane sums stay in registers up to 7 planes */
 
@@ -131,5 +132,42 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
         for (; t + 8 <= n_tokens; t += 8) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 8);
         for (; t + 4 <= n_tokens; t += 4) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 4);
         for (; t < n_tokens; t++) row_block(L, i, xs + t * tstride, tstride, Y + t * ldy + i, ldy, 1);
+    }
+}
+
+/* The products on int8 activations (internal.h): per row and plane word, the word's 32 bits become byte masks (each
+ * of its bytes copied to 8 lanes, vtst against the lane's bit), the codes they keep are summed exactly (widening
+ * pairwise adds), and the sum is scaled by its block's d. */
+void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
+                        int32_t row0, int32_t row1) {
+    static const uint8_t spread[2][16] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+                                          {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3}};
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t lo = vld1q_u8(spread[0]), hi = vld1q_u8(spread[1]), bits = vld1q_u8(bit);
+    const size_t G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
+    for (size_t t = 0; t < n_tokens; t++) {
+        const pbs2p_q8_acts At = pbs2p_q8_acts_at(A, t);
+        for (size_t i = (size_t)row0; i < (size_t)row1; i++) {
+            const size_t nr = pbs2p_block_rows(L, i);
+            float acc = 0.0f;
+            for (size_t g = 0; g < G; g++)
+                for (size_t p = 0; p < P; p++) {
+                    const uint32_t *b = pbs2p_plane_bits(L, i, g, p);
+                    const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
+                    float s = 0.0f;
+                    for (size_t w = 0; w < pbs2p_group_words(L, g); w++) {
+                        const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(b[w * nr]));
+                        const uint8x16_t m0 = vtstq_u8(vqtbl1q_u8(word, lo), bits);
+                        const uint8x16_t m1 = vtstq_u8(vqtbl1q_u8(word, hi), bits);
+                        const int8_t *q = At.q + (block0 + w) * PBS2P_ACT_BLOCK;
+                        const int8x16_t c0 = vandq_s8(vld1q_s8(q), vreinterpretq_s8_u8(m0));
+                        const int8x16_t c1 = vandq_s8(vld1q_s8(q + 16), vreinterpretq_s8_u8(m1));
+                        const int32_t sum = vaddlvq_s16(vaddq_s16(vpaddlq_s8(c0), vpaddlq_s8(c1)));
+                        s = fmaf((float)sum, At.d[block0 + w], s);
+                    }
+                    acc = fmaf(pbs2p_plane_coef(L, i, g, p), s, acc);
+                }
+            Y[t * ldy + i] = acc;
+        }
     }
 }

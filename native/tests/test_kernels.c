@@ -114,14 +114,15 @@ static void free_layer(logical *L) {
     for (size_t t = 0; t < sizeof p / sizeof p[0]; t++) free(p[t]);
 }
 
-/* Independent dense evaluation from the logical arrays (FORMAT.md section 6 order); also |coefficient| bound. */
-static void dense(const logical *L, float *W, double *A) {
+/* Independent dense evaluation from the logical arrays (FORMAT.md section 6 order); also |coefficient| bounds, with
+ * (A) and without (A0) the column scale. */
+static void dense(const logical *L, float *W, double *A, double *A0) {
     const pbs2p_layer_desc *d = &L->d;
     size_t R = (size_t)d->rows, K = (size_t)d->cols, G = (K + (size_t)d->group_size - 1) / (size_t)d->group_size;
     for (size_t i = 0; i < R; i++)
         for (size_t j = 0; j < K; j++) {
             size_t ij = i * K + j, g = j / (size_t)d->group_size;
-            W[ij] = 0.0f; A[ij] = 0.0;
+            W[ij] = 0.0f; A[ij] = 0.0; A0[ij] = 0.0;
             if (!L->kept[ij]) continue;
             size_t r = L->sal[j] ? 0 : (size_t)L->group[ij] + (size_t)d->has_salient;
             float a = pbs2p_half_to_float(L->alpha[(r * R + i) * G + g]);
@@ -133,6 +134,7 @@ static void dense(const logical *L, float *W, double *A) {
                 bound += fabs(a2);
             }
             if (d->has_mu) { float mu = pbs2p_half_to_float(L->mu[(r * R + i) * G + g]); v = v + mu; bound += fabs(mu); }
+            A0[ij] = bound;
             if (d->has_col_scale) { float cs = pbs2p_half_to_float(L->col_scale[r * K + j]); v = v * cs; bound *= fabs(cs); }
             W[ij] = v; A[ij] = bound;
         }
@@ -159,8 +161,8 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
     make_layer(&L, R, K, n, m, gs, S, salient, has_mu, has_cs);
     size_t RK = (size_t)R * K;
     float *W = malloc(RK * 4), *Wq = malloc(RK * 4);
-    double *A = malloc(RK * 8);
-    dense(&L, W, A);
+    double *A = malloc(RK * 8), *A0 = malloc(RK * 8);
+    dense(&L, W, A, A0);
     char what[160];
     snprintf(what, sizeof what, "R=%d K=%d %d:%d gs=%d S=%d salient=%d mu=%d cs=%d", R, K, n, m, gs, S,
              L.d.has_salient, has_mu, has_cs);
@@ -195,6 +197,46 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
         }
     CHECK(worst <= KERNEL_RTOL, "%s: ref kernel vs dense: relative error %.3g > %g", what, worst, KERNEL_RTOL);
 
+    /* One token on int8 activations (a model's decode step: pbs2p_gemm_pool, internal.h): the reference's result is
+     * the dense product up to the activations' rounding, |x_j - q_j d| <= d / 2 with d = max |x| / 127 over j's block
+     * (32 columns of a scale group, times a region's column scale: bounded here by the largest over regions). */
+    float *Yq = malloc((size_t)T * R * 4);
+    for (size_t t = 0; t < T; t++)
+        CHECK(pbs2p_gemm_pool(P, X + t * K, 1, (size_t)K, Yq + t * R, (size_t)R, NULL) == PBS2P_OK, "q8 ref");
+    worst = 0.0;
+    for (size_t t = 0; t < T; t++) {
+        double *half_step = malloc((size_t)K * sizeof *half_step); /* d / 2 of column j's block */
+        for (size_t j0 = 0; j0 < (size_t)K; j0 += 32) {
+            const size_t g = j0 / (size_t)gs, c0 = g * (size_t)gs, gend = c0 + (size_t)gs < (size_t)K ? c0 + (size_t)gs : (size_t)K;
+            const size_t b0 = c0 + (j0 - c0) / 32 * 32, b1 = b0 + 32 < gend ? b0 + 32 : gend;
+            double amax = 0.0;
+            for (size_t k = b0; k < b1; k++) {
+                double cs = 1.0;
+                if (L.d.has_col_scale) {
+                    cs = 0.0;
+                    for (size_t r = 0; r < (size_t)L.d.split + (size_t)L.d.has_salient; r++)
+                        cs = fmax(cs, fabs(pbs2p_half_to_float(L.d.col_scale[r * K + k])));
+                }
+                amax = fmax(amax, fabs(X[t * K + k]) * cs);
+            }
+            for (size_t k = b0; k < b1; k++) half_step[k] = amax / 127.0 / 2.0;
+            if (b1 < j0 + 32 && b1 < (size_t)K) j0 = b1 - 32; /* the next block starts at the group's end */
+        }
+        for (size_t i = 0; i < (size_t)R; i++) {
+            double exact = 0.0, mag = 0.0, rounding = 0.0;
+            for (size_t j = 0; j < (size_t)K; j++) {
+                exact += (double)W[i * K + j] * X[t * K + j];
+                mag += A[i * K + j] * fabs(X[t * K + j]);
+                rounding += A0[i * K + j] * half_step[j];
+            }
+            double excess = fabs(Yq[t * R + i] - exact) - rounding * (1.0 + 1e-6) - 2 * KERNEL_RTOL * mag;
+            if (excess / (mag > 0 ? mag : 1.0) > worst) worst = excess / (mag > 0 ? mag : 1.0);
+        }
+        free(half_step);
+    }
+    CHECK(worst <= 0.0, "%s: one token on int8 activations (ref) exceeds the rounding bound by %.3g of the magnitude",
+          what, worst);
+
     const char *names[8];
     size_t nv = pbs2p_kernel_variants(names, 8);
     float *Y1 = malloc((size_t)T * R * 4), *y3 = malloc((size_t)R * 4);
@@ -204,8 +246,10 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
         CHECK(pbs2p_gemm(P, X, T, (size_t)T * K, Y1, (size_t)T * R, 1) == PBS2P_OK, "%s: gemm %s", what, names[v]);
         CHECK(pbs2p_gemm(P, X, T, (size_t)T * K, Y, (size_t)T * R, 3) == PBS2P_OK, "%s: gemm %s", what, names[v]);
         CHECK(memcmp(Y, Y1, (size_t)T * R * 4) == 0, "%s: %s gemm differs between 1 and 3 threads", what, names[v]);
+        /* a model's products (pbs2p_gemm_pool, int8 activations): the reference's bits for each token of the batch */
         CHECK(pbs2p_gemm_pool(P, X, T, (size_t)T * K, Y1, (size_t)T * R, pool) == PBS2P_OK, "%s: gemm pool", what);
-        CHECK(memcmp(Y, Y1, (size_t)T * R * 4) == 0, "%s: %s gemm on a pool of 3 differs", what, names[v]);
+        CHECK(memcmp(Yq, Y1, (size_t)T * R * 4) == 0, "%s: %s products of %d tokens on a pool of 3 differ from the "
+              "reference's tokens alone", what, names[v], (int)T);
         double vw = max_rel_err(Y, Yref, A, X, T, R, K);
         CHECK(vw <= KERNEL_RTOL, "%s: %s gemm vs ref: relative error %.3g > %g", what, names[v], vw, KERNEL_RTOL);
         for (size_t t = 0; t < T; t += T - 1) { /* batch invariance: a token alone == the same token in a batch */
@@ -218,18 +262,19 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
             CHECK(pbs2p_gemv(P, X + t * K, (size_t)K, y3, (size_t)R, 3) == PBS2P_OK, "gemv");
             CHECK(memcmp(y1, y3, (size_t)R * 4) == 0, "%s: %s gemv differs between 1 and 3 threads", what, names[v]);
             CHECK(pbs2p_gemm_pool(P, X + t * K, 1, (size_t)K, y3, (size_t)R, pool) == PBS2P_OK, "gemv pool");
-            CHECK(memcmp(y1, y3, (size_t)R * 4) == 0, "%s: %s gemv on a pool of 3 differs", what, names[v]);
+            CHECK(memcmp(Yq + t * R, y3, (size_t)R * 4) == 0, "%s: %s one token on a pool of 3 differs from the "
+                  "reference", what, names[v]);
             memcpy(Y + t * R, y1, (size_t)R * 4);
         }
         vw = max_rel_err(Y, Yref, A, X, T, R, K);
         CHECK(vw <= KERNEL_RTOL, "%s: %s gemv vs ref: relative error %.3g > %g", what, names[v], vw, KERNEL_RTOL);
     }
-    free(Y1); free(y3);
+    free(Y1); free(y3); free(Yq);
     CHECK(pbs2p_kernel_select(NULL) == PBS2P_OK, "select auto");
     free(X); free(Yref); free(Y); free(y1);
 out:
     pbs2p_layer_free(P);
-    free(W); free(Wq); free(A);
+    free(W); free(Wq); free(A); free(A0);
     free_layer(&L);
 }
 

@@ -30,7 +30,12 @@ Model = functools.partial(NativeModel, kv="f32")
 
 PROMPT = [5, 17, 200, 3, 99, 42, 7, 311, 64, 128, 0, 250]  # 12 tokens < vocab 320
 EXTRA = [13, 77, 301]
-REL_TOL = 1e-5  # max |C - torch| <= REL_TOL * (max - min of the torch logits); measured about 2e-7
+# max |C - torch| <= REL_TOL * (max - min of the torch logits). The packed layers and the block-type head multiply
+# int8 activations in C, which the reference emulates (int8_acts.py) but cannot round identically: an activation at a
+# rounding boundary of its code may round the other way after float32 differences of order 1e-7, and that code's step
+# (1/127 of its block's largest value) moves the logits by up to 4.7e-4 of their range (measured; 2e-7 without such
+# flips).
+REL_TOL = 2e-3
 
 
 def _random(arch: str, tie: bool, **overrides):
@@ -503,8 +508,8 @@ def test_perplexity_equals_pytorch_eval(exported, tiny_ids, name):
     with Model(path, n_ctx=32) as m:
         got = m.perplexity(tiny_ids.numpy(), 32, max_windows=3)
         assert (got.windows, got.tokens) == (want.windows, want.tokens) == (3, 93)
-        assert got.ppl == pytest.approx(want.ppl, rel=1e-4)
-        assert got.nll == pytest.approx(want.nll, rel=1e-4)
+        assert got.ppl == pytest.approx(want.ppl, rel=2e-3)  # REL_TOL's rounding flips: up to 5.5e-4 measured
+        assert got.nll == pytest.approx(want.nll, rel=2e-3)
         assert m.info.n_cached == 0  # perplexity resets the cache
 
 
@@ -627,8 +632,9 @@ def test_a_path_with_a_nul_byte_is_refused_not_cut(exported):
 
 @pytest.mark.parametrize("name", ["tied", "opt_untied"])
 def test_f16_kv_cache_is_the_default_and_close_to_f32(exported, tiny_ids, name):
-    """The float16 cache (the C default, as llama.cpp's): logits within 1e-3 of their range of the float32 cache's
-    (the rounding shows), token-by-token decoding reads back what the batch wrote, perplexity within 0.1 %.
+    """The float16 cache (the C default, as llama.cpp's): logits within 5e-3 of their range of the float32 cache's
+    (the rounding shows, and moves some int8 activation codes by a step: up to 1.7e-3 measured), token-by-token decoding
+    reads back what the batch wrote, perplexity within 0.1 %.
     test_attention.c holds its kernel bit for bit to the float32 one on the widened cache."""
     _, path, _ = exported[name]
     ids = PROMPT + EXTRA
@@ -636,7 +642,7 @@ def test_f16_kv_cache_is_the_default_and_close_to_f32(exported, tiny_ids, name):
         assert (h.info.kv, f.info.kv) == ("f16", "f32")
         got, want = h.eval(ids), f.eval(ids)
         span = float(want.max() - want.min())
-        assert 0 < np.abs(got - want).max() <= 1e-3 * span
+        assert 0 < np.abs(got - want).max() <= 5e-3 * span
         h.reset()
         rows = [h.eval(PROMPT, 0)] + [h.eval([t], len(PROMPT) + i) for i, t in enumerate(EXTRA)]
         _assert_close(np.concatenate(rows), got)
