@@ -28,10 +28,13 @@ size_t pbs2p_min_work_per_thread(void) { return min_work(0); }
 
 size_t pbs2p_min_work_per_pool_thread(void) { return min_work(1); }
 
+/* Rows [row0, row1) of a product: on float activations xs by fn, or, where q8 is set, on int8 activations A. */
 typedef struct job {
     pbs2p_rows_fn fn;
+    pbs2p_rows_q8_fn q8;
     const pbs2p_layer *L;
     const float *xs;
+    const pbs2p_q8_acts *A;
     size_t n_tokens;
     float *Y;
     int32_t row0, row1;
@@ -39,9 +42,12 @@ typedef struct job {
 
 static void *run_job(void *arg) {
     const job *j = arg;
-    j->fn(j->L, j->xs, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
+    if (j->q8) j->q8(j->L, j->A, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
+    else j->fn(j->L, j->xs, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
     return NULL;
 }
+
+static void run_pool_job(void *arg) { run_job(arg); }
 
 /* xs (T, n_xs, K + PAD): x, or x * col_scale[r] per stored region r, zero padded. */
 static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T) {
@@ -87,7 +93,7 @@ static int split_rows(const pbs2p_layer *L, pbs2p_rows_fn fn, const float *xs, s
     const size_t blocks = (R + PBS2P_ROW_BLOCK - 1) / PBS2P_ROW_BLOCK;
     for (int b = 0; b < nt; b++) {
         size_t lo = blocks * (size_t)b / (size_t)nt * PBS2P_ROW_BLOCK, hi = blocks * (size_t)(b + 1) / (size_t)nt * PBS2P_ROW_BLOCK;
-        jobs[b] = (job){fn, L, xs, n_tokens, Y, (int32_t)(lo < R ? lo : R), (int32_t)(hi < R ? hi : R)};
+        jobs[b] = (job){fn, NULL, L, xs, NULL, n_tokens, Y, (int32_t)(lo < R ? lo : R), (int32_t)(hi < R ? hi : R)};
     }
     return nt;
 }
@@ -129,20 +135,6 @@ pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, floa
 
 /* ---- on int8 activations (internal.h): a model's products ---- */
 
-typedef struct q8_job {
-    pbs2p_rows_q8_fn fn;
-    const pbs2p_layer *L;
-    const pbs2p_q8_acts *A;
-    size_t n_tokens;
-    float *Y;
-    int32_t row0, row1;
-} q8_job;
-
-static void run_q8_job(void *arg) {
-    const q8_job *j = arg;
-    j->fn(j->L, j->A, j->n_tokens, j->Y, (size_t)j->L->rows, j->row0, j->row1);
-}
-
 /* The activation blocks of X (T, K) for the layer's planes, quantized into A: block (r, g, w) of a token is columns
  * g gs + 32 w .. + 31 of its row of X (times col_scale[r]), zero past its group's end. */
 static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t T, pbs2p_q8_acts *A) {
@@ -177,11 +169,13 @@ static pbs2p_status run_q8(const pbs2p_layer *L, pbs2p_rows_q8_fn fn, const floa
     pbs2p_q8_acts_init(mem, T, cols, &A);
     pbs2p_status st = quantize_blocks(L, X, T, &A);
     if (st == PBS2P_OK) {
-        job split[PBS2P_MAX_THREADS];
-        q8_job jobs[PBS2P_MAX_THREADS];
-        const int nt = split_rows(L, NULL, NULL, T, Y, pbs2p_pool_threads(pool), min_work(1), split);
-        for (int b = 0; b < nt; b++) jobs[b] = (q8_job){fn, L, &A, T, Y, split[b].row0, split[b].row1};
-        pbs2p_pool_run(pool, run_q8_job, jobs, sizeof jobs[0], nt);
+        job jobs[PBS2P_MAX_THREADS];
+        const int nt = split_rows(L, NULL, NULL, T, Y, pbs2p_pool_threads(pool), min_work(1), jobs);
+        for (int b = 0; b < nt; b++) {
+            jobs[b].q8 = fn;
+            jobs[b].A = &A;
+        }
+        pbs2p_pool_run(pool, run_pool_job, jobs, sizeof jobs[0], nt);
     }
     free(mem);
     return st;
