@@ -137,6 +137,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int initialised;
 static const variant *current;       /* NULL: the forced variant is unavailable */
 static pbs2p_qdense_fn current_qdense; /* current's qdense, or its qdense_ext where this CPU has the extension */
+static pbs2p_rows_q8_fn current_q8;     /* current's q8, or its q8_ext likewise */
 static char unavailable[32];         /* name of that variant */
 
 static const variant *find(const char *name) {
@@ -158,6 +159,9 @@ static pbs2p_qdense_fn qdense_of(const variant *v) {
     return v->qdense_ext;
 }
 
+/* The variant's products of packed layers on this CPU, decided once like qdense_of's. */
+static pbs2p_rows_q8_fn q8_of(const variant *v) { return v->q8_ext && v->q8_ext_has() ? v->q8_ext : v->q8; }
+
 /* Caller holds lock. name NULL or "" = automatic. */
 static pbs2p_status choose(const char *name) {
     if (name && *name) {
@@ -173,11 +177,13 @@ static pbs2p_status choose(const char *name) {
         }
         current = v;
         current_qdense = qdense_of(v);
+        current_q8 = q8_of(v);
         return PBS2P_OK;
     }
     for (size_t v = 0; v < N_VARIANTS; v++)
         if (variants[v].cpu_has()) { current = &variants[v]; break; }
     current_qdense = qdense_of(current); /* ref runs everywhere: there is always one */
+    current_q8 = q8_of(current);
     return PBS2P_OK;
 }
 
@@ -193,6 +199,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     ensure_initialised();
     const variant *v = current;
     const pbs2p_qdense_fn qdense = current_qdense;
+    const pbs2p_rows_q8_fn q8 = current_q8;
     if (!v) {
         if (!known_name(unavailable))
             pbs2p_fail(PBS2P_ERR_NO_KERNEL, "PBS2P_KERNEL='%s' is not a kernel variant (use ref, avx2, avx512 or neon)", unavailable);
@@ -203,7 +210,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_unlock(&lock);
     if (v) {
         *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_block, v->attend_f16,
-                                v->widen, v->q8_ext && v->q8_ext_has() ? v->q8_ext : v->q8};
+                                v->widen, q8};
     }
     return v != NULL;
 }

@@ -136,10 +136,15 @@ pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, floa
 /* ---- on int8 activations (internal.h): a model's products ---- */
 
 /* The activation blocks of X (T, K) for the layer's planes, quantized into A: block (r, g, w) of a token is columns
- * g gs + 32 w .. + 31 of its row of X (times col_scale[r]), zero past its group's end. */
+ * g gs + 32 w .. + 31 of its row of X (times col_scale[r]), zero past its group's end. A layer without column scales
+ * whose groups are whole blocks (both presets) has X's own layout: X is quantized where it is, without a copy. */
 static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t T, pbs2p_q8_acts *A) {
     const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
     const size_t per_token = pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK;
+    if (!L->col_scale && per_token == K) {
+        pbs2p_q8_acts_quantize(X, 0, T, A);
+        return PBS2P_OK;
+    }
     float *v = calloc(T * per_token, sizeof *v);
     if (!v) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the activation blocks of %zu tokens", T);
     for (size_t t = 0; t < T; t++)

@@ -204,23 +204,24 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
     for (size_t t = 0; t < T; t++)
         CHECK(pbs2p_gemm_pool(P, X + t * K, 1, (size_t)K, Yq + t * R, (size_t)R, NULL) == PBS2P_OK, "q8 ref");
     worst = 0.0;
+    double *half_step = malloc((size_t)K * sizeof *half_step); /* d / 2 of column j's block, token t */
     for (size_t t = 0; t < T; t++) {
-        double *half_step = malloc((size_t)K * sizeof *half_step); /* d / 2 of column j's block */
-        for (size_t j0 = 0; j0 < (size_t)K; j0 += 32) {
-            const size_t g = j0 / (size_t)gs, c0 = g * (size_t)gs, gend = c0 + (size_t)gs < (size_t)K ? c0 + (size_t)gs : (size_t)K;
-            const size_t b0 = c0 + (j0 - c0) / 32 * 32, b1 = b0 + 32 < gend ? b0 + 32 : gend;
-            double amax = 0.0;
-            for (size_t k = b0; k < b1; k++) {
-                double cs = 1.0;
-                if (L.d.has_col_scale) {
-                    cs = 0.0;
-                    for (size_t r = 0; r < (size_t)L.d.split + (size_t)L.d.has_salient; r++)
-                        cs = fmax(cs, fabs(pbs2p_half_to_float(L.d.col_scale[r * K + k])));
+        for (size_t c0 = 0; c0 < (size_t)K; c0 += (size_t)gs) { /* each scale group's blocks of 32, the last cut */
+            const size_t gend = c0 + (size_t)gs < (size_t)K ? c0 + (size_t)gs : (size_t)K;
+            for (size_t b0 = c0; b0 < gend; b0 += 32) {
+                const size_t b1 = b0 + 32 < gend ? b0 + 32 : gend;
+                double amax = 0.0;
+                for (size_t k = b0; k < b1; k++) {
+                    double cs = 1.0;
+                    if (L.d.has_col_scale) {
+                        cs = 0.0;
+                        for (size_t r = 0; r < (size_t)L.d.split + (size_t)L.d.has_salient; r++)
+                            cs = fmax(cs, fabs(pbs2p_half_to_float(L.d.col_scale[r * K + k])));
+                    }
+                    amax = fmax(amax, fabs(X[t * K + k]) * cs);
                 }
-                amax = fmax(amax, fabs(X[t * K + k]) * cs);
+                for (size_t k = b0; k < b1; k++) half_step[k] = amax / 127.0 / 2.0;
             }
-            for (size_t k = b0; k < b1; k++) half_step[k] = amax / 127.0 / 2.0;
-            if (b1 < j0 + 32 && b1 < (size_t)K) j0 = b1 - 32; /* the next block starts at the group's end */
         }
         for (size_t i = 0; i < (size_t)R; i++) {
             double exact = 0.0, mag = 0.0, rounding = 0.0;
@@ -232,8 +233,8 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
             double excess = fabs(Yq[t * R + i] - exact) - rounding * (1.0 + 1e-6) - 2 * KERNEL_RTOL * mag;
             if (excess / (mag > 0 ? mag : 1.0) > worst) worst = excess / (mag > 0 ? mag : 1.0);
         }
-        free(half_step);
     }
+    free(half_step);
     CHECK(worst <= 0.0, "%s: one token on int8 activations (ref) exceeds the rounding bound by %.3g of the magnitude",
           what, worst);
 
