@@ -141,7 +141,7 @@ pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, floa
 static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t T, pbs2p_q8_acts *A) {
     const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
     const size_t per_token = pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK;
-    if (!L->col_scale && per_token == K) {
+    if (pbs2p_q8_plain_blocks(L)) {
         pbs2p_q8_acts_quantize(X, 0, T, A);
         return PBS2P_OK;
     }
@@ -165,6 +165,18 @@ static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t
     return PBS2P_OK;
 }
 
+/* The products of A's tokens on the pool's threads, rows split as split_rows splits them. */
+static void run_q8_jobs(const pbs2p_layer *L, pbs2p_rows_q8_fn fn, const pbs2p_q8_acts *A, size_t T, float *Y,
+                        pbs2p_pool *pool) {
+    job jobs[PBS2P_MAX_THREADS];
+    const int nt = split_rows(L, NULL, NULL, T, Y, pbs2p_pool_threads(pool), min_work(1), jobs);
+    for (int b = 0; b < nt; b++) {
+        jobs[b].q8 = fn;
+        jobs[b].A = A;
+    }
+    pbs2p_pool_run(pool, run_pool_job, jobs, sizeof jobs[0], nt);
+}
+
 static pbs2p_status run_q8(const pbs2p_layer *L, pbs2p_rows_q8_fn fn, const float *X, size_t T, float *Y,
                            pbs2p_pool *pool) {
     const int32_t cols = (int32_t)(pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK);
@@ -173,17 +185,21 @@ static pbs2p_status run_q8(const pbs2p_layer *L, pbs2p_rows_q8_fn fn, const floa
     pbs2p_q8_acts A;
     pbs2p_q8_acts_init(mem, T, cols, &A);
     pbs2p_status st = quantize_blocks(L, X, T, &A);
-    if (st == PBS2P_OK) {
-        job jobs[PBS2P_MAX_THREADS];
-        const int nt = split_rows(L, NULL, NULL, T, Y, pbs2p_pool_threads(pool), min_work(1), jobs);
-        for (int b = 0; b < nt; b++) {
-            jobs[b].q8 = fn;
-            jobs[b].A = &A;
-        }
-        pbs2p_pool_run(pool, run_pool_job, jobs, sizeof jobs[0], nt);
-    }
+    if (st == PBS2P_OK) run_q8_jobs(L, fn, &A, T, Y, pool);
     free(mem);
     return st;
+}
+
+int pbs2p_q8_plain_blocks(const pbs2p_layer *L) {
+    return !L->col_scale && pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK == (size_t)L->cols;
+}
+
+pbs2p_status pbs2p_gemm_pool_q8(const pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y,
+                                pbs2p_pool *pool) {
+    pbs2p_kernels kernels;
+    if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    run_q8_jobs(L, kernels.q8, A, n_tokens, Y, pool);
+    return PBS2P_OK;
 }
 
 pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,

@@ -393,6 +393,12 @@ void pbs2p_pool_run(pbs2p_pool *p, void (*fn)(void *), void *jobs, size_t job_si
  * the same bits on any thread count, and a token in a batch the bits it gets alone. */
 pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_tokens, size_t x_len,
                              float *Y, size_t y_len, pbs2p_pool *pool);
+/* Whether L's activation blocks are X's plain blocks of 32 (no column scales, every scale group whole blocks; both
+ * presets): then activations quantized for any other such product (pbs2p_q8_acts_quantize) are L's own. */
+int pbs2p_q8_plain_blocks(const pbs2p_layer *L);
+/* pbs2p_gemm_pool on activations A already quantized in L's plain blocks (the caller has checked the shapes). */
+pbs2p_status pbs2p_gemm_pool_q8(const pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y,
+                                pbs2p_pool *pool);
 
 /* Multiply-adds per worker thread below which another thread does not pay (gemm.c): PBS2P_MIN_WORK_PER_THREAD
  * from the environment, else 2^20 for a thread started for the call and 2^15 for a pool's waiting worker. */

@@ -55,16 +55,6 @@ static void embed(const pbs2p_model *m, run_state *s, const int32_t *tokens, int
 }
 
 /* ----------------------------------------------------------------------------------------------------
- * Norms: before or after each sublayer (config.norm_before, Gemma's post-norms), and the final one */
-
-/* rows (T, D) = norm of x (T, D), in place when rows == x. */
-static void norm_rows(const config *c, float *rows, const float *x, int32_t T, const float *weight, const float *bias) {
-    const int32_t D = c->n_embd;
-    for (int32_t t = 0; t < T; t++)
-        norm_row(rows + (size_t)t * D, x + (size_t)t * D, weight, bias, D, c->norm, c->eps);
-}
-
-/* ----------------------------------------------------------------------------------------------------
  * Attention: q, k, v; RoPE; the new keys and values into the cache; softmax(q k^T) v per (token, head); o */
 
 typedef struct attention_job {
@@ -219,10 +209,9 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
     const size_t QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
     pbs2p_pool *pool = m->pool;
     pbs2p_status st;
-    if ((st = matmul(&b->lin[LIN_Q], in, T, s->q, pool)) != PBS2P_OK ||
-        (st = matmul(&b->lin[LIN_K], in, T, s->k, pool)) != PBS2P_OK ||
-        (st = matmul(&b->lin[LIN_V], in, T, s->v, pool)) != PBS2P_OK)
-        return st;
+    const linear *qkv[] = {&b->lin[LIN_Q], &b->lin[LIN_K], &b->lin[LIN_V]};
+    float *const qkv_out[] = {s->q, s->k, s->v};
+    if ((st = matmul_shared(qkv, 3, in, T, qkv_out, pool)) != PBS2P_OK) return st;
     if (c->q_scale != 1.0f)
         for (size_t i = 0; i < (size_t)T * QD; i++) s->q[i] *= c->q_scale;
     if (b->q_norm) /* Gemma: RMSNorm of every query and key head, before RoPE */
@@ -266,13 +255,13 @@ static pbs2p_status mlp(pbs2p_model *m, run_state *s, const block *b, const floa
     const size_t n = (size_t)T * (size_t)m->c.n_ff;
     pbs2p_status st;
     if (m->c.has_gate) {
-        if ((st = matmul(&b->lin[LIN_GATE], in, T, s->hb, pool)) != PBS2P_OK ||
-            (st = matmul(&b->lin[LIN_UP], in, T, s->hb2, pool)) != PBS2P_OK)
-            return st;
-        activate(s->hb, s->hb2, n, m->c.act);
+        const linear *gate_up[] = {&b->lin[LIN_GATE], &b->lin[LIN_UP]};
+        float *const gate_up_out[] = {s->hb, s->hb2};
+        if ((st = matmul_shared(gate_up, 2, in, T, gate_up_out, pool)) != PBS2P_OK) return st;
+        activate_pool(pool, s->hb, s->hb2, n, m->c.act);
     } else {
         if ((st = matmul(&b->lin[LIN_UP], in, T, s->hb, pool)) != PBS2P_OK) return st;
-        activate(s->hb, NULL, n, m->c.act);
+        activate_pool(pool, s->hb, NULL, n, m->c.act);
     }
     return matmul(&b->lin[LIN_DOWN], s->hb, T, s->xb, pool);
 }
@@ -290,18 +279,18 @@ static pbs2p_status forward_block(pbs2p_model *m, run_state *s, int32_t l, int32
     const size_t TD = (size_t)T * (size_t)c->n_embd;
     pbs2p_status st;
 
-    if (c->norm_before) norm_rows(c, s->xb, s->x, T, b->attn_norm, b->attn_norm_bias);
+    if (c->norm_before) norm_rows_pool(m->pool, c, s->xb, s->x, T, b->attn_norm, b->attn_norm_bias);
     /* self_attention overwrites s->xb only after its q, k, v projections have read it */
     if ((st = self_attention(m, s, b, l, c->norm_before ? s->xb : s->x, T, n_past)) != PBS2P_OK) return st;
-    if (b->attn_post_norm) norm_rows(c, s->xb, s->xb, T, b->attn_post_norm, NULL);
+    if (b->attn_post_norm) norm_rows_pool(m->pool, c, s->xb, s->xb, T, b->attn_post_norm, NULL);
     for (size_t i = 0; i < TD; i++) s->x[i] += s->xb[i];
-    if (!c->norm_before) norm_rows(c, s->x, s->x, T, b->attn_norm, b->attn_norm_bias);
+    if (!c->norm_before) norm_rows_pool(m->pool, c, s->x, s->x, T, b->attn_norm, b->attn_norm_bias);
 
-    if (c->norm_before) norm_rows(c, s->xb, s->x, T, b->ffn_norm, b->ffn_norm_bias);
+    if (c->norm_before) norm_rows_pool(m->pool, c, s->xb, s->x, T, b->ffn_norm, b->ffn_norm_bias);
     if ((st = mlp(m, s, b, c->norm_before ? s->xb : s->x, T)) != PBS2P_OK) return st;
-    if (b->ffn_post_norm) norm_rows(c, s->xb, s->xb, T, b->ffn_post_norm, NULL);
+    if (b->ffn_post_norm) norm_rows_pool(m->pool, c, s->xb, s->xb, T, b->ffn_post_norm, NULL);
     for (size_t i = 0; i < TD; i++) s->x[i] += s->xb[i];
-    if (!c->norm_before) norm_rows(c, s->x, s->x, T, b->ffn_norm, b->ffn_norm_bias);
+    if (!c->norm_before) norm_rows_pool(m->pool, c, s->x, s->x, T, b->ffn_norm, b->ffn_norm_bias);
     return PBS2P_OK;
 }
 
@@ -326,7 +315,7 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
     const int32_t first = all_rows ? 0 : T - 1;
     const float *rows = s->x + (size_t)first * D;
     if (m->w.output_norm) {
-        norm_rows(c, s->xb, rows, T - first, m->w.output_norm, m->w.output_norm_bias);
+        norm_rows_pool(m->pool, c, s->xb, rows, T - first, m->w.output_norm, m->w.output_norm_bias);
         rows = s->xb;
     }
     return head(m, rows, T - first, logits);

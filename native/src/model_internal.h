@@ -164,6 +164,10 @@ void rope(float *vec, int32_t n_heads, int32_t hd, int32_t pos, const float *inv
 void activate(float *hb, const float *up, size_t n, act_kind act);
 /* Y (T, rows) = X (T, cols) W_hat^T [+ bias] on the pool's threads: gemv for one token, gemm for several. */
 pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool);
+/* Y[k] = matmul(ls[k], X) for n linears of one input (a block's q, k, v; gate, up), bit for bit: X is quantized
+ * once, on the pool's threads, for all of those whose products read its plain blocks of 32 (every type but F16;
+ * packed layers by pbs2p_q8_plain_blocks), where each product alone would quantize it again. */
+pbs2p_status matmul_shared(const linear *const *ls, int n, const float *X, int32_t T, float *const *Y, pbs2p_pool *pool);
 
 /* ----------------------------------------------------------------------------------------------------
  * model_forward.c: the forward */
@@ -183,5 +187,15 @@ pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int
 int threads_for(pbs2p_pool *pool, size_t work, int n_max);
 /* Y (T, rows) = X (T, cols) W^T of a dense matrix (head, grid-tier linears), its rows split across the pool's threads. */
 pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y);
+/* dense_matmul of a type other than F16 on X already quantized (A, X's plain blocks of 32). */
+pbs2p_status dense_matmul_q8(pbs2p_pool *pool, const pbs2p_dense *W, const pbs2p_q8_acts *A, int32_t T, float *Y);
+/* activate (model_math.c) of n elements, and rows (T, D) = the norm of each row of x (T, D) (in place when rows ==
+ * x), split across the pool's threads where the work pays for them: the single thread's results. */
+void activate_pool(pbs2p_pool *pool, float *hb, const float *up, size_t n, act_kind act);
+void norm_rows_pool(pbs2p_pool *pool, const config *c, float *rows, const float *x, int32_t T, const float *weight,
+                    const float *bias);
+/* X (T, K) quantized into *A in *mem (malloc'd: the caller frees it on PBS2P_OK), a prompt's tokens split across the
+ * pool's threads. */
+pbs2p_status quantize_acts(pbs2p_pool *pool, const float *X, int32_t T, int32_t K, void **mem, pbs2p_q8_acts *A);
 
 #endif

@@ -2,6 +2,7 @@
 #include "model_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "exp_approx.h"
 
@@ -71,12 +72,34 @@ void activate(float *hb, const float *up, size_t n, act_kind act) {
         for (size_t i = 0; i < n; i++) hb[i] *= up[i];
 }
 
+static int plain_blocks(const linear *l) {
+    return l->layer ? pbs2p_q8_plain_blocks(l->layer) : l->dense.type != PBS2P_GGML_F16;
+}
+
+pbs2p_status matmul_shared(const linear *const *ls, int n, const float *X, int32_t T, float *const *Y, pbs2p_pool *pool) {
+    int shared = 0;
+    for (int k = 0; k < n; k++) shared += plain_blocks(ls[k]);
+    void *mem = NULL;
+    pbs2p_q8_acts A;
+    pbs2p_status st = PBS2P_OK;
+    if (shared && (st = quantize_acts(pool, X, T, ls[0]->cols, &mem, &A)) != PBS2P_OK) return st;
+    for (int k = 0; k < n && st == PBS2P_OK; k++) {
+        const linear *l = ls[k];
+        const size_t R = (size_t)l->rows, K = (size_t)l->cols;
+        if (!plain_blocks(l)) /* F16, or a packed layer with its own blocks: quantized (or not) by its product */
+            st = l->layer ? pbs2p_gemm_pool(l->layer, X, (size_t)T, (size_t)T * K, Y[k], (size_t)T * R, pool)
+                          : dense_matmul(pool, &l->dense, X, T, Y[k]);
+        else
+            st = l->layer ? pbs2p_gemm_pool_q8(l->layer, &A, (size_t)T, Y[k], pool)
+                          : dense_matmul_q8(pool, &l->dense, &A, T, Y[k]);
+        if (st == PBS2P_OK && l->bias)
+            for (int32_t t = 0; t < T; t++)
+                for (size_t i = 0; i < R; i++) Y[k][(size_t)t * R + i] += l->bias[i];
+    }
+    free(mem);
+    return st;
+}
+
 pbs2p_status matmul(const linear *l, const float *X, int32_t T, float *Y, pbs2p_pool *pool) {
-    const size_t R = (size_t)l->rows, K = (size_t)l->cols;
-    pbs2p_status st = l->layer ? pbs2p_gemm_pool(l->layer, X, (size_t)T, (size_t)T * K, Y, (size_t)T * R, pool)
-                               : dense_matmul(pool, &l->dense, X, T, Y);
-    if (st != PBS2P_OK || !l->bias) return st;
-    for (int32_t t = 0; t < T; t++)
-        for (size_t i = 0; i < R; i++) Y[(size_t)t * R + i] += l->bias[i];
-    return PBS2P_OK;
+    return matmul_shared(&l, 1, X, T, &Y, pool);
 }

@@ -60,32 +60,101 @@ static void run_quantize(void *arg) {
     pbs2p_q8_acts_quantize(j->X, j->t0, j->t1, j->A);
 }
 
-pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y) {
+pbs2p_status quantize_acts(pbs2p_pool *pool, const float *X, int32_t T, int32_t K, void **mem, pbs2p_q8_acts *A) {
+    *mem = malloc(pbs2p_q8_acts_bytes((size_t)T, K));
+    if (!*mem) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the int8 activations of %d tokens", (int)T);
+    pbs2p_q8_acts_init(*mem, (size_t)T, K, A);
+    quantize_job qj[PBS2P_MODEL_MAX_THREADS];
+    const int nt = pbs2p_pool_threads(pool) < PBS2P_MODEL_MAX_THREADS ? pbs2p_pool_threads(pool) : PBS2P_MODEL_MAX_THREADS;
+    const int nq = T >= 4 * nt ? nt : 1; /* a prompt's tokens split over the threads; one token alone */
+    for (int b = 0; b < nq; b++)
+        qj[b] = (quantize_job){X, A, (size_t)T * (size_t)b / (size_t)nq, (size_t)T * (size_t)(b + 1) / (size_t)nq};
+    pbs2p_pool_run(pool, run_quantize, qj, sizeof qj[0], nq);
+    return PBS2P_OK;
+}
+
+/* The rows of W split across nt jobs on multiples of 4 (the SIMD variants take rows by four). */
+static void run_dense_jobs(pbs2p_pool *pool, const pbs2p_kernels *k, const pbs2p_dense *W, const float *X,
+                           const pbs2p_q8_acts *A, int32_t T, float *Y, int nt, float *rows) {
     const int32_t R = W->rows, K = W->cols;
+    dense_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++)
+        jobs[b] = (dense_job){k->dense, k->qdense, W, X, A, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),
+                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4),
+                              A ? NULL : rows + (size_t)b * PBS2P_DENSE_ROWS * (size_t)K};
+    pbs2p_pool_run(pool, run_dense, jobs, sizeof jobs[0], nt);
+}
+
+static int dense_threads(pbs2p_pool *pool, const pbs2p_dense *W, int32_t T) {
+    return threads_for(pool, (size_t)W->rows * (size_t)W->cols * (size_t)T, PBS2P_MODEL_MAX_THREADS);
+}
+
+pbs2p_status dense_matmul_q8(pbs2p_pool *pool, const pbs2p_dense *W, const pbs2p_q8_acts *A, int32_t T, float *Y) {
     pbs2p_kernels k;
     if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
-    const int nt = threads_for(pool, (size_t)R * (size_t)K * (size_t)T, PBS2P_MODEL_MAX_THREADS);
-    const int integer = W->type != PBS2P_GGML_F16;
-    /* F16: each job's decoded rows; the other types: the activations quantized once, read by every job */
-    const size_t bytes = integer ? pbs2p_q8_acts_bytes((size_t)T, K)
-                                 : (size_t)nt * PBS2P_DENSE_ROWS * (size_t)K * sizeof(float);
-    float *mem = malloc(bytes);
-    if (!mem) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
-    pbs2p_q8_acts A;
-    if (integer) {
-        pbs2p_q8_acts_init(mem, (size_t)T, K, &A);
-        quantize_job qj[PBS2P_MODEL_MAX_THREADS];
-        const int nq = T >= 4 * nt ? nt : 1; /* a prompt's tokens split over the threads; one token alone */
-        for (int b = 0; b < nq; b++)
-            qj[b] = (quantize_job){X, &A, (size_t)T * (size_t)b / (size_t)nq, (size_t)T * (size_t)(b + 1) / (size_t)nq};
-        pbs2p_pool_run(pool, run_quantize, qj, sizeof qj[0], nq);
+    run_dense_jobs(pool, &k, W, NULL, A, T, Y, dense_threads(pool, W, T), NULL);
+    return PBS2P_OK;
+}
+
+pbs2p_status dense_matmul(pbs2p_pool *pool, const pbs2p_dense *W, const float *X, int32_t T, float *Y) {
+    pbs2p_kernels k;
+    if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
+    const int nt = dense_threads(pool, W, T);
+    void *mem;
+    pbs2p_status st;
+    if (W->type != PBS2P_GGML_F16) { /* the activations quantized once, read by every job */
+        pbs2p_q8_acts A;
+        if ((st = quantize_acts(pool, X, T, W->cols, &mem, &A)) != PBS2P_OK) return st;
+        run_dense_jobs(pool, &k, W, X, &A, T, Y, nt, NULL);
+    } else { /* F16: each job's decoded rows */
+        mem = malloc((size_t)nt * PBS2P_DENSE_ROWS * (size_t)W->cols * sizeof(float));
+        if (!mem) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a dense matrix product");
+        run_dense_jobs(pool, &k, W, X, NULL, T, Y, nt, mem);
     }
-    dense_job jobs[PBS2P_MODEL_MAX_THREADS];
-    for (int b = 0; b < nt; b++) /* rows split on multiples of 4: the SIMD variants take rows by four */
-        jobs[b] = (dense_job){k.dense, k.qdense, W, X, integer ? &A : NULL, Y, T, (int32_t)((int64_t)R / 4 * b / nt * 4),
-                              b + 1 == nt ? R : (int32_t)((int64_t)R / 4 * (b + 1) / nt * 4),
-                              integer ? NULL : mem + (size_t)b * PBS2P_DENSE_ROWS * (size_t)K};
-    pbs2p_pool_run(pool, run_dense, jobs, sizeof jobs[0], nt);
     free(mem);
     return PBS2P_OK;
+}
+
+/* ----------------------------------------------------------------------------------------------------
+ * Row-wise float math of a prompt (activations, norms): its elements or rows split across threads, each computed as
+ * alone, so the results are the single thread's */
+
+typedef struct rows_job {
+    const config *c;
+    float *out, *hb;
+    const float *x, *up, *weight, *bias;
+    size_t lo, hi;
+    act_kind act;
+} rows_job;
+
+static void run_activate(void *arg) {
+    const rows_job *j = arg;
+    activate(j->hb + j->lo, j->up ? j->up + j->lo : NULL, j->hi - j->lo, j->act);
+}
+
+void activate_pool(pbs2p_pool *pool, float *hb, const float *up, size_t n, act_kind act) {
+    /* about 16 operations an element; split on multiples of 16 elements */
+    const int nt = threads_for(pool, n * 16, PBS2P_MODEL_MAX_THREADS);
+    rows_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++)
+        jobs[b] = (rows_job){.hb = hb, .up = up, .act = act, .lo = n / 16 * (size_t)b / (size_t)nt * 16,
+                             .hi = b + 1 == nt ? n : n / 16 * (size_t)(b + 1) / (size_t)nt * 16};
+    pbs2p_pool_run(pool, run_activate, jobs, sizeof jobs[0], nt);
+}
+
+static void run_norms(void *arg) {
+    const rows_job *j = arg;
+    const size_t D = (size_t)j->c->n_embd;
+    for (size_t t = j->lo; t < j->hi; t++)
+        norm_row(j->out + t * D, j->x + t * D, j->weight, j->bias, (int32_t)D, j->c->norm, j->c->eps);
+}
+
+void norm_rows_pool(pbs2p_pool *pool, const config *c, float *rows, const float *x, int32_t T, const float *weight,
+                    const float *bias) {
+    const int nt = threads_for(pool, (size_t)T * (size_t)c->n_embd * 4, PBS2P_MODEL_MAX_THREADS);
+    rows_job jobs[PBS2P_MODEL_MAX_THREADS];
+    for (int b = 0; b < nt; b++)
+        jobs[b] = (rows_job){.c = c, .out = rows, .x = x, .weight = weight, .bias = bias,
+                             .lo = (size_t)T * (size_t)b / (size_t)nt, .hi = (size_t)T * (size_t)(b + 1) / (size_t)nt};
+    pbs2p_pool_run(pool, run_norms, jobs, sizeof jobs[0], nt);
 }
