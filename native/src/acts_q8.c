@@ -3,7 +3,7 @@
  * ties to even (-127..127), with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks
  * of 64). Shared by every
  * kernel variant, so all of them multiply the same integers; SSE2 (every x86-64) where there is SSE2, plain C
- * elsewhere, the same IEEE operations in both. */
+ * elsewhere, AVX-512 (acts_q8_avx512.c) on CPUs that have it: the same IEEE operations in all three. */
 #include "internal.h"
 
 #include <math.h>
@@ -84,7 +84,7 @@ static inline int32_t block_codes(const float *x, float id, int8_t *q) {
 #endif
 }
 
-void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A) {
+void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A) {
     const size_t nb = (size_t)A->blocks;
     for (size_t b = t0 * nb; b < t1 * nb; b++) {
         const float *x = X + b * PBS2P_ACT_BLOCK; /* block b of token b / nb: rows of X are cols = 32 nb apart */
@@ -101,6 +101,16 @@ void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8
         }
         A->s[b] = A->d[b] * (float)A->sum[b];
     }
+}
+
+void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A) {
+#ifdef PBS2P_HAVE_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        pbs2p_q8_acts_quantize_avx512(X, t0, t1, A);
+        return;
+    }
+#endif
+    pbs2p_q8_acts_quantize_ref(X, t0, t1, A);
 }
 
 pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t) {

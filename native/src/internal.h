@@ -210,6 +210,12 @@ void pbs2p_q8_acts_init(void *mem, size_t n_tokens, int32_t cols, pbs2p_q8_acts 
 /* Quantizes tokens [t0, t1) of X (n_tokens, cols) into A; each token on its own, so threads may fill disjoint ranges.
  * A block holding a NaN or an infinity gets d = NaN, so what it multiplies is NaN, as float products would be. */
 void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
+/* The same, SSE2 or plain C (the definition), and with AVX-512 F + BW where compiled in; the first of the three this
+ * CPU runs is pbs2p_q8_acts_quantize's. */
+void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
+#ifdef PBS2P_HAVE_AVX512
+void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
+#endif
 /* The activations from token t on. */
 pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t);
 

@@ -45,6 +45,12 @@ void rope(float *vec, int32_t n_heads, int32_t hd, int32_t pos, const float *inv
  * SIMD code: libm's expf / tanhf are a call per element, and a 256-token prompt of Gemma-3-270M spent about a fifth of
  * its time in them (18 layers x 2048 x 256 calls). exp_approx is within about 1 ulp of e^x; near 0 the tanh form
  * cancels to an absolute error of a float's epsilon, which the 0.5 g factor makes smaller still. */
+/* On x86-64 Linux the loops are compiled three times, for AVX-512, AVX2 and the baseline, and the loader picks the
+ * widest this CPU runs (GCC's target_clones): a 256-token prompt of SmolLM2 spent 4.6 % of its samples here in
+ * four-wide SSE2. The file is compiled without FP contraction, so every clone does the same IEEE operations. */
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void activate(float *hb, const float *up, size_t n, act_kind act) {
     const float k_tanh = 0.7978845608028654f; /* sqrt(2 / pi) */
     switch (act) { /* one loop per activation, so each vectorizes */

@@ -202,6 +202,40 @@ static void check_acts(void) {
     free(mem);
 }
 
+/* Every quantizer compiled in gives the reference's codes, scales and sums, bit for bit: values at every scale, ties,
+ * clamped blocks, all-zero blocks, a NaN and an infinity, subnormals. */
+static void check_acts_variants(void) {
+    enum { T = 3, COLS = 40 * 32 };
+    float *X = malloc(sizeof(float) * T * COLS);
+    for (size_t i = 0; i < (size_t)T * COLS; i++) {
+        const size_t blk = i / 32;
+        X[i] = rnd_unit() * ldexpf(1.0f, (int)(blk % 40) - 20);
+        if (blk % 7 == 3) X[i] = (float)((int)(i % 9) - 4) * 0.5f; /* halves: ties once scaled by 127 / 2 */
+        if (blk % 11 == 5) X[i] = 0.0f;
+        if (blk % 13 == 6) X[i] = 0x1p-140f * (float)(i % 5);
+    }
+    X[7 * 32 + 9] = NAN;
+    X[29 * 32 + 31] = -INFINITY;
+    void *m0 = malloc(pbs2p_q8_acts_bytes(T, COLS)), *m1 = malloc(pbs2p_q8_acts_bytes(T, COLS));
+    pbs2p_q8_acts A0, A1;
+    pbs2p_q8_acts_init(m0, T, COLS, &A0);
+    pbs2p_q8_acts_init(m1, T, COLS, &A1);
+    memset(m0, 0x55, pbs2p_q8_acts_bytes(T, COLS));
+    memset(m1, 0xAA, pbs2p_q8_acts_bytes(T, COLS));
+    pbs2p_q8_acts_quantize_ref(X, 0, T, &A0);
+    pbs2p_q8_acts_quantize(X, 0, T, &A1); /* this CPU's */
+    CHECK(memcmp(m0, m1, pbs2p_q8_acts_bytes(T, COLS)) == 0, "the quantizer in use differs from the reference");
+#ifdef PBS2P_HAVE_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        memset(m1, 0xAA, pbs2p_q8_acts_bytes(T, COLS));
+        pbs2p_q8_acts_quantize_avx512(X, 0, T, &A1);
+        CHECK(memcmp(m0, m1, pbs2p_q8_acts_bytes(T, COLS)) == 0, "the AVX-512 quantizer differs from the reference");
+    }
+#endif
+    CHECK(isnan(A0.d[7]) && isnan(A0.d[29]) && A0.d[5] == 0.0f, "non-finite blocks have d NaN, zero blocks d 0");
+    free(X); free(m0); free(m1);
+}
+
 int main(void) {
     const char *names[8];
     size_t nv = pbs2p_kernel_variants(names, 8);
@@ -210,6 +244,7 @@ int main(void) {
     static const int32_t g64_cols[] = {64, 128, 320, 576, 1536};
     check_layouts();
     check_acts();
+    check_acts_variants();
     for (size_t v = 0; v < nv; v++) {
         if (!pbs2p_kernel_available(names[v])) continue;
         for (size_t c = 0; c < sizeof f16_cols / sizeof f16_cols[0]; c++)
