@@ -115,6 +115,34 @@ static int load_model(const run_args *a, pbs2p_model **m, const pbs2p_tokenizer 
     return 0;
 }
 
+/* The prompt's ids, from the file's header and tokenizer, checked against the context pbs2p_model_load would make
+ * (pbs2p_model_peek) before the model is loaded: a 7B model's layers take seconds to prepare, and a prompt that
+ * cannot fit is refused at once. Returns 0, or the exit status after printing the error. */
+static int encode_prompt(const run_args *a, const char *text, size_t len, int32_t **ids, size_t *n) {
+    const pbs2p_model_params params = {a->threads, a->ctx, a->kv_type};
+    pbs2p_model_info info;
+    pbs2p_status st = pbs2p_model_peek(a->model, &params, &info);
+    if (st != PBS2P_OK) return lib_error(a->model, st);
+    pbs2p_gguf *f = NULL;
+    pbs2p_tokenizer *tok = NULL;
+    int rc = 0;
+    if ((st = pbs2p_gguf_open(a->model, &f)) != PBS2P_OK) rc = lib_error(a->model, st);
+    if (rc == 0 && (st = pbs2p_tokenizer_load(f, &tok)) != PBS2P_OK)
+        rc = cli_error("%s: no usable tokenizer for text: %s", a->model, pbs2p_last_error());
+    if (rc == 0) rc = encode(tok, text, len, 0, ids, n);
+    if (rc == 0 && *n == 0) rc = cli_error("the prompt tokenizes to no tokens");
+    if (rc == 0 && *n >= (size_t)info.n_ctx) /* pbs2p_generate's own check, made before the load */
+        rc = cli_error("the prompt (%zu tokens) is longer than the context allows: n_ctx %d holds at most %d prompt "
+                       "tokens and one generated token", *n, (int)info.n_ctx, (int)info.n_ctx - 1);
+    if (rc != 0) {
+        free(*ids);
+        *ids = NULL;
+    }
+    pbs2p_tokenizer_free(tok);
+    pbs2p_gguf_close(f);
+    return rc;
+}
+
 /* Where the generated tokens go: ids and text accumulate; text mode also streams each piece to stdout. */
 typedef struct gen_sink {
     int stream;
@@ -178,12 +206,10 @@ static int run_generate(const run_args *a) {
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     gen_sink sink = {.stream = !a->json};
-    int rc = load_model(a, &m, &tok);
-    if (rc == 0) rc = encode(tok, text, text_len, 0, &prompt, &n_prompt);
+    int rc = encode_prompt(a, text, text_len, &prompt, &n_prompt);
+    if (rc == 0) rc = load_model(a, &m, &tok);
     pbs2p_model_info info;
     if (rc == 0 && pbs2p_model_get_info(m, &info) != PBS2P_OK) rc = lib_error("model info", PBS2P_ERR_NULL);
-    if (rc == 0 && n_prompt == 0) rc = cli_error("the prompt tokenizes to no tokens");
-    if (rc == 0 && n_prompt > INT32_MAX) rc = cli_error("the prompt has %zu tokens, more than 2^31-1", n_prompt);
     if (rc == 0) {
         sink.cap = (size_t)info.n_ctx;
         sink.ids = malloc(sink.cap * sizeof *sink.ids);

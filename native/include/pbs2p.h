@@ -318,6 +318,11 @@ typedef struct pbs2p_model pbs2p_model; /* opaque */
 
 /* Open, validate and prepare the model at `path` (params NULL: defaults); *out = NULL on failure. */
 PBS2P_API pbs2p_status pbs2p_model_load(const char *path, const pbs2p_model_params *params, pbs2p_model **out);
+/* What pbs2p_model_load(path, params) would report in pbs2p_model_get_info (n_cached 0), after its checks of the
+ * file, the hyper-parameters, the vocabulary and params, without reading or preparing any weight (milliseconds, where
+ * a large model's load takes seconds): check inputs against the model (a prompt against n_ctx) before loading it. A
+ * file that passes may still fail to load on its weights. */
+PBS2P_API pbs2p_status pbs2p_model_peek(const char *path, const pbs2p_model_params *params, pbs2p_model_info *out);
 /* NULL is ignored. */
 PBS2P_API void pbs2p_model_free(pbs2p_model *m);
 PBS2P_API pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out);

@@ -297,7 +297,9 @@ static pbs2p_status check_block_count(const pbs2p_gguf *f, const config *c, uint
     return PBS2P_OK;
 }
 
-static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs2p_model *m) {
+/* pbs2p_model_load's checks before any weight is read: the file, its hyper-parameters, the vocabulary, the
+ * parameters and the KV cache's size guard; sets m's file, config, n_ctx and n_threads. */
+static pbs2p_status load_header(const char *path, const pbs2p_model_params *params, pbs2p_model *m) {
     pbs2p_status st;
     int32_t n_threads = params ? params->n_threads : 0, n_ctx = params ? params->n_ctx : 0;
     const int32_t kv_type = params ? params->kv_type : PBS2P_KV_F16;
@@ -344,7 +346,16 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
                           PBS2P_MODEL_MAX_STATE_BYTES >> 20);
     m->n_ctx = n_ctx;
     m->n_threads = n_threads;
+    return PBS2P_OK;
+}
 
+static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs2p_model *m) {
+    pbs2p_status st;
+    if ((st = load_header(path, params, m)) != PBS2P_OK) return st;
+    const pbs2p_gguf *f = m->file;
+    const config *c = &m->c;
+    const int32_t n_threads = m->n_threads, n_ctx = m->n_ctx;
+    const int32_t kv_type = params ? params->kv_type : PBS2P_KV_F16;
     if (n_threads > 1 && (st = pbs2p_pool_new(n_threads, &m->pool)) != PBS2P_OK) return st;
     if ((st = build_weights(f, c, m->pool, &m->w)) != PBS2P_OK) return st;
     if ((st = build_cache(c, n_ctx, kv_type == PBS2P_KV_F16, &m->kv)) != PBS2P_OK) return st;
@@ -356,6 +367,26 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
         snprintf(m->tok_error, sizeof m->tok_error, "%s", pbs2p_last_error());
         return PBS2P_OK;
     }
+    return st;
+}
+
+pbs2p_status pbs2p_model_peek(const char *path, const pbs2p_model_params *params, pbs2p_model_info *out) {
+    if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "out is NULL");
+    if (!path) return pbs2p_fail(PBS2P_ERR_NULL, "path is NULL");
+    pbs2p_model *m = calloc(1, sizeof *m);
+    if (!m) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the model");
+    pbs2p_status st = load_header(path, params, m);
+    row_matrix output;
+    if (st == PBS2P_OK) { /* tied: no head of its own (build_weights' rule) */
+        st = read_embedding(m->file, "output", m->c.n_vocab, m->c.n_embd, &output);
+        m->w.tied = st == PBS2P_ERR_NOT_FOUND;
+        if (m->w.tied) st = PBS2P_OK;
+    }
+    if (st == PBS2P_OK) {
+        m->kv.f16 = !params || params->kv_type == PBS2P_KV_F16;
+        st = pbs2p_model_get_info(m, out);
+    }
+    pbs2p_model_free(m);
     return st;
 }
 

@@ -34,6 +34,12 @@ int main(void) {
     if (write(fd, text, sizeof text) != (ssize_t)sizeof text) { perror("write"); return 2; }
     close(fd);
     CHECK_ST(pbs2p_model_load(path, NULL, &m), PBS2P_ERR_GGUF, "not a GGUF file");
+    /* pbs2p_model_peek makes the load's first checks, with the same statuses */
+    CHECK_ST(pbs2p_model_peek(path, NULL, &info), PBS2P_ERR_GGUF, "peek: not a GGUF file");
+    CHECK_ST(pbs2p_model_peek(path, NULL, NULL), PBS2P_ERR_NULL, "peek: out NULL");
+    CHECK_ST(pbs2p_model_peek(NULL, NULL, &info), PBS2P_ERR_NULL, "peek: path NULL");
+    CHECK_ST(pbs2p_model_peek("/nonexistent/dir/model.gguf", NULL, &info), PBS2P_ERR_IO, "peek: missing file");
+    CHECK_ST(pbs2p_model_peek("/nonexistent/dir/model.gguf", &bad_ctx, &info), PBS2P_ERR_ARGUMENT, "peek: n_ctx -5");
     unlink(path);
 
     CHECK_ST(pbs2p_model_eval(NULL, &tok, 1, 0, logits, 4), PBS2P_ERR_NULL, "eval NULL model");

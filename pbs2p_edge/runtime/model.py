@@ -92,6 +92,19 @@ def _rate(tokens: int, seconds: float) -> float | None:
 KV_TYPES = {"f16": lib.PBS2P_KV_F16, "f32": lib.PBS2P_KV_F32}  # Model(kv=...) -> pbs2p_model_params.kv_type
 
 
+def _params(n_threads: int, n_ctx: int | None, kv: str):
+    if kv not in KV_TYPES:
+        raise ConfigError(f"kv must be one of {', '.join(KV_TYPES)}, got {kv!r}")
+    return ffi.new("pbs2p_model_params *", {"n_threads": int(n_threads), "n_ctx": int(n_ctx or 0),
+                                            "kv_type": KV_TYPES[kv]})
+
+
+def _info(i) -> ModelInfo:
+    return ModelInfo(ffi.string(i.arch).decode(), i.n_vocab, i.n_ctx, i.n_ctx_train, i.n_layer, i.n_embd, i.n_ff,
+                     i.n_head, i.n_head_kv, i.head_dim, i.n_threads, i.n_cached, bool(i.tied),
+                     "f16" if i.kv_type == lib.PBS2P_KV_F16 else "f32")
+
+
 class Model:
     """Load and validate `path` (NativeError with the C message otherwise); close() or use `with`.
 
@@ -103,10 +116,7 @@ class Model:
 
     def __init__(self, path, n_threads: int = 1, n_ctx: int | None = None, kv: str = "f16"):
         self.path = Path(path)
-        if kv not in KV_TYPES:
-            raise ConfigError(f"kv must be one of {', '.join(KV_TYPES)}, got {kv!r}")
-        params = ffi.new("pbs2p_model_params *", {"n_threads": int(n_threads), "n_ctx": int(n_ctx or 0),
-                                                  "kv_type": KV_TYPES[kv]})
+        params = _params(n_threads, n_ctx, kv)
         out = ffi.new("pbs2p_model **")
         check(lib.pbs2p_model_load(c_path(self.path), params, out), f"load {self.path}")
         self._c = ffi.gc(out[0], lib.pbs2p_model_free)
@@ -133,13 +143,20 @@ class Model:
             raise ConfigError(f"{self.path}: the model is closed")
         return self._c
 
+    @staticmethod
+    def peek(path, n_threads: int = 1, n_ctx: int | None = None, kv: str = "f16") -> ModelInfo:
+        """The info Model(path, ...) would have (n_cached 0), after the load's checks of the file, its
+        hyper-parameters and the arguments, without reading any weight: milliseconds where a large model's load
+        takes seconds, so inputs (a prompt against n_ctx) can be checked first."""
+        i = ffi.new("pbs2p_model_info *")
+        check(lib.pbs2p_model_peek(c_path(Path(path)), _params(n_threads, n_ctx, kv), i), f"peek {path}")
+        return _info(i)
+
     @property
     def info(self) -> ModelInfo:
         i = ffi.new("pbs2p_model_info *")
         check(lib.pbs2p_model_get_info(self._handle(), i), "model info")
-        return ModelInfo(ffi.string(i.arch).decode(), i.n_vocab, i.n_ctx, i.n_ctx_train, i.n_layer, i.n_embd, i.n_ff,
-                         i.n_head, i.n_head_kv, i.head_dim, i.n_threads, i.n_cached, bool(i.tied),
-                         "f16" if i.kv_type == lib.PBS2P_KV_F16 else "f32")
+        return _info(i)
 
     def reset(self) -> None:
         """Forget the KV cache."""

@@ -263,6 +263,21 @@ def test_errors_exit_2_with_one_line(case, model_path, tmp_path):
         assert lines[0] == "pbs2p-run: --kv expects f16 or f32, got 'q8_0'"
 
 
+def test_a_prompt_that_cannot_fit_is_refused_before_the_load(model_path, tmp_path):
+    """The prompt is checked against the context from the file's header (pbs2p_model_peek) before any weight is
+    read, as a 7B model's layers take seconds to prepare: with a NaN in a norm of the file, a prompt too long for
+    --ctx is refused as too long, a short one by the load."""
+    t = next(t for t in gguf.GGUFReader(str(model_path)).tensors if t.name == "output_norm.weight")
+    data = bytearray(model_path.read_bytes())
+    data[int(t.data_offset):int(t.data_offset) + 4] = b"\x00\x00\xc0\x7f"  # float32 NaN
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    long = run("-m", bad, "-p", PROMPT * 4, "--ctx", 8, check=False)
+    assert long.returncode == 2 and b"longer than the context" in long.stderr, long.stderr
+    short = run("-m", bad, "-p", "hi", "--ctx", 8, check=False)
+    assert short.returncode == 2 and b"is NaN" in short.stderr, short.stderr
+
+
 def test_kv_f32_runs_the_float32_cache(model_path):
     out = run_json("-m", model_path, "-p", PROMPT, "-n", 24, "-t", 1, "--no-eos", "--kv", "f32")
     assert out["kv"] == "f32"

@@ -707,3 +707,29 @@ def test_gemma3_pattern_holds_bools(exported, tmp_path):
     with pytest.raises(NativeError, match=r"bool #2 of key-value #\d+ 'gemma3.attention.sliding_window_pattern' is 2") as e:
         Model(bad)
     assert _status(e) == lib.PBS2P_ERR_GGUF
+
+
+@pytest.mark.parametrize("name, kw", [("tied", {"n_threads": 2}), ("opt_untied", {"n_ctx": 64, "kv": "f32"}),
+                                      ("q8", {"kv": "f16"})])
+def test_peek_is_the_loaded_models_info(exported, name, kw):
+    """Model.peek (pbs2p_model_peek) gives the info the loaded model reports, before any weight is read."""
+    path = exported[name][1]
+    with NativeModel(path, **kw) as m:
+        assert NativeModel.peek(path, **kw) == m.info
+
+
+def test_peek_checks_what_the_load_checks_first_and_reads_no_weight(exported, tmp_path):
+    path = exported["untied"][1]
+    with pytest.raises(NativeError, match="exceeds the model's context_length 128") as e:
+        NativeModel.peek(path, n_ctx=129)
+    assert _status(e) == lib.PBS2P_ERR_ARGUMENT
+    with pytest.raises(NativeError) as e:
+        NativeModel.peek(path.parent / "missing.gguf")
+    assert _status(e) == lib.PBS2P_ERR_IO
+    with pytest.raises(ConfigError, match="kv must be one of"):
+        NativeModel.peek(path, kv="q8")
+    # a damaged weight is the load's to find: peek answers, the load refuses
+    bad = _poisoned(path, tmp_path, "output_norm.weight", struct.pack("<f", np.nan))
+    assert NativeModel.peek(bad, n_ctx=32).n_ctx == 32
+    with pytest.raises(NativeError, match="is NaN"):
+        NativeModel(bad, n_ctx=32)
