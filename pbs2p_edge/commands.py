@@ -459,8 +459,9 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
     import dataclasses
 
     from .runtime import selected_kernel
-    from .runtime.model import Model
+    from .runtime.model import Model, encode_text
     from .runtime.sampling import SamplerParams
+    from .runtime.tokenizer import Tokenizer
 
     sampler = SamplerParams() if sampler is None else sampler
     text = _prompt_text(prompt, prompt_file)
@@ -478,8 +479,10 @@ def run(source: str, prompt: str | None = None, *, prompt_file: str | None = Non
             if chunk:
                 on_text(chunk)
 
+    # the prompt against the context from the file's header, before the load reads and prepares every weight
+    prompt_ids = encode_text(Tokenizer(path), text)
+    Model.peek(path, n_threads=threads or default_threads(), n_ctx=n_ctx, kv=kv, prompt_tokens=len(prompt_ids))
     with Model(path, n_threads=threads or default_threads(), n_ctx=n_ctx, kv=kv) as model:
-        prompt_ids = model.tokenize(text)
         res = model.generate(prompt_ids, n_predict, stop_at_eos=stop_at_eos, on_token=on_token,
                              **dataclasses.asdict(sampler))
         info = model.info

@@ -131,9 +131,7 @@ static int encode_prompt(const run_args *a, const char *text, size_t len, int32_
         rc = cli_error("%s: no usable tokenizer for text: %s", a->model, pbs2p_last_error());
     if (rc == 0) rc = encode(tok, text, len, 0, ids, n);
     if (rc == 0 && *n == 0) rc = cli_error("the prompt tokenizes to no tokens");
-    if (rc == 0 && *n >= (size_t)info.n_ctx) /* pbs2p_generate's own check, made before the load */
-        rc = cli_error("the prompt (%zu tokens) is longer than the context allows: n_ctx %d holds at most %d prompt "
-                       "tokens and one generated token", *n, (int)info.n_ctx, (int)info.n_ctx - 1);
+    if (rc == 0 && (st = pbs2p_prompt_fits(&info, *n)) != PBS2P_OK) rc = lib_error(NULL, st);
     if (rc != 0) {
         free(*ids);
         *ids = NULL;

@@ -462,6 +462,9 @@ PBS2P_API pbs2p_generate_params pbs2p_generate_default_params(void);
 /* Generate after prompt[0..n_prompt) (n_prompt >= 1; n_prompt >= n_ctx: PBS2P_ERR_ARGUMENT, prompt longer than
  * the context); the generated ids go to out_tokens[0..cap) (cap >= n_predict; may be NULL with cap 0 when the
  * callback is enough). stats may be NULL. */
+/* PBS2P_OK when a prompt of n_prompt tokens leaves room in the model's context (info from pbs2p_model_get_info or
+ * pbs2p_model_peek) for one generated token, as pbs2p_generate requires; else PBS2P_ERR_ARGUMENT with the message. */
+PBS2P_API pbs2p_status pbs2p_prompt_fits(const pbs2p_model_info *info, size_t n_prompt);
 PBS2P_API pbs2p_status pbs2p_generate(pbs2p_model *m, const int32_t *prompt, int32_t n_prompt,
                                       const pbs2p_generate_params *params, pbs2p_token_callback callback,
                                       void *user_data, int32_t *out_tokens, size_t cap, pbs2p_generate_stats *stats);

@@ -17,14 +17,21 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+pbs2p_status pbs2p_prompt_fits(const pbs2p_model_info *info, size_t n_prompt) {
+    if (!info) return pbs2p_fail(PBS2P_ERR_NULL, "info is NULL");
+    if (n_prompt >= (size_t)info->n_ctx)
+        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "the prompt (%zu tokens) is longer than the context allows: n_ctx %d "
+                          "holds at most %d prompt tokens and one generated token", n_prompt, (int)info->n_ctx,
+                          (int)info->n_ctx - 1);
+    return PBS2P_OK;
+}
+
 static pbs2p_status check_args(const int32_t *prompt, int32_t n_prompt,
                                const pbs2p_generate_params *p, const int32_t *out_tokens, size_t cap,
                                const pbs2p_model_info *info) {
     if (n_prompt < 1) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_prompt %d must be >= 1", (int)n_prompt);
-    if (n_prompt >= info->n_ctx)
-        return pbs2p_fail(PBS2P_ERR_ARGUMENT, "the prompt (%d tokens) is longer than the context allows: n_ctx %d "
-                          "holds at most %d prompt tokens and one generated token", (int)n_prompt, (int)info->n_ctx,
-                          (int)info->n_ctx - 1);
+    pbs2p_status st = pbs2p_prompt_fits(info, (size_t)n_prompt);
+    if (st != PBS2P_OK) return st;
     if (p->n_predict < 0) return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_predict %d must be >= 0", (int)p->n_predict);
     if (p->stop_at_eos != 0 && p->stop_at_eos != 1)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "stop_at_eos %d must be 0 or 1", (int)p->stop_at_eos);

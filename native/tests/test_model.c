@@ -45,6 +45,10 @@ int main(void) {
     CHECK_ST(pbs2p_model_eval(NULL, &tok, 1, 0, logits, 4), PBS2P_ERR_NULL, "eval NULL model");
     CHECK_ST(pbs2p_model_get_info(NULL, &info), PBS2P_ERR_NULL, "info NULL model");
     CHECK_ST(pbs2p_model_reset(NULL), PBS2P_ERR_NULL, "reset NULL model");
+    CHECK_ST(pbs2p_prompt_fits(NULL, 1), PBS2P_ERR_NULL, "prompt_fits NULL info");
+    info.n_ctx = 8;
+    CHECK_ST(pbs2p_prompt_fits(&info, 7), PBS2P_OK, "7 prompt tokens in n_ctx 8");
+    CHECK_ST(pbs2p_prompt_fits(&info, 8), PBS2P_ERR_ARGUMENT, "8 prompt tokens in n_ctx 8");
     pbs2p_model_free(NULL);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     else printf("test_model: ok\n");

@@ -115,6 +115,7 @@ typedef struct pbs2p_model_info {
 typedef struct pbs2p_model pbs2p_model;
 pbs2p_status pbs2p_model_load(const char *path, const pbs2p_model_params *params, pbs2p_model **out);
 pbs2p_status pbs2p_model_peek(const char *path, const pbs2p_model_params *params, pbs2p_model_info *out);
+pbs2p_status pbs2p_prompt_fits(const pbs2p_model_info *info, size_t n_prompt);
 void pbs2p_model_free(pbs2p_model *m);
 pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out);
 pbs2p_status pbs2p_model_reset(pbs2p_model *m);

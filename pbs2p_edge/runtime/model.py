@@ -92,6 +92,18 @@ def _rate(tokens: int, seconds: float) -> float | None:
 KV_TYPES = {"f16": lib.PBS2P_KV_F16, "f32": lib.PBS2P_KV_F32}  # Model(kv=...) -> pbs2p_model_params.kv_type
 
 
+def encode_text(tok: Tokenizer, text: str, add_bos: bool | None = None, add_eos: bool | None = False) -> list[int]:
+    """Model.tokenize with the tokenizer `tok` (a model's, or Tokenizer(path) before the model is loaded)."""
+    ids = tok.encode(text)
+    for name, asked, rule, special, at in (("bos", add_bos, tok.info.add_bos, tok.info.bos, 0),
+                                           ("eos", add_eos, tok.info.add_eos, tok.info.eos, len(ids))):
+        if rule if asked is None else asked:
+            if special is None:
+                raise ConfigError(f"{tok.path}: add_{name} is asked but the tokenizer has no {name} token")
+            ids.insert(at, special)
+    return ids
+
+
 def _params(n_threads: int, n_ctx: int | None, kv: str):
     if kv not in KV_TYPES:
         raise ConfigError(f"kv must be one of {', '.join(KV_TYPES)}, got {kv!r}")
@@ -144,12 +156,15 @@ class Model:
         return self._c
 
     @staticmethod
-    def peek(path, n_threads: int = 1, n_ctx: int | None = None, kv: str = "f16") -> ModelInfo:
+    def peek(path, n_threads: int = 1, n_ctx: int | None = None, kv: str = "f16", prompt_tokens: int = 0) -> ModelInfo:
         """The info Model(path, ...) would have (n_cached 0), after the load's checks of the file, its
         hyper-parameters and the arguments, without reading any weight: milliseconds where a large model's load
-        takes seconds, so inputs (a prompt against n_ctx) can be checked first."""
+        takes seconds, so inputs can be checked first. prompt_tokens > 0: NativeError unless a prompt that long
+        fits the context with one generated token (generate's rule, pbs2p_prompt_fits)."""
         i = ffi.new("pbs2p_model_info *")
         check(lib.pbs2p_model_peek(c_path(Path(path)), _params(n_threads, n_ctx, kv), i), f"peek {path}")
+        if prompt_tokens > 0:
+            check(lib.pbs2p_prompt_fits(i, prompt_tokens), "prompt")
         return _info(i)
 
     @property
@@ -210,15 +225,7 @@ class Model:
     def tokenize(self, text: str, add_bos: bool | None = None, add_eos: bool | None = False) -> list[int]:
         """Ids of `text` in one call, BOS first when add_bos, EOS last when add_eos (None: the file's
         tokenizer.ggml.add_bos_token / add_eos_token rule, which is what a Hugging Face tokenizer(text) does)."""
-        tok = self.tokenizer
-        ids = tok.encode(text)
-        for name, asked, rule, special, at in (("bos", add_bos, tok.info.add_bos, tok.info.bos, 0),
-                                               ("eos", add_eos, tok.info.add_eos, tok.info.eos, len(ids))):
-            if rule if asked is None else asked:
-                if special is None:
-                    raise ConfigError(f"{self.path}: add_{name} is asked but the tokenizer has no {name} token")
-                ids.insert(at, special)
-        return ids
+        return encode_text(self.tokenizer, text, add_bos, add_eos)
 
     def detokenize(self, ids) -> str:
         """The text `ids` decode to (bytes that are not valid UTF-8 become U+FFFD)."""

@@ -728,6 +728,11 @@ def test_peek_checks_what_the_load_checks_first_and_reads_no_weight(exported, tm
     assert _status(e) == lib.PBS2P_ERR_IO
     with pytest.raises(ConfigError, match="kv must be one of"):
         NativeModel.peek(path, kv="q8")
+    # generate's rule for a prompt, before the load: n_ctx 8 holds 7 prompt tokens and one generated token
+    assert NativeModel.peek(path, n_ctx=8, prompt_tokens=7).n_ctx == 8
+    with pytest.raises(NativeError, match=r"the prompt \(8 tokens\) is longer than the context allows: n_ctx 8") as e:
+        NativeModel.peek(path, n_ctx=8, prompt_tokens=8)
+    assert _status(e) == lib.PBS2P_ERR_ARGUMENT
     # a damaged weight is the load's to find: peek answers, the load refuses
     bad = _poisoned(path, tmp_path, "output_norm.weight", struct.pack("<f", np.nan))
     assert NativeModel.peek(bad, n_ctx=32).n_ctx == 32
