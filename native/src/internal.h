@@ -428,6 +428,8 @@ typedef struct pbs2p_decoder {
     uint16_t *code_value;  /* (C(m, n),) the m-bit kept bitmap of each mask code */
     int32_t n_codes;
     int32_t *sal_rank;     /* (K,) rank of column j among salient columns, -1 if not salient; NULL without salient */
+    uint16_t *deposit;     /* (C(m, n) << n,) [code << n | signs]: the signs at their columns of the code's mask;
+                            * NULL where that is over 65536 entries */
 } pbs2p_decoder;
 
 /* One decoded row: per column, whether kept, signs of plane 0 / 1 (+1 = 1), stored region index. */
@@ -438,6 +440,13 @@ typedef struct pbs2p_row {
 pbs2p_status pbs2p_decoder_init(pbs2p_decoder *dec, const pbs2p_layer_desc *desc);
 void pbs2p_decoder_free(pbs2p_decoder *dec);
 pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *row);
+/* Whether pbs2p_decode_row_words reads the layer: one region, no salient columns, scale groups of whole 32-column
+ * words (group_size a multiple of 32, or at least K). */
+int pbs2p_row_words_fit(const pbs2p_layer_desc *d);
+/* Row i as bit words, straight from its mask codes and signs (no column-by-column decoding), with pbs2p_decode_row's
+ * checks: kept[g W + w] and pos[g W + w] (W = ceil(min(group_size, K) / 32)) hold columns g gs + 32 w .. + 31, bit c
+ * for column g gs + 32 w + c: kept, and kept with sign +1 (0 past the row's end). */
+pbs2p_status pbs2p_decode_row_words(const pbs2p_decoder *dec, int32_t i, uint32_t *kept, uint32_t *pos);
 /* One malloc holding the four (K,) arrays; free(row->kept) releases it. */
 pbs2p_status pbs2p_row_alloc(pbs2p_row *row, size_t K);
 

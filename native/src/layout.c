@@ -136,6 +136,17 @@ pbs2p_status pbs2p_decoder_init(pbs2p_decoder *dec, const pbs2p_layer_desc *d) {
     int32_t c = 0;
     for (uint32_t b = 0; b < (1u << d->m); b++)
         if (__builtin_popcount(b) == d->n) dec->code_value[c++] = (uint16_t)b;
+    /* signs (n bits, in column order) -> their columns' bits in code c's mask, where the table is small */
+    if (((size_t)dec->n_codes << d->n) <= 65536) {
+        dec->deposit = malloc(((size_t)dec->n_codes << d->n) * sizeof *dec->deposit);
+        if (!dec->deposit) { pbs2p_decoder_free(dec); return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory"); }
+        for (int32_t code = 0; code < dec->n_codes; code++)
+            for (uint32_t v = 0; v < (1u << d->n); v++) {
+                uint32_t p = 0, s = v;
+                for (uint32_t m = dec->code_value[code]; m; m &= m - 1, s >>= 1) p |= (s & 1u) << __builtin_ctz(m);
+                dec->deposit[((size_t)code << d->n) | v] = (uint16_t)p;
+            }
+    }
 
     if (d->has_salient) {
         dec->sal_rank = malloc((size_t)d->cols * sizeof *dec->sal_rank);
@@ -154,8 +165,10 @@ pbs2p_status pbs2p_decoder_init(pbs2p_decoder *dec, const pbs2p_layer_desc *d) {
 void pbs2p_decoder_free(pbs2p_decoder *dec) {
     free(dec->code_value);
     free(dec->sal_rank);
+    free(dec->deposit);
     dec->code_value = NULL;
     dec->sal_rank = NULL;
+    dec->deposit = NULL;
 }
 
 pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *row) {
@@ -197,6 +210,50 @@ pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *ro
                 row->region[j] = (uint8_t)(grp + (uint32_t)d->has_salient); /* stored region index */
             }
         }
+    }
+    return PBS2P_OK;
+}
+
+int pbs2p_row_words_fit(const pbs2p_layer_desc *d) {
+    return !d->has_salient && d->split == 1 && (d->group_size % 32 == 0 || d->group_size >= d->cols);
+}
+
+/* n <= 16 bits of stream s (nbytes long) from bit t on, the first in bit 0. */
+static inline uint32_t bits_at(const uint8_t *s, size_t nbytes, size_t t, int n) {
+    const size_t byte = t >> 3;
+    uint32_t v = 0;
+    for (size_t b = 0; b < 3 && byte + b < nbytes; b++) v |= (uint32_t)s[byte + b] << (8 * b);
+    return (v >> (t & 7)) & ((1u << n) - 1u);
+}
+
+pbs2p_status pbs2p_decode_row_words(const pbs2p_decoder *dec, int32_t i, uint32_t *kept, uint32_t *pos) {
+    const pbs2p_layer_desc *d = dec->desc;
+    const int32_t M = d->m, K = d->cols, full = (int32_t)((1u << M) - 1u);
+    const size_t gs = d->group_size < K ? (size_t)d->group_size : (size_t)K, W = (gs + 31) / 32;
+    const uint8_t *mask = dec->w_mask ? d->mask + (size_t)i * dec->sizes.mask_row_bytes : NULL;
+    const uint8_t *signs = d->signs + (size_t)i * dec->sizes.signs_row_bytes;
+    const size_t mask_bytes = dec->sizes.mask_row_bytes, sign_bytes = dec->sizes.signs_row_bytes;
+    memset(kept, 0, dec->sizes.groups_per_row * W * sizeof *kept);
+    memset(pos, 0, dec->sizes.groups_per_row * W * sizeof *pos);
+    size_t k = 0; /* index of the next kept element in this row */
+    for (int32_t q = 0; q < K / M; q++) {
+        uint32_t b = (uint32_t)full, code = 0;
+        if (mask) {
+            code = field_in(mask, mask_bytes, (size_t)q, dec->w_mask);
+            if (code >= (uint32_t)dec->n_codes)
+                return pbs2p_fail(PBS2P_ERR_FORMAT, "row %d, M-group %d: mask code %u >= C(%d, %d) = %d",
+                                  (int)i, (int)q, code, (int)M, (int)d->n, (int)dec->n_codes);
+            b = dec->code_value[code];
+        }
+        const int n = d->n; /* every M-group keeps N (a code is a rank among the masks of N bits; no mask: N = M) */
+        uint32_t s = bits_at(signs, sign_bytes, k, n), p = 0;
+        k += (size_t)n;
+        if (dec->deposit) p = dec->deposit[(size_t)code << n | s];
+        else for (uint32_t m = b; m; m &= m - 1, s >>= 1) p |= (s & 1u) << __builtin_ctz(m); /* signs to columns */
+        /* an M-group (M divides 32 and gs) lies in one word */
+        const size_t j = (size_t)q * (size_t)M, g = j / gs, c = j % gs, at = g * W + c / 32;
+        kept[at] |= b << (c % 32);
+        pos[at] |= p << (c % 32);
     }
     return PBS2P_OK;
 }

@@ -87,7 +87,10 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
     L->coef = malloc(R * G * P * sizeof *L->coef);
     if (d->has_col_scale) L->col_scale = malloc(nreg * K * sizeof *L->col_scale);
     pbs2p_row row = {0};
-    if (!L->plane_xs || !L->bits || !L->coef || (d->has_col_scale && !L->col_scale) ||
+    /* one region without salient columns (both presets' compact structure): the row's words decoded directly */
+    const int words_only = pbs2p_row_words_fit(d);
+    uint32_t *kept_words = words_only ? malloc(2 * G * W * sizeof *kept_words) : NULL;
+    if (!L->plane_xs || !L->bits || !L->coef || (d->has_col_scale && !L->col_scale) || (words_only && !kept_words) ||
         pbs2p_row_alloc(&row, K) != PBS2P_OK) {
         st = pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a prepared %zux%zu layer (%zu bit planes)", R, K, P);
         goto done;
@@ -98,8 +101,18 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
         for (size_t k = 0; k < nreg * K; k++) L->col_scale[k] = half_at(d->col_scale, k);
 
     for (size_t i = 0; i < R; i++) {
-        if ((st = pbs2p_decode_row(&dec, (int32_t)i, &row)) != PBS2P_OK) goto done;
         const size_t nr = pbs2p_block_rows(L, i);
+        if (words_only) {
+            uint32_t *pos_words = kept_words + G * W;
+            if ((st = pbs2p_decode_row_words(&dec, (int32_t)i, kept_words, pos_words)) != PBS2P_OK) goto done;
+            for (size_t g = 0; g < G; g++)
+                for (size_t w = 0; w < W; w++) { /* the layer is being built: the accessors' const is for the kernels */
+                    ((uint32_t *)pbs2p_plane_bits(L, i, g, 0))[w * nr] = kept_words[g * W + w];
+                    ((uint32_t *)pbs2p_plane_bits(L, i, g, 1))[w * nr] = pos_words[g * W + w];
+                }
+            goto coefficients;
+        }
+        if ((st = pbs2p_decode_row(&dec, (int32_t)i, &row)) != PBS2P_OK) goto done;
         /* plane words 32 columns at a time, without a branch per column and one region at a time (each pass an OR
          * reduction the compiler vectorizes): region r's kept and sign words, then the salient second signs (region
          * 0). A dropped column has kept, signs and region 0 and adds nothing; the planes start zeroed (alloc_planes). */
@@ -132,6 +145,7 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
                 }
             }
         }
+    coefficients:
         for (size_t g = 0; g < G; g++) {
             float cf[2 * 256 + 1]; /* P <= 2 * regions + 1, regions = split + salient <= 256 */
             double a2 = d->has_salient ? half_at(d->alpha2, i * G + g) : 0.0;
@@ -148,6 +162,7 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
         }
     }
 done:
+    free(kept_words);
     free(row.kept);
     pbs2p_decoder_free(&dec);
     if (st != PBS2P_OK) { pbs2p_layer_free(L); return st; }
