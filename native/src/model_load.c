@@ -158,13 +158,18 @@ static void run_block_job(void *arg) {
         }
 }
 
+/* The head of its own, output (*tied 0), or none: the head is the token embedding (*tied 1, *out untouched). */
+static pbs2p_status read_head(const pbs2p_gguf *f, const config *c, row_matrix *out, int *tied) {
+    const pbs2p_status st = read_embedding(f, "output", c->n_vocab, c->n_embd, out);
+    *tied = st == PBS2P_ERR_NOT_FOUND;
+    return *tied ? PBS2P_OK : st;
+}
+
 static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_pool *pool, weights *w) {
     pbs2p_status st;
     if ((st = read_embedding(f, "token_embd", c->n_vocab, c->n_embd, &w->token_embd)) != PBS2P_OK) return st;
-    st = read_embedding(f, "output", c->n_vocab, c->n_embd, &w->output);
-    w->tied = st == PBS2P_ERR_NOT_FOUND;
+    if ((st = read_head(f, c, &w->output, &w->tied)) != PBS2P_OK) return st;
     if (w->tied) w->output = w->token_embd;
-    else if (st != PBS2P_OK) return st;
     /* Llama always has a final norm; OPT only when pre-LN (Hugging Face's final_layer_norm may be None) */
     st = build_norm(f, c, "output_norm", c->arch == ARCH_LLAMA, &w->output_norm, &w->output_norm_bias);
     if (st != PBS2P_OK) return st;
@@ -346,6 +351,7 @@ static pbs2p_status load_header(const char *path, const pbs2p_model_params *para
                           PBS2P_MODEL_MAX_STATE_BYTES >> 20);
     m->n_ctx = n_ctx;
     m->n_threads = n_threads;
+    m->kv.f16 = kv_type == PBS2P_KV_F16; /* the cache itself is build_cache's */
     return PBS2P_OK;
 }
 
@@ -355,10 +361,9 @@ static pbs2p_status load(const char *path, const pbs2p_model_params *params, pbs
     const pbs2p_gguf *f = m->file;
     const config *c = &m->c;
     const int32_t n_threads = m->n_threads, n_ctx = m->n_ctx;
-    const int32_t kv_type = params ? params->kv_type : PBS2P_KV_F16;
     if (n_threads > 1 && (st = pbs2p_pool_new(n_threads, &m->pool)) != PBS2P_OK) return st;
     if ((st = build_weights(f, c, m->pool, &m->w)) != PBS2P_OK) return st;
-    if ((st = build_cache(c, n_ctx, kv_type == PBS2P_KV_F16, &m->kv)) != PBS2P_OK) return st;
+    if ((st = build_cache(c, n_ctx, m->kv.f16, &m->kv)) != PBS2P_OK) return st;
     /* A file without a tokenizer, or with one of a kind this library cannot read, still runs from token ids;
      * a tokenizer that is present but malformed makes the file invalid. */
     st = pbs2p_tokenizer_load(f, &m->tok);
@@ -376,16 +381,8 @@ pbs2p_status pbs2p_model_peek(const char *path, const pbs2p_model_params *params
     pbs2p_model *m = calloc(1, sizeof *m);
     if (!m) return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for the model");
     pbs2p_status st = load_header(path, params, m);
-    row_matrix output;
-    if (st == PBS2P_OK) { /* tied: no head of its own (build_weights' rule) */
-        st = read_embedding(m->file, "output", m->c.n_vocab, m->c.n_embd, &output);
-        m->w.tied = st == PBS2P_ERR_NOT_FOUND;
-        if (m->w.tied) st = PBS2P_OK;
-    }
-    if (st == PBS2P_OK) {
-        m->kv.f16 = !params || params->kv_type == PBS2P_KV_F16;
-        st = pbs2p_model_get_info(m, out);
-    }
+    if (st == PBS2P_OK) st = read_head(m->file, &m->c, &m->w.output, &m->w.tied);
+    if (st == PBS2P_OK) st = pbs2p_model_get_info(m, out);
     pbs2p_model_free(m);
     return st;
 }
