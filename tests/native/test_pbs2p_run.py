@@ -37,8 +37,15 @@ def _find_binary() -> str | None:
     found = shutil.which("pbs2p-run")
     if found:
         return found
-    built = sorted(glob.glob(str(ROOT / "build" / "*" / "native" / "pbs2p-run")), key=os.path.getmtime)
-    return built[-1] if built else None
+    # the newest build this machine runs (scripts/test-aarch64.sh leaves an AArch64 one in build/aarch64)
+    for built in sorted(glob.glob(str(ROOT / "build" / "*" / "native" / "pbs2p-run")), key=os.path.getmtime,
+                        reverse=True):
+        try:
+            subprocess.run([built, "--version"], capture_output=True, timeout=TIMEOUT, check=True)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return built
+    return None
 
 
 BINARY = _find_binary()
