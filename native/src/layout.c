@@ -222,8 +222,39 @@ int pbs2p_row_words_fit(const pbs2p_layer_desc *d) {
 static inline uint32_t bits_at(const uint8_t *s, size_t nbytes, size_t t, int n) {
     const size_t byte = t >> 3;
     uint32_t v = 0;
-    for (size_t b = 0; b < 3 && byte + b < nbytes; b++) v |= (uint32_t)s[byte + b] << (8 * b);
+    if (byte + 4 <= nbytes) {
+        v = (uint32_t)s[byte] | (uint32_t)s[byte + 1] << 8 | (uint32_t)s[byte + 2] << 16 | (uint32_t)s[byte + 3] << 24;
+    } else {
+        for (size_t b = 0; b < 3 && byte + b < nbytes; b++) v |= (uint32_t)s[byte + b] << (8 * b);
+    }
     return (v >> (t & 7)) & ((1u << n) - 1u);
+}
+
+/* Bits [bit, bit + 57) of a stream whose bytes reach at least (bit >> 3) + 8, least significant first. */
+static inline uint64_t window57(const uint8_t *s, size_t bit) {
+    const uint8_t *b = s + (bit >> 3);
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++) v |= (uint64_t)b[k] << (8 * k); /* one load on a little-endian machine */
+    return v >> (bit & 7);
+}
+
+/* The kept and +1 bits of the four M-groups of 8 columns from M-group q on (kept element k on): one 32-column word,
+ * the codes and the signs read once (4 w_mask + 4 n <= 60 bits; the caller has checked both windows lie inside the
+ * row's streams). Returns 0 for a code out of range (the caller's slow path says which). */
+static inline int octets4(const pbs2p_decoder *dec, const uint8_t *mask, const uint8_t *signs, size_t q, size_t k,
+                          uint32_t *kw, uint32_t *pw) {
+    const int w = dec->w_mask, n = dec->desc->n;
+    const uint64_t codes = window57(mask, q * (size_t)w), sg = window57(signs, k);
+    uint32_t kb = 0, pb = 0;
+    for (int o = 0; o < 4; o++) {
+        const uint32_t code = (uint32_t)(codes >> (o * w)) & ((1u << w) - 1u);
+        if (code >= (uint32_t)dec->n_codes) return 0;
+        const uint32_t s = (uint32_t)(sg >> (o * n)) & ((1u << n) - 1u);
+        kb |= (uint32_t)dec->code_value[code] << (8 * o);
+        pb |= (uint32_t)dec->deposit[(size_t)code << n | s] << (8 * o);
+    }
+    *kw = kb, *pw = pb;
+    return 1;
 }
 
 pbs2p_status pbs2p_decode_row_words(const pbs2p_decoder *dec, int32_t i, uint32_t *kept, uint32_t *pos) {
@@ -235,25 +266,34 @@ pbs2p_status pbs2p_decode_row_words(const pbs2p_decoder *dec, int32_t i, uint32_
     const size_t mask_bytes = dec->sizes.mask_row_bytes, sign_bytes = dec->sizes.signs_row_bytes;
     memset(kept, 0, dec->sizes.groups_per_row * W * sizeof *kept);
     memset(pos, 0, dec->sizes.groups_per_row * W * sizeof *pos);
-    size_t k = 0; /* index of the next kept element in this row */
-    for (int32_t q = 0; q < K / M; q++) {
-        uint32_t b = (uint32_t)full, code = 0;
-        if (mask) {
-            code = field_in(mask, mask_bytes, (size_t)q, dec->w_mask);
-            if (code >= (uint32_t)dec->n_codes)
-                return pbs2p_fail(PBS2P_ERR_FORMAT, "row %d, M-group %d: mask code %u >= C(%d, %d) = %d",
-                                  (int)i, (int)q, code, (int)M, (int)d->n, (int)dec->n_codes);
-            b = dec->code_value[code];
+    size_t k = 0, q = 0; /* the next kept element and the next M-group of this row */
+    for (size_t g = 0, c0 = 0; c0 < (size_t)K; g++, c0 += gs) {
+        const size_t len = (size_t)K - c0 < gs ? (size_t)K - c0 : gs;
+        for (size_t c = 0; c < len; c += (size_t)M, q++) { /* column c0 + c starts M-group q */
+            /* M = 8 (the presets' M): four M-groups, a whole word, at once where the streams have 8 bytes to spare */
+            if (M == 8 && mask && dec->deposit && c % 32 == 0 && c + 32 <= len &&
+                (q * (size_t)dec->w_mask >> 3) + 8 <= mask_bytes && (k >> 3) + 8 <= sign_bytes &&
+                octets4(dec, mask, signs, q, k, &kept[g * W + c / 32], &pos[g * W + c / 32])) {
+                c += 24, q += 3, k += 4 * (size_t)d->n; /* the loop adds the last 8 columns and M-group */
+                continue;
+            }
+            uint32_t b = (uint32_t)full, code = 0;
+            if (mask) {
+                code = field_in(mask, mask_bytes, q, dec->w_mask);
+                if (code >= (uint32_t)dec->n_codes)
+                    return pbs2p_fail(PBS2P_ERR_FORMAT, "row %d, M-group %d: mask code %u >= C(%d, %d) = %d",
+                                      (int)i, (int)q, code, (int)M, (int)d->n, (int)dec->n_codes);
+                b = dec->code_value[code];
+            }
+            const int n = d->n; /* every M-group keeps N (a code is a rank among the masks of N bits; no mask: N = M) */
+            uint32_t s = bits_at(signs, sign_bytes, k, n), p = 0;
+            k += (size_t)n;
+            if (dec->deposit) p = dec->deposit[(size_t)code << n | s];
+            else for (uint32_t m = b; m; m &= m - 1, s >>= 1) p |= (s & 1u) << __builtin_ctz(m); /* signs to columns */
+            /* an M-group (M divides 32 and gs) lies in one word */
+            kept[g * W + c / 32] |= b << (c % 32);
+            pos[g * W + c / 32] |= p << (c % 32);
         }
-        const int n = d->n; /* every M-group keeps N (a code is a rank among the masks of N bits; no mask: N = M) */
-        uint32_t s = bits_at(signs, sign_bytes, k, n), p = 0;
-        k += (size_t)n;
-        if (dec->deposit) p = dec->deposit[(size_t)code << n | s];
-        else for (uint32_t m = b; m; m &= m - 1, s >>= 1) p |= (s & 1u) << __builtin_ctz(m); /* signs to columns */
-        /* an M-group (M divides 32 and gs) lies in one word */
-        const size_t j = (size_t)q * (size_t)M, g = j / gs, c = j % gs, at = g * W + c / 32;
-        kept[at] |= b << (c % 32);
-        pos[at] |= p << (c % 32);
     }
     return PBS2P_OK;
 }
