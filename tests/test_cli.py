@@ -262,13 +262,16 @@ def test_llama_layout_architectures_go_through_the_whole_chain(capsys, tmp_path,
         ppl[source] = json.loads(stdout)["ppl"]
     # the runtime multiplies the packed layers on int8 activations, PyTorch's eval on float ones: 1.1e-4 measured
     assert ppl[gguf_path] == pytest.approx(ppl[ck], rel=1e-3)
+    # greedy decoding: each token the runtime picks is PyTorch's arg-max after the same prefix, or a near tie (the
+    # int8 activations move a logit by up to ~1e-3 of the logits' range on this tiny random model)
     model, _ = to_fake_quant_model(ck)
-    ids = list(range(3, 15))
-    with torch.no_grad():
-        for _ in range(12):
-            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    prompt = list(range(3, 15))
     with Model(gguf_path) as m:
-        assert m.generate_greedy(ids[:12], 12) == ids[12:]
+        got = m.generate_greedy(prompt, 12)
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + got])).logits[0, len(prompt) - 1:-1]
+    gaps = (logits.max(dim=1).values - logits[torch.arange(len(got)), got]) / (logits.max() - logits.min())
+    assert float(gaps.max()) <= 2e-3
 
 
 @pytest.mark.parametrize("what, edit, out, message", [

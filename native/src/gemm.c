@@ -49,7 +49,12 @@ static void *run_job(void *arg) {
 
 static void run_pool_job(void *arg) { run_job(arg); }
 
-/* xs (T, n_xs, K + PAD): x, or x * col_scale[r] per stored region r, zero padded. */
+/* Column j of the prepared order (internal.h) of one token's x. */
+static inline float column(const pbs2p_layer *L, const float *x, size_t j) {
+    return L->perm ? x[L->perm[j]] : x[j];
+}
+
+/* xs (T, n_xs, K + PAD): x, or x * col_scale[r] per stored region r, in the prepared column order, zero padded. */
 static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T) {
     const size_t K = (size_t)L->cols, stride = K + PBS2P_XS_PAD, nxs = (size_t)L->n_xs;
     float *xs = malloc(T * nxs * stride * sizeof *xs);
@@ -60,7 +65,9 @@ static float *prepare_activations(const pbs2p_layer *L, const float *X, size_t T
             const float *x = X + t * K;
             if (L->col_scale) {
                 const float *cs = L->col_scale + r * K;
-                for (size_t j = 0; j < K; j++) dst[j] = x[j] * cs[j];
+                for (size_t j = 0; j < K; j++) dst[j] = column(L, x, j) * cs[j];
+            } else if (L->perm) {
+                for (size_t j = 0; j < K; j++) dst[j] = column(L, x, j);
             } else {
                 memcpy(dst, x, K * sizeof *dst);
             }
@@ -136,7 +143,7 @@ pbs2p_status pbs2p_gemv(const pbs2p_layer *L, const float *x, size_t x_len, floa
 /* ---- on int8 activations (internal.h): a model's products ---- */
 
 /* The activation blocks of X (T, K) for the layer's planes, quantized into A: block (r, g, w) of a token is columns
- * g gs + 32 w .. + 31 of its row of X (times col_scale[r]), zero past its group's end. A layer without column scales
+ * g gs + 32 w .. + 31 of its row of X in the prepared column order (times col_scale[r]), zero past its group's end. A layer without column scales
  * whose groups are whole blocks (both presets) has X's own layout: X is quantized where it is, without a copy. */
 static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t T, pbs2p_q8_acts *A) {
     const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
@@ -151,13 +158,13 @@ static pbs2p_status quantize_blocks(const pbs2p_layer *L, const float *X, size_t
         for (size_t r = 0; r < (size_t)L->n_xs; r++)
             for (size_t g = 0; g < G; g++) {
                 const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-                const float *x = X + t * K + c0;
+                const float *x = X + t * K;
                 float *dst = v + t * per_token + (r * G + g) * W * PBS2P_ACT_BLOCK; /* the group's W blocks */
                 if (L->col_scale) {
                     const float *cs = L->col_scale + r * K + c0;
-                    for (size_t j = 0; j < len; j++) dst[j] = x[j] * cs[j];
+                    for (size_t j = 0; j < len; j++) dst[j] = column(L, x, c0 + j) * cs[j];
                 } else {
-                    memcpy(dst, x, len * sizeof *dst);
+                    for (size_t j = 0; j < len; j++) dst[j] = column(L, x, c0 + j);
                 }
             }
     pbs2p_q8_acts_quantize(v, 0, T, A);
@@ -191,7 +198,7 @@ static pbs2p_status run_q8(const pbs2p_layer *L, pbs2p_rows_q8_fn fn, const floa
 }
 
 int pbs2p_q8_plain_blocks(const pbs2p_layer *L) {
-    return !L->col_scale && pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK == (size_t)L->cols;
+    return !L->col_scale && !L->perm && pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK == (size_t)L->cols;
 }
 
 pbs2p_status pbs2p_gemm_pool_q8(const pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y,

@@ -31,7 +31,17 @@ static_assert(sizeof(float) == 4, "kernels compute in IEEE float32");
  * Rows are stored in blocks of PBS2P_ROW_BLOCK (the last block holds the remaining nr = R mod 16 rows),
  * interleaved inside a block: bits (block, G, P, words, nr) and coef (block, G, P, nr), so the 16 rows'
  * word w of plane (g, p) are one contiguous vector (the AVX-512 GEMV's lanes) and there is no padding:
- * the layout holds exactly R * G * P * words bit words and R * G * P coefficients. Use the accessors below. */
+ * the layout holds exactly R * G * P * words bit words and R * G * P coefficients. Use the accessors below.
+ *
+ * A layer with salient columns is held with its columns permuted inside each scale group: the group's salient columns
+ * first, then the others, each in ascending order (perm[c] = the file's column at prepared column c). The salient
+ * region's planes (0, 1 and 2 * nreg) then have set bits only in the group's first words and the other regions' only
+ * in its last ones, and the products on int8 activations read plane (g, p) over its words [word_lo, word_hi) alone
+ * (the rest would be zero and are not stored): on the paper structure (42 % salient columns on SmolLM2, groups of 128
+ * columns) 65 % of the 7 planes' words. The activations are permuted to match (gemm.c). Such a layer's row block holds
+ * its planes' stored words one after another, plane (g, p) from word word_off[g, p] of row_words per row on: its word
+ * w (word_lo <= w < word_hi) is word w - word_lo there. Without salient columns perm, word_lo, word_hi and word_off are
+ * NULL and every plane has its W words, word w at w. */
 struct pbs2p_layer {
     int32_t rows, cols, n, m, group_size, groups, split, regions;
     int32_t has_salient, has_mu, has_col_scale;
@@ -41,7 +51,11 @@ struct pbs2p_layer {
     int32_t *plane_xs;   /* (P,) activation vector each plane sums */
     uint32_t *bits;      /* see above; bit c of word w = column g*group_size + 32w + c */
     float *coef;         /* see above, float32 */
-    float *col_scale;    /* (regions, K) float32, or NULL */
+    float *col_scale;    /* (regions, K) float32, in prepared column order, or NULL */
+    int32_t *perm;       /* (K,) the file's column at each prepared column, or NULL (the identity) */
+    int32_t *word_lo, *word_hi; /* (G, P) the words of plane (g, p) that are stored, or NULL (all W) */
+    int32_t *word_off;   /* (G, P) where plane (g, p)'s stored words start in a row's words, or NULL: (g P + p) W */
+    size_t row_words;    /* bit words per row: G * P * W, or fewer with word ranges */
 };
 
 /* Rows in row i's block (16, or fewer in the last block): the stride between its consecutive words. */
@@ -50,11 +64,22 @@ static inline size_t pbs2p_block_rows(const struct pbs2p_layer *L, size_t i) {
     return left < PBS2P_ROW_BLOCK ? left : PBS2P_ROW_BLOCK;
 }
 
-/* Word 0 of row i's plane p in scale group g; word w is at [w * pbs2p_block_rows(L, i)]. */
+/* Where plane (g, p)'s first stored word lies among a row's row_words (see above). */
+static inline size_t pbs2p_plane_offset(const struct pbs2p_layer *L, size_t g, size_t p) {
+    const size_t gp = g * (size_t)L->planes + p;
+    return L->word_off ? (size_t)L->word_off[gp] : gp * (size_t)L->words;
+}
+
+/* Row i's plane p in scale group g, from its first stored word (pbs2p_plane_words' lo; 0 without word ranges): word
+ * w is at [(w - lo) * pbs2p_block_rows(L, i)]. */
 static inline const uint32_t *pbs2p_plane_bits(const struct pbs2p_layer *L, size_t i, size_t g, size_t p) {
-    const size_t GP = (size_t)L->groups * (size_t)L->planes, W = (size_t)L->words;
     const size_t first = i - i % PBS2P_ROW_BLOCK;
-    return L->bits + first * GP * W + (g * (size_t)L->planes + p) * W * pbs2p_block_rows(L, i) + i % PBS2P_ROW_BLOCK;
+    return L->bits + first * L->row_words + pbs2p_plane_offset(L, g, p) * pbs2p_block_rows(L, i) + i % PBS2P_ROW_BLOCK;
+}
+
+/* Row block `first`'s words: plane (g, p) word w at + (pbs2p_plane_offset + w - lo) * its rows. */
+static inline const uint32_t *pbs2p_block_bits(const struct pbs2p_layer *L, size_t first) {
+    return L->bits + first * L->row_words;
 }
 
 /* The GEMV kernels read a block's planes in memory order (the layout above) and prefetch the line
@@ -72,6 +97,17 @@ static inline void pbs2p_stream_ahead(const uint32_t *at) {
 static inline size_t pbs2p_group_words(const struct pbs2p_layer *L, size_t g) {
     const size_t K = (size_t)L->cols, gs = (size_t)L->group_size, c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
     return (len + 31) / 32;
+}
+
+/* The stored words [*lo, *hi) of plane p in scale group g: the ones every kernel reads. */
+static inline void pbs2p_plane_words(const struct pbs2p_layer *L, size_t g, size_t p, size_t *lo, size_t *hi) {
+    if (L->word_lo) {
+        *lo = (size_t)L->word_lo[g * (size_t)L->planes + p];
+        *hi = (size_t)L->word_hi[g * (size_t)L->planes + p];
+    } else {
+        *lo = 0;
+        *hi = pbs2p_group_words(L, g);
+    }
 }
 
 /* Coefficient of row i, scale group g, plane p. */

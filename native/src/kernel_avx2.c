@@ -94,21 +94,22 @@ static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_l
     /* lanes of rows 0..7 and 8..15 that exist: the first min(nr, 8) and max(nr - 8, 0) */
     const __m256i ma = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr < 8 ? nr : 8)));
     const __m256i mb = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr > 8 ? nr - 8 : 0)));
-    const uint32_t *bb = L->bits + first * G * P * W;
+    const uint32_t *bb = pbs2p_block_bits(L, first);
     const float *cb = L->coef + first * G * P;
     __m256 acca = _mm256_setzero_ps(), accb = _mm256_setzero_ps();
     for (size_t g = 0; g < G; g++) {
-        const size_t gw = pbs2p_group_words(L, g);
         for (size_t p = 0; p < P; p++) {
             const float *t = lut + ((size_t)L->plane_xs[p] * G + g) * W * WORD_TABLE;
-            const uint32_t *b = bb + (g * P + p) * W * nr;
+            size_t lo, hi;
+            pbs2p_plane_words(L, g, p, &lo, &hi);
+            const uint32_t *b = bb + pbs2p_plane_offset(L, g, p) * nr; /* word w at b + (w - lo) * nr */
             __m256 sa = _mm256_setzero_ps(), sb = _mm256_setzero_ps();
-            for (size_t w = 0; w < gw; w++) {
-                pbs2p_stream_ahead(b + w * nr);
-                const __m256i wa = FULL ? _mm256_loadu_si256((const __m256i *)(b + w * 16))
-                                        : _mm256_maskload_epi32((const int *)(b + w * nr), ma);
-                const __m256i wb = FULL ? _mm256_loadu_si256((const __m256i *)(b + w * 16 + 8))
-                                        : _mm256_maskload_epi32((const int *)(b + w * nr + 8), mb);
+            for (size_t w = lo; w < hi; w++, b += nr) {
+                pbs2p_stream_ahead(b);
+                const __m256i wa = FULL ? _mm256_loadu_si256((const __m256i *)b)
+                                        : _mm256_maskload_epi32((const int *)b, ma);
+                const __m256i wb = FULL ? _mm256_loadu_si256((const __m256i *)(b + 8))
+                                        : _mm256_maskload_epi32((const int *)(b + 8), mb);
                 if (d) {
                     const __m256 dw = _mm256_set1_ps(d[((size_t)L->plane_xs[p] * G + g) * W + w]);
                     sa = _mm256_fmadd_ps(word_sum(wa, t + w * WORD_TABLE), dw, sa);
@@ -217,7 +218,7 @@ static inline __attribute__((always_inline)) void row_block(const struct pbs2p_l
 
 void pbs2p_gemm_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                           float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1) {
+    if (L->n_xs != 1 || L->word_lo) { /* per-region scaled activations, planes over their own words: token by token */
         pbs2p_rows_avx2(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }

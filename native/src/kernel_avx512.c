@@ -59,11 +59,11 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
     const size_t P = P_fixed ? (size_t)P_fixed : (size_t)L->planes;
     const size_t nr = pbs2p_block_rows(L, first);
     const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
-    const uint32_t *bb = L->bits + first * G * P * W;
+    const uint32_t *bb = pbs2p_block_bits(L, first);
     const float *cb = L->coef + first * G * P;
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
-        if (P_fixed) {
+        if (P_fixed) { /* the planes' W words each (no word ranges) */
             __m512 s[MAX_FIXED_PLANES];
             for (size_t p = 0; p < P; p++) s[p] = _mm512_setzero_ps();
             for (size_t w = 0; w < W; w++)
@@ -79,10 +79,12 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
             for (size_t p = 0; p < P; p++) {
                 __m512 s = _mm512_setzero_ps();
                 const float *t = lut + ((size_t)L->plane_xs[p] * G + g) * Q * 16;
-                for (size_t w = 0; w < W; w++) {
-                    pbs2p_stream_ahead(bb + ((g * P + p) * W + w) * nr);
-                    s = _mm512_add_ps(s, word_sum(_mm512_maskz_loadu_epi32(lanes, bb + ((g * P + p) * W + w) * nr),
-                                                  t + w * QUADS_PER_WORD * 16));
+                size_t lo, hi;
+                pbs2p_plane_words(L, g, p, &lo, &hi);
+                const uint32_t *b = bb + pbs2p_plane_offset(L, g, p) * nr; /* word w at b + (w - lo) * nr */
+                for (size_t w = lo; w < hi; w++, b += nr) {
+                    pbs2p_stream_ahead(b);
+                    s = _mm512_add_ps(s, word_sum(_mm512_maskz_loadu_epi32(lanes, b), t + w * QUADS_PER_WORD * 16));
                 }
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), s, acc);
             }
@@ -108,7 +110,7 @@ void pbs2p_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_to
         build_tables(L, xs + t * tstride, lut);
         for (size_t first = r0 - r0 % PBS2P_ROW_BLOCK; first < r1; first += PBS2P_ROW_BLOCK) {
             __m512 y;
-            switch (L->planes) {
+            switch (L->word_lo ? 0 : L->planes) { /* planes over their own words: one plane at a time */
             case 2: y = block_dot(L, first, lut, 2); break;
             case 3: y = block_dot(L, first, lut, 3); break;
             case 4: y = block_dot(L, first, lut, 4); break;
@@ -178,7 +180,8 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
 
 void pbs2p_gemm_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                             float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1 || L->planes > MAX_FIXED_PLANES) { /* per-region scaled activations: token by token */
+    if (L->n_xs != 1 || L->planes > MAX_FIXED_PLANES || L->word_lo) {
+        /* per-region scaled activations, planes over their own words: token by token */
         pbs2p_rows_avx512(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }

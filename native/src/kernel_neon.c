@@ -45,7 +45,7 @@ static inline __attribute__((always_inline)) float row_dot(const struct pbs2p_la
     return vaddvq_f32(acc);
 }
 
-/* Any plane count: one plane at a time, two chains. */
+/* Any plane count, and planes over their own words (internal.h): one plane at a time, two chains. */
 static float row_dot_any(const struct pbs2p_layer *L, size_t i, const float *xt) {
     const size_t K = (size_t)L->cols, G = (size_t)L->groups, P = (size_t)L->planes, nr = pbs2p_block_rows(L, i);
     const size_t gs = (size_t)L->group_size, xstride = K + PBS2P_XS_PAD;
@@ -56,9 +56,12 @@ static float row_dot_any(const struct pbs2p_layer *L, size_t i, const float *xt)
         for (size_t p = 0; p < P; p++) {
             const uint32_t *b = pbs2p_plane_bits(L, i, g, p);
             const float *x = xt + (size_t)L->plane_xs[p] * xstride + c0;
+            size_t lo, hi;
+            pbs2p_plane_words(L, g, p, &lo, &hi);
+            const size_t c1 = 32 * hi < len ? 32 * hi : len;
             float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
-            for (size_t c = 0; c < len; c += 8) {
-                const uint32x4_t bv = vdupq_n_u32(pbs2p_plane_field(b, nr, c, 8));
+            for (size_t c = 32 * lo; c < c1; c += 8) {
+                const uint32x4_t bv = vdupq_n_u32(pbs2p_plane_field(b, nr, c - 32 * lo, 8));
                 s0 = vaddq_f32(s0, masked(vtstq_u32(bv, blo), vld1q_f32(x + c)));
                 s1 = vaddq_f32(s1, masked(vtstq_u32(bv, bhi), vld1q_f32(x + c + 4)));
             }
@@ -75,7 +78,7 @@ void pbs2p_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n_toke
         for (size_t t = 0; t < n_tokens; t++) {
             const float *xt = xs + t * tstride;
             float y;
-            switch (L->planes) {
+            switch (L->word_lo ? 0 : L->planes) {
             case 2: y = row_dot(L, i, xt, 2); break;
             case 3: y = row_dot(L, i, xt, 3); break;
             case 4: y = row_dot(L, i, xt, 4); break;
@@ -122,7 +125,7 @@ static inline __attribute__((always_inline)) void row_block(const struct pbs2p_l
 
 void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                           float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1) { /* per-region scaled activations: token by token */
+    if (L->n_xs != 1 || L->word_lo) { /* per-region scaled activations, planes over their own words: token by token */
         pbs2p_rows_neon(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }
@@ -154,9 +157,11 @@ void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, siz
                 for (size_t p = 0; p < P; p++) {
                     const uint32_t *b = pbs2p_plane_bits(L, i, g, p);
                     const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
+                    size_t w0, w1;
+                    pbs2p_plane_words(L, g, p, &w0, &w1);
                     float s = 0.0f;
-                    for (size_t w = 0; w < pbs2p_group_words(L, g); w++) {
-                        const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(b[w * nr]));
+                    for (size_t w = w0; w < w1; w++) {
+                        const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(b[(w - w0) * nr]));
                         const uint8x16_t m0 = vtstq_u8(vqtbl1q_u8(word, lo), bits);
                         const uint8x16_t m1 = vtstq_u8(vqtbl1q_u8(word, hi), bits);
                         const int8_t *q = At.q + (block0 + w) * PBS2P_ACT_BLOCK;

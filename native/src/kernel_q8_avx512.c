@@ -63,16 +63,17 @@ static inline __m512i word_sum(__m512i v, __m512i t0lo, __m512i t0hi, __m512i t1
 }
 
 /* One block of nr <= 16 rows from row `first`: y (nr lanes). P_fixed as in kernel_avx512.c (0 = read from L);
- * one_xs: every plane sums the same activation vector, so a word's tables are loaded once for all planes. The next
- * row block's word at the same place is prefetched into L2 as each word is loaded: each plane is its own stream. */
+ * one_xs: every plane sums the same activation vector, so a word's tables are loaded once for all planes; ranged:
+ * the planes hold only their own words (internal.h), a plane skips the others. The next row block's word at the same
+ * place is prefetched into L2 as each word is loaded: each plane is its own stream. */
 static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p_layer *L, size_t first,
                                                              const uint8_t *tab, const float *d, int32_t P_fixed,
-                                                             int one_xs) {
+                                                             int one_xs, int ranged) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const size_t P = P_fixed ? (size_t)P_fixed : (size_t)L->planes;
-    const size_t nr = pbs2p_block_rows(L, first), ahead = G * P * W * PBS2P_ROW_BLOCK;
+    const size_t nr = pbs2p_block_rows(L, first), ahead = L->row_words * PBS2P_ROW_BLOCK;
     const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
-    const uint32_t *bb = L->bits + first * G * P * W;
+    const uint32_t *bb = pbs2p_block_bits(L, first);
     const float *cb = L->coef + first * G * P;
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
@@ -80,6 +81,13 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
         __m512 s[MAX_FIXED_PLANES];
         for (size_t p = 0; p < (P_fixed ? P : 1); p++) s[p] = _mm512_setzero_ps();
         if (P_fixed) {
+            /* ranged: plane p's stored words [lo, hi), word w at (off + w - lo) * nr (internal.h) */
+            size_t lo[MAX_FIXED_PLANES], hi[MAX_FIXED_PLANES], off[MAX_FIXED_PLANES];
+            if (ranged)
+                for (size_t p = 0; p < P; p++) {
+                    pbs2p_plane_words(L, g, p, &lo[p], &hi[p]);
+                    off[p] = pbs2p_plane_offset(L, g, p);
+                }
             for (size_t w = 0; w < gw; w++) {
                 __m512i t0lo, t0hi, t1lo, t1hi;
                 size_t blk = g * W + w;
@@ -89,13 +97,14 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
                     t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
                 }
                 for (size_t p = 0; p < P; p++) {
+                    if (ranged && (w < lo[p] || w >= hi[p])) continue;
                     if (!one_xs) {
                         blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
                         const uint8_t *t = tab + blk * TABLE_BYTES;
                         t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
                         t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
                     }
-                    const uint32_t *src = bb + ((g * P + p) * W + w) * nr;
+                    const uint32_t *src = bb + (ranged ? off[p] + w - lo[p] : (g * P + p) * W + w) * nr;
                     __builtin_prefetch(src + ahead, 0, 2);
                     const __m512i I = word_sum(_mm512_maskz_loadu_epi32(lanes, src), t0lo, t0hi, t1lo, t1hi);
                     s[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d[blk]), s[p]);
@@ -105,11 +114,14 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), s[p], acc);
         } else {
             for (size_t p = 0; p < P; p++) {
+                size_t lo, hi;
+                pbs2p_plane_words(L, g, p, &lo, &hi);
                 __m512 sp = _mm512_setzero_ps();
-                for (size_t w = 0; w < gw; w++) {
+                const size_t off = pbs2p_plane_offset(L, g, p);
+                for (size_t w = lo; w < hi; w++) {
                     const size_t blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
                     const uint8_t *t = tab + blk * TABLE_BYTES;
-                    const uint32_t *src = bb + ((g * P + p) * W + w) * nr;
+                    const uint32_t *src = bb + (off + w - lo) * nr;
                     __builtin_prefetch(src + ahead, 0, 2);
                     const __m512i I = word_sum(_mm512_maskz_loadu_epi32(lanes, src), _mm512_load_si512(t),
                                                _mm512_load_si512(t + 64), _mm512_load_si512(t + 128),
@@ -130,9 +142,9 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
                                                               const uint8_t *tab, size_t tstride, const float *d,
                                                               size_t dstride, __m512 *y, int TT, int32_t P_fixed) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words, P = (size_t)P_fixed;
-    const size_t nr = pbs2p_block_rows(L, first), ahead = G * P * W * PBS2P_ROW_BLOCK;
+    const size_t nr = pbs2p_block_rows(L, first), ahead = L->row_words * PBS2P_ROW_BLOCK;
     const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
-    const uint32_t *bb = L->bits + first * G * P * W;
+    const uint32_t *bb = pbs2p_block_bits(L, first);
     const float *cb = L->coef + first * G * P;
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
@@ -163,19 +175,66 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
     }
 }
 
+/* Several tokens (TT, a constant) of one block of rows, any layer (any planes, any activation vectors): plane by
+ * plane, so only TT sums are live; a word's indices are formed once for all the tokens, each token's tables (of the
+ * plane's activation vector) read per word. Each token's lanes run exactly block_dot's operations: per (g, p) the
+ * words in order, then the coefficient in g-then-p order. */
+static inline __attribute__((always_inline)) void block_tokens_planes(const struct pbs2p_layer *L, size_t first,
+                                                                     const uint8_t *tab, size_t tstride,
+                                                                     const float *d, size_t dstride, __m512 *y,
+                                                                     int TT) {
+    const size_t G = (size_t)L->groups, W = (size_t)L->words, P = (size_t)L->planes;
+    const size_t nr = pbs2p_block_rows(L, first), ahead = L->row_words * PBS2P_ROW_BLOCK;
+    const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
+    const uint32_t *bb = pbs2p_block_bits(L, first);
+    const float *cb = L->coef + first * G * P;
+    for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        for (size_t p = 0; p < P; p++) {
+            size_t lo, hi;
+            pbs2p_plane_words(L, g, p, &lo, &hi);
+            __m512 s[4];
+            for (int t = 0; t < TT; t++) s[t] = _mm512_setzero_ps();
+            const size_t off = pbs2p_plane_offset(L, g, p);
+            for (size_t w = lo; w < hi; w++) {
+                const size_t blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
+                const uint32_t *src = bb + (off + w - lo) * nr;
+                __builtin_prefetch(src + ahead, 0, 2);
+                __m512i i0, i1;
+                word_indices(_mm512_maskz_loadu_epi32(lanes, src), &i0, &i1);
+                for (int t = 0; t < TT; t++) {
+                    const uint8_t *tb = tab + (size_t)t * tstride + blk * TABLE_BYTES;
+                    const __m512i I = lookup_sum(i0, i1, _mm512_load_si512(tb), _mm512_load_si512(tb + 64),
+                                                 _mm512_load_si512(tb + 128), _mm512_load_si512(tb + 192));
+                    s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d[(size_t)t * dstride + blk]), s[t]);
+                }
+            }
+            const __m512 c = _mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr);
+            for (int t = 0; t < TT; t++) y[t] = _mm512_fmadd_ps(c, s[t], y[t]);
+        }
+    }
+}
+
 #define TOKEN_TILE 4 /* tokens whose tables are built at once and that share each loaded word */
 
 /* One token's block of rows, any layer. */
 static inline __m512 block_one(const struct pbs2p_layer *L, size_t first, const uint8_t *tab, const float *d) {
     const int one_xs = L->n_xs == 1;
+    if (L->word_lo) /* planes over their own words: a layer with salient columns has 5 or more planes */
+        switch (L->planes) {
+        case 5: return one_xs ? block_dot(L, first, tab, d, 5, 1, 1) : block_dot(L, first, tab, d, 5, 0, 1);
+        case 6: return one_xs ? block_dot(L, first, tab, d, 6, 1, 1) : block_dot(L, first, tab, d, 6, 0, 1);
+        case 7: return one_xs ? block_dot(L, first, tab, d, 7, 1, 1) : block_dot(L, first, tab, d, 7, 0, 1);
+        default: return block_dot(L, first, tab, d, 0, 0, 1);
+        }
     switch (L->planes) {
-    case 2: return one_xs ? block_dot(L, first, tab, d, 2, 1) : block_dot(L, first, tab, d, 2, 0);
-    case 3: return one_xs ? block_dot(L, first, tab, d, 3, 1) : block_dot(L, first, tab, d, 3, 0);
-    case 4: return one_xs ? block_dot(L, first, tab, d, 4, 1) : block_dot(L, first, tab, d, 4, 0);
-    case 5: return one_xs ? block_dot(L, first, tab, d, 5, 1) : block_dot(L, first, tab, d, 5, 0);
-    case 6: return one_xs ? block_dot(L, first, tab, d, 6, 1) : block_dot(L, first, tab, d, 6, 0);
-    case 7: return one_xs ? block_dot(L, first, tab, d, 7, 1) : block_dot(L, first, tab, d, 7, 0);
-    default: return block_dot(L, first, tab, d, 0, 0);
+    case 2: return one_xs ? block_dot(L, first, tab, d, 2, 1, 0) : block_dot(L, first, tab, d, 2, 0, 0);
+    case 3: return one_xs ? block_dot(L, first, tab, d, 3, 1, 0) : block_dot(L, first, tab, d, 3, 0, 0);
+    case 4: return one_xs ? block_dot(L, first, tab, d, 4, 1, 0) : block_dot(L, first, tab, d, 4, 0, 0);
+    case 5: return one_xs ? block_dot(L, first, tab, d, 5, 1, 0) : block_dot(L, first, tab, d, 5, 0, 0);
+    case 6: return one_xs ? block_dot(L, first, tab, d, 6, 1, 0) : block_dot(L, first, tab, d, 6, 0, 0);
+    case 7: return one_xs ? block_dot(L, first, tab, d, 7, 1, 0) : block_dot(L, first, tab, d, 7, 0, 0);
+    default: return block_dot(L, first, tab, d, 0, 0, 0);
     }
 }
 
@@ -188,7 +247,7 @@ void pbs2p_rows_q8_avx512(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, s
         pbs2p_rows_q8_ref(L, A, n_tokens, Y, ldy, row0, row1);
         return;
     }
-    const int shared = L->n_xs == 1 && L->planes <= 4;
+    const int shared = L->n_xs == 1 && L->planes <= 4 && !L->word_lo;
     const size_t r0 = (size_t)row0, r1 = (size_t)row1;
     for (size_t t0 = 0; t0 < n_tokens; t0 += tile) {
         const size_t tt = n_tokens - t0 < tile ? n_tokens - t0 : tile;
@@ -205,6 +264,8 @@ void pbs2p_rows_q8_avx512(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, s
                 block_tokens(L, first, tab, tstride, d, (size_t)A->blocks, y, TOKEN_TILE, 3);
             else if (shared && tt == TOKEN_TILE)
                 block_tokens(L, first, tab, tstride, d, (size_t)A->blocks, y, TOKEN_TILE, 4);
+            else if (tt == TOKEN_TILE)
+                block_tokens_planes(L, first, tab, tstride, d, (size_t)A->blocks, y, TOKEN_TILE);
             else
                 for (size_t t = 0; t < tt; t++) y[t] = block_one(L, first, tab + t * tstride, d + t * (size_t)A->blocks);
             const size_t lo = first < r0 ? r0 - first : 0;

@@ -16,9 +16,11 @@ void pbs2p_rows_q8_ref(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size
                 for (size_t p = 0; p < P; p++) {
                     const uint32_t *b = pbs2p_plane_bits(L, (size_t)i, g, p);
                     const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
+                    size_t lo, hi;
+                    pbs2p_plane_words(L, g, p, &lo, &hi);
                     float s = 0.0f;
-                    for (size_t w = 0; w < pbs2p_group_words(L, g); w++) {
-                        const uint32_t bits = b[w * nr];
+                    for (size_t w = lo; w < hi; w++) {
+                        const uint32_t bits = b[(w - lo) * nr];
                         const int8_t *q = At.q + (block0 + w) * PBS2P_ACT_BLOCK;
                         int32_t sum = 0;
                         for (int c = 0; c < 32; c++)

@@ -16,9 +16,12 @@ void pbs2p_rows_ref(const struct pbs2p_layer *L, const float *xs, size_t n_token
                 for (size_t p = 0; p < P; p++) {
                     const uint32_t *b = pbs2p_plane_bits(L, (size_t)i, g, p);
                     const float *x = xt + (size_t)L->plane_xs[p] * xstride + c0;
+                    size_t lo, hi;
+                    pbs2p_plane_words(L, g, p, &lo, &hi);
+                    const size_t c1 = 32 * hi < len ? 32 * hi : len;
                     double s = 0.0;
-                    for (size_t c = 0; c < len; c++)
-                        if (pbs2p_plane_field(b, nr, c, 1)) s += x[c];
+                    for (size_t c = 32 * lo; c < c1; c++)
+                        if (pbs2p_plane_field(b, nr, c - 32 * lo, 1)) s += x[c];
                     acc += (double)pbs2p_plane_coef(L, (size_t)i, g, p) * s;
                 }
             }

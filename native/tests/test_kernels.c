@@ -199,7 +199,8 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
 
     /* One token on int8 activations (a model's decode step: pbs2p_gemm_pool, internal.h): the reference's result is
      * the dense product up to the activations' rounding, |x_j - q_j d| <= d / 2 with d = max |x| / 127 over j's block
-     * (32 columns of a scale group, times a region's column scale: bounded here by the largest over regions). */
+     * (32 columns of a scale group in the prepared column order, internal.h, times a region's column scale: bounded
+     * here by the largest over regions). */
     float *Yq = malloc((size_t)T * R * 4);
     for (size_t t = 0; t < T; t++)
         CHECK(pbs2p_gemm_pool(P, X + t * K, 1, (size_t)K, Yq + t * R, (size_t)R, NULL) == PBS2P_OK, "q8 ref");
@@ -211,7 +212,8 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
             for (size_t b0 = c0; b0 < gend; b0 += 32) {
                 const size_t b1 = b0 + 32 < gend ? b0 + 32 : gend;
                 double amax = 0.0;
-                for (size_t k = b0; k < b1; k++) {
+                for (size_t c = b0; c < b1; c++) {
+                    const size_t k = P->perm ? (size_t)P->perm[c] : c; /* the file's column at prepared column c */
                     double cs = 1.0;
                     if (L.d.has_col_scale) {
                         cs = 0.0;
@@ -220,7 +222,7 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
                     }
                     amax = fmax(amax, fabs(X[t * K + k]) * cs);
                 }
-                for (size_t k = b0; k < b1; k++) half_step[k] = amax / 127.0 / 2.0;
+                for (size_t c = b0; c < b1; c++) half_step[P->perm ? (size_t)P->perm[c] : c] = amax / 127.0 / 2.0;
             }
         }
         for (size_t i = 0; i < (size_t)R; i++) {
