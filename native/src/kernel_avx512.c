@@ -143,13 +143,20 @@ static inline __attribute__((always_inline)) void block_outer(const struct pbs2p
     for (int t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
-        const uint32_t *gb = pbs2p_plane_bits(L, first, g, 0); /* plane p: + p * W * nr words; word w: + w * nr */
         const float *gc = &L->coef[first * G * P + g * P * nr]; /* plane p: nr coefficients at + p * nr */
         __m512 coef[MAX_FIXED_PLANES];
-        for (size_t p = 0; p < P; p++) coef[p] = _mm512_maskz_loadu_ps(lanes, gc + p * nr);
+        size_t lo[MAX_FIXED_PLANES], hi[MAX_FIXED_PLANES];
+        const uint32_t *pb[MAX_FIXED_PLANES]; /* plane p's word w at pb[p] + (w - lo[p]) * nr */
+        for (size_t p = 0; p < P; p++) {
+            coef[p] = _mm512_maskz_loadu_ps(lanes, gc + p * nr);
+            pbs2p_plane_words(L, g, p, &lo[p], &hi[p]);
+            pb[p] = pbs2p_block_bits(L, first) + pbs2p_plane_offset(L, g, p) * nr;
+        }
         for (size_t w = 0; w < W && 32 * w < len; w++) { /* a short last group has fewer words than W */
             __m512i bits[MAX_FIXED_PLANES];
-            for (size_t p = 0; p < P; p++) bits[p] = _mm512_maskz_loadu_epi32(lanes, gb + (p * W + w) * nr);
+            for (size_t p = 0; p < P; p++) /* a word outside the plane's own (internal.h) is zero */
+                bits[p] = w >= lo[p] && w < hi[p] ? _mm512_maskz_loadu_epi32(lanes, pb[p] + (w - lo[p]) * nr)
+                                                  : _mm512_setzero_si512();
             const size_t cols = len - 32 * w < 32 ? len - 32 * w : 32;
             const float *x = xt + c0 + 32 * w;
             for (size_t c = 0; c < cols; c++) {
@@ -180,8 +187,7 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
 
 void pbs2p_gemm_rows_avx512(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                             float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1 || L->planes > MAX_FIXED_PLANES || L->word_lo) {
-        /* per-region scaled activations, planes over their own words: token by token */
+    if (L->n_xs != 1 || L->planes > MAX_FIXED_PLANES) { /* per-region scaled activations: token by token */
         pbs2p_rows_avx512(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }
