@@ -21,11 +21,9 @@ replaces them. llama.cpp's files come from bench/peer.py (OUT/peer/peer.json).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from peer import MODEL_NAMES, describe  # noqa: E402
+
+from pbs2p_edge.runtime.library import find_cli  # noqa: E402
 ROOT = HERE.parent
 OUR_DEFAULTS = [("pbs2p compact 4:8", "compact", 4), ("pbs2p 4:8", "paper", 4)]
 
@@ -160,19 +160,11 @@ def our_models(out: Path, specs: list[str], quick: bool, model: str = "smollm2-1
     return models
 
 
-def find_pbs2p_run() -> str | None:
-    if os.environ.get("PBS2P_RUN"):
-        return os.environ["PBS2P_RUN"]
-    found = shutil.which("pbs2p-run")
-    built = sorted(glob.glob(str(ROOT / "build" / "*" / "native" / "pbs2p-run")), key=os.path.getmtime)
-    return found or (built[-1] if built else None)
-
-
 def engines(args, prompt_text: str, tmp: Path) -> list[dict]:
     from pbs2p_edge import commands
 
     out = []
-    binary = None if args.no_cli else find_pbs2p_run()
+    binary = None if args.no_cli else find_cli()
     prompt_file = tmp / "prompt.txt"
     prompt_file.write_text(prompt_text)
     for name, path in our_models(args.out, args.ours, args.quick, args.model):

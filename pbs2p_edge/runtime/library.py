@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -45,3 +47,21 @@ def find_library() -> Path:
     raise NativeError(-1, "libpbs2p is not built: run `pip install -e . --no-deps --no-build-isolation` (or "
                       f"`pip install .`) in the project, or set {ENV_VAR}; looked in "
                       + ", ".join(str(p.parent) for p in tried))
+
+
+def find_cli() -> str | None:
+    """The pbs2p-run to call: $PBS2P_RUN, pbs2p-run on PATH, or the newest CMake build under this source tree
+    (build/*/native/) that runs on this machine (scripts/test-aarch64.sh leaves an AArch64 one there); None if none."""
+    if os.environ.get("PBS2P_RUN"):
+        return os.environ["PBS2P_RUN"]
+    found = shutil.which("pbs2p-run")
+    if found:
+        return found
+    builds = (Path(__file__).resolve().parents[2] / "build").glob("*/native/pbs2p-run")
+    for built in sorted(builds, key=os.path.getmtime, reverse=True):
+        try:
+            subprocess.run([str(built), "--version"], capture_output=True, timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return str(built)
+    return None

@@ -2,11 +2,9 @@
 perplexity equals the PyTorch fake-quant model's, seeded sampling repeats, valid JSON, one-line errors with exit 2."""
 
 import copy
-import glob
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +18,10 @@ from pbs2p_edge.algo.config import CompressConfig
 from pbs2p_edge.calib.tokens import encode
 from pbs2p_edge.checkpoint import save_checkpoint, to_fake_quant_model
 from pbs2p_edge.model.perplexity import perplexity
+from pbs2p_edge.runtime.library import find_cli
 from pbs2p_edge.runtime.model import Model
 from pbs2p_exporters.gguf_export import export_gguf
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Emma Woodhouse, handsome, clever"
 CORPUS = ("Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years in the world; "
           "a single man in possession of a good fortune must be in want of a wife.\n") * 6
@@ -31,24 +29,7 @@ PPL_REL_TOL = 1e-4  # |C - torch| / torch; measured 1.6e-8 (float32 logits, floa
 TIMEOUT = 120
 
 
-def _find_binary() -> str | None:
-    if os.environ.get("PBS2P_RUN"):
-        return os.environ["PBS2P_RUN"]
-    found = shutil.which("pbs2p-run")
-    if found:
-        return found
-    # the newest build this machine runs (scripts/test-aarch64.sh leaves an AArch64 one in build/aarch64)
-    for built in sorted(glob.glob(str(ROOT / "build" / "*" / "native" / "pbs2p-run")), key=os.path.getmtime,
-                        reverse=True):
-        try:
-            subprocess.run([built, "--version"], capture_output=True, timeout=TIMEOUT, check=True)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        return built
-    return None
-
-
-BINARY = _find_binary()
+BINARY = find_cli()
 pytestmark = pytest.mark.skipif(
     BINARY is None, reason="no pbs2p-run binary: set PBS2P_RUN, put pbs2p-run on PATH, or build it with "
     "cmake -S . -B build/dev && cmake --build build/dev")
