@@ -310,9 +310,14 @@ static inline size_t pbs2p_bin_acts_blocks(const struct pbs2p_layer *L) {
 void pbs2p_rows_q8_ref(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                        int32_t row0, int32_t row1);
 #ifdef PBS2P_HAVE_AVX2
-/* Float tables of the codes (kernel_avx2.c): the avx2 variant's, and the avx512 variant's without VBMI + VNNI. */
+/* Float tables of the codes (kernel_avx2.c): the avx2 variant's, and the avx512 variant's without VBMI + VNNI; from
+ * AVX2_Q8_TOKENS_MIN tokens on it runs pbs2p_rows_q8_tokens_avx2 (kernel_q8_tokens_avx2.c: each plane word expanded
+ * to bytes once for several tokens, vpmaddubsw products). */
+#define AVX2_Q8_TOKENS_MIN 4
 void pbs2p_rows_q8_avx2(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                         int32_t row0, int32_t row1);
+void pbs2p_rows_q8_tokens_avx2(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y,
+                               size_t ldy, int32_t row0, int32_t row1);
 #endif
 #ifdef PBS2P_HAVE_NEON
 void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,

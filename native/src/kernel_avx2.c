@@ -157,6 +157,10 @@ void pbs2p_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_toke
  * table entry and word sum is exact, and block_dot scales each word's sum by its block's d. */
 void pbs2p_rows_q8_avx2(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                         int32_t row0, int32_t row1) {
+    if (n_tokens >= AVX2_Q8_TOKENS_MIN) {
+        pbs2p_rows_q8_tokens_avx2(L, A, n_tokens, Y, ldy, row0, row1);
+        return;
+    }
     const size_t K = (size_t)L->cols, G = (size_t)L->groups, W = (size_t)L->words, gs = (size_t)L->group_size;
     const size_t xstride = K + PBS2P_XS_PAD;
     float *lut = aligned_alloc(32, (size_t)L->n_xs * G * W * WORD_TABLE * sizeof(float)); /* a multiple of 32 bytes */
