@@ -135,6 +135,15 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
     return acc;
 }
 
+/* One token's exact sum of a plane word (its indices i0, i1) over the tables of activation block blk (tab: the
+ * token's), scaled by the block's d into s: block_dot's operations. */
+static inline __m512 token_word(__m512i i0, __m512i i1, const uint8_t *tab, size_t blk, float d, __m512 s) {
+    const uint8_t *t = tab + blk * TABLE_BYTES;
+    const __m512i I = lookup_sum(i0, i1, _mm512_load_si512(t), _mm512_load_si512(t + 64), _mm512_load_si512(t + 128),
+                                 _mm512_load_si512(t + 192));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d), s);
+}
+
 /* Several tokens (TT, a constant) of one block of rows, for layers whose planes all sum one activation vector and
  * have P_fixed <= 4 planes: a word's indices are formed once for all the tokens. tab, d: token 0's tables and scales,
  * token t's at + t * tstride, + t * dstride. Each token's lanes run exactly block_dot's operations. */
@@ -159,13 +168,8 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
                 __builtin_prefetch(src + ahead, 0, 2);
                 __m512i i0, i1;
                 word_indices(_mm512_maskz_loadu_epi32(lanes, src), &i0, &i1);
-                for (int t = 0; t < TT; t++) {
-                    const uint8_t *tb = tab + (size_t)t * tstride + blk * TABLE_BYTES;
-                    const __m512i I = lookup_sum(i0, i1, _mm512_load_si512(tb), _mm512_load_si512(tb + 64),
-                                                 _mm512_load_si512(tb + 128), _mm512_load_si512(tb + 192));
-                    s[t][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d[(size_t)t * dstride + blk]),
-                                              s[t][p]);
-                }
+                for (int t = 0; t < TT; t++)
+                    s[t][p] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][p]);
             }
         }
         for (size_t p = 0; p < P; p++) {
@@ -202,12 +206,8 @@ static inline __attribute__((always_inline)) void block_tokens_planes(const stru
                 __builtin_prefetch(src + ahead, 0, 2);
                 __m512i i0, i1;
                 word_indices(_mm512_maskz_loadu_epi32(lanes, src), &i0, &i1);
-                for (int t = 0; t < TT; t++) {
-                    const uint8_t *tb = tab + (size_t)t * tstride + blk * TABLE_BYTES;
-                    const __m512i I = lookup_sum(i0, i1, _mm512_load_si512(tb), _mm512_load_si512(tb + 64),
-                                                 _mm512_load_si512(tb + 128), _mm512_load_si512(tb + 192));
-                    s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d[(size_t)t * dstride + blk]), s[t]);
-                }
+                for (int t = 0; t < TT; t++)
+                    s[t] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t]);
             }
             const __m512 c = _mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr);
             for (int t = 0; t < TT; t++) y[t] = _mm512_fmadd_ps(c, s[t], y[t]);
