@@ -219,6 +219,17 @@ def measure(engs: list[dict], ids: list[int], args) -> list[dict]:
     return rows + [{k: v for k, v in e.items() if k not in ("binary", "prompt_file")} for e in failed]
 
 
+def llama_features() -> str | None:
+    """The CPU features llama.cpp was built with and uses (its system info), from a child process: the peer is
+    optional and its library is not loaded into this one."""
+    code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode().strip())"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().rstrip("|").strip() or None
+
+
 def write_results(out: Path, rows: list[dict], meta: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "e2e.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
@@ -227,7 +238,8 @@ def write_results(out: Path, rows: list[dict], meta: dict) -> Path:
              f"{meta['prompt_tokens']}-token prompt (first tokens of Pride and Prejudice, one batch) then "
              f"{meta['decode_tokens']} greedy single-token decode steps, EOS ignored; medians of {meta['reps']} "
              f"alternating runs, each in its own process. Machine: {meta['cpu']}, {meta['cpus']} CPUs; "
-             f"llama-cpp-python {meta['llama_cpp_version']}.",
+             f"llama-cpp-python {meta['llama_cpp_version']} ({meta.get('llama_cpp_features') or 'features unknown'}); "
+             f"libpbs2p kernels: {meta.get('pbs2p_kernel', 'unknown')}.",
              "Peak MiB: the process's ru_maxrss; model MiB: peak minus the process's RSS before loading the model "
              "(pbs2p-run is a C process: its peak is all model). bits/weight: honest, decoder-block linears.", "",
              "| engine | model | bits/weight | file MiB | prompt tok/s | decode tok/s | peak MiB | model MiB |",
@@ -290,9 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         llama_version = md.version("llama-cpp-python")
     except Exception:  # noqa: BLE001 - the peer extra is optional
         llama_version = "not installed"
+    from pbs2p_edge.runtime.kernels import selected_kernel
     meta = {"command": command, "threads": args.threads, "prompt_tokens": args.prompt, "decode_tokens": args.decode,
             "reps": args.reps, "cpu": cpu_name(), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "llama_cpp_version": llama_version, "quick": args.quick, "model": args.model,
+            "llama_cpp_version": llama_version, "llama_cpp_features": llama_features(),
+            "pbs2p_kernel": selected_kernel(), "quick": args.quick, "model": args.model,
             "model_name": MODEL_NAMES.get(args.model, args.model),
             "parent_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(write_results(args.out, rows, meta))
