@@ -62,6 +62,21 @@ static inline __m512i word_sum(__m512i v, __m512i t0lo, __m512i t0hi, __m512i t1
     return lookup_sum(i0, i1, t0lo, t0hi, t1lo, t1hi);
 }
 
+/* Row block `first` as the kernels below read it: its rows (nr <= 16) and their lanes, its plane words and
+ * coefficients (internal.h), and the prefetch distance to the next block's word at the same place. */
+typedef struct row_block {
+    size_t nr, ahead;
+    __mmask16 lanes;
+    const uint32_t *bits;
+    const float *coef;
+} row_block;
+
+static inline row_block row_block_at(const struct pbs2p_layer *L, size_t first) {
+    const size_t nr = pbs2p_block_rows(L, first);
+    return (row_block){nr, L->row_words * PBS2P_ROW_BLOCK, (__mmask16)((1u << nr) - 1u), pbs2p_block_bits(L, first),
+                       L->coef + first * (size_t)L->groups * (size_t)L->planes};
+}
+
 /* One block of nr <= 16 rows from row `first`: y (nr lanes). P_fixed as in kernel_avx512.c (0 = read from L);
  * one_xs: every plane sums the same activation vector, so a word's tables are loaded once for all planes; ranged:
  * the planes hold only their own words (internal.h), a plane skips the others. The next row block's word at the same
@@ -71,10 +86,7 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
                                                              int one_xs, int ranged) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const size_t P = P_fixed ? (size_t)P_fixed : (size_t)L->planes;
-    const size_t nr = pbs2p_block_rows(L, first), ahead = L->row_words * PBS2P_ROW_BLOCK;
-    const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
-    const uint32_t *bb = pbs2p_block_bits(L, first);
-    const float *cb = L->coef + first * G * P;
+    const row_block B = row_block_at(L, first);
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g);
@@ -104,14 +116,14 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
                         t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
                         t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
                     }
-                    const uint32_t *src = bb + (ranged ? off[p] + w - lo[p] : (g * P + p) * W + w) * nr;
-                    __builtin_prefetch(src + ahead, 0, 2);
-                    const __m512i I = word_sum(_mm512_maskz_loadu_epi32(lanes, src), t0lo, t0hi, t1lo, t1hi);
+                    const uint32_t *src = B.bits + (ranged ? off[p] + w - lo[p] : (g * P + p) * W + w) * B.nr;
+                    __builtin_prefetch(src + B.ahead, 0, 2);
+                    const __m512i I = word_sum(_mm512_maskz_loadu_epi32(B.lanes, src), t0lo, t0hi, t1lo, t1hi);
                     s[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d[blk]), s[p]);
                 }
             }
             for (size_t p = 0; p < P; p++)
-                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), s[p], acc);
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(B.lanes, B.coef + (g * P + p) * B.nr), s[p], acc);
         } else {
             for (size_t p = 0; p < P; p++) {
                 size_t lo, hi;
@@ -121,14 +133,14 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
                 for (size_t w = lo; w < hi; w++) {
                     const size_t blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
                     const uint8_t *t = tab + blk * TABLE_BYTES;
-                    const uint32_t *src = bb + (off + w - lo) * nr;
-                    __builtin_prefetch(src + ahead, 0, 2);
-                    const __m512i I = word_sum(_mm512_maskz_loadu_epi32(lanes, src), _mm512_load_si512(t),
+                    const uint32_t *src = B.bits + (off + w - lo) * B.nr;
+                    __builtin_prefetch(src + B.ahead, 0, 2);
+                    const __m512i I = word_sum(_mm512_maskz_loadu_epi32(B.lanes, src), _mm512_load_si512(t),
                                                _mm512_load_si512(t + 64), _mm512_load_si512(t + 128),
                                                _mm512_load_si512(t + 192));
                     sp = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d[blk]), sp);
                 }
-                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr), sp, acc);
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(B.lanes, B.coef + (g * P + p) * B.nr), sp, acc);
             }
         }
     }
@@ -151,10 +163,7 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
                                                               const uint8_t *tab, size_t tstride, const float *d,
                                                               size_t dstride, __m512 *y, int TT, int32_t P_fixed) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words, P = (size_t)P_fixed;
-    const size_t nr = pbs2p_block_rows(L, first), ahead = L->row_words * PBS2P_ROW_BLOCK;
-    const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
-    const uint32_t *bb = pbs2p_block_bits(L, first);
-    const float *cb = L->coef + first * G * P;
+    const row_block B = row_block_at(L, first);
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g);
@@ -164,16 +173,16 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = g * W + w;
             for (size_t p = 0; p < P; p++) {
-                const uint32_t *src = bb + ((g * P + p) * W + w) * nr;
-                __builtin_prefetch(src + ahead, 0, 2);
+                const uint32_t *src = B.bits + ((g * P + p) * W + w) * B.nr;
+                __builtin_prefetch(src + B.ahead, 0, 2);
                 __m512i i0, i1;
-                word_indices(_mm512_maskz_loadu_epi32(lanes, src), &i0, &i1);
+                word_indices(_mm512_maskz_loadu_epi32(B.lanes, src), &i0, &i1);
                 for (int t = 0; t < TT; t++)
                     s[t][p] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][p]);
             }
         }
         for (size_t p = 0; p < P; p++) {
-            const __m512 c = _mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr);
+            const __m512 c = _mm512_maskz_loadu_ps(B.lanes, B.coef + (g * P + p) * B.nr);
             for (int t = 0; t < TT; t++) y[t] = _mm512_fmadd_ps(c, s[t][p], y[t]);
         }
     }
@@ -188,10 +197,7 @@ static inline __attribute__((always_inline)) void block_tokens_planes(const stru
                                                                      const float *d, size_t dstride, __m512 *y,
                                                                      int TT) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words, P = (size_t)L->planes;
-    const size_t nr = pbs2p_block_rows(L, first), ahead = L->row_words * PBS2P_ROW_BLOCK;
-    const __mmask16 lanes = (__mmask16)((1u << nr) - 1u);
-    const uint32_t *bb = pbs2p_block_bits(L, first);
-    const float *cb = L->coef + first * G * P;
+    const row_block B = row_block_at(L, first);
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         for (size_t p = 0; p < P; p++) {
@@ -202,14 +208,14 @@ static inline __attribute__((always_inline)) void block_tokens_planes(const stru
             const size_t off = pbs2p_plane_offset(L, g, p);
             for (size_t w = lo; w < hi; w++) {
                 const size_t blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
-                const uint32_t *src = bb + (off + w - lo) * nr;
-                __builtin_prefetch(src + ahead, 0, 2);
+                const uint32_t *src = B.bits + (off + w - lo) * B.nr;
+                __builtin_prefetch(src + B.ahead, 0, 2);
                 __m512i i0, i1;
-                word_indices(_mm512_maskz_loadu_epi32(lanes, src), &i0, &i1);
+                word_indices(_mm512_maskz_loadu_epi32(B.lanes, src), &i0, &i1);
                 for (int t = 0; t < TT; t++)
                     s[t] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t]);
             }
-            const __m512 c = _mm512_maskz_loadu_ps(lanes, cb + (g * P + p) * nr);
+            const __m512 c = _mm512_maskz_loadu_ps(B.lanes, B.coef + (g * P + p) * B.nr);
             for (int t = 0; t < TT; t++) y[t] = _mm512_fmadd_ps(c, s[t], y[t]);
         }
     }
