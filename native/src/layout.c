@@ -7,24 +7,24 @@
 
 /* ---- bit streams (FORMAT.md section 1) ---- */
 
-/* Field k of width w (w <= 16) of a bit stream, least significant bit first. */
-static uint32_t field_at(const uint8_t *s, size_t k, int32_t w) {
-    size_t bit = k * (size_t)w;
-    uint32_t v = 0;
-    for (int32_t b = 0; b < w; b++, bit++)
-        v |= (uint32_t)((s[bit >> 3] >> (bit & 7)) & 1u) << b;
-    return v;
-}
-
 static uint32_t bit_at(const uint8_t *s, size_t t) { return (s[t >> 3] >> (t & 7)) & 1u; }
 
-/* field_at of a stream of `nbytes` bytes: four bytes at once (w + 7 <= 23 bits) where they are all inside it. */
+/* n <= 16 bits of a stream of `nbytes` bytes from bit t on, least significant first: four bytes at once where
+ * they are all inside it, else the (at most three) bytes that hold them; bytes past the stream read as 0. */
+static inline uint32_t bits_at(const uint8_t *s, size_t nbytes, size_t t, int n) {
+    const size_t byte = t >> 3;
+    uint32_t v = 0;
+    if (byte + 4 <= nbytes) {
+        v = (uint32_t)s[byte] | (uint32_t)s[byte + 1] << 8 | (uint32_t)s[byte + 2] << 16 | (uint32_t)s[byte + 3] << 24;
+    } else {
+        for (size_t b = 0; b < 3 && byte + b < nbytes; b++) v |= (uint32_t)s[byte + b] << (8 * b);
+    }
+    return (v >> (t & 7)) & ((1u << n) - 1u);
+}
+
+/* Field k of width w (w <= 16) of a stream of `nbytes` bytes. */
 static inline uint32_t field_in(const uint8_t *s, size_t nbytes, size_t k, int32_t w) {
-    const size_t bit = k * (size_t)w, byte = bit >> 3;
-    if (byte + 4 > nbytes) return field_at(s, k, w);
-    const uint32_t v = (uint32_t)s[byte] | (uint32_t)s[byte + 1] << 8 | (uint32_t)s[byte + 2] << 16 |
-                       (uint32_t)s[byte + 3] << 24;
-    return (v >> (bit & 7)) & ((1u << w) - 1u);
+    return bits_at(s, nbytes, k * (size_t)w, w);
 }
 
 static size_t bytes_for_bits(size_t bits) { return (bits + 7) / 8; }
@@ -216,18 +216,6 @@ pbs2p_status pbs2p_decode_row(const pbs2p_decoder *dec, int32_t i, pbs2p_row *ro
 
 int pbs2p_row_words_fit(const pbs2p_layer_desc *d) {
     return !d->has_salient && d->split == 1 && (d->group_size % 32 == 0 || d->group_size >= d->cols);
-}
-
-/* n <= 16 bits of stream s (nbytes long) from bit t on, the first in bit 0. */
-static inline uint32_t bits_at(const uint8_t *s, size_t nbytes, size_t t, int n) {
-    const size_t byte = t >> 3;
-    uint32_t v = 0;
-    if (byte + 4 <= nbytes) {
-        v = (uint32_t)s[byte] | (uint32_t)s[byte + 1] << 8 | (uint32_t)s[byte + 2] << 16 | (uint32_t)s[byte + 3] << 24;
-    } else {
-        for (size_t b = 0; b < 3 && byte + b < nbytes; b++) v |= (uint32_t)s[byte + b] << (8 * b);
-    }
-    return (v >> (t & 7)) & ((1u << n) - 1u);
 }
 
 /* Bits [bit, bit + 57) of a stream whose bytes reach at least (bit >> 3) + 8, least significant first. */

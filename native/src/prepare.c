@@ -186,7 +186,7 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
                 const uint8_t *kept = cols->kept + j0, *s0 = cols->s0 + j0, *s1 = cols->s1 + j0;
                 const uint8_t *region = cols->region + j0;
                 /* the layer is being built: the accessors' const is for the kernels */
-                if (nreg == 1 && n == 32 && !L->word_lo) { /* one region (no salient columns, no split), a whole word: s0 is 0 where dropped */
+                if (nreg == 1 && n == 32) { /* one region (no salient columns, no split), a whole word: s0 is 0 where dropped */
                     ((uint32_t *)pbs2p_plane_bits(L, i, g, 0))[w * nr] = pack_bits32(kept);
                     ((uint32_t *)pbs2p_plane_bits(L, i, g, 1))[w * nr] = pack_bits32(s0);
                     continue;
