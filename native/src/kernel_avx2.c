@@ -203,20 +203,16 @@ static inline __attribute__((always_inline)) void row_block(const struct pbs2p_l
     for (int t = 0; t < TB; t++) acc[t] = _mm256_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
+        const uint32_t *gb = pbs2p_plane_bits(L, i, g, 0); /* plane p starts p * W * nr words later */
+        const size_t pstride = (size_t)L->words * nr;
         __m256 cf[MAX_FIXED_PLANES];
         const int fixed = P <= MAX_FIXED_PLANES;
         if (fixed) for (size_t p = 0; p < P; p++) cf[p] = _mm256_set1_ps(pbs2p_plane_coef(L, i, g, p));
         for (size_t c = 0; c < len; c += 8) {
             __m256 w = _mm256_setzero_ps();
-            for (size_t p = 0; p < P; p++) {
-                size_t lo = 0, hi; /* the plane's own words (internal.h): outside them its bits are zero */
-                if (L->word_lo) {
-                    pbs2p_plane_words(L, g, p, &lo, &hi);
-                    if (c / 32 < lo || c / 32 >= hi) continue;
-                }
-                w = _mm256_add_ps(w, masked((uint8_t)pbs2p_plane_field(pbs2p_plane_bits(L, i, g, p), nr, c - 32 * lo, 8),
+            for (size_t p = 0; p < P; p++)
+                w = _mm256_add_ps(w, masked((uint8_t)pbs2p_plane_field(gb + p * pstride, nr, c, 8),
                                             fixed ? cf[p] : _mm256_set1_ps(pbs2p_plane_coef(L, i, g, p))));
-            }
             for (int t = 0; t < TB; t++)
                 acc[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xt + (size_t)t * tstride + c0 + c), acc[t]);
         }
@@ -226,7 +222,7 @@ static inline __attribute__((always_inline)) void row_block(const struct pbs2p_l
 
 void pbs2p_gemm_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                           float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1) {
+    if (L->n_xs != 1 || L->word_lo) { /* per-region scaled activations, planes over their own words: token by token */
         pbs2p_rows_avx2(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }

@@ -103,15 +103,12 @@ static inline __attribute__((always_inline)) void row_block(const struct pbs2p_l
     for (int t = 0; t < TB; t++) acc[t] = vdupq_n_f32(0.0f);
     for (size_t g = 0; g < G; g++) {
         const size_t c0 = g * gs, len = K - c0 < gs ? K - c0 : gs;
+        const uint32_t *gb = pbs2p_plane_bits(L, i, g, 0); /* plane p starts p * W * nr words later */
+        const size_t pstride = (size_t)L->words * nr;
         for (size_t c = 0; c < len; c += 8) {
             float32x4_t w0 = vdupq_n_f32(0.0f), w1 = vdupq_n_f32(0.0f);
             for (size_t p = 0; p < P; p++) {
-                size_t lo = 0, hi; /* the plane's own words (internal.h): outside them its bits are zero */
-                if (L->word_lo) {
-                    pbs2p_plane_words(L, g, p, &lo, &hi);
-                    if (c / 32 < lo || c / 32 >= hi) continue;
-                }
-                const uint32x4_t bv = vdupq_n_u32(pbs2p_plane_field(pbs2p_plane_bits(L, i, g, p), nr, c - 32 * lo, 8));
+                const uint32x4_t bv = vdupq_n_u32(pbs2p_plane_field(gb + p * pstride, nr, c, 8));
                 const float32x4_t cv = vdupq_n_f32(pbs2p_plane_coef(L, i, g, p));
                 w0 = vaddq_f32(w0, masked(vtstq_u32(bv, blo), cv));
                 w1 = vaddq_f32(w1, masked(vtstq_u32(bv, bhi), cv));
@@ -128,7 +125,7 @@ static inline __attribute__((always_inline)) void row_block(const struct pbs2p_l
 
 void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
                           float *Y, size_t ldy, int32_t row0, int32_t row1) {
-    if (L->n_xs != 1) { /* per-region scaled activations: token by token */
+    if (L->n_xs != 1 || L->word_lo) { /* per-region scaled activations, planes over their own words: token by token */
         pbs2p_rows_neon(L, xs, n_tokens, Y, ldy, row0, row1);
         return;
     }
