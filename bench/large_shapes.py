@@ -7,7 +7,10 @@ Each file is then run as e2e.py runs them: a --prompt-token prompt of random ids
 then --decode single-token steps (numpy arg-max of the previous logits), KV cache of --ctx positions for both
 engines, every run its own process (peak RSS = its ru_maxrss), files and thread counts alternating within every
 repetition, one untimed warm-up per file; the tables give medians. Bytes read per decode step come from each
-file's tensor table; the roofline is the copy bandwidth measured here at the same thread count / those bytes.
+file's tensor table, and, for ours, from the loaded model (pbs2p_model_info.step_bytes: the packed linears as the
+kernels hold them in memory, which is more than the file stores); the roofline is the copy bandwidth measured here at
+the same thread count / the file's bytes (issue 15's definition), the read roofline the bandwidth of a read-only
+stream / the bytes the engine actually reads (a decode step only reads weights).
 A shape's files (several GB at 7B: about 23 GB of disk at once while the F16 is quantized) are deleted as soon as
 its rows are measured (--keep keeps them), and the results are rewritten after every shape.
 Speed and memory only: the weights are random, so nothing here says anything about quality.
@@ -50,27 +53,40 @@ OURS = "pbs2p 4:8 compact, Q4_0 embedding"
 LINEAR = re.compile(r"^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.")
 
 
-# ---- copy bandwidth ----------------------------------------------------------------------------------------------
+# ---- memory bandwidth --------------------------------------------------------------------------------------------
 
-def _copy_worker(n_floats: int, barrier, reps: int) -> None:
+# kind -> bytes moved per byte of the buffer: copy counts read + write (STREAM's copy), read only what it reads
+BANDWIDTH_KINDS = {"copy": 2, "read": 1}
+
+
+def _bandwidth_worker(kind: str, n_floats: int, barrier, reps: int) -> None:
     import numpy as np
 
-    src = np.ones(n_floats, np.float32)
-    dst = np.zeros_like(src)
-    np.copyto(dst, src)
+    src = np.ones(n_floats, np.float32)  # numpy advises huge pages for a buffer this large, as libpbs2p's planes
+    dst = np.zeros_like(src) if kind == "copy" else None
+    words = src[: n_floats // 2 * 2].view(np.int64)
+
+    def once():
+        if kind == "copy":
+            np.copyto(dst, src)
+        else:
+            words.sum()  # an integer sum: vectorized, bound by the memory, not the adds
+
+    once()
     for _ in range(reps):
         barrier.wait(600)
-        np.copyto(dst, src)
+        once()
         barrier.wait(600)
 
 
-def copy_bandwidth(procs: int, gib: float, reps: int) -> float:
-    """GB/s (read + write bytes, STREAM's copy count) of `procs` processes each copying its share of a `gib` GiB
-    buffer, started together by a barrier; median over reps. Processes, not threads: nothing is left to the GIL."""
+def memory_bandwidth(kind: str, procs: int, gib: float, reps: int) -> float:
+    """GB/s of `procs` processes each copying (kind "copy": read + write bytes, STREAM's copy count) or reading
+    ("read") its share of a `gib` GiB buffer, started together by a barrier; median over reps. Processes, not
+    threads: nothing is left to the GIL."""
     ctx = multiprocessing.get_context("fork")
     n = int(gib * 2**30) // 4 // procs
     barrier = ctx.Barrier(procs + 1)
-    workers = [ctx.Process(target=_copy_worker, args=(n, barrier, reps)) for _ in range(procs)]
+    workers = [ctx.Process(target=_bandwidth_worker, args=(kind, n, barrier, reps)) for _ in range(procs)]
     for w in workers:
         w.start()
     times = []
@@ -83,7 +99,7 @@ def copy_bandwidth(procs: int, gib: float, reps: int) -> float:
     finally:
         for w in workers:
             w.join(60)
-    return 2 * 4 * n * procs / statistics.median(times) / 1e9
+    return BANDWIDTH_KINDS[kind] * 4 * n * procs / statistics.median(times) / 1e9
 
 
 # ---- what a file holds -------------------------------------------------------------------------------------------
@@ -141,8 +157,9 @@ def child_run(engine: str, path: str, ids: list[int], n_decode: int, threads: in
     t2 = time.perf_counter()
     if not np.isfinite(logits).all():
         raise RuntimeError(f"{engine} gave non-finite logits on {path}")
+    held = m.info.step_bytes if engine == "pbs2p" else None  # llama.cpp: its weights as the file stores them
     return {"prompt_tps": len(ids) / (t1 - t0), "decode_tps": n_decode / (t2 - t1), "load_s": t0 - t_load,
-            "rss_before_load_kib": before}
+            "rss_before_load_kib": before, "step_bytes": held}
 
 
 def run_once(f: dict, ids: list[int], threads: int, args) -> dict:
@@ -222,7 +239,7 @@ def measure(files: list[dict], ids: list[int], args) -> dict[tuple[int, int], li
     return runs
 
 
-def shape_rows(key: str, config: dict, args, work: Path, bandwidth: dict[int, float]) -> list[dict]:
+def shape_rows(key: str, config: dict, args, work: Path, bandwidth: dict[str, dict[int, float]]) -> list[dict]:
     import numpy as np
 
     created: list[Path] = []
@@ -245,11 +262,15 @@ def shape_rows(key: str, config: dict, args, work: Path, bandwidth: dict[int, fl
         for t in args.threads:
             rs = runs[(i, t)]
             med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
-            roofline = bandwidth[t] * 1e9 / f["bytes_per_token"]
+            roofline = bandwidth["copy"][t] * 1e9 / f["bytes_per_token"]
+            read = rs[0]["step_bytes"] or f["bytes_per_token"]  # what a decode step reads as the engine holds it
+            read_roofline = bandwidth["read"][t] * 1e9 / read
             peak_mib = med("peak_kib") / 1024
             kv = kv_mib(config, args.ctx)
             rows.append({**base, "threads": t, "prompt_tps": med("prompt_tps"), "decode_tps": med("decode_tps"),
                          "roofline_tps": roofline, "fraction_of_roofline": med("decode_tps") / roofline,
+                         "read_bytes_per_token": read, "read_roofline_tps": read_roofline,
+                         "fraction_of_read_roofline": med("decode_tps") / read_roofline,
                          "peak_rss_mib": peak_mib, "peak_minus_file_mib": peak_mib - f["file_bytes"] / 2**20,
                          "beyond_file_and_kv_mib": beyond_file_and_kv(peak_mib, med("rss_before_load_kib") / 1024,
                                                                       f["file_bytes"], kv),
@@ -270,38 +291,45 @@ def beyond_file_and_kv(peak_mib: float, before_mib: float, file_bytes: int, kv_m
 def write_results(out: Path, meta: dict, rows: list[dict]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "large_shapes.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    bw = ", ".join(f"{t} thread{'s' * (t > 1)} {g:.2f} GB/s" for t, g in meta["bandwidth_gbs"].items())
+    bw = {kind: ", ".join(f"{t} thread{'s' * (int(t) > 1)} {g:.2f} GB/s" for t, g in by_threads.items())
+          for kind, by_threads in meta["bandwidth_gbs"].items()}
     lines = ["# Large shapes, RANDOM WEIGHTS: our runtime vs llama.cpp", "",
              "**Random weights: no model was compressed. Speed and memory only; the outputs are meaningless.**", "",
              f"Command: `{meta['command']}` (measured at {meta['measured_at']})", "",
              f"Machine: {meta['cpu']}, {meta['cpus']} CPUs; llama-cpp-python {meta['llama_cpp_version']}; libpbs2p "
-             f"kernels {', '.join(meta['kernels'])}. Copy bandwidth (numpy copyto, a {meta['bandwidth_gib']} GiB "
-             f"buffer shared by one process per thread started together, read + write bytes, median of "
-             f"{meta['bandwidth_reps']}): {bw}.", "",
+             f"kernels {', '.join(meta['kernels'])}. Bandwidth (a {meta['bandwidth_gib']} GiB buffer shared by one "
+             f"process per thread started together, median of {meta['bandwidth_reps']}): copy (numpy copyto, read + "
+             f"write bytes) {bw['copy']}; read (numpy integer sum, bytes read) {bw['read']}.", "",
              f"Each run: {meta['prompt_tokens']} random token ids as one batch from an empty cache, then "
              f"{meta['decode_tokens']} single-token decode steps (arg-max of the previous logits); a KV cache of "
              f"{meta['ctx']} positions in both engines; its own process; medians of {meta['reps']} runs, files and "
              "thread counts alternating. bits/weight: bytes the file stores for the decoder linears / their weights. "
              "MiB/token: bytes one decode step reads by the file's tensor table (decoder linears, norms, head, one "
              "embedding row; a tied head is the whole embedding), KV cache not counted. Roofline: copy bandwidth at "
-             "that thread count / MiB per token. Peak RSS: ru_maxrss of the run's process (Python, numpy and the "
+             "that thread count / MiB per token (issue 15's definition). MiB read/token: what a decode step reads as "
+             "the engine holds the weights (ours: pbs2p_model_info.step_bytes, the packed linears as 2-bit planes "
+             "where the file stores 11 bits per 8 weights; llama.cpp: the file's); read roofline: read bandwidth at "
+             "that thread count / MiB read per token, the bound a memory-bound decode meets. Peak RSS: ru_maxrss of "
+             "the run's process (Python, numpy and the "
              "engine); peak - file: what it holds beyond the file's size (KV cache, scratch, in-memory repacking, "
              "the interpreter); beyond file + KV: the peak less the RSS before the model's load (the interpreter and "
              "the binding), the file and the KV cache (issue 15's target for ours: <= 32 MiB)."]
     for key, shape in meta["shapes"].items():
         lines += ["", f"## {shape['title']}, random weights", "", shape["summary"], "",
-                  "| engine | file (random weights) | bits/weight | file GiB | MiB/token | threads | prompt tok/s | "
-                  "decode tok/s | roofline tok/s | of roofline | peak RSS MiB | peak - file MiB | "
-                  "beyond file + KV MiB |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| engine | file (random weights) | bits/weight | file GiB | MiB/token | MiB read/token | threads | "
+                  "prompt tok/s | decode tok/s | roofline tok/s | of roofline | read roofline tok/s | of read "
+                  "roofline | peak RSS MiB | peak - file MiB | beyond file + KV MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in rows if r["shape"] == key):
             head = f"| {r['engine']} | {r['type']} |"
             if "error" in r:
-                lines.append(f"{head} failed: {r['error']} |" + " |" * 10)
+                lines.append(f"{head} failed: {r['error']} |" + " |" * 13)
                 continue
             lines.append(f"{head} {r['bits_per_weight']:.3f} | {r['file_bytes'] / 2**30:.3f} | "
-                         f"{r['bytes_per_token'] / 2**20:.1f} | {r['threads']} | {r['prompt_tps']:.2f} | "
-                         f"{r['decode_tps']:.2f} | {r['roofline_tps']:.2f} | {r['fraction_of_roofline']:.2f} | "
+                         f"{r['bytes_per_token'] / 2**20:.1f} | {r['read_bytes_per_token'] / 2**20:.1f} | "
+                         f"{r['threads']} | {r['prompt_tps']:.2f} | {r['decode_tps']:.2f} | {r['roofline_tps']:.2f} | "
+                         f"{r['fraction_of_roofline']:.2f} | {r['read_roofline_tps']:.2f} | "
+                         f"{r['fraction_of_read_roofline']:.2f} | "
                          f"{r['peak_rss_mib']:.0f} | {r['peak_minus_file_mib']:.0f} | "
                          f"{r['beyond_file_and_kv_mib']:.0f} |")
     path = out / "large_shapes.md"
@@ -347,7 +375,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the model files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quantize-threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--bandwidth-gib", type=float, default=1.0, help="copy buffer, GiB (default 1)")
+    p.add_argument("--bandwidth-gib", type=float, default=1.0, help="bandwidth buffer, GiB (default 1)")
     p.add_argument("--bandwidth-reps", type=int, default=7)
     p.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
     p.add_argument("--ids-file", help=argparse.SUPPRESS)
@@ -403,8 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     check_disk(args, work)
     started = time.perf_counter()
-    bandwidth = {t: copy_bandwidth(t, args.bandwidth_gib, args.bandwidth_reps) for t in args.threads}
-    log("copy bandwidth: " + ", ".join(f"{t} threads {g:.2f} GB/s" for t, g in bandwidth.items()))
+    bandwidth = {kind: {t: memory_bandwidth(kind, t, args.bandwidth_gib, args.bandwidth_reps)
+                        for t in args.threads} for kind in BANDWIDTH_KINDS}
+    for kind, by_threads in bandwidth.items():
+        log(f"{kind} bandwidth: " + ", ".join(f"{t} threads {g:.2f} GB/s" for t, g in by_threads.items()))
     meta = {"command": shlex.join(["python", "bench/large_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
             "measured_at": commit(), "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
             "llama_cpp_version": md.version("llama-cpp-python"), "kernels": available_kernels(),

@@ -1,11 +1,14 @@
 """Raspberry Pi 5 projection, derived from bench/large_shapes.py's results: PROJECTED decode tok/s, not measured.
 
-Decode is memory-bound on a Pi 5: a step reads the file's bytes per token once, so tok/s <= bandwidth / bytes per
-token (the roofline). Public Pi 5 figures put llama.cpp close to that bound (Ollama Q4_K_M Llama-3.2-3B: 4.88 tok/s
+Decode is memory-bound on a Pi 5: a step reads the weights once, as the engine holds them, so tok/s <= bandwidth /
+bytes read per token (the roofline). Those bytes are the file's for llama.cpp (its weights are the mapped file) and
+more than the file's for ours (large_shapes.json's read_bytes_per_token: the packed linears are held as 2-bit planes
+where the file stores 11 bits per 8 weights). Public Pi 5 figures put llama.cpp close to that bound (Ollama Q4_K_M Llama-3.2-3B: 4.88 tok/s
 x about 2 GB per token is about 10 GB/s). So the table gives, per file:
 
 - the Pi 5 roofline (an upper bound for every engine);
-- the projection at the fraction of the roofline the file reached on the measured machine (large_shapes.json):
+- the projection at the fraction of the read roofline (read bandwidth / bytes read) the file reached on the measured
+  machine (large_shapes.json):
   a lower estimate, since that machine has 4-5x the bandwidth and leaves the kernels compute-bound there;
 - for our files, the fraction of the Pi's roofline our (NEON, never timed on hardware) kernels must reach to
   match each llama.cpp file of the same shape running at its roofline: the break-even.
@@ -36,13 +39,13 @@ QUOTED = [
 def project(rows: list[dict], threads: int, bandwidth_gbs: float, ram_gib: float) -> list[dict]:
     out = []
     for r in rows:
-        if r.get("threads") != threads or "error" in r or not r.get("bytes_per_token"):
+        if r.get("threads") != threads or "error" in r or not r.get("read_bytes_per_token"):
             continue
-        roofline = bandwidth_gbs * 1e9 / r["bytes_per_token"]
+        roofline = bandwidth_gbs * 1e9 / r["read_bytes_per_token"]
         out.append({"shape": r["shape"], "engine": r["engine"], "type": r["type"],
-                    "file_gib": r["file_bytes"] / 2**30, "mib_per_token": r["bytes_per_token"] / 2**20,
-                    "fraction": r["fraction_of_roofline"], "measured_tps": r["decode_tps"],
-                    "roofline_tps": roofline, "projected_tps": r["fraction_of_roofline"] * roofline,
+                    "file_gib": r["file_bytes"] / 2**30, "mib_per_token": r["read_bytes_per_token"] / 2**20,
+                    "fraction": r["fraction_of_read_roofline"], "measured_tps": r["decode_tps"],
+                    "roofline_tps": roofline, "projected_tps": r["fraction_of_read_roofline"] * roofline,
                     "peak_gib": r["peak_rss_mib"] / 1024, "fits": r["peak_rss_mib"] / 1024 <= ram_gib})
     return out
 
@@ -51,14 +54,17 @@ def write(out: Path, rows: list[dict], meta: dict, args) -> Path:
     lines = ["# Raspberry Pi 5, PROJECTED decode speed (nothing here ran on a Pi)", "",
              f"Command: `{meta['command']}`", "",
              f"Derived from `large_shapes.json` (random weights; measured on: {meta['machine']}, {args.threads} "
-             f"threads). Pi 5 roofline: {args.bandwidth_gbs:g} GB/s (its measured copy bandwidth) / bytes per token, "
-             "an upper bound for every engine; public figures put llama.cpp near it on a Pi. At measured fraction: "
-             "the roofline x the fraction the file reached on the measured machine, a lower estimate (that machine "
-             "has 4-5x the bandwidth and leaves the kernels compute-bound). Break-even: the fraction of the Pi's "
-             "roofline our file must reach to match the llama.cpp file of the same shape at its roofline. Our NEON "
+             f"threads). MiB read/token: what a decode step reads as the engine holds the weights (llama.cpp: the "
+             "file; ours: the packed linears' 2-bit planes, more than the file). Pi 5 roofline: "
+             f"{args.bandwidth_gbs:g} GB/s (the rate public llama.cpp figures read a Pi 5's memory at) / MiB read per "
+             "token, an upper bound for every engine. At measured fraction: the roofline x the fraction of its read "
+             "roofline (read bandwidth / MiB read per token) the file reached on the measured machine; a kernel that "
+             "is compute-bound there may do better or worse on a Pi, whose cores are slower too. Break-even: the "
+             "fraction of the Pi's roofline our file must reach to match the llama.cpp file of the same shape at its "
+             "roofline. Our NEON "
              f"kernels are checked under qemu only, never timed. Peak RSS is the measured machine's; a row over "
              f"{args.ram_gib:g} GiB would not run on an {args.ram_gib:g} GB board.", "",
-             "| shape | engine | file | file GiB | MiB/token | Pi 5 roofline tok/s | fraction measured | at measured "
+             "| shape | engine | file | file GiB | MiB read/token | Pi 5 roofline tok/s | fraction measured | at measured "
              "fraction tok/s | break-even vs Q4_0 / Q2_K / TQ1_0 | peak RSS GiB | fits |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="holds large_shapes.json; gets the table")
     p.add_argument("--threads", type=int, default=2, help="the measured rows to project from")
-    p.add_argument("--bandwidth-gbs", type=float, default=10.0, help="the Pi 5's copy bandwidth")
+    p.add_argument("--bandwidth-gbs", type=float, default=10.0, help="the rate a Pi 5's memory is read at")
     p.add_argument("--ram-gib", type=float, default=8.0, help="the board's memory")
     p.add_argument("--quick", action="store_true", help="the same (it only reads a results file)")
     args = p.parse_args(argv)

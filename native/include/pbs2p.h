@@ -312,6 +312,10 @@ typedef struct pbs2p_model_info {
     int32_t n_cached;   /* positions 0..n_cached-1 of the KV cache hold valid keys and values */
     int32_t tied;       /* 1 when the head is token_embd (no output.weight) */
     int32_t kv_type;    /* PBS2P_KV_F16 or PBS2P_KV_F32 */
+    uint64_t step_bytes; /* weight bytes one decode step reads, as the model holds them: packed linears' prepared
+                          * planes and coefficients (pbs2p_layer_nbytes), every other linear, the head and one
+                          * embedding row as the file stores them, norms and biases; the KV cache not counted.
+                          * 0 from pbs2p_model_peek (nothing is prepared). */
 } pbs2p_model_info;
 
 typedef struct pbs2p_model pbs2p_model; /* opaque */

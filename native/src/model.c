@@ -44,6 +44,30 @@ pbs2p_status pbs2p_model_eval(pbs2p_model *m, const int32_t *tokens, int32_t n_t
     return st;
 }
 
+/* pbs2p_model_info.step_bytes: what one decode step reads of the weights as held (pbs2p.h); 0 before the blocks are
+ * loaded (pbs2p_model_peek). */
+static uint64_t step_bytes(const pbs2p_model *m) {
+    const weights *w = &m->w;
+    if (!w->blocks) return 0;
+    const uint64_t D = (uint64_t)m->c.n_embd, F = sizeof(float);
+    uint64_t n = (uint64_t)w->output.rows * w->output.row_bytes + w->token_embd.row_bytes +
+                 (w->position_embd.data ? w->position_embd.row_bytes : 0) +
+                 ((w->output_norm ? D : 0) + (w->output_norm_bias ? D : 0)) * F;
+    for (int32_t l = 0; l < m->c.n_layer; l++) {
+        const block *b = &w->blocks[l];
+        const float *norms[] = {b->attn_norm, b->attn_norm_bias, b->ffn_norm, b->ffn_norm_bias, b->attn_post_norm,
+                                b->ffn_post_norm};
+        for (size_t k = 0; k < sizeof norms / sizeof norms[0]; k++) n += norms[k] ? D * F : 0;
+        n += ((b->q_norm ? 1u : 0u) + (b->k_norm ? 1u : 0u)) * (uint64_t)m->c.head_dim * F;
+        for (int k = 0; k < N_LIN; k++) {
+            const linear *lin = &b->lin[k];
+            n += lin->layer ? pbs2p_layer_nbytes(lin->layer) : (uint64_t)lin->dense.rows * lin->dense.row_bytes;
+            n += lin->bias ? (uint64_t)lin->rows * F : 0;
+        }
+    }
+    return n;
+}
+
 pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out) {
     if (!m || !out) return pbs2p_fail(PBS2P_ERR_NULL, "%s is NULL", m ? "out" : "model");
     memset(out, 0, sizeof *out);
@@ -61,6 +85,7 @@ pbs2p_status pbs2p_model_get_info(const pbs2p_model *m, pbs2p_model_info *out) {
     out->n_cached = m->n_cached;
     out->tied = m->w.tied;
     out->kv_type = m->kv.f16 ? PBS2P_KV_F16 : PBS2P_KV_F32;
+    out->step_bytes = step_bytes(m);
     return PBS2P_OK;
 }
 

@@ -111,6 +111,7 @@ typedef struct pbs2p_model_info {
     char arch[16];
     int32_t n_vocab, n_ctx, n_ctx_train, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
     int32_t n_threads; int32_t n_cached; int32_t tied; int32_t kv_type;
+    uint64_t step_bytes;
 } pbs2p_model_info;
 typedef struct pbs2p_model pbs2p_model;
 pbs2p_status pbs2p_model_load(const char *path, const pbs2p_model_params *params, pbs2p_model **out);

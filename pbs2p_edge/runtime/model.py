@@ -35,6 +35,7 @@ class ModelInfo:
     n_cached: int     # positions 0..n_cached-1 of the cache are valid
     tied: bool        # the head is token_embd
     kv: str           # the KV cache's entries: "f16" or "f32"
+    step_bytes: int   # weight bytes one decode step reads as the model holds them (0 from peek); KV cache apart
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _params(n_threads: int, n_ctx: int | None, kv: str):
 def _info(i) -> ModelInfo:
     return ModelInfo(ffi.string(i.arch).decode(), i.n_vocab, i.n_ctx, i.n_ctx_train, i.n_layer, i.n_embd, i.n_ff,
                      i.n_head, i.n_head_kv, i.head_dim, i.n_threads, i.n_cached, bool(i.tied),
-                     "f16" if i.kv_type == lib.PBS2P_KV_F16 else "f32")
+                     "f16" if i.kv_type == lib.PBS2P_KV_F16 else "f32", int(i.step_bytes))
 
 
 class Model:

@@ -2,6 +2,7 @@
 generation, sampling, perplexity and tokenization through the C library agree with PyTorch and Hugging Face."""
 
 import copy
+import dataclasses
 import functools
 import re
 import struct
@@ -221,6 +222,26 @@ def test_info(exported):
     assert (i.arch, i.n_vocab, i.n_layer, i.n_embd, i.n_ff) == ("llama", 320, 2, 64, 128)
     assert (i.n_head, i.n_head_kv, i.head_dim, i.n_ctx_train, i.n_ctx, i.n_threads) == (4, 2, 16, 128, 128, 2)
     assert i.n_cached == 0
+
+
+@pytest.mark.parametrize("name", ["tied", "opt_untied", "gemma3"])
+def test_info_step_bytes_is_every_weight_a_decode_step_reads(exported, name):
+    """step_bytes: the packed linears as prepared (their nbytes, not their file bytes), every other tensor as stored
+    except the token and position embeddings, of which one row each, and the head whole (the embedding when tied)."""
+    path = exported[name][1]
+    with GGUFFile(path) as f:
+        bases = f.linear_names()
+        packed = sum(f.linear(b).prepare().nbytes for b in bases)
+        tensors = {t.name: t for t in f.tensors()}
+        of_linears = {n for n in tensors if any(n.startswith(b + ".pbs2p.") for b in bases)}
+        embeddings = [tensors[n] for n in ("token_embd.weight", "position_embd.weight") if n in tensors]
+        rest = sum(t.n_bytes for n, t in tensors.items() if n not in of_linears and t not in embeddings)
+        rows = sum(t.n_bytes // t.shape[0] for t in embeddings)
+        head = 0 if "output.weight" in tensors else embeddings[0].n_bytes
+    with Model(path) as m:
+        i = m.info
+    assert i.step_bytes == packed + rest + rows + head
+    assert packed > sum(tensors[n].n_bytes for n in of_linears)  # the planes hold more than the file's codes
 
 
 def test_info_opt(exported):
@@ -715,7 +736,7 @@ def test_peek_is_the_loaded_models_info(exported, name, kw):
     """Model.peek (pbs2p_model_peek) gives the info the loaded model reports, before any weight is read."""
     path = exported[name][1]
     with NativeModel(path, **kw) as m:
-        assert NativeModel.peek(path, **kw) == m.info
+        assert NativeModel.peek(path, **kw) == dataclasses.replace(m.info, step_bytes=0)  # peek prepares nothing
 
 
 def test_peek_checks_what_the_load_checks_first_and_reads_no_weight(exported, tmp_path):
