@@ -138,9 +138,13 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
     }
 }
 
+/* Tokens of a prompt that share each plane word's byte masks (the masks cost 5 of a word's 12 vector operations). */
+#define Q8_TOKENS 8
+
 /* The products on int8 activations (internal.h): per row and plane word, the word's 32 bits become byte masks (each
- * of its bytes copied to 8 lanes, vtst against the lane's bit), the codes they keep are summed exactly (widening
- * pairwise adds), and the sum is scaled by its block's d. */
+ * of its bytes copied to 8 lanes, vtst against the lane's bit) once for up to Q8_TOKENS tokens; for each token the
+ * codes they keep are summed exactly (widening pairwise adds) and the sum is scaled by its block's d, in the
+ * reference's order (kernel_q8_ref.c), so a token's result does not depend on the others. */
 void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
                         int32_t row0, int32_t row1) {
     static const uint8_t spread[2][16] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
@@ -148,31 +152,35 @@ void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, siz
     static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
     const uint8x16_t lo = vld1q_u8(spread[0]), hi = vld1q_u8(spread[1]), bits = vld1q_u8(bit);
     const size_t G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
-    for (size_t t = 0; t < n_tokens; t++) {
-        const pbs2p_q8_acts At = pbs2p_q8_acts_at(A, t);
+    for (size_t t0 = 0; t0 < n_tokens; t0 += Q8_TOKENS) {
+        const size_t tt = n_tokens - t0 < Q8_TOKENS ? n_tokens - t0 : Q8_TOKENS;
+        pbs2p_q8_acts At[Q8_TOKENS];
+        for (size_t t = 0; t < tt; t++) At[t] = pbs2p_q8_acts_at(A, t0 + t);
         for (size_t i = (size_t)row0; i < (size_t)row1; i++) {
             const size_t nr = pbs2p_block_rows(L, i);
-            float acc = 0.0f;
+            float acc[Q8_TOKENS] = {0.0f};
             for (size_t g = 0; g < G; g++)
                 for (size_t p = 0; p < P; p++) {
                     const uint32_t *b = pbs2p_plane_bits(L, i, g, p);
                     const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
                     size_t w0, w1;
                     pbs2p_plane_words(L, g, p, &w0, &w1);
-                    float s = 0.0f;
+                    float s[Q8_TOKENS] = {0.0f};
                     for (size_t w = w0; w < w1; w++) {
                         const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(b[(w - w0) * nr]));
-                        const uint8x16_t m0 = vtstq_u8(vqtbl1q_u8(word, lo), bits);
-                        const uint8x16_t m1 = vtstq_u8(vqtbl1q_u8(word, hi), bits);
-                        const int8_t *q = At.q + (block0 + w) * PBS2P_ACT_BLOCK;
-                        const int8x16_t c0 = vandq_s8(vld1q_s8(q), vreinterpretq_s8_u8(m0));
-                        const int8x16_t c1 = vandq_s8(vld1q_s8(q + 16), vreinterpretq_s8_u8(m1));
-                        const int32_t sum = vaddlvq_s16(vaddq_s16(vpaddlq_s8(c0), vpaddlq_s8(c1)));
-                        s = fmaf((float)sum, At.d[block0 + w], s);
+                        const int8x16_t m0 = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(word, lo), bits));
+                        const int8x16_t m1 = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(word, hi), bits));
+                        for (size_t t = 0; t < tt; t++) {
+                            const int8_t *q = At[t].q + (block0 + w) * PBS2P_ACT_BLOCK;
+                            const int8x16_t c0 = vandq_s8(vld1q_s8(q), m0), c1 = vandq_s8(vld1q_s8(q + 16), m1);
+                            const int32_t sum = vaddlvq_s16(vaddq_s16(vpaddlq_s8(c0), vpaddlq_s8(c1)));
+                            s[t] = fmaf((float)sum, At[t].d[block0 + w], s[t]);
+                        }
                     }
-                    acc = fmaf(pbs2p_plane_coef(L, i, g, p), s, acc);
+                    const float c = pbs2p_plane_coef(L, i, g, p);
+                    for (size_t t = 0; t < tt; t++) acc[t] = fmaf(c, s[t], acc[t]);
                 }
-            Y[t * ldy + i] = acc;
+            for (size_t t = 0; t < tt; t++) Y[(t0 + t) * ldy + i] = acc[t];
         }
     }
 }
