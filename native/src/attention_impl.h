@@ -257,36 +257,46 @@ static void attend_block(int32_t nq, const float *const *q, float *const *out, c
 }
 
 #ifdef PBS2P_ATTEND_F16
-static void attend_f16(const float *restrict q, const uint16_t *restrict kt, size_t ldk, const uint16_t *restrict v,
-                       size_t ldv, int32_t n, int32_t hd, float scale, float *restrict s, float *restrict out) {
-    float buf[4 * CHUNK];
-    for (int32_t p = 0; p < n; p++) s[p] = 0.0f;
+/* nq <= PBS2P_ATTEND_F16_QUERIES queries that read one head's float16 cache (a decode step's query heads of one KV
+ * head): each chunk of key rows and of value rows is widened once for all of them; query i's scores at s + i * lds. */
+static void attend_f16(int32_t nq, const float *const *q, float *const *out, const uint16_t *restrict kt, size_t ldk,
+                       const uint16_t *restrict v, size_t ldv, int32_t n, int32_t hd, float scale, float *restrict s,
+                       size_t lds) {
+    float buf[4 * CHUNK], inv[PBS2P_ATTEND_F16_QUERIES];
+    for (int32_t i = 0; i < nq; i++)
+        for (int32_t p = 0; p < n; p++) s[(size_t)i * lds + (size_t)p] = 0.0f;
     for (int32_t p0 = 0; p0 < n; p0 += CHUNK) { /* each position's sum runs over d in attend's order */
         const int32_t len = n - p0 < CHUNK ? n - p0 : CHUNK;
         int32_t d = 0;
         for (; d + 4 <= hd; d += 4) {
             for (int r = 0; r < 4; r++) widen(kt + (size_t)(d + r) * ldk + (size_t)p0, buf + r * CHUNK, len);
-            scores4(q[d], q[d + 1], q[d + 2], q[d + 3], buf, buf + CHUNK, buf + 2 * CHUNK, buf + 3 * CHUNK, s + p0,
-                    len);
+            for (int32_t i = 0; i < nq; i++)
+                scores4(q[i][d], q[i][d + 1], q[i][d + 2], q[i][d + 3], buf, buf + CHUNK, buf + 2 * CHUNK,
+                        buf + 3 * CHUNK, s + (size_t)i * lds + (size_t)p0, len);
         }
         for (; d < hd; d++) {
             widen(kt + (size_t)d * ldk + (size_t)p0, buf, len);
-            scores1(q[d], buf, s + p0, len);
+            for (int32_t i = 0; i < nq; i++) scores1(q[i][d], buf, s + (size_t)i * lds + (size_t)p0, len);
         }
     }
-    const float inv = softmax_weights(s, n, scale);
-    for (int32_t j = 0; j < hd; j++) out[j] = 0.0f;
+    for (int32_t i = 0; i < nq; i++) {
+        inv[i] = softmax_weights(s + (size_t)i * lds, n, scale);
+        for (int32_t j = 0; j < hd; j++) out[i][j] = 0.0f;
+    }
     for (int32_t j0 = 0; j0 < hd; j0 += CHUNK) { /* each output column's sum runs over p in attend's order */
         const int32_t m = hd - j0 < CHUNK ? hd - j0 : CHUNK;
         int32_t p = 0;
         for (; p + 4 <= n; p += 4) {
             for (int r = 0; r < 4; r++) widen(v + (size_t)(p + r) * ldv + (size_t)j0, buf + r * CHUNK, m);
-            values4(s[p] * inv, s[p + 1] * inv, s[p + 2] * inv, s[p + 3] * inv, buf, buf + CHUNK, buf + 2 * CHUNK,
-                    buf + 3 * CHUNK, out + j0, m);
+            for (int32_t i = 0; i < nq; i++) {
+                const float *si = s + (size_t)i * lds;
+                values4(si[p] * inv[i], si[p + 1] * inv[i], si[p + 2] * inv[i], si[p + 3] * inv[i], buf,
+                        buf + CHUNK, buf + 2 * CHUNK, buf + 3 * CHUNK, out[i] + j0, m);
+            }
         }
         for (; p < n; p++) {
             widen(v + (size_t)p * ldv + (size_t)j0, buf, m);
-            values1(s[p] * inv, buf, out + j0, m);
+            for (int32_t i = 0; i < nq; i++) values1(s[(size_t)i * lds + (size_t)p] * inv[i], buf, out[i] + j0, m);
         }
     }
 }

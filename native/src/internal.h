@@ -376,23 +376,31 @@ void pbs2p_attend_block_neon(int32_t nq, const float *const *q, float *const *ou
                              float scale, float *scores, size_t lds);
 #endif
 
-/* The same over a float16 cache (keys and values as float16 bits): bit for bit the float32 kernel of the variant on
- * the widened values. */
-typedef void (*pbs2p_attend_f16_fn)(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv,
-                                    int32_t n, int32_t hd, float scale, float *scores, float *out);
-void pbs2p_attend_f16_ref(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
-                          int32_t hd, float scale, float *scores, float *out);
+/* The same over a float16 cache (keys and values as float16 bits), for nq <= PBS2P_ATTEND_F16_QUERIES queries that
+ * read one head's cache over the same n positions (a decode step's query heads of one KV head; their keys and values
+ * are widened once for all): query i (q[i]) into out[i], bit for bit the variant's float32 attend on the widened
+ * values; scores: nq rows of lds >= n floats. */
+#define PBS2P_ATTEND_F16_QUERIES 4
+typedef void (*pbs2p_attend_f16_fn)(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt,
+                                    size_t ldk, const uint16_t *v, size_t ldv, int32_t n, int32_t hd, float scale,
+                                    float *scores, size_t lds);
+void pbs2p_attend_f16_ref(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, size_t ldk,
+                          const uint16_t *v, size_t ldv, int32_t n, int32_t hd, float scale, float *scores,
+                          size_t lds);
 #ifdef PBS2P_HAVE_AVX2
-void pbs2p_attend_f16_avx2(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
-                           int32_t hd, float scale, float *scores, float *out);
+void pbs2p_attend_f16_avx2(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, size_t ldk,
+                           const uint16_t *v, size_t ldv, int32_t n, int32_t hd, float scale, float *scores,
+                           size_t lds);
 #endif
 #ifdef PBS2P_HAVE_AVX512
-void pbs2p_attend_f16_avx512(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
-                             int32_t hd, float scale, float *scores, float *out);
+void pbs2p_attend_f16_avx512(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, size_t ldk,
+                             const uint16_t *v, size_t ldv, int32_t n, int32_t hd, float scale, float *scores,
+                             size_t lds);
 #endif
 #ifdef PBS2P_HAVE_NEON
-void pbs2p_attend_f16_neon(const float *q, const uint16_t *kt, size_t ldk, const uint16_t *v, size_t ldv, int32_t n,
-                           int32_t hd, float scale, float *scores, float *out);
+void pbs2p_attend_f16_neon(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, size_t ldk,
+                           const uint16_t *v, size_t ldv, int32_t n, int32_t hd, float scale, float *scores,
+                           size_t lds);
 #endif
 
 /* float16 bits -> float32 of n values, with the variant's conversion (the one attend_f16 widens with). */

@@ -12,7 +12,8 @@
 size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads) {
     size_t D = (size_t)c->n_embd, QD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_head_kv * c->head_dim;
     size_t wide = QD > D ? QD : D;
-    return T * (2 * D + wide + QD + 2 * KVD + 2 * (size_t)c->n_ff) + (size_t)n_threads * (size_t)n_ctx;
+    return T * (2 * D + wide + QD + 2 * KVD + 2 * (size_t)c->n_ff) +
+           (size_t)n_threads * PBS2P_ATTEND_F16_QUERIES * (size_t)n_ctx;
 }
 
 static void free_run(run_state *s) {
@@ -64,9 +65,11 @@ typedef struct attention_job {
     pbs2p_attend_f16_fn attend_f16;
     pbs2p_attend_block_fn attend_block;
     int32_t l, T, n_past;
-    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H; with block_scores
-                            * its blocks (see run_attention_blocks) */
-    float *scores;         /* (n_ctx,) this job's attention weights */
+    int32_t first, stride; /* this job's (token, head) pairs: i = first, first + stride, ... < T * H; on a float16
+                            * cache read directly its (token, KV head, part) units (see run_attention); with
+                            * block_scores its blocks (see run_attention_blocks) */
+    int32_t parts;         /* on a float16 cache read directly: the parts each KV head's query heads are split in */
+    float *scores;         /* (PBS2P_ATTEND_F16_QUERIES, n_ctx) this job's attention weights */
     const float *wkey;     /* a float16 cache's layer widened once (see attention), or NULL: keys (KVD, wldk) */
     const float *wvalue;   /* its values (positions, KVD) */
     size_t wldk;
@@ -76,7 +79,9 @@ typedef struct attention_job {
 
 /* Causal attention of the job's (token t, head h) pairs: softmax(q k^T * score_scale) v over cache positions
  * 0..n_past+t of layer l (the last `window` of them with a sliding window); query head h reads KV head
- * h / (H / Hkv). */
+ * h / (H / Hkv). On a float16 cache read directly (decode) the units are (token, KV head, part): part k of the KV
+ * head's query heads (at most PBS2P_ATTEND_F16_QUERIES of them) goes through attend_f16 at once, which widens
+ * each key and value row once for all; every query's result is the same as alone. */
 static void run_attention(void *arg) {
     const attention_job *j = arg;
     const config *c = &j->m->c;
@@ -85,21 +90,40 @@ static void run_attention(void *arg) {
     const kv_cache *kv = &j->m->kv;
     const size_t ldk = kv->ldk, k_layer = (size_t)j->l * KVD * ldk, v_layer = (size_t)j->l * n_ctx * KVD;
     const int32_t window = j->m->w.blocks[j->l].window;
+    if (kv->f16 && !j->wkey) {
+        const int32_t units = j->T * c->n_head_kv * j->parts;
+        for (int32_t u = j->first; u < units; u += j->stride) {
+            const int32_t t = u / (c->n_head_kv * j->parts), kvh = u / j->parts % c->n_head_kv;
+            /* the parts' sizes differ by at most one; odd KV heads take them in reverse, so that threads taking
+             * every other unit get alike shares */
+            const int32_t k = kvh % 2 ? j->parts - 1 - u % j->parts : u % j->parts;
+            const int32_t h0 = kvh * group + k * group / j->parts, h1 = kvh * group + (k + 1) * group / j->parts;
+            const int32_t end = j->n_past + t + 1, start = window && end > window ? end - window : 0;
+            const float *q[PBS2P_ATTEND_F16_QUERIES];
+            float *out[PBS2P_ATTEND_F16_QUERIES];
+            for (int32_t h = h0; h < h1; h++) {
+                q[h - h0] = j->s->q + (size_t)t * QD + (size_t)h * hd;
+                out[h - h0] = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
+            }
+            const size_t kv_off = (size_t)kvh * hd;
+            j->attend_f16(h1 - h0, q, out, (const uint16_t *)kv->key + k_layer + kv_off * ldk + (size_t)start, ldk,
+                          (const uint16_t *)kv->value + v_layer + (size_t)start * KVD + kv_off, KVD, end - start, hd,
+                          c->score_scale, j->scores, n_ctx);
+        }
+        return;
+    }
     for (int32_t i = j->first; i < j->T * c->n_head; i += j->stride) {
         const int32_t t = i / c->n_head, h = i % c->n_head, end = j->n_past + t + 1; /* positions 0..end-1 */
         const int32_t start = window && end > window ? end - window : 0;             /* visible from start */
         const size_t kv_off = (size_t)(h / group) * hd;
-        const size_t k_at = k_layer + kv_off * ldk + (size_t)start, v_at = v_layer + (size_t)start * KVD + kv_off;
         const float *q = j->s->q + (size_t)t * QD + (size_t)h * hd;
         float *out = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
         if (j->wkey)
             j->attend(q, j->wkey + kv_off * j->wldk + (size_t)start, j->wldk, j->wvalue + (size_t)start * KVD + kv_off,
                       KVD, end - start, hd, c->score_scale, j->scores, out);
-        else if (kv->f16)
-            j->attend_f16(q, (const uint16_t *)kv->key + k_at, ldk, (const uint16_t *)kv->value + v_at, KVD,
-                          end - start, hd, c->score_scale, j->scores, out);
         else
-            j->attend(q, (const float *)kv->key + k_at, ldk, (const float *)kv->value + v_at, KVD, end - start, hd,
+            j->attend(q, (const float *)kv->key + k_layer + kv_off * ldk + (size_t)start, ldk,
+                      (const float *)kv->value + v_layer + (size_t)start * KVD + kv_off, KVD, end - start, hd,
                       c->score_scale, j->scores, out);
     }
 }
@@ -178,23 +202,31 @@ static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t 
 /* s->att_out (T, QD) = causal attention of s->q over cache positions 0..n_past+t of layer l, its (token, head) pairs
  * split across the pool's threads. A prompt of at least WIDEN_MIN_TOKENS tokens on float32 keys (a float32 cache, or
  * a float16 one widened) runs in blocks of queries (run_attention_blocks), the same bits; decode, or a prompt whose
- * block scores cannot be had, one query at a time. */
+ * block scores cannot be had, one query at a time on float32 keys, a KV head's query heads together on a float16
+ * cache read directly (run_attention). */
 static pbs2p_status attention(const pbs2p_model *m, run_state *s, int32_t l, int32_t T, int32_t n_past) {
     const config *c = &m->c;
     pbs2p_kernels k;
     if (!pbs2p_kernel_current(&k)) return PBS2P_ERR_NO_KERNEL; /* message already set */
     /* q.k and p.v multiply-adds: 2 hd per (token, head, visible position) */
     const size_t work = 2 * (size_t)c->head_dim * (size_t)c->n_head * (size_t)T * ((size_t)n_past + (size_t)T);
-    const int nt = threads_for(m->pool, work, T * c->n_head);
+    int nt = threads_for(m->pool, work, T * c->n_head);
     const size_t n = (size_t)n_past + (size_t)T, KVD = (size_t)c->n_head_kv * c->head_dim;
     float *wide = widened_layer(m, k.widen, l, T, n);
+    /* read directly, a float16 cache's units are (token, KV head, part): as few parts as hold a KV head's query heads
+     * PBS2P_ATTEND_F16_QUERIES at a time, more while there would be fewer than two units per thread */
+    const int32_t group = c->n_head / c->n_head_kv, kv_units = T * c->n_head_kv;
+    int32_t parts = (group + PBS2P_ATTEND_F16_QUERIES - 1) / PBS2P_ATTEND_F16_QUERIES;
+    while (parts < group && kv_units * parts < 2 * nt) parts++;
+    if (m->kv.f16 && !wide && nt > kv_units * parts) nt = kv_units * parts;
     const int blocked = T >= WIDEN_MIN_TOKENS && (wide || !m->kv.f16);
     /* (threads, PBS2P_ATTEND_MAX_QUERIES, n): 2 MiB per thread at 32 k positions */
     float *block_scores = blocked ? malloc((size_t)nt * PBS2P_ATTEND_MAX_QUERIES * n * sizeof(float)) : NULL;
     attention_job jobs[PBS2P_MODEL_MAX_THREADS];
     for (int b = 0; b < nt; b++)
-        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, k.attend_block, l, T, n_past, b, nt,
-                                  s->scores + (size_t)b * m->n_ctx, wide, wide ? wide + n * KVD : NULL, n,
+        jobs[b] = (attention_job){m, s, k.attend, k.attend_f16, k.attend_block, l, T, n_past, b, nt, parts,
+                                  s->scores + (size_t)b * PBS2P_ATTEND_F16_QUERIES * m->n_ctx, wide,
+                                  wide ? wide + n * KVD : NULL, n,
                                   block_scores ? block_scores + (size_t)b * PBS2P_ATTEND_MAX_QUERIES * n : NULL};
     pbs2p_pool_run(m->pool, block_scores ? run_attention_blocks : run_attention, jobs, sizeof jobs[0], nt);
     free(block_scores);

@@ -118,7 +118,7 @@ typedef struct run_state {
     float *q;           /* (T, QD) queries, QD = H * hd */
     float *k, *v;       /* (T, KVD) new keys and values, KVD = Hkv * hd */
     float *hb, *hb2;    /* (T, F) gate (or up) and up projections, then the activation */
-    float *scores;      /* (n_threads, n_ctx) attention weights of one (token, head) per thread */
+    float *scores;      /* (n_threads, PBS2P_ATTEND_F16_QUERIES, n_ctx) attention weights of a thread's queries */
 } run_state;
 
 /* ----------------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 /* test_attention.c — ctest: every compiled variant's attention of one query and head (pbs2p_kernels.attend) against
  * a double-precision softmax(q.k) v, at head sizes and position counts that leave remainders of every loop; the
  * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); the
- * float16-cache kernel (attend_f16) bit for bit the float32 one on the widened cache, past its chunk of 256 positions
- * and columns; each variant's widen (its float16 -> float32 rows, model_forward.c's once-per-layer copy) against
- * pbs2p_half_to_float on every float16, at a length that leaves every remainder; the block kernel (attend_block:
- * query heads sharing a KV head, consecutive causal tokens, sliding windows) bit for bit attend on each query;
+ * float16-cache kernel (attend_f16, 1 to PBS2P_ATTEND_F16_QUERIES queries sharing a head) bit for bit the float32 one
+ * on the widened cache for each query, past its chunk of 256 positions and columns; each variant's widen (its
+ * float16 -> float32 rows, model_forward.c's once-per-layer copy) against pbs2p_half_to_float on every float16, at a
+ * length that leaves every remainder; the block kernel (attend_block: query heads sharing a KV head, consecutive
+ * causal tokens, sliding windows) bit for bit attend on each query;
  * float32 -> float16 rounding (pbs2p_float_to_half) against every float16; and the softmax's e^x (exp_approx.h)
  * against libm's exp in double. */
 #include "internal.h"
@@ -47,21 +48,30 @@ static void check(const char *name, pbs2p_attend_fn attend, int32_t hd, int32_t 
     free(q); free(kt); free(v); free(scores); free(out); free(w);
 }
 
-/* attend_f16 on float16 keys and values equals attend on the same values widened, every bit. */
-static void check_f16(const char *name, const pbs2p_kernels *k, int32_t hd, int32_t n) {
-    const size_t ldk = (size_t)n + 3, ldv = (size_t)hd + 5;
+/* attend_f16 of nq queries on float16 keys and values equals attend of each query on the same values widened, every
+ * bit. */
+static void check_f16(const char *name, const pbs2p_kernels *k, int32_t hd, int32_t n, int32_t nq) {
+    const size_t ldk = (size_t)n + 3, ldv = (size_t)hd + 5, lds = (size_t)n + 1;
     uint16_t *kh = malloc(2 * (size_t)hd * ldk), *vh = malloc(2 * (size_t)n * ldv);
-    float *q = malloc(sizeof(float) * hd), *kt = malloc(sizeof(float) * hd * ldk), *v = malloc(sizeof(float) * n * ldv);
-    float *scores = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * hd), *got = malloc(sizeof(float) * hd);
-    for (int32_t d = 0; d < hd; d++) q[d] = 2.0f * rnd_unit();
-    for (size_t i = 0; i < (size_t)hd * ldk; i++) kt[i] = pbs2p_half_to_float(kh[i] = pbs2p_float_to_half(2.0f * rnd_unit()));
+    float *q = malloc(sizeof(float) * hd * nq), *kt = malloc(sizeof(float) * hd * ldk);
+    float *v = malloc(sizeof(float) * n * ldv), *scores = malloc(sizeof(float) * lds * nq);
+    float *want = malloc(sizeof(float) * hd), *got = malloc(sizeof(float) * hd * nq);
+    const float *qp[PBS2P_ATTEND_F16_QUERIES];
+    float *op[PBS2P_ATTEND_F16_QUERIES];
+    for (size_t i = 0; i < (size_t)hd * nq; i++) q[i] = 2.0f * rnd_unit();
+    for (size_t i = 0; i < (size_t)hd * ldk; i++)
+        kt[i] = pbs2p_half_to_float(kh[i] = pbs2p_float_to_half(2.0f * rnd_unit()));
     for (size_t i = 0; i < (size_t)n * ldv; i++) v[i] = pbs2p_half_to_float(vh[i] = pbs2p_float_to_half(rnd_unit()));
+    for (int32_t i = 0; i < nq; i++) qp[i] = q + (size_t)i * hd, op[i] = got + (size_t)i * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    k->attend(q, kt, ldk, v, ldv, n, hd, scale, scores, want);
-    k->attend_f16(q, kh, ldk, vh, ldv, n, hd, scale, scores, got);
-    int same = 1;
-    for (int32_t d = 0; d < hd; d++) same &= memcmp(&got[d], &want[d], sizeof(float)) == 0;
-    CHECK(same, "%s attend_f16 hd=%d n=%d differs from attend on the widened cache", name, hd, n);
+    k->attend_f16(nq, qp, op, kh, ldk, vh, ldv, n, hd, scale, scores, lds);
+    int32_t bad = -1;
+    for (int32_t i = 0; i < nq && bad < 0; i++) {
+        k->attend(qp[i], kt, ldk, v, ldv, n, hd, scale, scores, want);
+        if (memcmp(want, op[i], sizeof(float) * hd) != 0) bad = i;
+    }
+    CHECK(bad < 0, "%s attend_f16 hd=%d n=%d nq=%d: query %d differs from attend on the widened cache", name, hd, n,
+          nq, bad);
     free(kh); free(vh); free(q); free(kt); free(v); free(scores); free(want); free(got);
 }
 
@@ -176,7 +186,9 @@ int main(void) {
             for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) check(names[i], k.attend, hds[a], ns[b]);
         static const int32_t hds16[] = {1, 3, 64, 67, 300}, ns16[] = {1, 5, 255, 256, 257, 600};
         for (size_t a = 0; a < sizeof hds16 / sizeof hds16[0]; a++)
-            for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++) check_f16(names[i], &k, hds16[a], ns16[b]);
+            for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++)
+                for (int32_t nq = 1; nq <= PBS2P_ATTEND_F16_QUERIES; nq++)
+                    check_f16(names[i], &k, hds16[a], ns16[b], nq);
         /* SmolLM2 (hd 64) and Gemma 3 (hd 256) heads, odd ones; key chunks of 256 and value groups of 4 cut anywhere;
          * every block size up to the kernel's and past it; no window, a short one (every query its own start within
          * one key chunk), and one of 261 positions (queries with different starts over two key chunks, as a long
