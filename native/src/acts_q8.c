@@ -3,7 +3,7 @@
  * ties to even (-127..127), with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks
  * of 64). Shared by every
  * kernel variant, so all of them multiply the same integers; SSE2 (every x86-64) where there is SSE2, plain C
- * elsewhere, AVX-512 (acts_q8_avx512.c) on CPUs that have it: the same IEEE operations in all three. */
+ * elsewhere, AVX-512 (acts_q8_avx512.c) under the avx512 kernel variant: the same IEEE operations in all three. */
 #include "internal.h"
 
 #include <math.h>
@@ -105,15 +105,12 @@ void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2
 
 void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A) {
 #ifdef PBS2P_HAVE_AVX512
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    /* with the kernels held to AVX2 (PBS2P_KERNEL, pbs2p_kernel_select) the AVX2 machine's speed is what is measured */
+    const char *variant = pbs2p_kernel_name();
+    if (variant && !strcmp(variant, "avx512") && __builtin_cpu_supports("avx512bw")) {
         pbs2p_q8_acts_quantize_avx512(X, t0, t1, A);
         return;
     }
 #endif
     pbs2p_q8_acts_quantize_ref(X, t0, t1, A);
-}
-
-pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t) {
-    const size_t nb = (size_t)A->blocks;
-    return (pbs2p_q8_acts){A->q + t * (size_t)A->cols, A->d + t * nb, A->s + t * nb, A->sum + t * nb, A->cols, A->blocks};
 }

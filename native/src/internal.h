@@ -253,7 +253,10 @@ void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2
 void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
 #endif
 /* The activations from token t on. */
-pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t);
+static inline pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t) {
+    const size_t nb = (size_t)A->blocks;
+    return (pbs2p_q8_acts){A->q + t * (size_t)A->cols, A->d + t * nb, A->s + t * nb, A->sum + t * nb, A->cols, A->blocks};
+}
 
 /* Y[t * ldy + r] = the product of token t and row r of W (any type but F16) for t < n_tokens, r in [row0, row1). */
 typedef void (*pbs2p_qdense_fn)(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
