@@ -220,9 +220,11 @@ int pbs2p_row_words_fit(const pbs2p_layer_desc *d) {
 
 /* Bits [bit, bit + 57) of a stream whose bytes reach at least (bit >> 3) + 8, least significant first. */
 static inline uint64_t window57(const uint8_t *s, size_t bit) {
-    const uint8_t *b = s + (bit >> 3);
-    uint64_t v = 0;
-    for (int k = 0; k < 8; k++) v |= (uint64_t)b[k] << (8 * k); /* one load on a little-endian machine */
+    uint64_t v;
+    memcpy(&v, s + (bit >> 3), sizeof v); /* one load; the streams are little-endian (FORMAT.md section 1) */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v >> (bit & 7);
 }
 
