@@ -432,6 +432,13 @@ typedef struct pbs2p_kernels {
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
+/* ---- huge_pages.c: zeroed memory for the arrays a decode step streams (planes, KV cache) ---- */
+
+/* bytes of zeroed memory, on 2 MiB pages where the system has them; NULL when out of memory. */
+void *pbs2p_huge_alloc(size_t bytes);
+/* Releases pbs2p_huge_alloc(bytes)'s p (the same bytes); NULL is ignored. */
+void pbs2p_huge_free(void *p, size_t bytes);
+
 /* ---- thread pool (pool.c): a model's workers, kept for its life ---- */
 
 typedef struct pbs2p_pool pbs2p_pool;

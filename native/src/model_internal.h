@@ -87,6 +87,7 @@ typedef struct kv_cache {
     void *key;          /* (L, Hkv*hd, ldk): transposed, a key dimension's positions contiguous (attend) */
     void *value;        /* (L, n_ctx, Hkv*hd) */
     size_t ldk;         /* kv_key_stride(n_ctx) */
+    size_t key_bytes, value_bytes; /* of key and value (pbs2p_huge_alloc) */
     int f16;            /* entries are float16 bits (uint16_t), else float */
 } kv_cache;
 

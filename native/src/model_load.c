@@ -197,8 +197,8 @@ static pbs2p_status build_weights(const pbs2p_gguf *f, const config *c, pbs2p_po
 }
 
 static void free_cache(kv_cache *kv) {
-    free(kv->key);
-    free(kv->value);
+    pbs2p_huge_free(kv->key, kv->key_bytes);
+    pbs2p_huge_free(kv->value, kv->value_bytes);
     kv->key = kv->value = NULL;
 }
 
@@ -217,8 +217,10 @@ static pbs2p_status build_cache(const config *c, int32_t n_ctx, int f16, kv_cach
     kv_entries(c, n_ctx, &keys, &values);
     kv->ldk = kv_key_stride(n_ctx);
     kv->f16 = f16;
-    kv->key = calloc((size_t)keys, kv_entry_bytes(f16));
-    kv->value = calloc((size_t)values, kv_entry_bytes(f16));
+    kv->key_bytes = (size_t)keys * kv_entry_bytes(f16);
+    kv->value_bytes = (size_t)values * kv_entry_bytes(f16);
+    kv->key = pbs2p_huge_alloc(kv->key_bytes); /* on huge pages: a step reads every KV head's rows, far apart */
+    kv->value = pbs2p_huge_alloc(kv->value_bytes);
     if (!kv->key || !kv->value) {
         free_cache(kv);
         return pbs2p_fail(PBS2P_ERR_NOMEM, "out of memory for a KV cache of %" PRIu64 " + %" PRIu64 " %s", keys,

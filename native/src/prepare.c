@@ -1,36 +1,13 @@
 /* prepare.c — builds the in-memory repacked layer (bit planes + float32 coefficients) the kernels read. */
-#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE; posix_memalign */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
-#define HUGE_PAGE ((size_t)2 << 20)
-
-/* Zeroed memory for a layer's planes (free() releases it). From 2 MiB on it is aligned to 2 MiB and advised as huge
- * pages: the kernels stream the planes once per token, and with 4 KiB pages every 64th cache line is a TLB miss
- * (Linux's transparent huge pages are in "madvise" mode by default). */
-static void *alloc_planes(size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= HUGE_PAGE) {
-        void *p = NULL;
-        const size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-        if (posix_memalign(&p, HUGE_PAGE, rounded) != 0) return NULL;
-        madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without it the pages are 4 KiB, nothing else changes */
-        memset(p, 0, bytes);
-        return p;
-    }
-#endif
-    return calloc(bytes ? bytes : 1, 1);
-}
 
 void pbs2p_layer_free(pbs2p_layer *L) {
     if (!L) return;
     free(L->plane_xs);
-    free(L->bits);
+    pbs2p_huge_free(L->bits, (size_t)L->rows * L->row_words * sizeof *L->bits);
     free(L->coef);
     free(L->col_scale);
     free(L->perm);
@@ -142,7 +119,7 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
     L->row_words = G * P * W;
     if (d->has_salient && (st = permute_salient(L, &dec)) != PBS2P_OK) goto done;
     L->plane_xs = malloc(P * sizeof *L->plane_xs);
-    L->bits = alloc_planes(R * L->row_words * sizeof *L->bits);
+    L->bits = pbs2p_huge_alloc(R * L->row_words * sizeof *L->bits);
     L->coef = malloc(R * G * P * sizeof *L->coef);
     if (d->has_col_scale) L->col_scale = malloc(nreg * K * sizeof *L->col_scale);
     /* one region without salient columns (both presets' compact structure): the row's words decoded directly */
@@ -177,7 +154,7 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
         const pbs2p_row *cols = L->perm ? &prow : &row; /* the row in the prepared column order */
         /* plane words 32 columns at a time, without a branch per column and one region at a time (each pass an OR
          * reduction the compiler vectorizes): region r's kept and sign words, then the salient second signs (region
-         * 0). A dropped column has kept, signs and region 0 and adds nothing; the planes start zeroed (alloc_planes). */
+         * 0). A dropped column has kept, signs and region 0 and adds nothing; the planes start zeroed (pbs2p_huge_alloc). */
         for (size_t g = 0; g < G; g++) {
             const size_t c0 = g * (size_t)d->group_size;
             const size_t len = K - c0 < (size_t)d->group_size ? K - c0 : (size_t)d->group_size;
