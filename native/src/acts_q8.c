@@ -104,13 +104,6 @@ void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2
 }
 
 void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A) {
-#ifdef PBS2P_HAVE_AVX512
-    /* with the kernels held to AVX2 (PBS2P_KERNEL, pbs2p_kernel_select) the AVX2 machine's speed is what is measured */
-    const char *variant = pbs2p_kernel_name();
-    if (variant && !strcmp(variant, "avx512") && __builtin_cpu_supports("avx512bw")) {
-        pbs2p_q8_acts_quantize_avx512(X, t0, t1, A);
-        return;
-    }
-#endif
-    pbs2p_q8_acts_quantize_ref(X, t0, t1, A);
+    pbs2p_kernels k; /* the callers have checked a variant is available; without one the reference runs */
+    (pbs2p_kernel_current(&k) ? k.quantize : pbs2p_q8_acts_quantize_ref)(X, t0, t1, A);
 }

@@ -27,6 +27,7 @@ typedef struct variant {
     pbs2p_rows_q8_fn q8;         /* packed layers on int8 activations */
     pbs2p_rows_q8_fn q8_ext;     /* replaces q8 where q8_ext_has(); NULL: none */
     int (*q8_ext_has)(void);
+    pbs2p_q8_quantize_fn quantize; /* the activations of the integer products (cpu_has's instructions only) */
 } variant;
 
 static int always(void) { return 1; }
@@ -107,16 +108,16 @@ static const variant variants[] = {
      pbs2p_rows_q8_ref,
 #endif
 #if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
-     pbs2p_rows_q8_avx512, has_avx512_vbmi_vnni
+     pbs2p_rows_q8_avx512, has_avx512_vbmi_vnni,
 #else
-     NULL, NULL
+     NULL, NULL,
 #endif
-    },
+     pbs2p_q8_acts_quantize_avx512},
 #endif
 #ifdef PBS2P_HAVE_AVX2
     {"avx2", pbs2p_rows_avx2, pbs2p_gemm_rows_avx2, pbs2p_dense_rows_avx2, pbs2p_qdense_rows_avx2, pbs2p_attend_avx2,
      pbs2p_attend_block_avx2, pbs2p_attend_f16_avx2, pbs2p_widen_avx2, has_avx2, NULL, NULL, pbs2p_rows_q8_avx2, NULL,
-     NULL},
+     NULL, pbs2p_q8_acts_quantize_ref},
 #endif
 #ifdef PBS2P_HAVE_NEON
     {"neon", pbs2p_rows_neon, pbs2p_gemm_rows_neon, pbs2p_dense_rows_neon, pbs2p_qdense_rows_neon, pbs2p_attend_neon,
@@ -126,10 +127,11 @@ static const variant variants[] = {
 #else
      NULL, NULL,
 #endif
-     pbs2p_rows_q8_neon, NULL, NULL},
+     pbs2p_rows_q8_neon, NULL, NULL, pbs2p_q8_acts_quantize_ref},
 #endif
     {"ref", pbs2p_rows_ref, pbs2p_rows_ref, pbs2p_dense_rows_ref, pbs2p_qdense_rows_ref, pbs2p_attend_ref,
-     pbs2p_attend_block_ref, pbs2p_attend_f16_ref, pbs2p_widen_ref, always, NULL, NULL, pbs2p_rows_q8_ref, NULL, NULL},
+     pbs2p_attend_block_ref, pbs2p_attend_f16_ref, pbs2p_widen_ref, always, NULL, NULL, pbs2p_rows_q8_ref, NULL, NULL,
+     pbs2p_q8_acts_quantize_ref},
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -210,7 +212,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_unlock(&lock);
     if (v) {
         *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_block, v->attend_f16,
-                                v->widen, q8};
+                                v->widen, q8, v->quantize};
     }
     return v != NULL;
 }

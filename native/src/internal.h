@@ -246,8 +246,10 @@ void pbs2p_q8_acts_init(void *mem, size_t n_tokens, int32_t cols, pbs2p_q8_acts 
 /* Quantizes tokens [t0, t1) of X (n_tokens, cols) into A; each token on its own, so threads may fill disjoint ranges.
  * A block holding a NaN or an infinity gets d = NaN, so what it multiplies is NaN, as float products would be. */
 void pbs2p_q8_acts_quantize(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
-/* The same, SSE2 or plain C (the definition), and with AVX-512 F + BW where compiled in; the first of the three this
- * CPU runs is pbs2p_q8_acts_quantize's. */
+/* The same, SSE2 or plain C (the definition), and with AVX-512 F + BW where compiled in; pbs2p_q8_acts_quantize runs
+ * the current kernel variant's (pbs2p_kernels.quantize: AVX-512 under the avx512 variant), so kernels held to AVX2
+ * are measured as an AVX2 machine runs them. */
+typedef void (*pbs2p_q8_quantize_fn)(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
 void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
 #ifdef PBS2P_HAVE_AVX512
 void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const pbs2p_q8_acts *A);
@@ -429,6 +431,7 @@ typedef struct pbs2p_kernels {
     pbs2p_attend_f16_fn attend_f16;
     pbs2p_widen_fn widen;
     pbs2p_rows_q8_fn q8;      /* a model's products of packed layers */
+    pbs2p_q8_quantize_fn quantize; /* the int8 activations of q8 and qdense */
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
