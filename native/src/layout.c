@@ -9,13 +9,24 @@
 
 static uint32_t bit_at(const uint8_t *s, size_t t) { return (s[t >> 3] >> (t & 7)) & 1u; }
 
-/* n <= 16 bits of a stream of `nbytes` bytes from bit t on, least significant first: four bytes at once where
- * they are all inside it, else the (at most three) bytes that hold them; bytes past the stream read as 0. */
+/* The little-endian 64-bit word at b: one load (a compiler does not always merge byte loads into one), byte-swapped
+ * on a big-endian machine; the streams are little-endian (FORMAT.md section 1). */
+static inline uint64_t le64(const uint8_t *b) {
+    uint64_t v;
+    memcpy(&v, b, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* n <= 16 bits of a stream of `nbytes` bytes from bit t on, least significant first: one 8-byte load where
+ * its bytes are all inside it, else the (at most three) bytes that hold them; bytes past the stream read as 0. */
 static inline uint32_t bits_at(const uint8_t *s, size_t nbytes, size_t t, int n) {
     const size_t byte = t >> 3;
     uint32_t v = 0;
-    if (byte + 4 <= nbytes) {
-        v = (uint32_t)s[byte] | (uint32_t)s[byte + 1] << 8 | (uint32_t)s[byte + 2] << 16 | (uint32_t)s[byte + 3] << 24;
+    if (byte + 8 <= nbytes) {
+        v = (uint32_t)le64(s + byte);
     } else {
         for (size_t b = 0; b < 3 && byte + b < nbytes; b++) v |= (uint32_t)s[byte + b] << (8 * b);
     }
@@ -219,14 +230,7 @@ int pbs2p_row_words_fit(const pbs2p_layer_desc *d) {
 }
 
 /* Bits [bit, bit + 57) of a stream whose bytes reach at least (bit >> 3) + 8, least significant first. */
-static inline uint64_t window57(const uint8_t *s, size_t bit) {
-    uint64_t v;
-    memcpy(&v, s + (bit >> 3), sizeof v); /* one load; the streams are little-endian (FORMAT.md section 1) */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v >> (bit & 7);
-}
+static inline uint64_t window57(const uint8_t *s, size_t bit) { return le64(s + (bit >> 3)) >> (bit & 7); }
 
 /* The kept and +1 bits of the four M-groups of 8 columns from M-group q on (kept element k on): one 32-column word,
  * the codes and the signs read once (4 w_mask + 4 n <= 60 bits; the caller has checked both windows lie inside the
