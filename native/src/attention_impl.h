@@ -3,8 +3,9 @@
  * its iterations (the softmax's max and sum keep LANES running values).
  * The keys are stored transposed (key dimension d of position p at kt[d * ldk + p]), so the scores of all positions
  * grow together, four key dimensions per pass; the output grows four positions per pass over the value rows. Each
- * attention_<variant>.c includes this file and is compiled with its variant's flags and FMA contraction, so the same
- * lines become AVX2, AVX-512 or NEON code. The order of the sums is fixed by the code, not by the thread count.
+ * attention_<variant>.c includes this file and is compiled with its variant's flags, so the same lines become AVX2,
+ * AVX-512 or NEON code. The order of the sums and which products are fused (ATT_FMA, dot4) are fixed by the code, not
+ * by the compiler or the thread count.
  * attend_f16 reads a float16 cache: the file including this one first defines widen(src, dst, n), float16 bits to
  * float32 with its variant's conversion, and attend_f16 widens CHUNK positions of four key rows (four value rows) at a
  * time into a buffer on the stack, then runs the same lines as attend on it: the same sums in the same order, so its
@@ -23,24 +24,37 @@
 
 #define CHUNK 256 /* positions (value columns) attend_f16 widens at a time: a multiple of LANES and of 4 */
 
+/* The one multiply-add of attention, fused: a variant with FMA instructions gets fmaf inline (every SIMD variant, and
+ * the intrinsics of attention_avx512.c's decode kernel repeat it op for op); the ref variant, built for any x86-64
+ * (where fmaf would be a libm call per element), defines it as a * b + c before including this file. */
+#ifndef ATT_FMA
+#define ATT_FMA(a, b, c) fmaf(a, b, c)
+#endif
+
+/* a0 b0 + a1 b1 + a2 b2 + a3 b3 in the one order every kernel uses: a1 b1 rounded, then a0 b0, a2 b2 and a3 b3 fused
+ * onto it (GCC's contraction of the sum written left to right, now written out so that no compiler picks another). */
+static inline float dot4(float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3) {
+    return ATT_FMA(a3, b3, ATT_FMA(a2, b2, ATT_FMA(a0, b0, a1 * b1)));
+}
+
 /* s[p] += q0 k0[p] + q1 k1[p] + q2 k2[p] + q3 k3[p] for p < n (one group of four key dimensions). */
 static inline void scores4(float q0, float q1, float q2, float q3, const float *restrict k0, const float *restrict k1,
                            const float *restrict k2, const float *restrict k3, float *restrict s, int32_t n) {
-    for (int32_t p = 0; p < n; p++) s[p] += q0 * k0[p] + q1 * k1[p] + q2 * k2[p] + q3 * k3[p];
+    for (int32_t p = 0; p < n; p++) s[p] = s[p] + dot4(q0, q1, q2, q3, k0[p], k1[p], k2[p], k3[p]);
 }
 
 static inline void scores1(float qd, const float *restrict k, float *restrict s, int32_t n) {
-    for (int32_t p = 0; p < n; p++) s[p] += qd * k[p];
+    for (int32_t p = 0; p < n; p++) s[p] = ATT_FMA(qd, k[p], s[p]);
 }
 
 /* out[j] += a0 v0[j] + a1 v1[j] + a2 v2[j] + a3 v3[j] for j < m (four value rows). */
 static inline void values4(float a0, float a1, float a2, float a3, const float *restrict v0, const float *restrict v1,
                            const float *restrict v2, const float *restrict v3, float *restrict out, int32_t m) {
-    for (int32_t j = 0; j < m; j++) out[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j];
+    for (int32_t j = 0; j < m; j++) out[j] = out[j] + dot4(a0, a1, a2, a3, v0[j], v1[j], v2[j], v3[j]);
 }
 
 static inline void values1(float a, const float *restrict vp, float *restrict out, int32_t m) {
-    for (int32_t j = 0; j < m; j++) out[j] += a * vp[j];
+    for (int32_t j = 0; j < m; j++) out[j] = ATT_FMA(a, vp[j], out[j]);
 }
 
 /* s[p] = e^(scale * s[p] - max) for p < n; returns 1 / their sum, the factor the caller applies with the values.
@@ -108,10 +122,10 @@ static __attribute__((noinline)) void madd4x4(const float *restrict xa, const fl
     const float a0 = xa[0], a1 = xa[1], a2 = xa[2], a3 = xa[3], b0 = xb[0], b1 = xb[1], b2 = xb[2], b3 = xb[3];
     const float c0 = xc[0], c1 = xc[1], c2 = xc[2], c3 = xc[3], d0 = xd[0], d1 = xd[1], d2 = xd[2], d3 = xd[3];
     for (int32_t i = 0; i < n; i++) {
-        oa[i] += a0 * r0[i] + a1 * r1[i] + a2 * r2[i] + a3 * r3[i];
-        ob[i] += b0 * r0[i] + b1 * r1[i] + b2 * r2[i] + b3 * r3[i];
-        oc[i] += c0 * r0[i] + c1 * r1[i] + c2 * r2[i] + c3 * r3[i];
-        od[i] += d0 * r0[i] + d1 * r1[i] + d2 * r2[i] + d3 * r3[i];
+        oa[i] = oa[i] + dot4(a0, a1, a2, a3, r0[i], r1[i], r2[i], r3[i]);
+        ob[i] = ob[i] + dot4(b0, b1, b2, b3, r0[i], r1[i], r2[i], r3[i]);
+        oc[i] = oc[i] + dot4(c0, c1, c2, c3, r0[i], r1[i], r2[i], r3[i]);
+        od[i] = od[i] + dot4(d0, d1, d2, d3, r0[i], r1[i], r2[i], r3[i]);
     }
 }
 

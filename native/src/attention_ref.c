@@ -6,6 +6,8 @@ static inline void widen(const uint16_t *restrict src, float *restrict dst, int3
     for (int32_t i = 0; i < n; i++) dst[i] = pbs2p_half_to_float(src[i]);
 }
 
+/* no fused multiply-add assumed (x86-64's baseline has none: fmaf would be a libm call per element) */
+#define ATT_FMA(a, b, c) ((a) * (b) + (c))
 #define PBS2P_ATTEND_F16
 #include "attention_impl.h"
 

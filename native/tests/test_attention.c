@@ -184,7 +184,7 @@ int main(void) {
         check_widen(names[i], k.widen);
         for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
             for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) check(names[i], k.attend, hds[a], ns[b]);
-        static const int32_t hds16[] = {1, 3, 64, 67, 300}, ns16[] = {1, 5, 255, 256, 257, 600};
+        static const int32_t hds16[] = {1, 3, 16, 48, 64, 67, 96, 128, 256, 300}, ns16[] = {1, 5, 255, 256, 257, 600};
         for (size_t a = 0; a < sizeof hds16 / sizeof hds16[0]; a++)
             for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++)
                 for (int32_t nq = 1; nq <= PBS2P_ATTEND_F16_QUERIES; nq++)
