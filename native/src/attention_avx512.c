@@ -25,15 +25,14 @@ void pbs2p_attend_block_avx512(int32_t nq, const float *const *q, float *const *
 }
 
 /* ---- Decoding on a float16 cache (a step's query heads of one KV head): attend_f16's sums in registers ----
- * attend_f16 widens a chunk of cache rows into a buffer and runs attend's loops over it, so each score and each output
- * column makes a round trip through memory per four key dimensions or four positions. Here the scores of BLOCK
- * positions stay in registers over all key dimensions and the output columns (VALUE_VECS vectors) over all positions:
- * each float16 row is converted as it is loaded and used at once. Every score and output column still takes attend's
- * operations in attend's order (dot4: the product of the second term, then three fused multiply-adds, then the add;
- * positions in groups of four from the first, the last n % 4 one at a time with one fused multiply-add each), so the
- * result is attend_f16's bit for bit (test_attention). On 32 Llama-2-7B heads (hd 128) over 700 positions, one
- * thread: 1.2-2.4x attend_f16's speed from memory and from L3; SmolLM2's heads (hd 64, three queries a KV head) 2.3x. */
-#define BLOCK 32     /* positions per score block: two vectors per query */
+ * attend_f16 widens a tile of key rows into a buffer and runs attend's loops over it, so each score and each output
+ * column makes a round trip through memory per four key dimensions or four positions. Here the scores of a tile's
+ * positions (BLOCK = PBS2P_KV_TILE) stay in registers over all key dimensions and the output columns (VALUE_VECS
+ * vectors) over all positions: each float16 row is converted as it is loaded and used at once. Every score and output
+ * column still takes attend's operations in attend's order (dot4: the product of the second term, then three fused
+ * multiply-adds, then the add; positions in groups of four from the first, the last n % 4 one at a time with one fused
+ * multiply-add each), so the result is attend_f16's bit for bit (test_attention). */
+#define BLOCK PBS2P_KV_TILE /* positions per score block (a tile): two vectors per query */
 #define VALUE_VECS 4 /* output vectors per pass over the value rows, per query */
 
 static inline __m512 half16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
@@ -49,17 +48,18 @@ static inline __m512 dot4_x16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512
     return _mm512_fmadd_ps(a3, b3, _mm512_fmadd_ps(a2, b2, _mm512_fmadd_ps(a0, b0, _mm512_mul_ps(a1, b1))));
 }
 
-/* Scores of positions p .. p + len - 1 (len <= BLOCK) for nq queries, as attend forms them: from zero, each group of
- * four key dimensions added in order (hd a multiple of 4). */
-static void score_block(int32_t nq, const float *const *q, const uint16_t *kt, size_t ldk, int32_t p, int32_t len,
-                        int32_t hd, float *s, size_t lds) {
+/* Scores of len (<= BLOCK) positions of one tile for nq queries, as attend forms them: from zero, each group of four
+ * key dimensions added in order (hd a multiple of 4). k: the first position's dimension 0 in the tile; s: its score
+ * in query 0's row (lds apart). */
+static void score_block(int32_t nq, const float *const *q, const uint16_t *k, int32_t len, int32_t hd, float *s,
+                        size_t lds) {
     const int32_t len0 = len < 16 ? len : 16, len1 = len - len0;
     __m512 a[PBS2P_ATTEND_F16_QUERIES][2];
     for (int32_t i = 0; i < nq; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d += 4) {
         __m512 k0[4], k1[4];
         for (int r = 0; r < 4; r++) {
-            const uint16_t *row = kt + (size_t)(d + r) * ldk + (size_t)p;
+            const uint16_t *row = k + (size_t)(d + r) * BLOCK;
             k0[r] = half16_first(row, len0);
             k1[r] = len1 > 0 ? half16_first(row + 16, len1) : _mm512_setzero_ps();
         }
@@ -72,8 +72,8 @@ static void score_block(int32_t nq, const float *const *q, const uint16_t *kt, s
     }
     const __mmask16 m0 = (__mmask16)((1u << len0) - 1u), m1 = (__mmask16)((1u << len1) - 1u);
     for (int32_t i = 0; i < nq; i++) {
-        _mm512_mask_storeu_ps(s + (size_t)i * lds + (size_t)p, m0, a[i][0]);
-        _mm512_mask_storeu_ps(s + (size_t)i * lds + (size_t)p + 16, m1, a[i][1]);
+        _mm512_mask_storeu_ps(s + (size_t)i * lds, m0, a[i][0]);
+        _mm512_mask_storeu_ps(s + (size_t)i * lds + 16, m1, a[i][1]);
     }
 }
 
@@ -110,16 +110,21 @@ static inline __attribute__((always_inline)) void value_columns(int32_t nq, floa
         for (int c = 0; c < nv; c++) _mm512_storeu_ps(out[i] + j0 + 16 * c, o[i][c]);
 }
 
-void pbs2p_attend_f16_avx512(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, size_t ldk,
-                             const uint16_t *v, size_t ldv, int32_t n, int32_t hd, float scale, float *scores,
-                             size_t lds) {
+void pbs2p_attend_f16_avx512(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt,
+                             const uint16_t *v, size_t ldv, int32_t first, int32_t n, int32_t hd, float scale,
+                             float *scores, size_t lds) {
     if (hd % 16 != 0) { /* whole vectors of output columns only; such heads take the widening kernel */
-        attend_f16(nq, q, out, kt, ldk, v, ldv, n, hd, scale, scores, lds);
+        attend_f16(nq, q, out, kt, v, ldv, first, n, hd, scale, scores, lds);
         return;
     }
     float inv[PBS2P_ATTEND_F16_QUERIES];
-    for (int32_t p = 0; p < n; p += BLOCK) score_block(nq, q, kt, ldk, p, n - p < BLOCK ? n - p : BLOCK, hd, scores, lds);
+    for (int32_t p0 = first; p0 < first + n;) { /* the tiles' parts in view */
+        const int32_t tile_end = (p0 / BLOCK + 1) * BLOCK, end = first + n < tile_end ? first + n : tile_end;
+        score_block(nq, q, kt + pbs2p_kv_tile(hd, p0), end - p0, hd, scores + (p0 - first), lds);
+        p0 = end;
+    }
     for (int32_t i = 0; i < nq; i++) inv[i] = softmax_weights(scores + (size_t)i * lds, n, scale);
+    v += (size_t)first * ldv;
     for (int32_t j0 = 0; j0 < hd; j0 += 16 * VALUE_VECS) {
         const int nv = (hd - j0) / 16 < VALUE_VECS ? (hd - j0) / 16 : VALUE_VECS;
         switch (nv) { /* a constant count each, so the sums stay in registers */

@@ -6,10 +6,10 @@
  * attention_<variant>.c includes this file and is compiled with its variant's flags, so the same lines become AVX2,
  * AVX-512 or NEON code. The order of the sums and which products are fused (ATT_FMA, dot4) are fixed by the code, not
  * by the compiler or the thread count.
- * attend_f16 reads a float16 cache: the file including this one first defines widen(src, dst, n), float16 bits to
- * float32 with its variant's conversion, and attend_f16 widens CHUNK positions of four key rows (four value rows) at a
- * time into a buffer on the stack, then runs the same lines as attend on it: the same sums in the same order, so its
- * result is attend's on the widened cache, bit for bit.
+ * attend_f16 reads a float16 cache (keys in tiles of PBS2P_KV_TILE positions, internal.h): the file including this one
+ * first defines widen(src, dst, n), float16 bits to float32 with its variant's conversion, and attend_f16 widens a
+ * tile's four key rows (four value rows) at a time into a buffer on the stack, then runs the same lines as attend on
+ * it: the same sums in the same order, so its result is attend's on the widened cache, bit for bit.
  * attend_block runs the same lines for several queries that read one head's cache (a prompt's query heads of one KV
  * head, its consecutive tokens): a chunk of key rows or value rows is loaded once for all of them, and each query's
  * result is still attend's, bit for bit. */
@@ -271,28 +271,36 @@ static void attend_block(int32_t nq, const float *const *q, float *const *out, c
 }
 
 #ifdef PBS2P_ATTEND_F16
-/* nq <= PBS2P_ATTEND_F16_QUERIES queries that read one head's float16 cache (a decode step's query heads of one KV
- * head): each chunk of key rows and of value rows is widened once for all of them; query i's scores at s + i * lds. */
-static void attend_f16(int32_t nq, const float *const *q, float *const *out, const uint16_t *restrict kt, size_t ldk,
-                       const uint16_t *restrict v, size_t ldv, int32_t n, int32_t hd, float scale, float *restrict s,
-                       size_t lds) {
+/* nq <= PBS2P_ATTEND_F16_QUERIES queries that read one head's float16 cache over positions first .. first + n - 1 (a
+ * decode step's query heads of one KV head): keys in tiles (internal.h, pbs2p_kv_tile), each tile's part in view
+ * widened four key rows at a time once for all queries, value rows (p at v + p * ldv) four at a time; query i's scores
+ * at s + i * lds. */
+static void attend_f16(int32_t nq, const float *const *q, float *const *out, const uint16_t *restrict kt,
+                       const uint16_t *restrict v, size_t ldv, int32_t first, int32_t n, int32_t hd, float scale,
+                       float *restrict s, size_t lds) {
+    enum { T = PBS2P_KV_TILE };
     float buf[4 * CHUNK], inv[PBS2P_ATTEND_F16_QUERIES];
     for (int32_t i = 0; i < nq; i++)
         for (int32_t p = 0; p < n; p++) s[(size_t)i * lds + (size_t)p] = 0.0f;
-    for (int32_t p0 = 0; p0 < n; p0 += CHUNK) { /* each position's sum runs over d in attend's order */
-        const int32_t len = n - p0 < CHUNK ? n - p0 : CHUNK;
+    for (int32_t p0 = first; p0 < first + n;) { /* each position's sum runs over d in attend's order */
+        const int32_t tile_end = (p0 / T + 1) * T, end = first + n < tile_end ? first + n : tile_end;
+        const int32_t len = end - p0;
+        const uint16_t *k = kt + pbs2p_kv_tile(hd, p0);
+        float *sp = s + (p0 - first);
         int32_t d = 0;
         for (; d + 4 <= hd; d += 4) {
-            for (int r = 0; r < 4; r++) widen(kt + (size_t)(d + r) * ldk + (size_t)p0, buf + r * CHUNK, len);
+            for (int r = 0; r < 4; r++) widen(k + (size_t)(d + r) * T, buf + r * CHUNK, len);
             for (int32_t i = 0; i < nq; i++)
                 scores4(q[i][d], q[i][d + 1], q[i][d + 2], q[i][d + 3], buf, buf + CHUNK, buf + 2 * CHUNK,
-                        buf + 3 * CHUNK, s + (size_t)i * lds + (size_t)p0, len);
+                        buf + 3 * CHUNK, sp + (size_t)i * lds, len);
         }
         for (; d < hd; d++) {
-            widen(kt + (size_t)d * ldk + (size_t)p0, buf, len);
-            for (int32_t i = 0; i < nq; i++) scores1(q[i][d], buf, s + (size_t)i * lds + (size_t)p0, len);
+            widen(k + (size_t)d * T, buf, len);
+            for (int32_t i = 0; i < nq; i++) scores1(q[i][d], buf, sp + (size_t)i * lds, len);
         }
+        p0 = end;
     }
+    v += (size_t)first * ldv;
     for (int32_t i = 0; i < nq; i++) {
         inv[i] = softmax_weights(s + (size_t)i * lds, n, scale);
         for (int32_t j = 0; j < hd; j++) out[i][j] = 0.0f;

@@ -105,10 +105,9 @@ static void run_attention(void *arg) {
                 q[h - h0] = j->s->q + (size_t)t * QD + (size_t)h * hd;
                 out[h - h0] = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
             }
-            const size_t kv_off = (size_t)kvh * hd;
-            j->attend_f16(h1 - h0, q, out, (const uint16_t *)kv->key + k_layer + kv_off * ldk + (size_t)start, ldk,
-                          (const uint16_t *)kv->value + v_layer + (size_t)start * KVD + kv_off, KVD, end - start, hd,
-                          c->score_scale, j->scores, n_ctx);
+            j->attend_f16(h1 - h0, q, out, kv16_keys(kv, j->m->n_ctx, c->n_head_kv, hd, j->l, kvh),
+                          kv16_values(kv, j->m->n_ctx, c->n_head_kv, hd, j->l, kvh), (size_t)hd, start, end - start,
+                          hd, c->score_scale, j->scores, n_ctx);
         }
         return;
     }
@@ -188,14 +187,24 @@ static void run_attention_blocks(void *arg) {
 #define WIDEN_MAX_BYTES ((size_t)16 << 20)
 
 static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t l, int32_t T, size_t n) {
-    const size_t KVD = (size_t)m->c.n_head_kv * m->c.head_dim, n_ctx = (size_t)m->n_ctx;
+    const size_t KVD = (size_t)m->c.n_head_kv * m->c.head_dim, tile = PBS2P_KV_TILE;
     if (!m->kv.f16 || T < WIDEN_MIN_TOKENS || 2 * n * KVD * sizeof(float) > WIDEN_MAX_BYTES) return NULL;
     float *w = malloc(2 * n * KVD * sizeof *w);
     if (!w) return NULL; /* attend_f16 reads the cache itself: slower, the same result */
-    const uint16_t *key = (const uint16_t *)m->kv.key + (size_t)l * KVD * m->kv.ldk;
-    const uint16_t *value = (const uint16_t *)m->kv.value + (size_t)l * n_ctx * KVD;
-    for (size_t d = 0; d < KVD; d++) widen(key + d * m->kv.ldk, w + d * n, (int32_t)n);
-    widen(value, w + n * KVD, (int32_t)(n * KVD)); /* < 2^22: the copy is at most WIDEN_MAX_BYTES */
+    /* keys (KVD, n) transposed, values (n, KVD): attend's float32 layout, from each head's tiles and rows */
+    const int32_t hd = m->c.head_dim;
+    for (int32_t h = 0; h < m->c.n_head_kv; h++) {
+        const uint16_t *key = kv16_keys(&m->kv, m->n_ctx, m->c.n_head_kv, hd, l, h);
+        const uint16_t *value = kv16_values(&m->kv, m->n_ctx, m->c.n_head_kv, hd, l, h);
+        for (size_t p0 = 0; p0 < n; p0 += tile) {
+            const uint16_t *t = key + pbs2p_kv_tile(hd, (int32_t)p0);
+            for (int32_t d = 0; d < hd; d++)
+                widen(t + (size_t)d * tile, w + ((size_t)h * hd + (size_t)d) * n + p0,
+                      (int32_t)(n - p0 < tile ? n - p0 : tile));
+        }
+        for (size_t p = 0; p < n; p++)
+            widen(value + p * (size_t)hd, w + n * KVD + p * KVD + (size_t)h * hd, hd);
+    }
     return w;
 }
 
@@ -264,10 +273,16 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
         }
         const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
         const float *k_new = s->k + (size_t)t * KVD, *v_new = s->v + (size_t)t * KVD;
-        if (m->kv.f16) {
-            uint16_t *key = (uint16_t *)m->kv.key + key_at, *value = (uint16_t *)m->kv.value + cache_row;
-            for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = pbs2p_float_to_half(k_new[i]);
-            for (size_t i = 0; i < KVD; i++) value[i] = pbs2p_float_to_half(v_new[i]);
+        if (m->kv.f16) { /* each head's tiles and rows (model_internal.h) */
+            const int32_t hd = c->head_dim;
+            for (int32_t h = 0; h < c->n_head_kv; h++) {
+                uint16_t *key = kv16_keys(&m->kv, m->n_ctx, c->n_head_kv, hd, l, h) + pbs2p_kv_tile(hd, n_past + t);
+                uint16_t *value = kv16_values(&m->kv, m->n_ctx, c->n_head_kv, hd, l, h) + (size_t)(n_past + t) * hd;
+                for (int32_t d = 0; d < hd; d++) {
+                    key[(size_t)d * PBS2P_KV_TILE] = pbs2p_float_to_half(k_new[(size_t)h * hd + (size_t)d]);
+                    value[d] = pbs2p_float_to_half(v_new[(size_t)h * hd + (size_t)d]);
+                }
+            }
         } else {
             float *key = (float *)m->kv.key + key_at;
             for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = k_new[i];

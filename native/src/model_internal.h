@@ -83,10 +83,15 @@ typedef struct weights {
     float *inv_freq_swa;      /* (hd/2,) the sliding layers' own (Gemma: rope.freq_base_swa); NULL: inv_freq */
 } weights;
 
+/* The KV cache. float32 (f16 = 0): keys (L, Hkv*hd, ldk) transposed, a key dimension's positions contiguous (attend),
+ * values (L, n_ctx, Hkv*hd). float16 (f16 = 1, the default), laid out for decoding, which reads every position of
+ * each KV head once per step: a head's keys and its values each one stream (kv16_keys, kv16_values), the keys in
+ * tiles of PBS2P_KV_TILE positions (internal.h) so that a key dimension's positions still come PBS2P_KV_TILE at a
+ * time. */
 typedef struct kv_cache {
-    void *key;          /* (L, Hkv*hd, ldk): transposed, a key dimension's positions contiguous (attend) */
-    void *value;        /* (L, n_ctx, Hkv*hd) */
-    size_t ldk;         /* kv_key_stride(n_ctx) */
+    void *key;
+    void *value;
+    size_t ldk;         /* float32: kv_key_stride(n_ctx) */
     size_t key_bytes, value_bytes; /* of key and value (pbs2p_huge_alloc) */
     int f16;            /* entries are float16 bits (uint16_t), else float */
 } kv_cache;
@@ -97,6 +102,23 @@ typedef struct kv_cache {
 static inline size_t kv_key_stride(int32_t n_ctx) {
     const size_t lines = ((size_t)n_ctx + 15) / 16;
     return 16 * (lines % 2 ? lines : lines + 1);
+}
+
+/* Positions a float16 cache holds per KV head: n_ctx rounded up to whole tiles. */
+static inline size_t kv16_positions(int32_t n_ctx) {
+    return ((size_t)n_ctx + PBS2P_KV_TILE - 1) / PBS2P_KV_TILE * PBS2P_KV_TILE;
+}
+
+/* A float16 cache's keys of KV head h of layer l: (kv16_positions / PBS2P_KV_TILE) tiles of (hd, PBS2P_KV_TILE). */
+static inline uint16_t *kv16_keys(const kv_cache *kv, int32_t n_ctx, int32_t n_head_kv, int32_t hd, int32_t l,
+                                  int32_t h) {
+    return (uint16_t *)kv->key + ((size_t)l * (size_t)n_head_kv + (size_t)h) * kv16_positions(n_ctx) * (size_t)hd;
+}
+
+/* Its values of that head: (n_ctx, hd), position p's row at + p * hd. */
+static inline uint16_t *kv16_values(const kv_cache *kv, int32_t n_ctx, int32_t n_head_kv, int32_t hd, int32_t l,
+                                    int32_t h) {
+    return (uint16_t *)kv->value + ((size_t)l * (size_t)n_head_kv + (size_t)h) * (size_t)n_ctx * (size_t)hd;
 }
 
 struct pbs2p_model {

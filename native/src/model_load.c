@@ -202,10 +202,11 @@ static void free_cache(kv_cache *kv) {
     kv->key = kv->value = NULL;
 }
 
-/* Entries of the KV cache for n_ctx positions: keys (transposed, rows kv_key_stride(n_ctx) apart) and values. */
-static void kv_entries(const config *c, int32_t n_ctx, uint64_t *keys, uint64_t *values) {
+/* Entries of the KV cache for n_ctx positions (model_internal.h): keys (float32: transposed, rows kv_key_stride(n_ctx)
+ * apart; float16: whole tiles) and values. */
+static void kv_entries(const config *c, int32_t n_ctx, int f16, uint64_t *keys, uint64_t *values) {
     const uint64_t per_position = (uint64_t)c->n_layer * (uint64_t)c->n_head_kv * (uint64_t)c->head_dim;
-    *keys = per_position * kv_key_stride(n_ctx);
+    *keys = per_position * (f16 ? kv16_positions(n_ctx) : kv_key_stride(n_ctx));
     *values = per_position * (uint64_t)n_ctx;
 }
 
@@ -214,7 +215,7 @@ static size_t kv_entry_bytes(int f16) { return f16 ? sizeof(uint16_t) : sizeof(f
 /* The cache's sizes are within PBS2P_MODEL_MAX_STATE_BYTES: load() checks them first. */
 static pbs2p_status build_cache(const config *c, int32_t n_ctx, int f16, kv_cache *kv) {
     uint64_t keys, values;
-    kv_entries(c, n_ctx, &keys, &values);
+    kv_entries(c, n_ctx, f16, &keys, &values);
     kv->ldk = kv_key_stride(n_ctx);
     kv->f16 = f16;
     kv->key_bytes = (size_t)keys * kv_entry_bytes(f16);
@@ -344,7 +345,7 @@ static pbs2p_status load_header(const char *path, const pbs2p_model_params *para
     /* resource guard before the large allocations: KV cache + scratch of a full-context eval */
     const config *c = &m->c;
     uint64_t kv_keys, kv_values;
-    kv_entries(c, n_ctx, &kv_keys, &kv_values);
+    kv_entries(c, n_ctx, kv_type == PBS2P_KV_F16, &kv_keys, &kv_values);
     const uint64_t kv_bytes = (kv_keys + kv_values) * kv_entry_bytes(kv_type == PBS2P_KV_F16);
     uint64_t run_bytes = (uint64_t)run_floats(c, (size_t)n_ctx, n_ctx, n_threads) * 4;
     if (kv_bytes + run_bytes > PBS2P_MODEL_MAX_STATE_BYTES)
