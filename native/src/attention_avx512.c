@@ -77,19 +77,22 @@ static void score_block(int32_t nq, const float *const *q, const uint16_t *k, in
     }
 }
 
-/* Output columns j0 .. j0 + 16 nv - 1 (nv <= VALUE_VECS) of nq queries: sum over positions of weight x value, in
- * attend's order. s: row i (lds apart) query i's softmax weights, still to be scaled by inv[i]. */
+/* Output columns j0 .. j0 + 16 nv - 1 (nv <= VALUE_VECS) of nq queries: sum over positions first .. first + n - 1 of
+ * weight x value, in attend's order. s: row i (lds apart) query i's softmax weights, still to be scaled by inv[i]. */
 static inline __attribute__((always_inline)) void value_columns(int32_t nq, float *const *out, const float *s,
                                                                size_t lds, const float *inv, const uint16_t *v,
-                                                               size_t ldv, int32_t n, int32_t j0, int nv) {
+                                                               size_t span_stride, int32_t hd, int32_t first,
+                                                               int32_t n, int32_t j0, int nv) {
     __m512 o[PBS2P_ATTEND_F16_QUERIES][VALUE_VECS];
     for (int32_t i = 0; i < nq; i++)
         for (int c = 0; c < nv; c++) o[i][c] = _mm512_setzero_ps();
     int32_t p = 0;
     for (; p + 4 <= n; p += 4) {
         __m512 x[4][VALUE_VECS];
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < nv; c++) x[r][c] = half16(v + (size_t)(p + r) * ldv + (size_t)(j0 + 16 * c));
+        for (int r = 0; r < 4; r++) {
+            const uint16_t *row = v + pbs2p_kv_value(span_stride, hd, first + p + r) + j0;
+            for (int c = 0; c < nv; c++) x[r][c] = half16(row + 16 * c);
+        }
         for (int32_t i = 0; i < nq; i++) {
             const float *si = s + (size_t)i * lds;
             const __m512 w0 = _mm512_set1_ps(si[p] * inv[i]), w1 = _mm512_set1_ps(si[p + 1] * inv[i]);
@@ -100,7 +103,8 @@ static inline __attribute__((always_inline)) void value_columns(int32_t nq, floa
     }
     for (; p < n; p++) {
         __m512 x[VALUE_VECS];
-        for (int c = 0; c < nv; c++) x[c] = half16(v + (size_t)p * ldv + (size_t)(j0 + 16 * c));
+        const uint16_t *row = v + pbs2p_kv_value(span_stride, hd, first + p) + j0;
+        for (int c = 0; c < nv; c++) x[c] = half16(row + 16 * c);
         for (int32_t i = 0; i < nq; i++) {
             const __m512 w = _mm512_set1_ps(s[(size_t)i * lds + (size_t)p] * inv[i]);
             for (int c = 0; c < nv; c++) o[i][c] = _mm512_fmadd_ps(w, x[c], o[i][c]);
@@ -111,27 +115,26 @@ static inline __attribute__((always_inline)) void value_columns(int32_t nq, floa
 }
 
 void pbs2p_attend_f16_avx512(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt,
-                             const uint16_t *v, size_t ldv, int32_t first, int32_t n, int32_t hd, float scale,
+                             const uint16_t *v, size_t span_stride, int32_t first, int32_t n, int32_t hd, float scale,
                              float *scores, size_t lds) {
     if (hd % 16 != 0) { /* whole vectors of output columns only; such heads take the widening kernel */
-        attend_f16(nq, q, out, kt, v, ldv, first, n, hd, scale, scores, lds);
+        attend_f16(nq, q, out, kt, v, span_stride, first, n, hd, scale, scores, lds);
         return;
     }
     float inv[PBS2P_ATTEND_F16_QUERIES];
     for (int32_t p0 = first; p0 < first + n;) { /* the tiles' parts in view */
         const int32_t tile_end = (p0 / BLOCK + 1) * BLOCK, end = first + n < tile_end ? first + n : tile_end;
-        score_block(nq, q, kt + pbs2p_kv_tile(hd, p0), end - p0, hd, scores + (p0 - first), lds);
+        score_block(nq, q, kt + pbs2p_kv_key(span_stride, hd, p0), end - p0, hd, scores + (p0 - first), lds);
         p0 = end;
     }
     for (int32_t i = 0; i < nq; i++) inv[i] = softmax_weights(scores + (size_t)i * lds, n, scale);
-    v += (size_t)first * ldv;
     for (int32_t j0 = 0; j0 < hd; j0 += 16 * VALUE_VECS) {
         const int nv = (hd - j0) / 16 < VALUE_VECS ? (hd - j0) / 16 : VALUE_VECS;
         switch (nv) { /* a constant count each, so the sums stay in registers */
-        case 4: value_columns(nq, out, scores, lds, inv, v, ldv, n, j0, 4); break;
-        case 3: value_columns(nq, out, scores, lds, inv, v, ldv, n, j0, 3); break;
-        case 2: value_columns(nq, out, scores, lds, inv, v, ldv, n, j0, 2); break;
-        default: value_columns(nq, out, scores, lds, inv, v, ldv, n, j0, 1);
+        case 4: value_columns(nq, out, scores, lds, inv, v, span_stride, hd, first, n, j0, 4); break;
+        case 3: value_columns(nq, out, scores, lds, inv, v, span_stride, hd, first, n, j0, 3); break;
+        case 2: value_columns(nq, out, scores, lds, inv, v, span_stride, hd, first, n, j0, 2); break;
+        default: value_columns(nq, out, scores, lds, inv, v, span_stride, hd, first, n, j0, 1);
         }
     }
 }

@@ -6,7 +6,7 @@
  * attention_<variant>.c includes this file and is compiled with its variant's flags, so the same lines become AVX2,
  * AVX-512 or NEON code. The order of the sums and which products are fused (ATT_FMA, dot4) are fixed by the code, not
  * by the compiler or the thread count.
- * attend_f16 reads a float16 cache (keys in tiles of PBS2P_KV_TILE positions, internal.h): the file including this one
+ * attend_f16 reads a float16 cache (in tiles of PBS2P_KV_TILE positions, internal.h): the file including this one
  * first defines widen(src, dst, n), float16 bits to float32 with its variant's conversion, and attend_f16 widens a
  * tile's four key rows (four value rows) at a time into a buffer on the stack, then runs the same lines as attend on
  * it: the same sums in the same order, so its result is attend's on the widened cache, bit for bit.
@@ -272,12 +272,12 @@ static void attend_block(int32_t nq, const float *const *q, float *const *out, c
 
 #ifdef PBS2P_ATTEND_F16
 /* nq <= PBS2P_ATTEND_F16_QUERIES queries that read one head's float16 cache over positions first .. first + n - 1 (a
- * decode step's query heads of one KV head): keys in tiles (internal.h, pbs2p_kv_tile), each tile's part in view
- * widened four key rows at a time once for all queries, value rows (p at v + p * ldv) four at a time; query i's scores
- * at s + i * lds. */
+ * decode step's query heads of one KV head), in tiles span_stride apart (internal.h: pbs2p_kv_key, pbs2p_kv_value):
+ * each tile's part in view widened four key rows at a time once for all queries, value rows four at a time; query
+ * i's scores at s + i * lds. */
 static void attend_f16(int32_t nq, const float *const *q, float *const *out, const uint16_t *restrict kt,
-                       const uint16_t *restrict v, size_t ldv, int32_t first, int32_t n, int32_t hd, float scale,
-                       float *restrict s, size_t lds) {
+                       const uint16_t *restrict v, size_t span_stride, int32_t first, int32_t n, int32_t hd,
+                       float scale, float *restrict s, size_t lds) {
     enum { T = PBS2P_KV_TILE };
     float buf[4 * CHUNK], inv[PBS2P_ATTEND_F16_QUERIES];
     for (int32_t i = 0; i < nq; i++)
@@ -285,7 +285,7 @@ static void attend_f16(int32_t nq, const float *const *q, float *const *out, con
     for (int32_t p0 = first; p0 < first + n;) { /* each position's sum runs over d in attend's order */
         const int32_t tile_end = (p0 / T + 1) * T, end = first + n < tile_end ? first + n : tile_end;
         const int32_t len = end - p0;
-        const uint16_t *k = kt + pbs2p_kv_tile(hd, p0);
+        const uint16_t *k = kt + pbs2p_kv_key(span_stride, hd, p0);
         float *sp = s + (p0 - first);
         int32_t d = 0;
         for (; d + 4 <= hd; d += 4) {
@@ -300,7 +300,6 @@ static void attend_f16(int32_t nq, const float *const *q, float *const *out, con
         }
         p0 = end;
     }
-    v += (size_t)first * ldv;
     for (int32_t i = 0; i < nq; i++) {
         inv[i] = softmax_weights(s + (size_t)i * lds, n, scale);
         for (int32_t j = 0; j < hd; j++) out[i][j] = 0.0f;
@@ -309,7 +308,8 @@ static void attend_f16(int32_t nq, const float *const *q, float *const *out, con
         const int32_t m = hd - j0 < CHUNK ? hd - j0 : CHUNK;
         int32_t p = 0;
         for (; p + 4 <= n; p += 4) {
-            for (int r = 0; r < 4; r++) widen(v + (size_t)(p + r) * ldv + (size_t)j0, buf + r * CHUNK, m);
+            for (int r = 0; r < 4; r++)
+                widen(v + pbs2p_kv_value(span_stride, hd, first + p + r) + (size_t)j0, buf + r * CHUNK, m);
             for (int32_t i = 0; i < nq; i++) {
                 const float *si = s + (size_t)i * lds;
                 values4(si[p] * inv[i], si[p + 1] * inv[i], si[p + 2] * inv[i], si[p + 3] * inv[i], buf,
@@ -317,7 +317,7 @@ static void attend_f16(int32_t nq, const float *const *q, float *const *out, con
             }
         }
         for (; p < n; p++) {
-            widen(v + (size_t)p * ldv + (size_t)j0, buf, m);
+            widen(v + pbs2p_kv_value(span_stride, hd, first + p) + (size_t)j0, buf, m);
             for (int32_t i = 0; i < nq; i++) values1(s[(size_t)i * lds + (size_t)p] * inv[i], buf, out[i] + j0, m);
         }
     }

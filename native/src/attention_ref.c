@@ -23,8 +23,9 @@ void pbs2p_attend_block_ref(int32_t nq, const float *const *q, float *const *out
 }
 
 void pbs2p_attend_f16_ref(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, const uint16_t *v,
-                          size_t ldv, int32_t first, int32_t n, int32_t hd, float scale, float *scores, size_t lds) {
-    attend_f16(nq, q, out, kt, v, ldv, first, n, hd, scale, scores, lds);
+                          size_t span_stride, int32_t first, int32_t n, int32_t hd, float scale, float *scores,
+                          size_t lds) {
+    attend_f16(nq, q, out, kt, v, span_stride, first, n, hd, scale, scores, lds);
 }
 
 void pbs2p_widen_ref(const uint16_t *src, float *dst, int32_t n) { widen(src, dst, n); }

@@ -384,32 +384,47 @@ void pbs2p_attend_block_neon(int32_t nq, const float *const *q, float *const *ou
 /* The same over a float16 cache (keys and values as float16 bits), for nq <= PBS2P_ATTEND_F16_QUERIES queries that
  * read one head's cache over the same positions first .. first + n - 1 (a decode step's query heads of one KV head;
  * their keys and values are widened once for all): query i (q[i]) into out[i], bit for bit the variant's float32
- * attend on the widened values; scores: nq rows of lds >= n floats. The keys are in tiles of PBS2P_KV_TILE positions
- * (pbs2p_kv_tile): tile t holds positions t T .. t T + T - 1 as hd rows of T, so a head's keys are read as one
- * stream, T positions at a time; value row p at v + p * ldv. */
+ * attend on the widened values; scores: nq rows of lds >= n floats. The head's keys and values come in tiles of
+ * PBS2P_KV_TILE positions, PBS2P_KV_SPAN tiles in a row, span_stride entries from one span of tiles to the next
+ * (model_internal.h: the spans of all layers and heads lie between, so that the cache's resident part grows with the
+ * positions used): a tile's keys are hd rows of PBS2P_KV_TILE (dimension d of position p at kt + pbs2p_kv_key(
+ * span_stride, hd, p) + d PBS2P_KV_TILE), its values PBS2P_KV_TILE rows of hd (position p's at v + pbs2p_kv_value(
+ * span_stride, hd, p)). */
 #define PBS2P_ATTEND_F16_QUERIES 4
 #define PBS2P_KV_TILE 32
-/* Key dimension 0 of position p in the tiles of a head of hd dimensions; dimension d is PBS2P_KV_TILE * d further. */
-static inline size_t pbs2p_kv_tile(int32_t hd, int32_t p) {
-    return (size_t)(p / PBS2P_KV_TILE) * (size_t)hd * PBS2P_KV_TILE + (size_t)(p % PBS2P_KV_TILE);
+#ifndef PBS2P_KV_SPAN
+#define PBS2P_KV_SPAN 8 /* tiles of a head in one run: 256 positions, 64 KiB of keys at hd 128 */
+#endif
+static inline size_t pbs2p_kv_key(size_t span_stride, int32_t hd, int32_t p) {
+    const size_t tile = (size_t)p / PBS2P_KV_TILE;
+    return tile / PBS2P_KV_SPAN * span_stride + tile % PBS2P_KV_SPAN * (size_t)hd * PBS2P_KV_TILE +
+           (size_t)p % PBS2P_KV_TILE;
+}
+static inline size_t pbs2p_kv_value(size_t span_stride, int32_t hd, int32_t p) {
+    const size_t tile = (size_t)p / PBS2P_KV_TILE;
+    return tile / PBS2P_KV_SPAN * span_stride + tile % PBS2P_KV_SPAN * (size_t)hd * PBS2P_KV_TILE +
+           (size_t)p % PBS2P_KV_TILE * (size_t)hd;
 }
 typedef void (*pbs2p_attend_f16_fn)(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt,
-                                    const uint16_t *v, size_t ldv, int32_t first, int32_t n, int32_t hd, float scale,
-                                    float *scores, size_t lds);
+                                    const uint16_t *v, size_t span_stride, int32_t first, int32_t n, int32_t hd,
+                                    float scale, float *scores, size_t lds);
 void pbs2p_attend_f16_ref(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, const uint16_t *v,
-                          size_t ldv, int32_t first, int32_t n, int32_t hd, float scale, float *scores, size_t lds);
+                          size_t span_stride, int32_t first, int32_t n, int32_t hd, float scale, float *scores,
+                          size_t lds);
 #ifdef PBS2P_HAVE_AVX2
 void pbs2p_attend_f16_avx2(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, const uint16_t *v,
-                           size_t ldv, int32_t first, int32_t n, int32_t hd, float scale, float *scores, size_t lds);
+                           size_t span_stride, int32_t first, int32_t n, int32_t hd, float scale, float *scores,
+                           size_t lds);
 #endif
 #ifdef PBS2P_HAVE_AVX512
 void pbs2p_attend_f16_avx512(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt,
-                             const uint16_t *v, size_t ldv, int32_t first, int32_t n, int32_t hd, float scale,
+                             const uint16_t *v, size_t span_stride, int32_t first, int32_t n, int32_t hd, float scale,
                              float *scores, size_t lds);
 #endif
 #ifdef PBS2P_HAVE_NEON
 void pbs2p_attend_f16_neon(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt, const uint16_t *v,
-                           size_t ldv, int32_t first, int32_t n, int32_t hd, float scale, float *scores, size_t lds);
+                           size_t span_stride, int32_t first, int32_t n, int32_t hd, float scale, float *scores,
+                           size_t lds);
 #endif
 
 /* float16 bits -> float32 of n values, with the variant's conversion (the one attend_f16 widens with). */

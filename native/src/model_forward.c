@@ -105,9 +105,9 @@ static void run_attention(void *arg) {
                 q[h - h0] = j->s->q + (size_t)t * QD + (size_t)h * hd;
                 out[h - h0] = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
             }
-            j->attend_f16(h1 - h0, q, out, kv16_keys(kv, j->m->n_ctx, c->n_head_kv, hd, j->l, kvh),
-                          kv16_values(kv, j->m->n_ctx, c->n_head_kv, hd, j->l, kvh), (size_t)hd, start, end - start,
-                          hd, c->score_scale, j->scores, n_ctx);
+            const size_t head = kv16_head(c, j->l, kvh);
+            j->attend_f16(h1 - h0, q, out, (const uint16_t *)kv->key + head, (const uint16_t *)kv->value + head,
+                          kv16_span_stride(c), start, end - start, hd, c->score_scale, j->scores, n_ctx);
         }
         return;
     }
@@ -191,19 +191,20 @@ static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t 
     if (!m->kv.f16 || T < WIDEN_MIN_TOKENS || 2 * n * KVD * sizeof(float) > WIDEN_MAX_BYTES) return NULL;
     float *w = malloc(2 * n * KVD * sizeof *w);
     if (!w) return NULL; /* attend_f16 reads the cache itself: slower, the same result */
-    /* keys (KVD, n) transposed, values (n, KVD): attend's float32 layout, from each head's tiles and rows */
+    /* keys (KVD, n) transposed, values (n, KVD): attend's float32 layout, from each head's tiles */
     const int32_t hd = m->c.head_dim;
+    const size_t stride = kv16_span_stride(&m->c);
     for (int32_t h = 0; h < m->c.n_head_kv; h++) {
-        const uint16_t *key = kv16_keys(&m->kv, m->n_ctx, m->c.n_head_kv, hd, l, h);
-        const uint16_t *value = kv16_values(&m->kv, m->n_ctx, m->c.n_head_kv, hd, l, h);
+        const uint16_t *key = (const uint16_t *)m->kv.key + kv16_head(&m->c, l, h);
+        const uint16_t *value = (const uint16_t *)m->kv.value + kv16_head(&m->c, l, h);
         for (size_t p0 = 0; p0 < n; p0 += tile) {
-            const uint16_t *t = key + pbs2p_kv_tile(hd, (int32_t)p0);
+            const uint16_t *t = key + pbs2p_kv_key(stride, hd, (int32_t)p0);
             for (int32_t d = 0; d < hd; d++)
                 widen(t + (size_t)d * tile, w + ((size_t)h * hd + (size_t)d) * n + p0,
                       (int32_t)(n - p0 < tile ? n - p0 : tile));
         }
         for (size_t p = 0; p < n; p++)
-            widen(value + p * (size_t)hd, w + n * KVD + p * KVD + (size_t)h * hd, hd);
+            widen(value + pbs2p_kv_value(stride, hd, (int32_t)p), w + n * KVD + p * KVD + (size_t)h * hd, hd);
     }
     return w;
 }
@@ -273,11 +274,12 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
         }
         const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
         const float *k_new = s->k + (size_t)t * KVD, *v_new = s->v + (size_t)t * KVD;
-        if (m->kv.f16) { /* each head's tiles and rows (model_internal.h) */
+        if (m->kv.f16) { /* each head's tile (model_internal.h) */
             const int32_t hd = c->head_dim;
+            const size_t stride = kv16_span_stride(c);
             for (int32_t h = 0; h < c->n_head_kv; h++) {
-                uint16_t *key = kv16_keys(&m->kv, m->n_ctx, c->n_head_kv, hd, l, h) + pbs2p_kv_tile(hd, n_past + t);
-                uint16_t *value = kv16_values(&m->kv, m->n_ctx, c->n_head_kv, hd, l, h) + (size_t)(n_past + t) * hd;
+                uint16_t *key = (uint16_t *)m->kv.key + kv16_head(c, l, h) + pbs2p_kv_key(stride, hd, n_past + t);
+                uint16_t *value = (uint16_t *)m->kv.value + kv16_head(c, l, h) + pbs2p_kv_value(stride, hd, n_past + t);
                 for (int32_t d = 0; d < hd; d++) {
                     key[(size_t)d * PBS2P_KV_TILE] = pbs2p_float_to_half(k_new[(size_t)h * hd + (size_t)d]);
                     value[d] = pbs2p_float_to_half(v_new[(size_t)h * hd + (size_t)d]);

@@ -85,9 +85,10 @@ typedef struct weights {
 
 /* The KV cache. float32 (f16 = 0): keys (L, Hkv*hd, ldk) transposed, a key dimension's positions contiguous (attend),
  * values (L, n_ctx, Hkv*hd). float16 (f16 = 1, the default), laid out for decoding, which reads every position of
- * each KV head once per step: a head's keys and its values each one stream (kv16_keys, kv16_values), the keys in
- * tiles of PBS2P_KV_TILE positions (internal.h) so that a key dimension's positions still come PBS2P_KV_TILE at a
- * time. */
+ * each KV head once per step: tiles of PBS2P_KV_TILE positions (keys: hd rows of the tile's positions; values: the
+ * positions' rows of hd), PBS2P_KV_SPAN tiles of a head in a row, the spans in (span, layer, KV head) order
+ * (internal.h, pbs2p_kv_key / pbs2p_kv_value). A head's spans are kv16_span_stride apart, and a cache whose first k
+ * spans are in use has touched only those. */
 typedef struct kv_cache {
     void *key;
     void *value;
@@ -104,21 +105,20 @@ static inline size_t kv_key_stride(int32_t n_ctx) {
     return 16 * (lines % 2 ? lines : lines + 1);
 }
 
-/* Positions a float16 cache holds per KV head: n_ctx rounded up to whole tiles. */
+/* Positions a float16 cache holds per KV head: n_ctx rounded up to whole spans. */
 static inline size_t kv16_positions(int32_t n_ctx) {
-    return ((size_t)n_ctx + PBS2P_KV_TILE - 1) / PBS2P_KV_TILE * PBS2P_KV_TILE;
+    const size_t span = (size_t)PBS2P_KV_TILE * PBS2P_KV_SPAN;
+    return ((size_t)n_ctx + span - 1) / span * span;
 }
 
-/* A float16 cache's keys of KV head h of layer l: (kv16_positions / PBS2P_KV_TILE) tiles of (hd, PBS2P_KV_TILE). */
-static inline uint16_t *kv16_keys(const kv_cache *kv, int32_t n_ctx, int32_t n_head_kv, int32_t hd, int32_t l,
-                                  int32_t h) {
-    return (uint16_t *)kv->key + ((size_t)l * (size_t)n_head_kv + (size_t)h) * kv16_positions(n_ctx) * (size_t)hd;
+/* Entries from one span of a float16 cache's KV head to its next: a span of every layer and KV head. */
+static inline size_t kv16_span_stride(const config *c) {
+    return (size_t)c->n_layer * (size_t)c->n_head_kv * (size_t)c->head_dim * PBS2P_KV_TILE * PBS2P_KV_SPAN;
 }
 
-/* Its values of that head: (n_ctx, hd), position p's row at + p * hd. */
-static inline uint16_t *kv16_values(const kv_cache *kv, int32_t n_ctx, int32_t n_head_kv, int32_t hd, int32_t l,
-                                    int32_t h) {
-    return (uint16_t *)kv->value + ((size_t)l * (size_t)n_head_kv + (size_t)h) * (size_t)n_ctx * (size_t)hd;
+/* Where span 0 of KV head h of layer l starts, in the keys and in the values. */
+static inline size_t kv16_head(const config *c, int32_t l, int32_t h) {
+    return ((size_t)l * (size_t)c->n_head_kv + (size_t)h) * (size_t)c->head_dim * PBS2P_KV_TILE * PBS2P_KV_SPAN;
 }
 
 struct pbs2p_model {

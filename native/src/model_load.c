@@ -203,11 +203,11 @@ static void free_cache(kv_cache *kv) {
 }
 
 /* Entries of the KV cache for n_ctx positions (model_internal.h): keys (float32: transposed, rows kv_key_stride(n_ctx)
- * apart; float16: whole tiles) and values. */
+ * apart) and values; float16: both in whole spans of tiles. */
 static void kv_entries(const config *c, int32_t n_ctx, int f16, uint64_t *keys, uint64_t *values) {
     const uint64_t per_position = (uint64_t)c->n_layer * (uint64_t)c->n_head_kv * (uint64_t)c->head_dim;
     *keys = per_position * (f16 ? kv16_positions(n_ctx) : kv_key_stride(n_ctx));
-    *values = per_position * (uint64_t)n_ctx;
+    *values = per_position * (f16 ? kv16_positions(n_ctx) : (uint64_t)n_ctx);
 }
 
 static size_t kv_entry_bytes(int f16) { return f16 ? sizeof(uint16_t) : sizeof(float); }

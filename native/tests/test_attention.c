@@ -1,8 +1,9 @@
 /* test_attention.c — ctest: every compiled variant's attention of one query and head (pbs2p_kernels.attend) against
  * a double-precision softmax(q.k) v, at head sizes and position counts that leave remainders of every loop; the
  * keys read transposed with a row stride above n, the values with a stride above hd (as in the KV cache); the
- * float16-cache kernel (attend_f16, 1 to PBS2P_ATTEND_F16_QUERIES queries sharing a head) bit for bit the float32 one
- * on the widened cache for each query, past its chunk of 256 positions and columns; each variant's widen (its
+ * float16-cache kernel (attend_f16, 1 to PBS2P_ATTEND_F16_QUERIES queries sharing a head, its cache in spans of tiles
+ * with windows starting inside them) bit for bit the float32 one on the widened cache for each query, past a span and
+ * its chunk of 256 columns; each variant's widen (its
  * float16 -> float32 rows, model_forward.c's once-per-layer copy) against pbs2p_half_to_float on every float16, at a
  * length that leaves every remainder; the block kernel (attend_block: query heads sharing a KV head, consecutive
  * causal tokens, sliding windows) bit for bit attend on each query;
@@ -48,33 +49,41 @@ static void check(const char *name, pbs2p_attend_fn attend, int32_t hd, int32_t 
     free(q); free(kt); free(v); free(scores); free(out); free(w);
 }
 
-/* attend_f16 of nq queries on float16 keys (in tiles, internal.h) and values, over positions first .. first + n - 1,
- * equals attend of each query on the same values widened (transposed keys), every bit. */
-static void check_f16(const char *name, const pbs2p_kernels *k, int32_t hd, int32_t first, int32_t n, int32_t nq) {
-    const int32_t end = first + n, T = PBS2P_KV_TILE, tiles = (end + T - 1) / T;
-    const size_t ldk = (size_t)n + 3, ldv = (size_t)hd + 5, lds = (size_t)n + 1;
-    uint16_t *kh = malloc(2 * (size_t)tiles * T * hd), *vh = malloc(2 * (size_t)end * ldv);
+/* attend_f16 of nq queries on float16 keys and values in spans of tiles (internal.h), `gap` entries between spans,
+ * over positions first .. first + n - 1, equals attend of each query on the same values widened (transposed keys,
+ * value rows), every bit. */
+static void check_f16(const char *name, const pbs2p_kernels *k, int32_t hd, int32_t first, int32_t n, int32_t nq,
+                      size_t gap) {
+    const int32_t end = first + n, T = PBS2P_KV_TILE, span = T * PBS2P_KV_SPAN, spans = (end + span - 1) / span;
+    const size_t stride = (size_t)hd * span + gap, ldk = (size_t)n + 3, ldv = (size_t)hd + 5, lds = (size_t)n + 1;
+    uint16_t *kh = malloc(2 * (size_t)spans * stride), *vh = malloc(2 * (size_t)spans * stride);
     float *q = malloc(sizeof(float) * hd * nq), *kt = malloc(sizeof(float) * hd * ldk);
-    float *v = malloc(sizeof(float) * end * ldv), *scores = malloc(sizeof(float) * lds * nq);
+    float *v = malloc(sizeof(float) * n * ldv), *scores = malloc(sizeof(float) * lds * nq);
     float *want = malloc(sizeof(float) * hd), *got = malloc(sizeof(float) * hd * nq);
     const float *qp[PBS2P_ATTEND_F16_QUERIES];
     float *op[PBS2P_ATTEND_F16_QUERIES];
     for (size_t i = 0; i < (size_t)hd * nq; i++) q[i] = 2.0f * rnd_unit();
-    for (size_t i = 0; i < (size_t)tiles * T * hd; i++) kh[i] = pbs2p_float_to_half(2.0f * rnd_unit());
-    for (int32_t d = 0; d < hd; d++) /* the keys in view, transposed for attend */
-        for (int32_t p = first; p < end; p++)
-            kt[(size_t)d * ldk + (size_t)(p - first)] = pbs2p_half_to_float(kh[pbs2p_kv_tile(hd, p) + (size_t)d * T]);
-    for (size_t i = 0; i < (size_t)end * ldv; i++) v[i] = pbs2p_half_to_float(vh[i] = pbs2p_float_to_half(rnd_unit()));
+    for (size_t i = 0; i < (size_t)spans * stride; i++) {
+        kh[i] = pbs2p_float_to_half(2.0f * rnd_unit());
+        vh[i] = pbs2p_float_to_half(rnd_unit());
+    }
+    for (int32_t p = first; p < end; p++) /* the positions in view as attend reads them */
+        for (int32_t d = 0; d < hd; d++) {
+            const uint16_t key = kh[pbs2p_kv_key(stride, hd, p) + (size_t)d * T];
+            const uint16_t value = vh[pbs2p_kv_value(stride, hd, p) + (size_t)d];
+            kt[(size_t)d * ldk + (size_t)(p - first)] = pbs2p_half_to_float(key);
+            v[(size_t)(p - first) * ldv + (size_t)d] = pbs2p_half_to_float(value);
+        }
     for (int32_t i = 0; i < nq; i++) qp[i] = q + (size_t)i * hd, op[i] = got + (size_t)i * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    k->attend_f16(nq, qp, op, kh, vh, ldv, first, n, hd, scale, scores, lds);
+    k->attend_f16(nq, qp, op, kh, vh, stride, first, n, hd, scale, scores, lds);
     int32_t bad = -1;
     for (int32_t i = 0; i < nq && bad < 0; i++) {
-        k->attend(qp[i], kt, ldk, v + (size_t)first * ldv, ldv, n, hd, scale, scores, want);
+        k->attend(qp[i], kt, ldk, v, ldv, n, hd, scale, scores, want);
         if (memcmp(want, op[i], sizeof(float) * hd) != 0) bad = i;
     }
-    CHECK(bad < 0, "%s attend_f16 hd=%d first=%d n=%d nq=%d: query %d differs from attend on the widened cache", name,
-          hd, first, n, nq, bad);
+    CHECK(bad < 0, "%s attend_f16 hd=%d first=%d n=%d nq=%d gap=%zu: query %d differs from attend on the widened cache",
+          name, hd, first, n, nq, gap, bad);
     free(kh); free(vh); free(q); free(kt); free(v); free(scores); free(want); free(got);
 }
 
@@ -192,7 +201,7 @@ int main(void) {
             for (size_t b = 0; b < sizeof ns16 / sizeof ns16[0]; b++)
                 for (int32_t nq = 1; nq <= PBS2P_ATTEND_F16_QUERIES; nq++)
                     for (int32_t first = 0; first < 40; first += 19) /* 0, and windows starting in tiles 0 and 1 */
-                        check_f16(names[i], &k, hds16[a], first, ns16[b], nq);
+                        check_f16(names[i], &k, hds16[a], first, ns16[b], nq, first ? 77 : 0);
         /* SmolLM2 (hd 64) and Gemma 3 (hd 256) heads, odd ones; key chunks of 256 and value groups of 4 cut anywhere;
          * every block size up to the kernel's and past it; no window, a short one (every query its own start within
          * one key chunk), and one of 261 positions (queries with different starts over two key chunks, as a long
