@@ -123,7 +123,7 @@ void pbs2p_attend_f16_avx512(int32_t nq, const float *const *q, float *const *ou
     }
     float inv[PBS2P_ATTEND_F16_QUERIES];
     for (int32_t p0 = first; p0 < first + n;) { /* the tiles' parts in view */
-        const int32_t tile_end = (p0 / BLOCK + 1) * BLOCK, end = first + n < tile_end ? first + n : tile_end;
+        const int32_t end = tile_part_end(p0, first + n);
         score_block(nq, q, kt + pbs2p_kv_key(span_stride, hd, p0), end - p0, hd, scores + (p0 - first), lds);
         p0 = end;
     }

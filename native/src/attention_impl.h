@@ -22,7 +22,13 @@
 
 #define LANES 16 /* running maxima and sums of the softmax: one AVX-512 vector, two AVX2 or four NEON vectors */
 
-#define CHUNK 256 /* positions (value columns) attend_f16 widens at a time: a multiple of LANES and of 4 */
+#define CHUNK 256 /* value columns attend_f16 widens at a time, and its buffer's row (a tile's positions fit) */
+
+/* The end of the part of position p0's tile (internal.h, PBS2P_KV_TILE) that lies before `end`. */
+static inline int32_t tile_part_end(int32_t p0, int32_t end) {
+    const int32_t tile_end = (p0 / PBS2P_KV_TILE + 1) * PBS2P_KV_TILE;
+    return end < tile_end ? end : tile_end;
+}
 
 /* The one multiply-add of attention, fused: a variant with FMA instructions gets fmaf inline (every SIMD variant, and
  * the intrinsics of attention_avx512.c's decode kernel repeat it op for op); the ref variant, built for any x86-64
@@ -283,8 +289,7 @@ static void attend_f16(int32_t nq, const float *const *q, float *const *out, con
     for (int32_t i = 0; i < nq; i++)
         for (int32_t p = 0; p < n; p++) s[(size_t)i * lds + (size_t)p] = 0.0f;
     for (int32_t p0 = first; p0 < first + n;) { /* each position's sum runs over d in attend's order */
-        const int32_t tile_end = (p0 / T + 1) * T, end = first + n < tile_end ? first + n : tile_end;
-        const int32_t len = end - p0;
+        const int32_t end = tile_part_end(p0, first + n), len = end - p0;
         const uint16_t *k = kt + pbs2p_kv_key(span_stride, hd, p0);
         float *sp = s + (p0 - first);
         int32_t d = 0;

@@ -392,18 +392,17 @@ void pbs2p_attend_block_neon(int32_t nq, const float *const *q, float *const *ou
  * span_stride, hd, p)). */
 #define PBS2P_ATTEND_F16_QUERIES 4
 #define PBS2P_KV_TILE 32
-#ifndef PBS2P_KV_SPAN
 #define PBS2P_KV_SPAN 8 /* tiles of a head in one run: 256 positions, 64 KiB of keys at hd 128 */
-#endif
-static inline size_t pbs2p_kv_key(size_t span_stride, int32_t hd, int32_t p) {
+/* Where the tile holding position p starts (its keys, or its values). */
+static inline size_t pbs2p_kv_tile(size_t span_stride, int32_t hd, int32_t p) {
     const size_t tile = (size_t)p / PBS2P_KV_TILE;
-    return tile / PBS2P_KV_SPAN * span_stride + tile % PBS2P_KV_SPAN * (size_t)hd * PBS2P_KV_TILE +
-           (size_t)p % PBS2P_KV_TILE;
+    return tile / PBS2P_KV_SPAN * span_stride + tile % PBS2P_KV_SPAN * (size_t)hd * PBS2P_KV_TILE;
+}
+static inline size_t pbs2p_kv_key(size_t span_stride, int32_t hd, int32_t p) {
+    return pbs2p_kv_tile(span_stride, hd, p) + (size_t)p % PBS2P_KV_TILE;
 }
 static inline size_t pbs2p_kv_value(size_t span_stride, int32_t hd, int32_t p) {
-    const size_t tile = (size_t)p / PBS2P_KV_TILE;
-    return tile / PBS2P_KV_SPAN * span_stride + tile % PBS2P_KV_SPAN * (size_t)hd * PBS2P_KV_TILE +
-           (size_t)p % PBS2P_KV_TILE * (size_t)hd;
+    return pbs2p_kv_tile(span_stride, hd, p) + (size_t)p % PBS2P_KV_TILE * (size_t)hd;
 }
 typedef void (*pbs2p_attend_f16_fn)(int32_t nq, const float *const *q, float *const *out, const uint16_t *kt,
                                     const uint16_t *v, size_t span_stride, int32_t first, int32_t n, int32_t hd,

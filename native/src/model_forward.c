@@ -195,8 +195,8 @@ static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t 
     const int32_t hd = m->c.head_dim;
     const size_t stride = kv16_span_stride(&m->c);
     for (int32_t h = 0; h < m->c.n_head_kv; h++) {
-        const uint16_t *key = (const uint16_t *)m->kv.key + kv16_head(&m->c, l, h);
-        const uint16_t *value = (const uint16_t *)m->kv.value + kv16_head(&m->c, l, h);
+        const size_t head = kv16_head(&m->c, l, h);
+        const uint16_t *key = (const uint16_t *)m->kv.key + head, *value = (const uint16_t *)m->kv.value + head;
         for (size_t p0 = 0; p0 < n; p0 += tile) {
             const uint16_t *t = key + pbs2p_kv_key(stride, hd, (int32_t)p0);
             for (int32_t d = 0; d < hd; d++)
@@ -267,25 +267,26 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
             norm_row(k, k, b->k_norm, NULL, c->head_dim, NORM_RMS, c->eps);
         }
     for (int32_t t = 0; t < T; t++) {
-        const size_t cache_row = ((size_t)l * m->n_ctx + (size_t)(n_past + t)) * KVD;
         if (b->inv_freq) {
             rope(s->q + (size_t)t * QD, c->n_head, c->head_dim, n_past + t, b->inv_freq);
             rope(s->k + (size_t)t * KVD, c->n_head_kv, c->head_dim, n_past + t, b->inv_freq);
         }
-        const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t); /* transposed */
         const float *k_new = s->k + (size_t)t * KVD, *v_new = s->v + (size_t)t * KVD;
         if (m->kv.f16) { /* each head's tile (model_internal.h) */
             const int32_t hd = c->head_dim;
             const size_t stride = kv16_span_stride(c);
             for (int32_t h = 0; h < c->n_head_kv; h++) {
-                uint16_t *key = (uint16_t *)m->kv.key + kv16_head(c, l, h) + pbs2p_kv_key(stride, hd, n_past + t);
-                uint16_t *value = (uint16_t *)m->kv.value + kv16_head(c, l, h) + pbs2p_kv_value(stride, hd, n_past + t);
+                const size_t head = kv16_head(c, l, h);
+                uint16_t *key = (uint16_t *)m->kv.key + head + pbs2p_kv_key(stride, hd, n_past + t);
+                uint16_t *value = (uint16_t *)m->kv.value + head + pbs2p_kv_value(stride, hd, n_past + t);
                 for (int32_t d = 0; d < hd; d++) {
                     key[(size_t)d * PBS2P_KV_TILE] = pbs2p_float_to_half(k_new[(size_t)h * hd + (size_t)d]);
                     value[d] = pbs2p_float_to_half(v_new[(size_t)h * hd + (size_t)d]);
                 }
             }
-        } else {
+        } else { /* keys transposed, value rows of every head */
+            const size_t key_at = (size_t)l * KVD * m->kv.ldk + (size_t)(n_past + t);
+            const size_t cache_row = ((size_t)l * m->n_ctx + (size_t)(n_past + t)) * KVD;
             float *key = (float *)m->kv.key + key_at;
             for (size_t i = 0; i < KVD; i++) key[i * m->kv.ldk] = k_new[i];
             memcpy((float *)m->kv.value + cache_row, v_new, KVD * sizeof(float));
