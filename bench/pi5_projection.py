@@ -2,8 +2,9 @@
 
 Decode is memory-bound on a Pi 5: a step reads the weights once, as the engine holds them, so tok/s <= bandwidth /
 bytes read per token (the roofline). Those bytes are the file's for llama.cpp (its weights are the mapped file) and
-more than the file's for ours (large_shapes.json's read_bytes_per_token: the packed linears are held as 2-bit planes
-where the file stores 11 bits per 8 weights). Public Pi 5 figures put llama.cpp close to that bound (Ollama Q4_K_M Llama-3.2-3B: 4.88 tok/s
+more than the file's for ours (large_shapes.json's read_bytes_per_token: the packed linears are held at 1.5 bits per
+weight, a kept-column plane and the file's kept-order signs, where the file stores 11 bits per 8 weights; the NEON
+kernel holds and reads the same layout). Public Pi 5 figures put llama.cpp close to that bound (Ollama Q4_K_M Llama-3.2-3B: 4.88 tok/s
 x about 2 GB per token is about 10 GB/s). So the table gives, per file:
 
 - the Pi 5 roofline (an upper bound for every engine);
@@ -55,7 +56,8 @@ def write(out: Path, rows: list[dict], meta: dict, args) -> Path:
              f"Command: `{meta['command']}`", "",
              f"Derived from `large_shapes.json` (random weights; measured on: {meta['machine']}, {args.threads} "
              f"threads). MiB read/token: what a decode step reads as the engine holds the weights (llama.cpp: the "
-             "file; ours: the packed linears' 2-bit planes, more than the file). Pi 5 roofline: "
+             "file; ours: the packed linears at 1.5 bits per weight, a kept-column plane and the file's kept-order signs, as "
+             "the AVX-512 and NEON kernels hold them: more than the file). Pi 5 roofline: "
              f"{args.bandwidth_gbs:g} GB/s (the rate public llama.cpp figures read a Pi 5's memory at) / MiB read per "
              "token, an upper bound for every engine. At measured fraction: the roofline x the fraction of its read "
              "roofline (read bandwidth / MiB read per token) the file reached on the measured machine; a kernel that "

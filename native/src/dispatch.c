@@ -78,7 +78,7 @@ static void qdense_light_gathers(const pbs2p_dense *W, const pbs2p_q8_acts *A, s
 #if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
 static int has_avx512_vbmi_vnni(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2");
 }
 #endif
 
@@ -196,6 +196,19 @@ static void ensure_initialised(void) {
     }
 }
 
+/* Whether q8 reads layers with kept-order signs at speed (internal.h): a model prepares its layers so where it does. */
+static int reads_kept_signs(pbs2p_rows_q8_fn q8) {
+    int reads = 0;
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
+    reads |= q8 == pbs2p_rows_q8_avx512;
+#endif
+#ifdef PBS2P_HAVE_NEON
+    reads |= q8 == pbs2p_rows_q8_neon;
+#endif
+    (void)q8;
+    return reads;
+}
+
 int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_lock(&lock);
     ensure_initialised();
@@ -212,7 +225,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_unlock(&lock);
     if (v) {
         *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_block, v->attend_f16,
-                                v->widen, q8, v->quantize};
+                                v->widen, q8, v->quantize, reads_kept_signs(q8)};
     }
     return v != NULL;
 }

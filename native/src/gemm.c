@@ -111,6 +111,8 @@ static pbs2p_status run(const pbs2p_layer *L, const float *X, size_t n_tokens, s
     if (st != PBS2P_OK) return st;
     if (n_threads < 1 || n_threads > PBS2P_MAX_THREADS)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_threads %d must be in 1..%d", n_threads, PBS2P_MAX_THREADS);
+    if (L->kept_signs) /* only a model prepares them, and multiplies them by pbs2p_gemm_pool(_q8) */
+        return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "a layer holding kept-order signs is multiplied on int8 activations only");
     pbs2p_kernels kernels;
     if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
     float *xs = prepare_activations(L, X, n_tokens);
@@ -201,11 +203,17 @@ int pbs2p_q8_plain_blocks(const pbs2p_layer *L) {
     return !L->col_scale && !L->perm && pbs2p_bin_acts_blocks(L) * PBS2P_ACT_BLOCK == (size_t)L->cols;
 }
 
+/* The variant's int8 products for L: a layer prepared with kept-order signs under a kernel that reads them, multiplied
+ * after another kernel was chosen (pbs2p_kernel_select), runs the reference, which reads every layout. */
+static pbs2p_rows_q8_fn q8_for(const pbs2p_layer *L, const pbs2p_kernels *k) {
+    return L->kept_signs && !k->q8_kept_signs ? pbs2p_rows_q8_ref : k->q8;
+}
+
 pbs2p_status pbs2p_gemm_pool_q8(const pbs2p_layer *L, const pbs2p_q8_acts *A, size_t n_tokens, float *Y,
                                 pbs2p_pool *pool) {
     pbs2p_kernels kernels;
     if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
-    run_q8_jobs(L, kernels.q8, A, n_tokens, Y, pool);
+    run_q8_jobs(L, q8_for(L, &kernels), A, n_tokens, Y, pool);
     return PBS2P_OK;
 }
 
@@ -215,5 +223,5 @@ pbs2p_status pbs2p_gemm_pool(const pbs2p_layer *L, const float *X, size_t n_toke
     if (st != PBS2P_OK) return st;
     pbs2p_kernels kernels;
     if (!pbs2p_kernel_current(&kernels)) return PBS2P_ERR_NO_KERNEL; /* message already set */
-    return run_q8(L, kernels.q8, X, n_tokens, Y, pool);
+    return run_q8(L, q8_for(L, &kernels), X, n_tokens, Y, pool);
 }

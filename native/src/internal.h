@@ -41,7 +41,16 @@ static_assert(sizeof(float) == 4, "kernels compute in IEEE float32");
  * columns) 65 % of the 7 planes' words. The activations are permuted to match (gemm.c). Such a layer's row block holds
  * its planes' stored words one after another, plane (g, p) from word word_off[g, p] of row_words per row on: its word
  * w (word_lo <= w < word_hi) is word w - word_lo there. Without salient columns perm, word_lo, word_hi and word_off are
- * NULL and every plane has its W words, word w at w. */
+ * NULL and every plane has its W words, word w at w.
+ *
+ * A model's layer whose every 32-column word keeps exactly 16 columns (one region, no salient columns, N:M with
+ * M = 2 N, the scale groups and the row whole words: pbs2p_kept_signs_fit) may hold plane 1 as the word's kept-order
+ * signs instead (pbs2p_layer_prepare_as, PBS2P_PREPARE_KEPT_SIGNS; kept_signs = 1): the file's own sign bits, 16 per
+ * word, from which a kernel rebuilds the +1 word by depositing them into the kept word's set bits (pbs2p_deposit32,
+ * BMI2's pdep). 1.5 bits per weight instead of the planes' 2. A row block then holds plane 0's words (G, W, nr) as
+ * uint32, then the signs (G, W, nr) as uint16 (pbs2p_block_signs); row_words = G W + ceil(G W / 2), and bits has
+ * PBS2P_KEPT_SIGNS_SLACK bytes more, so a kernel may read the signs of a row pair past an odd last row. Only the int8
+ * products read it (pbs2p_plane_word; the float kernels refuse such a layer). */
 struct pbs2p_layer {
     int32_t rows, cols, n, m, group_size, groups, split, regions;
     int32_t has_salient, has_mu, has_col_scale;
@@ -55,8 +64,11 @@ struct pbs2p_layer {
     int32_t *perm;       /* (K,) the file's column at each prepared column, or NULL (the identity) */
     int32_t *word_lo, *word_hi; /* (G, P) the words of plane (g, p) that are stored, or NULL (all W) */
     int32_t *word_off;   /* (G, P) where plane (g, p)'s stored words start in a row's words, or NULL: (g P + p) W */
-    size_t row_words;    /* bit words per row: G * P * W, or fewer with word ranges */
+    size_t row_words;    /* bit words per row: G * P * W, or fewer with word ranges, or G W + ceil(G W / 2) */
+    int32_t kept_signs;  /* plane 1 held as kept-order signs (see above) */
 };
+
+#define PBS2P_KEPT_SIGNS_SLACK 64
 
 /* Rows in row i's block (16, or fewer in the last block): the stride between its consecutive words. */
 static inline size_t pbs2p_block_rows(const struct pbs2p_layer *L, size_t i) {
@@ -66,7 +78,7 @@ static inline size_t pbs2p_block_rows(const struct pbs2p_layer *L, size_t i) {
 
 /* Where plane (g, p)'s first stored word lies among a row's row_words (see above). */
 static inline size_t pbs2p_plane_offset(const struct pbs2p_layer *L, size_t g, size_t p) {
-    const size_t gp = g * (size_t)L->planes + p;
+    const size_t gp = L->kept_signs ? g : g * (size_t)L->planes + p; /* kept_signs: plane 0 alone is held as words */
     return L->word_off ? (size_t)L->word_off[gp] : gp * (size_t)L->words;
 }
 
@@ -80,6 +92,19 @@ static inline const uint32_t *pbs2p_plane_bits(const struct pbs2p_layer *L, size
 /* Row block `first`'s words: plane (g, p) word w at + (pbs2p_plane_offset + w - lo) * its rows. */
 static inline const uint32_t *pbs2p_block_bits(const struct pbs2p_layer *L, size_t first) {
     return L->bits + first * L->row_words;
+}
+
+/* A kept_signs layer's row block `first`: the signs of word w of scale group g at [(g W + w) * nr + row % 16]. */
+static inline const uint16_t *pbs2p_block_signs(const struct pbs2p_layer *L, size_t first) {
+    return (const uint16_t *)(pbs2p_block_bits(L, first) + (size_t)L->groups * (size_t)L->words *
+                                                               pbs2p_block_rows(L, first));
+}
+
+/* The set bits of mask, lowest first, given the low bits of v in turn (BMI2's pdep). */
+static inline uint32_t pbs2p_deposit32(uint32_t v, uint32_t mask) {
+    uint32_t out = 0;
+    for (; mask; mask &= mask - 1, v >>= 1) out |= (v & 1u) << __builtin_ctz(mask);
+    return out;
 }
 
 /* The GEMV kernels read a block's planes in memory order (the layout above) and prefetch the line
@@ -108,6 +133,18 @@ static inline void pbs2p_plane_words(const struct pbs2p_layer *L, size_t g, size
         *lo = 0;
         *hi = pbs2p_group_words(L, g);
     }
+}
+
+/* Word w (lo <= w < hi of pbs2p_plane_words) of row i's plane p in scale group g, however the layer holds it. */
+static inline uint32_t pbs2p_plane_word(const struct pbs2p_layer *L, size_t i, size_t g, size_t p, size_t w) {
+    const size_t nr = pbs2p_block_rows(L, i);
+    if (L->kept_signs && p == 1)
+        return pbs2p_deposit32(pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK)[(g * (size_t)L->words + w) * nr +
+                                                                             i % PBS2P_ROW_BLOCK],
+                               pbs2p_plane_bits(L, i, g, 0)[w * nr]);
+    size_t lo, hi;
+    pbs2p_plane_words(L, g, p, &lo, &hi);
+    return pbs2p_plane_bits(L, i, g, p)[(w - lo) * nr];
 }
 
 /* Coefficient of row i, scale group g, plane p. */
@@ -450,6 +487,7 @@ typedef struct pbs2p_kernels {
     pbs2p_widen_fn widen;
     pbs2p_rows_q8_fn q8;      /* a model's products of packed layers */
     pbs2p_q8_quantize_fn quantize; /* the int8 activations of q8 and qdense */
+    int q8_kept_signs;        /* q8 reads kept_signs layers at speed (the reference reads them too, slowly) */
 } pbs2p_kernels;
 int pbs2p_kernel_current(pbs2p_kernels *out);
 
@@ -527,6 +565,12 @@ int pbs2p_row_words_fit(const pbs2p_layer_desc *d);
  * checks: kept[g W + w] and pos[g W + w] (W = ceil(min(group_size, K) / 32)) hold columns g gs + 32 w .. + 31, bit c
  * for column g gs + 32 w + c: kept, and kept with sign +1 (0 past the row's end). */
 pbs2p_status pbs2p_decode_row_words(const pbs2p_decoder *dec, int32_t i, uint32_t *kept, uint32_t *pos);
+/* Whether a layer may be prepared with kept_signs (the layout above): pbs2p_row_words_fit, M = 2 N, K a multiple of 32. */
+int pbs2p_kept_signs_fit(const pbs2p_layer_desc *d);
+/* pbs2p_layer_prepare with options: PBS2P_PREPARE_KEPT_SIGNS holds plane 1 as kept-order signs where the layer fits
+ * (otherwise the planes). Only the int8 products read such a layer: a model's. */
+#define PBS2P_PREPARE_KEPT_SIGNS 1
+pbs2p_status pbs2p_layer_prepare_as(const pbs2p_layer_desc *d, int flags, pbs2p_layer **out);
 /* One malloc holding the four (K,) arrays; free(row->kept) releases it. */
 pbs2p_status pbs2p_row_alloc(pbs2p_row *row, size_t K);
 

@@ -3,6 +3,7 @@
 
 #include <arm_neon.h>
 #include <math.h>
+#include <pthread.h>
 
 #define MAX_FIXED_PLANES 7 /* as in kernel_avx512.c: plane sums stay in registers up to 7 planes */
 
@@ -138,6 +139,23 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
     }
 }
 
+/* A kept_signs layer's +1 words (internal.h) without pdep: where M <= 8 every octet of a word keeps exactly 4 columns,
+ * so octet j's +1 byte is deposit8[its kept byte][sign nibble j]; built once (pthread_once). 8:16's octets keep 0 to
+ * 8: the portable deposit. */
+static uint8_t deposit8[256][16];
+static pthread_once_t deposit8_once = PTHREAD_ONCE_INIT;
+static void deposit8_build(void) {
+    for (uint32_t k = 0; k < 256; k++)
+        for (uint32_t v = 0; v < 16; v++) deposit8[k][v] = (uint8_t)pbs2p_deposit32(v, k);
+}
+
+static inline uint32_t plus_word(uint32_t kept, uint32_t signs, int octets4) {
+    if (!octets4) return pbs2p_deposit32(signs, kept);
+    return (uint32_t)deposit8[kept & 255u][signs & 15u] | (uint32_t)deposit8[kept >> 8 & 255u][signs >> 4 & 15u] << 8 |
+           (uint32_t)deposit8[kept >> 16 & 255u][signs >> 8 & 15u] << 16 |
+           (uint32_t)deposit8[kept >> 24][signs >> 12 & 15u] << 24;
+}
+
 /* Tokens of a prompt that share each plane word's byte masks (the masks cost 5 of a word's 12 vector operations). */
 #define Q8_TOKENS 8
 
@@ -152,6 +170,8 @@ void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, siz
     static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
     const uint8x16_t lo = vld1q_u8(spread[0]), hi = vld1q_u8(spread[1]), bits = vld1q_u8(bit);
     const size_t G = (size_t)L->groups, P = (size_t)L->planes, W = (size_t)L->words;
+    const int octets4 = L->m <= 8;
+    if (L->kept_signs) pthread_once(&deposit8_once, deposit8_build);
     for (size_t t0 = 0; t0 < n_tokens; t0 += Q8_TOKENS) {
         const size_t tt = n_tokens - t0 < Q8_TOKENS ? n_tokens - t0 : Q8_TOKENS;
         pbs2p_q8_acts At[Q8_TOKENS];
@@ -161,13 +181,19 @@ void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, siz
             float acc[Q8_TOKENS] = {0.0f};
             for (size_t g = 0; g < G; g++)
                 for (size_t p = 0; p < P; p++) {
-                    const uint32_t *b = pbs2p_plane_bits(L, i, g, p);
+                    /* kept_signs: plane 1's words from plane 0's and the signs */
+                    const int rebuilt = L->kept_signs && p == 1;
+                    const uint32_t *b = pbs2p_plane_bits(L, i, g, rebuilt ? 0 : p);
+                    const uint16_t *sg = L->kept_signs ? pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK) +
+                                                             g * W * nr + i % PBS2P_ROW_BLOCK
+                                                       : NULL;
                     const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
                     size_t w0, w1;
                     pbs2p_plane_words(L, g, p, &w0, &w1);
                     float s[Q8_TOKENS] = {0.0f};
                     for (size_t w = w0; w < w1; w++) {
-                        const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(b[(w - w0) * nr]));
+                        const uint32_t bw = rebuilt ? plus_word(b[w * nr], sg[w * nr], octets4) : b[(w - w0) * nr];
+                        const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(bw));
                         const int8x16_t m0 = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(word, lo), bits));
                         const int8x16_t m1 = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(word, hi), bits));
                         for (size_t t = 0; t < tt; t++) {

@@ -147,6 +147,58 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
     return acc;
 }
 
+/* ---- layers holding plane 1 as kept-order signs (internal.h): its words rebuilt by pdep, two rows at a time ---- */
+
+#define SIGNS_AHEAD 2 /* words whose +1 words are rebuilt before they are summed: the stores reach the load in time */
+
+/* The 16 rows' +1 words of one word from its kept words and signs (a row pair per 64-bit pdep) into dst. Lanes past
+ * a short last block's rows read the bytes after them (bits has slack for the last word) and are never used. */
+static inline void plus_words(const uint32_t *kept, const uint16_t *signs, uint64_t *dst) {
+    for (int q = 0; q < 8; q++) {
+        uint64_t k;
+        uint32_t sg;
+        memcpy(&k, kept + 2 * q, sizeof k);
+        memcpy(&sg, signs + 2 * q, sizeof sg);
+        dst[q] = _pdep_u64(sg, k);
+    }
+}
+
+/* Row block `first` of a kept_signs layer for one token: block_dot's operations for P = 2 (the same bits), plane 1's
+ * word from its ring slot. */
+static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, const uint8_t *tab, const float *d) {
+    const size_t G = (size_t)L->groups, W = (size_t)L->words;
+    const row_block B = row_block_at(L, first);
+    const uint16_t *signs = pbs2p_block_signs(L, first);
+    uint64_t ring[4][8] __attribute__((aligned(64)));
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
+        for (size_t w = 0; w < SIGNS_AHEAD && w < gw; w++)
+            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % 4]);
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        for (size_t w = 0; w < gw; w++) {
+            const size_t blk = b0 + w;
+            if (w + SIGNS_AHEAD < gw)
+                plus_words(B.bits + (blk + SIGNS_AHEAD) * B.nr, signs + (blk + SIGNS_AHEAD) * B.nr,
+                           ring[(w + SIGNS_AHEAD) % 4]);
+            const uint8_t *t = tab + blk * TABLE_BYTES;
+            const __m512i t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
+            const __m512i t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
+            const uint32_t *src = B.bits + blk * B.nr;
+            __builtin_prefetch(src + B.ahead, 0, 2);
+            __builtin_prefetch(signs + blk * B.nr + 2 * B.ahead, 0, 2);
+            const __m512 dv = _mm512_set1_ps(d[blk]);
+            const __m512i I0 = word_sum(_mm512_maskz_loadu_epi32(B.lanes, src), t0lo, t0hi, t1lo, t1hi);
+            s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I0), dv, s0);
+            const __m512i I1 = word_sum(_mm512_load_si512(ring[w % 4]), t0lo, t0hi, t1lo, t1hi);
+            s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I1), dv, s1);
+        }
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(B.lanes, B.coef + (g * 2) * B.nr), s0, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(B.lanes, B.coef + (g * 2 + 1) * B.nr), s1, acc);
+    }
+    return acc;
+}
+
 /* One token's exact sum of a plane word (its indices i0, i1) over the tables of activation block blk (tab: the
  * token's), scaled by the block's d into s: block_dot's operations. */
 static inline __m512 token_word(__m512i i0, __m512i i1, const uint8_t *tab, size_t blk, float d, __m512 s) {
@@ -183,6 +235,45 @@ static inline __attribute__((always_inline)) void block_tokens(const struct pbs2
         }
         for (size_t p = 0; p < P; p++) {
             const __m512 c = _mm512_maskz_loadu_ps(B.lanes, B.coef + (g * P + p) * B.nr);
+            for (int t = 0; t < TT; t++) y[t] = _mm512_fmadd_ps(c, s[t][p], y[t]);
+        }
+    }
+}
+
+/* Several tokens (TT, a constant) of one block of a kept_signs layer: block_tokens' operations for P = 2. */
+static inline __attribute__((always_inline)) void block_tokens_signs(const struct pbs2p_layer *L, size_t first,
+                                                                    const uint8_t *tab, size_t tstride,
+                                                                    const float *d, size_t dstride, __m512 *y,
+                                                                    int TT) {
+    const size_t G = (size_t)L->groups, W = (size_t)L->words;
+    const row_block B = row_block_at(L, first);
+    const uint16_t *signs = pbs2p_block_signs(L, first);
+    uint64_t ring[4][8] __attribute__((aligned(64)));
+    for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
+        for (size_t w = 0; w < SIGNS_AHEAD && w < gw; w++)
+            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % 4]);
+        __m512 s[4][2];
+        for (int t = 0; t < TT; t++) s[t][0] = s[t][1] = _mm512_setzero_ps();
+        for (size_t w = 0; w < gw; w++) {
+            const size_t blk = b0 + w;
+            if (w + SIGNS_AHEAD < gw)
+                plus_words(B.bits + (blk + SIGNS_AHEAD) * B.nr, signs + (blk + SIGNS_AHEAD) * B.nr,
+                           ring[(w + SIGNS_AHEAD) % 4]);
+            const uint32_t *src = B.bits + blk * B.nr;
+            __builtin_prefetch(src + B.ahead, 0, 2);
+            __builtin_prefetch(signs + blk * B.nr + 2 * B.ahead, 0, 2);
+            __m512i i0, i1;
+            word_indices(_mm512_maskz_loadu_epi32(B.lanes, src), &i0, &i1);
+            for (int t = 0; t < TT; t++)
+                s[t][0] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][0]);
+            word_indices(_mm512_load_si512(ring[w % 4]), &i0, &i1);
+            for (int t = 0; t < TT; t++)
+                s[t][1] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][1]);
+        }
+        for (size_t p = 0; p < 2; p++) {
+            const __m512 c = _mm512_maskz_loadu_ps(B.lanes, B.coef + (g * 2 + p) * B.nr);
             for (int t = 0; t < TT; t++) y[t] = _mm512_fmadd_ps(c, s[t][p], y[t]);
         }
     }
@@ -225,6 +316,7 @@ static inline __attribute__((always_inline)) void block_tokens_planes(const stru
 
 /* One token's block of rows, any layer. */
 static inline __m512 block_one(const struct pbs2p_layer *L, size_t first, const uint8_t *tab, const float *d) {
+    if (L->kept_signs) return block_dot_signs(L, first, tab, d);
     const int one_xs = L->n_xs == 1;
     if (L->word_lo) /* planes over their own words: a layer with salient columns has 5 or more planes */
         switch (L->planes) {
@@ -264,7 +356,9 @@ void pbs2p_rows_q8_avx512(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, s
         const float *d = A->d + t0 * (size_t)A->blocks;
         for (size_t first = r0 - r0 % PBS2P_ROW_BLOCK; first < r1; first += PBS2P_ROW_BLOCK) {
             __m512 y[TOKEN_TILE];
-            if (shared && tt == TOKEN_TILE && L->planes == 2)
+            if (L->kept_signs && tt == TOKEN_TILE)
+                block_tokens_signs(L, first, tab, tstride, d, (size_t)A->blocks, y, TOKEN_TILE);
+            else if (shared && tt == TOKEN_TILE && L->planes == 2)
                 block_tokens(L, first, tab, tstride, d, (size_t)A->blocks, y, TOKEN_TILE, 2);
             else if (shared && tt == TOKEN_TILE && L->planes == 3)
                 block_tokens(L, first, tab, tstride, d, (size_t)A->blocks, y, TOKEN_TILE, 3);

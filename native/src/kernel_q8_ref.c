@@ -10,17 +10,15 @@ void pbs2p_rows_q8_ref(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, size
     for (size_t t = 0; t < n_tokens; t++) {
         const pbs2p_q8_acts At = pbs2p_q8_acts_at(A, t);
         for (int32_t i = row0; i < row1; i++) {
-            const size_t nr = pbs2p_block_rows(L, (size_t)i);
             float acc = 0.0f;
             for (size_t g = 0; g < G; g++)
                 for (size_t p = 0; p < P; p++) {
-                    const uint32_t *b = pbs2p_plane_bits(L, (size_t)i, g, p);
                     const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
                     size_t lo, hi;
                     pbs2p_plane_words(L, g, p, &lo, &hi);
                     float s = 0.0f;
                     for (size_t w = lo; w < hi; w++) {
-                        const uint32_t bits = b[(w - lo) * nr];
+                        const uint32_t bits = pbs2p_plane_word(L, (size_t)i, g, p, w);
                         const int8_t *q = At.q + (block0 + w) * PBS2P_ACT_BLOCK;
                         int32_t sum = 0;
                         for (int c = 0; c < 32; c++)

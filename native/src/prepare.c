@@ -4,10 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The bytes bits holds (internal.h). */
+static size_t bits_bytes(const pbs2p_layer *L) {
+    return (size_t)L->rows * L->row_words * sizeof *L->bits + (L->kept_signs ? PBS2P_KEPT_SIGNS_SLACK : 0);
+}
+
 void pbs2p_layer_free(pbs2p_layer *L) {
     if (!L) return;
     free(L->plane_xs);
-    pbs2p_huge_free(L->bits, (size_t)L->rows * L->row_words * sizeof *L->bits);
+    pbs2p_huge_free(L->bits, bits_bytes(L));
     free(L->coef);
     free(L->col_scale);
     free(L->perm);
@@ -23,7 +28,7 @@ int32_t pbs2p_layer_cols(const pbs2p_layer *L) { return L ? L->cols : 0; }
 size_t pbs2p_layer_nbytes(const pbs2p_layer *L) {
     if (!L) return 0;
     size_t RG = (size_t)L->rows * (size_t)L->groups, P = (size_t)L->planes;
-    return (size_t)L->rows * L->row_words * sizeof *L->bits + RG * P * sizeof *L->coef +
+    return bits_bytes(L) + RG * P * sizeof *L->coef +
            (L->col_scale ? (size_t)L->regions * (size_t)L->cols * sizeof *L->col_scale : 0) +
            (L->perm ? (size_t)L->cols * sizeof *L->perm + 3 * (size_t)L->groups * P * sizeof *L->word_lo : 0);
 }
@@ -93,7 +98,15 @@ static uint32_t pack_bits32(const uint8_t *b) {
     return out;
 }
 
+int pbs2p_kept_signs_fit(const pbs2p_layer_desc *d) {
+    return pbs2p_row_words_fit(d) && 2 * d->n == d->m && d->cols % 32 == 0;
+}
+
 pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
+    return pbs2p_layer_prepare_as(d, 0, out);
+}
+
+pbs2p_status pbs2p_layer_prepare_as(const pbs2p_layer_desc *d, int flags, pbs2p_layer **out) {
     if (!out) return pbs2p_fail(PBS2P_ERR_NULL, "output layer pointer is NULL");
     *out = NULL;
     pbs2p_decoder dec;
@@ -117,9 +130,12 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
     pbs2p_row row = {0}, prow = {0};
     uint32_t *kept_words = NULL;
     L->row_words = G * P * W;
+    /* validated first (the decoder): kept_signs needs the layer's shape to be sound */
+    L->kept_signs = (flags & PBS2P_PREPARE_KEPT_SIGNS) && pbs2p_kept_signs_fit(d);
+    if (L->kept_signs) L->row_words = G * W + (G * W + 1) / 2;
     if (d->has_salient && (st = permute_salient(L, &dec)) != PBS2P_OK) goto done;
     L->plane_xs = malloc(P * sizeof *L->plane_xs);
-    L->bits = pbs2p_huge_alloc(R * L->row_words * sizeof *L->bits);
+    L->bits = pbs2p_huge_alloc(bits_bytes(L));
     L->coef = malloc(R * G * P * sizeof *L->coef);
     if (d->has_col_scale) L->col_scale = malloc(nreg * K * sizeof *L->col_scale);
     /* one region without salient columns (both presets' compact structure): the row's words decoded directly */
@@ -142,10 +158,17 @@ pbs2p_status pbs2p_layer_prepare(const pbs2p_layer_desc *d, pbs2p_layer **out) {
         if (words_only) {
             uint32_t *pos_words = kept_words + G * W;
             if ((st = pbs2p_decode_row_words(&dec, (int32_t)i, kept_words, pos_words)) != PBS2P_OK) goto done;
+            /* kept_signs: word g W + w's 16 signs are bytes 2 (g W + w), + 1 of the row's sign stream (16 kept a word;
+             * the groups before the last are whole) */
+            const uint8_t *sg = d->signs + i * dec.sizes.signs_row_bytes;
+            uint16_t *signs = (uint16_t *)pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK) + i % PBS2P_ROW_BLOCK;
             for (size_t g = 0; g < G; g++)
                 for (size_t w = 0; w < W; w++) { /* the layer is being built: the accessors' const is for the kernels */
-                    ((uint32_t *)pbs2p_plane_bits(L, i, g, 0))[w * nr] = kept_words[g * W + w];
-                    ((uint32_t *)pbs2p_plane_bits(L, i, g, 1))[w * nr] = pos_words[g * W + w];
+                    const size_t gw = g * W + w;
+                    ((uint32_t *)pbs2p_plane_bits(L, i, g, 0))[w * nr] = kept_words[gw];
+                    if (L->kept_signs) /* words past a short last group's end hold no column (and no sign) */
+                        signs[gw * nr] = w < pbs2p_group_words(L, g) ? (uint16_t)(sg[2 * gw] | sg[2 * gw + 1] << 8) : 0;
+                    else ((uint32_t *)pbs2p_plane_bits(L, i, g, 1))[w * nr] = pos_words[gw];
                 }
             goto coefficients;
         }

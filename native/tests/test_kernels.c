@@ -156,6 +156,43 @@ static double max_rel_err(const float *Y, const float *Yref, const double *A, co
 /* ---- the checks ---- */
 static pbs2p_pool *pool; /* 3 threads, shared by every check_layer */
 
+/* A layer that fits, prepared with plane 1 as kept-order signs (internal.h): every variant's int8 products give the
+ * planes' reference bits Yq (T tokens of X, each alone) with a quarter fewer bytes, batched and one token at a time,
+ * and the float products refuse it. A variant that does not read the layout runs the reference on it. */
+static void check_kept_signs(const pbs2p_layer_desc *d, const pbs2p_layer *planes, const float *X, size_t T,
+                             const float *Yq, const char *what) {
+    pbs2p_layer *P = NULL;
+    CHECK(pbs2p_layer_prepare_as(d, PBS2P_PREPARE_KEPT_SIGNS, &P) == PBS2P_OK, "%s: prepare kept signs: %s", what,
+          pbs2p_last_error());
+    if (!P) return;
+    const size_t R = (size_t)d->rows, K = (size_t)d->cols;
+    CHECK(P->kept_signs == pbs2p_kept_signs_fit(d), "%s: kept_signs %d, fit %d", what, P->kept_signs,
+          pbs2p_kept_signs_fit(d));
+    if (!P->kept_signs) { pbs2p_layer_free(P); return; }
+    const size_t bits_planes = R * planes->row_words * 4, bits_signs = R * P->row_words * 4;
+    CHECK(4 * bits_signs <= 3 * bits_planes + 8 * R, "%s: kept signs hold %zu bit bytes, the planes %zu", what,
+          bits_signs, bits_planes);
+    float *Y = malloc(T * R * 4), *y = malloc(R * 4);
+    const char *names[8];
+    size_t nv = pbs2p_kernel_variants(names, 8);
+    for (size_t v = 0; v < nv; v++) {
+        if (!pbs2p_kernel_available(names[v])) continue;
+        CHECK(pbs2p_kernel_select(names[v]) == PBS2P_OK, "select %s", names[v]);
+        CHECK(pbs2p_gemm(P, X, 1, K, y, R, 1) == PBS2P_ERR_UNSUPPORTED, "%s: %s float gemm of kept signs not refused",
+              what, names[v]);
+        CHECK(pbs2p_gemm_pool(P, X, T, T * K, Y, T * R, pool) == PBS2P_OK, "%s: kept signs gemm pool", what);
+        CHECK(memcmp(Y, Yq, T * R * 4) == 0, "%s: %s kept signs, %zu tokens, differ from the planes' reference", what,
+              names[v], T);
+        for (size_t t = 0; t < T; t++) {
+            CHECK(pbs2p_gemm_pool(P, X + t * K, 1, K, y, R, t % 2 ? pool : NULL) == PBS2P_OK, "kept signs gemv");
+            CHECK(memcmp(y, Yq + t * R, R * 4) == 0, "%s: %s kept signs, token %zu alone, differs from the planes' "
+                  "reference", what, names[v], t);
+        }
+    }
+    free(Y); free(y);
+    pbs2p_layer_free(P);
+}
+
 static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, int has_mu, int has_cs) {
     logical L;
     make_layer(&L, R, K, n, m, gs, S, salient, has_mu, has_cs);
@@ -272,6 +309,7 @@ static void check_layer(int R, int K, int n, int m, int gs, int S, int salient, 
         vw = max_rel_err(Y, Yref, A, X, T, R, K);
         CHECK(vw <= KERNEL_RTOL, "%s: %s gemv vs ref: relative error %.3g > %g", what, names[v], vw, KERNEL_RTOL);
     }
+    check_kept_signs(&L.d, P, X, T, Yq, what);
     free(Y1); free(y3); free(Yq);
     CHECK(pbs2p_kernel_select(NULL) == PBS2P_OK, "select auto");
     free(X); free(Yref); free(Y); free(y1);
@@ -379,6 +417,14 @@ int main(void) {
     for (int m = 2; m <= 16; m *= 2)
         for (int n = 1; n <= m; n += (m > 4 ? 3 : 1))
             check_layer(33, 4 * m + 16, n, m, 16, 2, n % 2, 1, n % 3 == 0);
+    /* layers that hold kept-order signs (M = 2 N, whole words): rows past whole blocks of 16 (the last block's odd
+     * row pair), a short last scale group, every M, with and without mu and column scales */
+    check_layer(129, 576, 4, 8, 128, 1, 0, 1, 0);
+    check_layer(7, 1024, 4, 8, 1024, 1, 0, 0, 1);
+    check_layer(17, 96, 2, 4, 64, 1, 0, 1, 0);
+    check_layer(31, 64, 1, 2, 32, 1, 0, 0, 0);
+    check_layer(20, 160, 8, 16, 5000, 1, 0, 1, 1);
+    check_layer(45, 4128, 4, 8, 4128, 1, 0, 1, 0);
     const char *names[8];
     size_t nv = pbs2p_kernel_variants(names, 8);
     printf("variants:");

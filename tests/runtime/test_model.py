@@ -8,6 +8,7 @@ import re
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import gguf
 import numpy as np
@@ -23,6 +24,7 @@ from pbs2p_edge.model.perplexity import perplexity
 from pbs2p_edge.runtime._ffi import ffi, lib
 from pbs2p_edge.runtime.model import GenerateResult, Model as NativeModel
 from pbs2p_edge.runtime.gguf_file import GGUFFile
+from pbs2p_edge.runtime.kernels import select_kernel, selected_kernel
 from pbs2p_exporters.gguf_export import export_gguf
 
 # These tests hold libpbs2p to PyTorch's float32 keys and values: the float32 KV cache (the float16 default is tested
@@ -224,24 +226,54 @@ def test_info(exported):
     assert i.n_cached == 0
 
 
+def _reads_kept_signs() -> bool:
+    """Whether the selected kernel's int8 products read plane 1 as kept-order signs (native/src/internal.h), so that
+    a model prepares its layers so: NEON, and AVX-512 with VBMI, VNNI and BMI2."""
+    kernel = selected_kernel()
+    if kernel != "avx512":
+        return kernel == "neon"
+    flags = set(next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")),
+                     "").split())
+    return {"avx512vbmi", "avx512_vnni", "bmi2"} <= flags  # as Linux spells them
+
+
+def _held_bytes(meta, planes_nbytes: int, kept_signs: bool) -> int:
+    """A packed linear's bytes as a model holds it: the planes (pbs2p_layer_prepare), or, where the kernel reads
+    kept-order signs and the layer keeps half of every N:M group in whole 32-column words, plane 1's words replaced by
+    16-bit signs (and 64 bytes of slack)."""
+    fits = (kept_signs and 2 * meta.n == meta.m and meta.split == 1 and meta.n_salient == 0 and meta.cols % 32 == 0
+            and (meta.group_size % 32 == 0 or meta.group_size >= meta.cols))
+    if not fits:
+        return planes_nbytes
+    words = -(-meta.cols // meta.group_size) * -(-min(meta.group_size, meta.cols) // 32)  # G W
+    return planes_nbytes - meta.rows * words * 4 + meta.rows * -(-words // 2) * 4 + 64
+
+
+@pytest.mark.parametrize("kernel", [None, "ref"])
 @pytest.mark.parametrize("name", ["tied", "opt_untied", "gemma3"])
-def test_info_step_bytes_is_every_weight_a_decode_step_reads(exported, name):
-    """step_bytes: the packed linears as prepared (their nbytes, not their file bytes), every other tensor as stored
-    except the token and position embeddings, of which one row each, and the head whole (the embedding when tied)."""
+def test_info_step_bytes_is_every_weight_a_decode_step_reads(exported, name, kernel):
+    """step_bytes: the packed linears as the model holds them (their prepared bytes, not their file bytes: the planes,
+    or kept-order signs where the kernel reads them), every other tensor as stored except the token and position
+    embeddings, of which one row each, and the head whole (the embedding when tied)."""
     path = exported[name][1]
+    select_kernel(kernel)
+    try:
+        kept_signs = _reads_kept_signs()
+        with Model(path) as m:
+            i = m.info
+    finally:
+        select_kernel(None)
     with GGUFFile(path) as f:
         bases = f.linear_names()
-        packed = sum(f.linear(b).prepare().nbytes for b in bases)
+        packed = sum(_held_bytes(f.linear(b).meta, f.linear(b).prepare().nbytes, kept_signs) for b in bases)
         tensors = {t.name: t for t in f.tensors()}
         of_linears = {n for n in tensors if any(n.startswith(b + ".pbs2p.") for b in bases)}
         embeddings = [tensors[n] for n in ("token_embd.weight", "position_embd.weight") if n in tensors]
         rest = sum(t.n_bytes for n, t in tensors.items() if n not in of_linears and t not in embeddings)
         rows = sum(t.n_bytes // t.shape[0] for t in embeddings)
         head = 0 if "output.weight" in tensors else embeddings[0].n_bytes
-    with Model(path) as m:
-        i = m.info
     assert i.step_bytes == packed + rest + rows + head
-    assert packed > sum(tensors[n].n_bytes for n in of_linears)  # the planes hold more than the file's codes
+    assert packed > sum(tensors[n].n_bytes for n in of_linears)  # either layout holds more than the file's codes
 
 
 def test_info_opt(exported):
