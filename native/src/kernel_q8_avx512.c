@@ -149,7 +149,11 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
 
 /* ---- layers holding plane 1 as kept-order signs (internal.h): its words rebuilt by pdep, two rows at a time ---- */
 
-#define SIGNS_AHEAD 2 /* words whose +1 words are rebuilt before they are summed: the stores reach the load in time */
+/* Words whose +1 words are rebuilt before they are summed, so the scalar stores reach the vector load in time (a
+ * 7B-shape file of 8 blocks, one thread: 1 word ahead 26.5-26.9 tok/s, 2: 29.2-32.3, 3: 30.9-32.7, 5: 28.3-32.2),
+ * and the ring slots they are kept in (more than SIGNS_AHEAD). */
+#define SIGNS_AHEAD 3
+#define SIGNS_RING 8
 
 /* The 16 rows' +1 words of one word from its kept words and signs (a row pair per 64-bit pdep) into dst. Lanes past
  * a short last block's rows read the bytes after them (bits has slack for the last word) and are never used. */
@@ -169,18 +173,18 @@ static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, 
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const row_block B = row_block_at(L, first);
     const uint16_t *signs = pbs2p_block_signs(L, first);
-    uint64_t ring[4][8] __attribute__((aligned(64)));
+    uint64_t ring[SIGNS_RING][8] __attribute__((aligned(64)));
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
         for (size_t w = 0; w < SIGNS_AHEAD && w < gw; w++)
-            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % 4]);
+            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % SIGNS_RING]);
         __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
             if (w + SIGNS_AHEAD < gw)
                 plus_words(B.bits + (blk + SIGNS_AHEAD) * B.nr, signs + (blk + SIGNS_AHEAD) * B.nr,
-                           ring[(w + SIGNS_AHEAD) % 4]);
+                           ring[(w + SIGNS_AHEAD) % SIGNS_RING]);
             const uint8_t *t = tab + blk * TABLE_BYTES;
             const __m512i t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
             const __m512i t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
@@ -190,7 +194,7 @@ static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, 
             const __m512 dv = _mm512_set1_ps(d[blk]);
             const __m512i I0 = word_sum(_mm512_maskz_loadu_epi32(B.lanes, src), t0lo, t0hi, t1lo, t1hi);
             s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I0), dv, s0);
-            const __m512i I1 = word_sum(_mm512_load_si512(ring[w % 4]), t0lo, t0hi, t1lo, t1hi);
+            const __m512i I1 = word_sum(_mm512_load_si512(ring[w % SIGNS_RING]), t0lo, t0hi, t1lo, t1hi);
             s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I1), dv, s1);
         }
         acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(B.lanes, B.coef + (g * 2) * B.nr), s0, acc);
@@ -248,19 +252,19 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const row_block B = row_block_at(L, first);
     const uint16_t *signs = pbs2p_block_signs(L, first);
-    uint64_t ring[4][8] __attribute__((aligned(64)));
+    uint64_t ring[SIGNS_RING][8] __attribute__((aligned(64)));
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
         for (size_t w = 0; w < SIGNS_AHEAD && w < gw; w++)
-            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % 4]);
+            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % SIGNS_RING]);
         __m512 s[4][2];
         for (int t = 0; t < TT; t++) s[t][0] = s[t][1] = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
             if (w + SIGNS_AHEAD < gw)
                 plus_words(B.bits + (blk + SIGNS_AHEAD) * B.nr, signs + (blk + SIGNS_AHEAD) * B.nr,
-                           ring[(w + SIGNS_AHEAD) % 4]);
+                           ring[(w + SIGNS_AHEAD) % SIGNS_RING]);
             const uint32_t *src = B.bits + blk * B.nr;
             __builtin_prefetch(src + B.ahead, 0, 2);
             __builtin_prefetch(signs + blk * B.nr + 2 * B.ahead, 0, 2);
@@ -268,7 +272,7 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
             word_indices(_mm512_maskz_loadu_epi32(B.lanes, src), &i0, &i1);
             for (int t = 0; t < TT; t++)
                 s[t][0] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][0]);
-            word_indices(_mm512_load_si512(ring[w % 4]), &i0, &i1);
+            word_indices(_mm512_load_si512(ring[w % SIGNS_RING]), &i0, &i1);
             for (int t = 0; t < TT; t++)
                 s[t][1] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][1]);
         }
