@@ -100,6 +100,12 @@ static inline const uint16_t *pbs2p_block_signs(const struct pbs2p_layer *L, siz
                                                                pbs2p_block_rows(L, first));
 }
 
+/* Row i's kept-order signs (a kept_signs layer) in scale group g: word w's at [w * pbs2p_block_rows(L, i)]. */
+static inline const uint16_t *pbs2p_plane_signs(const struct pbs2p_layer *L, size_t i, size_t g) {
+    return pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK) + g * (size_t)L->words * pbs2p_block_rows(L, i) +
+           i % PBS2P_ROW_BLOCK;
+}
+
 /* The set bits of mask, lowest first, given the low bits of v in turn (BMI2's pdep). */
 static inline uint32_t pbs2p_deposit32(uint32_t v, uint32_t mask) {
     uint32_t out = 0;
@@ -139,9 +145,7 @@ static inline void pbs2p_plane_words(const struct pbs2p_layer *L, size_t g, size
 static inline uint32_t pbs2p_plane_word(const struct pbs2p_layer *L, size_t i, size_t g, size_t p, size_t w) {
     const size_t nr = pbs2p_block_rows(L, i);
     if (L->kept_signs && p == 1)
-        return pbs2p_deposit32(pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK)[(g * (size_t)L->words + w) * nr +
-                                                                             i % PBS2P_ROW_BLOCK],
-                               pbs2p_plane_bits(L, i, g, 0)[w * nr]);
+        return pbs2p_deposit32(pbs2p_plane_signs(L, i, g)[w * nr], pbs2p_plane_bits(L, i, g, 0)[w * nr]);
     size_t lo, hi;
     pbs2p_plane_words(L, g, p, &lo, &hi);
     return pbs2p_plane_bits(L, i, g, p)[(w - lo) * nr];

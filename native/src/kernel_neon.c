@@ -184,9 +184,7 @@ void pbs2p_rows_q8_neon(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, siz
                     /* kept_signs: plane 1's words from plane 0's and the signs */
                     const int rebuilt = L->kept_signs && p == 1;
                     const uint32_t *b = pbs2p_plane_bits(L, i, g, rebuilt ? 0 : p);
-                    const uint16_t *sg = L->kept_signs ? pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK) +
-                                                             g * W * nr + i % PBS2P_ROW_BLOCK
-                                                       : NULL;
+                    const uint16_t *sg = rebuilt ? pbs2p_plane_signs(L, i, g) : NULL;
                     const size_t block0 = ((size_t)L->plane_xs[p] * G + g) * W;
                     size_t w0, w1;
                     pbs2p_plane_words(L, g, p, &w0, &w1);

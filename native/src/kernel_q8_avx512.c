@@ -167,6 +167,22 @@ static inline void plus_words(const uint32_t *kept, const uint16_t *signs, uint6
     }
 }
 
+/* Word w (of gw) of scale group g's +1 words, its slot in ring (SIGNS_RING of them) filled SIGNS_AHEAD words before:
+ * at w = 0 the group's first SIGNS_AHEAD are rebuilt, and at every w the word SIGNS_AHEAD on, whose signs of the next
+ * row block are prefetched as the kept words' are. */
+static inline const uint64_t *plus_slot(const row_block *B, const uint16_t *signs, size_t b0, size_t w, size_t gw,
+                                        uint64_t (*ring)[8]) {
+    if (w == 0)
+        for (size_t a = 0; a < SIGNS_AHEAD && a < gw; a++)
+            plus_words(B->bits + (b0 + a) * B->nr, signs + (b0 + a) * B->nr, ring[a % SIGNS_RING]);
+    const size_t blk = b0 + w;
+    if (w + SIGNS_AHEAD < gw)
+        plus_words(B->bits + (blk + SIGNS_AHEAD) * B->nr, signs + (blk + SIGNS_AHEAD) * B->nr,
+                   ring[(w + SIGNS_AHEAD) % SIGNS_RING]);
+    __builtin_prefetch(signs + blk * B->nr + 2 * B->ahead, 0, 2);
+    return ring[w % SIGNS_RING];
+}
+
 /* Row block `first` of a kept_signs layer for one token: block_dot's operations for P = 2 (the same bits), plane 1's
  * word from its ring slot. */
 static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, const uint8_t *tab, const float *d) {
@@ -177,24 +193,19 @@ static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, 
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
-        for (size_t w = 0; w < SIGNS_AHEAD && w < gw; w++)
-            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % SIGNS_RING]);
         __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            if (w + SIGNS_AHEAD < gw)
-                plus_words(B.bits + (blk + SIGNS_AHEAD) * B.nr, signs + (blk + SIGNS_AHEAD) * B.nr,
-                           ring[(w + SIGNS_AHEAD) % SIGNS_RING]);
+            const uint64_t *plus = plus_slot(&B, signs, b0, w, gw, ring);
             const uint8_t *t = tab + blk * TABLE_BYTES;
             const __m512i t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
             const __m512i t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
             const uint32_t *src = B.bits + blk * B.nr;
             __builtin_prefetch(src + B.ahead, 0, 2);
-            __builtin_prefetch(signs + blk * B.nr + 2 * B.ahead, 0, 2);
             const __m512 dv = _mm512_set1_ps(d[blk]);
             const __m512i I0 = word_sum(_mm512_maskz_loadu_epi32(B.lanes, src), t0lo, t0hi, t1lo, t1hi);
             s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I0), dv, s0);
-            const __m512i I1 = word_sum(_mm512_load_si512(ring[w % SIGNS_RING]), t0lo, t0hi, t1lo, t1hi);
+            const __m512i I1 = word_sum(_mm512_load_si512(plus), t0lo, t0hi, t1lo, t1hi);
             s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I1), dv, s1);
         }
         acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(B.lanes, B.coef + (g * 2) * B.nr), s0, acc);
@@ -256,23 +267,18 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
-        for (size_t w = 0; w < SIGNS_AHEAD && w < gw; w++)
-            plus_words(B.bits + (b0 + w) * B.nr, signs + (b0 + w) * B.nr, ring[w % SIGNS_RING]);
         __m512 s[4][2];
         for (int t = 0; t < TT; t++) s[t][0] = s[t][1] = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            if (w + SIGNS_AHEAD < gw)
-                plus_words(B.bits + (blk + SIGNS_AHEAD) * B.nr, signs + (blk + SIGNS_AHEAD) * B.nr,
-                           ring[(w + SIGNS_AHEAD) % SIGNS_RING]);
+            const uint64_t *plus = plus_slot(&B, signs, b0, w, gw, ring);
             const uint32_t *src = B.bits + blk * B.nr;
             __builtin_prefetch(src + B.ahead, 0, 2);
-            __builtin_prefetch(signs + blk * B.nr + 2 * B.ahead, 0, 2);
             __m512i i0, i1;
             word_indices(_mm512_maskz_loadu_epi32(B.lanes, src), &i0, &i1);
             for (int t = 0; t < TT; t++)
                 s[t][0] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][0]);
-            word_indices(_mm512_load_si512(ring[w % SIGNS_RING]), &i0, &i1);
+            word_indices(_mm512_load_si512(plus), &i0, &i1);
             for (int t = 0; t < TT; t++)
                 s[t][1] = token_word(i0, i1, tab + (size_t)t * tstride, blk, d[(size_t)t * dstride + blk], s[t][1]);
         }

@@ -105,8 +105,7 @@ static void run_attention(void *arg) {
                 q[h - h0] = j->s->q + (size_t)t * QD + (size_t)h * hd;
                 out[h - h0] = j->s->att_out + (size_t)t * QD + (size_t)h * hd;
             }
-            const size_t head = kv16_head(c, j->l, kvh);
-            j->attend_f16(h1 - h0, q, out, (const uint16_t *)kv->key + head, (const uint16_t *)kv->value + head,
+            j->attend_f16(h1 - h0, q, out, kv16_keys(kv, c, j->l, kvh), kv16_values(kv, c, j->l, kvh),
                           kv16_span_stride(c), start, end - start, hd, c->score_scale, j->scores, n_ctx);
         }
         return;
@@ -195,8 +194,7 @@ static float *widened_layer(const pbs2p_model *m, pbs2p_widen_fn widen, int32_t 
     const int32_t hd = m->c.head_dim;
     const size_t stride = kv16_span_stride(&m->c);
     for (int32_t h = 0; h < m->c.n_head_kv; h++) {
-        const size_t head = kv16_head(&m->c, l, h);
-        const uint16_t *key = (const uint16_t *)m->kv.key + head, *value = (const uint16_t *)m->kv.value + head;
+        const uint16_t *key = kv16_keys(&m->kv, &m->c, l, h), *value = kv16_values(&m->kv, &m->c, l, h);
         for (size_t p0 = 0; p0 < n; p0 += tile) {
             const uint16_t *t = key + pbs2p_kv_key(stride, hd, (int32_t)p0);
             for (int32_t d = 0; d < hd; d++)
@@ -276,9 +274,8 @@ static pbs2p_status self_attention(pbs2p_model *m, run_state *s, const block *b,
             const int32_t hd = c->head_dim;
             const size_t stride = kv16_span_stride(c);
             for (int32_t h = 0; h < c->n_head_kv; h++) {
-                const size_t head = kv16_head(c, l, h);
-                uint16_t *key = (uint16_t *)m->kv.key + head + pbs2p_kv_key(stride, hd, n_past + t);
-                uint16_t *value = (uint16_t *)m->kv.value + head + pbs2p_kv_value(stride, hd, n_past + t);
+                uint16_t *key = kv16_keys(&m->kv, c, l, h) + pbs2p_kv_key(stride, hd, n_past + t);
+                uint16_t *value = kv16_values(&m->kv, c, l, h) + pbs2p_kv_value(stride, hd, n_past + t);
                 for (int32_t d = 0; d < hd; d++) {
                     key[(size_t)d * PBS2P_KV_TILE] = pbs2p_float_to_half(k_new[(size_t)h * hd + (size_t)d]);
                     value[d] = pbs2p_float_to_half(v_new[(size_t)h * hd + (size_t)d]);

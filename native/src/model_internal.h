@@ -111,14 +111,22 @@ static inline size_t kv16_positions(int32_t n_ctx) {
     return ((size_t)n_ctx + span - 1) / span * span;
 }
 
-/* Entries from one span of a float16 cache's KV head to its next: a span of every layer and KV head. */
-static inline size_t kv16_span_stride(const config *c) {
-    return (size_t)c->n_layer * (size_t)c->n_head_kv * (size_t)c->head_dim * PBS2P_KV_TILE * PBS2P_KV_SPAN;
+/* Entries of one KV head's span (its keys, or its values). */
+static inline size_t kv16_span_entries(const config *c) {
+    return (size_t)c->head_dim * PBS2P_KV_TILE * PBS2P_KV_SPAN;
 }
 
-/* Where span 0 of KV head h of layer l starts, in the keys and in the values. */
-static inline size_t kv16_head(const config *c, int32_t l, int32_t h) {
-    return ((size_t)l * (size_t)c->n_head_kv + (size_t)h) * (size_t)c->head_dim * PBS2P_KV_TILE * PBS2P_KV_SPAN;
+/* Entries from one span of a float16 cache's KV head to its next: a span of every layer and KV head. */
+static inline size_t kv16_span_stride(const config *c) {
+    return (size_t)c->n_layer * (size_t)c->n_head_kv * kv16_span_entries(c);
+}
+
+/* Span 0 of KV head h of layer l, in the keys and in the values (pbs2p_kv_key / pbs2p_kv_value add a position's). */
+static inline uint16_t *kv16_keys(const kv_cache *kv, const config *c, int32_t l, int32_t h) {
+    return (uint16_t *)kv->key + ((size_t)l * (size_t)c->n_head_kv + (size_t)h) * kv16_span_entries(c);
+}
+static inline uint16_t *kv16_values(const kv_cache *kv, const config *c, int32_t l, int32_t h) {
+    return (uint16_t *)kv->value + ((size_t)l * (size_t)c->n_head_kv + (size_t)h) * kv16_span_entries(c);
 }
 
 struct pbs2p_model {

@@ -161,13 +161,13 @@ pbs2p_status pbs2p_layer_prepare_as(const pbs2p_layer_desc *d, int flags, pbs2p_
             /* kept_signs: word g W + w's 16 signs are bytes 2 (g W + w), + 1 of the row's sign stream (16 kept a word;
              * the groups before the last are whole) */
             const uint8_t *sg = d->signs + i * dec.sizes.signs_row_bytes;
-            uint16_t *signs = (uint16_t *)pbs2p_block_signs(L, i - i % PBS2P_ROW_BLOCK) + i % PBS2P_ROW_BLOCK;
             for (size_t g = 0; g < G; g++)
                 for (size_t w = 0; w < W; w++) { /* the layer is being built: the accessors' const is for the kernels */
                     const size_t gw = g * W + w;
                     ((uint32_t *)pbs2p_plane_bits(L, i, g, 0))[w * nr] = kept_words[gw];
                     if (L->kept_signs) /* words past a short last group's end hold no column (and no sign) */
-                        signs[gw * nr] = w < pbs2p_group_words(L, g) ? (uint16_t)(sg[2 * gw] | sg[2 * gw + 1] << 8) : 0;
+                        ((uint16_t *)pbs2p_plane_signs(L, i, g))[w * nr] =
+                            w < pbs2p_group_words(L, g) ? (uint16_t)(sg[2 * gw] | sg[2 * gw + 1] << 8) : 0;
                     else ((uint32_t *)pbs2p_plane_bits(L, i, g, 1))[w * nr] = pos_words[gw];
                 }
             goto coefficients;
