@@ -60,7 +60,7 @@ def _inspect_gguf(path: Path) -> dict:
         t = tiers.tier(embed_tier)
         for d in tensors:
             if d["name"] in ("token_embd.pbs2p.q", "output.pbs2p.q"):
-                d.update(type=embed_tier, elements=d["shape"][0] * d["shape"][1] // t.block_bytes * t.block,
+                d.update(type=embed_tier, elements=d["shape"][0] * t.cols_of(d["shape"][1]),
                          packed=False)
     rows = _layer_rows(layers, grids, meta["pbs2p.linear.names"], meta.get("pbs2p.m"))
     for r, src in zip(rows, meta.get("pbs2p.linear.source_names", [])):

@@ -7,7 +7,10 @@ B = the tier's block, nb = K / B and the codes viewed as blocks of W_hat^T:
   W3 = DequantizeLinear(Q, Cast<float32>(d), axis=1, block_size=B)   = d * (q - offset): one float32 rounding
   W3 = W3 + Cast<float32>(m)                                          only tiers with a min: the second rounding
   W_hat^T = Reshape(W3, [K, R]) ;  Y = MatMul(X, W_hat^T) (+ bias)
-The f16 tier is W_hat^T (K, R) as a float16 initializer and one Cast.
+The f16 tier is W_hat^T (K, R) as a float16 initializer and one Cast. A two-level tier (B = its sub-block of 16)
+stores the row's D and M (1, 1, R) float16 and the sub-block codes sc, mc (nb, 1, R) UINT4, as the file does:
+  d = Cast<float32>(sc) * Cast<float32>(D),  m = Neg(Cast<float32>(mc) * Cast<float32>(M))   exact in float32
+and W3 as above with d and m.
 
 Why float32 scales at the DequantizeLinear: with float16 ones its product would be rounded to float16
 (11 significant bits; d * (q - 8) needs up to 15); they are stored float16 (the file's values) and Cast,
@@ -42,16 +45,27 @@ def grid_linear(b: GraphBuilder, x: str, name: str, g: tiers.GridLayer, bias: np
         wt = b.op("Cast", [w16], name, to=TensorProto.FLOAT)
     else:
         q, d, m = tiers.codes(g.tier, g.blocks, g.cols)  # q (R, K) uint8; d, m (R, nb) float32 holding float16 values
-        nb = g.cols // t.block
+        B = t.scale_block
+        nb = g.cols // B
 
         def blocks_t(a: np.ndarray, width: int) -> np.ndarray:  # (R, nb * width) -> (nb, width, R)
             return np.ascontiguousarray(a.reshape(g.rows, nb, width).transpose(1, 2, 0))
 
-        Q = b.initializer(f"{name}.q", int_tensor("", blocks_t(q.astype(np.int16) - t.offset, t.block), code_type(t)))
-        scale = b.op("Cast", [b.initializer(f"{name}.d", blocks_t(d.astype(np.float16), 1))], name, to=TensorProto.FLOAT)
-        w3 = b.op("DequantizeLinear", [Q, scale], name, axis=1, block_size=t.block)  # (nb, B, R) float32
-        if t.has_min:
-            mins = b.op("Cast", [b.initializer(f"{name}.m", blocks_t(m.astype(np.float16), 1))], name, to=TensorProto.FLOAT)
+        def as_float(array: str, values) -> str:
+            return b.op("Cast", [b.initializer(f"{name}.{array}", values)], name, to=TensorProto.FLOAT)
+
+        Q = b.initializer(f"{name}.q", int_tensor("", blocks_t(q.astype(np.int16) - t.offset, B), code_type(t)))
+        if t.sub:  # the file's D, M and 4-bit codes; their products are exact in float32
+            D, M, sc, mc = tiers.sub_codes(g.tier, g.blocks, g.cols)
+            row = lambda a: np.ascontiguousarray(a.astype(np.float16).reshape(1, 1, g.rows))  # noqa: E731
+            codes4 = lambda a: int_tensor("", blocks_t(a, 1), TensorProto.UINT4)  # noqa: E731
+            scale = b.op("Mul", [as_float("sc", codes4(sc)), as_float("D", row(D))], name)
+            mins = b.op("Neg", [b.op("Mul", [as_float("mc", codes4(mc)), as_float("M", row(M))], name)], name)
+        else:
+            scale = as_float("d", blocks_t(d.astype(np.float16), 1))
+            mins = as_float("m", blocks_t(m.astype(np.float16), 1)) if t.has_min else None
+        w3 = b.op("DequantizeLinear", [Q, scale], name, axis=1, block_size=B)  # (nb, B, R) float32
+        if mins is not None:
             w3 = b.op("Add", [w3, mins], name)
         wt = b.op("Reshape", [w3, b.const([g.cols, g.rows])], name)  # (K, R) float32 = W_hat^T
     y = b.op("MatMul", [x, wt], name)

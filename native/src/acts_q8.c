@@ -18,14 +18,14 @@
 
 size_t pbs2p_q8_acts_bytes(size_t n_tokens, int32_t cols) {
     const size_t blocks = (size_t)cols / PBS2P_ACT_BLOCK;
-    return n_tokens * (blocks * (2 * sizeof(float) + sizeof(int32_t)) + (size_t)cols);
+    return n_tokens * (blocks * (2 * sizeof(float) + 2 * sizeof(int32_t)) + (size_t)cols);
 }
 
 void pbs2p_q8_acts_init(void *mem, size_t n_tokens, int32_t cols, pbs2p_q8_acts *A) {
     const size_t nb = (size_t)cols / PBS2P_ACT_BLOCK, nt = n_tokens;
     float *d = mem, *s = d + nt * nb;
-    int32_t *sum = (int32_t *)(s + nt * nb);
-    *A = (pbs2p_q8_acts){(int8_t *)(sum + nt * nb), d, s, sum, cols, (int32_t)nb};
+    int32_t *sum = (int32_t *)(s + nt * nb), *sum16 = sum + nt * nb;
+    *A = (pbs2p_q8_acts){(int8_t *)(sum16 + nt * nb), d, s, sum, sum16, cols, (int32_t)nb};
 }
 
 /* max |x| over a block, and whether every x is finite. */
@@ -54,9 +54,9 @@ static inline float block_amax(const float *x, int *finite) {
 #endif
 }
 
-/* Codes of a finite block (id = 127 / max|x|, or 0) into q; returns their sum. The same IEEE operations either way:
- * x * id, clamped to +-127, rounded by ROUND. */
-static inline int32_t block_codes(const float *x, float id, int8_t *q) {
+/* Codes of a finite block (id = 127 / max|x|, or 0) into q; returns their sum, and that of the first 16 in *first16.
+ * The same IEEE operations either way: x * id, clamped to +-127, rounded by ROUND. */
+static inline int32_t block_codes(const float *x, float id, int8_t *q, int32_t *first16) {
 #ifdef __SSE2__
     const __m128 vid = _mm_set1_ps(id), hi = _mm_set1_ps(127.0f), lo = _mm_set1_ps(-127.0f), round = _mm_set1_ps(ROUND);
     __m128i c[8];
@@ -68,7 +68,10 @@ static inline int32_t block_codes(const float *x, float id, int8_t *q) {
     const __m128i w2 = _mm_packs_epi32(c[4], c[5]), w3 = _mm_packs_epi32(c[6], c[7]);
     _mm_storeu_si128((__m128i *)q, _mm_packs_epi16(w0, w1));
     _mm_storeu_si128((__m128i *)(q + 16), _mm_packs_epi16(w2, w3));
-    __m128i t = _mm_madd_epi16(_mm_add_epi16(_mm_add_epi16(w0, w1), _mm_add_epi16(w2, w3)), _mm_set1_epi16(1));
+    __m128i h = _mm_madd_epi16(_mm_add_epi16(w0, w1), _mm_set1_epi16(1)); /* codes 0..15 */
+    __m128i t = _mm_add_epi32(h, _mm_madd_epi16(_mm_add_epi16(w2, w3), _mm_set1_epi16(1)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    *first16 = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
     t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
     return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
 #else
@@ -79,6 +82,7 @@ static inline int32_t block_codes(const float *x, float id, int8_t *q) {
         v = (v + ROUND) - ROUND; /* to nearest, ties to even: |v| <= 127 < 2^22 */
         q[j] = (int8_t)(int32_t)v;
         total += q[j];
+        if (j == 15) *first16 = total;
     }
     return total;
 #endif
@@ -94,10 +98,10 @@ void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2
         if (!finite) { /* codes 0 and d NaN: every product with this block is NaN */
             memset(q, 0, PBS2P_ACT_BLOCK);
             A->d[b] = NAN;
-            A->sum[b] = 0;
+            A->sum[b] = A->sum16[b] = 0;
         } else {
             A->d[b] = amax / 127.0f;
-            A->sum[b] = block_codes(x, amax > 0.0f ? 127.0f / amax : 0.0f, q);
+            A->sum[b] = block_codes(x, amax > 0.0f ? 127.0f / amax : 0.0f, q, &A->sum16[b]);
         }
         A->s[b] = A->d[b] * (float)A->sum[b];
     }

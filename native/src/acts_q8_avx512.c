@@ -23,7 +23,7 @@ void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const p
         if (_mm512_cmp_ps_mask(probe, zero, _CMP_EQ_OQ) != 0xFFFF) { /* codes 0 and d NaN, as the reference */
             memset(q, 0, PBS2P_ACT_BLOCK);
             A->d[b] = NAN;
-            A->sum[b] = 0;
+            A->sum[b] = A->sum16[b] = 0;
             A->s[b] = NAN;
             continue;
         }
@@ -36,6 +36,7 @@ void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const p
         _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(c0)); /* |code| <= 127: the low byte is the code */
         _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(c1));
         A->d[b] = amax / 127.0f;
+        A->sum16[b] = _mm512_reduce_add_epi32(c0);
         A->sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
         A->s[b] = A->d[b] * (float)A->sum[b];
     }

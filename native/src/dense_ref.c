@@ -12,19 +12,24 @@ int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes) {
     case PBS2P_GGML_Q4_0: *values = PBS2P_Q4_0_BLOCK; *bytes = PBS2P_Q4_0_BYTES; return 1;
     case PBS2P_DENSE_Q2_G64: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q2_G64_BYTES; return 1;
     case PBS2P_DENSE_Q3_G64: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q3_G64_BYTES; return 1;
+    case PBS2P_DENSE_Q2_S16: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q2_S16_BYTES; return 1;
+    case PBS2P_DENSE_Q3_S16: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q3_S16_BYTES; return 1;
+    case PBS2P_DENSE_Q4_S16: *values = PBS2P_G64_BLOCK; *bytes = PBS2P_Q4_S16_BYTES; return 1;
     default: return 0;
     }
+}
+
+size_t pbs2p_dense_row_bytes(int32_t type, int32_t cols) {
+    int32_t values;
+    size_t bytes;
+    if (!pbs2p_dense_block(type, &values, &bytes)) return 0;
+    return (pbs2p_dense_s16(type) ? PBS2P_S16_HEADER : 0) + (size_t)cols / (size_t)values * bytes;
 }
 
 /* One block of 64 of ours into out[0..64). */
 static void decode_g64(const uint8_t *p, int high_bit, float *out) {
     const float d = pbs2p_half_to_float(load_le16(p)), m = pbs2p_half_to_float(load_le16(p + 2));
-    const uint8_t *qs = p + 4, *qh = p + 20;
-    for (int j = 0; j < PBS2P_G64_BLOCK; j++) {
-        int q = (qs[j & 15] >> (2 * (j >> 4))) & 3;
-        if (high_bit) q |= ((qh[j >> 3] >> (j & 7)) & 1) << 2;
-        out[j] = d * (float)q + m;
-    }
+    for (int j = 0; j < PBS2P_G64_BLOCK; j++) out[j] = d * (float)pbs2p_g64_code(p + 4, high_bit, j) + m;
 }
 
 void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out) {
@@ -49,6 +54,21 @@ void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out) {
             }
         }
         return;
+    case PBS2P_DENSE_Q2_S16:
+    case PBS2P_DENSE_Q3_S16:
+    case PBS2P_DENSE_Q4_S16: {
+        const float D = pbs2p_half_to_float(load_le16(p)), M = pbs2p_half_to_float(load_le16(p + 2));
+        int32_t values;
+        size_t bytes;
+        pbs2p_dense_block(W->type, &values, &bytes);
+        p += PBS2P_S16_HEADER;
+        for (int32_t b = 0; b < W->cols / PBS2P_G64_BLOCK; b++, p += bytes)
+            for (int j = 0; j < PBS2P_G64_BLOCK; j++) {
+                const float d = D * (float)(p[j >> 4] & 15), m = -(M * (float)(p[j >> 4] >> 4));
+                out[b * PBS2P_G64_BLOCK + j] = d * (float)pbs2p_s16_code(W->type, p, j) + m;
+            }
+        return;
+    }
     default: { /* ours */
         const int q3 = W->type == PBS2P_DENSE_Q3_G64;
         const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;

@@ -156,6 +156,7 @@ typedef struct tier_spec {
 static const tier_spec TIERS[] = {
     {"f16", PBS2P_GGML_F16, 1}, {"q8_0", PBS2P_GGML_Q8_0, 1}, {"q4_0", PBS2P_GGML_Q4_0, 1},
     {"q3_g64", PBS2P_DENSE_Q3_G64, 0}, {"q2_g64", PBS2P_DENSE_Q2_G64, 0},
+    {"q4_s16", PBS2P_DENSE_Q4_S16, 0}, {"q3_s16", PBS2P_DENSE_Q3_S16, 0}, {"q2_s16", PBS2P_DENSE_Q2_S16, 0},
 };
 
 /* The TIERS row named s[0..len), or NULL. */
@@ -206,7 +207,7 @@ pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *
     if (R < 1 || K < 1 || K % block)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "linear '%.*s' (%s) is (%d, %d): needs a positive shape and a width "
                           "divisible by %d", SHOWN, base, spec->name, (int)R, (int)K, (int)block);
-    const size_t row_bytes = (size_t)K / (size_t)block * bytes;
+    const size_t row_bytes = pbs2p_dense_row_bytes(spec->type, K);
     array_spec want = {spec->ggml ? "weight" : "q", 1, spec->ggml ? spec->type : PBS2P_GGML_I8, 2,
                        {spec->ggml ? (uint64_t)K : (uint64_t)row_bytes, (uint64_t)R, 1}};
     char name[PBS2P_GGUF_MAX_NAME + 32];
@@ -270,7 +271,7 @@ pbs2p_status pbs2p_gguf_embedding_blocks(const pbs2p_gguf *f, const char *base, 
     if (cols < 1 || cols % block)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s: the %s tier needs a width divisible by %d, the model's is %d",
                           name, spec->name, (int)block, (int)cols);
-    const size_t row_bytes = (size_t)cols / (size_t)block * bytes;
+    const size_t row_bytes = pbs2p_dense_row_bytes(spec->type, cols);
     if (t.type != PBS2P_GGML_I8 || t.n_dims != 2 || t.ne[0] != row_bytes || t.ne[1] < 1)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s must be I8 of %zu bytes a row (%s, width %d), found %s with ne[0] "
                           "%" PRIu64, name, row_bytes, spec->name, (int)cols,

@@ -207,17 +207,45 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
 #define PBS2P_G64_BLOCK 64
 #define PBS2P_Q2_G64_BYTES 20
 #define PBS2P_Q3_G64_BYTES 28
+/* Our two-level blocks (FORMAT.md §10): a row starts with float16 D, float16 M (PBS2P_S16_HEADER bytes), then blocks of
+ * 64 values: uint8 sc[4], sub-block s (values 16s .. 16s + 15) taking scale code sc[s] & 15 and min code sc[s] >> 4,
+ * then the codes, q2 / q3 laid out as our blocks of 64 (qs[16] from byte 4 on, q3's qh[8] from byte 20), q4 as two
+ * Q4_0 blocks' qs[16] (q[32h + i] = qs[16h + i] & 15, q[32h + 16 + i] = qs[16h + i] >> 4). value = (d * q) + m with
+ * d = D * sc and m = -(M * mc), both exact in float32. */
+#define PBS2P_DENSE_Q2_S16 1012
+#define PBS2P_DENSE_Q3_S16 1013
+#define PBS2P_DENSE_Q4_S16 1014
+#define PBS2P_S16_HEADER 4
+#define PBS2P_S16_SUB 16
+#define PBS2P_Q2_S16_BYTES 20
+#define PBS2P_Q3_S16_BYTES 28
+#define PBS2P_Q4_S16_BYTES 36
+static inline int pbs2p_dense_s16(int32_t type) {
+    return type == PBS2P_DENSE_Q2_S16 || type == PBS2P_DENSE_Q3_S16 || type == PBS2P_DENSE_Q4_S16;
+}
+/* Code j (0..63) of one of our blocks of 64 whose qs[16] start at qs (q3: qh[8] at qs + 16), scalar (the references). */
+static inline int pbs2p_g64_code(const uint8_t *qs, int q3, int j) {
+    const int q = (qs[j & 15] >> (2 * (j >> 4))) & 3;
+    return q3 ? q | ((qs[16 + (j >> 3)] >> (j & 7)) & 1) << 2 : q;
+}
+/* Code j (0..63) of one of our two-level blocks of 64 at p (its sc[4] first). */
+static inline int pbs2p_s16_code(int32_t type, const uint8_t *p, int j) {
+    if (type == PBS2P_DENSE_Q4_S16) return (p[4 + 16 * (j >> 5) + (j & 15)] >> (4 * ((j >> 4) & 1))) & 15;
+    return pbs2p_g64_code(p + 4, type == PBS2P_DENSE_Q3_S16, j);
+}
 
 /* A row-major matrix in a ggml layout or one of ours, read in place from the file mapping. */
 typedef struct pbs2p_dense {
     const uint8_t *data;
-    int32_t type;        /* PBS2P_GGML_F16, _Q8_0, _Q4_0, PBS2P_DENSE_Q2_G64 or _Q3_G64; cols a multiple of its block */
+    int32_t type;        /* PBS2P_GGML_F16, _Q8_0, _Q4_0 or PBS2P_DENSE_*; cols a multiple of its block */
     size_t row_bytes;
     int32_t rows, cols;
 } pbs2p_dense;
 
 /* (values, bytes) of one block of a dense type; 0 for a type the dense rows do not read. */
 int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes);
+/* Bytes of a row of `cols` values (a multiple of the type's block): its blocks and a two-level type's header. */
+size_t pbs2p_dense_row_bytes(int32_t type, int32_t cols);
 
 /* The tier of linear `base` of a pbs2p file (pbs2p.linear.tier; absent: every linear packed): *dense = 0 for the
  * packed tier, else 1 with *out the linear's matrix in place in the mapping (<base>.weight of the tier's ggml type,
@@ -276,7 +304,7 @@ void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens
 typedef struct pbs2p_q8_acts {
     int8_t *q;            /* (T, cols) codes */
     float *d, *s;         /* (T, blocks): scale, scale * code sum */
-    int32_t *sum;         /* (T, blocks): code sum */
+    int32_t *sum, *sum16; /* (T, blocks): code sum, and that of the block's first 16 codes (our two-level blocks) */
     int32_t cols, blocks; /* blocks = cols / 32 */
 } pbs2p_q8_acts;
 
@@ -298,7 +326,8 @@ void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const p
 /* The activations from token t on. */
 static inline pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t) {
     const size_t nb = (size_t)A->blocks;
-    return (pbs2p_q8_acts){A->q + t * (size_t)A->cols, A->d + t * nb, A->s + t * nb, A->sum + t * nb, A->cols, A->blocks};
+    return (pbs2p_q8_acts){A->q + t * (size_t)A->cols, A->d + t * nb,    A->s + t * nb,
+                           A->sum + t * nb,              A->sum16 + t * nb, A->cols, A->blocks};
 }
 
 /* Y[t * ldy + r] = the product of token t and row r of W (any type but F16) for t < n_tokens, r in [row0, row1). */

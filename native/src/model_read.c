@@ -86,20 +86,17 @@ pbs2p_status read_rows(const pbs2p_gguf *f, const char *name, int32_t rows, int3
     pbs2p_status st = pbs2p_gguf_find_tensor(f, name, &t);
     if (st != PBS2P_OK) return st;
     const char *tn = pbs2p_ggml_type_name(t.type);
-    int32_t per_block;
-    size_t bytes;
     if (t.type != PBS2P_GGML_F16 && t.type != PBS2P_GGML_Q8_0 && t.type != PBS2P_GGML_Q4_0)
         return pbs2p_fail(PBS2P_ERR_UNSUPPORTED, "tensor %s has type %s; the model runtime reads F16, Q8_0 or Q4_0",
                           name, tn ? tn : "?");
     if (t.n_dims != 2 || t.ne[0] != (uint64_t)cols || (rows && t.ne[1] != (uint64_t)rows) || t.ne[1] > MAX_VOCAB)
         return pbs2p_fail(PBS2P_ERR_FORMAT, "tensor %s has ne (%" PRIu64 ", %" PRIu64 "), expected (%d, %d)", name,
                           t.ne[0], t.n_dims > 1 ? t.ne[1] : 1, cols, rows);
-    pbs2p_dense_block(t.type, &per_block, &bytes); /* the GGUF reader checked ne[0] against the type's block */
     out->data = t.data;
     out->type = t.type;
     out->rows = (int32_t)t.ne[1];
     out->cols = cols;
-    out->row_bytes = (size_t)cols / (size_t)per_block * bytes;
+    out->row_bytes = pbs2p_dense_row_bytes(t.type, cols); /* the GGUF reader checked ne[0] against the type's block */
     return PBS2P_OK;
 }
 

@@ -15,6 +15,19 @@
 
 static inline uint16_t half_bits(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
+/* Byte offset in its row of the weight block holding activation block b. */
+INLINE size_t block_at(int32_t type, int32_t b) {
+    switch (type) {
+    case PBS2P_GGML_Q8_0: return (size_t)b * PBS2P_Q8_0_BYTES;
+    case PBS2P_GGML_Q4_0: return (size_t)b * PBS2P_Q4_0_BYTES;
+    case PBS2P_DENSE_Q3_G64: return (size_t)(b / 2) * PBS2P_Q3_G64_BYTES;
+    case PBS2P_DENSE_Q2_S16: return PBS2P_S16_HEADER + (size_t)(b / 2) * PBS2P_Q2_S16_BYTES;
+    case PBS2P_DENSE_Q3_S16: return PBS2P_S16_HEADER + (size_t)(b / 2) * PBS2P_Q3_S16_BYTES;
+    case PBS2P_DENSE_Q4_S16: return PBS2P_S16_HEADER + (size_t)(b / 2) * PBS2P_Q4_S16_BYTES;
+    default: return (size_t)(b / 2) * PBS2P_Q2_G64_BYTES;
+    }
+}
+
 /* The 32 weight codes of activation block b of a row, one byte each (Q8_0 signed, the others unsigned). Our blocks
  * of 64 (FORMAT.md §10): code 16s + i has its low bits at bits 2s of qs[i] and its high bit (q3) at bit 16s + i of
  * the 64-bit qh; block b is half h = b % 2 of its weight block, codes 32h .. 32h + 31 = s = 2h (low 128 bits) and
@@ -25,8 +38,12 @@ INLINE __m256i codes32(int32_t type, const uint8_t *row, int32_t b) {
         const uint8_t *qs = row + (size_t)b * PBS2P_Q4_0_BYTES + 2;
         return _mm256_set_m128i(q4_0_codes(qs, 1), q4_0_codes(qs, 0));
     }
-    const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
-    const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
+    const uint8_t *p = row + block_at(type, b);
+    if (type == PBS2P_DENSE_Q4_S16) { /* half h: one Q4_0 block's codes */
+        const uint8_t *qs = p + 4 + 16 * h;
+        return _mm256_set_m128i(q4_0_codes(qs, 1), q4_0_codes(qs, 0));
+    }
     const __m256i qs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 4)));
     __m256i q = _mm256_and_si256(_mm256_srlv_epi32(qs, _mm256_setr_epi32(4 * h, 4 * h, 4 * h, 4 * h, 4 * h + 2, 4 * h + 2,
                                                                           4 * h + 2, 4 * h + 2)),
@@ -57,23 +74,29 @@ INLINE __m256i hsum8(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_permute2x128_si256(t0, t1, 0x31));
 }
 
-/* Lane k = the total of the 16 int16 of v[k] (each total within int16 in each 128-bit half). */
-INLINE __m256i hsum8_16(const __m256i v[8]) {
+/* Lane k of *lo / *hi = the total of the 8 int16 of the low / high 128 bits of v[k] (each within int16). */
+INLINE void hsum8_16_halves(const __m256i v[8], __m256i *lo, __m256i *hi) {
     const __m256i h0 = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
     const __m256i h1 = _mm256_hadd_epi16(_mm256_hadd_epi16(v[4], v[5]), _mm256_hadd_epi16(v[6], v[7]));
     const __m256i h = _mm256_hadd_epi16(h0, h1); /* each 128-bit half: the eight sums of its half of the codes */
-    return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
-                            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
+    *lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(h));
+    *hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1));
 }
 
-/* Byte offset of the weight block holding activation block b. */
-INLINE size_t block_at(int32_t type, int32_t b) {
-    switch (type) {
-    case PBS2P_GGML_Q8_0: return (size_t)b * PBS2P_Q8_0_BYTES;
-    case PBS2P_GGML_Q4_0: return (size_t)b * PBS2P_Q4_0_BYTES;
-    case PBS2P_DENSE_Q3_G64: return (size_t)(b / 2) * PBS2P_Q3_G64_BYTES;
-    default: return (size_t)(b / 2) * PBS2P_Q2_G64_BYTES;
-    }
+/* Lane k = the total of the 16 int16 of v[k] (each total within int16 in each 128-bit half). */
+INLINE __m256i hsum8_16(const __m256i v[8]) {
+    __m256i lo, hi;
+    hsum8_16_halves(v, &lo, &hi);
+    return _mm256_add_epi32(lo, hi);
+}
+
+/* Our two-level blocks: the sub-block codes of activation blocks b0 .. b0 + n - 1 (weight blocks b0 / 2 on; b0 and n
+ * even, as a row holds whole blocks of 64), lane k: sc[2h], sc[2h + 1] of block b0 + k = 2 w + h, which are bytes
+ * 2k, 2k + 1 of the four weight blocks' sc[4] one after another; 0 beyond n. */
+INLINE __m128i sub_codes8(int32_t type, const uint8_t *row, int32_t b0, int n) {
+    int32_t w[4] = {0, 0, 0, 0};
+    for (int k = 0; 2 * k < n; k++) memcpy(&w[k], row + block_at(type, b0 + 2 * k), 4);
+    return _mm_setr_epi32(w[0], w[1], w[2], w[3]);
 }
 
 /* The scales (off 0) or mins (off 2) of activation blocks b0 .. b0 + n - 1 as float32, +0 in lanes n..7 (one 16-bit
@@ -90,20 +113,35 @@ INLINE __m256 halves8(int32_t type, const uint8_t *row, int32_t b0, int n, int o
 typedef struct group_x {
     const int8_t *q;
     __m256 d, s;
-    __m256i sum;
+    __m256i sum, sum16, sub; /* sum16 and (the row's) sub-block codes for our two-level blocks */
 } group_x;
 
-INLINE group_x group_acts(const pbs2p_q8_acts *A, size_t t, int32_t b0, int n) {
+INLINE group_x group_acts(int32_t type, const pbs2p_q8_acts *A, size_t t, int32_t b0, int n, __m256i sub) {
     const size_t tb = t * (size_t)A->blocks + (size_t)b0;
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     group_x g = {A->q + t * (size_t)A->cols + 32 * (size_t)b0, _mm256_maskload_ps(A->d + tb, mask),
-                 _mm256_maskload_ps(A->s + tb, mask), _mm256_maskload_epi32(A->sum + tb, mask)};
+                 _mm256_maskload_ps(A->s + tb, mask), _mm256_maskload_epi32(A->sum + tb, mask),
+                 pbs2p_dense_s16(type) ? _mm256_maskload_epi32(A->sum16 + tb, mask) : _mm256_setzero_si256(), sub};
     return g;
 }
 
 /* The terms of blocks b0 .. b0 + n - 1 of one row (codes w, scales dw, mins mw) and one token's activations. */
 INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __m256 mw, const group_x *x) {
     __m256i I;
+    if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+        __m256i p[8], I0, I1;
+        for (int k = 0; k < 8; k++)
+            p[k] = k < n ? _mm256_maddubs_epi16(w[k], _mm256_loadu_si256((const __m256i *)(x->q + 32 * k)))
+                         : _mm256_setzero_si256();
+        hsum8_16_halves(p, &I0, &I1);
+        const __m256i sc = x->sub, nib = _mm256_set1_epi32(15);
+        const __m256i T = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(sc, nib), I0),
+                                           _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(sc, 8), nib), I1));
+        const __m256i Z = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(sc, 4), nib), x->sum16),
+                                           _mm256_mullo_epi32(_mm256_srli_epi32(sc, 12), _mm256_sub_epi32(x->sum, x->sum16)));
+        return _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dw, x->d), _mm256_cvtepi32_ps(T)),
+                             _mm256_mul_ps(_mm256_mul_ps(mw, x->d), _mm256_cvtepi32_ps(Z)));
+    }
     if (type == PBS2P_GGML_Q8_0) {
         __m256i p[8];
         for (int k = 0; k < 8; k++) p[k] = k < n ? q8_dot32(w[k], x->q + 32 * k) : _mm256_setzero_si256();
@@ -131,9 +169,16 @@ INLINE void row_tokens(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A,
         const int n = A->blocks - b0 < 8 ? A->blocks - b0 : 8;
         __m256i w[8];
         for (int k = 0; k < 8; k++) w[k] = k < n ? codes32(type, row, b0 + k) : _mm256_setzero_si256();
-        const __m256 dw = halves8(type, row, b0, n, 0), mw = mins ? halves8(type, row, b0, n, 2) : dw;
+        __m256 dw, mw;
+        __m256i sub = _mm256_setzero_si256();
+        if (pbs2p_dense_s16(type)) { /* the row's D and M; each block's sub-block codes, 16 bits a lane */
+            dw = _mm256_set1_ps(_cvtsh_ss(half_bits(row))), mw = _mm256_set1_ps(_cvtsh_ss(half_bits(row + 2)));
+            sub = _mm256_cvtepu16_epi32(sub_codes8(type, row, b0, n));
+        } else {
+            dw = halves8(type, row, b0, n, 0), mw = mins ? halves8(type, row, b0, n, 2) : dw;
+        }
         for (int t = 0; t < NT; t++) {
-            const group_x x = group_acts(A, t0 + (size_t)t, b0, n);
+            const group_x x = group_acts(type, A, t0 + (size_t)t, b0, n, sub);
             /* n a constant 8 in the full groups' copy of group_terms, so its lane checks vanish */
             acc[t] = _mm256_add_ps(acc[t], n == 8 ? group_terms(type, w, 8, dw, mw, &x) : group_terms(type, w, n, dw, mw, &x));
         }
@@ -166,6 +211,9 @@ void pbs2p_qdense_rows_avx2(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t
     case PBS2P_GGML_Q8_0: rows_of(PBS2P_GGML_Q8_0, W, A, n_tokens, Y, ldy, row0, row1); break;
     case PBS2P_GGML_Q4_0: rows_of(PBS2P_GGML_Q4_0, W, A, n_tokens, Y, ldy, row0, row1); break;
     case PBS2P_DENSE_Q3_G64: rows_of(PBS2P_DENSE_Q3_G64, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q2_S16: rows_of(PBS2P_DENSE_Q2_S16, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q3_S16: rows_of(PBS2P_DENSE_Q3_S16, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q4_S16: rows_of(PBS2P_DENSE_Q4_S16, W, A, n_tokens, Y, ldy, row0, row1); break;
     default: rows_of(PBS2P_DENSE_Q2_G64, W, A, n_tokens, Y, ldy, row0, row1);
     }
 }

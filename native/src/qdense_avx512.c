@@ -25,6 +25,7 @@
 typedef struct block_codes {
     __m512i w[8];
     __m512 dw, mw;
+    __m512i sub; /* our two-level blocks: each row's sc[2h], sc[2h + 1] in its lane's low 16 bits (dw, mw: D, M) */
 } block_codes;
 
 INLINE __m512i gather(__mmask16 rows, __m512i at, const uint8_t *base) {
@@ -60,9 +61,21 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m512i at, _
         return c;
     }
     /* our blocks of 64: activation block b is half h of weight block b / 2, codes 32h + 16(s - 2h) + i with s = 2h
-     * (j < 4) and 2h + 1, i = 4(j % 4) .. 4(j % 4) + 3: bits 2s of qs[i]; q3's bit 2 is bit 32h + 4j + k of qh */
-    const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
-    const uint8_t *p = base + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+     * (j < 4) and 2h + 1, i = 4(j % 4) .. 4(j % 4) + 3: bits 2s of qs[i]; q3's bit 2 is bit 32h + 4j + k of qh. The
+     * two-level blocks hold their codes at the same places after the row's header (q4_s16's as two Q4_0 blocks' qs) */
+    const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
+    const uint8_t *p = pbs2p_dense_s16(type) ? base + PBS2P_S16_HEADER : base;
+    p += (size_t)(b / 2) * (type == PBS2P_DENSE_Q4_S16 ? PBS2P_Q4_S16_BYTES : q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    if (pbs2p_dense_s16(type)) /* the sub-block codes; dw and mw (D, M) are the caller's */
+        c.sub = _mm512_srli_epi32(gather(rows, at, p), 16 * h);
+    if (type == PBS2P_DENSE_Q4_S16) {
+        for (int j = 0; j < 4; j++) {
+            const __m512i qs = gather(rows, at, p + 4 + 16 * h + 4 * j);
+            c.w[j] = _mm512_and_si512(qs, nibble);
+            c.w[j + 4] = _mm512_and_si512(_mm512_srli_epi32(qs, 4), nibble);
+        }
+        return c;
+    }
     for (int i = 0; i < 4; i++) {
         const __m512i qs = gather(rows, at, p + 4 + 4 * i);
         c.w[i] = _mm512_and_si512(_mm512_srli_epi32(qs, 4 * h), low2);
@@ -78,6 +91,7 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m512i at, _
             c.w[j] = _mm512_mask_add_epi8(c.w[j], set, c.w[j], four);
         }
     }
+    if (pbs2p_dense_s16(type)) return c;
     const __m512i dm = gather(rows, at, p);
     c.dw = half_lanes(dm, 0);
     c.mw = half_lanes(dm, 1);
@@ -95,6 +109,19 @@ INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts 
         for (int j = 0; j < 4; j++) { /* broadcasts from memory: load ports, not the shuffle port */
             i0 = _mm512_dpbusd_epi32(i0, c->w[j], _mm512_broadcastd_epi32(_mm_loadu_si32(x + 4 * j)));
             i1 = _mm512_dpbusd_epi32(i1, c->w[j + 4], _mm512_broadcastd_epi32(_mm_loadu_si32(x + 16 + 4 * j)));
+        }
+        if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+            const __m512i nib = _mm512_set1_epi32(15), X0 = _mm512_set1_epi32(A->sum16[xb]);
+            const __m512i X1 = _mm512_set1_epi32(A->sum[xb] - A->sum16[xb]);
+            const __m512i T = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(c->sub, nib), i0),
+                                               _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(c->sub, 8), nib), i1));
+            const __m512i Z = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(c->sub, 4), nib), X0),
+                                               _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(c->sub, 12), nib), X1));
+            const __m512 da = _mm512_set1_ps(A->d[xb]);
+            const __m512 term = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(c->dw, da), _mm512_cvtepi32_ps(T)),
+                                              _mm512_mul_ps(_mm512_mul_ps(c->mw, da), _mm512_cvtepi32_ps(Z)));
+            acc[t][b % 8] = _mm512_add_ps(acc[t][b % 8], term);
+            continue;
         }
         __m512i I = _mm512_add_epi32(i0, i1);
         if (type == PBS2P_GGML_Q8_0) I = _mm512_sub_epi32(I, _mm512_set1_epi32(A->sum[xb] * 128));
@@ -116,8 +143,14 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     __m512 acc[TOKENS][8];
     for (int t = 0; t < nt; t++)
         for (int k = 0; k < 8; k++) acc[t][k] = _mm512_setzero_ps();
+    __m512 D = _mm512_setzero_ps(), M = D;
+    if (pbs2p_dense_s16(type)) { /* the rows' D and M, from their headers */
+        const __m512i dm = gather(rows, at, base);
+        D = half_lanes(dm, 0), M = half_lanes(dm, 1);
+    }
     for (int32_t b = 0; b < A->blocks; b++) {
-        const block_codes c = gather_block(type, base, at, rows, b);
+        block_codes c = gather_block(type, base, at, rows, b);
+        if (pbs2p_dense_s16(type)) c.dw = D, c.mw = M;
         block_terms(type, &c, A, t0, nt, b, acc);
     }
     for (int t = 0; t < nt; t++) {

@@ -19,8 +19,23 @@
 
 static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
 
-/* The 32 codes of activation block b of one row: lo = codes 0..15, hi = 16..31; *dw, *mw its scale and min. */
-INLINE void row_codes(int32_t type, const uint8_t *row, int32_t b, int8x16_t *lo, int8x16_t *hi, float *dw, float *mw) {
+/* The 32 codes of activation block b of one row: lo = codes 0..15, hi = 16..31; *dw, *mw its scale and min (our
+ * two-level blocks: the row's D and M, and *sub its sc[2h] | sc[2h + 1] << 8). */
+INLINE void row_codes(int32_t type, const uint8_t *row, int32_t b, int8x16_t *lo, int8x16_t *hi, float *dw, float *mw,
+                      int32_t *sub) {
+    if (pbs2p_dense_s16(type)) {
+        int32_t values;
+        size_t bytes;
+        pbs2p_dense_block(type, &values, &bytes);
+        const int h = b % 2;
+        const uint8_t *p = row + PBS2P_S16_HEADER + (size_t)(b / 2) * bytes;
+        *lo = s16_codes(type, p, 2 * h);
+        *hi = s16_codes(type, p, 2 * h + 1);
+        *dw = half_at(row);
+        *mw = half_at(row + 2);
+        *sub = p[2 * h] | p[2 * h + 1] << 8;
+        return;
+    }
     if (type == PBS2P_GGML_Q8_0) {
         const uint8_t *p = row + (size_t)b * PBS2P_Q8_0_BYTES;
         *lo = vld1q_s8((const int8_t *)p + 2);
@@ -67,9 +82,10 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     for (int32_t b = 0; b < A->blocks; b++) {
         int8x16_t lo[4], hi[4], w[8];
         float dw[4] = {0}, mw[4] = {0};
+        int32_t sub[4] = {0};
         for (int k = 0; k < ROWS; k++) {
             if (k < n) {
-                row_codes(type, W->data + (size_t)(r + k) * W->row_bytes, b, &lo[k], &hi[k], &dw[k], &mw[k]);
+                row_codes(type, W->data + (size_t)(r + k) * W->row_bytes, b, &lo[k], &hi[k], &dw[k], &mw[k], &sub[k]);
             } else { /* past the group's rows: codes 0, scale 0, stored nowhere */
                 lo[k] = hi[k] = vdupq_n_s8(0);
             }
@@ -77,6 +93,9 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
         transpose4(lo, w);
         transpose4(hi, w + 4);
         const float32x4_t dwv = vld1q_f32(dw), mwv = vld1q_f32(mw);
+        const int32x4_t subv = vld1q_s32(sub), nib = vdupq_n_s32(15);
+        const int32x4_t sc0 = vandq_s32(subv, nib), mc0 = vandq_s32(vshrq_n_s32(subv, 4), nib);
+        const int32x4_t sc1 = vandq_s32(vshrq_n_s32(subv, 8), nib), mc1 = vshrq_n_s32(subv, 12);
         for (int t = 0; t < nt; t++) {
             const size_t xb = (t0 + (size_t)t) * (size_t)A->blocks + (size_t)b;
             const int8_t *x = A->q + (t0 + (size_t)t) * (size_t)A->cols + (size_t)b * PBS2P_ACT_BLOCK;
@@ -90,6 +109,14 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
             i1 = vdotq_laneq_s32(i1, w[6], x1, 2);
             i0 = vdotq_laneq_s32(i0, w[3], x0, 3);
             i1 = vdotq_laneq_s32(i1, w[7], x1, 3);
+            if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+                const int32x4_t T = vmlaq_s32(vmulq_s32(sc0, i0), sc1, i1);
+                const int32x4_t Z = vmlaq_n_s32(vmulq_n_s32(mc0, A->sum16[xb]), mc1, A->sum[xb] - A->sum16[xb]);
+                acc[t][b % 8] = vaddq_f32(acc[t][b % 8],
+                                          vsubq_f32(vmulq_f32(vmulq_n_f32(dwv, A->d[xb]), vcvtq_f32_s32(T)),
+                                                    vmulq_f32(vmulq_n_f32(mwv, A->d[xb]), vcvtq_f32_s32(Z))));
+                continue;
+            }
             float32x4_t term = vmulq_f32(vmulq_n_f32(dwv, A->d[xb]), vcvtq_f32_s32(vaddq_s32(i0, i1)));
             if (mins) term = vaddq_f32(term, vmulq_n_f32(mwv, A->s[xb]));
             acc[t][b % 8] = vaddq_f32(acc[t][b % 8], term);

@@ -25,6 +25,9 @@ static void lanes_rows(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_to
     case PBS2P_GGML_Q8_0: lanes_rows_of(PBS2P_GGML_Q8_0, W, A, n_tokens, Y, ldy, row0, row1); break;
     case PBS2P_GGML_Q4_0: lanes_rows_of(PBS2P_GGML_Q4_0, W, A, n_tokens, Y, ldy, row0, row1); break;
     case PBS2P_DENSE_Q3_G64: lanes_rows_of(PBS2P_DENSE_Q3_G64, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q2_S16: lanes_rows_of(PBS2P_DENSE_Q2_S16, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q3_S16: lanes_rows_of(PBS2P_DENSE_Q3_S16, W, A, n_tokens, Y, ldy, row0, row1); break;
+    case PBS2P_DENSE_Q4_S16: lanes_rows_of(PBS2P_DENSE_Q4_S16, W, A, n_tokens, Y, ldy, row0, row1); break;
     default: lanes_rows_of(PBS2P_DENSE_Q2_G64, W, A, n_tokens, Y, ldy, row0, row1);
     }
 }

@@ -20,6 +20,7 @@ typedef struct block_codes {
     __m256i w[8];  /* unsigned codes (Q8_0: |w|) */
     __m256i sg[8]; /* Q8_0: the codes themselves, for their signs */
     __m256 dw, mw;
+    __m256i sub; /* our two-level blocks: each row's sc[2h], sc[2h + 1] in its lane's low 16 bits (dw, mw: D, M) */
 } block_codes;
 
 INLINE __m256i gather(__m256i rows, __m256i at, const uint8_t *base) {
@@ -55,9 +56,21 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m256i at, _
         c.dw = c.mw = half_lanes(gather(rows, at, p), 0);
         return c;
     }
-    /* our blocks of 64 (as qdense_avx512.c): activation block b is half h of weight block b / 2 */
-    const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
-    const uint8_t *p = base + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    /* our blocks of 64 (as qdense_avx512.c): activation block b is half h of weight block b / 2; the two-level ones
+     * after the row's header */
+    const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
+    const uint8_t *p = pbs2p_dense_s16(type) ? base + PBS2P_S16_HEADER : base;
+    p += (size_t)(b / 2) * (type == PBS2P_DENSE_Q4_S16 ? PBS2P_Q4_S16_BYTES : q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    if (pbs2p_dense_s16(type)) /* the sub-block codes; dw and mw (D, M) are the caller's */
+        c.sub = _mm256_srli_epi32(gather(rows, at, p), 16 * h);
+    if (type == PBS2P_DENSE_Q4_S16) {
+        for (int j = 0; j < 4; j++) {
+            const __m256i qs = gather(rows, at, p + 4 + 16 * h + 4 * j);
+            c.w[j] = _mm256_and_si256(qs, nibble);
+            c.w[j + 4] = _mm256_and_si256(_mm256_srli_epi32(qs, 4), nibble);
+        }
+        return c;
+    }
     for (int i = 0; i < 4; i++) {
         const __m256i qs = gather(rows, at, p + 4 + 4 * i);
         c.w[i] = _mm256_and_si256(_mm256_srli_epi32(qs, 4 * h), low2);
@@ -74,6 +87,7 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m256i at, _
             c.w[j] = _mm256_or_si256(c.w[j], _mm256_and_si256(set, four));
         }
     }
+    if (pbs2p_dense_s16(type)) return c;
     const __m256i dm = gather(rows, at, p);
     c.dw = half_lanes(dm, 0);
     c.mw = half_lanes(dm, 1);
@@ -92,6 +106,25 @@ INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts 
         const int8_t *x = A->q + (t0 + (size_t)t) * (size_t)A->cols + (size_t)b * PBS2P_ACT_BLOCK;
         const size_t xb = (t0 + (size_t)t) * nb + (size_t)b;
         __m256i I;
+        if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+            __m256i u0 = _mm256_maddubs_epi16(c->w[0], bcast(x)), u1 = _mm256_maddubs_epi16(c->w[4], bcast(x + 16));
+            for (int j = 1; j < 4; j++) {
+                u0 = _mm256_add_epi16(u0, _mm256_maddubs_epi16(c->w[j], bcast(x + 4 * j)));
+                u1 = _mm256_add_epi16(u1, _mm256_maddubs_epi16(c->w[j + 4], bcast(x + 16 + 4 * j)));
+            }
+            const __m256i i0 = _mm256_madd_epi16(u0, ones), i1 = _mm256_madd_epi16(u1, ones);
+            const __m256i nib = _mm256_set1_epi32(15), X0 = _mm256_set1_epi32(A->sum16[xb]);
+            const __m256i X1 = _mm256_set1_epi32(A->sum[xb] - A->sum16[xb]);
+            const __m256i T = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(c->sub, nib), i0),
+                                               _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(c->sub, 8), nib), i1));
+            const __m256i Z = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(c->sub, 4), nib), X0),
+                                               _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(c->sub, 12), nib), X1));
+            const __m256 da = _mm256_set1_ps(A->d[xb]);
+            acc[t][b % 8] = _mm256_add_ps(acc[t][b % 8],
+                                          _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(c->dw, da), _mm256_cvtepi32_ps(T)),
+                                                        _mm256_mul_ps(_mm256_mul_ps(c->mw, da), _mm256_cvtepi32_ps(Z))));
+            continue;
+        }
         if (type == PBS2P_GGML_Q8_0) {
             __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
             for (int j = 0; j < 8; j += 2) {
@@ -127,8 +160,14 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     __m256 acc[TOKENS][8];
     for (int t = 0; t < nt; t++)
         for (int k = 0; k < 8; k++) acc[t][k] = _mm256_setzero_ps();
+    __m256 D = _mm256_setzero_ps(), M = D;
+    if (pbs2p_dense_s16(type)) { /* the rows' D and M, from their headers */
+        const __m256i dm = gather(rows, at, base);
+        D = half_lanes(dm, 0), M = half_lanes(dm, 1);
+    }
     for (int32_t b = 0; b < A->blocks; b++) {
-        const block_codes c = gather_block(type, base, at, rows, b);
+        block_codes c = gather_block(type, base, at, rows, b);
+        if (pbs2p_dense_s16(type)) c.dw = D, c.mw = M;
         block_terms(type, &c, A, t0, nt, b, acc);
     }
     for (int t = 0; t < nt; t++) {

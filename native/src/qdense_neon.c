@@ -33,6 +33,19 @@ static inline float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *
         acc = dot16(acc, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(qs, 4)), eight), x + 16);
         return (half_at(p) * A->d[b]) * (float)vaddvq_s32(acc);
     }
+    if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+        int32_t values;
+        size_t bytes;
+        pbs2p_dense_block(type, &values, &bytes);
+        const int h = b % 2;
+        const uint8_t *p = row + PBS2P_S16_HEADER + (size_t)(b / 2) * bytes;
+        const int32_t I0 = vaddvq_s32(dot16(acc, s16_codes(type, p, 2 * h), x));
+        const int32_t I1 = vaddvq_s32(dot16(acc, s16_codes(type, p, 2 * h + 1), x + 16));
+        const uint8_t s0 = p[2 * h], s1 = p[2 * h + 1];
+        const int32_t T = (s0 & 15) * I0 + (s1 & 15) * I1;
+        const int32_t Z = (s0 >> 4) * A->sum16[b] + (s1 >> 4) * (A->sum[b] - A->sum16[b]);
+        return (half_at(row) * A->d[b]) * (float)T - (half_at(row + 2) * A->d[b]) * (float)Z;
+    }
     const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
     const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
     acc = dot16(acc, g64_codes(p + 4, q3 ? p + 20 : NULL, 2 * h), x);

@@ -5,16 +5,28 @@
 
 static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
 
-/* Code j (0..63) of one of our blocks of 64 at p (FORMAT.md §10). */
-static inline int32_t g64_code(const uint8_t *p, int q3, int j) {
-    int32_t q = (p[4 + (j & 15)] >> (2 * (j >> 4))) & 3;
-    return q3 ? q | ((p[20 + (j >> 3)] >> (j & 7)) & 1) << 2 : q;
-}
-
-/* term_b of row p (its bytes) and the activation blocks of one token. */
+/* term_b of row p (its bytes) and the activation blocks of one token. Our two-level blocks: activation block b is half
+ * h = b % 2 of weight block b / 2, sub-blocks 2h and 2h + 1 with the integer dots I0, I1 and code sums X0 = sum16,
+ * X1 = sum - sum16; T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 (exact), term = (D d_b) T - (M d_b) Z. */
 static float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, int32_t b) {
     const int8_t *x = A->q + (size_t)b * PBS2P_ACT_BLOCK;
     int32_t I = 0;
+    if (pbs2p_dense_s16(type)) {
+        int32_t values;
+        size_t bytes;
+        pbs2p_dense_block(type, &values, &bytes);
+        const uint8_t *p = row + PBS2P_S16_HEADER + (size_t)(b / 2) * bytes;
+        const int h = b % 2;
+        int32_t I0 = 0, I1 = 0;
+        for (int j = 0; j < 16; j++) {
+            I0 += pbs2p_s16_code(type, p, 32 * h + j) * x[j];
+            I1 += pbs2p_s16_code(type, p, 32 * h + 16 + j) * x[16 + j];
+        }
+        const uint8_t s0 = p[2 * h], s1 = p[2 * h + 1];
+        const int32_t T = (s0 & 15) * I0 + (s1 & 15) * I1;
+        const int32_t Z = (s0 >> 4) * A->sum16[b] + (s1 >> 4) * (A->sum[b] - A->sum16[b]);
+        return (half_at(row) * A->d[b]) * (float)T - (half_at(row + 2) * A->d[b]) * (float)Z;
+    }
     switch (type) {
     case PBS2P_GGML_Q8_0: {
         const uint8_t *p = row + (size_t)b * PBS2P_Q8_0_BYTES;
@@ -29,7 +41,7 @@ static float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, int3
     default: { /* ours: activation block b is half b % 2 of weight block b / 2 */
         const int q3 = type == PBS2P_DENSE_Q3_G64;
         const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
-        for (int j = 0; j < 32; j++) I += g64_code(p, q3, 32 * (b % 2) + j) * x[j];
+        for (int j = 0; j < 32; j++) I += pbs2p_g64_code(p + 4, q3, 32 * (b % 2) + j) * x[j];
         return (half_at(p) * A->d[b]) * (float)I + half_at(p + 2) * A->s[b];
     }
     }

@@ -1,6 +1,6 @@
 /* test_dense.c — ctest: the block layouts pinned by hand; every compiled variant's F16 row dots against exact decoding
  * and a double-precision reference (one-hot activations read back each decoded weight bit for bit; batch invariance);
- * the integer products of Q8_0, Q4_0, q2_g64 and q3_g64 bit for bit against the reference, against W . x' in double
+ * the integer products of Q8_0, Q4_0, q2_g64, q3_g64 and the two-level q2/q3/q4_s16 bit for bit against the reference, against W . x' in double
  * precision, x' within half a quantization step of x, batch invariance and NaN propagation. */
 #include "internal.h"
 #define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
@@ -23,10 +23,15 @@ static uint8_t *make_matrix(int32_t type, int32_t rows, int32_t cols, size_t *ro
     int32_t block;
     size_t bytes;
     if (!pbs2p_dense_block(type, &block, &bytes)) abort();
-    *row_bytes = (size_t)cols / (size_t)block * bytes;
+    *row_bytes = pbs2p_dense_row_bytes(type, cols);
     uint8_t *p = malloc(*row_bytes * (size_t)rows + 1);
     for (size_t i = 0; i < *row_bytes * (size_t)rows; i++) p[i] = (uint8_t)rnd();
-    if (type == PBS2P_GGML_F16) {
+    if (pbs2p_dense_s16(type)) { /* the row's D and M; random sub-block codes and codes */
+        for (size_t r = 0; r < (size_t)rows; r++) {
+            put_scale(p + r * *row_bytes);
+            put_scale(p + r * *row_bytes + 2);
+        }
+    } else if (type == PBS2P_GGML_F16) {
         for (size_t i = 0; i < (size_t)rows * cols; i++) /* exponent 31 (inf/nan) -> a finite exponent */
             if (((p[2 * i + 1] >> 2) & 0x1F) == 0x1F) p[2 * i + 1] &= (uint8_t)~0x40;
     } else {
@@ -60,6 +65,26 @@ static void check_layouts(void) {
     W.row_bytes = 20;
     pbs2p_dense_row(&W, 0, out);
     CHECK(out[48] == -0.25f && out[1] == -1.0f && out[63] == -1.0f, "q2_g64 layout: %g %g %g", out[48], out[1], out[63]);
+    /* two-level: D = 0.5, M = 0.25; sub-block 0: sc 3, mc 4 (d 1.5, m -1); sub-block 3: sc 1, mc 0 (d 0.5, m 0) */
+    uint8_t s4[4 + 36] = {0x00, 0x38, 0x00, 0x34, 0x43, 0x00, 0x00, 0x01};
+    s4[4 + 4 + 0] = 0x2F;  /* q[0] = 15 -> 21.5, q[16] = 2 -> 2 */
+    s4[4 + 4 + 31] = 0x70; /* q[47] = 0 -> 0 (sub-block 2: d 0, m 0), q[63] = 7 -> 3.5 */
+    W = (pbs2p_dense){s4, PBS2P_DENSE_Q4_S16, 40, 1, 64};
+    pbs2p_dense_row(&W, 0, out);
+    CHECK(out[0] == 21.5f && out[1] == -1.0f && out[16] == 0.0f && out[63] == 3.5f && out[47] == 0.0f,
+          "q4_s16 layout: %g %g %g %g %g", out[0], out[1], out[16], out[63], out[47]);
+    uint8_t s3[4 + 28] = {0x00, 0x38, 0x00, 0x34, 0x43, 0x00, 0x00, 0x01};
+    s3[4 + 4 + 0] = 0xC3;  /* q[0] = 3, q[48] = 3 (low bits) */
+    s3[4 + 20 + 0] = 0x01; /* q[0] |= 4 -> 7: 1.5 * 7 - 1 = 9.5 */
+    s3[4 + 20 + 7] = 0x80; /* q[63] = 0 | 4 -> 0.5 * 4 = 2 */
+    W = (pbs2p_dense){s3, PBS2P_DENSE_Q3_S16, 32, 1, 64};
+    pbs2p_dense_row(&W, 0, out);
+    CHECK(out[0] == 9.5f && out[1] == -1.0f && out[63] == 2.0f && out[48] == 1.5f,
+          "q3_s16 layout: %g %g %g %g", out[0], out[1], out[63], out[48]);
+    W.type = PBS2P_DENSE_Q2_S16; /* the same first 24 bytes as q2_s16 */
+    W.row_bytes = 24;
+    pbs2p_dense_row(&W, 0, out);
+    CHECK(out[0] == 3.5f && out[48] == 1.5f && out[63] == 0.0f, "q2_s16 layout: %g %g %g", out[0], out[48], out[63]);
 }
 
 /* A random matrix of `type` (make_matrix), its bytes to be freed with free_matrix. */
@@ -256,12 +281,18 @@ int main(void) {
         for (size_t c = 0; c < sizeof g64_cols / sizeof g64_cols[0]; c++) {
             check_qdense(names[v], PBS2P_DENSE_Q2_G64, c ? 7 + (int32_t)c * 40 : 1, g64_cols[c], 1 + (c * 5) % 8);
             check_qdense(names[v], PBS2P_DENSE_Q3_G64, c ? 129 - (int32_t)c * 30 : 1, g64_cols[c], 4 + c * 6);
+            check_qdense(names[v], PBS2P_DENSE_Q2_S16, c ? 3 + (int32_t)c * 21 : 1, g64_cols[c], 1 + (c * 7) % 9);
+            check_qdense(names[v], PBS2P_DENSE_Q3_S16, c ? 90 - (int32_t)c * 17 : 1, g64_cols[c], 2 + c * 5);
+            check_qdense(names[v], PBS2P_DENSE_Q4_S16, 1 + (int32_t)c * 33, g64_cols[c], 1 + (c * 13) % 19);
         }
         /* a prompt's shapes: more rows than a vector of 16 with a partial last one, and tokens past a pass of 16 */
         check_qdense(names[v], PBS2P_GGML_Q8_0, 53, 576, 37);
         check_qdense(names[v], PBS2P_GGML_Q4_0, 64, 1536, 48);
         check_qdense(names[v], PBS2P_DENSE_Q2_G64, 35, 576, 17);
         check_qdense(names[v], PBS2P_DENSE_Q3_G64, 70, 320, 33);
+        check_qdense(names[v], PBS2P_DENSE_Q2_S16, 45, 576, 19);
+        check_qdense(names[v], PBS2P_DENSE_Q3_S16, 17, 1536, 40);
+        check_qdense(names[v], PBS2P_DENSE_Q4_S16, 66, 576, 35);
         printf("dense rows %s: ok\n", names[v]);
     }
     pbs2p_kernel_select(NULL);

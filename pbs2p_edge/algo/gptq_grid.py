@@ -10,6 +10,11 @@ per row and block (GPTQ's `mse` grid and llama.cpp's imatrix weighting in one; o
 lowers the GPTQ loss of 3-bit layers by about a tenth). Symmetric ggml grids take d = extreme / -offset (Q4_0's
 rule: the value of largest magnitude maps to code 0); asymmetric ones d = (hi - lo) / qmax, m = lo.
 d and m are rounded to float16 before any code is chosen, so the compensation sees exactly what the file holds.
+
+A two-level tier (tier.sub > 0) fixes the row's float16 D and M first, from the weights as the loop starts: D = the
+largest sub-block range / qmax / 15, M = the largest -min / 15, so every sub-block's range fits the codes; each
+sub-block then searches CLIP as above for its scale code sc = round(range / qmax / D) in 1..15 and min code
+mc = round(-lo / M) in 0..15 (d = D * sc, m = -(M * mc), exact in float32).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..pack.tiers import CLIP, Tier
+from ..pack.tiers import CLIP, SUB_CODE_MAX, Tier
 from .hessian_prep import prepare_hessian
 from .result import in_row_chunks
 
@@ -33,6 +38,8 @@ class GridResult:
     d: torch.Tensor
     m: torch.Tensor | None
     loss: float  # sum over columns of ((w - w_hat) / U_jj)^2, GPTQ's objective
+    sc: torch.Tensor | None = None  # two-level tiers: d and m are the row's D and M (R, 1); sc, mc (R, K / sub)
+    mc: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -43,10 +50,17 @@ class GridResult:
         cut of the rows gives the same bits), into `out` when given."""
         return in_row_chunks(self.shape, self._rows, out, self.q.device)
 
+    def scales(self, r0: int = 0, r1: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(d, m) of rows [r0, r1) per scale block (R, K / scale_block): a two-level tier's D * sc and -(M * mc)."""
+        if self.sc is None:
+            return self.d[r0:r1], None if self.m is None else self.m[r0:r1]
+        return self.d[r0:r1] * self.sc[r0:r1].float(), -(self.m[r0:r1] * self.mc[r0:r1].float())
+
     def _rows(self, r0: int, r1: int) -> torch.Tensor:
-        b = self.tier.block
-        v = self.d[r0:r1].repeat_interleave(b, dim=1) * (self.q[r0:r1].float() - self.tier.offset)
-        return v if self.m is None else v + self.m[r0:r1].repeat_interleave(b, dim=1)
+        b = self.tier.scale_block
+        d, m = self.scales(r0, r1)
+        v = d.repeat_interleave(b, dim=1) * (self.q[r0:r1].float() - self.tier.offset)
+        return v if m is None else v + m.repeat_interleave(b, dim=1)
 
 
 def _f16(x: torch.Tensor) -> torch.Tensor:
@@ -89,6 +103,42 @@ def fit_scales(Wb: torch.Tensor, h: torch.Tensor, t: Tier,
     return best_d, best_m
 
 
+def row_scales(W: torch.Tensor, t: Tier) -> tuple[torch.Tensor, torch.Tensor]:
+    """A two-level tier's D and M (R, 1), float16-valued, for W (R, K): every sub-block's range [min(lo, 0),
+    max(hi, 0)] fits D * 15 * qmax and M * 15 covers its -lo."""
+    Wb = W.reshape(W.shape[0], -1, t.sub)
+    lo = Wb.min(2).values.clamp(max=0)
+    hi = Wb.max(2).values.clamp(min=0)
+    D = _f16(((hi - lo) / t.qmax).max(1, keepdim=True).values / SUB_CODE_MAX)
+    M = _f16((-lo).max(1, keepdim=True).values / SUB_CODE_MAX)
+    return D, M
+
+
+def _code(x: torch.Tensor, step: torch.Tensor, lo: int) -> torch.Tensor:
+    """round(x / step) in lo..SUB_CODE_MAX, 0 where step is 0."""
+    c = torch.clamp(torch.round(x / torch.where(step == 0, torch.ones_like(step), step)), lo, SUB_CODE_MAX)
+    return torch.where(step == 0, torch.zeros_like(c), c)
+
+
+def fit_sub_codes(Wb: torch.Tensor, h: torch.Tensor, t: Tier, D: torch.Tensor, M: torch.Tensor,
+                  clip: tuple[float, ...] = CLIP) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and min codes sc, mc (R, 1) of one sub-block Wb (R, sub) of a two-level tier, searched as fit_scales."""
+    best_err = best_sc = best_mc = None
+    for c in clip:
+        lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
+        hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
+        sc, mc = _code((hi - lo) / t.qmax, D, 1), _code(-lo, M, 0)
+        _, v = quantize(Wb, D * sc, -(M * mc), t)
+        err = ((Wb - v).square() * h).sum(1, keepdim=True)
+        if best_err is None:
+            best_err, best_sc, best_mc = err, sc, mc
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_sc, best_mc = torch.where(better, sc, best_sc), torch.where(better, mc, best_mc)
+    return best_sc, best_mc
+
+
 def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,
               overwrite_h: bool = False, overwrite_w: bool = False) -> GridResult:
     """Quantizes W (R, K) onto tier t with GPTQ compensation by H (K, K); the caller's tensors are not modified
@@ -101,10 +151,15 @@ def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,
     prep = prepare_hessian(W, H.to(W.device), percdamp, overwrite_h, overwrite_w=overwrite_w)
     W, U = prep.W, prep.U
     hdiag = prep.diag
-    G = K // t.block
+    sb = t.scale_block
+    G = K // sb
     q = torch.empty(R, K, dtype=torch.uint8, device=W.device)
     d_all = torch.empty(R, G, device=W.device)
     m_all = torch.empty(R, G, device=W.device) if t.has_min else None
+    if t.sub:
+        D, M = row_scales(W, t)
+        sc_all = torch.empty(R, G, dtype=torch.uint8, device=W.device)
+        mc_all = torch.empty(R, G, dtype=torch.uint8, device=W.device)
     loss = W.new_zeros(())
     for i1 in range(0, K, LAZY):
         i2 = min(i1 + LAZY, K)
@@ -113,12 +168,17 @@ def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             col = i1 + i
-            if col % t.block == 0:
-                g = col // t.block
-                d, m = fit_scales(W1[:, i:i + t.block], hdiag[col:col + t.block], t)
-                d_all[:, g:g + 1] = d
-                if m is not None:
-                    m_all[:, g:g + 1] = m
+            if col % sb == 0:
+                g = col // sb
+                if t.sub:
+                    sc, mc = fit_sub_codes(W1[:, i:i + sb], hdiag[col:col + sb], t, D, M)
+                    sc_all[:, g:g + 1], mc_all[:, g:g + 1] = sc.to(torch.uint8), mc.to(torch.uint8)
+                    d, m = D * sc, -(M * mc)
+                else:
+                    d, m = fit_scales(W1[:, i:i + sb], hdiag[col:col + sb], t)
+                    d_all[:, g:g + 1] = d
+                    if m is not None:
+                        m_all[:, g:g + 1] = m
             w = W1[:, i]
             qc, v = quantize(w[:, None], d, m, t)
             q[:, col] = qc[:, 0].to(torch.uint8)
@@ -127,6 +187,8 @@ def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,
             W1[:, i:] -= err[:, None] * U1[i, i:][None]
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+    if t.sub:
+        return GridResult(tier=t, q=q, d=D, m=M, loss=float(loss), sc=sc_all, mc=mc_all)
     return GridResult(tier=t, q=q, d=d_all, m=m_all, loss=float(loss))
 
 

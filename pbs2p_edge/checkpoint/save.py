@@ -40,7 +40,8 @@ def grid_layer(result: GridResult | FloatResult) -> tiers.GridLayer:
         return tiers.GridLayer("f16", *W.shape, tiers.pack_float(W))
     np_ = lambda t: None if t is None else t.detach().cpu().numpy()  # noqa: E731
     q = np_(result.q)
-    return tiers.GridLayer(result.tier.name, *q.shape, tiers.pack(result.tier.name, q, np_(result.d), np_(result.m)))
+    blocks = tiers.pack(result.tier.name, q, np_(result.d), np_(result.m), np_(result.sc), np_(result.mc))
+    return tiers.GridLayer(result.tier.name, *q.shape, blocks)
 
 
 @dataclass(frozen=True)

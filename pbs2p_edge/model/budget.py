@@ -25,7 +25,7 @@ from torch import nn
 from ..algo.allocate import Option, allocate
 from ..algo.compress_layer import compress_layer
 from ..algo.config import PRESETS, CompressConfig
-from ..algo.gptq_grid import fit_scales, quantize
+from ..algo.gptq_grid import fit_scales, fit_sub_codes, quantize, row_scales
 from ..errors import ConfigError
 from ..pack import tiers
 from .arch import arch_for, block_linears, decoder_blocks
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # tiers the planner offers the decoder linears and the embedding / head
 LINEAR_TIERS = ("q8_0", "q4_0", "q3_g64", "q2_g64", tiers.BINARY)
-EMBED_TIERS = tiers.EMBED_TIERS
+EMBED_TIERS = ("f16", "q8_0", "q4_0", "q3_g64", "q2_g64")
 # [choice] calibration windows the gradients are taken on: 8 (of 512 tokens) cost about a minute on SmolLM2 with one
 # thread; not tuned
 FISHER_WINDOWS = 8
@@ -112,10 +112,15 @@ def fisher(model: nn.Module, windows: torch.Tensor, targets: list[nn.Parameter])
 def grid_error(W: torch.Tensor, h: torch.Tensor, t: tiers.Tier) -> torch.Tensor:
     """(W - Q(W))^2 for tier t fitted to nearest per block with column weights h (K,); (R, K)."""
     R, K = W.shape
-    b = t.block
+    b = t.scale_block
     Wb = W.reshape(R * K // b, b)
     hb = h.reshape(1, K // b, b).expand(R, -1, -1).reshape(R * K // b, b)
-    d, m = fit_scales(Wb, hb, t)
+    if t.sub:  # the row's D and M, then each sub-block's codes
+        D, M = (s.repeat_interleave(K // b, dim=0) for s in row_scales(W, t))
+        sc, mc = fit_sub_codes(Wb, hb, t, D, M)
+        d, m = D * sc, -(M * mc)
+    else:
+        d, m = fit_scales(Wb, hb, t)
     _, v = quantize(Wb, d, m, t)
     return (Wb - v).square().reshape(R, K)
 
@@ -163,7 +168,7 @@ def unplanned_bits(model: nn.Module, tokenizer, linears: dict, embeds: list) -> 
 def _bits_per_weight(t: str, cols: int) -> float:
     """Honest bits per weight of tier t at row width `cols`; the binary tier's from docs/FORMAT.md §8 (compact:
     mask + signs 11/8 at 4:8, one float16 alpha and mu per row)."""
-    return 11 / 8 + 32 / cols if t == tiers.BINARY else tiers.tier(t).bits
+    return 11 / 8 + 32 / cols if t == tiers.BINARY else tiers.tier(t).bits_for(cols)
 
 
 # [choice] rows a tier's error is taken over at once: every tier's fit (and the binary proxy's) is row by row, so the
@@ -201,7 +206,7 @@ def check_budget(model: nn.Module, tokenizer, bpw: float, linear_tiers=LINEAR_TI
     cheapest = unplanned_bits(model, tokenizer, linears, embeds)
     cheapest += sum(lin.weight.numel() * min(_bits_per_weight(t, lin.in_features) for t in linear_tiers)
                     for lin in linears.values())
-    cheapest += sum(p.numel() for p in embeds) * min(tiers.tier(t).bits for t in embed_tiers)
+    cheapest += sum(p.numel() for p in embeds) * min(tiers.tier(t).bits_for(embeds[0].shape[1]) for t in embed_tiers)
     if cheapest > bpw * n_params:
         raise ConfigError(f"{bpw:g} bits per parameter ({bpw * n_params / 8e6:.2f} MB) is below the smallest file "
                           f"these tiers make of this model ({cheapest / 8e6:.2f} MB, {cheapest / n_params:.2f} bits "
@@ -233,7 +238,7 @@ def measure(model: nn.Module, tokenizer, windows: torch.Tensor, linear_tiers=LIN
             options[name] = [linear_option(t, W, f, hdiag[name]) for t in linear_tiers]
         n = sum(p.numel() for p in embeds)
         emb_F = F[len(linears):]
-        options[EMBEDDING] = [Option(t, int(n * tiers.tier(t).bits),
+        options[EMBEDDING] = [Option(t, int(n * tiers.tier(t).bits_for(embeds[0].shape[1])),
                                      sum(embedding_loss(t, p.detach().float(), f) for p, f in zip(embeds, emb_F)))
                               for t in embed_tiers]
     return Sensitivity(options, unplanned_bits(model, tokenizer, linears, embeds), model_parameters(model))

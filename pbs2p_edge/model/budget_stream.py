@@ -255,4 +255,4 @@ class _Head:
             for t in embed_tiers:
                 loss[t] += embedding_loss(t, W, f)
         n = sum(p.numel() for p in embeds)
-        return [Option(t, int(n * tiers.tier(t).bits), loss[t]) for t in embed_tiers]
+        return [Option(t, int(n * tiers.tier(t).bits_for(embeds[0].shape[1])), loss[t]) for t in embed_tiers]

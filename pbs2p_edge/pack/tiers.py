@@ -1,7 +1,9 @@
 """The one table of storage tiers (docs/FORMAT.md §10): each linear, and the embedding / head, is stored in one.
 
 A grid tier stores codes q on a uniform grid per block of `block` values with float16 scale(s):
-value = d * (q - offset) for the symmetric ggml types, (d * q) + m for our asymmetric ones. This file is numpy
+value = d * (q - offset) for the symmetric ggml types, (d * q) + m for our asymmetric ones. Our two-level tiers
+(`sub` > 0, llama.cpp's K-quant idea on rows of any multiple of 64) give each sub-block of `sub` values its own d and m
+as 4-bit codes of the row's float16 scales: d = D * sc, m = -(M * mc). This file is numpy
 only (the exporters use it): the block byte layouts, their packer and the reference decoder. The math that chooses
 codes and scales (GPTQ) is pbs2p_edge.algo.gptq_grid; libpbs2p's decoders are native/src/dense_*.c.
 """
@@ -24,23 +26,41 @@ class Tier:
     offset: int  # symmetric ggml types: value = d * (q - offset); 0 with a min m (asymmetric)
     has_min: bool  # (float16 d, float16 m) per block, else float16 d alone
     ggml_type: str | None  # gguf.GGMLQuantizationType name when stored as that standard type, else None (ours)
+    sub: int = 0  # two-level tiers: values per sub-block (its 4-bit scale and min codes); 0: d (and m) per block
 
     @property
     def bits(self) -> float:
-        """Honest bits per weight: everything stored for a block / its values."""
+        """Honest bits per weight of a block: everything stored for it / its values (a two-level tier's row adds its
+        ROW_HEADER: bits_for)."""
         return 8 * self.block_bytes / self.block
+
+    @property
+    def scale_block(self) -> int:
+        """Values that share one d (and m)."""
+        return self.sub or self.block
+
+    def bits_for(self, cols: int) -> float:
+        """Honest bits per weight of a row of `cols` values."""
+        return 8 * self.row_bytes(cols) / cols
 
     @property
     def grid(self) -> bool:
         return self.qmax > 0
 
     def row_bytes(self, cols: int) -> int:
-        return cols // self.block * self.block_bytes
+        return (ROW_HEADER if self.sub else 0) + cols // self.block * self.block_bytes
+
+    def cols_of(self, row_bytes: int) -> int:
+        """The values of a row of `row_bytes` bytes (the inverse of row_bytes)."""
+        return (row_bytes - (ROW_HEADER if self.sub else 0)) // self.block_bytes * self.block
 
     def check_cols(self, what: str, cols: int) -> None:
         if cols % self.block:
             raise ConfigError(f"{what}: tier {self.name} needs a row width divisible by {self.block}, got {cols}")
 
+
+ROW_HEADER = 4  # two-level tiers: float16 D, float16 M at the start of each row
+SUB_CODE_MAX = 15  # two-level tiers: scale and min codes 0..15 (a nibble each)
 
 # The binary tier: PBS2P's packed layers (docs/FORMAT.md §2-8); its bits depend on the layer's structure.
 BINARY = "pbs2p"
@@ -51,11 +71,14 @@ TIERS: dict[str, Tier] = {
     "q4_0": Tier("q4_0", 32, 18, 15, 8, False, "Q4_0"),
     "q3_g64": Tier("q3_g64", 64, 28, 7, 0, True, None),
     "q2_g64": Tier("q2_g64", 64, 20, 3, 0, True, None),
+    "q4_s16": Tier("q4_s16", 64, 36, 15, 0, True, None, 16),
+    "q3_s16": Tier("q3_s16", 64, 28, 7, 0, True, None, 16),
+    "q2_s16": Tier("q2_s16", 64, 20, 3, 0, True, None, 16),
 }
 GRID_TIERS = tuple(n for n, t in TIERS.items() if t.grid)
 # tiers the token embedding / head may take: the standard ggml types, which llama.cpp-style tools read too, and our
 # blocks of 64 for files under 4 bits per parameter (the tied embedding is a fifth of a small model's parameters)
-EMBED_TIERS = ("f16", "q8_0", "q4_0", "q3_g64", "q2_g64")
+EMBED_TIERS = ("f16", "q8_0", "q4_0", "q3_g64", "q2_g64", "q4_s16", "q3_s16", "q2_s16")
 # shrink factors of a block's range tried by every scale search (GPTQ's in pbs2p_edge.algo.gptq_grid, and
 # quantize_nearest's below): the factor with the least (weighted) squared error is kept per row and block
 CLIP = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
@@ -99,9 +122,11 @@ def _f16_exact(name: str, x: np.ndarray) -> np.ndarray:
     return h
 
 
-def pack(name: str, q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+def pack(name: str, q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None, sc: np.ndarray | None = None,
+         mc: np.ndarray | None = None) -> np.ndarray:
     """Blocks (R, row_bytes) uint8 of tier `name` from codes q (R, K) in 0..qmax, d (R, K/block) and, for
-    tiers with a min, m (R, K/block), both holding float16 values exactly (FormatError otherwise)."""
+    tiers with a min, m (R, K/block), both holding float16 values exactly (FormatError otherwise). A two-level tier
+    takes the row's D as d (R, 1), its M as m (R, 1) and the sub-blocks' codes sc, mc (R, K/sub) in 0..SUB_CODE_MAX."""
     t = tier(name)
     if not t.grid:
         raise ConfigError(f"tier {name} has no codes to pack")
@@ -112,20 +137,67 @@ def pack(name: str, q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None) -
         raise FormatError(f"{name}: codes must be in 0..{t.qmax}")
     nb = K // t.block
     qb = q.astype(np.uint8).reshape(R, nb, t.block)
+    if t.sub:
+        head = np.concatenate([_f16_exact(f"{name} D", np.asarray(d).reshape(R, 1)).view(np.uint8),
+                               _f16_exact(f"{name} M", np.asarray(m).reshape(R, 1)).view(np.uint8)], axis=-1)
+        nibbles = []
+        for what, c in (("scale", sc), ("min", mc)):
+            c = np.asarray(c)
+            if c.shape != (R, K // t.sub) or c.min(initial=0) < 0 or c.max(initial=0) > SUB_CODE_MAX:
+                raise FormatError(f"{name}: {what} codes must be (R, K/{t.sub}) in 0..{SUB_CODE_MAX}")
+            nibbles.append(c.astype(np.uint8).reshape(R, nb, t.block // t.sub))
+        parts = [nibbles[0] | nibbles[1] << 4, _pack_codes(t, qb)]
+        body = np.concatenate(parts, axis=-1).reshape(R, nb * t.block_bytes)
+        return np.ascontiguousarray(np.concatenate([head, body], axis=-1))
     parts = [_f16_exact(f"{name} d", np.asarray(d).reshape(R, nb, 1)).view(np.uint8)]
     if t.has_min:
         parts.append(_f16_exact(f"{name} m", np.asarray(m).reshape(R, nb, 1)).view(np.uint8))
-    if name == "q8_0":
-        parts.append((qb.astype(np.int16) - t.offset).astype(np.int8).view(np.uint8))
-    elif name == "q4_0":
-        parts.append(qb[..., :16] | (qb[..., 16:] << 4))
-    else:  # ours: low two bits of q[16s + i] at bits 2s of qs[i]; q3's high bit j at bit j % 8 of qh[j / 8]
-        low = qb & 3
-        parts.append(low[..., 0:16] | low[..., 16:32] << 2 | low[..., 32:48] << 4 | low[..., 48:64] << 6)
-        if t.qmax == 7:
-            parts.append(np.packbits(qb >> 2, axis=-1, bitorder="little"))
+    parts.append(_pack_codes(t, qb))
     out = np.concatenate(parts, axis=-1)
     return np.ascontiguousarray(out.reshape(R, nb * t.block_bytes))
+
+
+def _pack_codes(t: Tier, qb: np.ndarray) -> np.ndarray:
+    """The code bytes of blocks qb (R, nb, block) uint8."""
+    if t.name == "q8_0":
+        return (qb.astype(np.int16) - t.offset).astype(np.int8).view(np.uint8)
+    if t.qmax == 15:  # q4_0, and q4_s16's two halves of 32 each as one Q4_0 block's codes
+        halves = qb.reshape(*qb.shape[:2], -1, 32)
+        return (halves[..., :16] | (halves[..., 16:] << 4)).reshape(*qb.shape[:2], -1)
+    # ours: low two bits of q[16s + i] at bits 2s of qs[i]; q3's high bit j at bit j % 8 of qh[j / 8]
+    low = qb & 3
+    out = low[..., 0:16] | low[..., 16:32] << 2 | low[..., 32:48] << 4 | low[..., 48:64] << 6
+    if t.qmax == 7:
+        out = np.concatenate([out, np.packbits(qb >> 2, axis=-1, bitorder="little")], axis=-1)
+    return out
+
+
+def _codes_of(t: Tier, body: np.ndarray) -> np.ndarray:
+    """Codes (R, nb, block) uint8 of the code bytes body (R, nb, bytes): the inverse of _pack_codes."""
+    if t.name == "q8_0":
+        return (body.view(np.int8).astype(np.int16) + t.offset).astype(np.uint8)
+    if t.qmax == 15:
+        halves = body.reshape(*body.shape[:2], -1, 16)
+        return np.concatenate([halves & 15, halves >> 4], axis=-1).reshape(*body.shape[:2], -1)
+    qs = body[..., :16]
+    q = np.concatenate([(qs >> s) & 3 for s in (0, 2, 4, 6)], axis=-1)
+    if t.qmax == 7:
+        q = q | (np.unpackbits(body[..., 16:24], axis=-1, bitorder="little") << 2)
+    return q
+
+
+def sub_codes(name: str, blocks: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A two-level tier's (D (R, 1), M (R, 1) float32 holding float16 values, sc, mc (R, K/sub) uint8): what pack
+    took besides the codes."""
+    t = tier(name)
+    if not t.sub:
+        raise ConfigError(f"tier {name} has no sub-block codes")
+    b = np.asarray(blocks, dtype=np.uint8)
+    R = b.shape[0]
+    D = b[:, 0:2].copy().view(np.float16).astype(np.float32)
+    M = b[:, 2:4].copy().view(np.float16).astype(np.float32)
+    nib = b[:, ROW_HEADER:].reshape(R, cols // t.block, t.block_bytes)[..., :t.block // t.sub].reshape(R, -1)
+    return D, M, nib & 15, nib >> 4
 
 
 def pack_float(W: np.ndarray) -> np.ndarray:
@@ -134,28 +206,24 @@ def pack_float(W: np.ndarray) -> np.ndarray:
 
 
 def codes(name: str, blocks: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(q (R, K) uint8, d (R, K/block) float32, m or None): the inverse of pack."""
+    """(q (R, K) uint8, d (R, K/scale_block) float32, m or None): the inverse of pack (a two-level tier's d and m are
+    each sub-block's, D * sc and -(M * mc), exact in float32)."""
     t = tier(name)
     R = blocks.shape[0]
     nb = cols // t.block
-    b = np.asarray(blocks, dtype=np.uint8).reshape(R, nb, t.block_bytes)
+    b = np.asarray(blocks, dtype=np.uint8)
+    if t.sub:
+        D, M, sc, mc = sub_codes(name, b, cols)
+        body = b[:, ROW_HEADER:].reshape(R, nb, t.block_bytes)[..., t.block // t.sub:]
+        return _codes_of(t, body).reshape(R, cols), D * sc, -(M * mc)
+    b = b.reshape(R, nb, t.block_bytes)
     d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
     at = 2
     m = None
     if t.has_min:
         m = b[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
         at = 4
-    body = b[..., at:]
-    if name == "q8_0":
-        q = (body.view(np.int8).astype(np.int16) + t.offset).astype(np.uint8)
-    elif name == "q4_0":
-        q = np.concatenate([body & 15, body >> 4], axis=-1)
-    else:
-        qs = body[..., :16]
-        q = np.concatenate([(qs >> s) & 3 for s in (0, 2, 4, 6)], axis=-1)
-        if t.qmax == 7:
-            q = q | (np.unpackbits(body[..., 16:24], axis=-1, bitorder="little") << 2)
-    return q.reshape(R, cols), d, m
+    return _codes_of(t, b[..., at:]).reshape(R, cols), d, m
 
 
 def decode(name: str, blocks: np.ndarray, cols: int) -> np.ndarray:
@@ -165,7 +233,7 @@ def decode(name: str, blocks: np.ndarray, cols: int) -> np.ndarray:
         return np.ascontiguousarray(blocks).view(np.float16).astype(np.float32).reshape(-1, cols)
     q, d, m = codes(name, blocks, cols)
     R = q.shape[0]
-    qf = q.reshape(R, -1, t.block).astype(np.float32) - np.float32(t.offset)
+    qf = q.reshape(R, -1, t.scale_block).astype(np.float32) - np.float32(t.offset)
     v = d[..., None] * qf
     if m is not None:
         v = v + m[..., None]
@@ -187,6 +255,10 @@ def quantize_nearest(name: str, W: np.ndarray) -> np.ndarray:
     R, K = W.shape
     t.check_cols(name, K)
     out = np.empty((R, t.row_bytes(K)), dtype=np.uint8)
+    if t.sub:
+        for r0 in range(0, R, ROWS_AT_ONCE):
+            out[r0:r0 + ROWS_AT_ONCE] = _nearest_sub(t, W[r0:r0 + ROWS_AT_ONCE])
+        return out
     for r0 in range(0, R, ROWS_AT_ONCE):
         Wb = W[r0:r0 + ROWS_AT_ONCE].reshape(-1, K // t.block, t.block)
         lo0 = np.minimum(Wb.min(-1, keepdims=True), 0)
@@ -209,6 +281,40 @@ def quantize_nearest(name: str, W: np.ndarray) -> np.ndarray:
         n = Wb.shape[0]
         out[r0:r0 + n] = pack(name, q.reshape(n, K), d.reshape(n, -1), m.reshape(n, -1))
     return out
+
+
+def _nearest_sub(t: Tier, W: np.ndarray) -> np.ndarray:
+    """quantize_nearest for a two-level tier: D and M of each row as algo.gptq_grid.row_scales takes them (every
+    sub-block's range fits), then per sub-block the CLIP factor whose codes sc = round(range / qmax / D) in 1..15 and
+    mc = round(-lo / M) in 0..15 give the least squared error, codes to nearest."""
+    R, K = W.shape
+    Wb = W.reshape(R, K // t.sub, t.sub)
+    lo0 = np.minimum(Wb.min(-1, keepdims=True), 0)
+    hi0 = np.maximum(Wb.max(-1, keepdims=True), 0)
+    with np.errstate(over="ignore"):
+        D = (((hi0 - lo0) / np.float32(t.qmax)).max(1, keepdims=True) / np.float32(SUB_CODE_MAX)).astype(np.float16)
+        M = ((-lo0).max(1, keepdims=True) / np.float32(SUB_CODE_MAX)).astype(np.float16)
+    D, M = np.clip(D.astype(np.float32), 0, 65504), np.clip(M.astype(np.float32), 0, 65504)
+
+    def code(x, step, low):
+        c = np.clip(np.rint(np.divide(x, step, out=np.zeros_like(x), where=step != 0)), low, SUB_CODE_MAX)
+        return np.where(step != 0, c, 0).astype(np.float32)
+
+    best = None
+    for c in CLIP:
+        lo, hi = lo0 * np.float32(c), hi0 * np.float32(c)
+        sc, mc = code((hi - lo) / np.float32(t.qmax), D, 1), code(-lo, M, 0)
+        d, m = D * sc, -(M * mc)
+        inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
+        q = np.clip(np.rint((Wb - m) * inv), 0, t.qmax)
+        err = np.square(Wb - (d * q + m)).sum(-1, keepdims=True)
+        if best is None:
+            best = [err, q, sc, mc]
+        else:
+            better = err < best[0]
+            best = [np.where(better, a, b) for a, b in zip((err, q, sc, mc), best)]
+    _, q, sc, mc = best
+    return pack(t.name, q.reshape(R, K), D, M, sc.reshape(R, -1).astype(np.uint8), mc.reshape(R, -1).astype(np.uint8))
 
 
 def round_trip(name: str, W: np.ndarray) -> np.ndarray:

@@ -98,11 +98,11 @@ def apply_fake_quant(model, results):
 
 
 # the tiers compress_tiered cycles through, binary included: every tier meets every linear shape in turn
-TIER_CYCLE = ("q4_0", "pbs2p", "q3_g64", "q8_0", "q2_g64", "f16")
+TIER_CYCLE = ("q4_0", "pbs2p", "q3_g64", "q8_0", "q2_g64", "f16", "q4_s16", "q3_s16", "q2_s16")
 
 
 def compress_tiered(model, seed: int = 0) -> dict:
-    """A mixed-tier model: decoder linear i takes TIER_CYCLE[i % 6], the grid ones by GPTQ with a random input
+    """A mixed-tier model: decoder linear i takes TIER_CYCLE[i % len(TIER_CYCLE)], the grid ones by GPTQ with a random input
     Gram matrix, the binary ones by sign_binarize 4:8. Writes W_hat into the model, like compress."""
     from pbs2p_edge.algo.gptq_grid import gptq_grid, round_f16
     from pbs2p_edge.pack.tiers import TIERS

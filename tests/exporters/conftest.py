@@ -88,7 +88,7 @@ def opt_tiered_ckpt(tmp_path_factory, tiny_tokenizer):
 
 
 # the grid-only checkpoint's cycle: every grid tier and f16, no binary layer
-GRID_CYCLE = ("q2_g64", "q8_0", "f16", "q3_g64", "q4_0")
+GRID_CYCLE = ("q2_g64", "q8_0", "f16", "q3_g64", "q4_0", "q4_s16", "q3_s16", "q2_s16")
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,9 @@ PROMPT = np.array([[5, 17, 99, 3, 250, 11, 7, 64, 201]], np.int64)
 MIXED = ["tiered_ckpt", "opt_tiered_ckpt"]  # every tier and binary layers; Llama tied q4_0 head, OPT biases q8_0 head
 # ONNX element type of each grid tier's stored codes q - offset
 CODE_TYPES = {"q8_0": TensorProto.INT8, "q4_0": TensorProto.INT4, "q3_g64": TensorProto.UINT4,
-              "q2_g64": TensorProto.UINT2}
-CODE_BITS = {"q8_0": 8, "q4_0": 4, "q3_g64": 4, "q2_g64": 2}
+              "q2_g64": TensorProto.UINT2, "q4_s16": TensorProto.UINT4, "q3_s16": TensorProto.UINT4,
+              "q2_s16": TensorProto.UINT2}
+CODE_BITS = {"q8_0": 8, "q4_0": 4, "q3_g64": 4, "q2_g64": 2, "q4_s16": 4, "q3_s16": 4, "q2_s16": 2}
 
 
 def _grid_layer(tier: str, R: int, K: int, seed: int = 0) -> tiers.GridLayer:
@@ -39,6 +40,12 @@ def _grid_layer(tier: str, R: int, K: int, seed: int = 0) -> tiers.GridLayer:
     q[0, :2] = 0, t.qmax
     if tier == "q8_0":  # ggml's int8 holds -127..127: code 0 (-128) is never written
         q = np.maximum(q, 1)
+    if t.sub:  # the row's D and M of both signs, sub-block codes over their whole range
+        D = (rng.standard_normal((R, 1)) * 0.37).astype(np.float16).astype(np.float32)
+        M = (rng.standard_normal((R, 1)) * 0.5).astype(np.float16).astype(np.float32)
+        sc, mc = rng.integers(0, 16, (2, R, K // t.sub))
+        sc[0, 0], mc[0, 0] = 15, 15
+        return tiers.GridLayer(tier, R, K, tiers.pack(tier, q, D, M, sc, mc))
     nb = K // t.block
     d = (rng.standard_normal((R, nb)) * 0.37).astype(np.float16).astype(np.float32)
     m = (rng.standard_normal((R, nb)) * 3.1).astype(np.float16).astype(np.float32) if t.has_min else None
@@ -75,7 +82,11 @@ def test_grid_weights_exact(tier, tmp_path):
     assert "MatMulNBits" not in optimized and "MatMul" in optimized
     inits = {t.name: t for t in model.graph.initializer}
     t = tiers.tier(tier)
-    if t.grid:
+    if t.sub:
+        assert inits["lin.q"].data_type == CODE_TYPES[tier]
+        assert inits["lin.sc"].data_type == inits["lin.mc"].data_type == TensorProto.UINT4
+        assert inits["lin.D"].data_type == inits["lin.M"].data_type == TensorProto.FLOAT16
+    elif t.grid:
         assert inits["lin.q"].data_type == CODE_TYPES[tier]
         assert inits["lin.d"].data_type == TensorProto.FLOAT16 and ("lin.m" in inits) == t.has_min
         if tier in ("q4_0", "q8_0"):  # d * (q - offset) needs more than float16's 11 bits somewhere: float16
@@ -107,9 +118,12 @@ def test_grid_onnx_sizes_576x576(tier):
     if not t.grid:
         assert nbytes * 8 == g.honest_bits
         return
-    scales = (2 if t.has_min else 1) * 2 * 576 * 576 // t.block
+    if t.sub:  # two 4-bit codes per sub-block, float16 D and M per row
+        scales = 576 * 576 // t.sub + 2 * 2 * 576
+    else:
+        scales = (2 if t.has_min else 1) * 2 * 576 * 576 // t.block
     assert nbytes == 576 * 576 * CODE_BITS[tier] // 8 + scales
-    assert nbytes * 8 - g.honest_bits == 576 * 576 * (tier == "q3_g64")  # only 3-bit codes pay (a 4-bit type)
+    assert nbytes * 8 - g.honest_bits == 576 * 576 * (t.qmax == 7)  # only 3-bit codes pay (a 4-bit type)
 
 
 def test_mixed_checkpoints_hold_every_tier(tiered_ckpt, opt_tiered_ckpt, grid_ckpt):

@@ -12,6 +12,9 @@ def _random_layer(name, R=5, K=192, seed=0):
     t = tiers.TIERS[name]
     rng = np.random.default_rng(seed)
     q = rng.integers(0, t.qmax + 1, (R, K))
+    if t.sub:  # the row's D and M, then the sub-block codes
+        D, M = rng.normal(size=(2, R, 1)).astype(np.float16).astype(np.float32)
+        return q, D, M, rng.integers(0, 16, (R, K // t.sub)), rng.integers(0, 16, (R, K // t.sub))
     d = rng.normal(size=(R, K // t.block)).astype(np.float16).astype(np.float32)
     m = rng.normal(size=d.shape).astype(np.float16).astype(np.float32) if t.has_min else None
     return q, d, m
@@ -19,7 +22,10 @@ def _random_layer(name, R=5, K=192, seed=0):
 
 def test_honest_bits_of_every_tier():
     assert {n: t.bits for n, t in tiers.TIERS.items()} == {"f16": 16, "q8_0": 8.5, "q4_0": 4.5, "q3_g64": 3.5,
-                                                          "q2_g64": 2.5}
+                                                          "q2_g64": 2.5, "q4_s16": 4.5, "q3_s16": 3.5, "q2_s16": 2.5}
+    # a two-level row adds its float16 D and M: 32 bits per row
+    assert {n: tiers.TIERS[n].bits_for(576) for n in ("q4_0", "q4_s16", "q2_s16")} == {
+        "q4_0": 4.5, "q4_s16": 4.5 + 32 / 576, "q2_s16": 2.5 + 32 / 576}
 
 
 @pytest.mark.parametrize("name", ["q8_0", "q4_0"])
@@ -31,7 +37,7 @@ def test_standard_tiers_are_ggml_types(name):
     np.testing.assert_array_equal(tiers.decode(name, blocks, 192), gguf.quants.dequantize(blocks, qtype))
 
 
-@pytest.mark.parametrize("name", list(tiers.GRID_TIERS))
+@pytest.mark.parametrize("name", [n for n in tiers.GRID_TIERS if not tiers.TIERS[n].sub])
 def test_codes_invert_pack(name):
     q, d, m = _random_layer(name, seed=1)
     q2, d2, m2 = tiers.codes(name, tiers.pack(name, q, d, m), 192)
@@ -39,6 +45,30 @@ def test_codes_invert_pack(name):
     np.testing.assert_array_equal(d2, d)
     if m is not None:
         np.testing.assert_array_equal(m2, m)
+
+
+@pytest.mark.parametrize("name", ["q4_s16", "q3_s16", "q2_s16"])
+def test_two_level_codes_invert_pack(name):
+    q, D, M, sc, mc = _random_layer(name, seed=1)
+    blocks = tiers.pack(name, q, D, M, sc, mc)
+    assert blocks.shape == (5, 4 + 3 * tiers.TIERS[name].block_bytes)
+    D2, M2, sc2, mc2 = tiers.sub_codes(name, blocks, 192)
+    q2, d2, m2 = tiers.codes(name, blocks, 192)
+    for a, b in ((D2, D), (M2, M), (sc2, sc), (mc2, mc), (q2, q), (d2, D * sc), (m2, -(M * mc))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FormatError, match="0..15"):
+        tiers.pack(name, q, D, M, sc + 1, mc)
+
+
+def test_q4_s16_layout_pinned():
+    # row: float16 D, M; block: sc[4] (scale code low nibble, min code high nibble), then two Q4_0 halves' qs[16]
+    row = np.zeros(4 + 36, np.uint8)
+    row[0:4] = np.array([0.5, 0.25], np.float16).view(np.uint8)
+    row[4:8] = [0x43, 0x00, 0x00, 0x01]  # sub-block 0: sc 3, mc 4 (d 1.5, m -1); sub-block 3: sc 1, mc 0
+    row[8 + 0] = 0x2F  # q[0] = 15, q[16] = 2
+    row[8 + 31] = 0x70  # q[47] = 0, q[63] = 7
+    v = tiers.decode("q4_s16", row[None], 64)[0]
+    assert (v[0], v[1], v[16], v[47], v[63]) == (21.5, -1.0, 0.0, 0.0, 3.5)
 
 
 def _block(d, m, body):
