@@ -85,7 +85,7 @@ def _add_compress_options(p: argparse.ArgumentParser, default_nm: str) -> None:
     budget.add_argument("--size", type=_size, default=None, help="bit budget as a file size: 60MB, 57.5MiB, 1.2GB")
     g.add_argument("--tiers", type=_tier_list, default=None,
                    help="the tiers the bit budget may give a linear, comma-separated (default: "
-                        "q8_0,q4_0,q3_g64,q2_g64,pbs2p)")
+                        "q8_0,q4_s16,q3_s16,q2_s16,pbs2p; also q4_0,q3_g64,q2_g64,f16)")
     g.add_argument("--method", default=None, help=f"one of: {', '.join(METHODS)}: every linear binarized (default pbs2p)")
     g.add_argument("--nm", default=None, help=f"N:M, N kept of every M (default {default_nm})")
     g.add_argument("--calib", default="austen:emma", help="calibration text: austen:<novel>, debian-reference, wikitext2, c4, ptb or a file")

@@ -33,8 +33,8 @@ from .arch import arch_for, block_linears, decoder_blocks
 log = logging.getLogger(__name__)
 
 # tiers the planner offers the decoder linears and the embedding / head
-LINEAR_TIERS = ("q8_0", "q4_0", "q3_g64", "q2_g64", tiers.BINARY)
-EMBED_TIERS = ("f16", "q8_0", "q4_0", "q3_g64", "q2_g64")
+LINEAR_TIERS = ("q8_0", "q4_s16", "q3_s16", "q2_s16", tiers.BINARY)
+EMBED_TIERS = tiers.EMBED_TIERS
 # [choice] calibration windows the gradients are taken on: 8 (of 512 tokens) cost about a minute on SmolLM2 with one
 # thread; not tuned
 FISHER_WINDOWS = 8

@@ -21,7 +21,7 @@ def calib(tiny_ids):
 
 def _linear_bits(plan, model):
     mods = dict(model.named_modules())
-    return sum(mods[n].weight.numel() * tiers.TIERS[t].bits for n, t in plan.linears.items())
+    return sum(mods[n].weight.numel() * tiers.TIERS[t].bits_for(mods[n].weight.shape[1]) for n, t in plan.linears.items())
 
 
 def test_fisher_is_the_sum_of_squared_window_gradients(tiny_llama, calib):
