@@ -58,21 +58,19 @@ void pbs2p_dense_row(const pbs2p_dense *W, int32_t r, float *out) {
     case PBS2P_DENSE_Q3_S16:
     case PBS2P_DENSE_Q4_S16: {
         const float D = pbs2p_half_to_float(load_le16(p)), M = pbs2p_half_to_float(load_le16(p + 2));
-        int32_t values;
-        size_t bytes;
-        pbs2p_dense_block(W->type, &values, &bytes);
-        p += PBS2P_S16_HEADER;
-        for (int32_t b = 0; b < W->cols / PBS2P_G64_BLOCK; b++, p += bytes)
+        for (int32_t b = 0; b < W->cols / PBS2P_G64_BLOCK; b++) {
+            const uint8_t *blk = p + pbs2p_our_block_at(W->type, (size_t)b);
             for (int j = 0; j < PBS2P_G64_BLOCK; j++) {
-                const float d = D * (float)(p[j >> 4] & 15), m = -(M * (float)(p[j >> 4] >> 4));
-                out[b * PBS2P_G64_BLOCK + j] = d * (float)pbs2p_s16_code(W->type, p, j) + m;
+                const float d = D * (float)(blk[j >> 4] & 15), m = -(M * (float)(blk[j >> 4] >> 4));
+                out[b * PBS2P_G64_BLOCK + j] = d * (float)pbs2p_s16_code(W->type, blk, j) + m;
             }
+        }
         return;
     }
     default: { /* ours */
         const int q3 = W->type == PBS2P_DENSE_Q3_G64;
-        const size_t bytes = q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES;
-        for (int32_t b = 0; b < W->cols / PBS2P_G64_BLOCK; b++, p += bytes) decode_g64(p, q3, out + b * PBS2P_G64_BLOCK);
+        for (int32_t b = 0; b < W->cols / PBS2P_G64_BLOCK; b++)
+            decode_g64(p + pbs2p_our_block_at(W->type, (size_t)b), q3, out + b * PBS2P_G64_BLOCK);
     }
     }
 }

@@ -223,6 +223,17 @@ void pbs2p_gemm_rows_neon(const struct pbs2p_layer *L, const float *xs, size_t n
 static inline int pbs2p_dense_s16(int32_t type) {
     return type == PBS2P_DENSE_Q2_S16 || type == PBS2P_DENSE_Q3_S16 || type == PBS2P_DENSE_Q4_S16;
 }
+/* Where weight block w of a row of our blocks of 64 (the g64 and two-level types) starts, from the row's start:
+ * inline, as every kernel asks it once per block (pbs2p_dense_block is for the loaders). */
+static inline size_t pbs2p_our_block_at(int32_t type, size_t w) {
+    switch (type) {
+    case PBS2P_DENSE_Q3_G64: return w * PBS2P_Q3_G64_BYTES;
+    case PBS2P_DENSE_Q2_S16: return PBS2P_S16_HEADER + w * PBS2P_Q2_S16_BYTES;
+    case PBS2P_DENSE_Q3_S16: return PBS2P_S16_HEADER + w * PBS2P_Q3_S16_BYTES;
+    case PBS2P_DENSE_Q4_S16: return PBS2P_S16_HEADER + w * PBS2P_Q4_S16_BYTES;
+    default: return w * PBS2P_Q2_G64_BYTES;
+    }
+}
 /* Code j (0..63) of one of our blocks of 64 whose qs[16] start at qs (q3: qh[8] at qs + 16), scalar (the references). */
 static inline int pbs2p_g64_code(const uint8_t *qs, int q3, int j) {
     const int q = (qs[j & 15] >> (2 * (j >> 4))) & 3;

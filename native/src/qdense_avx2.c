@@ -20,11 +20,7 @@ INLINE size_t block_at(int32_t type, int32_t b) {
     switch (type) {
     case PBS2P_GGML_Q8_0: return (size_t)b * PBS2P_Q8_0_BYTES;
     case PBS2P_GGML_Q4_0: return (size_t)b * PBS2P_Q4_0_BYTES;
-    case PBS2P_DENSE_Q3_G64: return (size_t)(b / 2) * PBS2P_Q3_G64_BYTES;
-    case PBS2P_DENSE_Q2_S16: return PBS2P_S16_HEADER + (size_t)(b / 2) * PBS2P_Q2_S16_BYTES;
-    case PBS2P_DENSE_Q3_S16: return PBS2P_S16_HEADER + (size_t)(b / 2) * PBS2P_Q3_S16_BYTES;
-    case PBS2P_DENSE_Q4_S16: return PBS2P_S16_HEADER + (size_t)(b / 2) * PBS2P_Q4_S16_BYTES;
-    default: return (size_t)(b / 2) * PBS2P_Q2_G64_BYTES;
+    default: return pbs2p_our_block_at(type, (size_t)(b / 2)); /* ours: half b % 2 of weight block b / 2 */
     }
 }
 

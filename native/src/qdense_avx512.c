@@ -64,8 +64,7 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m512i at, _
      * (j < 4) and 2h + 1, i = 4(j % 4) .. 4(j % 4) + 3: bits 2s of qs[i]; q3's bit 2 is bit 32h + 4j + k of qh. The
      * two-level blocks hold their codes at the same places after the row's header (q4_s16's as two Q4_0 blocks' qs) */
     const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
-    const uint8_t *p = pbs2p_dense_s16(type) ? base + PBS2P_S16_HEADER : base;
-    p += (size_t)(b / 2) * (type == PBS2P_DENSE_Q4_S16 ? PBS2P_Q4_S16_BYTES : q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    const uint8_t *p = base + pbs2p_our_block_at(type, (size_t)(b / 2));
     if (pbs2p_dense_s16(type)) /* the sub-block codes; dw and mw (D, M) are the caller's */
         c.sub = _mm512_srli_epi32(gather(rows, at, p), 16 * h);
     if (type == PBS2P_DENSE_Q4_S16) {

@@ -24,11 +24,8 @@ static inline float half_at(const uint8_t *p) { return pbs2p_half_to_float((uint
 INLINE void row_codes(int32_t type, const uint8_t *row, int32_t b, int8x16_t *lo, int8x16_t *hi, float *dw, float *mw,
                       int32_t *sub) {
     if (pbs2p_dense_s16(type)) {
-        int32_t values;
-        size_t bytes;
-        pbs2p_dense_block(type, &values, &bytes);
         const int h = b % 2;
-        const uint8_t *p = row + PBS2P_S16_HEADER + (size_t)(b / 2) * bytes;
+        const uint8_t *p = row + pbs2p_our_block_at(type, (size_t)(b / 2));
         *lo = s16_codes(type, p, 2 * h);
         *hi = s16_codes(type, p, 2 * h + 1);
         *dw = half_at(row);
@@ -53,7 +50,7 @@ INLINE void row_codes(int32_t type, const uint8_t *row, int32_t b, int8x16_t *lo
         return;
     }
     const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
-    const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    const uint8_t *p = row + pbs2p_our_block_at(type, (size_t)(b / 2));
     *lo = g64_codes(p + 4, q3 ? p + 20 : NULL, 2 * h);
     *hi = g64_codes(p + 4, q3 ? p + 20 : NULL, 2 * h + 1);
     *dw = half_at(p);

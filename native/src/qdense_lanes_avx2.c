@@ -59,8 +59,7 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m256i at, _
     /* our blocks of 64 (as qdense_avx512.c): activation block b is half h of weight block b / 2; the two-level ones
      * after the row's header */
     const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
-    const uint8_t *p = pbs2p_dense_s16(type) ? base + PBS2P_S16_HEADER : base;
-    p += (size_t)(b / 2) * (type == PBS2P_DENSE_Q4_S16 ? PBS2P_Q4_S16_BYTES : q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    const uint8_t *p = base + pbs2p_our_block_at(type, (size_t)(b / 2));
     if (pbs2p_dense_s16(type)) /* the sub-block codes; dw and mw (D, M) are the caller's */
         c.sub = _mm256_srli_epi32(gather(rows, at, p), 16 * h);
     if (type == PBS2P_DENSE_Q4_S16) {

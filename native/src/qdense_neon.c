@@ -34,11 +34,8 @@ static inline float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *
         return (half_at(p) * A->d[b]) * (float)vaddvq_s32(acc);
     }
     if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
-        int32_t values;
-        size_t bytes;
-        pbs2p_dense_block(type, &values, &bytes);
         const int h = b % 2;
-        const uint8_t *p = row + PBS2P_S16_HEADER + (size_t)(b / 2) * bytes;
+        const uint8_t *p = row + pbs2p_our_block_at(type, (size_t)(b / 2));
         const int32_t I0 = vaddvq_s32(dot16(acc, s16_codes(type, p, 2 * h), x));
         const int32_t I1 = vaddvq_s32(dot16(acc, s16_codes(type, p, 2 * h + 1), x + 16));
         const uint8_t s0 = p[2 * h], s1 = p[2 * h + 1];
@@ -47,7 +44,7 @@ static inline float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *
         return (half_at(row) * A->d[b]) * (float)T - (half_at(row + 2) * A->d[b]) * (float)Z;
     }
     const int q3 = type == PBS2P_DENSE_Q3_G64, h = b % 2;
-    const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+    const uint8_t *p = row + pbs2p_our_block_at(type, (size_t)(b / 2));
     acc = dot16(acc, g64_codes(p + 4, q3 ? p + 20 : NULL, 2 * h), x);
     acc = dot16(acc, g64_codes(p + 4, q3 ? p + 20 : NULL, 2 * h + 1), x + 16);
     return (half_at(p) * A->d[b]) * (float)vaddvq_s32(acc) + half_at(p + 2) * A->s[b];

@@ -12,10 +12,7 @@ static float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, int3
     const int8_t *x = A->q + (size_t)b * PBS2P_ACT_BLOCK;
     int32_t I = 0;
     if (pbs2p_dense_s16(type)) {
-        int32_t values;
-        size_t bytes;
-        pbs2p_dense_block(type, &values, &bytes);
-        const uint8_t *p = row + PBS2P_S16_HEADER + (size_t)(b / 2) * bytes;
+        const uint8_t *p = row + pbs2p_our_block_at(type, (size_t)(b / 2));
         const int h = b % 2;
         int32_t I0 = 0, I1 = 0;
         for (int j = 0; j < 16; j++) {
@@ -40,7 +37,7 @@ static float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, int3
     }
     default: { /* ours: activation block b is half b % 2 of weight block b / 2 */
         const int q3 = type == PBS2P_DENSE_Q3_G64;
-        const uint8_t *p = row + (size_t)(b / 2) * (q3 ? PBS2P_Q3_G64_BYTES : PBS2P_Q2_G64_BYTES);
+        const uint8_t *p = row + pbs2p_our_block_at(type, (size_t)(b / 2));
         for (int j = 0; j < 32; j++) I += pbs2p_g64_code(p + 4, q3, 32 * (b % 2) + j) * x[j];
         return (half_at(p) * A->d[b]) * (float)I + half_at(p + 2) * A->s[b];
     }
