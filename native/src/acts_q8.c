@@ -1,7 +1,7 @@
 /* acts_q8.c — the activations of an integer dense product (the head, grid-tier linears), quantized once per product
  * as llama.cpp's Q8_0 quantizes them: blocks of 32, d = max|x| / 127, q = x * (127 / max|x|) rounded to nearest,
- * ties to even (-127..127), with each block's code sum (for Q4_0's offset) and d * sum (for the mins of our blocks
- * of 64). Shared by every
+ * ties to even (-127..127), with each block's code sum (for Q4_0's offset), d * sum (for the mins of our blocks
+ * of 64) and d * the sums of its two halves of 16 (for the mins of our two-level blocks). Shared by every
  * kernel variant, so all of them multiply the same integers; SSE2 (every x86-64) where there is SSE2, plain C
  * elsewhere, AVX-512 (acts_q8_avx512.c) under the avx512 kernel variant: the same IEEE operations in all three. */
 #include "internal.h"
@@ -18,14 +18,14 @@
 
 size_t pbs2p_q8_acts_bytes(size_t n_tokens, int32_t cols) {
     const size_t blocks = (size_t)cols / PBS2P_ACT_BLOCK;
-    return n_tokens * (blocks * (2 * sizeof(float) + 2 * sizeof(int32_t)) + (size_t)cols);
+    return n_tokens * (blocks * (4 * sizeof(float) + sizeof(int32_t)) + (size_t)cols);
 }
 
 void pbs2p_q8_acts_init(void *mem, size_t n_tokens, int32_t cols, pbs2p_q8_acts *A) {
     const size_t nb = (size_t)cols / PBS2P_ACT_BLOCK, nt = n_tokens;
-    float *d = mem, *s = d + nt * nb;
-    int32_t *sum = (int32_t *)(s + nt * nb), *sum16 = sum + nt * nb;
-    *A = (pbs2p_q8_acts){(int8_t *)(sum16 + nt * nb), d, s, sum, sum16, cols, (int32_t)nb};
+    float *d = mem, *s = d + nt * nb, *sl = s + nt * nb, *sh = sl + nt * nb;
+    int32_t *sum = (int32_t *)(sh + nt * nb);
+    *A = (pbs2p_q8_acts){(int8_t *)(sum + nt * nb), d, s, sl, sh, sum, cols, (int32_t)nb};
 }
 
 /* max |x| over a block, and whether every x is finite. */
@@ -95,15 +95,18 @@ void pbs2p_q8_acts_quantize_ref(const float *X, size_t t0, size_t t1, const pbs2
         int8_t *q = A->q + b * PBS2P_ACT_BLOCK;
         int finite;
         const float amax = block_amax(x, &finite);
+        int32_t first16 = 0;
         if (!finite) { /* codes 0 and d NaN: every product with this block is NaN */
             memset(q, 0, PBS2P_ACT_BLOCK);
             A->d[b] = NAN;
-            A->sum[b] = A->sum16[b] = 0;
+            A->sum[b] = 0;
         } else {
             A->d[b] = amax / 127.0f;
-            A->sum[b] = block_codes(x, amax > 0.0f ? 127.0f / amax : 0.0f, q, &A->sum16[b]);
+            A->sum[b] = block_codes(x, amax > 0.0f ? 127.0f / amax : 0.0f, q, &first16);
         }
         A->s[b] = A->d[b] * (float)A->sum[b];
+        A->sl[b] = A->d[b] * (float)first16;
+        A->sh[b] = A->d[b] * (float)(A->sum[b] - first16);
     }
 }
 

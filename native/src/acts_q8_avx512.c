@@ -1,6 +1,6 @@
 /* acts_q8_avx512.c — acts_q8.c's quantization with AVX-512 (F, BW): a block of 32 in two registers, the same IEEE
  * operations on each value (x * id, clamped to +-127, rounded by adding and subtracting 1.5 * 2^23) and the same
- * scalar d, id and d * sum, so the same codes, scales and sums as the reference's, bit for bit (test_dense). */
+ * scalar d, id, d * sum and d * half sums, so the same codes, scales and sums as the reference's, bit for bit (test_dense). */
 #include "internal.h"
 
 #ifdef PBS2P_HAVE_AVX512 /* else an empty unit */
@@ -23,8 +23,8 @@ void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const p
         if (_mm512_cmp_ps_mask(probe, zero, _CMP_EQ_OQ) != 0xFFFF) { /* codes 0 and d NaN, as the reference */
             memset(q, 0, PBS2P_ACT_BLOCK);
             A->d[b] = NAN;
-            A->sum[b] = A->sum16[b] = 0;
-            A->s[b] = NAN;
+            A->sum[b] = 0;
+            A->s[b] = A->sl[b] = A->sh[b] = NAN;
             continue;
         }
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -36,9 +36,11 @@ void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const p
         _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(c0)); /* |code| <= 127: the low byte is the code */
         _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(c1));
         A->d[b] = amax / 127.0f;
-        A->sum16[b] = _mm512_reduce_add_epi32(c0);
+        const int32_t first16 = _mm512_reduce_add_epi32(c0);
         A->sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
         A->s[b] = A->d[b] * (float)A->sum[b];
+        A->sl[b] = A->d[b] * (float)first16;
+        A->sh[b] = A->d[b] * (float)(A->sum[b] - first16);
     }
 }
 #endif

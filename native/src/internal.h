@@ -309,13 +309,19 @@ void pbs2p_dense_rows_neon(const pbs2p_dense *W, const float *X, size_t n_tokens
  * the scale (and min) of the weight block holding b, d_b and s_b = d_b * sum of codes the activation block's. The
  * terms are summed in a fixed order: acc[b % 8] += term_b for b = 0, 1, ..., then
  * ((acc0 + acc1) + (acc2 + acc3)) + ((acc4 + acc5) + (acc6 + acc7)), each operation one float32 rounding. Every
- * variant forms exactly these operations, so every variant gives the same bits, alone or in a batch. */
+ * variant forms exactly these operations, so every variant gives the same bits, alone or in a batch.
+ * Our two-level blocks (scale D * sc and min -(M * mc) per sub-block of 16) keep the row's D and M out of the terms:
+ * with T_b = sc0 I0 + sc1 I1 (I0, I1 the integer dots of the block's two halves, exact), each block adds
+ *   accT[b % 8] = fma(d_b, T_b, accT[b % 8]),   accZ[b % 8] = fma(mc1, sh_b, fma(mc0, sl_b, accZ[b % 8]))
+ * (sl_b, sh_b = d_b * the code sums of the activation block's halves) and y = (D * totT) - (M * totZ), totT and
+ * totZ the pairwise totals above: per token and block, no more float work than Q4_0's term. */
 #define PBS2P_ACT_BLOCK 32
 
 typedef struct pbs2p_q8_acts {
     int8_t *q;            /* (T, cols) codes */
     float *d, *s;         /* (T, blocks): scale, scale * code sum */
-    int32_t *sum, *sum16; /* (T, blocks): code sum, and that of the block's first 16 codes (our two-level blocks) */
+    float *sl, *sh;       /* (T, blocks): d * code sum of the block's first 16 codes, of its last 16 (two-level) */
+    int32_t *sum;         /* (T, blocks): code sum */
     int32_t cols, blocks; /* blocks = cols / 32 */
 } pbs2p_q8_acts;
 
@@ -337,8 +343,8 @@ void pbs2p_q8_acts_quantize_avx512(const float *X, size_t t0, size_t t1, const p
 /* The activations from token t on. */
 static inline pbs2p_q8_acts pbs2p_q8_acts_at(const pbs2p_q8_acts *A, size_t t) {
     const size_t nb = (size_t)A->blocks;
-    return (pbs2p_q8_acts){A->q + t * (size_t)A->cols, A->d + t * nb,    A->s + t * nb,
-                           A->sum + t * nb,              A->sum16 + t * nb, A->cols, A->blocks};
+    return (pbs2p_q8_acts){A->q + t * (size_t)A->cols, A->d + t * nb,  A->s + t * nb,   A->sl + t * nb,
+                           A->sh + t * nb,               A->sum + t * nb, A->cols, A->blocks};
 }
 
 /* Y[t * ldy + r] = the product of token t and row r of W (any type but F16) for t < n_tokens, r in [row0, row1). */

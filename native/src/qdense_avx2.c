@@ -70,20 +70,18 @@ INLINE __m256i hsum8(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_permute2x128_si256(t0, t1, 0x31));
 }
 
-/* Lane k of *lo / *hi = the total of the 8 int16 of the low / high 128 bits of v[k] (each within int16). */
-INLINE void hsum8_16_halves(const __m256i v[8], __m256i *lo, __m256i *hi) {
+/* int16 k of 128-bit half i = the total of the 8 int16 of half i of v[k] (each within int16). */
+INLINE __m256i halves8_16(const __m256i v[8]) {
     const __m256i h0 = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
     const __m256i h1 = _mm256_hadd_epi16(_mm256_hadd_epi16(v[4], v[5]), _mm256_hadd_epi16(v[6], v[7]));
-    const __m256i h = _mm256_hadd_epi16(h0, h1); /* each 128-bit half: the eight sums of its half of the codes */
-    *lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(h));
-    *hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1));
+    return _mm256_hadd_epi16(h0, h1);
 }
 
 /* Lane k = the total of the 16 int16 of v[k] (each total within int16 in each 128-bit half). */
 INLINE __m256i hsum8_16(const __m256i v[8]) {
-    __m256i lo, hi;
-    hsum8_16_halves(v, &lo, &hi);
-    return _mm256_add_epi32(lo, hi);
+    const __m256i h = halves8_16(v);
+    return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
+                            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
 }
 
 /* Our two-level blocks: the sub-block codes of activation blocks b0 .. b0 + n - 1 (weight blocks b0 / 2 on; b0 and n
@@ -105,39 +103,55 @@ INLINE __m256 halves8(int32_t type, const uint8_t *row, int32_t b0, int n, int o
     return _mm256_cvtph_ps(h);
 }
 
-/* The activation side of a group: lanes 0..n-1 of its scales, code sums and scale * sums; 0 beyond. */
+/* The activation side of a group: lanes 0..n-1 of its scales, code sums, scale * sums and (our two-level blocks) scale
+ * * the sums of each half; 0 beyond. */
 typedef struct group_x {
     const int8_t *q;
-    __m256 d, s;
-    __m256i sum, sum16, sub; /* sum16 and (the row's) sub-block codes for our two-level blocks */
+    __m256 d, s, sl, sh;
+    __m256i sum;
 } group_x;
 
-INLINE group_x group_acts(int32_t type, const pbs2p_q8_acts *A, size_t t, int32_t b0, int n, __m256i sub) {
+INLINE group_x group_acts(int32_t type, const pbs2p_q8_acts *A, size_t t, int32_t b0, int n) {
     const size_t tb = t * (size_t)A->blocks + (size_t)b0;
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const int s16 = pbs2p_dense_s16(type);
     group_x g = {A->q + t * (size_t)A->cols + 32 * (size_t)b0, _mm256_maskload_ps(A->d + tb, mask),
-                 _mm256_maskload_ps(A->s + tb, mask), _mm256_maskload_epi32(A->sum + tb, mask),
-                 pbs2p_dense_s16(type) ? _mm256_maskload_epi32(A->sum16 + tb, mask) : _mm256_setzero_si256(), sub};
+                 _mm256_maskload_ps(A->s + tb, mask), s16 ? _mm256_maskload_ps(A->sl + tb, mask) : _mm256_setzero_ps(),
+                 s16 ? _mm256_maskload_ps(A->sh + tb, mask) : _mm256_setzero_ps(), _mm256_maskload_epi32(A->sum + tb, mask)};
     return g;
 }
 
-/* The terms of blocks b0 .. b0 + n - 1 of one row (codes w, scales dw, mins mw) and one token's activations. */
+/* Our two-level blocks: the sub-block codes of a group of eight activation blocks (sub_codes8, 16 bits a lane). */
+typedef struct group_sub {
+    __m256i sc;       /* lane k: sc0 | sc1 << 16, the scale codes of block b0 + k's two halves */
+    __m256 mc0, mc1;  /* their min codes as floats */
+} group_sub;
+
+INLINE group_sub unpack_sub(__m256i sub) {
+    const __m256i nib = _mm256_set1_epi32(15);
+    return (group_sub){_mm256_or_si256(_mm256_and_si256(sub, nib), _mm256_slli_epi32(_mm256_and_si256(sub, _mm256_set1_epi32(0xF00)), 8)),
+                       _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sub, 4), nib)),
+                       _mm256_cvtepi32_ps(_mm256_srli_epi32(sub, 12))};
+}
+
+/* qdense_ref.c's s16_row for blocks b0 .. b0 + n - 1 of one row and one token: lane k's I0, I1 as a pair of int16
+ * (each within int16), madd with (sc0, sc1) gives T; T into *accT, the min term into *accZ. */
+INLINE void group_s16(const __m256i w[8], int n, const group_sub *g, const group_x *x, __m256 *accT, __m256 *accZ) {
+    __m256i p[8];
+    for (int k = 0; k < 8; k++)
+        p[k] = k < n ? _mm256_maddubs_epi16(w[k], _mm256_loadu_si256((const __m256i *)(x->q + 32 * k)))
+                     : _mm256_setzero_si256();
+    /* 128-bit half 0: I0 of blocks 0..7, half 1: their I1; into lanes (I0, I1) of blocks 0..3 | 4..7 */
+    const __m256i h = _mm256_permute4x64_epi64(halves8_16(p), 0xD8);
+    const __m256i T = _mm256_madd_epi16(_mm256_unpacklo_epi16(h, _mm256_srli_si256(h, 8)), g->sc);
+    *accT = _mm256_fmadd_ps(x->d, _mm256_cvtepi32_ps(T), *accT);
+    *accZ = _mm256_fmadd_ps(g->mc1, x->sh, _mm256_fmadd_ps(g->mc0, x->sl, *accZ));
+}
+
+/* The terms of blocks b0 .. b0 + n - 1 of one row (codes w, scales dw, mins mw) and one token's activations; not our
+ * two-level blocks (group_s16). */
 INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __m256 mw, const group_x *x) {
     __m256i I;
-    if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
-        __m256i p[8], I0, I1;
-        for (int k = 0; k < 8; k++)
-            p[k] = k < n ? _mm256_maddubs_epi16(w[k], _mm256_loadu_si256((const __m256i *)(x->q + 32 * k)))
-                         : _mm256_setzero_si256();
-        hsum8_16_halves(p, &I0, &I1);
-        const __m256i sc = x->sub, nib = _mm256_set1_epi32(15);
-        const __m256i T = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(sc, nib), I0),
-                                           _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(sc, 8), nib), I1));
-        const __m256i Z = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(sc, 4), nib), x->sum16),
-                                           _mm256_mullo_epi32(_mm256_srli_epi32(sc, 12), _mm256_sub_epi32(x->sum, x->sum16)));
-        return _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dw, x->d), _mm256_cvtepi32_ps(T)),
-                             _mm256_mul_ps(_mm256_mul_ps(mw, x->d), _mm256_cvtepi32_ps(Z)));
-    }
     if (type == PBS2P_GGML_Q8_0) {
         __m256i p[8];
         for (int k = 0; k < 8; k++) p[k] = k < n ? q8_dot32(w[k], x->q + 32 * k) : _mm256_setzero_si256();
@@ -156,34 +170,40 @@ INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __
     return term;
 }
 
+INLINE float total8(__m256 v) {
+    float a[8];
+    _mm256_storeu_ps(a, v);
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* y[t * ldy] for tokens t0 .. t0 + NT - 1 and one row: its groups of eight blocks, then the last nb % 8. */
 INLINE void row_tokens(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, size_t t0, int NT, float *y, size_t ldy) {
-    const int mins = type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64;
-    __m256 acc[TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const int mins = type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64, s16 = pbs2p_dense_s16(type);
+    __m256 acc[TOKENS], accZ[TOKENS];
+    for (int t = 0; t < NT; t++) acc[t] = accZ[t] = _mm256_setzero_ps();
     for (int32_t b0 = 0; b0 < A->blocks; b0 += 8) {
         const int n = A->blocks - b0 < 8 ? A->blocks - b0 : 8;
         __m256i w[8];
         for (int k = 0; k < 8; k++) w[k] = k < n ? codes32(type, row, b0 + k) : _mm256_setzero_si256();
-        __m256 dw, mw;
-        __m256i sub = _mm256_setzero_si256();
-        if (pbs2p_dense_s16(type)) { /* the row's D and M; each block's sub-block codes, 16 bits a lane */
-            dw = _mm256_set1_ps(_cvtsh_ss(half_bits(row))), mw = _mm256_set1_ps(_cvtsh_ss(half_bits(row + 2)));
-            sub = _mm256_cvtepu16_epi32(sub_codes8(type, row, b0, n));
-        } else {
-            dw = halves8(type, row, b0, n, 0), mw = mins ? halves8(type, row, b0, n, 2) : dw;
+        if (s16) {
+            const group_sub g = unpack_sub(_mm256_cvtepu16_epi32(sub_codes8(type, row, b0, n)));
+            for (int t = 0; t < NT; t++) {
+                const group_x x = group_acts(type, A, t0 + (size_t)t, b0, n);
+                if (n == 8) group_s16(w, 8, &g, &x, &acc[t], &accZ[t]); /* n a constant: its lane checks vanish */
+                else group_s16(w, n, &g, &x, &acc[t], &accZ[t]);
+            }
+            continue;
         }
+        const __m256 dw = halves8(type, row, b0, n, 0), mw = mins ? halves8(type, row, b0, n, 2) : dw;
         for (int t = 0; t < NT; t++) {
-            const group_x x = group_acts(type, A, t0 + (size_t)t, b0, n, sub);
+            const group_x x = group_acts(type, A, t0 + (size_t)t, b0, n);
             /* n a constant 8 in the full groups' copy of group_terms, so its lane checks vanish */
             acc[t] = _mm256_add_ps(acc[t], n == 8 ? group_terms(type, w, 8, dw, mw, &x) : group_terms(type, w, n, dw, mw, &x));
         }
     }
-    for (int t = 0; t < NT; t++) {
-        float a[8];
-        _mm256_storeu_ps(a, acc[t]);
-        y[(size_t)t * ldy] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    }
+    for (int t = 0; t < NT; t++)
+        y[(size_t)t * ldy] = s16 ? (_cvtsh_ss(half_bits(row)) * total8(acc[t])) - (_cvtsh_ss(half_bits(row + 2)) * total8(accZ[t]))
+                                 : total8(acc[t]);
 }
 
 INLINE void rows_of(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,

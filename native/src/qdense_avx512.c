@@ -25,7 +25,7 @@
 typedef struct block_codes {
     __m512i w[8];
     __m512 dw, mw;
-    __m512i sub; /* our two-level blocks: each row's sc[2h], sc[2h + 1] in its lane's low 16 bits (dw, mw: D, M) */
+    __m512 mc0, mc1; /* our two-level blocks: the min codes mc[2h], mc[2h + 1] as floats (w holds sc * code) */
 } block_codes;
 
 INLINE __m512i gather(__mmask16 rows, __m512i at, const uint8_t *base) {
@@ -35,6 +35,22 @@ INLINE __m512i gather(__mmask16 rows, __m512i at, const uint8_t *base) {
 /* The float16 in the low (high = 0) or high (1) half of each 32-bit lane, as float32. */
 INLINE __m512 half_lanes(__m512i v, int high) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(high ? _mm512_srli_epi32(v, 16) : v));
+}
+
+/* Our two-level blocks: the codes of sub-block 2h (w[0..3]) times its scale code sc, those of 2h + 1 (w[4..7]) times
+ * theirs, so that one integer dot is qdense_ref.c's T (sc * code <= 225: an unsigned byte, and each 16-bit multiply
+ * of two codes by sc stays in its bytes); the min codes as floats. sc4 holds each row's sc[4] (lane k: row k). */
+INLINE block_codes scale_sub_blocks(block_codes c, __m512i sc4, int h) {
+    const __m512i sub = _mm512_srli_epi32(sc4, 16 * h), nib = _mm512_set1_epi32(15); /* sc[2h] | sc[2h + 1] << 8 */
+    const __m512i sc0 = _mm512_and_si512(sub, nib), sc1 = _mm512_and_si512(_mm512_srli_epi32(sub, 8), nib);
+    const __m512i m0 = _mm512_or_si512(sc0, _mm512_slli_epi32(sc0, 16)), m1 = _mm512_or_si512(sc1, _mm512_slli_epi32(sc1, 16));
+    for (int j = 0; j < 4; j++) {
+        c.w[j] = _mm512_mullo_epi16(c.w[j], m0);
+        c.w[j + 4] = _mm512_mullo_epi16(c.w[j + 4], m1);
+    }
+    c.mc0 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(sub, 4), nib));
+    c.mc1 = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(sub, 12), nib));
+    return c;
 }
 
 /* Activation block b of the rows at `rows` (row k at base + at[k], k in mask). */
@@ -65,15 +81,13 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m512i at, _
      * two-level blocks hold their codes at the same places after the row's header (q4_s16's as two Q4_0 blocks' qs) */
     const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
     const uint8_t *p = base + pbs2p_our_block_at(type, (size_t)(b / 2));
-    if (pbs2p_dense_s16(type)) /* the sub-block codes; dw and mw (D, M) are the caller's */
-        c.sub = _mm512_srli_epi32(gather(rows, at, p), 16 * h);
     if (type == PBS2P_DENSE_Q4_S16) {
         for (int j = 0; j < 4; j++) {
             const __m512i qs = gather(rows, at, p + 4 + 16 * h + 4 * j);
             c.w[j] = _mm512_and_si512(qs, nibble);
             c.w[j + 4] = _mm512_and_si512(_mm512_srli_epi32(qs, 4), nibble);
         }
-        return c;
+        return scale_sub_blocks(c, gather(rows, at, p), h);
     }
     for (int i = 0; i < 4; i++) {
         const __m512i qs = gather(rows, at, p + 4 + 4 * i);
@@ -90,16 +104,17 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m512i at, _
             c.w[j] = _mm512_mask_add_epi8(c.w[j], set, c.w[j], four);
         }
     }
-    if (pbs2p_dense_s16(type)) return c;
+    if (pbs2p_dense_s16(type)) return scale_sub_blocks(c, gather(rows, at, p), h);
     const __m512i dm = gather(rows, at, p);
     c.dw = half_lanes(dm, 0);
     c.mw = half_lanes(dm, 1);
     return c;
 }
 
-/* Adds the terms of block b for tokens t0 .. t0 + nt - 1 to acc[t][b % 8]. */
+/* Adds the terms of block b for tokens t0 .. t0 + nt - 1 to acc[t][b % 8] (our two-level blocks: T to acc, the min
+ * term to accZ, as qdense_ref.c's s16_row). */
 INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts *A, size_t t0, int nt, int32_t b,
-                        __m512 acc[][8]) {
+                        __m512 acc[][8], __m512 accZ[][8]) {
     const size_t nb = (size_t)A->blocks;
     for (int t = 0; t < nt; t++) {
         const int8_t *x = A->q + (t0 + (size_t)t) * (size_t)A->cols + (size_t)b * PBS2P_ACT_BLOCK;
@@ -109,20 +124,13 @@ INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts 
             i0 = _mm512_dpbusd_epi32(i0, c->w[j], _mm512_broadcastd_epi32(_mm_loadu_si32(x + 4 * j)));
             i1 = _mm512_dpbusd_epi32(i1, c->w[j + 4], _mm512_broadcastd_epi32(_mm_loadu_si32(x + 16 + 4 * j)));
         }
-        if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
-            const __m512i nib = _mm512_set1_epi32(15), X0 = _mm512_set1_epi32(A->sum16[xb]);
-            const __m512i X1 = _mm512_set1_epi32(A->sum[xb] - A->sum16[xb]);
-            const __m512i T = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(c->sub, nib), i0),
-                                               _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(c->sub, 8), nib), i1));
-            const __m512i Z = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(c->sub, 4), nib), X0),
-                                               _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(c->sub, 12), nib), X1));
-            const __m512 da = _mm512_set1_ps(A->d[xb]);
-            const __m512 term = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(c->dw, da), _mm512_cvtepi32_ps(T)),
-                                              _mm512_mul_ps(_mm512_mul_ps(c->mw, da), _mm512_cvtepi32_ps(Z)));
-            acc[t][b % 8] = _mm512_add_ps(acc[t][b % 8], term);
+        __m512i I = _mm512_add_epi32(i0, i1);
+        if (pbs2p_dense_s16(type)) {
+            acc[t][b % 8] = _mm512_fmadd_ps(_mm512_set1_ps(A->d[xb]), _mm512_cvtepi32_ps(I), acc[t][b % 8]);
+            accZ[t][b % 8] = _mm512_fmadd_ps(c->mc1, _mm512_set1_ps(A->sh[xb]),
+                                             _mm512_fmadd_ps(c->mc0, _mm512_set1_ps(A->sl[xb]), accZ[t][b % 8]));
             continue;
         }
-        __m512i I = _mm512_add_epi32(i0, i1);
         if (type == PBS2P_GGML_Q8_0) I = _mm512_sub_epi32(I, _mm512_set1_epi32(A->sum[xb] * 128));
         if (type == PBS2P_GGML_Q4_0) I = _mm512_sub_epi32(I, _mm512_set1_epi32(A->sum[xb] * 8));
         __m512 term = _mm512_mul_ps(_mm512_mul_ps(c->dw, _mm512_set1_ps(A->d[xb])), _mm512_cvtepi32_ps(I));
@@ -132,6 +140,11 @@ INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts 
     }
 }
 
+INLINE __m512 total8(const __m512 a[8]) {
+    return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+                         _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
+}
+
 /* Rows r .. r + n - 1 (n <= 16) for tokens t0 .. t0 + nt - 1 (nt <= TOKENS). */
 INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t t0, int nt, float *Y,
                          size_t ldy, int32_t r, int n) {
@@ -139,23 +152,22 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32((int)W->row_bytes));
     const uint8_t *base = W->data + (size_t)r * W->row_bytes;
-    __m512 acc[TOKENS][8];
+    const int s16 = pbs2p_dense_s16(type);
+    __m512 acc[TOKENS][8], accZ[s16 ? TOKENS : 1][8];
     for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 8; k++) acc[t][k] = _mm512_setzero_ps();
+        for (int k = 0; k < 8; k++) acc[t][k] = accZ[s16 ? t : 0][k] = _mm512_setzero_ps();
+    for (int32_t b = 0; b < A->blocks; b++) {
+        const block_codes c = gather_block(type, base, at, rows, b);
+        block_terms(type, &c, A, t0, nt, b, acc, accZ);
+    }
     __m512 D = _mm512_setzero_ps(), M = D;
-    if (pbs2p_dense_s16(type)) { /* the rows' D and M, from their headers */
+    if (s16) { /* the rows' D and M, from their headers */
         const __m512i dm = gather(rows, at, base);
         D = half_lanes(dm, 0), M = half_lanes(dm, 1);
     }
-    for (int32_t b = 0; b < A->blocks; b++) {
-        block_codes c = gather_block(type, base, at, rows, b);
-        if (pbs2p_dense_s16(type)) c.dw = D, c.mw = M;
-        block_terms(type, &c, A, t0, nt, b, acc);
-    }
     for (int t = 0; t < nt; t++) {
-        const __m512 *a = acc[t];
-        const __m512 y = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
-                                       _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
+        __m512 y = total8(acc[t]);
+        if (s16) y = _mm512_sub_ps(_mm512_mul_ps(D, y), _mm512_mul_ps(M, total8(accZ[t])));
         _mm512_mask_storeu_ps(Y + (t0 + (size_t)t) * ldy + (size_t)r, rows, y);
     }
 }

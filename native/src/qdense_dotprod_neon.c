@@ -69,16 +69,22 @@ INLINE void transpose4(const int8x16_t in[4], int8x16_t out[4]) {
     out[3] = vreinterpretq_s8_s64(vtrn2q_s64(ab1, cd1));
 }
 
+INLINE float32x4_t total8(const float32x4_t a[8]) {
+    return vaddq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])),
+                     vaddq_f32(vaddq_f32(a[4], a[5]), vaddq_f32(a[6], a[7])));
+}
+
 /* Rows r .. r + n - 1 (n <= 4) for tokens t0 .. t0 + nt - 1 (nt <= TOKENS). */
 INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t t0, int nt, float *Y,
                          size_t ldy, int32_t r, int n) {
     const int mins = type == PBS2P_DENSE_Q2_G64 || type == PBS2P_DENSE_Q3_G64;
-    float32x4_t acc[TOKENS][8];
+    const int s16 = pbs2p_dense_s16(type);
+    float32x4_t acc[TOKENS][8], accZ[s16 ? TOKENS : 1][8]; /* our two-level blocks: T in acc, the min term in accZ */
+    float dw[4] = {0}, mw[4] = {0};
     for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 8; k++) acc[t][k] = vdupq_n_f32(0.0f);
+        for (int k = 0; k < 8; k++) acc[t][k] = accZ[s16 ? t : 0][k] = vdupq_n_f32(0.0f);
     for (int32_t b = 0; b < A->blocks; b++) {
         int8x16_t lo[4], hi[4], w[8];
-        float dw[4] = {0}, mw[4] = {0};
         int32_t sub[4] = {0};
         for (int k = 0; k < ROWS; k++) {
             if (k < n) {
@@ -92,7 +98,8 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
         const float32x4_t dwv = vld1q_f32(dw), mwv = vld1q_f32(mw);
         const int32x4_t subv = vld1q_s32(sub), nib = vdupq_n_s32(15);
         const int32x4_t sc0 = vandq_s32(subv, nib), mc0 = vandq_s32(vshrq_n_s32(subv, 4), nib);
-        const int32x4_t sc1 = vandq_s32(vshrq_n_s32(subv, 8), nib), mc1 = vshrq_n_s32(subv, 12);
+        const int32x4_t sc1 = vandq_s32(vshrq_n_s32(subv, 8), nib);
+        const float32x4_t mc0f = vcvtq_f32_s32(mc0), mc1f = vcvtq_f32_s32(vshrq_n_s32(subv, 12));
         for (int t = 0; t < nt; t++) {
             const size_t xb = (t0 + (size_t)t) * (size_t)A->blocks + (size_t)b;
             const int8_t *x = A->q + (t0 + (size_t)t) * (size_t)A->cols + (size_t)b * PBS2P_ACT_BLOCK;
@@ -106,12 +113,10 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
             i1 = vdotq_laneq_s32(i1, w[6], x1, 2);
             i0 = vdotq_laneq_s32(i0, w[3], x0, 3);
             i1 = vdotq_laneq_s32(i1, w[7], x1, 3);
-            if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+            if (s16) { /* qdense_ref.c's s16_row: T = sc0 I0 + sc1 I1 (sc * code overflows a signed byte) */
                 const int32x4_t T = vmlaq_s32(vmulq_s32(sc0, i0), sc1, i1);
-                const int32x4_t Z = vmlaq_n_s32(vmulq_n_s32(mc0, A->sum16[xb]), mc1, A->sum[xb] - A->sum16[xb]);
-                acc[t][b % 8] = vaddq_f32(acc[t][b % 8],
-                                          vsubq_f32(vmulq_f32(vmulq_n_f32(dwv, A->d[xb]), vcvtq_f32_s32(T)),
-                                                    vmulq_f32(vmulq_n_f32(mwv, A->d[xb]), vcvtq_f32_s32(Z))));
+                acc[t][b % 8] = vfmaq_n_f32(acc[t][b % 8], vcvtq_f32_s32(T), A->d[xb]);
+                accZ[t][b % 8] = vfmaq_n_f32(vfmaq_n_f32(accZ[t][b % 8], mc0f, A->sl[xb]), mc1f, A->sh[xb]);
                 continue;
             }
             float32x4_t term = vmulq_f32(vmulq_n_f32(dwv, A->d[xb]), vcvtq_f32_s32(vaddq_s32(i0, i1)));
@@ -120,9 +125,8 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
         }
     }
     for (int t = 0; t < nt; t++) {
-        const float32x4_t *a = acc[t];
-        const float32x4_t y = vaddq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])),
-                                        vaddq_f32(vaddq_f32(a[4], a[5]), vaddq_f32(a[6], a[7])));
+        float32x4_t y = total8(acc[t]);
+        if (s16) y = vsubq_f32(vmulq_f32(vld1q_f32(dw), y), vmulq_f32(vld1q_f32(mw), total8(accZ[t])));
         float out[4];
         vst1q_f32(out, y);
         for (int k = 0; k < n; k++) Y[(t0 + (size_t)t) * ldy + (size_t)(r + k)] = out[k];

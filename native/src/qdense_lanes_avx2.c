@@ -20,7 +20,8 @@ typedef struct block_codes {
     __m256i w[8];  /* unsigned codes (Q8_0: |w|) */
     __m256i sg[8]; /* Q8_0: the codes themselves, for their signs */
     __m256 dw, mw;
-    __m256i sub; /* our two-level blocks: each row's sc[2h], sc[2h + 1] in its lane's low 16 bits (dw, mw: D, M) */
+    __m256i sc0, sc1; /* our two-level blocks: the scale codes sc[2h], sc[2h + 1] in both 16-bit halves of a lane */
+    __m256 mc0, mc1;  /* and the min codes mc[2h], mc[2h + 1] as floats */
 } block_codes;
 
 INLINE __m256i gather(__m256i rows, __m256i at, const uint8_t *base) {
@@ -60,8 +61,14 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m256i at, _
      * after the row's header */
     const int q3 = type == PBS2P_DENSE_Q3_G64 || type == PBS2P_DENSE_Q3_S16, h = b % 2;
     const uint8_t *p = base + pbs2p_our_block_at(type, (size_t)(b / 2));
-    if (pbs2p_dense_s16(type)) /* the sub-block codes; dw and mw (D, M) are the caller's */
-        c.sub = _mm256_srli_epi32(gather(rows, at, p), 16 * h);
+    if (pbs2p_dense_s16(type)) { /* the sub-block codes (the rows' D and M are the caller's) */
+        const __m256i sub = _mm256_srli_epi32(gather(rows, at, p), 16 * h), nib = _mm256_set1_epi32(15);
+        const __m256i sc0 = _mm256_and_si256(sub, nib), sc1 = _mm256_and_si256(_mm256_srli_epi32(sub, 8), nib);
+        c.sc0 = _mm256_or_si256(sc0, _mm256_slli_epi32(sc0, 16));
+        c.sc1 = _mm256_or_si256(sc1, _mm256_slli_epi32(sc1, 16));
+        c.mc0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sub, 4), nib));
+        c.mc1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sub, 12), nib));
+    }
     if (type == PBS2P_DENSE_Q4_S16) {
         for (int j = 0; j < 4; j++) {
             const __m256i qs = gather(rows, at, p + 4 + 16 * h + 4 * j);
@@ -96,32 +103,26 @@ INLINE block_codes gather_block(int32_t type, const uint8_t *base, __m256i at, _
 /* Activation codes x[0..3] in every 32-bit lane (a broadcast from memory: a load, not a shuffle). */
 INLINE __m256i bcast(const int8_t *x) { return _mm256_broadcastd_epi32(_mm_loadu_si32(x)); }
 
-/* Adds the terms of block b for tokens t0 .. t0 + nt - 1 to acc[t][b % 8]. */
+/* Adds the terms of block b for tokens t0 .. t0 + nt - 1 to acc[t][b % 8] (our two-level blocks: T to acc, the min
+ * term to accZ, as qdense_ref.c's s16_row). */
 INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts *A, size_t t0, int nt, int32_t b,
-                        __m256 acc[][8]) {
+                        __m256 acc[][8], __m256 accZ[][8]) {
     const size_t nb = (size_t)A->blocks;
     const __m256i ones = _mm256_set1_epi16(1);
     for (int t = 0; t < nt; t++) {
         const int8_t *x = A->q + (t0 + (size_t)t) * (size_t)A->cols + (size_t)b * PBS2P_ACT_BLOCK;
         const size_t xb = (t0 + (size_t)t) * nb + (size_t)b;
         __m256i I;
-        if (pbs2p_dense_s16(type)) { /* qdense_ref.c's term: T = sc0 I0 + sc1 I1, Z = mc0 X0 + mc1 X1 */
+        if (pbs2p_dense_s16(type)) { /* qdense_ref.c's s16_row: madd by sc instead of 1 gives sc0 I0 and sc1 I1 */
             __m256i u0 = _mm256_maddubs_epi16(c->w[0], bcast(x)), u1 = _mm256_maddubs_epi16(c->w[4], bcast(x + 16));
             for (int j = 1; j < 4; j++) {
                 u0 = _mm256_add_epi16(u0, _mm256_maddubs_epi16(c->w[j], bcast(x + 4 * j)));
                 u1 = _mm256_add_epi16(u1, _mm256_maddubs_epi16(c->w[j + 4], bcast(x + 16 + 4 * j)));
             }
-            const __m256i i0 = _mm256_madd_epi16(u0, ones), i1 = _mm256_madd_epi16(u1, ones);
-            const __m256i nib = _mm256_set1_epi32(15), X0 = _mm256_set1_epi32(A->sum16[xb]);
-            const __m256i X1 = _mm256_set1_epi32(A->sum[xb] - A->sum16[xb]);
-            const __m256i T = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(c->sub, nib), i0),
-                                               _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(c->sub, 8), nib), i1));
-            const __m256i Z = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(c->sub, 4), nib), X0),
-                                               _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(c->sub, 12), nib), X1));
-            const __m256 da = _mm256_set1_ps(A->d[xb]);
-            acc[t][b % 8] = _mm256_add_ps(acc[t][b % 8],
-                                          _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(c->dw, da), _mm256_cvtepi32_ps(T)),
-                                                        _mm256_mul_ps(_mm256_mul_ps(c->mw, da), _mm256_cvtepi32_ps(Z))));
+            const __m256i T = _mm256_add_epi32(_mm256_madd_epi16(u0, c->sc0), _mm256_madd_epi16(u1, c->sc1));
+            acc[t][b % 8] = _mm256_fmadd_ps(_mm256_set1_ps(A->d[xb]), _mm256_cvtepi32_ps(T), acc[t][b % 8]);
+            accZ[t][b % 8] = _mm256_fmadd_ps(c->mc1, _mm256_set1_ps(A->sh[xb]),
+                                             _mm256_fmadd_ps(c->mc0, _mm256_set1_ps(A->sl[xb]), accZ[t][b % 8]));
             continue;
         }
         if (type == PBS2P_GGML_Q8_0) {
@@ -149,6 +150,11 @@ INLINE void block_terms(int32_t type, const block_codes *c, const pbs2p_q8_acts 
     }
 }
 
+INLINE __m256 total8(const __m256 a[8]) {
+    return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
+                         _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])));
+}
+
 /* Rows r .. r + n - 1 (n <= 8) for tokens t0 .. t0 + nt - 1 (nt <= TOKENS). */
 INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t t0, int nt, float *Y,
                          size_t ldy, int32_t r, int n) {
@@ -156,23 +162,22 @@ INLINE void group_tokens(int32_t type, const pbs2p_dense *W, const pbs2p_q8_acts
     const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
     const __m256i at = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)W->row_bytes));
     const uint8_t *base = W->data + (size_t)r * W->row_bytes;
-    __m256 acc[TOKENS][8];
+    const int s16 = pbs2p_dense_s16(type);
+    __m256 acc[TOKENS][8], accZ[s16 ? TOKENS : 1][8];
     for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 8; k++) acc[t][k] = _mm256_setzero_ps();
+        for (int k = 0; k < 8; k++) acc[t][k] = accZ[s16 ? t : 0][k] = _mm256_setzero_ps();
+    for (int32_t b = 0; b < A->blocks; b++) {
+        const block_codes c = gather_block(type, base, at, rows, b);
+        block_terms(type, &c, A, t0, nt, b, acc, accZ);
+    }
     __m256 D = _mm256_setzero_ps(), M = D;
-    if (pbs2p_dense_s16(type)) { /* the rows' D and M, from their headers */
+    if (s16) { /* the rows' D and M, from their headers */
         const __m256i dm = gather(rows, at, base);
         D = half_lanes(dm, 0), M = half_lanes(dm, 1);
     }
-    for (int32_t b = 0; b < A->blocks; b++) {
-        block_codes c = gather_block(type, base, at, rows, b);
-        if (pbs2p_dense_s16(type)) c.dw = D, c.mw = M;
-        block_terms(type, &c, A, t0, nt, b, acc);
-    }
     for (int t = 0; t < nt; t++) {
-        const __m256 *a = acc[t];
-        const __m256 y = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
-                                       _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])));
+        __m256 y = total8(acc[t]);
+        if (s16) y = _mm256_sub_ps(_mm256_mul_ps(D, y), _mm256_mul_ps(M, total8(accZ[t])));
         _mm256_maskstore_ps(Y + (t0 + (size_t)t) * ldy + (size_t)r, rows, y);
     }
 }
