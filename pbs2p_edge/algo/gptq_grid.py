@@ -77,30 +77,37 @@ def quantize(x: torch.Tensor, d: torch.Tensor, m: torch.Tensor | None, t: Tier) 
     return q, d * q + m
 
 
+def _least_error(candidates) -> tuple:
+    """Per row, the tensors of the candidate with the least error (the first on ties): candidates yields
+    (err (R, 1), (tensor (R, ...) or None, ...)), one per shrink factor."""
+    best_err = best = None
+    for err, vals in candidates:
+        if best is None:
+            best_err, best = err, vals
+            continue
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = tuple(None if v is None else torch.where(better, v, b) for v, b in zip(vals, best))
+    return best
+
+
 def fit_scales(Wb: torch.Tensor, h: torch.Tensor, t: Tier,
                clip: tuple[float, ...] = CLIP) -> tuple[torch.Tensor, torch.Tensor | None]:
     """d (R, 1) and m (R, 1) or None for the block Wb (R, b), searched over the shrink factors `clip` with
     column weights h (b,), or (R, b) when every row has its own."""
-    best_err = best_d = best_m = None
-    for c in clip:
-        if t.has_min:
-            lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
-            hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
-            d, m = _f16((hi - lo) / t.qmax), _f16(lo)
-        else:
-            idx = Wb.abs().argmax(1, keepdim=True)
-            d, m = _f16(Wb.gather(1, idx) * c / -t.offset), None
-        _, v = quantize(Wb, d, m, t)
-        err = ((Wb - v).square() * h).sum(1, keepdim=True)
-        if best_err is None:
-            best_err, best_d, best_m = err, d, m
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_d = torch.where(better, d, best_d)
-            if m is not None:
-                best_m = torch.where(better, m, best_m)
-    return best_d, best_m
+    def candidates():
+        for c in clip:
+            if t.has_min:
+                lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
+                hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
+                d, m = _f16((hi - lo) / t.qmax), _f16(lo)
+            else:
+                idx = Wb.abs().argmax(1, keepdim=True)
+                d, m = _f16(Wb.gather(1, idx) * c / -t.offset), None
+            _, v = quantize(Wb, d, m, t)
+            yield ((Wb - v).square() * h).sum(1, keepdim=True), (d, m)
+
+    return _least_error(candidates())
 
 
 def row_scales(W: torch.Tensor, t: Tier) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,20 +130,15 @@ def _code(x: torch.Tensor, step: torch.Tensor, lo: int) -> torch.Tensor:
 def fit_sub_codes(Wb: torch.Tensor, h: torch.Tensor, t: Tier, D: torch.Tensor, M: torch.Tensor,
                   clip: tuple[float, ...] = CLIP) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and min codes sc, mc (R, 1) of one sub-block Wb (R, sub) of a two-level tier, searched as fit_scales."""
-    best_err = best_sc = best_mc = None
-    for c in clip:
-        lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
-        hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
-        sc, mc = _code((hi - lo) / t.qmax, D, 1), _code(-lo, M, 0)
-        _, v = quantize(Wb, D * sc, -(M * mc), t)
-        err = ((Wb - v).square() * h).sum(1, keepdim=True)
-        if best_err is None:
-            best_err, best_sc, best_mc = err, sc, mc
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_sc, best_mc = torch.where(better, sc, best_sc), torch.where(better, mc, best_mc)
-    return best_sc, best_mc
+    def candidates():
+        for c in clip:
+            lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
+            hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
+            sc, mc = _code((hi - lo) / t.qmax, D, 1), _code(-lo, M, 0)
+            _, v = quantize(Wb, D * sc, -(M * mc), t)
+            yield ((Wb - v).square() * h).sum(1, keepdim=True), (sc, mc)
+
+    return _least_error(candidates())
 
 
 def gptq_grid(W: torch.Tensor, H: torch.Tensor, t: Tier, percdamp: float = 0.01,

@@ -243,6 +243,23 @@ def decode(name: str, blocks: np.ndarray, cols: int) -> np.ndarray:
 ROWS_AT_ONCE = 4096  # rows quantize_nearest searches at a time: bounds its temporaries for a 256k-token vocabulary
 
 
+def _nearest_codes(t: Tier, Wb: np.ndarray, d: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The squared error (..., 1) of each block of Wb (..., block) on the grid d * q + m with codes q to nearest, and
+    the codes."""
+    inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
+    q = np.clip(np.rint((Wb - m) * inv), 0, t.qmax)
+    return np.square(Wb - (d * q + m)).sum(-1, keepdims=True), q
+
+
+def _least_error(candidates) -> tuple:
+    """Per block, the arrays of the candidate with the least error (the first on ties): candidates yields
+    (err (..., 1), array, ...), one per shrink factor."""
+    best = None
+    for cand in candidates:
+        best = cand if best is None else tuple(np.where(cand[0] < best[0], a, b) for a, b in zip(cand, best))
+    return best[1:]
+
+
 def quantize_nearest(name: str, W: np.ndarray) -> np.ndarray:
     """Blocks (R, row_bytes) uint8 of our asymmetric tier `name` holding W (R, K) without a Hessian (the token
     embedding / head): per block, d = (hi - lo) / qmax and m = lo from the block's range (always holding 0) shrunk by
@@ -263,21 +280,16 @@ def quantize_nearest(name: str, W: np.ndarray) -> np.ndarray:
         Wb = W[r0:r0 + ROWS_AT_ONCE].reshape(-1, K // t.block, t.block)
         lo0 = np.minimum(Wb.min(-1, keepdims=True), 0)
         hi0 = np.maximum(Wb.max(-1, keepdims=True), 0)
-        best = None
-        for c in CLIP:
-            with np.errstate(over="ignore"):
-                d = (((hi0 * np.float32(c)) - (lo0 * np.float32(c))) / np.float32(t.qmax)).astype(np.float16)
-                m = (lo0 * np.float32(c)).astype(np.float16)
-            d, m = np.clip(d.astype(np.float32), 0, 65504), np.clip(m.astype(np.float32), -65504, 0)
-            inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
-            q = np.clip(np.rint((Wb - m) * inv), 0, t.qmax)
-            err = np.square(Wb - (d * q + m)).sum(-1, keepdims=True)
-            if best is None:
-                best = [err, q, d, m]
-            else:
-                better = err < best[0]
-                best = [np.where(better, a, b) for a, b in zip((err, q, d, m), best)]
-        _, q, d, m = best
+
+        def candidates():
+            for c in CLIP:
+                with np.errstate(over="ignore"):
+                    d = (((hi0 * np.float32(c)) - (lo0 * np.float32(c))) / np.float32(t.qmax)).astype(np.float16)
+                    m = (lo0 * np.float32(c)).astype(np.float16)
+                d, m = np.clip(d.astype(np.float32), 0, 65504), np.clip(m.astype(np.float32), -65504, 0)
+                yield (*_nearest_codes(t, Wb, d, m), d, m)
+
+        q, d, m = _least_error(candidates())
         n = Wb.shape[0]
         out[r0:r0 + n] = pack(name, q.reshape(n, K), d.reshape(n, -1), m.reshape(n, -1))
     return out
@@ -300,20 +312,13 @@ def _nearest_sub(t: Tier, W: np.ndarray) -> np.ndarray:
         c = np.clip(np.rint(np.divide(x, step, out=np.zeros_like(x), where=step != 0)), low, SUB_CODE_MAX)
         return np.where(step != 0, c, 0).astype(np.float32)
 
-    best = None
-    for c in CLIP:
-        lo, hi = lo0 * np.float32(c), hi0 * np.float32(c)
-        sc, mc = code((hi - lo) / np.float32(t.qmax), D, 1), code(-lo, M, 0)
-        d, m = D * sc, -(M * mc)
-        inv = np.divide(1, d, out=np.zeros_like(d), where=d != 0)
-        q = np.clip(np.rint((Wb - m) * inv), 0, t.qmax)
-        err = np.square(Wb - (d * q + m)).sum(-1, keepdims=True)
-        if best is None:
-            best = [err, q, sc, mc]
-        else:
-            better = err < best[0]
-            best = [np.where(better, a, b) for a, b in zip((err, q, sc, mc), best)]
-    _, q, sc, mc = best
+    def candidates():
+        for c in CLIP:
+            lo, hi = lo0 * np.float32(c), hi0 * np.float32(c)
+            sc, mc = code((hi - lo) / np.float32(t.qmax), D, 1), code(-lo, M, 0)
+            yield (*_nearest_codes(t, Wb, D * sc, -(M * mc)), sc, mc)
+
+    q, sc, mc = _least_error(candidates())
     return pack(t.name, q.reshape(R, K), D, M, sc.reshape(R, -1).astype(np.uint8), mc.reshape(R, -1).astype(np.uint8))
 
 
