@@ -349,17 +349,19 @@ static pbs2p_status head(const pbs2p_model *m, const float *X, int32_t T, float 
     return dense_matmul(m->pool, &m->w.output, X, T, logits);
 }
 
-/* model_forward on the scratch s: embedding, the blocks, the final norm and head of the rows logits holds. */
+/* model_forward on the scratch s: embedding, the blocks, then (head_rows 1: the last row, 2: every row, 0: none) the
+ * final norm and the head. */
 static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens, int32_t T, int32_t n_past,
-                            float *logits, int all_rows) {
+                            float *logits, int head_rows) {
     const config *c = &m->c;
     const int32_t D = c->n_embd;
     pbs2p_status st;
     embed(m, s, tokens, T, n_past);
     for (int32_t l = 0; l < c->n_layer; l++)
         if ((st = forward_block(m, s, l, T, n_past)) != PBS2P_OK) return st;
+    if (!head_rows) return PBS2P_OK;
     /* final norm (when the model has one) of the rows the head needs, then the head */
-    const int32_t first = all_rows ? 0 : T - 1;
+    const int32_t first = head_rows == 2 ? 0 : T - 1;
     const float *rows = s->x + (size_t)first * D;
     if (m->w.output_norm) {
         norm_rows_pool(m->pool, c, s->xb, rows, T - first, m->w.output_norm, m->w.output_norm_bias);
@@ -370,10 +372,15 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
 
 pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int32_t n_past, float *logits,
                            int all_rows) {
+    const int32_t chunk = T < PBS2P_PROMPT_CHUNK ? T : PBS2P_PROMPT_CHUNK;
     run_state s = {0};
-    pbs2p_status st = build_run(&m->c, T, m->n_ctx, m->n_threads, &s);
-    if (st != PBS2P_OK) return st;
-    st = forward(m, &s, tokens, T, n_past, logits, all_rows);
+    pbs2p_status st = build_run(&m->c, chunk, m->n_ctx, m->n_threads, &s);
+    /* chunk after chunk: each one's keys and values are in the cache before the next one's queries read them */
+    for (int32_t t0 = 0; st == PBS2P_OK && t0 < T; t0 += chunk) {
+        const int32_t n = T - t0 < chunk ? T - t0 : chunk;
+        float *out = all_rows ? logits + (size_t)t0 * (size_t)m->c.n_vocab : logits;
+        st = forward(m, &s, tokens + t0, n, n_past + t0, out, all_rows ? 2 : t0 + n == T);
+    }
     free_run(&s);
     return st;
 }

@@ -203,10 +203,17 @@ pbs2p_status matmul_shared(const linear *const *ls, int n, const float *X, int32
 /* ----------------------------------------------------------------------------------------------------
  * model_forward.c: the forward */
 
+/* [choice] An eval runs its tokens in chunks of at most this many, each through every block: the scratch of a prompt
+ * of any length is a chunk's (at Llama-2-7B's shape 182 KiB a token: 364 MiB for 2048 tokens at once, 11 MiB a
+ * chunk), while every kernel's batch (16 tokens in the integer products' passes) still fills. llama.cpp's
+ * micro-batch is 512. Every output is as one batch would give it: each product and attention is batch-invariant. */
+#define PBS2P_PROMPT_CHUNK 64
+
 /* Scratch floats of one eval of T tokens (run_state); model_load.c checks a full-context eval's against the limit. */
 size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);
 /* logits = the forward of tokens (T,) at cache positions n_past..n_past+T-1, their keys and values written into the
- * cache: (T, V) with all_rows, else (V,) the last token's row. Arguments checked by the caller (pbs2p_model_eval). */
+ * cache: (T, V) with all_rows, else (V,) the last token's row; in chunks of PBS2P_PROMPT_CHUNK tokens. Arguments
+ * checked by the caller (pbs2p_model_eval). */
 pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int32_t n_past, float *logits,
                            int all_rows);
 

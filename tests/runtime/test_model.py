@@ -720,6 +720,26 @@ def test_a_long_prompt_reads_the_cache_as_short_batches_do(exported, name, kv, n
     assert np.array_equal(whole, parts)
 
 
+@pytest.mark.parametrize("name", ["tied", "qwen2_window", "gemma3", "opt_untied"])
+def test_a_prompt_longer_than_a_chunk_runs_as_its_chunks(exported, name):
+    """An eval runs its tokens in chunks of 64 (model_internal.h, PBS2P_PROMPT_CHUNK), each chunk's keys and values in
+    the cache before the next one's queries: 120 tokens at once (64 + 56) give the bits of 40 + 40 + 40 and of 1 + 119,
+    every row, and the last row alone as the batch's last row."""
+    _, path, _ = exported[name]
+    ids = (np.arange(120, dtype=np.int32) * 7 + 3) % 300
+    with NativeModel(path, n_ctx=128, n_threads=2) as m:
+        whole = m.eval(ids, 0)
+        m.reset()
+        last = m.eval(ids, 0, last_only=True)
+        m.reset()
+        thirds = np.concatenate([m.eval(ids[:40], 0), m.eval(ids[40:80], 40), m.eval(ids[80:], 80)])
+        m.reset()
+        split = np.concatenate([m.eval(ids[:1], 0), m.eval(ids[1:], 1)])
+    assert whole.shape[0] == 120 and np.isfinite(whole).all()
+    assert np.array_equal(whole, thirds) and np.array_equal(whole, split)
+    assert np.array_equal(last.reshape(-1), whole[-1])
+
+
 def test_kv_type_is_checked(exported):
     path = exported["tied"][1]
     with pytest.raises(ConfigError, match="kv must be one of f16, f32"):
