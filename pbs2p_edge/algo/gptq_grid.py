@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..pack.tiers import CLIP, SUB_CODE_MAX, Tier
+from ..pack.tiers import CLIP, SUB_CODE_MAX, SUB_CODE_STEPS, Tier
 from .hessian_prep import prepare_hessian
 from .result import in_row_chunks
 
@@ -121,22 +121,24 @@ def row_scales(W: torch.Tensor, t: Tier) -> tuple[torch.Tensor, torch.Tensor]:
     return D, M
 
 
-def _code(x: torch.Tensor, step: torch.Tensor, lo: int) -> torch.Tensor:
-    """round(x / step) in lo..SUB_CODE_MAX, 0 where step is 0."""
-    c = torch.clamp(torch.round(x / torch.where(step == 0, torch.ones_like(step), step)), lo, SUB_CODE_MAX)
+def _code(x: torch.Tensor, step: torch.Tensor, lo: int, delta: int = 0) -> torch.Tensor:
+    """round(x / step) + delta in lo..SUB_CODE_MAX, 0 where step is 0."""
+    c = torch.clamp(torch.round(x / torch.where(step == 0, torch.ones_like(step), step)) + delta, lo, SUB_CODE_MAX)
     return torch.where(step == 0, torch.zeros_like(c), c)
 
 
 def fit_sub_codes(Wb: torch.Tensor, h: torch.Tensor, t: Tier, D: torch.Tensor, M: torch.Tensor,
                   clip: tuple[float, ...] = CLIP) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and min codes sc, mc (R, 1) of one sub-block Wb (R, sub) of a two-level tier, searched as fit_scales."""
+    """Scale and min codes sc, mc (R, 1) of one sub-block Wb (R, sub) of a two-level tier, searched as fit_scales
+    over the shrink factors and, for each, the codes SUB_CODE_STEPS around the rounded ones."""
     def candidates():
         for c in clip:
             lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
             hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
-            sc, mc = _code((hi - lo) / t.qmax, D, 1), _code(-lo, M, 0)
-            _, v = quantize(Wb, D * sc, -(M * mc), t)
-            yield ((Wb - v).square() * h).sum(1, keepdim=True), (sc, mc)
+            for ds, dm in SUB_CODE_STEPS:
+                sc, mc = _code((hi - lo) / t.qmax, D, 1, ds), _code(-lo, M, 0, dm)
+                _, v = quantize(Wb, D * sc, -(M * mc), t)
+                yield ((Wb - v).square() * h).sum(1, keepdim=True), (sc, mc)
 
     return _least_error(candidates())
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pbs2p_edge.algo.gptq_grid import CLIP, fit_scales, gptq_grid, quantize, round_f16
+from pbs2p_edge.algo.gptq_grid import CLIP, fit_scales, fit_sub_codes, gptq_grid, quantize, round_f16, row_scales
 from pbs2p_edge.errors import ConfigError
 from pbs2p_edge.pack import tiers
 
@@ -92,6 +92,32 @@ def test_scale_search_never_worse_than_the_extremes():
         d1, m1 = fit_scales(W, h, t, clip=CLIP[:1])
         extremes = ((W - quantize(W, d1, m1, t)[1]).square() * h).sum(1)
         assert bool((searched <= extremes).all())
+
+
+@pytest.mark.parametrize("name", ["q2_s16", "q3_s16", "q4_s16"])
+def test_sub_code_search_never_worse_than_the_rounded_codes(name):
+    """fit_sub_codes tries each shrink factor's rounded scale and min codes and the codes a step either side
+    (SUB_CODE_STEPS): per row, its weighted error is no larger than that of any factor's rounded pair, and lower on
+    many rows."""
+    t = tiers.TIERS[name]
+    W, H = _layer(R=64, K=64, seed=5)
+    h = torch.diagonal(H)
+    D, M = row_scales(W, t)
+    for s in range(0, 64, t.sub):
+        Wb, hb = W[:, s:s + t.sub], h[s:s + t.sub]
+        sc, mc = fit_sub_codes(Wb, hb, t, D, M)
+        assert bool(((sc >= 1) & (sc <= 15) & (mc >= 0) & (mc <= 15)).all())
+        err = ((Wb - quantize(Wb, D * sc, -(M * mc), t)[1]).square() * hb).sum(1)
+        rounded = []
+        for c in CLIP:
+            lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
+            hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
+            sc1 = torch.clamp(torch.round((hi - lo) / t.qmax / D), 1, 15)
+            mc1 = torch.clamp(torch.round(-lo / M), 0, 15)
+            rounded.append(((Wb - quantize(Wb, D * sc1, -(M * mc1), t)[1]).square() * hb).sum(1))
+        best_rounded = torch.stack(rounded).min(0).values
+        assert bool((err <= best_rounded).all())
+        assert float((err < best_rounded * 0.999).float().mean()) > 0.1
 
 
 def test_scales_are_float16_and_constant_blocks_are_exact():

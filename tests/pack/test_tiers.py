@@ -161,6 +161,21 @@ def test_quantize_nearest_fits_each_block(name):
     np.testing.assert_array_equal(tiers.quantize_nearest(name, W.copy()), blocks)
 
 
+@pytest.mark.parametrize("name", ["q2_s16", "q3_s16", "q4_s16"])
+def test_quantize_nearest_two_level_steps_around_the_rounded_codes(name, monkeypatch):
+    """A two-level embedding's sub-block codes: trying the scale and min codes a step either side of the rounded ones
+    (SUB_CODE_STEPS) leaves no sub-block's squared error larger than the rounded codes alone give, and lowers many."""
+    rng = np.random.default_rng(6)
+    W = (rng.standard_normal((12, 192)) * np.geomspace(0.01, 10, 12)[:, None]).astype(np.float32)
+    got = tiers.decode(name, tiers.quantize_nearest(name, W), 192)
+    monkeypatch.setattr(tiers, "SUB_CODE_STEPS", ((0, 0),))
+    rounded = tiers.decode(name, tiers.quantize_nearest(name, W), 192)
+    err = np.square(W - got).reshape(12, -1, 16).sum(-1)
+    err0 = np.square(W - rounded).reshape(12, -1, 16).sum(-1)
+    assert (err <= err0 * (1 + 1e-6)).all()
+    assert (err < err0 * 0.999).mean() > 0.1
+
+
 def test_quantize_nearest_refuses_other_tiers():
     W = np.zeros((2, 64), dtype=np.float32)
     for name in ("q4_0", "q8_0", "f16"):
