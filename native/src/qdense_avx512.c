@@ -4,7 +4,8 @@
  * the token's activation codes 4j .. 4j + 3 (broadcast) leave each row's exact integer dot I_b in its own lane: no
  * horizontal sums. The weight codes of a block are gathered once for up to TOKENS tokens; each token keeps the
  * reference's eight sums acc[b % 8] per row, sixteen rows a vector, and the term of block b goes to acc[b % 8] in
- * block order, so every output has the reference's bits. Built with -ffp-contract=off.
+ * block order, so every output has the reference's bits; our two-level blocks add T_b to acc and the min term to a
+ * second set accZ, and apply the rows' D and M once at the end (qdense_ref.c's s16_row). Built with -ffp-contract=off.
  *
  * vpdpbusd multiplies unsigned by signed bytes: the codes of Q4_0 and of our blocks of 64 are unsigned; Q8_0's signed
  * codes w go in as w + 128 (w ^ 0x80) and 128 * (code sum of the activation block) comes off the integer dot, which

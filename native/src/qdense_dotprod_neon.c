@@ -4,7 +4,8 @@
  * transposed so that vector j holds codes 4j .. 4j + 3 of each row, and vdotq_laneq_s32 multiplies them by the
  * token's codes 4j .. 4j + 3 (one lane of its activation vector): eight sdot leave each row's exact integer dot I_b
  * in its own lane, with no horizontal add. The transposed codes of a block serve up to TOKENS tokens; each keeps the
- * reference's eight sums acc[b % 8] per row, so every output has the reference's bits. Built with -ffp-contract=off.
+ * reference's eight sums acc[b % 8] per row (our two-level blocks also accZ, as qdense_ref.c's s16_row), so every
+ * output has the reference's bits. Built with -ffp-contract=off.
  * All codes are signed bytes here: Q4_0's as q - 8, our blocks' (0..7) as they are. */
 #include "internal.h"
 

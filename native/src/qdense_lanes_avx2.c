@@ -3,7 +3,8 @@
  * 4j .. 4j + 3 of each of eight rows (gathered, one 32-bit load a row); maddubs against the token's codes 4j .. 4j + 3
  * (broadcast) and madd with ones leave each row's exact integer dot I_b in its own lane, with no horizontal sums.
  * The codes of a block are gathered once for up to TOKENS tokens; each token keeps the reference's eight sums
- * acc[b % 8] per row, so every output has the reference's bits. Built with -ffp-contract=off.
+ * acc[b % 8] per row (our two-level blocks also accZ, as qdense_ref.c's s16_row), so every output has the
+ * reference's bits. Built with -ffp-contract=off.
  *
  * maddubs multiplies unsigned by signed bytes and adds pairs with int16 saturation. Q4_0 and our blocks have codes
  * <= 15: a pair is at most 3810 in magnitude and the eight vectors' pairs add up in int16 (30480) before widening.
