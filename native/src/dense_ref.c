@@ -80,7 +80,7 @@ float pbs2p_dot_f32(const float *x, const float *y, int32_t n) {
     int32_t k = 0;
     for (; k + 8 <= n; k += 8)
         for (int j = 0; j < 8; j++) acc[j] += x[k + j] * y[k + j];
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    float sum = pbs2p_total8(acc);
     for (; k < n; k++) sum += x[k] * y[k];
     return sum;
 }

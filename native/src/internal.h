@@ -270,8 +270,14 @@ pbs2p_status pbs2p_gguf_linear_tier(const pbs2p_gguf *f, const char *base, int *
  * untied head is absent: tied); PBS2P_ERR_FORMAT for a <base>.weight beside the key, a wrong type or shape. */
 pbs2p_status pbs2p_gguf_embedding_blocks(const pbs2p_gguf *f, const char *base, int32_t cols, pbs2p_dense *out);
 
+/* The pairwise total of eight running sums, ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)): the order the
+ * reference products (pbs2p_dot_f32, the integer dense products below) and every variant that keeps its lanes finish in. */
+static inline float pbs2p_total8(const float a[8]) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* x . y over n floats: 8 running sums over k = 8i + lane (a fixed order the compiler may vectorize), a pairwise
- * total, then the tail in order. The reference dense rows use it. */
+ * total (pbs2p_total8), then the tail in order. The reference dense rows use it. */
 float pbs2p_dot_f32(const float *x, const float *y, int32_t n);
 
 /* Row r of W as float32 into out[0..cols): exact (every F16 value and every d * q product is a float32). */

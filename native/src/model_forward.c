@@ -372,7 +372,7 @@ static pbs2p_status forward(pbs2p_model *m, run_state *s, const int32_t *tokens,
 
 pbs2p_status model_forward(pbs2p_model *m, const int32_t *tokens, int32_t T, int32_t n_past, float *logits,
                            int all_rows) {
-    const int32_t chunk = T < PBS2P_PROMPT_CHUNK ? T : PBS2P_PROMPT_CHUNK;
+    const int32_t chunk = chunk_tokens(T);
     run_state s = {0};
     pbs2p_status st = build_run(&m->c, chunk, m->n_ctx, m->n_threads, &s);
     /* chunk after chunk: each one's keys and values are in the cache before the next one's queries read them */

@@ -208,6 +208,8 @@ pbs2p_status matmul_shared(const linear *const *ls, int n, const float *X, int32
  * chunk), while every kernel's batch (16 tokens in the integer products' passes) still fills. llama.cpp's
  * micro-batch is 512. Every output is as one batch would give it: each product and attention is batch-invariant. */
 #define PBS2P_PROMPT_CHUNK 64
+/* The tokens one chunk of an eval of T tokens runs at once: what its scratch is sized for. */
+static inline int32_t chunk_tokens(int32_t T) { return T < PBS2P_PROMPT_CHUNK ? T : PBS2P_PROMPT_CHUNK; }
 
 /* Scratch floats of one eval of T tokens (run_state); model_load.c checks a full-context eval's against the limit. */
 size_t run_floats(const config *c, size_t T, int32_t n_ctx, int32_t n_threads);

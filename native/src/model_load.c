@@ -350,8 +350,7 @@ static pbs2p_status load_header(const char *path, const pbs2p_model_params *para
     uint64_t kv_keys, kv_values;
     kv_entries(c, n_ctx, kv_type == PBS2P_KV_F16, &kv_keys, &kv_values);
     const uint64_t kv_bytes = (kv_keys + kv_values) * kv_entry_bytes(kv_type == PBS2P_KV_F16);
-    uint64_t run_bytes = (uint64_t)run_floats(c, (size_t)(n_ctx < PBS2P_PROMPT_CHUNK ? n_ctx : PBS2P_PROMPT_CHUNK),
-                                              n_ctx, n_threads) * 4;
+    uint64_t run_bytes = (uint64_t)run_floats(c, (size_t)chunk_tokens(n_ctx), n_ctx, n_threads) * 4;
     if (kv_bytes + run_bytes > PBS2P_MODEL_MAX_STATE_BYTES)
         return pbs2p_fail(PBS2P_ERR_ARGUMENT, "n_ctx %d needs %" PRIu64 " MiB of KV cache and scratch, above the "
                           "limit of %" PRIu64 " MiB; lower n_ctx", n_ctx, (kv_bytes + run_bytes) >> 20,

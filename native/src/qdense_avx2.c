@@ -173,7 +173,7 @@ INLINE __m256 group_terms(int32_t type, const __m256i w[8], int n, __m256 dw, __
 INLINE float total8(__m256 v) {
     float a[8];
     _mm256_storeu_ps(a, v);
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    return pbs2p_total8(a);
 }
 
 /* y[t * ldy] for tokens t0 .. t0 + NT - 1 and one row: its groups of eight blocks, then the last nb % 8. */

@@ -41,10 +41,6 @@ static inline float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *
     return (half_at(p) * A->d[b]) * (float)vaddvq_s32(acc) + half_at(p + 2) * A->s[b];
 }
 
-static inline float total8(const float a[8]) {
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
 /* qdense_ref.c's s16_row: a row of our two-level blocks and one token. */
 static inline float s16_row(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A) {
     float accT[8] = {0}, accZ[8] = {0};
@@ -59,7 +55,7 @@ static inline float s16_row(int32_t type, const uint8_t *row, const pbs2p_q8_act
         accT[b % 8] = fmaf(A->d[b], (float)T, accT[b % 8]);
         accZ[b % 8] = fmaf((float)(s1 >> 4), A->sh[b], fmaf((float)(s0 >> 4), A->sl[b], accZ[b % 8]));
     }
-    return (half_at(row) * total8(accT)) - (half_at(row + 2) * total8(accZ));
+    return (half_at(row) * pbs2p_total8(accT)) - (half_at(row + 2) * pbs2p_total8(accZ));
 }
 
 void pbs2p_qdense_rows_neon(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
@@ -74,7 +70,7 @@ void pbs2p_qdense_rows_neon(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t
             }
             float acc[8] = {0};
             for (int32_t b = 0; b < At.blocks; b++) acc[b % 8] += term(W->type, row, &At, b);
-            Y[t * ldy + (size_t)r] = total8(acc);
+            Y[t * ldy + (size_t)r] = pbs2p_total8(acc);
         }
     }
 }

@@ -32,8 +32,6 @@ static float term(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A, int3
     }
 }
 
-static float total8(const float a[8]) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
-
 /* A row of our two-level blocks and one token (internal.h: "integer dense products"): activation block b is half
  * h = b % 2 of weight block b / 2, sub-blocks 2h and 2h + 1 with the integer dots I0, I1 and scale and min codes
  * sc0, mc0, sc1, mc1; T = sc0 I0 + sc1 I1 (exact); the row's D and M once, at the end. */
@@ -53,7 +51,7 @@ static float s16_row(int32_t type, const uint8_t *row, const pbs2p_q8_acts *A) {
         accT[b % 8] = fmaf(A->d[b], (float)T, accT[b % 8]);
         accZ[b % 8] = fmaf((float)(s1 >> 4), A->sh[b], fmaf((float)(s0 >> 4), A->sl[b], accZ[b % 8]));
     }
-    return (half_at(row) * total8(accT)) - (half_at(row + 2) * total8(accZ));
+    return (half_at(row) * pbs2p_total8(accT)) - (half_at(row + 2) * pbs2p_total8(accZ));
 }
 
 void pbs2p_qdense_rows_ref(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
@@ -68,7 +66,7 @@ void pbs2p_qdense_rows_ref(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t 
             }
             float acc[8] = {0};
             for (int32_t b = 0; b < At.blocks; b++) acc[b % 8] += term(W->type, row, &At, b);
-            Y[t * ldy + (size_t)r] = total8(acc);
+            Y[t * ldy + (size_t)r] = pbs2p_total8(acc);
         }
     }
 }
