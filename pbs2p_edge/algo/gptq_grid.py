@@ -121,9 +121,14 @@ def row_scales(W: torch.Tensor, t: Tier) -> tuple[torch.Tensor, torch.Tensor]:
     return D, M
 
 
-def _code(x: torch.Tensor, step: torch.Tensor, lo: int, delta: int = 0) -> torch.Tensor:
-    """round(x / step) + delta in lo..SUB_CODE_MAX, 0 where step is 0."""
-    c = torch.clamp(torch.round(x / torch.where(step == 0, torch.ones_like(step), step)) + delta, lo, SUB_CODE_MAX)
+def _rounded(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """round(x / step), x where step is 0 (_code zeroes those)."""
+    return torch.round(x / torch.where(step == 0, torch.ones_like(step), step))
+
+
+def _code(r: torch.Tensor, step: torch.Tensor, lo: int) -> torch.Tensor:
+    """A rounded code r (_rounded, plus a step) in lo..SUB_CODE_MAX, 0 where step is 0."""
+    c = torch.clamp(r, lo, SUB_CODE_MAX)
     return torch.where(step == 0, torch.zeros_like(c), c)
 
 
@@ -135,8 +140,9 @@ def fit_sub_codes(Wb: torch.Tensor, h: torch.Tensor, t: Tier, D: torch.Tensor, M
         for c in clip:
             lo = torch.clamp(Wb.min(1, keepdim=True).values, max=0) * c
             hi = torch.clamp(Wb.max(1, keepdim=True).values, min=0) * c
+            rs, rm = _rounded((hi - lo) / t.qmax, D), _rounded(-lo, M)
             for ds, dm in SUB_CODE_STEPS:
-                sc, mc = _code((hi - lo) / t.qmax, D, 1, ds), _code(-lo, M, 0, dm)
+                sc, mc = _code(rs + ds, D, 1), _code(rm + dm, M, 0)
                 _, v = quantize(Wb, D * sc, -(M * mc), t)
                 yield ((Wb - v).square() * h).sum(1, keepdim=True), (sc, mc)
 

@@ -314,15 +314,18 @@ def _nearest_sub(t: Tier, W: np.ndarray) -> np.ndarray:
         M = ((-lo0).max(1, keepdims=True) / np.float32(SUB_CODE_MAX)).astype(np.float16)
     D, M = np.clip(D.astype(np.float32), 0, 65504), np.clip(M.astype(np.float32), 0, 65504)
 
-    def code(x, step, low, delta):
-        c = np.clip(np.rint(np.divide(x, step, out=np.zeros_like(x), where=step != 0)) + delta, low, SUB_CODE_MAX)
-        return np.where(step != 0, c, 0).astype(np.float32)
+    def rounded(x, step):
+        return np.rint(np.divide(x, step, out=np.zeros_like(x), where=step != 0))
+
+    def code(r, step, low):
+        return np.where(step != 0, np.clip(r, low, SUB_CODE_MAX), 0).astype(np.float32)
 
     def candidates():
         for c in CLIP:
             lo, hi = lo0 * np.float32(c), hi0 * np.float32(c)
+            rs, rm = rounded((hi - lo) / np.float32(t.qmax), D), rounded(-lo, M)
             for ds, dm in SUB_CODE_STEPS:
-                sc, mc = code((hi - lo) / np.float32(t.qmax), D, 1, ds), code(-lo, M, 0, dm)
+                sc, mc = code(rs + ds, D, 1), code(rm + dm, M, 0)
                 yield (*_nearest_codes(t, Wb, D * sc, -(M * mc)), sc, mc)
 
     q, sc, mc = _least_error(candidates())
