@@ -337,7 +337,7 @@ def compress(source: str, out_dir: str, cfg, *, calib: str, nsamples: int, seqle
     if plan is not None:
         stats["plan"] = {**plan.to_dict(), "seconds": round(plan_seconds, 2)}
     save_checkpoint(out_dir, model, tokenizer, run.results, cfg, run.layer_n, stats,
-                    embed_tier=None if plan is None else plan.embed,
+                    embed_tier=None if plan is None else plan.embed, head_hessian=run.head_hessian,
                     dense=None if weights is None else dense_of_streamed(model, weights, run.block_params,
                                                                           {f"{n}.weight" for n in run.results}))
     store.remove()

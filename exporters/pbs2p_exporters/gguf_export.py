@@ -37,10 +37,10 @@ def _f16(name: str, a: np.ndarray) -> np.ndarray:
 EMBEDDING_TENSORS = ("token_embd.weight", "output.weight")  # the tensors that take the embedding tier
 
 
-def _dense_tensor(gname: str, a: np.ndarray, embed_type: str):
+def _dense_tensor(gname: str, a: np.ndarray, embed_type: str, stored: np.ndarray | None = None):
     """(name, array, raw ggml type or None) of an uncompressed tensor: 1-D -> F32, the embedding / head -> embed_type
-    (a ggml type quantized to nearest by gguf-py, or our blocks as I8 <base>.pbs2p.q by tiers.quantize_nearest),
-    other matrices -> F16."""
+    (its `stored` blocks when the checkpoint holds them: the head, Hessian-compensated; else a ggml type quantized to
+    nearest by gguf-py, or our blocks by tiers.quantize_nearest; ours as I8 <base>.pbs2p.q), other matrices -> F16."""
     import gguf
 
     if a.ndim == 1:
@@ -49,10 +49,10 @@ def _dense_tensor(gname: str, a: np.ndarray, embed_type: str):
         t = tiers.tier(embed_type)
         t.check_cols(gname, a.shape[-1])
         if t.ggml_type is None:
-            blocks = tiers.quantize_nearest(embed_type, a)
+            blocks = tiers.quantize_nearest(embed_type, a) if stored is None else stored
             return f"{gname.removesuffix('.weight')}{PACKED_INFIX}q", blocks.view(np.int8), None
         qtype = gguf.GGMLQuantizationType[t.ggml_type]
-        return gname, gguf.quants.quantize(np.asarray(a, dtype=np.float32), qtype), qtype
+        return gname, gguf.quants.quantize(np.asarray(a, dtype=np.float32), qtype) if stored is None else stored, qtype
     return gname, np.ascontiguousarray(_f16(gname, a)), None
 
 
@@ -153,7 +153,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
     tensors: list[tuple[str, np.ndarray, object]] = []
     for hf_name, a in ck.dense.items():
         g = gguf_tensor_name(arch, hf_name)
-        tensors.append(_dense_tensor(g, gguf_tensor_value(arch, g, a), embed_type))
+        tensors.append(_dense_tensor(g, gguf_tensor_value(arch, g, a), embed_type, ck.embedding_blocks(hf_name, embed_type)))
     for g, a in extra_tensors(arch, config).items():
         tensors.append((g, a, None))
     linears: list[LinearKeys] = []

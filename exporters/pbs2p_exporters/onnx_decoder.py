@@ -15,7 +15,6 @@ import numpy as np
 from onnx import TensorProto
 
 from pbs2p_edge.errors import FormatError
-from pbs2p_edge.pack import tiers
 from pbs2p_edge.pack.architectures import check_config, gemma_rope_bases, rope_config, sliding_layers, sliding_window
 from pbs2p_edge.pack.checkpoint_dir import Checkpoint
 
@@ -47,7 +46,7 @@ class _Decoder:
         if src not in self.b:
             a = self.ck.dense[src].astype(np.float32)
             if embedding and self.ck.embed_tier:
-                a = tiers.round_trip(self.ck.embed_tier, a)
+                a = self.ck.embedding_values(src, self.ck.embed_tier)
             self.b.initializer(src, a)
         return src
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import FormatError, one_line
-from ..pack import tiers, unpack_layer
+from ..pack import unpack_layer
 from ..pack.checkpoint_dir import load_checkpoint
 
 
@@ -31,7 +31,7 @@ def to_fake_quant_model(path, dtype: torch.dtype = torch.float32):
         state[f"{name}.weight"] = torch.from_numpy(g.decode())
     if embed_tier := ckpt.embed_tier:  # as the GGUF export will store them
         for key in _embedding_keys(ckpt):
-            state[key] = torch.from_numpy(tiers.round_trip(embed_tier, ckpt.dense[key]))
+            state[key] = torch.from_numpy(ckpt.embedding_values(key, embed_tier))
     try:
         with torch.device("meta"):  # the shapes the config implies, before allocating what it says
             skeleton = AutoModelForCausalLM.from_config(config, dtype=dtype)

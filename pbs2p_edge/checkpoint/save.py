@@ -193,7 +193,7 @@ def _dense_values(dense: DenseTensors, group: list[str]) -> dict[str, np.ndarray
 def save_checkpoint(out_dir, model, tokenizer,
                     results: dict[str, LayerResult | GridResult | FloatResult | StoredResult], cfg: CompressConfig,
                     layer_n: dict[str, int], extra: dict, embed_tier: str | None = None,
-                    dense: DenseTensors | None = None) -> Path:
+                    dense: DenseTensors | None = None, head_hessian: torch.Tensor | None = None) -> Path:
     """Write `model` with each linear named in `results` replaced by its packed form.
 
     results: linear module name (e.g. "model.layers.0.self_attn.q_proj") -> LayerResult (binary tier, to
@@ -204,6 +204,8 @@ def save_checkpoint(out_dir, model, tokenizer,
     memory; a streamed model's are read from its shards); a tied copy (tied embeddings) is stored once and recorded
     under "tied". Dense tensors of more than DENSE_SHARD_BYTES are written in shards (docs/FORMAT.md §9), one
     shard's tensors in memory at a time.
+    head_hessian: the head input's H (model/head_input.py); with a grid embed_tier, the head's matrix is also stored
+    in that tier by GPTQ on it (checkpoint/head.py), the form every exporter then writes.
     """
     state = model.state_dict()  # on a streamed model: tensors on the meta device, for their names and shapes
     blocks = _compressed_blocks(model, results)
@@ -221,9 +223,30 @@ def save_checkpoint(out_dir, model, tokenizer,
         stored = stored_result(result)
         linears[name] = (stored.stored, stored.loss)
     shards = [functools.partial(_dense_values, dense, group) for group in dense_shards(dense)]
+    head = None
+    if head_hessian is not None and embed_tier is not None and tiers.tier(embed_tier).grid:
+        from .head import stored_head
+
+        key = _head_key(model, dense)
+        head = (key, stored_head(_dense_matrix(dense, key), head_hessian, embed_tier, cfg.percdamp))
     return write_checkpoint(
         out_dir, write_config=lambda path: model.config.to_json_file(str(path)), linears=linears,
         dense_shards=shards, tied=dense.tied,
         dense_dtypes={k: str(state[k].dtype).removeprefix("torch.") for k in dense.names},
         compress_config=cfg.to_dict(), layer_n=layer_n, blocks=blocks, embed_tier=embed_tier, extra=extra,
-        write_tokenizer=None if tokenizer is None else lambda d: tokenizer.save_pretrained(str(d)))
+        write_tokenizer=None if tokenizer is None else lambda d: tokenizer.save_pretrained(str(d)), head=head)
+
+
+def _head_key(model, dense: DenseTensors) -> str:
+    """The dense name the output head's matrix is stored under (the token embedding's, when tied)."""
+    head = model.get_output_embeddings().weight
+    name = next(n for n, p in model.named_parameters(remove_duplicate=False) if p is head)
+    return dense.tied.get(name, name)
+
+
+def _dense_matrix(dense: DenseTensors, key: str) -> torch.Tensor:
+    """Dense tensor `key` whole, float32 (a streamed model's read from its shards)."""
+    t = dense.read([key])[key]
+    if isinstance(t, RowPieces):
+        return torch.from_numpy(np.concatenate(list(t.pieces()))).float()
+    return t.detach().float().cpu()

@@ -21,6 +21,7 @@ from ..calib.hessian import accumulate_hessians
 from ..errors import ConfigError
 from .arch import ArchSpec, arch_for, block_linears, check_seqlen, decoder_blocks, run_block
 from .capture import capture_inputs
+from .head_input import head_hessian
 from .heap import release_free_heap
 from .held import hold_as_stored, release_weight, widened
 from .stream import StreamedWeights
@@ -43,6 +44,8 @@ class CompressionRun:
     block_params: a streamed model's compressed blocks' other parameters (norms, biases; recovery changes them), by
                   state-dict name, on CPU: the blocks themselves are released ({} for a model held in memory).
     block_seconds: wall seconds of each block this run compressed (not those a resumed run loaded).
+    head_hessian: the output head input's H (D, D) on the compressed model's activations (model/head_input.py), for
+                  storing the head (checkpoint/head.py); None when only the first blocks were compressed.
     seconds: wall time of compress_model; peak_memory_bytes: CUDA peak allocated on a CUDA device,
              else the process's peak resident set size (includes the model itself).
     config: the resolved config that was used.
@@ -59,6 +62,7 @@ class CompressionRun:
     recovery: list[dict] = dataclasses.field(default_factory=list)
     block_params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
     block_seconds: list[float] = dataclasses.field(default_factory=list)
+    head_hessian: torch.Tensor | None = None
 
 
 def _peak_memory(device: torch.device) -> int:
@@ -362,6 +366,8 @@ def compress_model(
                 results.update(progress_store.kept(i))
         block_seconds.append(round(time.perf_counter() - t0, 2))
         bar.set_postfix(N=block_n[i], threads=threads, peak=f"{_peak_memory(device) / 2**30:.2f}GiB")
+    # x: the last block's output on every window (a resumed run's from the progress store)
+    head_h = head_hessian(model, spec, x, weights) if total == len(blocks) else None
 
     return CompressionRun(
         results=results,
@@ -375,6 +381,7 @@ def compress_model(
         recovery=recovery,
         block_params=block_params,
         block_seconds=block_seconds,
+        head_hessian=head_h,
     )
 
 

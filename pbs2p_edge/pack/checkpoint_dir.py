@@ -17,7 +17,7 @@ from ..errors import FormatError, Pbs2pError
 from .layout import FORMAT_VERSION, LayerMeta
 from .packer import PackedLayer, honest_bits, packed_layers
 from .safetensors_stream import RowPieces, Tensor, write_safetensors
-from .tiers import EMBED_TIERS, GridLayer
+from .tiers import EMBED_TIERS, GridLayer, decode
 
 CONFIG_JSON = "config.json"  # the Hugging Face model config
 META_JSON = "pbs2p.json"  # format version, compress config, per-linear metadata, stats
@@ -39,6 +39,9 @@ class Checkpoint:
     grids: dict[str, GridLayer]  # linear module name -> a linear on a grid or the f16 tier
     dense: dict[str, np.ndarray]  # state-dict name -> array
     tied: dict[str, str]  # state-dict name -> the name whose array it shares
+    # the output head's matrix (a dense name; the token embedding's when tied) as the compression stored it in the
+    # embedding tier, Hessian-compensated (checkpoint/head.py); None: no such form (the exporters round to nearest)
+    head: tuple[str, GridLayer] | None = None
 
     @property
     def compress_config(self) -> dict:
@@ -75,31 +78,57 @@ class Checkpoint:
             raise FormatError(f"{self.path} compressed only the first {k} of {total} decoder blocks "
                               f"(compress --blocks {k}); export needs all of them: compress again without --blocks")
 
+    def embedding_blocks(self, name: str, tier_name: str) -> np.ndarray | None:
+        """The stored blocks of dense matrix `name` (the token embedding or the head) in tier `tier_name` when the
+        compression made them (the head, in its own tier); None: the caller rounds the matrix to nearest."""
+        if self.head is None:
+            return None
+        key, g = self.head
+        return g.blocks if self.tied.get(name, name) == key and g.tier == tier_name else None
+
+    def embedding_values(self, name: str, tier_name: str) -> np.ndarray:
+        """Dense matrix `name` (the token embedding or the head) as a file in tier `tier_name` holds it, float32: the
+        head's stored blocks where the compression made them, else rounded to nearest (tiers.round_trip)."""
+        from .tiers import round_trip
+
+        blocks = self.embedding_blocks(name, tier_name)
+        src = self.tied.get(name, name)
+        if blocks is None:
+            return round_trip(tier_name, self.dense[src])
+        return decode(tier_name, blocks, self.dense[src].shape[1])
+
     @property
     def tokenizer_json(self) -> Path | None:
         p = self.path / "tokenizer.json"
         return p if p.is_file() else None
 
 
-def _read_grids(path: Path, described) -> dict[str, GridLayer]:
+def _read_grids(path: Path, described, head) -> tuple[dict[str, GridLayer], tuple[str, GridLayer] | None]:
+    """The grid layers pbs2p.json describes and the head's stored form ("head": its dense name and shape), both
+    blocks in GRID (the head's under its dense name)."""
     if not isinstance(described, dict):
         raise FormatError(f"{path / META_JSON}: 'grid_layers' is not a table")
-    if not described:
-        return {}
+    if head is not None and not (isinstance(head, dict) and isinstance(head.get("tensor"), str)):
+        raise FormatError(f"{path / META_JSON}: 'head' is not a table naming its tensor")
+    if not described and head is None:
+        return {}, None
     blocks = _read_safetensors(path / GRID)
-    grids = {}
-    for name, d in described.items():
+
+    def layer(name: str, d: dict, what: str) -> GridLayer:
         if name not in blocks:
-            raise FormatError(f"{path}: grid layer {name} has no blocks in {GRID}")
+            raise FormatError(f"{path}: {what} {name} has no blocks in {GRID}")
         try:
-            grids[name] = GridLayer(str(d["tier"]), int(d["rows"]), int(d["cols"]), blocks.pop(name))
+            return GridLayer(str(d["tier"]), int(d["rows"]), int(d["cols"]), blocks.pop(name))
         except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"{path}: bad metadata of grid layer {name} ({e})") from None
+            raise FormatError(f"{path}: bad metadata of {what} {name} ({e})") from None
         except Pbs2pError as e:
-            raise FormatError(f"{path}: grid layer {name}: {e}") from None
+            raise FormatError(f"{path}: {what} {name}: {e}") from None
+
+    grids = {name: layer(name, d, "grid layer") for name, d in described.items()}
+    stored_head = None if head is None else (head["tensor"], layer(head["tensor"], head, "head"))
     if blocks:
         raise FormatError(f"{path}: blocks of no described grid layer, e.g. {sorted(blocks)[0]}")
-    return grids
+    return grids, stored_head
 
 
 def dense_shard_name(k: int, n: int) -> str:
@@ -210,7 +239,7 @@ def load_checkpoint(path) -> Checkpoint:
         name, _, arr = key.rpartition(".")
         by_layer.setdefault(name, {})[arr] = a
     layers = packed_layers(str(path), ((n, LayerMeta.from_dict(d)) for n, d in layer_meta.items()), by_layer)
-    grids = _read_grids(path, meta.get("grid_layers", {}))
+    grids, head = _read_grids(path, meta.get("grid_layers", {}), meta.get("head"))
     overlap = set(grids) & set(layers)
     if overlap:
         raise FormatError(f"{path}: {sorted(overlap)[0]} is stored both packed and on a grid")
@@ -234,7 +263,14 @@ def load_checkpoint(path) -> Checkpoint:
         if target not in dense:
             raise FormatError(f"{path}: tied tensor {alias} points to {target}, which is not stored")
     _check_config(path, config, b, dense, [*layers, *grids])
-    return Checkpoint(path=path, config=config, meta=meta, layers=layers, grids=grids, dense=dense, tied=dict(tied))
+    if head is not None:
+        key, g = head
+        if key not in dense or dense[key].ndim != 2 or (g.rows, g.cols) != dense[key].shape:
+            raise FormatError(f"{path}: the head's stored form ({g.rows}, {g.cols}) is not a stored matrix {key}")
+        if g.tier not in EMBED_TIERS:
+            raise FormatError(f"{path}: the head's tier {g.tier!r} is not an embedding tier")
+    return Checkpoint(path=path, config=config, meta=meta, layers=layers, grids=grids, dense=dense, tied=dict(tied),
+                      head=head)
 
 
 def _meta(linears: dict[str, tuple[PackedLayer | GridLayer, float]], compress_config: dict, embed_tier: str | None,
@@ -276,14 +312,16 @@ def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
                      dense_shards: list[Callable[[], dict[str, Tensor]]], tied: dict[str, str],
                      dense_dtypes: dict[str, str], compress_config: dict, layer_n: dict, blocks: dict,
                      embed_tier: str | None, extra: dict,
-                     write_tokenizer: Callable[[Path], None] | None = None) -> Path:
+                     write_tokenizer: Callable[[Path], None] | None = None,
+                     head: tuple[str, GridLayer] | None = None) -> Path:
     """Write a checkpoint directory atomically (files.atomic_dir: replaces an earlier checkpoint, nothing else).
 
     write_config(dir) writes config.json; linears: each compressed linear (model order) -> (its stored form, its
     loss; an array of the form may be RowPieces, read as it is written); dense_shards: a function per DENSE shard
     giving its name -> array or RowPieces (one shard in memory at a time, a RowPieces tensor one piece at a time; one
     function writes DENSE, more write dense-K-of-N);
-    write_tokenizer(dir): the tokenizer's files, if any. Every file is written by write_safetensors, from the arrays'
+    write_tokenizer(dir): the tokenizer's files, if any; head: the head's matrix (its dense name) in its stored form
+    (checkpoint/head.py), its blocks in GRID under that name. Every file is written by write_safetensors, from the arrays'
     own buffers (safetensors' save_file would first copy them all into one bytes object).
     pbs2p.json is written last: its presence marks a complete checkpoint.
     """
@@ -293,12 +331,16 @@ def write_checkpoint(out_dir, *, write_config: Callable[[Path], None],
         with open(path, "wb") as f:
             write_safetensors(f, tensors, metadata)
 
-    meta_text = json.dumps(_meta(linears, compress_config, embed_tier, layer_n, tied, dense_dtypes, blocks, extra),
-                           indent=2, sort_keys=False)  # fails here, before anything is written
+    meta = _meta(linears, compress_config, embed_tier, layer_n, tied, dense_dtypes, blocks, extra)
+    if head is not None:
+        meta["head"] = {"tensor": head[0], "tier": head[1].tier, "rows": head[1].rows, "cols": head[1].cols}
+    meta_text = json.dumps(meta, indent=2, sort_keys=False)  # fails here, before anything is written
     arrays = {f"{name}.{k}": v if isinstance(v, RowPieces) else np.ascontiguousarray(v)
               for name, (stored, _) in linears.items() if isinstance(stored, PackedLayer)
               for k, v in stored.arrays.items()}
     grids = {name: stored.blocks for name, (stored, _) in linears.items() if isinstance(stored, GridLayer)}
+    if head is not None:
+        grids[head[0]] = head[1].blocks
     # One metadata key per file: safetensors writes its metadata map in a random order, so two keys would make
     # the same checkpoint differ byte for byte from run to run.
     tag = {"format": f"{CHECKPOINT_KIND}/{FORMAT_VERSION}"}

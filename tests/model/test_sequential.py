@@ -277,3 +277,24 @@ def test_packed_results_restore_a_resumed_run_bit_for_bit(tiny_llama, calib, tmp
         assert all((arrays(a)[k] == arrays(b)[k]).all() for k in arrays(a)), name
         assert torch.equal(tiny_llama.get_submodule(name).weight, twin.get_submodule(name).weight)
         assert torch.equal(r.dequantize(), tiny_llama.get_submodule(name).weight)  # the packed form is the result
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_head_hessian_is_the_compressed_models_final_hidden_states(name, request, calib):
+    """run.head_hessian = 2/n sum h h^T over every position, h the compressed model's input to the head (the final
+    norm's output; OPT's after project_out, where it has one); none when only the first blocks were compressed."""
+    model = request.getfixturevalue(name)
+    run = compress_model(model, calib, CompressConfig(method="rtn"), progress=False)
+    seen = []  # the head's input, as the model's own forward gives it
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    with torch.no_grad():  # the model now holds the compressed weights
+        model(calib)
+    hook.remove()
+    head_in = seen[0]
+    h = head_in.reshape(-1, head_in.shape[-1]).double()
+    expected = (2 * h.T @ h / h.shape[0]).float()
+    assert run.head_hessian.shape == expected.shape and run.head_hessian.dtype == torch.float32
+    torch.testing.assert_close(run.head_hessian, expected, rtol=1e-4, atol=1e-5)
+    partial = compress_model(request.getfixturevalue(name), calib, CompressConfig(method="rtn"), progress=False,
+                             num_blocks=1)
+    assert partial.head_hessian is None
