@@ -129,3 +129,16 @@ def test_a_corrupt_head_is_refused(tmp_path, tiny_tokenizer):
         meta_path.write_text(json.dumps({**good, "head": bad}))
         with pytest.raises(FormatError, match=match):
             load_checkpoint(out)
+
+
+def test_the_onnx_export_holds_the_stored_head(tmp_path, tiny_tokenizer):
+    """The ONNX graph's embedding initializer (the tied head) is the stored head's values, as the GGUF's and the
+    fake-quant model's."""
+    onnx = pytest.importorskip("onnx")
+    from pbs2p_exporters.onnx_export import export_onnx
+
+    out, _ = _checkpoint(tmp_path, tiny_tokenizer, True, "q3_s16")
+    key, layer = load_checkpoint(out).head
+    m = onnx.load(str(export_onnx(out, tmp_path / "m.onnx", flavor="portable")))
+    emb = onnx.numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == key))
+    np.testing.assert_array_equal(emb, layer.decode())
