@@ -20,6 +20,7 @@ from ..pack.packer import row_slice
 from ..pack import checkpoint_dir
 from ..pack.safetensors_stream import RowPieces
 from ..pack.checkpoint_dir import write_checkpoint
+from ..model.arch import head_parameter_name
 
 
 def pack_result(result: LayerResult) -> PackedLayer:
@@ -239,8 +240,7 @@ def save_checkpoint(out_dir, model, tokenizer,
 
 def _head_key(model, dense: DenseTensors) -> str:
     """The dense name the output head's matrix is stored under (the token embedding's, when tied)."""
-    head = model.get_output_embeddings().weight
-    name = next(n for n, p in model.named_parameters(remove_duplicate=False) if p is head)
+    name = head_parameter_name(model)
     return dense.tied.get(name, name)
 
 

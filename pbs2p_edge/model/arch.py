@@ -104,6 +104,12 @@ def named_tail_modules(model: nn.Module, spec: ArchSpec) -> list[tuple[str, nn.M
     return _present(model, spec.tail)
 
 
+def head_parameter_name(model: nn.Module) -> str:
+    """The parameter name of the output head's matrix (the token embedding's, when the head is tied to it)."""
+    head = model.get_output_embeddings().weight
+    return next(n for n, p in model.named_parameters(remove_duplicate=False) if p is head)
+
+
 def embed_modules(model: nn.Module, spec: ArchSpec) -> list[nn.Module]:
     """The modules run before block 0 that exist in this model."""
     return [m for _, m in named_embed_modules(model, spec)]

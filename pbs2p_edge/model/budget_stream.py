@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from ..algo.allocate import Option
 from ..pack import tiers
 from ..pack.architectures import EMBEDDING as EMBEDDING_NAME
-from .arch import ArchSpec, arch_for, block_linears, decoder_blocks, named_embed_modules, named_tail_modules, run_block
+from .arch import (ArchSpec, arch_for, block_linears, decoder_blocks, head_parameter_name, named_embed_modules,
+                   named_tail_modules, run_block)
 from .budget import (EMBED_TIERS, EMBEDDING, FISHER_WINDOWS, LINEAR_TIERS, Sensitivity, embedding_loss, linear_option,
                      model_parameters, planned_tensors, unplanned_bits)
 from .capture import capture_inputs, lent_rows
@@ -187,8 +188,7 @@ class _Head:
     def __init__(self, model: nn.Module, weights: StreamedWeights, tail: list[nn.Module], x: torch.Tensor,
                  ids: torch.Tensor):
         self.weights, self.n, self.S = weights, ids.shape[0], ids.shape[1]
-        self.name = next(n for n, p in model.named_parameters(remove_duplicate=False)
-                         if p is model.get_output_embeddings().weight)
+        self.name = head_parameter_name(model)
         self.x = x.requires_grad_(True)
         with torch.enable_grad():
             h = x

@@ -17,7 +17,7 @@ from ..errors import FormatError, Pbs2pError
 from .layout import FORMAT_VERSION, LayerMeta
 from .packer import PackedLayer, honest_bits, packed_layers
 from .safetensors_stream import RowPieces, Tensor, write_safetensors
-from .tiers import EMBED_TIERS, GridLayer, decode
+from .tiers import EMBED_TIERS, GridLayer, round_trip
 
 CONFIG_JSON = "config.json"  # the Hugging Face model config
 META_JSON = "pbs2p.json"  # format version, compress config, per-linear metadata, stats
@@ -89,13 +89,9 @@ class Checkpoint:
     def embedding_values(self, name: str, tier_name: str) -> np.ndarray:
         """Dense matrix `name` (the token embedding or the head) as a file in tier `tier_name` holds it, float32: the
         head's stored blocks where the compression made them, else rounded to nearest (tiers.round_trip)."""
-        from .tiers import round_trip
-
-        blocks = self.embedding_blocks(name, tier_name)
-        src = self.tied.get(name, name)
-        if blocks is None:
-            return round_trip(tier_name, self.dense[src])
-        return decode(tier_name, blocks, self.dense[src].shape[1])
+        if self.embedding_blocks(name, tier_name) is not None:
+            return self.head[1].decode()
+        return round_trip(tier_name, self.dense[self.tied.get(name, name)])
 
     @property
     def tokenizer_json(self) -> Path | None:
