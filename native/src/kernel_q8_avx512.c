@@ -151,7 +151,9 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
 
 /* Words whose +1 words are rebuilt before they are summed, so the scalar stores reach the vector load in time (a
  * 7B-shape file of 8 blocks, one thread: 1 word ahead 26.5-26.9 tok/s, 2: 29.2-32.3, 3: 30.9-32.7, 5: 28.3-32.2),
- * and the ring slots they are kept in (more than SIGNS_AHEAD). */
+ * and the ring slots they are kept in (more than SIGNS_AHEAD). The ring runs over a row block's words in order,
+ * across its scale groups (word g W + w for w < pbs2p_group_words; only the last group short, so words 0 .. n - 1):
+ * restarted at every group, as it was, the group's first words were summed right after their pdeps' stores. */
 #define SIGNS_AHEAD 3
 #define SIGNS_RING 8
 
@@ -167,20 +169,28 @@ static inline void plus_words(const uint32_t *kept, const uint16_t *signs, uint6
     }
 }
 
-/* Word w (of gw) of scale group g's +1 words, its slot in ring (SIGNS_RING of them) filled SIGNS_AHEAD words before:
- * at w = 0 the group's first SIGNS_AHEAD are rebuilt, and at every w the word SIGNS_AHEAD on, whose signs of the next
- * row block are prefetched as the kept words' are. */
-static inline const uint64_t *plus_slot(const row_block *B, const uint16_t *signs, size_t b0, size_t w, size_t gw,
+/* The words of a row block of L in sequence (see above). */
+static inline size_t block_words(const struct pbs2p_layer *L) {
+    return (size_t)(L->groups - 1) * (size_t)L->words + pbs2p_group_words(L, (size_t)L->groups - 1);
+}
+
+/* Word a's +1 words into its ring slot. */
+static inline void plus_slot(const row_block *B, const uint16_t *signs, size_t a, uint64_t (*ring)[8]) {
+    plus_words(B->bits + a * B->nr, signs + a * B->nr, ring[a % SIGNS_RING]);
+}
+
+/* The ring before word 0 of n is summed: the first SIGNS_AHEAD rebuilt. */
+static inline void ring_start(const row_block *B, const uint16_t *signs, size_t n, uint64_t (*ring)[8]) {
+    for (size_t a = 0; a < SIGNS_AHEAD && a < n; a++) plus_slot(B, signs, a, ring);
+}
+
+/* Word blk (of n)'s +1 words, while the word SIGNS_AHEAD on is rebuilt and the next row block's signs at blk are
+ * prefetched as the kept words' are. */
+static inline const uint64_t *ring_step(const row_block *B, const uint16_t *signs, size_t blk, size_t n,
                                         uint64_t (*ring)[8]) {
-    if (w == 0)
-        for (size_t a = 0; a < SIGNS_AHEAD && a < gw; a++)
-            plus_words(B->bits + (b0 + a) * B->nr, signs + (b0 + a) * B->nr, ring[a % SIGNS_RING]);
-    const size_t blk = b0 + w;
-    if (w + SIGNS_AHEAD < gw)
-        plus_words(B->bits + (blk + SIGNS_AHEAD) * B->nr, signs + (blk + SIGNS_AHEAD) * B->nr,
-                   ring[(w + SIGNS_AHEAD) % SIGNS_RING]);
+    if (blk + SIGNS_AHEAD < n) plus_slot(B, signs, blk + SIGNS_AHEAD, ring);
     __builtin_prefetch(signs + blk * B->nr + 2 * B->ahead, 0, 2);
-    return ring[w % SIGNS_RING];
+    return ring[blk % SIGNS_RING];
 }
 
 /* Row block `first` of a kept_signs layer for one token: block_dot's operations for P = 2 (the same bits), plane 1's
@@ -190,13 +200,15 @@ static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, 
     const row_block B = row_block_at(L, first);
     const uint16_t *signs = pbs2p_block_signs(L, first);
     uint64_t ring[SIGNS_RING][8] __attribute__((aligned(64)));
+    const size_t n = block_words(L);
+    ring_start(&B, signs, n, ring);
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
         __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            const uint64_t *plus = plus_slot(&B, signs, b0, w, gw, ring);
+            const uint64_t *plus = ring_step(&B, signs, blk, n, ring);
             const uint8_t *t = tab + blk * TABLE_BYTES;
             const __m512i t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
             const __m512i t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
@@ -264,6 +276,8 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
     const row_block B = row_block_at(L, first);
     const uint16_t *signs = pbs2p_block_signs(L, first);
     uint64_t ring[SIGNS_RING][8] __attribute__((aligned(64)));
+    const size_t n = block_words(L);
+    ring_start(&B, signs, n, ring);
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
@@ -271,7 +285,7 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
         for (int t = 0; t < TT; t++) s[t][0] = s[t][1] = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            const uint64_t *plus = plus_slot(&B, signs, b0, w, gw, ring);
+            const uint64_t *plus = ring_step(&B, signs, blk, n, ring);
             const uint32_t *src = B.bits + blk * B.nr;
             __builtin_prefetch(src + B.ahead, 0, 2);
             __m512i i0, i1;
