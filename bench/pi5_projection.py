@@ -46,7 +46,9 @@ def project(rows: list[dict], threads: int, bandwidth_gbs: float, ram_gib: float
         out.append({"shape": r["shape"], "engine": r["engine"], "type": r["type"],
                     "file_gib": r["file_bytes"] / 2**30, "mib_per_token": r["read_bytes_per_token"] / 2**20,
                     "fraction": r["fraction_of_read_roofline"], "measured_tps": r["decode_tps"],
-                    "roofline_tps": roofline, "projected_tps": r["fraction_of_read_roofline"] * roofline,
+                    # a fraction above 1 means the measured machine's caches held part of the weights (a Pi 5's
+                    # 2 MB L2 would not): the roofline bounds the projection
+                    "roofline_tps": roofline, "projected_tps": min(r["fraction_of_read_roofline"], 1.0) * roofline,
                     "peak_gib": r["peak_rss_mib"] / 1024, "fits": r["peak_rss_mib"] / 1024 <= ram_gib})
     return out
 
@@ -60,7 +62,8 @@ def write(out: Path, rows: list[dict], meta: dict, args) -> Path:
              "the AVX-512 and NEON kernels hold them: more than the file). Pi 5 roofline: "
              f"{args.bandwidth_gbs:g} GB/s (the rate public llama.cpp figures read a Pi 5's memory at) / MiB read per "
              "token, an upper bound for every engine. At measured fraction: the roofline x the fraction of its read "
-             "roofline (read bandwidth / MiB read per token) the file reached on the measured machine; a kernel that "
+             "roofline (read bandwidth / MiB read per token) the file reached on the measured machine, at most 1 (above 1 "
+             "the measured machine's caches held part of the weights, which a Pi 5's would not); a kernel that "
              "is compute-bound there may do better or worse on a Pi, whose cores are slower too. Break-even: the "
              "fraction of the Pi's roofline our file must reach to match the llama.cpp file of the same shape at its "
              "roofline. Our NEON "
