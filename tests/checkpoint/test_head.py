@@ -5,6 +5,7 @@ import copy
 
 import gguf
 import numpy as np
+import onnx
 import pytest
 import torch
 from checkpoint.tiny_compressed import compress_tiered, tiny_model
@@ -15,6 +16,7 @@ from pbs2p_edge.checkpoint.head import stored_head
 from pbs2p_edge.errors import ConfigError, FormatError
 from pbs2p_edge.pack import tiers
 from pbs2p_exporters.gguf_export import export_gguf
+from pbs2p_exporters.onnx_export import export_onnx
 
 
 def _outlier_hessian(D: int, seed: int) -> torch.Tensor:
@@ -134,9 +136,6 @@ def test_a_corrupt_head_is_refused(tmp_path, tiny_tokenizer):
 def test_the_onnx_export_holds_the_stored_head(tmp_path, tiny_tokenizer):
     """The ONNX graph's embedding initializer (the tied head) is the stored head's values, as the GGUF's and the
     fake-quant model's."""
-    onnx = pytest.importorskip("onnx")
-    from pbs2p_exporters.onnx_export import export_onnx
-
     out, _ = _checkpoint(tmp_path, tiny_tokenizer, True, "q3_s16")
     key, layer = load_checkpoint(out).head
     m = onnx.load(str(export_onnx(out, tmp_path / "m.onnx", flavor="portable")))
