@@ -1,164 +1,263 @@
-"""Kernel benchmark: libpbs2p GEMV/GEMM per kernel variant vs a numpy float32 matmul of the same shape.
+"""Kernel bench: every linear layout libpbs2p runs, timed as a model multiplies it, against the memory bandwidth.
 
-For each shape (rows x cols of a linear) and N:M in 4:8, 5:8, 6:8, a random layer is packed by
-pbs2p_edge.pack and prepared once; every kernel variant this CPU runs is timed on one token (GEMV) and
-on a batch of tokens (GEMM), next to numpy's float32 W @ x on a dense matrix of the same shape.
-Times are medians. Effective bandwidth = bytes the operation must read from memory (the prepared bit
-planes + coefficients for libpbs2p, 4 bytes per weight for numpy) / time, shown against a STREAM-like
-copy (numpy copy of a 256 MB buffer, read + write bytes) measured in the same run.
+For each shape and each kind of linear (packed layers of the compact or the paper structure at N:8, the grid
+tiers), bench/random_gguf.py writes a model file of that shape with random weights whose every decoder linear is of
+that kind. pbs2p-bench-linears (native/bench/bench_linears.c) loads it as the runtime does (packed layers prepared
+for the kernel variant, kept-order signs where it reads them; grid tiers in place in the file mapping) and clocks
+each product through the model's own path (activations quantized to int8, then the kernel, on the model's threads)
+in passes over every linear in model order: 1 token (a decode step's products) and a chunk of tokens (a prompt's).
+GB/s = the bytes the products read (the prepared layers, the tier matrices) / the median pass. A pass larger than
+the last-level cache reads every weight from memory, as a decode step of a large model does; the table gives each
+pass's size against this CPU's L3. The copy bandwidth (issue 15's yardstick: read + write bytes) and the read
+bandwidth come from bench/large_shapes.py's measurement, in the same run, at each thread count.
+Speed only: the weights are random.
 
-    python bench/kernel_speed.py                          # all shapes, 1 thread, writes bench/results/kernels.md
-    python bench/kernel_speed.py --quick --out /tmp/k.md  # two small shapes, a smoke run
-    python bench/kernel_speed.py --threads 4              # libpbs2p n_threads=4 and 4 BLAS threads for numpy
+    python bench/kernel_speed.py                                   # writes bench/results/kernels.md and .json
+    python bench/kernel_speed.py --quick --out /tmp/k             # a smoke run: the small shape, two kinds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 
-def _parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1, help="threads for libpbs2p and for numpy's BLAS (default 1)")
-    p.add_argument("--tokens", type=int, default=16, help="tokens of the GEMM batch (default 16)")
-    p.add_argument("--quick", action="store_true", help="only 576x576 and 1536x576, 4:8")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "kernels.md")
-    p.add_argument("--budget", type=float, default=0.4, help="seconds of repeats per timing (default 0.4)")
-    p.add_argument("--memory-gib", type=float, default=1.0,
-                   help="GiB of prepared copies cycled by the 'from memory' GEMV rows (default 1.0)")
-    return p.parse_args()
+from e2e import _write_atomic, cpu_name  # noqa: E402
+from large_shapes import SHAPES as LARGE_SHAPES  # noqa: E402
+from large_shapes import memory_bandwidth  # noqa: E402
+from random_gguf import llama_config, parse_linear, write_ours  # noqa: E402
 
-
-ARGS = _parse() if __name__ == "__main__" else None
-if ARGS is not None:  # BLAS reads its thread count when numpy is first imported
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
-
-import numpy as np  # noqa: E402
-
-from pbs2p_edge.pack import pack_layer  # noqa: E402
-from pbs2p_edge.pack.layout import VALUE_OF  # noqa: E402
-from pbs2p_edge.runtime import available_kernels, prepare, select_kernel  # noqa: E402
-
-SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536), (4096, 4096), (11008, 4096)]
-NS = (4, 5, 6)
-M = 8
-GROUP_SIZE = 128
-REF_MAX_WEIGHTS = 3_000_000  # the scalar reference is too slow to time GEMM beyond this
-FROM_MEMORY_MIN_WEIGHTS = 16_000_000  # shapes whose GEMV is also timed from memory (its planes not in any cache)
+# key -> (title, Hugging Face LlamaConfig fields, decoder blocks written: enough that a 7B pass outgrows the caches)
+SHAPES = {
+    "smollm2-135m": ("SmolLM2-135M shape", llama_config(576, 1536, 30, 9, 3, 64, 49152, True, 100000.0, 8192), 30),
+    "llama-2-7b": ("Llama-2-7B shape", LARGE_SHAPES["llama-2-7b"][1], 12),
+}
+DEFAULT_LINEARS = "compact-4:8,compact-6:8,paper-4:8,paper-6:8,q8_0,q4_0,q4_s16,q3_s16,q2_s16"
+BINARY = "pbs2p-bench-linears"
+BUILD = ROOT / "build" / "bench"
 
 
-def random_packed(R: int, K: int, n: int, rng: np.random.Generator):
-    """A valid random n:8 layer (one region, alpha + mu per 128 columns), through the public packer."""
-    table = VALUE_OF[(n, M)]
-    bitmaps = table[rng.integers(0, table.size, size=(R, K // M))].astype(np.uint32)
-    mask = ((bitmaps[:, :, None] >> np.arange(M, dtype=np.uint32)) & 1).astype(bool).reshape(R, K)
-    signs = (rng.random((1, R, K)) < 0.5) & mask
-    G = -(-K // GROUP_SIZE)
-    alpha = (0.01 + rng.random((1, 2, R, G))).astype(np.float16).astype(np.float32)
-    mu = (rng.random((2, R, G)) - 0.5).astype(np.float16).astype(np.float32)
-    return pack_layer(mask=mask, signs=signs, salient=np.zeros(K, bool), group=np.zeros((R, K), np.uint8),
-                      alpha=alpha, mu=mu, col_scale=None, n=n, m=M, group_size=GROUP_SIZE)
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def median_seconds(fn, budget: float, max_reps: int = 200) -> float:
-    fn()  # warm caches and page in
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < budget and len(times) < max_reps):
+def find_binary(given: Path | None) -> Path:
+    """--binary, else build/bench's (configured and built here with CMake when missing or older than a source)."""
+    if given is not None:
+        return given
+    path = BUILD / "native" / BINARY
+    sources = [*(ROOT / "native" / "src").iterdir(), *(ROOT / "native" / "bench").iterdir()]
+    if not path.exists() or max(s.stat().st_mtime for s in sources) > path.stat().st_mtime:
+        log(f"building {path} ...")
+        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release",
+                        "-DPBS2P_BUILD_TESTS=ON"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", str(BUILD), "--target", "pbs2p_bench_linears", "-j", str(os.cpu_count())],
+                       check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def l3_bytes() -> int | None:
+    size = Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
+    if not size.exists():
+        return None
+    text = size.read_text().strip()
+    return int(text[:-1]) * {"K": 2**10, "M": 2**20}[text[-1]] if text[-1] in "KM" else int(text)
+
+
+def run_bench(binary: Path, path: Path, variant: str, threads: int, tokens: int, seconds: float) -> dict:
+    cmd = [str(binary), str(path), "--kernel", variant, "--threads", str(threads), "--tokens", str(tokens),
+           "--seconds", str(seconds)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    return json.loads(p.stdout)
+
+
+def measure_shape(key: str, args, binary: Path, work: Path) -> list[dict]:
+    """One record per linear kind of the shape: its runs (variant, threads, tokens), as pbs2p-bench-linears gives
+    them."""
+    title, config, blocks = SHAPES[key]
+    config = {**config, "num_hidden_layers": min(blocks, config["num_hidden_layers"])}
+    out = []
+    for linear in args.linears:
+        path = work / f"{key}-{linear.replace(':', 'of')}.gguf"
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        write_ours(path, config, args.seed, linear)
+        log(f"{key} {linear}: wrote {path.stat().st_size / 2**20:.0f} MiB in {time.perf_counter() - t0:.0f} s")
+        runs = []
+        try:
+            for tokens in args.tokens:
+                for threads in args.threads:
+                    for variant in args.variants:
+                        r = run_bench(binary, path, variant, threads, tokens, args.seconds)
+                        runs.append(r)
+                        log(f"  {variant} {threads}t {tokens} tok: {r['bytes'] / r['seconds'] / 1e9:.2f} GB/s, "
+                            f"{tokens / r['seconds']:.1f} tok/s over the pass ({r['passes']} passes)")
+        finally:
+            if not args.keep:
+                path.unlink(missing_ok=True)
+        out.append({"shape": key, "title": title, "blocks": config["num_hidden_layers"], "linear": linear,
+                    "layout": runs[0]["kinds"][0]["layout"], "bytes": runs[0]["bytes"], "runs": runs})
+    return out
 
 
-def from_memory_seconds(packed, layer, x, n_threads: int, args: argparse.Namespace) -> float:
-    """Seconds of one GEMV whose planes come from memory: the layer prepared again until the copies hold
-    --memory-gib, each product run on the next copy, so a copy's planes have left the caches when it comes round."""
-    copies = [layer] + [prepare(packed) for _ in range(max(1, round(args.memory_gib * 2**30 / layer.nbytes)) - 1)]
-    run_all = lambda: [c.gemv(x, n_threads) for c in copies]  # noqa: E731
-    return median_seconds(run_all, args.budget * 4, max_reps=20) / len(copies)
+def _run(rec: dict, variant: str, threads: int, tokens: int) -> dict | None:
+    return next((r for r in rec["runs"] if (r["kernel"], r["threads"], r["tokens"]) == (variant, threads, tokens)),
+                None)
 
 
-def copy_bandwidth(budget: float) -> float:
-    """GB/s of a numpy copy of 256 MB (bytes read + bytes written)."""
-    src = np.ones(64 * 1024 * 1024, dtype=np.float32)
-    dst = np.empty_like(src)
-    t = median_seconds(lambda: np.copyto(dst, src), budget, max_reps=20)
-    return 2 * src.nbytes / t / 1e9
+def write_results(out: Path, meta: dict, records: list[dict]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "kernels.json", json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+    bw, variants, threads = meta["bandwidth_gbs"], meta["variants"], meta["threads"]
+    prompt = max(meta["tokens"])
+    l3 = meta["l3_bytes"]
+    lines = [f"# libpbs2p linears as a model multiplies them ({meta['cpu']}, random weights)", "",
+             f"Command: `{meta['command']}` at {meta['measured_at']}; {meta['seconds']:.0f} s.", "",
+             "Every decoder linear of a random model file of the shape (its first `blocks` blocks) is of the row's "
+             "kind; "
+             "pbs2p-bench-linears loads it as the runtime does and times each product through the model's path "
+             "(int8 activations, then the kernel variant on the model's threads), in passes over all of them in model "
+             "order; medians of the passes. **GB/s** = the bytes the products read (prepared layers; tier matrices "
+             "in place) / the pass; % = of the copy bandwidth (read + write bytes, issue 15's yardstick) and of the "
+             "read bandwidth measured in the same run: "
+             + "; ".join(f"{t} thread{'s' if t > 1 else ''}: copy {bw['copy'][str(t)]:.1f}, read "
+                         f"{bw['read'][str(t)]:.1f} GB/s" for t in threads)
+             + (f". L3: {l3 / 2**20:.0f} MiB; a pass larger than it reads its weights from memory." if l3 else "."),
+             "", "## Decode: one token per product", "",
+             "| shape | linears | layout (block 0) | pass MiB | " + " | ".join(
+                 f"{v} {t}t GB/s (% copy, % read)" for v in variants for t in threads) + " |",
+             "|---|---|---|---:|" + "---:|" * (len(variants) * len(threads))]
+    for rec in records:
+        cells = []
+        for v in variants:
+            for t in threads:
+                r = _run(rec, v, t, 1)
+                if r is None:
+                    cells.append("—")
+                    continue
+                g = r["bytes"] / r["seconds"] / 1e9
+                cells.append(f"{g:.1f} ({100 * g / bw['copy'][str(t)]:.0f}%, {100 * g / bw['read'][str(t)]:.0f}%)")
+        lines.append(f"| {rec['title']}, {rec['blocks']} blocks | {rec['linear']} | {rec['layout']} | "
+                     f"{rec['bytes'] / 2**20:.0f} | " + " | ".join(cells) + " |")
+    if prompt > 1:
+        lines += ["", f"## Prompt: {prompt} tokens per product", "",
+                  f"Tokens per second over a pass (the linears' share of a prompt's time), and how many times the "
+                  f"decode rate of the same variant and threads.", "",
+                  "| shape | linears | " + " | ".join(f"{v} {t}t tok/s (x decode)" for v in variants for t in threads)
+                  + " |", "|---|---|" + "---:|" * (len(variants) * len(threads))]
+        for rec in records:
+            cells = []
+            for v in variants:
+                for t in threads:
+                    r, d = _run(rec, v, t, prompt), _run(rec, v, t, 1)
+                    cells.append("—" if r is None or d is None else
+                                 f"{prompt / r['seconds']:.1f} ({prompt / r['seconds'] * d['seconds']:.2f}x)")
+            lines.append(f"| {rec['title']}, {rec['blocks']} blocks | {rec['linear']} | " + " | ".join(cells) + " |")
+    v, t = variants[0], max(threads)
+    per_linear = [(rec, r) for rec in records if (r := _run(rec, v, t, 1)) is not None]
+    if per_linear:
+        kinds = per_linear[0][1]["kinds"]
+        lines += ["", f"## Per linear, decode, {v}, {t} threads: GB/s", "",
+                  "| shape | linears | " + " | ".join(f"{k['kind']} ({k['rows']}x{k['cols']})" for k in kinds) + " |",
+                  "|---|---|" + "---:|" * len(kinds)]
+        for rec, r in per_linear:
+            cells = [f"{k['bytes'] / k['seconds'] / 1e9:.1f}" for k in r["kinds"]]
+            lines.append(f"| {rec['title']}, {rec['blocks']} blocks | {rec['linear']} | " + " | ".join(cells) + " |")
+    path = out / "kernels.md"
+    _write_atomic(path, "\n".join(lines) + "\n")
+    return path
 
 
-def run(args: argparse.Namespace) -> str:
-    from e2e import cpu_name
-
-    rng = np.random.default_rng(0)
-    variants = available_kernels()
-    shapes = SHAPES[:1] + SHAPES[2:3] if args.quick else SHAPES
-    ns = (4,) if args.quick else NS
-    T, nt = args.tokens, args.threads
-    copy_gbs = copy_bandwidth(args.budget)
-    rows = []
-    for R, K in shapes:
-        W = rng.standard_normal((R, K)).astype(np.float32)  # numpy's operand: values do not change its time
-        x = rng.standard_normal(K).astype(np.float32)
-        X = rng.standard_normal((T, K)).astype(np.float32)
-        np_gemv = median_seconds(lambda: W @ x, args.budget)
-        np_gemm = median_seconds(lambda: X @ W.T, args.budget)
-        for n in ns:
-            packed = random_packed(R, K, n, rng)
-            layer = prepare(packed)
-            ops = [("gemv", np_gemv, W.nbytes), (f"gemm T={T}", np_gemm, W.nbytes)]
-            if R * K >= FROM_MEMORY_MIN_WEIGHTS:
-                ops.insert(1, ("gemv, from memory", np_gemv, W.nbytes))
-            for op, np_t, np_bytes in ops:
-                ours = {}
-                for v in variants:
-                    if v == "ref" and (op == "gemv, from memory" or (op != "gemv" and R * K > REF_MAX_WEIGHTS)):
-                        continue
-                    select_kernel(v)
-                    if op == "gemv, from memory":
-                        ours[v] = from_memory_seconds(packed, layer, x, nt, args)
-                        continue
-                    fn = (lambda: layer.gemv(x, nt)) if op == "gemv" else (lambda: layer.gemm(X, nt))
-                    ours[v] = median_seconds(fn, args.budget if v != "ref" else min(args.budget, 0.1))
-                best = min((t, v) for v, t in ours.items())
-                rows.append((f"{R}x{K}", f"{n}:{M}", op, np_t, ours, best, layer.nbytes, np_bytes))
-                print(f"{R}x{K} {n}:{M} {op}: numpy {np_t * 1e3:.3f} ms, "
-                      + ", ".join(f"{v} {t * 1e3:.3f} ms" for v, t in ours.items()), file=sys.stderr)
-    select_kernel(None)
-
-    out = [f"# libpbs2p kernels vs numpy float32 ({cpu_name()})", "",
-           f"`python bench/kernel_speed.py{' --quick' if args.quick else ''} --threads {nt} --tokens {T} --budget {args.budget} --memory-gib {args.memory_gib:g}`; "
-           f"{nt} thread(s) for libpbs2p and for numpy's BLAS; medians; variants on this CPU: {', '.join(variants)}.",
-           f"STREAM-like copy in the same run: **{copy_gbs:.1f} GB/s** (numpy copy of 256 MB, read + write bytes).",
-           "GB/s = bytes the operation reads (prepared bit planes + float32 coefficients for libpbs2p, 4 bytes per "
-           "weight for numpy) / median time; % = of the copy bandwidth. Random layers, group size 128, alpha + mu. "
-           f"'gemv, from memory': the layer prepared again into copies that hold {args.memory_gib:g} GiB and one GEMV "
-           "per copy in turn, so the planes come from memory, not from a cache (numpy's column: its in-cache GEMV).", "",
-           "| shape | N:M | op | numpy fp32 ms | " + " | ".join(f"{v} ms" for v in variants)
-           + " | best vs numpy | best GB/s (% copy) | numpy GB/s (% copy) |",
-           "|---|---|---|---:|" + "---:|" * len(variants) + "---:|---:|---:|"]
-    for shape, nm, op, np_t, ours, (bt, bv), nbytes, np_bytes in rows:
-        cells = [f"{ours[v] * 1e3:.3f}" if v in ours else "—" for v in variants]
-        gbs, np_gbs = nbytes / bt / 1e9, np_bytes / np_t / 1e9
-        out.append(f"| {shape} | {nm} | {op} | {np_t * 1e3:.3f} | " + " | ".join(cells)
-                   + f" | {np_t / bt:.2f}x ({bv}) | {gbs:.1f} ({100 * gbs / copy_gbs:.0f}%) "
-                   f"| {np_gbs:.1f} ({100 * np_gbs / copy_gbs:.0f}%) |")
-    return "\n".join(out) + "\n"
+def _list(text: str) -> list[str]:
+    return list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    from pbs2p_edge.runtime import available_kernels
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shapes", default=",".join(SHAPES), help=f"comma list of {', '.join(SHAPES)}")
+    p.add_argument("--linears", default=DEFAULT_LINEARS,
+                   help=f"comma list: compact-N:8, paper-N:8 or a grid tier (default {DEFAULT_LINEARS})")
+    p.add_argument("--variants", help="kernel variants (default: every one this CPU runs but the scalar ref)")
+    p.add_argument("--threads", default="1,2", help="comma list (default 1,2)")
+    p.add_argument("--tokens", default="1,64", help="tokens per product, comma list (default 1,64: a decode step "
+                   "and a prompt chunk of the runtime's size)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed passes per run, at least this long (default 2)")
+    p.add_argument("--binary", type=Path, help=f"the {BINARY} to run (default: built under build/bench)")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="writes OUT/kernels.md and .json")
+    p.add_argument("--work", type=Path, help="where the model files go (default a new folder under /tmp)")
+    p.add_argument("--keep", action="store_true", help="keep the model files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bandwidth-gib", type=float, default=1.0)
+    p.add_argument("--bandwidth-reps", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="a smoke run: the small shape, compact-4:8 and q4_0, short")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.shapes, args.linears, args.seconds, args.bandwidth_reps = "smollm2-135m", "compact-4:8,q4_0", 0.3, 3
+    args.shapes, args.linears = _list(args.shapes), _list(args.linears)
+    if not args.shapes or set(args.shapes) - set(SHAPES):
+        p.error(f"--shapes: choose from {', '.join(SHAPES)}")
+    for linear in args.linears:
+        try:
+            parse_linear(linear)
+        except ValueError as e:
+            p.error(f"--linears: {e}")
+    runnable = available_kernels()
+    args.variants = _list(args.variants) if args.variants else [v for v in runnable if v != "ref"]
+    if not args.variants or set(args.variants) - set(runnable):
+        p.error(f"--variants: this CPU runs {', '.join(runnable)}")
+    try:
+        args.threads, args.tokens = ([int(s) for s in _list(x)] for x in (args.threads, args.tokens))
+    except ValueError:
+        p.error("--threads and --tokens take comma lists of whole numbers")
+    if not args.threads or not args.tokens or min(args.threads + args.tokens) < 1 or 1 not in args.tokens:
+        p.error("--threads and --tokens must be >= 1, and --tokens must hold 1 (the decode rows)")
+    if args.seconds < 0 or not 0 < args.bandwidth_gib <= 64 or args.bandwidth_reps < 1:
+        p.error("--seconds >= 0, --bandwidth-gib in (0, 64], --bandwidth-reps >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from checkout import commit
+
+    args = parse(argv)
+    binary = find_binary(args.binary)
+    own_work = args.work is None
+    work = Path(tempfile.mkdtemp(prefix="pbs2p-kernels-", dir="/tmp")) if own_work else args.work
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bandwidth = {kind: {str(t): memory_bandwidth(kind, t, args.bandwidth_gib, args.bandwidth_reps)
+                        for t in args.threads} for kind in ("copy", "read")}
+    log("bandwidth GB/s: " + json.dumps(bandwidth))
+    meta = {"command": shlex.join(["python", "bench/kernel_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+            "measured_at": commit(), "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
+            "l3_bytes": l3_bytes(), "bandwidth_gbs": bandwidth, "variants": args.variants, "threads": args.threads,
+            "tokens": args.tokens, "seconds": 0.0}
+    records: list[dict] = []
+    try:
+        for key in args.shapes:
+            records += measure_shape(key, args, binary, work)
+            meta["seconds"] = round(time.perf_counter() - started, 1)
+            path = write_results(args.out, meta, records)  # after every shape: a long run keeps what it measured
+    finally:
+        if own_work and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(path)
+    return 0
 
 
 if __name__ == "__main__":
-    table = run(ARGS)
-    write_atomic(ARGS.out, table)
-    print(table)
+    sys.exit(main())

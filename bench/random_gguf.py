@@ -1,4 +1,4 @@
-"""Random-weight GGUF files of a Llama shape, one tensor at a time: ours (packed 4:8 linears) and F16 for llama.cpp.
+"""Random-weight GGUF files of a Llama shape, one tensor at a time: ours (packed or grid-tier linears), F16 for a peer.
 
 No compression runs: the files exist to time engines and measure their memory on shapes too large to compress
 here, so every value is random and every output is meaningless. A shape is a Hugging Face LlamaConfig dict, the
@@ -20,7 +20,7 @@ import numpy as np
 from pbs2p_edge.algo.config import PRESETS, CompressConfig
 from pbs2p_edge.pack import tiers
 from pbs2p_edge.pack.bitstream import pack_fields
-from pbs2p_edge.pack.layout import LayerMeta, expected_arrays, mask_width
+from pbs2p_edge.pack.layout import VALUE_OF, LayerMeta, expected_arrays, group_width, mask_width
 from pbs2p_edge.files.atomic_file import atomic_file
 from pbs2p_exporters.gguf_export import (ALIGNMENT, LINEAR_FIELDS, PACKED_INFIX, LinearKeys, add_pbs2p_keys,
                                          add_tokenizer_keys)
@@ -28,7 +28,11 @@ from pbs2p_exporters.gguf_names import add_arch_keys, gguf_arch, gguf_tensor_nam
 from pbs2p_exporters.gguf_tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, TokenizerKeys
 
 STD = 0.02  # of the random weights: small, so no activation overflows float16 in llama.cpp
-N, M = 4, 8  # our linears: 4:8, the paper's compact structure (one alpha and one mu per row)
+M = 8  # our packed linears' M
+DEFAULT_LINEAR = "compact-4:8"  # the paper's compact structure at 4:8 (one alpha and one mu per row)
+PAPER_GROUP = 128  # the paper preset's scale groups (alpha / mu per 128 columns of a row)
+PAPER_SPLIT = 2  # its split groups
+SALIENT_FRACTION = 0.4  # its salient columns: SmolLM2's paper 6:8 export keeps 221-588 of 576-1536, about 0.4
 EMBED_TYPE = "Q4_0"  # our token embedding / head: what our default exports use (docs/FORMAT.md §10)
 CHUNK = 1 << 24  # values generated at once: bounds the float32 temporaries to 64 MiB
 _LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -134,6 +138,70 @@ def _packed_array(rng: np.random.Generator, meta: LayerMeta, key: str, shape: tu
     raise ValueError(f"the random layer has no {key!r} array (structure {meta})")
 
 
+def parse_linear(kind: str) -> tuple[str, int]:
+    """("compact" or "paper", n) of a packed kind "compact-4:8" / "paper-6:8", or (tier, 0) of a grid tier name."""
+    preset, _, nm = kind.partition("-")
+    if preset in ("compact", "paper") and nm.endswith(f":{M}") and nm[:-2].isdigit() and 1 <= int(nm[:-2]) < M:
+        return preset, int(nm[:-2])
+    if kind in tiers.TIERS and tiers.tier(kind).grid:
+        return kind, 0
+    raise ValueError(f"unknown linear kind {kind!r}: compact-N:{M}, paper-N:{M} (N in 1..{M - 1}) or a grid tier "
+                     f"({', '.join(t for t in tiers.TIERS if tiers.tier(t).grid)})")
+
+
+def packed_meta(preset: str, n: int, R: int, K: int) -> LayerMeta:
+    """The structure of a random packed layer: compact (one region, one scale group per row) or the paper's (salient
+    columns, PAPER_SPLIT split groups, alpha / alpha2 / mu per PAPER_GROUP columns)."""
+    if preset == "compact":
+        return LayerMeta(rows=R, cols=K, n=n, m=M, group_size=K, split=1, has_salient=False, n_salient=0,
+                         has_mu=True, has_col_scale=False)
+    return LayerMeta(rows=R, cols=K, n=n, m=M, group_size=PAPER_GROUP, split=PAPER_SPLIT, has_salient=True,
+                     n_salient=max(1, round(SALIENT_FRACTION * K)), has_mu=True, has_col_scale=False)
+
+
+def _paper_arrays(rng: np.random.Generator, meta: LayerMeta) -> dict[str, np.ndarray]:
+    """Every array of a random layer with salient columns and split groups, consistent as the format requires
+    (docs/FORMAT.md): plane-1 signs only where a salient column is kept, split-group indices 0 on salient columns."""
+    R, K, n = meta.rows, meta.cols, meta.n
+    codes = rng.integers(0, math.comb(M, n), size=(R, K // M), dtype=np.uint16)
+    bitmaps = VALUE_OF[(n, M)][codes].astype(np.uint16)
+    kept = ((bitmaps[:, :, None] >> np.arange(M, dtype=np.uint16)) & 1).astype(bool).reshape(R, K)
+    salient = np.zeros(K, bool)
+    salient[rng.choice(K, size=meta.n_salient, replace=False)] = True
+    kept_cols = np.nonzero(kept)[1].astype(np.int32).reshape(R, meta.kept_per_row)
+    split = rng.integers(0, meta.split, size=(R, meta.kept_per_row), dtype=np.uint8)
+    split[salient[kept_cols]] = 0
+    signs2 = rng.integers(0, 2, size=(R, meta.n_salient), dtype=np.uint8) & kept[:, salient]
+    out = {"mask": pack_fields(codes, mask_width(n, M)),
+           "signs": pack_fields(rng.integers(0, 2, size=(R, meta.kept_per_row), dtype=np.uint8), 1),
+           "signs2": pack_fields(signs2, 1),
+           "salient": np.packbits(salient, bitorder="little"),
+           "groups": pack_fields(split, group_width(meta.split))}
+    out = {k: a.view(np.int8) for k, a in out.items()}
+    G, nreg = meta.groups, meta.regions
+    out["alpha"] = (STD * (0.5 + rng.random((nreg, R, G)))).astype(np.float16)
+    out["alpha2"] = (0.5 * STD * (0.5 + rng.random((R, G)))).astype(np.float16)
+    out["mu"] = (0.1 * STD * rng.standard_normal((nreg, R, G))).astype(np.float16)
+    return out
+
+
+def _grid_blocks(rng: np.random.Generator, name: str, R: int, K: int) -> np.ndarray:
+    """Random blocks of grid tier `name`: random codes and scales for our tiers (tiers.pack), random normal rows
+    rounded by gguf-py for a ggml type."""
+    import gguf
+
+    t = tiers.tier(name)
+    if t.ggml_type is not None:
+        return _normal_quant(rng, R, K, gguf.GGMLQuantizationType[t.ggml_type])
+    scale = lambda shape: (STD / t.qmax * (0.5 + rng.random(shape))).astype(np.float16)  # noqa: E731
+    q = rng.integers(0, t.qmax + 1, size=(R, K), dtype=np.uint8)
+    if t.sub:
+        sub = (R, K // t.sub)
+        return tiers.pack(name, q, scale((R, 1)), -scale((R, 1)), rng.integers(0, tiers.SUB_CODE_MAX + 1, sub),
+                          rng.integers(0, tiers.SUB_CODE_MAX + 1, sub))
+    return tiers.pack(name, q, scale((R, K // t.block)), -scale((R, K // t.block)) if t.has_min else None)
+
+
 def _write(path: Path, config: dict, add_keys: Callable, tensors: list[Tensor]) -> Path:
     """Keys, then the tensor table, then each tensor's data as it is made; atomic (temp file + rename)."""
     import gguf
@@ -201,33 +269,63 @@ def write_f16(path, config: dict, seed: int = 0) -> Path:
     return _write(Path(path), config, keys, tensors)
 
 
-def write_ours(path, config: dict, seed: int = 0) -> Path:
-    """The shape as our GGUF (docs/GGUF.md): every decoder linear a random packed 4:8 layer of the compact
-    structure, token_embd / output in EMBED_TYPE, norms F32 ones, the synthetic vocabulary."""
+def _packed_tensors(base: str, meta: LayerMeta, seed: list[int]) -> list[Tensor]:
+    """The tensors of one random packed layer: each array made when written; the paper structure's arrays, which
+    must agree with each other, from one generator run per layer (remembered for the layer's next array)."""
+    arrays = expected_arrays(meta)
+    made: dict[str, np.ndarray] = {}
+
+    def make(k: str, shape: tuple[int, ...]) -> np.ndarray:
+        if not meta.has_salient:
+            return _packed_array(np.random.default_rng([*seed, list(arrays).index(k)]), meta, k, shape)
+        if not made:
+            made.update(_paper_arrays(np.random.default_rng(seed), meta))
+        return made.pop(k)
+
+    return [Tensor(f"{base}{PACKED_INFIX}{k}", shape, np.dtype(np.int8) if dtype == np.uint8 else np.dtype(dtype),
+                   None, lambda k=k, shape=shape: make(k, shape)) for k, (shape, dtype) in arrays.items()]
+
+
+def write_ours(path, config: dict, seed: int = 0, linear: str = DEFAULT_LINEAR) -> Path:
+    """The shape as our GGUF (docs/GGUF.md): every decoder linear a random `linear` (parse_linear: a packed layer of
+    the compact or the paper structure, or a grid tier), token_embd / output in EMBED_TYPE, norms F32 ones, the
+    synthetic vocabulary."""
     import gguf
 
     arch = gguf_arch(config)
-    cc = CompressConfig(method="pbs2p", n=N, m=M, seed=seed, **PRESETS["compact"]).to_dict()
+    preset, n = parse_linear(linear)
+    cc = CompressConfig(method="pbs2p", n=n or 4, m=M, seed=seed, **PRESETS.get(preset, PRESETS["compact"])).to_dict()
     tensors = _norms(config) + _embeddings(config, gguf.GGMLQuantizationType[EMBED_TYPE], seed)
     keys_of: list[LinearKeys] = []
     for j, (hf, R, K) in enumerate(linears(config)):
         base = gguf_tensor_name(arch, f"{hf}.weight").removesuffix(".weight")
-        meta = LayerMeta(rows=R, cols=K, n=N, m=M, group_size=K, split=1, has_salient=False, n_salient=0,
-                         has_mu=True, has_col_scale=False)
-        arrays = expected_arrays(meta)
-        for k, (shape, dtype) in arrays.items():
-            def make(meta=meta, k=k, shape=shape, rng_seed=[seed, 1, j, list(arrays).index(k)]):
-                return _packed_array(np.random.default_rng(rng_seed), meta, k, shape)
-
-            tensors.append(Tensor(f"{base}{PACKED_INFIX}{k}", shape, np.dtype(np.int8) if dtype == np.uint8
-                                  else np.dtype(dtype), None, make))
-        bits = 8 * sum(math.prod(s) * d.itemsize for s, d in arrays.values())  # FORMAT.md §8
-        keys_of.append(LinearKeys(base, hf, tiers.BINARY, {f: int(getattr(meta, f)) for f in LINEAR_FIELDS}, bits))
+        if n:
+            meta = packed_meta(preset, n, R, K)
+            tensors += _packed_tensors(base, meta, [seed, 1, j])
+            fields = {f: int(getattr(meta, f)) for f in LINEAR_FIELDS}
+            bits = 8 * sum(math.prod(s) * d.itemsize for s, d in expected_arrays(meta).values())  # FORMAT.md §8
+        else:
+            t = tiers.tier(preset)
+            shape = (R, t.row_bytes(K))
+            if t.ggml_type is None:
+                tensors.append(Tensor(f"{base}{PACKED_INFIX}q", shape, np.dtype(np.int8), None,
+                                      lambda R=R, K=K, j=j: _grid_blocks(np.random.default_rng([seed, 1, j]), preset,
+                                                                         R, K).view(np.int8)))
+            else:
+                tensors.append(Tensor(f"{base}.weight", shape, np.dtype(np.uint8),
+                                      gguf.GGMLQuantizationType[t.ggml_type],
+                                      lambda R=R, K=K, j=j: _grid_blocks(np.random.default_rng([seed, 1, j]), preset,
+                                                                         R, K)))
+            fields = {"n": M, "rows": R, "cols": K, "group_size": t.block, "split": 0, "n_salient": 0, "has_mu": 0,
+                      "has_col_scale": 0}  # as gguf_export writes a grid linear's
+            bits = 8 * math.prod(shape)
+        keys_of.append(LinearKeys(base, hf, tiers.BINARY if n else preset, {f: fields[f] for f in LINEAR_FIELDS},
+                                  bits))
 
     def keys(w):
         w.add_custom_alignment(ALIGNMENT)  # docs/GGUF.md §1 (not in the F16 file: llama.cpp's quantize keeps the
         # key but writes its own 32-byte alignment, and then cannot load what it wrote)
-        w.add_name(f"random-{config['hidden_size']}x{config['num_hidden_layers']}-pbs2p-compact-{N}of{M}")
+        w.add_name(f"random-{config['hidden_size']}x{config['num_hidden_layers']}-pbs2p-{linear.replace(':', 'of')}")
         w.add_string("general.quantized_by", "pbs2p-edge (random weights, no compression)")
         add_pbs2p_keys(w, M, cc, keys_of)
         add_tokenizer_keys(w, synthetic_tokenizer(config["vocab_size"]))

@@ -11,17 +11,18 @@ from pbs2p_edge.report import headlines, kernel_rows, report
 
 pytest.importorskip("matplotlib")
 
-KERNELS_MD = """# libpbs2p kernels vs numpy float32 (Test CPU)
+def _run(kernel, threads, tokens, seconds):
+    return {"kernel": kernel, "threads": threads, "tokens": tokens, "seconds": seconds}
 
-STREAM-like copy in the same run: **20.0 GB/s** (numpy copy of 256 MB, read + write bytes).
 
-| shape | N:M | op | numpy fp32 ms | avx512 ms | ref ms | best vs numpy | best GB/s (% copy) | numpy GB/s (% copy) |
-|---|---|---|---:|---:|---:|---:|---:|---:|
-| 4096x4096 | 4:8 | gemv | 2.332 | 0.259 | 139.791 | 9.00x (avx512) | 16.0 (80%) | 28.8 (144%) |
-| 4096x4096 | 4:8 | gemm T=16 | 10.629 | 12.625 | — | 0.84x (avx512) | 0.4 (2%) | 6.3 (34%) |
-| 11008x4096 | 4:8 | gemv | 8.431 | 0.722 | 386.433 | 11.68x (avx512) | 12.0 (60%) | 21.4 (116%) |
-| 11008x4096 | 6:8 | gemv | 8.431 | 0.730 | 372.430 | 11.55x (avx512) | 19.3 (105%) | 21.4 (116%) |
-"""
+# 2 GB a pass: at 1 thread avx512 takes 0.125 s (16 GB/s, 0.8 of copy 20), at 2 threads avx2's 0.1 s beats avx512's
+KERNELS = {"meta": {"bandwidth_gbs": {"copy": {"1": 20.0, "2": 40.0}, "read": {"1": 10.0, "2": 20.0}},
+                    "l3_bytes": 2**28},
+           "records": [{"shape": "llama-2-7b", "linear": "compact-4:8", "bytes": 2_000_000_000,
+                        "runs": [_run("avx512", 1, 1, 0.125), _run("avx2", 1, 1, 0.2), _run("avx512", 2, 1, 0.2),
+                                 _run("avx2", 2, 1, 0.1), _run("avx512", 2, 64, 1.0)]},
+                       {"shape": "smollm2-135m", "linear": "q4_0", "bytes": 2**20,  # in the L3: left out
+                        "runs": [_run("avx512", 1, 1, 1e-4)]}]}
 
 E2E = {"meta": {"threads": 2, "prompt_tokens": 256, "decode_tokens": 128},
        "rows": [{"engine": "pbs2p", "name": "pbs2p compact 4:8", "bits_per_weight": 1.414, "file_bytes": 7.7e7,
@@ -47,18 +48,19 @@ def _write(d, name, obj):
     (d / name).write_text(obj if isinstance(obj, str) else json.dumps(obj))
 
 
-def test_kernel_rows_reads_copy_bandwidth_and_only_gemv_rows():
-    copy, rows = kernel_rows(KERNELS_MD)
-    assert copy == 20.0
-    assert rows == [{"shape": "4096x4096", "nm": "4:8", "gbs": 16.0}, {"shape": "11008x4096", "nm": "4:8", "gbs": 12.0},
-                    {"shape": "11008x4096", "nm": "6:8", "gbs": 19.3}]
+def test_kernel_rows_take_the_fastest_decode_variant_per_thread_count_of_passes_beyond_the_l3():
+    rows = kernel_rows(KERNELS)
+    assert [(r["label"], r["linear"]) for r in rows] == [("llama-2-7b compact-4:8 1t avx512", "compact-4:8"),
+                                                         ("llama-2-7b compact-4:8 2t avx2", "compact-4:8")]
+    assert [r["gbs"] for r in rows] == pytest.approx([16.0, 20.0])
+    assert [r["fraction"] for r in rows] == pytest.approx([0.8, 0.5])
 
 
 def test_headlines_compute_the_issue_ratios():
-    copy, rows = kernel_rows(KERNELS_MD)
-    text = "\n".join(headlines(E2E, QUALITY, copy, rows))
+    text = "\n".join(headlines(E2E, QUALITY, kernel_rows(KERNELS)))
     assert "= **1.50x**" in text and "(llama.cpp Q2_K)" in text and "1.5: met)" in text     # 240 / 160, vs the fastest peer
-    assert "median 14.0 GB/s" in text and "**0.70**" in text                # median(16, 12) / 20, 4:8 rows only
+    assert "median **0.65** of the copy bandwidth over 2 rows, lowest 0.50" in text  # (0.8 + 0.5) / 2
+    assert "0.8 for every row: not met" in text
     assert "**1.414 bits/weight**" in text and "IQ1_S 1.56" in text
     assert "TQ1_0 1e+06 at 3.80 bits (ratio 0.0005)" in text and "F16 25 at 16.00 bits (ratio 20)" in text
 
@@ -67,7 +69,7 @@ def test_report_writes_every_plot_and_the_summary(tmp_path):
     _write(tmp_path, "e2e.json", E2E)
     _write(tmp_path, "quality_vs_size.json", QUALITY)
     _write(tmp_path, "compress_cost.json", COST)
-    _write(tmp_path, "kernels.md", KERNELS_MD)
+    _write(tmp_path, "kernels.json", KERNELS)
     paths = report(tmp_path)
     assert [p.name for p in paths] == ["e2e.png", "pareto.png", "compress_cost.png", "kernels.png", "summary.md"]
     for p in paths[:-1]:
@@ -95,7 +97,7 @@ def test_cli_report_prints_the_written_paths_and_refuses_a_missing_folder(tmp_pa
     import subprocess
     import sys
 
-    (tmp_path / "kernels.md").write_text(KERNELS_MD)
+    _write(tmp_path, "kernels.json", KERNELS)
     cmd = [sys.executable, "-m", "pbs2p_edge.cli", "report"]
     done = subprocess.run(cmd + [str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

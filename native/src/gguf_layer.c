@@ -166,6 +166,12 @@ static const tier_spec *tier_named(const char *s, size_t len) {
     return NULL;
 }
 
+const char *pbs2p_dense_tier_name(int32_t type) {
+    for (size_t k = 0; k < sizeof TIERS / sizeof TIERS[0]; k++)
+        if (TIERS[k].type == type) return TIERS[k].name;
+    return NULL;
+}
+
 /* pbs2p.linear.tier[index] as a tier_spec, or NULL for the packed tier (also when the key is absent). */
 static pbs2p_status tier_of(const pbs2p_gguf *f, const char *base, uint64_t index, uint64_t count,
                             const tier_spec **spec) {

@@ -258,6 +258,8 @@ int pbs2p_dense_block(int32_t type, int32_t *values, size_t *bytes);
 /* Bytes of a row of `cols` values (a multiple of the type's block): its blocks and a two-level type's header. */
 size_t pbs2p_dense_row_bytes(int32_t type, int32_t cols);
 
+/* The tier name (pbs2p.linear.tier) of a dense type ("q4_0", "q4_s16", ...), or NULL for a type no tier stores. */
+const char *pbs2p_dense_tier_name(int32_t type);
 /* The tier of linear `base` of a pbs2p file (pbs2p.linear.tier; absent: every linear packed): *dense = 0 for the
  * packed tier, else 1 with *out the linear's matrix in place in the mapping (<base>.weight of the tier's ggml type,
  * or our blocks <base>.pbs2p.q), its type, shape and block divisibility checked. Statuses as pbs2p_gguf_layer_desc:
