@@ -8,8 +8,9 @@ each product through the model's own path (activations quantized to int8, then t
 in passes over every linear in model order: 1 token (a decode step's products) and a chunk of tokens (a prompt's).
 GB/s = the bytes the products read (the prepared layers, the tier matrices) / the median pass. A pass larger than
 the last-level cache reads every weight from memory, as a decode step of a large model does; the table gives each
-pass's size against this CPU's L3. The copy bandwidth (issue 15's yardstick: read + write bytes) and the read
-bandwidth come from bench/large_shapes.py's measurement, in the same run, at each thread count.
+pass's size against this CPU's L3. Yardsticks, measured in the same run at each thread count: the copy bandwidth
+(issue 15's: numpy copies, read + write bytes, bench/large_shapes.py's measurement) and the read stream of
+pbs2p-bench-linears --read-stream (C loads on the same thread pool, nothing written: what a pass could read at most).
 Speed only: the weights are random.
 
     python bench/kernel_speed.py                                   # writes bench/results/kernels.md and .json
@@ -23,6 +24,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,13 +77,35 @@ def l3_bytes() -> int | None:
     return int(text[:-1]) * {"K": 2**10, "M": 2**20}[text[-1]] if text[-1] in "KM" else int(text)
 
 
-def run_bench(binary: Path, path: Path, variant: str, threads: int, tokens: int, seconds: float) -> dict:
+def run_bench(binary: Path, path: Path, variant: str, threads: int, tokens: int, args) -> dict:
     cmd = [str(binary), str(path), "--kernel", variant, "--threads", str(threads), "--tokens", str(tokens),
-           "--seconds", str(seconds)]
+           "--seconds", str(args.seconds), "--min-passes", str(args.min_passes if tokens == 1 else args.chunk_passes)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
     return json.loads(p.stdout)
+
+
+def read_stream(binary: Path, threads: int, gib: float) -> float:
+    p = subprocess.run([str(binary), "--read-stream", str(gib), "--threads", str(threads)], capture_output=True,
+                       text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"{binary} --read-stream failed ({p.returncode}): {p.stderr.strip()}")
+    return json.loads(p.stdout)["read_gbs"]
+
+
+def merge_rounds(rounds: list[dict]) -> list[dict]:
+    """One run per (kernel, threads, tokens): the median over its rounds of the pass's and of each kind's seconds."""
+    by: dict[tuple, list[dict]] = {}
+    for r in rounds:
+        by.setdefault((r["kernel"], r["threads"], r["tokens"]), []).append(r)
+    out = []
+    for same in by.values():
+        kinds = [{**k, "seconds": statistics.median(r["kinds"][i]["seconds"] for r in same)}
+                 for i, k in enumerate(same[0]["kinds"])]
+        out.append({**same[0], "seconds": statistics.median(r["seconds"] for r in same), "kinds": kinds,
+                    "passes": sum(r["passes"] for r in same), "rounds": len(same)})
+    return out
 
 
 def measure_shape(key: str, args, binary: Path, work: Path) -> list[dict]:
@@ -95,20 +119,24 @@ def measure_shape(key: str, args, binary: Path, work: Path) -> list[dict]:
         t0 = time.perf_counter()
         write_ours(path, config, args.seed, linear)
         log(f"{key} {linear}: wrote {path.stat().st_size / 2**20:.0f} MiB in {time.perf_counter() - t0:.0f} s")
-        runs = []
+        rounds: list[dict] = []
         try:
-            for tokens in args.tokens:
-                for threads in args.threads:
-                    for variant in args.variants:
-                        r = run_bench(binary, path, variant, threads, tokens, args.seconds)
-                        runs.append(r)
-                        log(f"  {variant} {threads}t {tokens} tok: {r['bytes'] / r['seconds'] / 1e9:.2f} GB/s, "
-                            f"{tokens / r['seconds']:.1f} tok/s over the pass ({r['passes']} passes)")
+            for r_i in range(args.rounds):  # rounds over every configuration: this VM's slow spells hit each alike
+                for tokens in args.tokens:
+                    for threads in args.threads:
+                        for variant in args.variants:
+                            r = run_bench(binary, path, variant, threads, tokens, args)
+                            rounds.append(r)
+                            log(f"  round {r_i + 1}: {variant} {threads}t {tokens} tok: "
+                                f"{r['bytes'] / r['seconds'] / 1e9:.2f} GB/s, {tokens / r['seconds']:.1f} tok/s over "
+                                f"the pass ({r['passes']} passes)")
         finally:
             if not args.keep:
                 path.unlink(missing_ok=True)
+        runs = merge_rounds(rounds)
         out.append({"shape": key, "title": title, "blocks": config["num_hidden_layers"], "linear": linear,
-                    "layout": runs[0]["kinds"][0]["layout"], "bytes": runs[0]["bytes"], "runs": runs})
+                    "layout": runs[0]["kinds"][0]["layout"], "bytes": runs[0]["bytes"], "runs": runs,
+                    "rounds": rounds})
     return out
 
 
@@ -129,15 +157,17 @@ def write_results(out: Path, meta: dict, records: list[dict]) -> Path:
              "kind; "
              "pbs2p-bench-linears loads it as the runtime does and times each product through the model's path "
              "(int8 activations, then the kernel variant on the model's threads), in passes over all of them in model "
-             "order; medians of the passes. **GB/s** = the bytes the products read (prepared layers; tier matrices "
-             "in place) / the pass; % = of the copy bandwidth (read + write bytes, issue 15's yardstick) and of the "
-             "read bandwidth measured in the same run: "
-             + "; ".join(f"{t} thread{'s' if t > 1 else ''}: copy {bw['copy'][str(t)]:.1f}, read "
-                         f"{bw['read'][str(t)]:.1f} GB/s" for t in threads)
+             f"order; a run's median pass, then the median over {meta['rounds']} rounds of every configuration in turn "
+             "(a machine's slow spells then hit every configuration alike). **GB/s** = the bytes the products read "
+             "(prepared layers; tier matrices in place) / the pass; % = of the copy bandwidth (numpy, read + write bytes, issue 15's yardstick) and of "
+             "the read stream (C loads on the same threads, nothing written: the most a pass could read) measured in "
+             "the same run: "
+             + "; ".join(f"{t} thread{'s' if t > 1 else ''}: copy {bw['copy'][str(t)]:.1f}, read stream "
+                         f"{bw['stream'][str(t)]:.1f} GB/s (numpy's read {bw['read'][str(t)]:.1f})" for t in threads)
              + (f". L3: {l3 / 2**20:.0f} MiB; a pass larger than it reads its weights from memory." if l3 else "."),
              "", "## Decode: one token per product", "",
              "| shape | linears | layout (block 0) | pass MiB | " + " | ".join(
-                 f"{v} {t}t GB/s (% copy, % read)" for v in variants for t in threads) + " |",
+                 f"{v} {t}t GB/s (% copy, % read stream)" for v in variants for t in threads) + " |",
              "|---|---|---|---:|" + "---:|" * (len(variants) * len(threads))]
     for rec in records:
         cells = []
@@ -148,7 +178,7 @@ def write_results(out: Path, meta: dict, records: list[dict]) -> Path:
                     cells.append("—")
                     continue
                 g = r["bytes"] / r["seconds"] / 1e9
-                cells.append(f"{g:.1f} ({100 * g / bw['copy'][str(t)]:.0f}%, {100 * g / bw['read'][str(t)]:.0f}%)")
+                cells.append(f"{g:.1f} ({100 * g / bw['copy'][str(t)]:.0f}%, {100 * g / bw['stream'][str(t)]:.0f}%)")
         lines.append(f"| {rec['title']}, {rec['blocks']} blocks | {rec['linear']} | {rec['layout']} | "
                      f"{rec['bytes'] / 2**20:.0f} | " + " | ".join(cells) + " |")
     if prompt > 1:
@@ -195,7 +225,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", default="1,2", help="comma list (default 1,2)")
     p.add_argument("--tokens", default="1,64", help="tokens per product, comma list (default 1,64: a decode step "
                    "and a prompt chunk of the runtime's size)")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed passes per run, at least this long (default 2)")
+    p.add_argument("--seconds", type=float, default=0.7, help="timed passes per run, at least this long (default 0.7)")
+    p.add_argument("--rounds", type=int, default=3, help="runs of every configuration, in turn; the tables give the "
+                   "median (default 3)")
+    p.add_argument("--min-passes", type=int, default=5, help="timed passes of a decode run, at least (default 5)")
+    p.add_argument("--chunk-passes", type=int, default=3,
+                   help="timed passes of a prompt-chunk run, at least (default 3: a 7B chunk pass takes seconds)")
     p.add_argument("--binary", type=Path, help=f"the {BINARY} to run (default: built under build/bench)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="writes OUT/kernels.md and .json")
     p.add_argument("--work", type=Path, help="where the model files go (default a new folder under /tmp)")
@@ -206,7 +241,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a smoke run: the small shape, compact-4:8 and q4_0, short")
     args = p.parse_args(argv)
     if args.quick:
-        args.shapes, args.linears, args.seconds, args.bandwidth_reps = "smollm2-135m", "compact-4:8,q4_0", 0.3, 3
+        args.shapes, args.linears, args.seconds, args.rounds, args.bandwidth_reps = ("smollm2-135m", "compact-4:8,q4_0",
+                                                                                  0.3, 1, 3)
     args.shapes, args.linears = _list(args.shapes), _list(args.linears)
     if not args.shapes or set(args.shapes) - set(SHAPES):
         p.error(f"--shapes: choose from {', '.join(SHAPES)}")
@@ -225,8 +261,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         p.error("--threads and --tokens take comma lists of whole numbers")
     if not args.threads or not args.tokens or min(args.threads + args.tokens) < 1 or 1 not in args.tokens:
         p.error("--threads and --tokens must be >= 1, and --tokens must hold 1 (the decode rows)")
-    if args.seconds < 0 or not 0 < args.bandwidth_gib <= 64 or args.bandwidth_reps < 1:
-        p.error("--seconds >= 0, --bandwidth-gib in (0, 64], --bandwidth-reps >= 1")
+    if args.seconds < 0 or not 0 < args.bandwidth_gib <= 64 or min(args.bandwidth_reps, args.min_passes,
+                                                                    args.chunk_passes, args.rounds) < 1:
+        p.error("--seconds >= 0, --bandwidth-gib in (0, 64], --bandwidth-reps, --min-passes, --chunk-passes, "
+                "--rounds >= 1")
     return args
 
 
@@ -241,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bandwidth = {kind: {str(t): memory_bandwidth(kind, t, args.bandwidth_gib, args.bandwidth_reps)
                         for t in args.threads} for kind in ("copy", "read")}
+    bandwidth["stream"] = {str(t): read_stream(binary, t, args.bandwidth_gib) for t in args.threads}
     log("bandwidth GB/s: " + json.dumps(bandwidth))
     meta = {"command": shlex.join(["python", "bench/kernel_speed.py", *(argv if argv is not None else sys.argv[1:])]),
             "measured_at": commit(), "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
             "l3_bytes": l3_bytes(), "bandwidth_gbs": bandwidth, "variants": args.variants, "threads": args.threads,
-            "tokens": args.tokens, "seconds": 0.0}
+            "tokens": args.tokens, "rounds": args.rounds, "seconds": 0.0}
     records: list[dict] = []
     try:
         for key in args.shapes:

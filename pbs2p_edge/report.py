@@ -40,10 +40,11 @@ def _load(path: Path) -> dict | None:
 
 def kernel_rows(doc: dict) -> list[dict]:
     """Decode rows of bench/kernel_speed.py's kernels.json, {label, linear, gbs, fraction (of the copy bandwidth at
-    the run's threads), from_memory}: per record and thread count the fastest variant's one-token pass. Only the
-    records whose pass outgrows the L3 (weights read from memory) when there are any: only they measure bandwidth."""
+    the run's threads), of_stream (of the read stream; None if not measured), from_memory}: per record and thread
+    count the fastest variant's one-token pass. Only the records whose pass outgrows the L3 (weights read from
+    memory) when there are any: only they measure bandwidth."""
     meta, records = doc["meta"], doc["records"]
-    l3 = meta.get("l3_bytes") or 0
+    l3, stream = meta.get("l3_bytes") or 0, meta["bandwidth_gbs"].get("stream")
     big = [r for r in records if r["bytes"] > l3] or records
     rows = []
     for rec in big:
@@ -55,7 +56,7 @@ def kernel_rows(doc: dict) -> list[dict]:
             gbs = rec["bytes"] / best["seconds"] / 1e9
             rows.append({"label": f"{rec['shape']} {rec['linear']} {t}t {best['kernel']}", "linear": rec["linear"],
                          "gbs": gbs, "fraction": gbs / meta["bandwidth_gbs"]["copy"][str(t)],
-                         "from_memory": rec["bytes"] > l3})
+                         "of_stream": gbs / stream[str(t)] if stream else None, "from_memory": rec["bytes"] > l3})
     return rows
 
 
@@ -171,7 +172,9 @@ def headlines(e2e: dict | None, q: dict | None, krows: list[dict]) -> list[str]:
         lines.append(f"- Kernel bandwidth (decode passes over linears {where}, fastest variant): median "
                      f"**{med:.2f}** of the copy bandwidth over {len(krows)} rows, lowest {worst['fraction']:.2f} "
                      f"({worst['label']}) (target >= {BANDWIDTH_TARGET} for every row: "
-                     f"{'met' if worst['fraction'] >= BANDWIDTH_TARGET else 'not met'}).")
+                     f"{'met' if worst['fraction'] >= BANDWIDTH_TARGET else 'not met'})"
+                     + (f"; median {statistics.median(r['of_stream'] for r in krows):.2f} of the read stream."
+                        if all(r["of_stream"] for r in krows) else "."))
     if q:
         ours = [r for r in q["rows"] if r["engine"].startswith("ours") and "4:8" in r["name"]
                 and ("compact" in r["name"] or "4of8" in r["name"])]

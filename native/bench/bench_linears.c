@@ -1,6 +1,7 @@
 /* bench_linears.c — times a model's linears as the model multiplies them (bench/kernel_speed.py runs it).
  *
  *   pbs2p-bench-linears MODEL.gguf [--threads N] [--tokens T] [--kernel NAME] [--seconds S] [--min-passes P]
+ *   pbs2p-bench-linears --read-stream GIB [--threads N]
  *
  * Loads MODEL with pbs2p_model_load (each packed layer prepared as a model prepares it for this kernel variant: kept
  * signs where the variant reads them; each grid-tier linear in place in the mapping), then runs passes over every
@@ -9,7 +10,10 @@
  * product. A pass reads all the linears' bytes once, so where they are larger than the caches every product reads
  * its weights from memory, as a decode step does. Prints one JSON object: per linear kind (q, k, v, o, gate, up,
  * down) its shape, the layout of block 0's, count, bytes and the median over passes of its summed seconds; and the
- * whole pass's. */
+ * whole pass's. --read-stream: the read bandwidth this machine gives such a pass, N threads of the same pool each
+ * summing its share of a GIB buffer (8 independent 64-bit sums, which the compiler vectorizes; bound by the memory),
+ * (see read_share), the median of 7 rounds: a read-only yardstick beside the copy bandwidth, which also counts the
+ * bytes written. */
 #define _POSIX_C_SOURCE 200112L
 #include "model_internal.h"
 
@@ -54,16 +58,67 @@ static void layout_name(const linear *l, char *buf, size_t cap) {
              L->has_salient ? ", salient" : "", L->regions, L->regions > 1 ? "s" : "", L->group_size);
 }
 
+typedef struct read_job {
+    const uint64_t *data;
+    size_t words;
+    uint64_t sum;
+} read_job;
+
+/* A thread's share as READ_STREAMS interleaved sequential streams, as a pass reads its planes: one stream alone
+ * leaves this VM's hardware prefetchers a third of the bandwidth short (8.4 against 12-13 GB/s, one thread). */
+#define READ_STREAMS 4
+
+static void read_share(void *arg) {
+    read_job *j = arg;
+    const size_t q = j->words / READ_STREAMS / 8 * 8;
+    uint64_t acc[8] = {0};
+    for (size_t i = 0; i < q; i += 8)
+        for (int s = 0; s < READ_STREAMS; s++)
+            for (int k = 0; k < 8; k++) acc[k] += j->data[(size_t)s * q + i + k];
+    for (int k = 0; k < 8; k++) j->sum += acc[k];
+}
+
+/* GB/s of reading `gib` GiB on `threads` threads of a pool (see the top). */
+static int read_stream(double gib, int threads) {
+    const size_t unit = 8 * READ_STREAMS;
+    const size_t words = (size_t)(gib * (double)(1u << 30)) / 8 / (size_t)threads / unit * unit;
+    uint64_t *data = malloc(words * (size_t)threads * sizeof *data);
+    read_job jobs[PBS2P_MODEL_MAX_THREADS];
+    pbs2p_pool *pool = NULL;
+    if (!data || (threads > 1 && pbs2p_pool_new(threads, &pool) != PBS2P_OK)) {
+        fprintf(stderr, "pbs2p-bench-linears: out of memory\n");
+        free(data);
+        return 1;
+    }
+    for (size_t i = 0; i < words * (size_t)threads; i++) data[i] = i; /* every page touched before timing */
+    double t[7];
+    uint64_t check = 0;
+    for (int r = 0; r < 7; r++) {
+        for (int k = 0; k < threads; k++) jobs[k] = (read_job){data + (size_t)k * words, words, 0};
+        const double t0 = now();
+        pbs2p_pool_run(pool, read_share, jobs, sizeof jobs[0], threads);
+        t[r] = now() - t0;
+        for (int k = 0; k < threads; k++) check += jobs[k].sum;
+    }
+    printf("{\"threads\": %d, \"bytes\": %zu, \"read_gbs\": %.4f, \"check\": %llu}\n", threads,
+           words * (size_t)threads * 8, (double)(words * (size_t)threads * 8) / median(t, 7) / 1e9,
+           (unsigned long long)check);
+    pbs2p_pool_free(pool);
+    free(data);
+    return 0;
+}
+
 static int usage(const char *msg) {
     fprintf(stderr, "pbs2p-bench-linears: %s\nusage: pbs2p-bench-linears MODEL.gguf [--threads N] [--tokens T] "
-            "[--kernel NAME] [--seconds S] [--min-passes P]\n", msg);
+            "[--kernel NAME] [--seconds S] [--min-passes P]\n       pbs2p-bench-linears --read-stream GIB "
+            "[--threads N]\n", msg);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *path = NULL, *kernel = NULL;
     int threads = 1, tokens = 1, min_passes = 5;
-    double seconds = 2.0;
+    double seconds = 2.0, stream_gib = 0.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') { path = a; continue; }
@@ -74,9 +129,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tokens")) tokens = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--min-passes")) min_passes = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--seconds")) seconds = strtod(v, &end);
+        else if (!strcmp(a, "--read-stream")) stream_gib = strtod(v, &end);
         else if (!strcmp(a, "--kernel")) { kernel = v; continue; }
         else return usage("unknown option");
         if (*end) return usage("a number is malformed");
+    }
+    if (stream_gib != 0.0) {
+        if (!(stream_gib > 0.0 && stream_gib <= 64.0) || threads < 1 || threads > PBS2P_MODEL_MAX_THREADS)
+            return usage("--read-stream takes 0 < GIB <= 64, --threads 1..PBS2P_MODEL_MAX_THREADS");
+        return read_stream(stream_gib, threads);
     }
     if (!path) return usage("no model file");
     if (threads < 1 || threads > PBS2P_MODEL_MAX_THREADS || tokens < 1 || tokens > 4096 || min_passes < 1 ||
