@@ -159,9 +159,9 @@ def write_results(out: Path, meta: dict, records: list[dict]) -> Path:
              "(int8 activations, then the kernel variant on the model's threads), in passes over all of them in model "
              f"order; a run's median pass, then the median over {meta['rounds']} rounds of every configuration in turn "
              "(a machine's slow spells then hit every configuration alike). **GB/s** = the bytes the products read "
-             "(prepared layers; tier matrices in place) / the pass; % = of the copy bandwidth (numpy, read + write bytes, issue 15's yardstick) and of "
-             "the read stream (C loads on the same threads, nothing written: the most a pass could read) measured in "
-             "the same run: "
+             "(prepared layers; tier matrices in place) / the pass; % = of the copy bandwidth (numpy, read + write "
+             "bytes, issue 15's yardstick) and of the read stream (C loads on the same threads, nothing written: the "
+             "most a pass could read) measured in the same run: "
              + "; ".join(f"{t} thread{'s' if t > 1 else ''}: copy {bw['copy'][str(t)]:.1f}, read stream "
                          f"{bw['stream'][str(t)]:.1f} GB/s (numpy's read {bw['read'][str(t)]:.1f})" for t in threads)
              + (f". L3: {l3 / 2**20:.0f} MiB; a pass larger than it reads its weights from memory." if l3 else "."),
