@@ -23,11 +23,9 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from e2e import _write_atomic, cpu_name  # noqa: E402
 from large_shapes import SHAPES as LARGE_SHAPES  # noqa: E402
 from large_shapes import memory_bandwidth  # noqa: E402
 from random_gguf import llama_config, parse_linear, write_ours  # noqa: E402
+from work_folder import work_folder  # noqa: E402
 
 # key -> (title, Hugging Face LlamaConfig fields, decoder blocks written: enough that a 7B pass outgrows the caches)
 SHAPES = {
@@ -275,9 +274,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse(argv)
     binary = find_binary(args.binary)
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="pbs2p-kernels-", dir="/tmp")) if own_work else args.work
-    work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bandwidth = {kind: {str(t): memory_bandwidth(kind, t, args.bandwidth_gib, args.bandwidth_reps)
                         for t in args.threads} for kind in ("copy", "read")}
@@ -288,14 +284,11 @@ def main(argv: list[str] | None = None) -> int:
             "l3_bytes": l3_bytes(), "bandwidth_gbs": bandwidth, "variants": args.variants, "threads": args.threads,
             "tokens": args.tokens, "rounds": args.rounds, "seconds": 0.0}
     records: list[dict] = []
-    try:
+    with work_folder(args.work, args.keep, "pbs2p-kernels-") as work:
         for key in args.shapes:
             records += measure_shape(key, args, binary, work)
             meta["seconds"] = round(time.perf_counter() - started, 1)
             path = write_results(args.out, meta, records)  # after every shape: a long run keeps what it measured
-    finally:
-        if own_work and not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     print(path)
     return 0
 

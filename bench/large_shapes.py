@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 
 from e2e import _spawn, _write_atomic, cpu_name, rss_kib  # noqa: E402
 from random_gguf import linears, llama_config  # noqa: E402
+from work_folder import work_folder  # noqa: E402
 
 SHAPES = {  # key -> (title, Hugging Face LlamaConfig fields)
     "tiny": ("tiny (smoke test)", llama_config(256, 768, 2, 4, 2, 64, 1000, False, 10000.0, 4096)),
@@ -427,32 +428,27 @@ def main(argv: list[str] | None = None) -> int:
     from checkout import commit
     from pbs2p_edge.runtime import available_kernels
 
-    own_work = args.work is None
-    work = Path(tempfile.mkdtemp(prefix="pbs2p-large-shapes-", dir="/tmp")) if own_work else args.work
-    work.mkdir(parents=True, exist_ok=True)
-    check_disk(args, work)
-    started = time.perf_counter()
-    bandwidth = {kind: {t: memory_bandwidth(kind, t, args.bandwidth_gib, args.bandwidth_reps)
-                        for t in args.threads} for kind in BANDWIDTH_KINDS}
-    for kind, by_threads in bandwidth.items():
-        log(f"{kind} bandwidth: " + ", ".join(f"{t} threads {g:.2f} GB/s" for t, g in by_threads.items()))
-    meta = {"command": shlex.join(["python", "bench/large_shapes.py", *(argv if argv is not None else sys.argv[1:])]),
-            "measured_at": commit(), "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
-            "llama_cpp_version": md.version("llama-cpp-python"), "kernels": available_kernels(),
-            "bandwidth_gbs": bandwidth, "bandwidth_gib": args.bandwidth_gib, "bandwidth_reps": args.bandwidth_reps,
-            "prompt_tokens": args.prompt, "decode_tokens": args.decode, "ctx": args.ctx, "reps": args.reps,
-            "threads": args.threads, "seed": args.seed, "shapes": {}}
-    rows: list[dict] = []
-    try:
+    with work_folder(args.work, args.keep, "pbs2p-large-shapes-") as work:
+        check_disk(args, work)  # before any measurement
+        started = time.perf_counter()
+        bandwidth = {kind: {t: memory_bandwidth(kind, t, args.bandwidth_gib, args.bandwidth_reps)
+                            for t in args.threads} for kind in BANDWIDTH_KINDS}
+        for kind, by_threads in bandwidth.items():
+            log(f"{kind} bandwidth: " + ", ".join(f"{t} threads {g:.2f} GB/s" for t, g in by_threads.items()))
+        meta = {"command": shlex.join(["python", "bench/large_shapes.py",
+                                       *(argv if argv is not None else sys.argv[1:])]),
+                "measured_at": commit(), "random_weights": True, "cpu": cpu_name(), "cpus": os.cpu_count(),
+                "llama_cpp_version": md.version("llama-cpp-python"), "kernels": available_kernels(),
+                "bandwidth_gbs": bandwidth, "bandwidth_gib": args.bandwidth_gib,
+                "bandwidth_reps": args.bandwidth_reps, "prompt_tokens": args.prompt, "decode_tokens": args.decode,
+                "ctx": args.ctx, "reps": args.reps, "threads": args.threads, "seed": args.seed, "shapes": {}}
+        rows: list[dict] = []
         for key in args.shapes:
             title, config = SHAPES[key]
             meta["shapes"][key] = {"title": title, "config": config, "summary": shape_summary(config, args.ctx)}
             rows += shape_rows(key, config, args, work, bandwidth)
             meta["seconds"] = round(time.perf_counter() - started, 1)
             path = write_results(args.out, meta, rows)  # after every shape: a long run keeps what it measured
-    finally:
-        if own_work and not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     print(path)
     return 0
 
