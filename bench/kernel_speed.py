@@ -206,6 +206,10 @@ def write_results(out: Path, meta: dict, records: list[dict]) -> Path:
         for rec, r in per_linear:
             lines.append(f"| {rec['linear']} | " + " | ".join(f"{k['bytes'] / k['seconds'] / 1e9:.1f}"
                                                            for k in r["kinds"]) + " |")
+    lines.insert(lines.index("## Decode: one token per product") + 2,
+                 f"Layout and pass MiB: {variants[0]}'s; a variant whose int8 product does not read kept-order signs "
+                 "holds the plane words instead (compact 4:8: 2 bits a weight, not 1.5), and each cell's GB/s counts "
+                 "the bytes its own variant reads.\n")
     path = out / "kernels.md"
     _write_atomic(path, "\n".join(lines) + "\n")
     return path
