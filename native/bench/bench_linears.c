@@ -17,6 +17,7 @@
 #define _POSIX_C_SOURCE 200112L
 #include "model_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +40,6 @@ static int cmp_double(const void *a, const void *b) {
 static double median(double *v, size_t n) {
     qsort(v, n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* Bytes a product reads of the linear's weights: the prepared layer (bit words and coefficients) or the matrix. */
-static size_t linear_bytes(const linear *l) {
-    return l->layer ? pbs2p_layer_nbytes(l->layer) : (size_t)l->dense.rows * l->dense.row_bytes;
 }
 
 /* "4:8 kept signs, 1 region, group 4096", "6:8 planes, salient, 3 regions, group 128", or the grid tier's name. */
@@ -200,19 +196,20 @@ int main(int argc, char **argv) {
     }
     printf("{\"kernel\": \"%s\", \"threads\": %d, \"tokens\": %d, \"blocks\": %d, \"passes\": %zu, \"kinds\": [",
            pbs2p_kernel_name(), threads, tokens, (int)c->n_layer, passes);
-    size_t all_bytes = 0;
+    uint64_t all_bytes = 0;
     for (int k = 0, printed = 0; k < N_LIN; k++) {
         if (!first[k]) continue;
-        size_t bytes = 0;
+        uint64_t bytes = 0;
         for (int32_t b = 0; b < c->n_layer; b++) bytes += linear_bytes(&m->w.blocks[b].lin[k]);
         all_bytes += bytes;
         char layout[96];
         layout_name(first[k], layout, sizeof layout);
-        printf("%s{\"kind\": \"%s\", \"rows\": %d, \"cols\": %d, \"layout\": \"%s\", \"count\": %d, \"bytes\": %zu, "
-               "\"seconds\": %.9g}", printed++ ? ", " : "", KIND_NAMES[k], (int)first[k]->rows, (int)first[k]->cols,
-               layout, (int)c->n_layer, bytes, median(kind_s + (size_t)k * cap, passes));
+        printf("%s{\"kind\": \"%s\", \"rows\": %d, \"cols\": %d, \"layout\": \"%s\", \"count\": %d, "
+               "\"bytes\": %" PRIu64 ", \"seconds\": %.9g}", printed++ ? ", " : "", KIND_NAMES[k],
+               (int)first[k]->rows, (int)first[k]->cols, layout, (int)c->n_layer, bytes,
+               median(kind_s + (size_t)k * cap, passes));
     }
-    printf("], \"bytes\": %zu, \"seconds\": %.9g}\n", all_bytes, median(pass_s, passes));
+    printf("], \"bytes\": %" PRIu64 ", \"seconds\": %.9g}\n", all_bytes, median(pass_s, passes));
     free(X); free(Y); free(kind_s); free(pass_s);
     pbs2p_model_free(m);
     return 0;

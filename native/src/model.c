@@ -61,7 +61,7 @@ static uint64_t step_bytes(const pbs2p_model *m) {
         n += ((b->q_norm ? 1u : 0u) + (b->k_norm ? 1u : 0u)) * (uint64_t)m->c.head_dim * F;
         for (int k = 0; k < N_LIN; k++) {
             const linear *lin = &b->lin[k];
-            n += lin->layer ? pbs2p_layer_nbytes(lin->layer) : (uint64_t)lin->dense.rows * lin->dense.row_bytes;
+            n += linear_bytes(lin);
             n += lin->bias ? (uint64_t)lin->rows * F : 0;
         }
     }

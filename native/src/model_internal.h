@@ -56,6 +56,12 @@ typedef struct linear {
 
 enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LIN };
 
+/* The bytes of a linear's weights as held, which its product reads: the prepared layer (bit words and coefficients),
+ * or the dense matrix in place in the mapping. */
+static inline uint64_t linear_bytes(const linear *l) {
+    return l->layer ? (uint64_t)pbs2p_layer_nbytes(l->layer) : (uint64_t)l->dense.rows * l->dense.row_bytes;
+}
+
 typedef struct block {
     float *attn_norm, *attn_norm_bias; /* (D,); bias only for LayerNorm */
     float *ffn_norm, *ffn_norm_bias;   /* (D,); bias only for LayerNorm */
