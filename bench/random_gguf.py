@@ -23,7 +23,7 @@ from pbs2p_edge.pack.bitstream import pack_fields
 from pbs2p_edge.pack.layout import VALUE_OF, LayerMeta, expected_arrays, group_width, mask_width
 from pbs2p_edge.files.atomic_file import atomic_file
 from pbs2p_exporters.gguf_export import (ALIGNMENT, LINEAR_FIELDS, PACKED_INFIX, LinearKeys, add_pbs2p_keys,
-                                         add_tokenizer_keys)
+                                         add_tokenizer_keys, grid_fields, grid_tensor)
 from pbs2p_exporters.gguf_names import add_arch_keys, gguf_arch, gguf_tensor_name, sort_key
 from pbs2p_exporters.gguf_tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, TokenizerKeys
 
@@ -305,19 +305,11 @@ def write_ours(path, config: dict, seed: int = 0, linear: str = DEFAULT_LINEAR) 
             fields = {f: int(getattr(meta, f)) for f in LINEAR_FIELDS}
             bits = 8 * sum(math.prod(s) * d.itemsize for s, d in expected_arrays(meta).values())  # FORMAT.md §8
         else:
-            t = tiers.tier(preset)
-            shape = (R, t.row_bytes(K))
-            if t.ggml_type is None:
-                tensors.append(Tensor(f"{base}{PACKED_INFIX}q", shape, np.dtype(np.int8), None,
-                                      lambda R=R, K=K, j=j: _grid_blocks(np.random.default_rng([seed, 1, j]), preset,
-                                                                         R, K).view(np.int8)))
-            else:
-                tensors.append(Tensor(f"{base}.weight", shape, np.dtype(np.uint8),
-                                      gguf.GGMLQuantizationType[t.ggml_type],
-                                      lambda R=R, K=K, j=j: _grid_blocks(np.random.default_rng([seed, 1, j]), preset,
-                                                                         R, K)))
-            fields = {"n": M, "rows": R, "cols": K, "group_size": t.block, "split": 0, "n_salient": 0, "has_mu": 0,
-                      "has_col_scale": 0}  # as gguf_export writes a grid linear's
+            name, dtype, raw = grid_tensor(base, preset)
+            shape = (R, tiers.tier(preset).row_bytes(K))
+            tensors.append(Tensor(name, shape, dtype, raw, lambda R=R, K=K, j=j, dtype=dtype: _grid_blocks(
+                np.random.default_rng([seed, 1, j]), preset, R, K).view(dtype)))
+            fields = grid_fields(preset, M, R, K)
             bits = 8 * math.prod(shape)
         keys_of.append(LinearKeys(base, hf, tiers.BINARY if n else preset, {f: fields[f] for f in LINEAR_FIELDS},
                                   bits))

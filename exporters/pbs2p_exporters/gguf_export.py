@@ -56,17 +56,31 @@ def _dense_tensor(gname: str, a: np.ndarray, embed_type: str, stored: np.ndarray
     return gname, np.ascontiguousarray(_f16(gname, a)), None
 
 
-def _grid_tensor(base: str, g: tiers.GridLayer):
-    """(name, array, raw type) of a linear on a grid / f16 tier: a standard ggml type as <base>.weight, else our
-    blocks as I8 <base>.pbs2p.q (docs/FORMAT.md §10)."""
+def grid_tensor(base: str, tier_name: str) -> tuple[str, np.dtype, object]:
+    """(name, numpy dtype, raw ggml type or None) of a grid / f16 tier linear's tensor (docs/FORMAT.md §10): a standard
+    ggml type as <base>.weight, else our blocks as I8 <base>.pbs2p.q. bench/random_gguf.py writes its random files
+    through this too."""
     import gguf
 
-    t = tiers.tier(g.tier)
+    t = tiers.tier(tier_name)
     if t.ggml_type is None:
-        return f"{base}{PACKED_INFIX}q", g.blocks.view(np.int8), None
-    if g.tier == "f16":
-        return f"{base}.weight", g.blocks.view(np.float16), None
-    return f"{base}.weight", g.blocks, gguf.GGMLQuantizationType[t.ggml_type]
+        return f"{base}{PACKED_INFIX}q", np.dtype(np.int8), None
+    if tier_name == "f16":
+        return f"{base}.weight", np.dtype(np.float16), None
+    return f"{base}.weight", np.dtype(np.uint8), gguf.GGMLQuantizationType[t.ggml_type]
+
+
+def grid_fields(tier_name: str, m: int, rows: int, cols: int) -> dict[str, int]:
+    """The LINEAR_FIELDS of a grid / f16 tier linear (docs/GGUF.md §4): the file's M as n, the tier's block as the
+    group size, no split, salient columns, mu or column scales."""
+    return {"n": m, "rows": rows, "cols": cols, "group_size": tiers.tier(tier_name).block, "split": 0,
+            "n_salient": 0, "has_mu": 0, "has_col_scale": 0}
+
+
+def _grid_tensor(base: str, g: tiers.GridLayer):
+    """(name, array, raw type) of a linear on a grid / f16 tier (grid_tensor)."""
+    name, dtype, raw = grid_tensor(base, g.tier)
+    return name, g.blocks.view(dtype), raw
 
 
 @dataclass(frozen=True)
@@ -168,8 +182,7 @@ def export_gguf(checkpoint_dir, out_path, embed_type: str | None = None) -> Path
         else:
             g = ck.grids[hf_name]
             tensors.append(_grid_tensor(base, g))
-            meta = {"n": M, "rows": g.rows, "cols": g.cols, "group_size": tiers.tier(g.tier).block, "split": 0,
-                    "n_salient": 0, "has_mu": 0, "has_col_scale": 0}
+            meta = grid_fields(g.tier, M, g.rows, g.cols)
             bits = g.honest_bits
         linears.append(LinearKeys(base, hf_name, tier_name, {f: int(meta[f]) for f in LINEAR_FIELDS}, bits))
     tensors.sort(key=lambda t: sort_key(t[0]))
