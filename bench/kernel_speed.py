@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from e2e import _write_atomic, cpu_name  # noqa: E402
 from large_shapes import SHAPES as LARGE_SHAPES  # noqa: E402
-from large_shapes import memory_bandwidth  # noqa: E402
+from large_shapes import log, memory_bandwidth  # noqa: E402
 from random_gguf import llama_config, parse_linear, write_ours  # noqa: E402
 from work_folder import work_folder  # noqa: E402
 
@@ -47,10 +47,6 @@ SHAPES = {
 DEFAULT_LINEARS = "compact-4:8,compact-6:8,paper-4:8,paper-6:8,q8_0,q4_0,q4_s16,q3_s16,q2_s16"
 BINARY = "pbs2p-bench-linears"
 BUILD = ROOT / "build" / "bench"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def find_binary(given: Path | None) -> Path:
