@@ -57,15 +57,36 @@ static int has_avx512_vnni(void) {
     return __builtin_cpu_supports("avx512vnni");
 }
 #endif
+#ifdef PBS2P_HAVE_AVX2
+/* CPUID's vendor string is "AuthenticAMD", or "HygonGenuine" (Hygon's cores are AMD's Zen) where hygon is set. */
+static int cpu_vendor_amd(int hygon) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    return (b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u) ||
+           (hygon && b == 0x6f677948u && d == 0x6e65476eu && c == 0x656e6975u);
+}
+
+/* BMI2's pdep in a cycle or so: Intel's cores since Haswell and AMD's since Zen 3 (family 0x19). AMD's earlier cores
+ * (Excavator, Zen, Zen 2: family 0x15 to 0x17; Hygon's 0x18) run it as microcode, a loop over the mask's set bits
+ * (tens to hundreds of cycles), so a kept_signs layer's 16 pdeps a word would cost more than its quarter fewer bytes
+ * save: there the AVX2 products hold plane 1 as words. */
+static int fast_pdep(void) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("bmi2")) return 0;
+    if (!cpu_vendor_amd(1)) return 1;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const unsigned base = a >> 8 & 0xFu, family = base == 0xFu ? base + (a >> 20 & 0xFFu) : base;
+    return family >= 0x19u;
+}
+#endif
+
 #if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX2)
 /* AMD's cores (CPUID vendor "AuthenticAMD"; Zen 4 is the first with AVX-512) run a 512-bit gather as many
  * micro-ops. The VNNI products gather every row's codes (qdense_avx512.c), which a prompt amortizes over its tokens
  * and one token does not: on an AMD EPYC a Llama-3.2-1B-shape file (its tied Q4_0 head is half of what a token reads)
  * decoded at 26 tok/s with them and 44 with the AVX2 variant, 2 threads. */
-static int slow_gathers(void) {
-    unsigned a, b, c, d;
-    return __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
-}
+static int slow_gathers(void) { return cpu_vendor_amd(0); }
 /* The VNNI products from AVX2_LANES_MIN_TOKENS tokens on; for fewer, AVX2's row loops (qdense_avx2.c, which gather
  * nothing below that count). Both give the reference's bits, so the switch changes no output. */
 static void qdense_light_gathers(const pbs2p_dense *W, const pbs2p_q8_acts *A, size_t n_tokens, float *Y, size_t ldy,
@@ -140,6 +161,7 @@ static int initialised;
 static const variant *current;       /* NULL: the forced variant is unavailable */
 static pbs2p_qdense_fn current_qdense; /* current's qdense, or its qdense_ext where this CPU has the extension */
 static pbs2p_rows_q8_fn current_q8;     /* current's q8, or its q8_ext likewise */
+static int current_q8_kept_signs;      /* current_q8 reads kept-order signs (reads_kept_signs) */
 static char unavailable[32];         /* name of that variant */
 
 static const variant *find(const char *name) {
@@ -164,6 +186,24 @@ static pbs2p_qdense_fn qdense_of(const variant *v) {
 /* The variant's products of packed layers on this CPU, decided once like qdense_of's. */
 static pbs2p_rows_q8_fn q8_of(const variant *v) { return v->q8_ext && v->q8_ext_has() ? v->q8_ext : v->q8; }
 
+/* Whether q8 reads layers with kept-order signs at speed (internal.h): a model prepares its layers so where it does.
+ * Decided once, when the variant is chosen: CPUID exits to the hypervisor in a virtual machine (on this VM a product
+ * that asked for every layer ran 1.5 ms slower). */
+static int reads_kept_signs(pbs2p_rows_q8_fn q8) {
+    int reads = 0;
+#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
+    reads |= q8 == pbs2p_rows_q8_avx512; /* chosen only with BMI2 (has_avx512_vbmi_vnni), fast on every such core */
+#endif
+#ifdef PBS2P_HAVE_AVX2
+    reads |= q8 == pbs2p_rows_q8_avx2 && fast_pdep();
+#endif
+#ifdef PBS2P_HAVE_NEON
+    reads |= q8 == pbs2p_rows_q8_neon;
+#endif
+    (void)q8;
+    return reads;
+}
+
 /* Caller holds lock. name NULL or "" = automatic. */
 static pbs2p_status choose(const char *name) {
     if (name && *name) {
@@ -180,12 +220,14 @@ static pbs2p_status choose(const char *name) {
         current = v;
         current_qdense = qdense_of(v);
         current_q8 = q8_of(v);
+        current_q8_kept_signs = reads_kept_signs(current_q8);
         return PBS2P_OK;
     }
     for (size_t v = 0; v < N_VARIANTS; v++)
         if (variants[v].cpu_has()) { current = &variants[v]; break; }
     current_qdense = qdense_of(current); /* ref runs everywhere: there is always one */
     current_q8 = q8_of(current);
+    current_q8_kept_signs = reads_kept_signs(current_q8);
     return PBS2P_OK;
 }
 
@@ -196,25 +238,13 @@ static void ensure_initialised(void) {
     }
 }
 
-/* Whether q8 reads layers with kept-order signs at speed (internal.h): a model prepares its layers so where it does. */
-static int reads_kept_signs(pbs2p_rows_q8_fn q8) {
-    int reads = 0;
-#if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI)
-    reads |= q8 == pbs2p_rows_q8_avx512;
-#endif
-#ifdef PBS2P_HAVE_NEON
-    reads |= q8 == pbs2p_rows_q8_neon;
-#endif
-    (void)q8;
-    return reads;
-}
-
 int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_lock(&lock);
     ensure_initialised();
     const variant *v = current;
     const pbs2p_qdense_fn qdense = current_qdense;
     const pbs2p_rows_q8_fn q8 = current_q8;
+    const int q8_kept_signs = current_q8_kept_signs;
     if (!v) {
         if (!known_name(unavailable))
             pbs2p_fail(PBS2P_ERR_NO_KERNEL, "PBS2P_KERNEL='%s' is not a kernel variant (use ref, avx2, avx512 or neon)", unavailable);
@@ -225,7 +255,7 @@ int pbs2p_kernel_current(pbs2p_kernels *out) {
     pthread_mutex_unlock(&lock);
     if (v) {
         *out = (pbs2p_kernels){v->gemv, v->gemm, v->dense, qdense, v->attend, v->attend_block, v->attend_f16,
-                                v->widen, q8, v->quantize, reads_kept_signs(q8)};
+                                v->widen, q8, v->quantize, q8_kept_signs};
     }
     return v != NULL;
 }

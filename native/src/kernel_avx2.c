@@ -9,8 +9,19 @@
  * The loop is bound by those ~64 vector uops per 16 rows x 32 columns x plane, not by memory: 4096x4096 4:8,
  * one thread, Xeon: 2.20 ms with the previous masked-add kernel -> 0.42 ms (AVX-512: 0.29 ms).
  *
+ * The int8 products read the same tables built from the codes; a kept_signs layer (internal.h: plane 1 held as the
+ * file's kept-order signs, 1.5 bits a weight for the planes' 2) has its +1 words rebuilt by pdep a few words ahead
+ * (kept_signs_x86.h) where the CPU runs pdep fast (dispatch.c): 306 MB held instead of 407 for 8 Llama-2-7B-shape
+ * blocks of compact 4:8, at a cost in time where the loop is bound by its operations, as here. A decode pass over those
+ * linears, AVX2 forced on the Xeon of bench/results/kernels.md, planes -> signs, medians of 5-7 alternating runs of
+ * pbs2p-bench-linears in three series: one thread 66.6 -> 76.7, 69.1 -> 81.7 and 59.2 -> 60.5 ms; two threads
+ * 34.4 -> 42.0, 36.1 -> 43.7 and 36.7 -> 44.3 ms; a 64-token prompt pass 3 to 6 % longer. Memory decides what fits
+ * (the 68.4 G linear weights of Llama-2-70B's shape: 12.8 GB held, not 17.1), so the layout is the one of every
+ * variant that can read it. Without the ring (each word rebuilt where it is used) two threads took 52 ms.
+ *
  * GEMM keeps the decode-then-FMA scheme: w = sum_p coef_p * bit_p for 8 columns, reused by up to 8 tokens. */
 #include "internal.h"
+#include "kept_signs_x86.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -128,6 +139,54 @@ static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_l
     _mm256_storeu_ps(y + 8, accb);
 }
 
+/* Row block `first` of a kept_signs layer (internal.h), one token of codes: block_dot's operations for its two planes
+ * with d (the same bits), plane 1's words rebuilt from the ring (kept_signs_x86.h) instead of loaded. */
+static inline __attribute__((always_inline)) PBS2P_BMI2 void block_dot_signs(const struct pbs2p_layer *L,
+                                                                            size_t first, const float *lut,
+                                                                            const float *d, int FULL, float *y) {
+    const size_t G = (size_t)L->groups, W = (size_t)L->words, nr = pbs2p_block_rows(L, first);
+    static const int32_t ones_then_zeros[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    const __m256i ma = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr < 8 ? nr : 8)));
+    const __m256i mb = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr > 8 ? nr - 8 : 0)));
+    const float *cb = L->coef + first * G * 2;
+    signs_ring ring;
+    ring_start(&ring, L, first, L->row_words * PBS2P_ROW_BLOCK);
+    __m256 acca = _mm256_setzero_ps(), accb = _mm256_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        __m256 s0a = _mm256_setzero_ps(), s0b = _mm256_setzero_ps(), s1a = _mm256_setzero_ps();
+        __m256 s1b = _mm256_setzero_ps();
+        for (size_t w = 0, gw = pbs2p_group_words(L, g); w < gw; w++) {
+            const size_t blk = g * W + w; /* plane 0's word, the signs' word and the activation block */
+            const uint64_t *plus = ring_step(&ring, blk);
+            const uint32_t *b = ring.kept + blk * nr;
+            pbs2p_stream_ahead(b);
+            const __m256i wa = FULL ? _mm256_loadu_si256((const __m256i *)b)
+                                    : _mm256_maskload_epi32((const int *)b, ma);
+            const __m256i wb = FULL ? _mm256_loadu_si256((const __m256i *)(b + 8))
+                                    : _mm256_maskload_epi32((const int *)(b + 8), mb);
+            const float *t = lut + blk * WORD_TABLE;
+            const __m256 dw = _mm256_set1_ps(d[blk]);
+            s0a = _mm256_fmadd_ps(word_sum(wa, t), dw, s0a);
+            s0b = _mm256_fmadd_ps(word_sum(wb, t), dw, s0b);
+            s1a = _mm256_fmadd_ps(word_sum(_mm256_load_si256((const __m256i *)plus), t), dw, s1a);
+            s1b = _mm256_fmadd_ps(word_sum(_mm256_load_si256((const __m256i *)(plus + 4)), t), dw, s1b);
+        }
+        for (size_t p = 0; p < 2; p++) {
+            const float *c = cb + (g * 2 + p) * nr;
+            acca = _mm256_fmadd_ps(FULL ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, ma), p ? s1a : s0a, acca);
+            accb = _mm256_fmadd_ps(FULL ? _mm256_loadu_ps(c + 8) : _mm256_maskload_ps(c + 8, mb), p ? s1b : s0b, accb);
+        }
+    }
+    _mm256_storeu_ps(y, acca);
+    _mm256_storeu_ps(y + 8, accb);
+}
+
+static __attribute__((noinline)) PBS2P_BMI2 void block_signs(const struct pbs2p_layer *L, size_t first,
+                                                             const float *lut, const float *d, float *y) {
+    if (pbs2p_block_rows(L, first) == PBS2P_ROW_BLOCK) block_dot_signs(L, first, lut, d, 1, y);
+    else block_dot_signs(L, first, lut, d, 0, y);
+}
+
 /* GEMV (any token count, one token at a time): tables of the token, then 16 rows per block. Blocks cut by
  * [row0, row1) give the same values as whole ones (lanes are independent). */
 void pbs2p_rows_avx2(const struct pbs2p_layer *L, const float *xs, size_t n_tokens,
@@ -183,7 +242,8 @@ void pbs2p_rows_q8_avx2(const struct pbs2p_layer *L, const pbs2p_q8_acts *A, siz
         build_tables(L, codes, lut);
         for (size_t first = r0 - r0 % PBS2P_ROW_BLOCK; first < r1; first += PBS2P_ROW_BLOCK) {
             float y[PBS2P_ROW_BLOCK];
-            if (pbs2p_block_rows(L, first) == PBS2P_ROW_BLOCK) block_dot(L, first, lut, At.d, 1, y);
+            if (L->kept_signs) block_signs(L, first, lut, At.d, y);
+            else if (pbs2p_block_rows(L, first) == PBS2P_ROW_BLOCK) block_dot(L, first, lut, At.d, 1, y);
             else block_dot(L, first, lut, At.d, 0, y);
             const size_t lo = first < r0 ? r0 - first : 0, hi = r1 - first < PBS2P_ROW_BLOCK ? r1 - first : PBS2P_ROW_BLOCK;
             memcpy(Y + t * ldy + first + lo, y + lo, (hi - lo) * sizeof *y);

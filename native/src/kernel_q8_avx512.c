@@ -10,6 +10,7 @@
  * vector operations, against 8 vpermps, 7 shifts and 8 adds on float tables in kernel_avx512.c; a prompt's tokens
  * share each loaded word and its indices, TOKEN_TILE at a time. */
 #include "internal.h"
+#include "kept_signs_x86.h"
 
 #if defined(PBS2P_HAVE_AVX512_VNNI) && defined(PBS2P_HAVE_AVX512_VBMI) /* else an empty unit */
 #include <immintrin.h>
@@ -147,68 +148,22 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
     return acc;
 }
 
-/* ---- layers holding plane 1 as kept-order signs (internal.h): its words rebuilt by pdep, two rows at a time ---- */
-
-/* Words whose +1 words are rebuilt before they are summed, so the scalar stores reach the vector load in time (a
- * 7B-shape file of 8 blocks, one thread: 1 word ahead 26.5-26.9 tok/s, 2: 29.2-32.3, 3: 30.9-32.7, 5: 28.3-32.2),
- * and the ring slots they are kept in (more than SIGNS_AHEAD). The ring runs over a row block's words in order,
- * across its scale groups (word g W + w for w < pbs2p_group_words; only the last group short, so words 0 .. n - 1):
- * restarted at every group, as it was, the group's first words were summed right after their pdeps' stores. */
-#define SIGNS_AHEAD 3
-#define SIGNS_RING 8
-
-/* The 16 rows' +1 words of one word from its kept words and signs (a row pair per 64-bit pdep) into dst. Lanes past
- * a short last block's rows read the bytes after them (bits has slack for the last word) and are never used. */
-static inline void plus_words(const uint32_t *kept, const uint16_t *signs, uint64_t *dst) {
-    for (int q = 0; q < 8; q++) {
-        uint64_t k;
-        uint32_t sg;
-        memcpy(&k, kept + 2 * q, sizeof k);
-        memcpy(&sg, signs + 2 * q, sizeof sg);
-        dst[q] = _pdep_u64(sg, k);
-    }
-}
-
-/* The words of a row block of L in sequence (see above). */
-static inline size_t block_words(const struct pbs2p_layer *L) {
-    return (size_t)(L->groups - 1) * (size_t)L->words + pbs2p_group_words(L, (size_t)L->groups - 1);
-}
-
-/* Word a's +1 words into its ring slot. */
-static inline void plus_slot(const row_block *B, const uint16_t *signs, size_t a, uint64_t (*ring)[8]) {
-    plus_words(B->bits + a * B->nr, signs + a * B->nr, ring[a % SIGNS_RING]);
-}
-
-/* The ring before word 0 of n is summed: the first SIGNS_AHEAD rebuilt. */
-static inline void ring_start(const row_block *B, const uint16_t *signs, size_t n, uint64_t (*ring)[8]) {
-    for (size_t a = 0; a < SIGNS_AHEAD && a < n; a++) plus_slot(B, signs, a, ring);
-}
-
-/* Word blk (of n)'s +1 words, while the word SIGNS_AHEAD on is rebuilt and the next row block's signs at blk are
- * prefetched as the kept words' are. */
-static inline const uint64_t *ring_step(const row_block *B, const uint16_t *signs, size_t blk, size_t n,
-                                        uint64_t (*ring)[8]) {
-    if (blk + SIGNS_AHEAD < n) plus_slot(B, signs, blk + SIGNS_AHEAD, ring);
-    __builtin_prefetch(signs + blk * B->nr + 2 * B->ahead, 0, 2);
-    return ring[blk % SIGNS_RING];
-}
+/* ---- layers holding plane 1 as kept-order signs (internal.h): its words rebuilt by pdep (kept_signs_x86.h) ---- */
 
 /* Row block `first` of a kept_signs layer for one token: block_dot's operations for P = 2 (the same bits), plane 1's
  * word from its ring slot. */
 static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, const uint8_t *tab, const float *d) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const row_block B = row_block_at(L, first);
-    const uint16_t *signs = pbs2p_block_signs(L, first);
-    uint64_t ring[SIGNS_RING][8] __attribute__((aligned(64)));
-    const size_t n = block_words(L);
-    ring_start(&B, signs, n, ring);
+    signs_ring ring;
+    ring_start(&ring, L, first, B.ahead);
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
         __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            const uint64_t *plus = ring_step(&B, signs, blk, n, ring);
+            const uint64_t *plus = ring_step(&ring, blk);
             const uint8_t *t = tab + blk * TABLE_BYTES;
             const __m512i t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
             const __m512i t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
@@ -274,10 +229,8 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
                                                                     int TT) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const row_block B = row_block_at(L, first);
-    const uint16_t *signs = pbs2p_block_signs(L, first);
-    uint64_t ring[SIGNS_RING][8] __attribute__((aligned(64)));
-    const size_t n = block_words(L);
-    ring_start(&B, signs, n, ring);
+    signs_ring ring;
+    ring_start(&ring, L, first, B.ahead);
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
@@ -285,7 +238,7 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
         for (int t = 0; t < TT; t++) s[t][0] = s[t][1] = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            const uint64_t *plus = ring_step(&B, signs, blk, n, ring);
+            const uint64_t *plus = ring_step(&ring, blk);
             const uint32_t *src = B.bits + blk * B.nr;
             __builtin_prefetch(src + B.ahead, 0, 2);
             __m512i i0, i1;

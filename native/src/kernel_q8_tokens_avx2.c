@@ -9,11 +9,14 @@
  * codes of that quad broadcast (vpmaddubsw: 0/1 times int8, pairs summed in int16), the 8 products added in int16
  * (|sum| <= 16 x 127), and vpmaddwd against ones gives each row's exact integer sum of the word. After that every
  * token's lanes run the reference's float operations (kernel_q8_ref.c): s = fma(sum, d, s) over the plane's words
- * in order, y = fma(coef, s, y) over (g, p): the same bits for any batch and any variant. */
+ * in order, y = fma(coef, s, y) over (g, p): the same bits for any batch and any variant. A kept_signs layer's +1 words
+ * (internal.h) are rebuilt by pdep before they are expanded, as kernel_avx2.c's are. */
 #include "internal.h"
+#include "kept_signs_x86.h"
 
 #ifdef PBS2P_HAVE_AVX2 /* else an empty unit */
 #include <immintrin.h>
+#include <string.h>
 
 /* Tokens that share each expanded word: the expansion costs about what one token's products do. 128 tokens through
  * SmolLM2's 210 compact 4:8 layers, one thread, AVX2 forced on an AMD EPYC: float tables 389-413 ms; this kernel
@@ -49,6 +52,21 @@ static inline __m256i word_sum(const __m256i e[8], const int8_t *q) {
     return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
+/* A kept_signs layer's (internal.h) +1 words of 8 rows of a row block's word (kept and signs at the rows' first), as
+ * lanes: called, not inlined, as this unit is compiled without BMI2 (kept_signs_x86.h); built in registers, as a
+ * vector load of four scalar stores would wait for them to retire. */
+static __attribute__((noinline)) PBS2P_BMI2 __m256i plus_words8(const uint32_t *kept, const uint16_t *signs) {
+    uint64_t p[4];
+    for (int q = 0; q < 4; q++) {
+        uint64_t k;
+        uint32_t sg;
+        memcpy(&k, kept + 2 * q, sizeof k);
+        memcpy(&sg, signs + 2 * q, sizeof sg);
+        p[q] = _pdep_u64(sg, k);
+    }
+    return _mm256_set_epi64x((long long)p[3], (long long)p[2], (long long)p[1], (long long)p[0]);
+}
+
 /* Rows [8 h, 8 h + 8) of the row block at `first` (lanes past its nr rows are 0) for tt <= TOKENS tokens: y[t]. */
 static void half_block(const struct pbs2p_layer *L, size_t first, int h, const pbs2p_q8_acts *A, size_t t0,
                        size_t tt, __m256 y[TOKENS]) {
@@ -70,10 +88,14 @@ static void half_block(const struct pbs2p_layer *L, size_t first, int h, const p
             const uint32_t *b = bb + pbs2p_plane_offset(L, g, p) * nr; /* word w at b + (w - lo) * nr */
             __m256 s[TOKENS];
             for (size_t t = 0; t < tt; t++) s[t] = _mm256_setzero_ps();
+            /* kept_signs: plane 1 is rebuilt from plane 0's words (b) and the signs (lanes past nr read the slack) */
+            const uint16_t *sg = L->kept_signs && p == 1 ? pbs2p_block_signs(L, first) + 8 * (size_t)h + g * W * nr
+                                                         : NULL;
             for (size_t w = lo; w < hi; w++, b += nr) {
                 pbs2p_stream_ahead(b);
-                __m256i e[8];
-                expand_word(_mm256_maskload_epi32((const int *)b, lanes), e);
+                __m256i e[8], v = _mm256_maskload_epi32((const int *)b, lanes);
+                if (sg) v = _mm256_and_si256(plus_words8(b, sg + (w - lo) * nr), lanes);
+                expand_word(v, e);
                 const size_t blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
                 for (size_t t = 0; t < tt; t++) {
                     const __m256i I = word_sum(e, At[t].q + blk * PBS2P_ACT_BLOCK);

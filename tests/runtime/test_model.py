@@ -228,13 +228,21 @@ def test_info(exported):
 
 def _reads_kept_signs() -> bool:
     """Whether the selected kernel's int8 products read plane 1 as kept-order signs (native/src/internal.h), so that
-    a model prepares its layers so: NEON, and AVX-512 with VBMI, VNNI and BMI2."""
+    a model prepares its layers so: NEON; AVX-512 with VBMI, VNNI and BMI2; the AVX2 products (the avx2 variant's, and
+    the avx512 variant's without VBMI or VNNI) where pdep is fast: every BMI2 core but AMD's and Hygon's before Zen 3
+    (CPU family 0x19; dispatch.c fast_pdep)."""
     kernel = selected_kernel()
-    if kernel != "avx512":
+    if kernel in ("neon", "ref"):
         return kernel == "neon"
-    flags = set(next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")),
-                     "").split())
-    return {"avx512vbmi", "avx512_vnni", "bmi2"} <= flags  # as Linux spells them
+    cpu = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        cpu.setdefault(key.strip(), value.strip())
+    flags = set(cpu.get("flags", "").split())
+    if kernel == "avx512" and {"avx512vbmi", "avx512_vnni", "bmi2"} <= flags:  # as Linux spells them
+        return True
+    slow_pdep = cpu.get("vendor_id") in ("AuthenticAMD", "HygonGenuine") and int(cpu.get("cpu family", "0")) < 0x19
+    return "bmi2" in flags and not slow_pdep
 
 
 def _held_bytes(meta, planes_nbytes: int, kept_signs: bool) -> int:

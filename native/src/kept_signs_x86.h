@@ -1,0 +1,71 @@
+/* kept_signs_x86.h — a kept_signs layer's +1 words (internal.h) rebuilt by BMI2's pdep a few words ahead of their
+ * use: shared by the x86 products on int8 activations (kernel_q8_avx512.c, kernel_avx2.c). Its functions carry
+ * target("bmi2"), so an AVX2 unit compiled without -mbmi2 may call them; a model prepares kept_signs layers for a
+ * variant only where the CPU deposits bits fast (dispatch.c, reads_kept_signs). */
+#ifndef PBS2P_KEPT_SIGNS_X86_H
+#define PBS2P_KEPT_SIGNS_X86_H
+
+#include "internal.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define PBS2P_BMI2 __attribute__((target("bmi2")))
+
+/* Words whose +1 words are rebuilt before they are summed, so the scalar stores reach the vector load in time (a
+ * 7B-shape file of 8 blocks, one thread, AVX-512: 1 word ahead 26.5-26.9 tok/s, 2: 29.2-32.3, 3: 30.9-32.7, 5:
+ * 28.3-32.2), and the ring slots they are kept in (more than SIGNS_AHEAD). The ring runs over a row block's words in
+ * order, across its scale groups (word g W + w for w < pbs2p_group_words; only the last group short, so words
+ * 0 .. n - 1): restarted at every group, the group's first words were summed right after their pdeps' stores. */
+#define SIGNS_AHEAD 3
+#define SIGNS_RING 8
+
+/* One row block's ring: its kept words (word a of its 16 rows at kept + a * nr), its signs (likewise), its rows nr,
+ * the distance in words to the next row block's word at the same place (prefetched), and its n words. */
+typedef struct signs_ring {
+    uint64_t slot[SIGNS_RING][8] __attribute__((aligned(64)));
+    const uint32_t *kept;
+    const uint16_t *signs;
+    size_t nr, ahead, n;
+} signs_ring;
+
+/* The 16 rows' +1 words of one word from its kept words and signs (a row pair per 64-bit pdep) into dst. Lanes past
+ * a short last block's rows read the bytes after them (bits has PBS2P_KEPT_SIGNS_SLACK) and are never used. */
+static inline PBS2P_BMI2 void plus_words(const uint32_t *kept, const uint16_t *signs, uint64_t *dst) {
+    for (int q = 0; q < 8; q++) {
+        uint64_t k;
+        uint32_t sg;
+        memcpy(&k, kept + 2 * q, sizeof k);
+        memcpy(&sg, signs + 2 * q, sizeof sg);
+        dst[q] = _pdep_u64(sg, k);
+    }
+}
+
+/* The words of a row block of L in sequence (see above). */
+static inline size_t pbs2p_block_words(const struct pbs2p_layer *L) {
+    return (size_t)(L->groups - 1) * (size_t)L->words + pbs2p_group_words(L, (size_t)L->groups - 1);
+}
+
+static inline PBS2P_BMI2 void ring_fill(signs_ring *r, size_t a) {
+    plus_words(r->kept + a * r->nr, r->signs + a * r->nr, r->slot[a % SIGNS_RING]);
+}
+
+/* Row block `first` of kept_signs layer L: its ring, the first SIGNS_AHEAD words rebuilt. ahead: as r->ahead. */
+static inline PBS2P_BMI2 void ring_start(signs_ring *r, const struct pbs2p_layer *L, size_t first, size_t ahead) {
+    r->kept = pbs2p_block_bits(L, first);
+    r->signs = pbs2p_block_signs(L, first);
+    r->nr = pbs2p_block_rows(L, first);
+    r->ahead = ahead;
+    r->n = pbs2p_block_words(L);
+    for (size_t a = 0; a < SIGNS_AHEAD && a < r->n; a++) ring_fill(r, a);
+}
+
+/* Word blk's +1 words (16 rows), while the word SIGNS_AHEAD on is rebuilt and the next row block's signs at blk are
+ * prefetched as its kept words are. */
+static inline PBS2P_BMI2 const uint64_t *ring_step(signs_ring *r, size_t blk) {
+    if (blk + SIGNS_AHEAD < r->n) ring_fill(r, blk + SIGNS_AHEAD);
+    __builtin_prefetch(r->signs + blk * r->nr + 2 * r->ahead, 0, 2);
+    return r->slot[blk % SIGNS_RING];
+}
+
+#endif
