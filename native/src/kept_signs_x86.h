@@ -29,16 +29,20 @@ typedef struct signs_ring {
     size_t nr, ahead, n;
 } signs_ring;
 
-/* The 16 rows' +1 words of one word from its kept words and signs (a row pair per 64-bit pdep) into dst. Lanes past
- * a short last block's rows read the bytes after them (bits has PBS2P_KEPT_SIGNS_SLACK) and are never used. */
+/* Rows 2q and 2q + 1's +1 words of one word (their kept words at kept + 2q, signs at signs + 2q) as one 64-bit pdep:
+ * row 2q's 16 kept bits take the low 16 signs. */
+static inline PBS2P_BMI2 uint64_t plus_pair(const uint32_t *kept, const uint16_t *signs, int q) {
+    uint64_t k;
+    uint32_t sg;
+    memcpy(&k, kept + 2 * q, sizeof k);
+    memcpy(&sg, signs + 2 * q, sizeof sg);
+    return _pdep_u64(sg, k);
+}
+
+/* The 16 rows' +1 words of one word from its kept words and signs into dst. Lanes past a short last block's rows read
+ * the bytes after them (bits has PBS2P_KEPT_SIGNS_SLACK) and are never used. */
 static inline PBS2P_BMI2 void plus_words(const uint32_t *kept, const uint16_t *signs, uint64_t *dst) {
-    for (int q = 0; q < 8; q++) {
-        uint64_t k;
-        uint32_t sg;
-        memcpy(&k, kept + 2 * q, sizeof k);
-        memcpy(&sg, signs + 2 * q, sizeof sg);
-        dst[q] = _pdep_u64(sg, k);
-    }
+    for (int q = 0; q < 8; q++) dst[q] = plus_pair(kept, signs, q);
 }
 
 /* The words of a row block of L in sequence (see above). */

@@ -16,7 +16,6 @@
 
 #ifdef PBS2P_HAVE_AVX2 /* else an empty unit */
 #include <immintrin.h>
-#include <string.h>
 
 /* Tokens that share each expanded word: the expansion costs about what one token's products do. 128 tokens through
  * SmolLM2's 210 compact 4:8 layers, one thread, AVX2 forced on an AMD EPYC: float tables 389-413 ms; this kernel
@@ -56,15 +55,8 @@ static inline __m256i word_sum(const __m256i e[8], const int8_t *q) {
  * lanes: called, not inlined, as this unit is compiled without BMI2 (kept_signs_x86.h); built in registers, as a
  * vector load of four scalar stores would wait for them to retire. */
 static __attribute__((noinline)) PBS2P_BMI2 __m256i plus_words8(const uint32_t *kept, const uint16_t *signs) {
-    uint64_t p[4];
-    for (int q = 0; q < 4; q++) {
-        uint64_t k;
-        uint32_t sg;
-        memcpy(&k, kept + 2 * q, sizeof k);
-        memcpy(&sg, signs + 2 * q, sizeof sg);
-        p[q] = _pdep_u64(sg, k);
-    }
-    return _mm256_set_epi64x((long long)p[3], (long long)p[2], (long long)p[1], (long long)p[0]);
+    return _mm256_set_epi64x((long long)plus_pair(kept, signs, 3), (long long)plus_pair(kept, signs, 2),
+                             (long long)plus_pair(kept, signs, 1), (long long)plus_pair(kept, signs, 0));
 }
 
 /* Rows [8 h, 8 h + 8) of the row block at `first` (lanes past its nr rows are 0) for tt <= TOKENS tokens: y[t]. */
