@@ -53,7 +53,7 @@ def kernel_rows(doc: dict) -> list[dict]:
             if not decode:
                 continue
             best = min(decode, key=lambda r: r["seconds"])
-            gbs = best["bytes"] / best["seconds"] / 1e9  # the variant's own layout: AVX2 holds no kept signs
+            gbs = best["bytes"] / best["seconds"] / 1e9  # the variant's own layout (kept signs or planes)
             rows.append({"label": f"{rec['shape']} {rec['linear']} {t}t {best['kernel']}", "linear": rec["linear"],
                          "gbs": gbs, "fraction": gbs / meta["bandwidth_gbs"]["copy"][str(t)],
                          "of_stream": gbs / stream[str(t)] if stream else None, "from_memory": rec["bytes"] > l3})

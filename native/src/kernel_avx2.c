@@ -12,12 +12,11 @@
  * The int8 products read the same tables built from the codes; a kept_signs layer (internal.h: plane 1 held as the
  * file's kept-order signs, 1.5 bits a weight for the planes' 2) has its +1 words rebuilt by pdep a few words ahead
  * (kept_signs_x86.h) where the CPU runs pdep fast (dispatch.c): 306 MB held instead of 407 for 8 Llama-2-7B-shape
- * blocks of compact 4:8, at a cost in time where the loop is bound by its operations, as here. A decode pass over those
- * linears, AVX2 forced on the Xeon of bench/results/kernels.md, planes -> signs, medians of 5-7 alternating runs of
- * pbs2p-bench-linears in three series: one thread 66.6 -> 76.7, 69.1 -> 81.7 and 59.2 -> 60.5 ms; two threads
- * 34.4 -> 42.0, 36.1 -> 43.7 and 36.7 -> 44.3 ms; a 64-token prompt pass 3 to 6 % longer. Memory decides what fits
- * (the 68.4 G linear weights of Llama-2-70B's shape: 12.8 GB held, not 17.1), so the layout is the one of every
- * variant that can read it. Without the ring (each word rebuilt where it is used) two threads took 52 ms.
+ * blocks of compact 4:8, in the same time. A decode pass over those linears, AVX2 forced on the Xeon of
+ * bench/results/kernels.md, planes -> signs, medians of 5 alternating runs of pbs2p-bench-linears: one thread
+ * 66.8 -> 65.8 ms, two threads 34.3 -> 33.4 ms (a first version kept the ring's sizes in the struct its slots are
+ * stored into, so every word reloaded them: 15-20 % slower). Without the ring (each word rebuilt where it is used)
+ * two threads took 52 ms.
  *
  * GEMM keeps the decode-then-FMA scheme: w = sum_p coef_p * bit_p for 8 columns, reused by up to 8 tokens. */
 #include "internal.h"
@@ -93,6 +92,14 @@ static inline __attribute__((always_inline)) __m256 word_sum(__m256i w, const fl
 }
 #undef LOOK
 
+/* The lanes of a row block's rows 8 h .. 8 h + 7 that exist (nr rows): the first min(nr, 8) for h = 0,
+ * max(nr - 8, 0) for h = 1, as a maskload mask. */
+static inline __m256i row_lanes(size_t nr, int h) {
+    static const int32_t ones_then_zeros[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    const size_t n = h ? (nr > 8 ? nr - 8 : 0) : (nr < 8 ? nr : 8);
+    return _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - n));
+}
+
 /* One block of nr <= 16 rows starting at row `first`, one token: y[0..16) (lanes past nr are 0). FULL: nr == 16
  * (plain loads); otherwise masked loads of the nr rows. A row's operations depend only on its own lane. d: NULL for
  * tables of float activations (a plane's word sums added up), else the tables hold int8 codes and d the scales of
@@ -101,10 +108,7 @@ static inline __attribute__((always_inline)) void block_dot(const struct pbs2p_l
                                                            const float *lut, const float *d, int FULL, float *y) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words, P = (size_t)L->planes;
     const size_t nr = pbs2p_block_rows(L, first);
-    static const int32_t ones_then_zeros[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
-    /* lanes of rows 0..7 and 8..15 that exist: the first min(nr, 8) and max(nr - 8, 0) */
-    const __m256i ma = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr < 8 ? nr : 8)));
-    const __m256i mb = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr > 8 ? nr - 8 : 0)));
+    const __m256i ma = row_lanes(nr, 0), mb = row_lanes(nr, 1);
     const uint32_t *bb = pbs2p_block_bits(L, first);
     const float *cb = L->coef + first * G * P;
     __m256 acca = _mm256_setzero_ps(), accb = _mm256_setzero_ps();
@@ -145,19 +149,18 @@ static inline __attribute__((always_inline)) PBS2P_BMI2 void block_dot_signs(con
                                                                             size_t first, const float *lut,
                                                                             const float *d, int FULL, float *y) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words, nr = pbs2p_block_rows(L, first);
-    static const int32_t ones_then_zeros[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
-    const __m256i ma = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr < 8 ? nr : 8)));
-    const __m256i mb = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 16 - (nr > 8 ? nr - 8 : 0)));
+    const __m256i ma = row_lanes(nr, 0), mb = row_lanes(nr, 1);
     const float *cb = L->coef + first * G * 2;
-    signs_ring ring;
-    ring_start(&ring, L, first, L->row_words * PBS2P_ROW_BLOCK);
+    const signs_ring ring = signs_ring_at(L, first);
+    uint64_t slot[SIGNS_RING][8] __attribute__((aligned(64)));
+    ring_start(&ring, slot);
     __m256 acca = _mm256_setzero_ps(), accb = _mm256_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         __m256 s0a = _mm256_setzero_ps(), s0b = _mm256_setzero_ps(), s1a = _mm256_setzero_ps();
         __m256 s1b = _mm256_setzero_ps();
         for (size_t w = 0, gw = pbs2p_group_words(L, g); w < gw; w++) {
             const size_t blk = g * W + w; /* plane 0's word, the signs' word and the activation block */
-            const uint64_t *plus = ring_step(&ring, blk);
+            const uint64_t *plus = ring_step(&ring, slot, blk);
             const uint32_t *b = ring.kept + blk * nr;
             pbs2p_stream_ahead(b);
             const __m256i wa = FULL ? _mm256_loadu_si256((const __m256i *)b)

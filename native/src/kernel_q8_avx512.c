@@ -155,15 +155,16 @@ static inline __attribute__((always_inline)) __m512 block_dot(const struct pbs2p
 static inline __m512 block_dot_signs(const struct pbs2p_layer *L, size_t first, const uint8_t *tab, const float *d) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const row_block B = row_block_at(L, first);
-    signs_ring ring;
-    ring_start(&ring, L, first, B.ahead);
+    const signs_ring ring = signs_ring_at(L, first);
+    uint64_t slot[SIGNS_RING][8] __attribute__((aligned(64)));
+    ring_start(&ring, slot);
     __m512 acc = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
         __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            const uint64_t *plus = ring_step(&ring, blk);
+            const uint64_t *plus = ring_step(&ring, slot, blk);
             const uint8_t *t = tab + blk * TABLE_BYTES;
             const __m512i t0lo = _mm512_load_si512(t), t0hi = _mm512_load_si512(t + 64);
             const __m512i t1lo = _mm512_load_si512(t + 128), t1hi = _mm512_load_si512(t + 192);
@@ -229,8 +230,9 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
                                                                     int TT) {
     const size_t G = (size_t)L->groups, W = (size_t)L->words;
     const row_block B = row_block_at(L, first);
-    signs_ring ring;
-    ring_start(&ring, L, first, B.ahead);
+    const signs_ring ring = signs_ring_at(L, first);
+    uint64_t slot[SIGNS_RING][8] __attribute__((aligned(64)));
+    ring_start(&ring, slot);
     for (int t = 0; t < TT; t++) y[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         const size_t gw = pbs2p_group_words(L, g), b0 = g * W;
@@ -238,7 +240,7 @@ static inline __attribute__((always_inline)) void block_tokens_signs(const struc
         for (int t = 0; t < TT; t++) s[t][0] = s[t][1] = _mm512_setzero_ps();
         for (size_t w = 0; w < gw; w++) {
             const size_t blk = b0 + w;
-            const uint64_t *plus = ring_step(&ring, blk);
+            const uint64_t *plus = ring_step(&ring, slot, blk);
             const uint32_t *src = B.bits + blk * B.nr;
             __builtin_prefetch(src + B.ahead, 0, 2);
             __m512i i0, i1;

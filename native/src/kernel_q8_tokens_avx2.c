@@ -85,9 +85,9 @@ static void half_block(const struct pbs2p_layer *L, size_t first, int h, const p
                                                          : NULL;
             for (size_t w = lo; w < hi; w++, b += nr) {
                 pbs2p_stream_ahead(b);
-                __m256i e[8], v = _mm256_maskload_epi32((const int *)b, lanes);
-                if (sg) v = _mm256_and_si256(plus_words8(b, sg + (w - lo) * nr), lanes);
-                expand_word(v, e);
+                __m256i e[8];
+                expand_word(sg ? _mm256_and_si256(plus_words8(b, sg + (w - lo) * nr), lanes)
+                               : _mm256_maskload_epi32((const int *)b, lanes), e);
                 const size_t blk = ((size_t)L->plane_xs[p] * G + g) * W + w;
                 for (size_t t = 0; t < tt; t++) {
                     const __m256i I = word_sum(e, At[t].q + blk * PBS2P_ACT_BLOCK);
